@@ -1,0 +1,212 @@
+package records
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// ErrCorrupt is wrapped by every decode error caused by malformed record
+// bytes (truncated, over-long, or otherwise inconsistent).
+var ErrCorrupt = errors.New("records: corrupt record")
+
+// ErrVersion is wrapped by the decode error for a record whose format
+// version this reader does not know (written by a newer writer, or garbage).
+var ErrVersion = errors.New("records: unknown record format version")
+
+// appendString appends s as a uvarint length followed by its bytes.
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendNullableBytes appends p as uvarint(len+1) followed by its bytes; a
+// nil p is written as a single 0 so that nil and empty stay distinct (Kafka
+// keys and values make that distinction).
+func appendNullableBytes(b []byte, p []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(p))+1)
+	return append(b, p...)
+}
+
+// appendTime appends t as a varint of Unix seconds and a uvarint of
+// nanoseconds. The location is not kept: decoding yields UTC, and the zero
+// time decodes to the zero time.
+func appendTime(b []byte, t time.Time) []byte {
+	b = binary.AppendVarint(b, t.Unix())
+	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+}
+
+// reader reads the primitive encodings above from a byte slice. The first
+// failure is sticky: later reads return zero values and err stays set, so a
+// decoder can read a whole record and check err once.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s at offset %d", ErrCorrupt, what, r.off)
+	}
+}
+
+// remaining is the number of unread bytes.
+func (r *reader) remaining() int { return len(r.b) - r.off }
+
+func (r *reader) byte1(what string) byte {
+	if r.err != nil {
+		return 0
+	}
+	if r.off >= len(r.b) {
+		r.fail(what)
+		return 0
+	}
+	c := r.b[r.off]
+	r.off++
+	return c
+}
+
+func (r *reader) uvarint(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b[r.off:])
+	if n <= 0 {
+		r.fail(what)
+		return 0
+	}
+	r.off += n
+	return v
+}
+
+func (r *reader) varint(what string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b[r.off:])
+	if n <= 0 {
+		r.fail(what)
+		return 0
+	}
+	r.off += n
+	return v
+}
+
+// uint32v reads a uvarint that must fit in 32 bits.
+func (r *reader) uint32v(what string) uint32 {
+	v := r.uvarint(what)
+	if v > math.MaxUint32 {
+		r.fail(what)
+		return 0
+	}
+	return uint32(v)
+}
+
+// int32v reads a varint that must fit in 32 bits.
+func (r *reader) int32v(what string) int32 {
+	v := r.varint(what)
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		r.fail(what)
+		return 0
+	}
+	return int32(v)
+}
+
+// length reads a uvarint count of items that each take at least minSize
+// bytes, and fails unless that many items can fit in the unread bytes; so a
+// hostile count can never cause a large allocation.
+func (r *reader) length(what string, minSize int) int {
+	v := r.uvarint(what)
+	if r.err != nil {
+		return 0
+	}
+	if minSize < 1 {
+		minSize = 1
+	}
+	if v > uint64(r.remaining()/minSize) {
+		r.fail(what)
+		return 0
+	}
+	return int(v)
+}
+
+// raw returns the next n bytes without copying.
+func (r *reader) raw(what string, n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > r.remaining() {
+		r.fail(what)
+		return nil
+	}
+	p := r.b[r.off : r.off+n]
+	r.off += n
+	return p
+}
+
+func (r *reader) string(what string) string {
+	n := r.length(what, 1)
+	return string(r.raw(what, n))
+}
+
+// nullableBytes reads what appendNullableBytes wrote, as a fresh copy.
+func (r *reader) nullableBytes(what string) []byte {
+	v := r.uvarint(what)
+	if r.err != nil || v == 0 {
+		return nil
+	}
+	if v-1 > uint64(r.remaining()) {
+		r.fail(what)
+		return nil
+	}
+	p := r.raw(what, int(v-1))
+	out := make([]byte, len(p))
+	copy(out, p)
+	return out
+}
+
+func (r *reader) time(what string) time.Time {
+	sec := r.varint(what)
+	nsec := r.uvarint(what)
+	if r.err != nil {
+		return time.Time{}
+	}
+	if nsec >= uint64(time.Second) {
+		r.fail(what)
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+// version reads the leading format-version byte and checks it is between 1
+// and max.
+func (r *reader) version(kind string, max byte) byte {
+	if len(r.b) == 0 {
+		r.err = fmt.Errorf("%w: empty %s record", ErrCorrupt, kind)
+		return 0
+	}
+	v := r.b[0]
+	r.off = 1
+	if v == 0 || v > max {
+		r.err = fmt.Errorf("%w: %s record version %d (this reader knows 1..%d)", ErrVersion, kind, v, max)
+		return 0
+	}
+	return v
+}
+
+// finish reports the sticky error, or trailing bytes as corruption.
+func (r *reader) finish(kind string) error {
+	if r.err != nil {
+		return fmt.Errorf("records: decode %s: %w", kind, r.err)
+	}
+	if r.off != len(r.b) {
+		return fmt.Errorf("records: decode %s: %w: %d trailing bytes", kind, ErrCorrupt, len(r.b)-r.off)
+	}
+	return nil
+}
