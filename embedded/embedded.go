@@ -1,0 +1,87 @@
+// Package embedded runs an in-process broker that speaks the Kafka protocol
+// on loopback, so that the demo and the tests use the real goka and sarama
+// client stack without an external Kafka.
+//
+// It wraps github.com/twmb/franz-go/pkg/kfake. The broker is a test and demo
+// device, not a production store: it has one replica of every partition and
+// keeps data in memory unless a data folder is given.
+package embedded
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Options configure an embedded broker. The zero value is a single broker on
+// a free loopback port, keeping data in memory.
+type Options struct {
+	// Addr is the host:port to listen on; empty picks a free loopback port.
+	Addr string
+	// DataDir, when set, persists the log there so that a restarted broker
+	// keeps its topics and committed offsets.
+	DataDir string
+	// Logger receives the broker's own log lines at debug level; nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	cluster *kfake.Cluster
+	addrs   []string
+}
+
+// Start starts a broker. Call Close to stop it.
+func Start(opts Options) (*Broker, error) {
+	kopts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		// Topics are created explicitly by the topology's topic plan; a
+		// typo in a topic name must fail rather than create a new topic.
+		kfake.DefaultNumPartitions(1),
+	}
+	if opts.Addr != "" {
+		host, portText, err := net.SplitHostPort(opts.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: address %q: %w", opts.Addr, err)
+		}
+		port, err := strconv.Atoi(portText)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: port of %q: %w", opts.Addr, err)
+		}
+		kopts = append(kopts, kfake.Ports(port), kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
+		}))
+	} else {
+		kopts = append(kopts, kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, "127.0.0.1:0")
+		}))
+	}
+	if opts.DataDir != "" {
+		kopts = append(kopts, kfake.DataDir(opts.DataDir))
+	}
+	if opts.Logger != nil {
+		kopts = append(kopts, kfake.WithLogger(slogAdapter{opts.Logger}))
+	}
+	c, err := kfake.NewCluster(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: start broker: %w", err)
+	}
+	return &Broker{cluster: c, addrs: c.ListenAddrs()}, nil
+}
+
+// Addrs returns the bootstrap addresses of the broker.
+func (b *Broker) Addrs() []string { return append([]string(nil), b.addrs...) }
+
+// Close stops the broker and closes every client connection.
+func (b *Broker) Close() { b.cluster.Close() }
+
+// slogAdapter routes kfake's log lines to slog at debug level.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Logf(level kfake.LogLevel, msg string, args ...any) {
+	a.l.Debug(fmt.Sprintf(msg, args...), "component", "embedded-broker", "kfake_level", level.String())
+}

@@ -1,0 +1,230 @@
+package topology
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/lovoo/goka"
+)
+
+// Header is one record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Context is what a callback sees of the record it handles: its key,
+// position, time and headers, and the queue of outputs the callback
+// produces. Outputs are queued and only handed to goka when the callback
+// returns nil, so that a failed or retried callback leaves nothing behind.
+//
+// A Context is valid only during its callback.
+type Context struct {
+	g    goka.Context
+	proc *Processor
+	in   *inputDecl
+	raw  []byte
+
+	emits   []pendingEmit
+	loops   []pendingEmit
+	dead    []pendingDead
+	set     []byte
+	setOp   tableOp
+	attempt int
+}
+
+type tableOp int
+
+const (
+	tableNone tableOp = iota
+	tableSet
+	tableDelete
+)
+
+type pendingEmit struct {
+	topic   string
+	key     string
+	value   []byte
+	headers []Header
+}
+
+type pendingDead struct {
+	reason string
+	err    error
+	value  []byte
+}
+
+func (c *Context) reset() {
+	c.emits = c.emits[:0]
+	c.loops = c.loops[:0]
+	c.dead = c.dead[:0]
+	c.set = nil
+	c.setOp = tableNone
+}
+
+// Key returns the record's key.
+func (c *Context) Key() string { return c.g.Key() }
+
+// Topic returns the topic the record came from.
+func (c *Context) Topic() string { return string(c.g.Topic()) }
+
+// Partition returns the record's partition.
+func (c *Context) Partition() int32 { return c.g.Partition() }
+
+// Offset returns the record's offset.
+func (c *Context) Offset() int64 { return c.g.Offset() }
+
+// Timestamp returns the record's time, or the zero time when it has none.
+func (c *Context) Timestamp() time.Time { return c.g.Timestamp() }
+
+// Group returns the processor group handling the record.
+func (c *Context) Group() string { return c.proc.group }
+
+// Attempt returns 1 on the first call for a record and counts up on each
+// retry of a transient error.
+func (c *Context) Attempt() int { return c.attempt }
+
+// Header returns the value of the record header named key, or nil.
+func (c *Context) Header(key string) []byte {
+	h := c.g.Headers()
+	if h == nil {
+		return nil
+	}
+	return h[key]
+}
+
+// Headers returns a copy of the record's headers.
+func (c *Context) Headers() []Header {
+	h := c.g.Headers()
+	out := make([]Header, 0, len(h))
+	for k, v := range h {
+		out = append(out, Header{Key: k, Value: v})
+	}
+	return out
+}
+
+// Context returns a context.Context that is cancelled when the processor
+// stops, for calls to databases and other services.
+func (c *Context) Context() context.Context { return c.g.Context() }
+
+// DeadLetter sends value to the dead-letter topic with reason, as a record
+// derived from the current one (same key, topic, partition, offset and
+// headers), while the current record's own processing goes on. The decode
+// stage uses it for the single bad messages of an otherwise good package.
+func (c *Context) DeadLetter(reason string, err error, value []byte) {
+	c.dead = append(c.dead, pendingDead{reason: reason, err: err, value: value})
+}
+
+func (c *Context) queueEmit(topic, key string, value []byte, headers []Header) {
+	c.emits = append(c.emits, pendingEmit{topic: topic, key: key, value: value, headers: headers})
+}
+
+func (c *Context) queueLoop(key string, value []byte) {
+	c.loops = append(c.loops, pendingEmit{key: key, value: value})
+}
+
+func (c *Context) queueSet(b []byte) {
+	c.set = b
+	c.setOp = tableSet
+}
+
+func (c *Context) queueDelete() {
+	c.set = nil
+	c.setOp = tableDelete
+}
+
+// tableValue returns the current key's group-table bytes, seeing writes
+// queued earlier in the same callback.
+func (c *Context) tableValue() ([]byte, bool, error) {
+	switch c.setOp {
+	case tableSet:
+		return c.set, true, nil
+	case tableDelete:
+		return nil, false, nil
+	}
+	var v any
+	c.gokaCall(func() { v = c.g.Value() })
+	b, _ := v.([]byte)
+	if b == nil {
+		return nil, false, nil
+	}
+	return b, true, nil
+}
+
+func (c *Context) lookup(table, key string) ([]byte, error) {
+	var v any
+	c.gokaCall(func() { v = c.g.Lookup(goka.Table(table), key) })
+	b, _ := v.([]byte)
+	return b, nil
+}
+
+func (c *Context) join(table string) ([]byte, error) {
+	var v any
+	c.gokaCall(func() { v = c.g.Join(goka.Table(table)) })
+	b, _ := v.([]byte)
+	return b, nil
+}
+
+// gokaPanic marks a panic raised by goka itself (its way of failing a
+// processor), which must not be recovered as a user panic.
+type gokaPanic struct{ v any }
+
+// gokaCall runs a goka context method. goka fails a processor by panicking
+// from inside such calls (and expects nobody to recover); the marker lets
+// the callback wrapper tell those panics from the user's own.
+func (c *Context) gokaCall(fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			panic(gokaPanic{r})
+		}
+	}()
+	fn()
+}
+
+// flush hands the queued outputs to goka. goka commits the input record
+// once every one of them is acknowledged.
+func (c *Context) flush(env envelopeFactory) {
+	c.gokaCall(func() {
+		switch c.setOp {
+		case tableSet:
+			c.g.SetValue(c.set)
+		case tableDelete:
+			c.g.Delete()
+		}
+		for _, e := range c.emits {
+			c.g.Emit(goka.Stream(e.topic), e.key, e.value, headerOption(e.headers)...)
+		}
+		for _, e := range c.loops {
+			c.g.Loopback(e.key, e.value)
+		}
+		for _, d := range c.dead {
+			b, err := env(c, d.reason, d.err, d.value)
+			if err != nil {
+				// Only a record no Kafka record could hold fails to
+				// encode; stopping beats losing it.
+				c.g.Fail(err)
+			}
+			c.g.Emit(goka.Stream(c.proc.t.deadLetter), c.g.Key(), b)
+		}
+	})
+}
+
+func headerOption(hs []Header) []goka.ContextOption {
+	if len(hs) == 0 {
+		return nil
+	}
+	h := make(goka.Headers, len(hs))
+	for _, x := range hs {
+		h[x.Key] = x.Value
+	}
+	return []goka.ContextOption{goka.WithCtxEmitHeaders(h)}
+}
+
+// envelopeFactory builds the dead-letter record for a failure of the
+// current record.
+type envelopeFactory func(c *Context, reason string, err error, value []byte) ([]byte, error)
+
+func (c *Context) String() string {
+	return fmt.Sprintf("%s %s/%d@%d key=%q", c.proc.group, c.Topic(), c.Partition(), c.Offset(), c.Key())
+}

@@ -1,0 +1,76 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reasons the framework itself gives to dead-lettered records. Stages add
+// their own (the decoder's protocol reasons, "out_of_range", ...).
+const (
+	// ReasonDecodeError: the input record did not decode with its stream's codec.
+	ReasonDecodeError = "decode_error"
+	// ReasonCallbackError: the callback returned an error that names no reason.
+	ReasonCallbackError = "callback_error"
+	// ReasonPanic: the callback panicked.
+	ReasonPanic = "panic"
+)
+
+// RejectError is a permanent failure of one record, with the reason that
+// goes into its dead-letter envelope.
+type RejectError struct {
+	Reason string
+	Err    error
+}
+
+func (e *RejectError) Error() string {
+	if e.Err == nil {
+		return "rejected: " + e.Reason
+	}
+	return fmt.Sprintf("rejected (%s): %v", e.Reason, e.Err)
+}
+
+func (e *RejectError) Unwrap() error { return e.Err }
+
+// Reject returns an error that sends the record to the dead-letter topic
+// with reason. err may be nil.
+func Reject(reason string, err error) error { return &RejectError{Reason: reason, Err: err} }
+
+// transientError marks a failure that may pass: a broker or a database that
+// does not answer.
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return "transient: " + e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
+// Transient marks err as transient: the framework retries the record with
+// capped exponential backoff instead of dead-lettering it, and never
+// commits it until it succeeds.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &transientError{err: err}
+}
+
+// IsTransient reports whether err, or an error it wraps, was marked
+// Transient.
+func IsTransient(err error) bool {
+	var t *transientError
+	return errors.As(err, &t)
+}
+
+// ReasonOf returns the dead-letter reason of err: the reason of a
+// RejectError it wraps, or ReasonCallbackError.
+func ReasonOf(err error) string {
+	var r *RejectError
+	if errors.As(err, &r) {
+		return r.Reason
+	}
+	return ReasonCallbackError
+}
+
+// errAbandoned is the error a processor stops with when it shuts down while
+// a record is still being retried: the record is left uncommitted, so that
+// the next owner of the partition processes it again.
+var errAbandoned = errors.New("topology: record left uncommitted at shutdown while retrying")

@@ -1,0 +1,207 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/watershed-io/watershed/codecs/records"
+)
+
+// rawCodec passes record bytes through goka untouched. Every goka edge of a
+// topology uses it: typed encoding happens in the framework, where a failure
+// is an error to handle instead of a panic that stops the processor.
+type rawCodec struct{}
+
+func (rawCodec) Encode(v any) ([]byte, error) {
+	switch b := v.(type) {
+	case []byte:
+		return b, nil
+	case nil:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("topology: raw codec got %T", v)
+	}
+}
+
+func (rawCodec) Decode(b []byte) (any, error) {
+	if b == nil {
+		return nil, nil
+	}
+	// goka reuses no buffers here, but a table value may be kept by the
+	// caller past the storage's next write: copy.
+	out := make([]byte, len(b))
+	copy(out, b)
+	return out, nil
+}
+
+// groupGraph builds the goka group graph of p. The callbacks report to obs.
+func (p *Processor) groupGraph(obs observer) *goka.GroupGraph {
+	var edges []goka.Edge
+	for _, in := range p.inputs {
+		edges = append(edges, goka.Input(goka.Stream(in.topic.name), rawCodec{}, p.callback(in, obs)))
+	}
+	if p.loop != nil {
+		edges = append(edges, goka.Loop(rawCodec{}, p.callback(p.loop, obs)))
+	}
+	for _, o := range p.outputs {
+		edges = append(edges, goka.Output(goka.Stream(o.name), rawCodec{}))
+	}
+	edges = append(edges, goka.Output(goka.Stream(p.t.deadLetter), rawCodec{}))
+	if p.table != nil {
+		edges = append(edges, goka.Persist(rawCodec{}))
+	}
+	for _, l := range p.lookups {
+		edges = append(edges, goka.Lookup(goka.Table(l.name), rawCodec{}))
+	}
+	for _, j := range p.joins {
+		edges = append(edges, goka.Join(goka.Table(j.name), rawCodec{}))
+	}
+	return goka.DefineGroup(goka.Group(p.group), edges...)
+}
+
+// observer receives what the callbacks do, for metrics. The zero observer
+// records nothing.
+type observer interface {
+	consumed(group, topic string)
+	produced(group, topic string, n int)
+	deadLettered(group, reason string)
+	retried(group string)
+	processed(group string, d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) consumed(string, string)         {}
+func (nopObserver) produced(string, string, int)    {}
+func (nopObserver) deadLettered(string, string)     {}
+func (nopObserver) retried(string)                  {}
+func (nopObserver) processed(string, time.Duration) {}
+
+// callback wraps a typed handler into goka's callback: it runs the handler,
+// recovers its panics, retries transient errors with backoff, and sends
+// permanent failures to the dead-letter topic, so that one bad record never
+// stops the processor.
+func (p *Processor) callback(in *inputDecl, obs observer) goka.ProcessCallback {
+	return func(g goka.Context, msg any) {
+		start := time.Now()
+		raw, _ := msg.([]byte)
+		c := &Context{g: g, proc: p, in: in, raw: raw}
+		obs.consumed(p.group, in.topic.name)
+		var first time.Time
+		for c.attempt = 1; ; c.attempt++ {
+			err := c.invoke(in, raw)
+			if err == nil {
+				c.flush(envelopeFor(first))
+				p.observeOutputs(c, obs)
+				break
+			}
+			if first.IsZero() {
+				first = time.Now()
+			}
+			c.reset()
+			if IsTransient(err) {
+				obs.retried(p.group)
+				if sleepCtx(g.Context(), p.backoff.delay(c.attempt)) {
+					continue
+				}
+				// Shutting down mid-retry: leave the record uncommitted.
+				done := g.DeferCommit()
+				done(fmt.Errorf("%w: %s: %v", errAbandoned, c, err))
+				return
+			}
+			if p.policy == Stop {
+				g.Fail(fmt.Errorf("topology: %s: %w", c, err))
+				return
+			}
+			reason := ReasonOf(err)
+			c.DeadLetter(reason, err, raw)
+			c.flush(envelopeFor(first))
+			obs.deadLettered(p.group, reason)
+			break
+		}
+		obs.processed(p.group, time.Since(start))
+	}
+}
+
+func (p *Processor) observeOutputs(c *Context, obs observer) {
+	for _, e := range c.emits {
+		obs.produced(p.group, e.topic, 1)
+	}
+	if len(c.loops) > 0 {
+		obs.produced(p.group, p.loop.topic.name, len(c.loops))
+	}
+	for _, d := range c.dead {
+		obs.deadLettered(p.group, d.reason)
+	}
+}
+
+// invoke runs the handler once, turning a panic of the handler into an
+// error. goka's own panics (its way of failing the processor) go on up.
+func (c *Context) invoke(in *inputDecl, raw []byte) (err error) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if gp, ok := r.(gokaPanic); ok {
+			panic(gp.v)
+		}
+		err = Reject(ReasonPanic, fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
+	}()
+	return in.handle(c, c.g.Key(), raw)
+}
+
+// envelopeFor returns the factory of dead-letter envelopes for a record
+// whose first failure was at first (zero when it did not fail itself).
+func envelopeFor(first time.Time) envelopeFactory {
+	return func(c *Context, reason string, err error, value []byte) ([]byte, error) {
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+		}
+		e := records.Envelope{
+			Stage:        c.proc.group,
+			Reason:       reason,
+			Topic:        c.Topic(),
+			Partition:    c.Partition(),
+			Offset:       c.Offset(),
+			Key:          []byte(c.Key()),
+			Value:        value,
+			Timestamp:    c.Timestamp(),
+			Attempts:     c.attempt,
+			FirstFailure: first,
+			LastFailure:  now,
+		}
+		if err != nil {
+			e.Error = err.Error()
+		}
+		for _, h := range c.Headers() {
+			e.Headers = append(e.Headers, records.Header{Key: h.Key, Value: h.Value})
+		}
+		b, encErr := records.EnvelopeCodec{}.Encode(e)
+		if encErr != nil {
+			return nil, fmt.Errorf("topology: encode dead-letter envelope: %w", encErr)
+		}
+		return b, nil
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// IsAbandoned reports whether err says a processor stopped while retrying
+// a record, leaving it uncommitted: the expected outcome of a shutdown
+// during an outage, not a failure.
+func IsAbandoned(err error) bool { return errors.Is(err, errAbandoned) }

@@ -1,0 +1,121 @@
+package topology
+
+import (
+	"crypto/tls"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+)
+
+// Hasher returns the key hash of every topology topic: 32-bit FNV-1a, the
+// hash goka's producers, views and lookups assume.
+func Hasher() hash.Hash32 { return fnv.New32a() }
+
+// Partition returns the partition of key among n partitions exactly as
+// goka's producers place it (sarama's hash partitioner over Hasher).
+// Anything that writes to a topic a goka group reads, such as the ingest
+// edge, must use it (or NewPartitioner) or co-partitioning breaks.
+func Partition(key []byte, n int32) int32 {
+	h := Hasher()
+	_, _ = h.Write(key) // hash.Hash never returns an error
+	p := int32(h.Sum32()) % n
+	if p < 0 {
+		p = -p
+	}
+	return p
+}
+
+// NewPartitioner is the sarama partitioner of topology topics, for
+// producers outside goka.
+func NewPartitioner(topic string) sarama.Partitioner {
+	return sarama.NewCustomHashPartitioner(Hasher)(topic)
+}
+
+// Kafka holds the settings to reach a Kafka cluster. Its methods return a
+// fresh sarama configuration on every call, since sarama and goka builders
+// change the configurations they are given.
+type Kafka struct {
+	// Brokers are the bootstrap addresses.
+	Brokers []string
+	// Version is the protocol version to speak; the zero value means
+	// DefaultKafkaVersion.
+	Version sarama.KafkaVersion
+	// ClientID names this process to the brokers.
+	ClientID string
+	// TLS, when set, encrypts the connections.
+	TLS *tls.Config
+	// Replication is the replication factor of created topics (default 1).
+	Replication int16
+	// FlushInterval bounds how long a producer batches records
+	// (default 10ms; goka's own default is 100ms, which is a latency floor
+	// for every hop).
+	FlushInterval time.Duration
+}
+
+// DefaultKafkaVersion is the protocol version spoken when none is set. It
+// works with Kafka 2.8 to 4.1 and the embedded broker.
+var DefaultKafkaVersion = sarama.V3_6_0_0
+
+// Config returns a base sarama configuration: version, client id, TLS, consumers starting at the oldest offset, goka's co-partitioning
+// rebalance strategy.
+func (k Kafka) Config() *sarama.Config {
+	c := sarama.NewConfig()
+	c.Version = k.Version
+	if c.Version == (sarama.KafkaVersion{}) {
+		c.Version = DefaultKafkaVersion
+	}
+	if k.ClientID != "" {
+		c.ClientID = k.ClientID
+	}
+	if k.TLS != nil {
+		c.Net.TLS.Enable = true
+		c.Net.TLS.Config = k.TLS
+	}
+	c.Consumer.Return.Errors = true
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.MaxProcessingTime = time.Second
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{goka.CopartitioningStrategy}
+	return c
+}
+
+// ProducerConfig returns a producer configuration that is safe for what a
+// caller acknowledges: acks from all in-sync replicas, idempotence (which
+// needs one open request per connection), the topology's partitioner, and
+// success and error reporting.
+func (k Kafka) ProducerConfig() *sarama.Config {
+	c := k.Config()
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Idempotent = true
+	c.Net.MaxOpenRequests = 1
+	c.Producer.Retry.Max = 10
+	c.Producer.Retry.Backoff = 100 * time.Millisecond
+	c.Producer.Return.Successes = true
+	c.Producer.Return.Errors = true
+	c.Producer.Partitioner = NewPartitioner
+	c.Producer.Compression = sarama.CompressionSnappy
+	c.Producer.Flush.Frequency = k.FlushInterval
+	if c.Producer.Flush.Frequency == 0 {
+		c.Producer.Flush.Frequency = 10 * time.Millisecond
+	}
+	c.Producer.Flush.Bytes = 256 * 1024
+	c.Producer.MaxMessageBytes = 2 * 1024 * 1024
+	return c
+}
+
+func (k Kafka) replication() int16 {
+	if k.Replication < 1 {
+		return 1
+	}
+	return k.Replication
+}
+
+func (k Kafka) validate() error {
+	if len(k.Brokers) == 0 {
+		return fmt.Errorf("topology: no Kafka brokers given")
+	}
+	return nil
+}

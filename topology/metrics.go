@@ -1,0 +1,88 @@
+package topology
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the per-processor metrics of a topology. Create them once per
+// registry with NewMetrics and share them between runners.
+//
+//   - watershed_processor_records_consumed_total{group,topic}: input records handled.
+//   - watershed_processor_records_produced_total{group,topic}: records emitted, by output topic.
+//   - watershed_processor_dead_letters_total{group,reason}: records sent to the dead-letter topic.
+//   - watershed_processor_retries_total{group}: retries of transient failures.
+//   - watershed_processor_duration_seconds{group}: time to handle one input record, retries included.
+//
+// The Runner adds watershed_consumer_lag{group,topic,partition} and
+// watershed_processor_recovered{group} at scrape time.
+type Metrics struct {
+	consumed    *prometheus.CounterVec
+	produced    *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watershed_processor_records_consumed_total",
+			Help: "Input records handled by a processor group, by input topic.",
+		}, []string{"group", "topic"}),
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watershed_processor_records_produced_total",
+			Help: "Records emitted by a processor group, by output topic.",
+		}, []string{"group", "topic"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watershed_processor_dead_letters_total",
+			Help: "Records a processor group sent to the dead-letter topic, by reason.",
+		}, []string{"group", "reason"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watershed_processor_retries_total",
+			Help: "Retries of records whose processing failed transiently.",
+		}, []string{"group"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "watershed_processor_duration_seconds",
+			Help:    "Time to handle one input record, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+		}, []string{"group"}),
+	}
+	for _, c := range []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.retries, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("topology: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) consumedRecord(group, topic string) { m.consumed.WithLabelValues(group, topic).Inc() }
+func (m *Metrics) producedRecords(group, topic string, n int) {
+	m.produced.WithLabelValues(group, topic).Add(float64(n))
+}
+func (m *Metrics) deadLettered(group, reason string) {
+	m.deadLetters.WithLabelValues(group, reason).Inc()
+}
+func (m *Metrics) retried(group string) { m.retries.WithLabelValues(group).Inc() }
+func (m *Metrics) processed(group string, d time.Duration) {
+	m.duration.WithLabelValues(group).Observe(d.Seconds())
+}
+
+// metricsObserver adapts Metrics to the callbacks' observer.
+type metricsObserver struct{ m *Metrics }
+
+func (o metricsObserver) consumed(group, topic string)            { o.m.consumedRecord(group, topic) }
+func (o metricsObserver) produced(group, topic string, n int)     { o.m.producedRecords(group, topic, n) }
+func (o metricsObserver) deadLettered(group, reason string)       { o.m.deadLettered(group, reason) }
+func (o metricsObserver) retried(group string)                    { o.m.retried(group) }
+func (o metricsObserver) processed(group string, d time.Duration) { o.m.processed(group, d) }
+
+func observerFor(m *Metrics) observer {
+	if m == nil {
+		return nopObserver{}
+	}
+	return metricsObserver{m}
+}

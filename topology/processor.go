@@ -1,0 +1,344 @@
+package topology
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/watershed-io/watershed/codecs"
+)
+
+// Handler is a processor's callback for one input record of type V.
+//
+// Returning nil commits the record's outputs (emits, table writes,
+// loopbacks) together. Returning an error discards them and applies the
+// processor's failure policy: errors marked Transient are retried with
+// backoff; any other error sends the input record to the dead-letter topic
+// with a reason (see Reject), and processing goes on.
+type Handler[V any] func(c *Context, key string, value V) error
+
+// FailurePolicy says what a processor does with a record whose callback
+// fails permanently.
+type FailurePolicy int
+
+const (
+	// DeadLetter sends the record to the dead-letter topic with its reason
+	// and goes on. It is the default.
+	DeadLetter FailurePolicy = iota
+	// Stop stops the processor with the error, for stages where skipping a
+	// record is worse than stopping (the record is not committed and is
+	// processed again after a restart).
+	Stop
+)
+
+// Backoff bounds the in-place retries of transient errors.
+type Backoff struct {
+	// Initial is the first delay; it doubles after each attempt.
+	Initial time.Duration
+	// Max caps the delay.
+	Max time.Duration
+}
+
+// DefaultBackoff is the retry backoff of a processor that sets none.
+var DefaultBackoff = Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
+
+func (b Backoff) delay(attempt int) time.Duration {
+	d := b.Initial
+	for i := 1; i < attempt && d < b.Max; i++ {
+		d *= 2
+	}
+	if d > b.Max {
+		d = b.Max
+	}
+	return d
+}
+
+// Processor is one declared processor group. Declare its inputs, outputs,
+// table, lookups and joins with the package functions (Consume, Output,
+// Persist, Lookup, Join, Loop), which keep every edge typed.
+type Processor struct {
+	t           *Topology
+	group       string
+	description string
+	inputs      []*inputDecl
+	outputs     []*topicDecl
+	table       *topicDecl
+	lookups     []*topicDecl
+	joins       []*topicDecl
+	loop        *inputDecl
+	policy      FailurePolicy
+	backoff     Backoff
+}
+
+type inputDecl struct {
+	topic  *topicDecl
+	handle func(c *Context, key string, raw []byte) error
+}
+
+// ProcessorOption configures a processor group.
+type ProcessorOption func(*Processor)
+
+// Describe sets the one-line description printed by the topology's
+// description.
+func Describe(text string) ProcessorOption { return func(p *Processor) { p.description = text } }
+
+// OnFailure sets the failure policy for permanent errors.
+func OnFailure(policy FailurePolicy) ProcessorOption {
+	return func(p *Processor) { p.policy = policy }
+}
+
+// RetryBackoff sets the backoff of in-place retries of transient errors.
+func RetryBackoff(b Backoff) ProcessorOption { return func(p *Processor) { p.backoff = b } }
+
+// Processor declares a processor group named group (before the prefix).
+func (t *Topology) Processor(group string, opts ...ProcessorOption) *Processor {
+	p := &Processor{t: t, group: t.prefix + group, backoff: DefaultBackoff}
+	for _, o := range opts {
+		o(p)
+	}
+	for _, q := range t.procs {
+		if q.group == p.group {
+			t.declErrs = append(t.declErrs, fmt.Errorf("processor group %q declared twice", p.group))
+		}
+	}
+	t.procs = append(t.procs, p)
+	return p
+}
+
+// Group returns the processor's full group name.
+func (p *Processor) Group() string { return p.group }
+
+// Consume subscribes p to stream s: every record of s is decoded with the
+// stream's codec and passed to fn. A record that does not decode goes to
+// the dead-letter topic with reason "decode_error".
+func Consume[V any](p *Processor, s Stream[V], fn Handler[V]) {
+	if s.decl == nil {
+		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q consumes an undeclared stream", p.group))
+		return
+	}
+	p.inputs = append(p.inputs, &inputDecl{topic: s.decl, handle: typedHandler(s.codec, fn)})
+}
+
+func typedHandler[V any](codec codecs.Codec[V], fn Handler[V]) func(*Context, string, []byte) error {
+	return func(c *Context, key string, raw []byte) error {
+		v, err := codec.Decode(raw)
+		if err != nil {
+			return Reject(ReasonDecodeError, err)
+		}
+		return fn(c, key, v)
+	}
+}
+
+// Output is a processor's handle for emitting to a stream.
+type Output[V any] struct {
+	decl  *topicDecl
+	codec codecs.Codec[V]
+	group string
+}
+
+// Produce declares that p emits to stream s and returns the handle to emit
+// with.
+func Produce[V any](p *Processor, s Stream[V]) Output[V] {
+	if s.decl == nil {
+		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q produces an undeclared stream", p.group))
+		return Output[V]{}
+	}
+	p.outputs = append(p.outputs, s.decl)
+	return Output[V]{decl: s.decl, codec: s.codec, group: p.group}
+}
+
+// Emit encodes v and queues it for the stream under key. It is sent when
+// the callback returns nil, and the input record is committed only after
+// the broker acknowledged it.
+func (o Output[V]) Emit(c *Context, key string, v V, headers ...Header) error {
+	if o.decl == nil || c.proc.group != o.group {
+		return fmt.Errorf("topology: emit to %q from %q: the stream is not an output of this processor", o.topicName(), c.proc.group)
+	}
+	b, err := o.codec.Encode(v)
+	if err != nil {
+		return fmt.Errorf("topology: encode for %q: %w", o.decl.name, err)
+	}
+	c.queueEmit(o.decl.name, key, b, headers)
+	return nil
+}
+
+func (o Output[V]) topicName() string {
+	if o.decl == nil {
+		return "<undeclared>"
+	}
+	return o.decl.name
+}
+
+// Persist gives p a group table of type V, the compacted topic
+// "<group>-table". The table is co-partitioned with p's inputs.
+func Persist[V any](p *Processor, codec codecs.Codec[V], opts ...TopicOption) Table[V] {
+	d := &topicDecl{
+		name:       p.group + "-table",
+		kind:       kindTable,
+		valueType:  typeName[V](),
+		codecName:  codecName(codec),
+		key:        "key",
+		partitions: DefaultPartitions,
+		owner:      p.group,
+		retention:  "compact",
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	if p.table != nil {
+		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q declares two group tables", p.group))
+	}
+	p.t.addTopic(d)
+	p.table = d
+	return Table[V]{decl: d, codec: codec, group: p.group}
+}
+
+// Get returns the group table's value for the current record's key,
+// including a write made earlier in the same callback.
+func (tb Table[V]) Get(c *Context) (V, bool, error) {
+	var zero V
+	if c.proc.group != tb.group {
+		return zero, false, fmt.Errorf("topology: %q reads table %q as its own: use Lookup or Join", c.proc.group, tb.decl.name)
+	}
+	raw, ok, err := c.tableValue()
+	if err != nil || !ok {
+		return zero, false, err
+	}
+	v, err := tb.codec.Decode(raw)
+	if err != nil {
+		return zero, false, fmt.Errorf("topology: decode %q value for key %q: %w", tb.decl.name, c.Key(), err)
+	}
+	return v, true, nil
+}
+
+// Set writes v as the group table's value for the current record's key.
+func (tb Table[V]) Set(c *Context, v V) error {
+	if c.proc.group != tb.group {
+		return fmt.Errorf("topology: %q writes table %q, which belongs to %q", c.proc.group, tb.decl.name, tb.group)
+	}
+	b, err := tb.codec.Encode(v)
+	if err != nil {
+		return fmt.Errorf("topology: encode for %q: %w", tb.decl.name, err)
+	}
+	c.queueSet(b)
+	return nil
+}
+
+// Delete removes the group table's value for the current record's key.
+func (tb Table[V]) Delete(c *Context) error {
+	if c.proc.group != tb.group {
+		return fmt.Errorf("topology: %q deletes from table %q, which belongs to %q", c.proc.group, tb.decl.name, tb.group)
+	}
+	c.queueDelete()
+	return nil
+}
+
+// LookupTable is a processor's read handle on another group's table, by
+// any key.
+type LookupTable[V any] struct {
+	decl  *topicDecl
+	codec codecs.Codec[V]
+	group string
+}
+
+// Lookup declares that p reads table tb by arbitrary keys (a goka lookup:
+// every partition of tb is kept locally).
+func Lookup[V any](p *Processor, tb Table[V]) LookupTable[V] {
+	if tb.decl == nil {
+		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q looks up an undeclared table", p.group))
+		return LookupTable[V]{}
+	}
+	p.lookups = append(p.lookups, tb.decl)
+	return LookupTable[V]{decl: tb.decl, codec: tb.codec, group: p.group}
+}
+
+// Get returns tb's value for key.
+func (l LookupTable[V]) Get(c *Context, key string) (V, bool, error) {
+	var zero V
+	if l.decl == nil || c.proc.group != l.group {
+		return zero, false, fmt.Errorf("topology: lookup from %q of a table it did not declare", c.proc.group)
+	}
+	raw, err := c.lookup(l.decl.name, key)
+	if err != nil || raw == nil {
+		return zero, false, err
+	}
+	v, err := l.codec.Decode(raw)
+	if err != nil {
+		return zero, false, fmt.Errorf("topology: decode %q value for key %q: %w", l.decl.name, key, err)
+	}
+	return v, true, nil
+}
+
+// JoinedTable is a processor's read handle on a co-partitioned table, by
+// the current record's key.
+type JoinedTable[V any] struct {
+	decl  *topicDecl
+	codec codecs.Codec[V]
+	group string
+}
+
+// Join declares that p reads table tb by the current record's key; tb must
+// be co-partitioned with p's inputs.
+func Join[V any](p *Processor, tb Table[V]) JoinedTable[V] {
+	if tb.decl == nil {
+		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q joins an undeclared table", p.group))
+		return JoinedTable[V]{}
+	}
+	p.joins = append(p.joins, tb.decl)
+	return JoinedTable[V]{decl: tb.decl, codec: tb.codec, group: p.group}
+}
+
+// Get returns the joined table's value for the current record's key.
+func (j JoinedTable[V]) Get(c *Context) (V, bool, error) {
+	var zero V
+	if j.decl == nil || c.proc.group != j.group {
+		return zero, false, fmt.Errorf("topology: join from %q of a table it did not declare", c.proc.group)
+	}
+	raw, err := c.join(j.decl.name)
+	if err != nil || raw == nil {
+		return zero, false, err
+	}
+	v, err := j.codec.Decode(raw)
+	if err != nil {
+		return zero, false, fmt.Errorf("topology: decode %q value for key %q: %w", j.decl.name, c.Key(), err)
+	}
+	return v, true, nil
+}
+
+// Loopback is a processor's handle for sending records to other keys of its
+// own group table (goka's loop topic "<group>-loop").
+type Loopback[V any] struct {
+	codec codecs.Codec[V]
+	group string
+}
+
+// Loop declares p's loop topic with values of type V, handled by fn.
+func Loop[V any](p *Processor, codec codecs.Codec[V], fn Handler[V]) Loopback[V] {
+	d := &topicDecl{
+		name:       p.group + "-loop",
+		kind:       kindLoop,
+		valueType:  typeName[V](),
+		codecName:  codecName(codec),
+		key:        "key",
+		partitions: DefaultPartitions,
+		owner:      p.group,
+	}
+	if p.loop != nil {
+		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q declares two loops", p.group))
+	}
+	p.t.addTopic(d)
+	p.loop = &inputDecl{topic: d, handle: typedHandler(codec, fn)}
+	return Loopback[V]{codec: codec, group: p.group}
+}
+
+// Send queues v for key on the processor's loop topic.
+func (l Loopback[V]) Send(c *Context, key string, v V) error {
+	if c.proc.group != l.group {
+		return fmt.Errorf("topology: loopback of %q used from %q", l.group, c.proc.group)
+	}
+	b, err := l.codec.Encode(v)
+	if err != nil {
+		return fmt.Errorf("topology: encode loop value: %w", err)
+	}
+	c.queueLoop(key, b)
+	return nil
+}

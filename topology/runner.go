@@ -1,0 +1,360 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/storage"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// RunnerOptions configure a Runner.
+type RunnerOptions struct {
+	// Kafka is the cluster to run on.
+	Kafka Kafka
+	// Groups names the processor groups to run (all when empty).
+	Groups []string
+	// DataDir holds the local copies of group tables and lookups, one
+	// folder per group. Required.
+	DataDir string
+	// Metrics receive the processors' counters; nil records none.
+	Metrics *Metrics
+	// Registerer, when set, gets the lag and recovery collectors.
+	Registerer prometheus.Registerer
+	// Logger receives the runner's and goka's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Topics configure the topics the runner creates before starting.
+	Topics TopicOptions
+	// SkipTopicCreation assumes the topics exist (they are still checked
+	// by goka when processors start).
+	SkipTopicCreation bool
+	// HotStandby keeps a copy of every table partition this process does
+	// not own, so that a rebalance finds it already recovered.
+	HotStandby bool
+	// RecoverAhead recovers newly assigned table partitions before the
+	// rebalance completes.
+	RecoverAhead bool
+}
+
+// Runner runs a set of processor groups of a topology in this process. Many
+// processes running the same group share its partitions.
+type Runner struct {
+	t     *Topology
+	opts  RunnerOptions
+	procs []*Processor
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	running []*goka.Processor
+	started bool
+}
+
+// NewRunner validates the topology and prepares the named groups.
+func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Kafka.validate(); err != nil {
+		return nil, err
+	}
+	if opts.DataDir == "" {
+		return nil, errors.New("topology: runner needs a data folder for its tables")
+	}
+	procs, err := t.Select(opts.Groups)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	r := &Runner{t: t, opts: opts, procs: procs, log: opts.Logger}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(&runnerCollector{r: r}); err != nil {
+			return nil, fmt.Errorf("topology: register runner metrics: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Groups returns the groups this runner runs.
+func (r *Runner) Groups() []string {
+	out := make([]string, len(r.procs))
+	for i, p := range r.procs {
+		out[i] = p.group
+	}
+	return out
+}
+
+// Run creates missing topics, starts every group, and blocks until ctx is
+// cancelled or a processor fails. On cancellation each processor finishes
+// its in-flight records, commits their offsets and leaves its group before
+// Run returns.
+func (r *Runner) Run(ctx context.Context) error {
+	if !r.opts.SkipTopicCreation {
+		plan, err := r.t.EnsureTopics(r.opts.Kafka, r.opts.Topics)
+		if err != nil {
+			return err
+		}
+		created := 0
+		for _, p := range plan {
+			if p.Action == "create" {
+				created++
+			}
+		}
+		r.log.Info("topics ready", "created", created, "total", len(plan))
+	}
+	var gps []*goka.Processor
+	for _, p := range r.procs {
+		gp, err := r.newProcessor(p)
+		if err != nil {
+			return err
+		}
+		gps = append(gps, gp)
+	}
+	r.mu.Lock()
+	r.running = gps
+	r.started = true
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(gps))
+	for i, gp := range gps {
+		group := r.procs[i].group
+		go func() {
+			r.log.Info("processor starting", "group", group)
+			err := gp.Run(ctx)
+			if err != nil && ctx.Err() != nil && IsAbandoned(err) {
+				r.log.Warn("processor stopped while retrying a record; it stays uncommitted", "group", group, "err", err)
+				err = nil
+			}
+			if err != nil {
+				err = fmt.Errorf("topology: processor %s: %w", group, err)
+				cancel() // one failed group stops the others: the process restarts as a whole
+			}
+			r.log.Info("processor stopped", "group", group)
+			errs <- err
+		}()
+	}
+	var all []error
+	for range gps {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+// Ready returns nil when every processor of the runner has recovered its
+// tables and is processing, or an error that says what it waits for.
+func (r *Runner) Ready() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.started {
+		return errors.New("processors not started")
+	}
+	for i, gp := range r.running {
+		if !gp.Recovered() {
+			return fmt.Errorf("processor %s is recovering its tables", r.procs[i].group)
+		}
+	}
+	return nil
+}
+
+// PartitionLag is the consumer lag of one group on one input partition.
+type PartitionLag struct {
+	Group     string
+	Topic     string
+	Partition int32
+	// Committed is the group's committed offset (-1 when none).
+	Committed int64
+	// End is the partition's high-water mark.
+	End int64
+	// Lag is End minus Committed (End when nothing is committed).
+	Lag int64
+}
+
+// Lag reads the committed offsets of the runner's groups and the end of
+// every input partition from the brokers.
+func (r *Runner) Lag(ctx context.Context) ([]PartitionLag, error) {
+	return r.t.Lag(ctx, r.opts.Kafka, r.Groups())
+}
+
+// Lag reads the consumer lag of the named groups (all when empty) on their
+// input topics, including loop topics.
+func (t *Topology) Lag(ctx context.Context, k Kafka, groups []string) ([]PartitionLag, error) {
+	procs, err := t.Select(groups)
+	if err != nil {
+		return nil, err
+	}
+	client, err := sarama.NewClient(k.Brokers, k.Config())
+	if err != nil {
+		return nil, fmt.Errorf("topology: connect: %w", err)
+	}
+	defer client.Close()
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		return nil, fmt.Errorf("topology: admin: %w", err)
+	}
+	var out []PartitionLag
+	for _, p := range procs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		offsets, err := admin.ListConsumerGroupOffsets(p.group, nil)
+		if err != nil {
+			return nil, fmt.Errorf("topology: offsets of %s: %w", p.group, err)
+		}
+		topics := []*topicDecl{}
+		for _, in := range p.inputs {
+			topics = append(topics, in.topic)
+		}
+		if p.loop != nil {
+			topics = append(topics, p.loop.topic)
+		}
+		for _, d := range topics {
+			for part := int32(0); part < d.partitions; part++ {
+				end, err := client.GetOffset(d.name, part, sarama.OffsetNewest)
+				if err != nil {
+					return nil, fmt.Errorf("topology: end offset of %s/%d: %w", d.name, part, err)
+				}
+				committed := int64(-1)
+				if blk := offsets.GetBlock(d.name, part); blk != nil {
+					committed = blk.Offset
+				}
+				lag := end
+				if committed >= 0 {
+					lag = end - committed
+				}
+				out = append(out, PartitionLag{Group: p.group, Topic: d.name, Partition: part, Committed: committed, End: end, Lag: lag})
+			}
+		}
+	}
+	return out, nil
+}
+
+func (r *Runner) newProcessor(p *Processor) (*goka.Processor, error) {
+	k := r.opts.Kafka
+	opts := []goka.ProcessorOption{
+		goka.WithHasher(Hasher),
+		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Join(r.opts.DataDir, "tables", p.group))),
+		goka.WithProducerBuilder(producerBuilder(k)),
+		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
+			cfg := k.Config()
+			cfg.ClientID = clientID
+			return sarama.NewConsumerGroup(brokers, group, cfg)
+		}),
+		goka.WithConsumerSaramaBuilder(saramaConsumerBuilder(k)),
+		goka.WithTopicManagerBuilder(topicManagerBuilder(k)),
+		goka.WithLogger(gokaLogger{r.log.With("group", p.group)}),
+		goka.WithClientID(clientID(k, p.group)),
+	}
+	if r.opts.HotStandby {
+		opts = append(opts, goka.WithHotStandby())
+	}
+	if r.opts.RecoverAhead {
+		opts = append(opts, goka.WithRecoverAhead())
+	}
+	gp, err := goka.NewProcessor(k.Brokers, p.groupGraph(observerFor(r.opts.Metrics)), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("topology: processor %s: %w", p.group, err)
+	}
+	return gp, nil
+}
+
+func clientID(k Kafka, group string) string {
+	if k.ClientID != "" {
+		return k.ClientID + "-" + group
+	}
+	return "watershed-" + group
+}
+
+// producerBuilder builds goka producers from a fresh configuration each
+// time, since goka's own builder writes into the one it is given.
+func producerBuilder(k Kafka) goka.ProducerBuilder {
+	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
+		cfg := k.ProducerConfig()
+		cfg.ClientID = clientID
+		cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
+		return goka.NewProducer(brokers, cfg)
+	}
+}
+
+func saramaConsumerBuilder(k Kafka) goka.SaramaConsumerBuilder {
+	return func(brokers []string, clientID string) (sarama.Consumer, error) {
+		cfg := k.Config()
+		cfg.ClientID = clientID
+		return sarama.NewConsumer(brokers, cfg)
+	}
+}
+
+// topicManagerBuilder gives goka a topic manager that never creates
+// topics: EnsureTopics did, with the declared counts and settings.
+func topicManagerBuilder(k Kafka) goka.TopicManagerBuilder {
+	return func(brokers []string) (goka.TopicManager, error) {
+		tmc := goka.NewTopicManagerConfig()
+		tmc.NoCreate = true
+		tmc.Table.Replication = int(k.replication())
+		tmc.Stream.Replication = int(k.replication())
+		return goka.NewTopicManager(brokers, k.Config(), tmc)
+	}
+}
+
+// gokaLogger routes goka's logs to slog at info level.
+type gokaLogger struct{ l *slog.Logger }
+
+func (g gokaLogger) Print(v ...any)            { g.l.Info(fmt.Sprint(v...), "component", "goka") }
+func (g gokaLogger) Println(v ...any)          { g.l.Info(fmt.Sprint(v...), "component", "goka") }
+func (g gokaLogger) Printf(f string, v ...any) { g.l.Info(fmt.Sprintf(f, v...), "component", "goka") }
+
+// runnerCollector reports consumer lag and recovery at scrape time.
+type runnerCollector struct{ r *Runner }
+
+var (
+	lagDesc = prometheus.NewDesc("watershed_consumer_lag",
+		"Records in an input partition that the group has not committed yet.",
+		[]string{"group", "topic", "partition"}, nil)
+	recoveredDesc = prometheus.NewDesc("watershed_processor_recovered",
+		"1 when the group's tables in this process are recovered and it processes records.",
+		[]string{"group"}, nil)
+)
+
+func (c *runnerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lagDesc
+	ch <- recoveredDesc
+}
+
+func (c *runnerCollector) Collect(ch chan<- prometheus.Metric) {
+	c.r.mu.Lock()
+	running := append([]*goka.Processor(nil), c.r.running...)
+	c.r.mu.Unlock()
+	for i, gp := range running {
+		v := 0.0
+		if gp.Recovered() {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(recoveredDesc, prometheus.GaugeValue, v, c.r.procs[i].group)
+	}
+	if len(running) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lags, err := c.r.Lag(ctx)
+	if err != nil {
+		c.r.log.Warn("consumer lag unavailable", "err", err)
+		return
+	}
+	for _, l := range lags {
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(l.Lag), l.Group, l.Topic, strconv.Itoa(int(l.Partition)))
+	}
+}
