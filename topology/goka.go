@@ -205,3 +205,14 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // a record, leaving it uncommitted: the expected outcome of a shutdown
 // during an outage, not a failure.
 func IsAbandoned(err error) bool { return errors.Is(err, errAbandoned) }
+
+// NewGokaProcessor builds the goka processor of p with the given goka
+// options and no metrics. It is for test drivers (goka.WithTester) and
+// tools; the Runner builds its processors itself.
+func (p *Processor) NewGokaProcessor(brokers []string, opts ...goka.ProcessorOption) (*goka.Processor, error) {
+	gp, err := goka.NewProcessor(brokers, p.groupGraph(nopObserver{}), append([]goka.ProcessorOption{goka.WithHasher(Hasher)}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("topology: processor %s: %w", p.group, err)
+	}
+	return gp, nil
+}

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/watershed-io/watershed/codecs"
+	"github.com/watershed-io/watershed/codecs/records"
 )
 
 // DefaultPartitions is the partition count of a topic whose declaration does
@@ -26,6 +27,7 @@ type Topology struct {
 	topicOrder []string
 	procs      []*Processor
 	deadLetter string
+	dlqOpts    []TopicOption
 	// declErrs collects mistakes found while declaring (such as a topic
 	// declared twice), so that declaration reads as straight-line code and
 	// Validate reports every problem at once.
@@ -40,9 +42,18 @@ type Option func(*Topology)
 // telemetry.raw into acme.telemetry.raw.
 func WithPrefix(prefix string) Option { return func(t *Topology) { t.prefix = prefix } }
 
-// WithDeadLetterTopic names the dead-letter topic (before the prefix). The
-// default is "<name>.dlq".
-func WithDeadLetterTopic(name string) Option { return func(t *Topology) { t.deadLetter = name } }
+// WithDeadLetterTopic names the dead-letter topic (before the prefix; the
+// default is "<name>.dlq") and sets its options, such as its partitions and
+// key when a processor consumes it co-partitioned with a table. Envelopes
+// are keyed by the key of the record that failed.
+func WithDeadLetterTopic(name string, opts ...TopicOption) Option {
+	return func(t *Topology) {
+		if name != "" {
+			t.deadLetter = name
+		}
+		t.dlqOpts = opts
+	}
+}
 
 // New starts the declaration of a topology called name.
 func New(name string, opts ...Option) *Topology {
@@ -54,15 +65,19 @@ func New(name string, opts ...Option) *Topology {
 		t.deadLetter = name + ".dlq"
 	}
 	t.deadLetter = t.prefix + t.deadLetter
-	t.addTopic(&topicDecl{
+	d := &topicDecl{
 		name:       t.deadLetter,
 		kind:       kindStream,
-		valueType:  "records.Envelope",
-		codecName:  "records.EnvelopeCodec",
-		key:        "original key",
+		valueType:  typeName[records.Envelope](),
+		codecName:  codecName(records.EnvelopeCodec{}),
+		key:        "key",
 		partitions: DefaultPartitions,
 		deadLetter: true,
-	})
+	}
+	for _, o := range t.dlqOpts {
+		o(d)
+	}
+	t.addTopic(d)
 	return t
 }
 
@@ -71,6 +86,12 @@ func (t *Topology) Name() string { return t.name }
 
 // DeadLetterTopic returns the full name of the dead-letter topic.
 func (t *Topology) DeadLetterTopic() string { return t.deadLetter }
+
+// DeadLetters returns the dead-letter topic as a stream, so that a
+// processor can consume the envelopes (every processor produces to it).
+func (t *Topology) DeadLetters() Stream[records.Envelope] {
+	return Stream[records.Envelope]{decl: t.topics[t.deadLetter], codec: records.EnvelopeCodec{}}
+}
 
 // Processors returns the declared processor groups in declaration order.
 func (t *Topology) Processors() []*Processor { return append([]*Processor(nil), t.procs...) }

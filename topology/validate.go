@@ -59,7 +59,7 @@ func (t *Topology) Validate() error {
 			if d.kind != kindStream {
 				add("processor %q consumes %s %q as a stream: use Join or Lookup", p.group, d.kind, d.name)
 			}
-			if len(produced[d.name]) == 0 && d.external == "" {
+			if len(produced[d.name]) == 0 && d.external == "" && !d.deadLetter {
 				add("processor %q consumes %q, which no processor produces and which is not declared External", p.group, d.name)
 			}
 		}

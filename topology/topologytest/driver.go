@@ -1,0 +1,163 @@
+// Package topologytest drives a whole topology inside one test, without a
+// broker: records sent to an input flow through every processor group, and
+// the test reads outputs, tables and the dead-letter topic.
+//
+// It runs the very callbacks the Runner runs, on goka's tester, so the
+// failure policies (dead letters, panics, retries) behave as in production.
+// Processing is synchronous: when Send returns, every record it caused has
+// been handled.
+package topologytest
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/tester"
+	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// Driver runs a topology on goka's tester.
+type Driver struct {
+	tb       testing.TB
+	topo     *topology.Topology
+	gt       *tester.Tester
+	trackers map[string]*tester.QueueTracker
+}
+
+// Record is one record read from a stream.
+type Record[V any] struct {
+	Key     string
+	Value   V
+	Headers map[string][]byte
+}
+
+// New validates topo and starts the named groups (all when none are named)
+// on a fresh tester. The processors stop when the test ends.
+func New(tb testing.TB, topo *topology.Topology, groups ...string) *Driver {
+	tb.Helper()
+	if err := topo.Validate(); err != nil {
+		tb.Fatalf("topologytest: %v", err)
+	}
+	procs, err := topo.Select(groups)
+	if err != nil {
+		tb.Fatalf("topologytest: %v", err)
+	}
+	d := &Driver{tb: tb, topo: topo, gt: tester.New(tb), trackers: map[string]*tester.QueueTracker{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var done []chan error
+	for _, p := range procs {
+		gp, err := p.NewGokaProcessor(nil, goka.WithTester(d.gt))
+		if err != nil {
+			cancel()
+			tb.Fatalf("topologytest: %v", err)
+		}
+		ch := make(chan error, 1)
+		done = append(done, ch)
+		go func() { ch <- gp.Run(ctx) }()
+	}
+	tb.Cleanup(func() {
+		cancel()
+		for _, ch := range done {
+			select {
+			case err := <-ch:
+				if err != nil {
+					tb.Errorf("topologytest: processor stopped with %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				tb.Errorf("topologytest: processor did not stop")
+			}
+		}
+	})
+	// Track every topic from the start, so Read returns everything emitted
+	// since the driver started.
+	for _, name := range topo.Topics() {
+		d.trackers[name] = d.gt.NewQueueTracker(name)
+	}
+	return d
+}
+
+// Send encodes v with s's codec and delivers it to s's consumers, then
+// waits until every processor has handled everything it caused.
+func Send[V any](d *Driver, s topology.Stream[V], key string, v V, headers ...topology.Header) {
+	d.tb.Helper()
+	b, err := s.Codec().Encode(v)
+	if err != nil {
+		d.tb.Fatalf("topologytest: encode for %s: %v", s.Name(), err)
+	}
+	d.SendRaw(s.Name(), key, b, headers...)
+}
+
+// SendRaw delivers raw bytes to topic, for records that do not decode.
+func (d *Driver) SendRaw(topic, key string, raw []byte, headers ...topology.Header) {
+	d.tb.Helper()
+	var opts []tester.EmitOption
+	if len(headers) > 0 {
+		h := goka.Headers{}
+		for _, x := range headers {
+			h[x.Key] = x.Value
+		}
+		opts = append(opts, tester.WithHeaders(h))
+	}
+	d.gt.Consume(topic, key, raw, opts...)
+}
+
+// Read returns the records emitted to s since the last Read of s.
+func Read[V any](d *Driver, s topology.Stream[V]) []Record[V] {
+	d.tb.Helper()
+	var out []Record[V]
+	qt := d.trackers[s.Name()]
+	if qt == nil {
+		d.tb.Fatalf("topologytest: %s is not a topic of the topology", s.Name())
+	}
+	for {
+		h, key, raw, ok := qt.NextRawWithHeaders()
+		if !ok {
+			return out
+		}
+		v, err := s.Codec().Decode(raw)
+		if err != nil {
+			d.tb.Fatalf("topologytest: decode record of %s: %v", s.Name(), err)
+		}
+		out = append(out, Record[V]{Key: key, Value: v, Headers: h})
+	}
+}
+
+// DeadLetters returns the envelopes sent to the dead-letter topic since the
+// last call.
+func (d *Driver) DeadLetters() []records.Envelope {
+	d.tb.Helper()
+	var out []records.Envelope
+	for _, r := range Read(d, d.topo.DeadLetters()) {
+		out = append(out, r.Value)
+	}
+	return out
+}
+
+// TableValue returns the value of key in table tb.
+func TableValue[V any](d *Driver, tb topology.Table[V], key string) (V, bool) {
+	d.tb.Helper()
+	var zero V
+	raw, _ := d.gt.TableValue(goka.Table(tb.Name()), key).([]byte)
+	if raw == nil {
+		return zero, false
+	}
+	v, err := tb.Codec().Decode(raw)
+	if err != nil {
+		d.tb.Fatalf("topologytest: decode %s[%q]: %v", tb.Name(), key, err)
+	}
+	return v, true
+}
+
+// TableKeys returns the keys of table tb.
+func TableKeys[V any](d *Driver, tb topology.Table[V]) []string {
+	return d.gt.GetTableKeys(goka.Table(tb.Name()))
+}
+
+// Header is a shorthand for a topology.Header with a decimal value.
+func Header(key string, v int64) topology.Header {
+	return topology.Header{Key: key, Value: []byte(strconv.FormatInt(v, 10))}
+}
