@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"hash/maphash"
 )
 
 // castagnoli is the CRC-32C table. crc32.MakeTable returns the same
@@ -99,12 +100,22 @@ type Decoder struct {
 	// body receives decompressed bodies.
 	body []byte
 	// table is an open-addressing hash set of the CRC-valid records seen so
-	// far in the package, for intra-package duplicates: each slot holds a
-	// record's offset in the body + 1, or 0 when empty.
-	table []uint32
-	// shift turns a 32-bit hash into a table index: the table has
-	// 1 << (32-shift) slots.
+	// far in the package, for intra-package duplicates, keyed by the
+	// record CRC, or, in hashMode, by a seeded hash of the payload.
+	table []slot
+	// shift turns a 64-bit key into a table index: the table has
+	// 1 << (64-shift) slots.
 	shift uint
+	// hashMode is set, for the rest of a package, when two different
+	// payloads of the package share a CRC. That is rare by chance but easy
+	// to forge (the CRC is linear), and a forged package of many distinct
+	// records with one CRC would make CRC-keyed lookups quadratic; keyed
+	// by a hash with a secret seed, collisions cannot be forged.
+	hashMode bool
+	seed     maphash.Seed
+	seeded   bool
+	// offs is scratch for rebuilding the table in hashMode.
+	offs []uint32
 }
 
 // Decode decodes the package b into p, reusing p's slices. It returns nil
@@ -149,34 +160,28 @@ func (d *Decoder) decode(b []byte, p *Package) *PackageError {
 			return perr
 		}
 	}
-	// Check 6: the records must fill the body exactly.
+	// Check 6 (the records must fill the body exactly) runs along with the
+	// record checks: the records are decoded as they are framed, and a
+	// framing failure discards what was decoded (Decode resets p).
 	n := int(h.MessageCount)
-	off := 0
-	for i := 0; i < n; i++ {
-		if len(body)-off < RecordHeaderLen {
-			return reject(6, ReasonCountMismatch, "record %d: header runs past the body end", i)
-		}
-		end := off + RecordHeaderLen + int(binary.BigEndian.Uint16(body[off:]))
-		if end > len(body) {
-			return reject(6, ReasonCountMismatch, "record %d: payload runs past the body end", i)
-		}
-		off = end
-	}
-	if off != len(body) {
-		return reject(6, ReasonCountMismatch, "%d bytes left after %d records", len(body)-off, n)
-	}
-
 	if cap(p.Messages) < n {
 		p.Messages = make([]Message, 0, n)
 	}
 	d.resetTable(n)
-	off = 0
+	off := 0
 	for i := 0; i < n; i++ {
+		if len(body)-off < RecordHeaderLen {
+			return reject(6, ReasonCountMismatch, "record %d of %d: header runs past the body end", i, n)
+		}
 		start := off
 		pl := int(binary.BigEndian.Uint16(body[off:]))
 		sum := binary.BigEndian.Uint32(body[off+2:])
-		payload := body[off+RecordHeaderLen : off+RecordHeaderLen+pl]
-		off += RecordHeaderLen + pl
+		ps := off + RecordHeaderLen
+		off = ps + pl
+		if off > len(body) {
+			return reject(6, ReasonCountMismatch, "record %d of %d: payload runs past the body end", i, n)
+		}
+		payload := body[ps:off]
 		// Record check 1.
 		if crc(payload) != sum {
 			p.Rejected = append(p.Rejected, RecordRejection{Index: i, Reason: ReasonMessageCRC})
@@ -187,19 +192,42 @@ func (d *Decoder) decode(b []byte, p *Package) *PackageError {
 			p.IntraPackageDuplicates++
 			continue
 		}
-		// Record checks 3-4.
-		p.Messages = append(p.Messages, Message{})
-		m := &p.Messages[len(p.Messages)-1]
-		if r := parsePayload(h.Version, payload, m); r != ReasonNone {
-			p.Messages = p.Messages[:len(p.Messages)-1]
+		// Record checks 3-4, on the payload's first 16 bytes as a 128-bit
+		// big-endian value, loaded in place when the body is long enough.
+		var hi, lo uint64
+		if ps+16 <= len(body) {
+			hi = binary.BigEndian.Uint64(body[ps:])
+			lo = binary.BigEndian.Uint64(body[ps+8:])
+		} else {
+			hi, lo = load128(payload)
+		}
+		var m Message
+		if r := parsePayload(h.Version, pl, hi, lo, &m); r != ReasonNone {
 			p.Rejected = append(p.Rejected, RecordRejection{Index: i, Reason: r})
 			continue
 		}
 		m.CRC = sum
 		m.TimeMs = h.BaseTimeMs + uint64(m.OffsetMs)
-		m.ContentCRC = contentCRC(payload)
+		m.ContentCRC = contentCRC(sum, pl, m.OffsetMs)
+		p.Messages = append(p.Messages, m)
+	}
+	if off != len(body) {
+		return reject(6, ReasonCountMismatch, "%d bytes left after %d records", len(body)-off, n)
 	}
 	return nil
+}
+
+// load128 returns up to the first 16 bytes of p as a 128-bit big-endian
+// value, zero-padded.
+func load128(p []byte) (hi, lo uint64) {
+	for i := 0; i < len(p) && i < 16; i++ {
+		if i < 8 {
+			hi |= uint64(p[i]) << (56 - 8*i)
+		} else {
+			lo |= uint64(p[i]) << (56 - 8*(i-8))
+		}
+	}
+	return hi, lo
 }
 
 // decompress runs package check 5 and returns the decompressed body, which
@@ -237,55 +265,86 @@ func (d *Decoder) decompress(src []byte) ([]byte, *PackageError) {
 
 // resetTable empties the duplicate table, sized for n records.
 func (d *Decoder) resetTable(n int) {
-	size, shift := 16, uint(28)
+	size, shift := 16, uint(60)
 	for size < 2*n {
 		size <<= 1
 		shift--
 	}
 	d.shift = shift
+	d.hashMode = false
 	if cap(d.table) < size {
-		d.table = make([]uint32, size)
+		d.table = make([]slot, size)
 		return
 	}
 	d.table = d.table[:size]
 	clear(d.table)
 }
 
+// slot is an entry of the duplicate table: a record's key and its offset
+// in the body + 1 (0 for an empty slot).
+type slot struct {
+	key uint64
+	off uint32
+}
+
 // seen reports whether an earlier CRC-valid record of the package has the
 // same CRC and payload bytes as the record at offset start, and otherwise
 // adds the record to the table.
 func (d *Decoder) seen(body []byte, start int, sum uint32, payload []byte) bool {
-	mask := uint32(len(d.table) - 1)
+	key := uint64(sum)
+	if d.hashMode {
+		key = maphash.Bytes(d.seed, payload)
+	}
+	mask := uint64(len(d.table) - 1)
 	// Fibonacci hashing: the top bits of the product depend on all bits of
-	// the CRC.
-	i := (sum * 0x9E3779B1) >> d.shift
+	// the key.
+	i := (key * 0x9E3779B97F4A7C15) >> d.shift
 	for {
-		e := d.table[i]
-		if e == 0 {
-			d.table[i] = uint32(start) + 1
+		e := &d.table[i]
+		if e.off == 0 {
+			*e = slot{key: key, off: uint32(start) + 1}
 			return false
 		}
-		o := int(e - 1)
-		if binary.BigEndian.Uint32(body[o+2:]) == sum {
+		if e.key == key {
+			o := int(e.off - 1)
 			pl := int(binary.BigEndian.Uint16(body[o:]))
 			if pl == len(payload) && bytes.Equal(body[o+RecordHeaderLen:o+RecordHeaderLen+pl], payload) {
 				return true
+			}
+			if !d.hashMode {
+				d.enterHashMode(body)
+				return d.seen(body, start, sum, payload)
 			}
 		}
 		i = (i + 1) & mask
 	}
 }
 
-// contentCRC is the CRC of p with its 22 time-offset bits (bits 4-25) set
-// to zero. p is at most 16 bytes (a kept message).
-func contentCRC(p []byte) uint32 {
-	var buf [16]byte
-	n := copy(buf[:], p)
-	buf[0] &= 0xf0
-	buf[1] = 0
-	buf[2] = 0
-	buf[3] &= 0x3f
-	return crc(buf[:n])
+// enterHashMode re-keys the table by payload hash.
+func (d *Decoder) enterHashMode(body []byte) {
+	if !d.seeded {
+		d.seed = maphash.MakeSeed()
+		d.seeded = true
+	}
+	d.hashMode = true
+	d.offs = d.offs[:0]
+	for _, e := range d.table {
+		if e.off != 0 {
+			d.offs = append(d.offs, e.off)
+		}
+	}
+	clear(d.table)
+	mask := uint64(len(d.table) - 1)
+	for _, off := range d.offs {
+		o := int(off - 1)
+		pl := int(binary.BigEndian.Uint16(body[o:]))
+		key := maphash.Bytes(d.seed, body[o+RecordHeaderLen:o+RecordHeaderLen+pl])
+		i := (key * 0x9E3779B97F4A7C15) >> d.shift
+		for d.table[i].off != 0 {
+			i = (i + 1) & mask
+		}
+		d.table[i] = slot{key: key, off: off}
+	}
 }
 
 // bits returns the w-bit field (1 <= w <= 64) at bit position pos of the
@@ -308,24 +367,28 @@ func padZero(hi, lo uint64, used uint) bool {
 	return lo<<(used-64) == 0
 }
 
-// parsePayload runs record checks 3 and 4 and fills m's type, offset and
-// fields. It returns ReasonNone when the payload is good.
-func parsePayload(version uint8, p []byte, m *Message) Reason {
-	if len(p) < 4 {
+// parsePayload runs record checks 3 and 4 on a payload of length pl whose
+// first 16 bytes are hi:lo (bytes past pl may be anything), and fills m's
+// type, offset and fields. It returns ReasonNone when the payload is good.
+func parsePayload(version uint8, pl int, hi, lo uint64, m *Message) Reason {
+	if pl < 4 {
 		return ReasonBadLength
 	}
-	t := MsgType(p[0] >> 4)
+	t := MsgType(hi >> 60)
 	want, ok := PayloadLen(version, t)
 	if !ok {
 		return ReasonUnknownType
 	}
-	if len(p) != want {
+	if pl != want {
 		return ReasonBadLength
 	}
-	var buf [16]byte
-	copy(buf[:], p)
-	hi := binary.BigEndian.Uint64(buf[:8])
-	lo := binary.BigEndian.Uint64(buf[8:])
+	// Clear the bits past the payload (pl is 5..16 here).
+	if pl < 8 {
+		hi &= ^uint64(0) << (64 - 8*uint(pl))
+		lo = 0
+	} else {
+		lo &= ^uint64(0) << (128 - 8*uint(pl))
+	}
 	var used uint
 	switch t {
 	case TypeGPS:
