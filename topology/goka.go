@@ -70,6 +70,7 @@ type observer interface {
 	produced(group, topic string, n int)
 	deadLettered(group, reason string)
 	retried(group string)
+	skipped(group, reason string)
 	processed(group string, d time.Duration)
 }
 
@@ -79,6 +80,7 @@ func (nopObserver) consumed(string, string)         {}
 func (nopObserver) produced(string, string, int)    {}
 func (nopObserver) deadLettered(string, string)     {}
 func (nopObserver) retried(string)                  {}
+func (nopObserver) skipped(string, string)          {}
 func (nopObserver) processed(string, time.Duration) {}
 
 // callback wraps a typed handler into goka's callback: it runs the handler,
@@ -118,6 +120,12 @@ func (p *Processor) callback(in *inputDecl, obs observer) goka.ProcessCallback {
 				return
 			}
 			reason := ReasonOf(err)
+			if in.topic.deadLetter {
+				// A failed dead letter stays where it is: sending it to
+				// the dead-letter topic again would loop.
+				obs.skipped(p.group, reason)
+				break
+			}
 			c.DeadLetter(reason, err, raw)
 			c.flush(envelopeFor(first))
 			obs.deadLettered(p.group, reason)

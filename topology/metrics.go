@@ -14,6 +14,9 @@ import (
 //   - watershed_processor_records_produced_total{group,topic}: records emitted, by output topic.
 //   - watershed_processor_dead_letters_total{group,reason}: records sent to the dead-letter topic.
 //   - watershed_processor_retries_total{group}: retries of transient failures.
+//   - watershed_processor_skipped_total{group,reason}: records read from the
+//     dead-letter topic whose processing failed; they stay in that topic and
+//     are not dead-lettered again.
 //   - watershed_processor_duration_seconds{group}: time to handle one input record, retries included.
 //
 // The Runner adds watershed_consumer_lag{group,topic,partition} and
@@ -23,6 +26,7 @@ type Metrics struct {
 	produced    *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 	retries     *prometheus.CounterVec
+	skips       *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 }
 
@@ -45,13 +49,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "watershed_processor_retries_total",
 			Help: "Retries of records whose processing failed transiently.",
 		}, []string{"group"}),
+		skips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watershed_processor_skipped_total",
+			Help: "Records read from the dead-letter topic whose processing failed; they stay there.",
+		}, []string{"group", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "watershed_processor_duration_seconds",
 			Help:    "Time to handle one input record, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
 		}, []string{"group"}),
 	}
-	for _, c := range []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.retries, m.duration} {
+	for _, c := range []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.retries, m.skips, m.duration} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("topology: register metrics: %w", err)
 		}
@@ -74,10 +82,13 @@ func (m *Metrics) processed(group string, d time.Duration) {
 // metricsObserver adapts Metrics to the callbacks' observer.
 type metricsObserver struct{ m *Metrics }
 
-func (o metricsObserver) consumed(group, topic string)            { o.m.consumedRecord(group, topic) }
-func (o metricsObserver) produced(group, topic string, n int)     { o.m.producedRecords(group, topic, n) }
-func (o metricsObserver) deadLettered(group, reason string)       { o.m.deadLettered(group, reason) }
-func (o metricsObserver) retried(group string)                    { o.m.retried(group) }
+func (o metricsObserver) consumed(group, topic string)        { o.m.consumedRecord(group, topic) }
+func (o metricsObserver) produced(group, topic string, n int) { o.m.producedRecords(group, topic, n) }
+func (o metricsObserver) deadLettered(group, reason string)   { o.m.deadLettered(group, reason) }
+func (o metricsObserver) retried(group string)                { o.m.retried(group) }
+func (o metricsObserver) skipped(group, reason string) {
+	o.m.skips.WithLabelValues(group, reason).Inc()
+}
 func (o metricsObserver) processed(group string, d time.Duration) { o.m.processed(group, d) }
 
 func observerFor(m *Metrics) observer {
