@@ -33,8 +33,32 @@ fuzz-brief:
 	done
 
 ## integration: the suite against real Apache Kafka and Cassandra, started and stopped here.
-integration:
-	@echo "integration: no integration suite yet"
+# Fetches the servers once (cached in .infra/), starts both on fresh data, runs
+# the `integration`-tagged tests with their addresses, and stops them again
+# whatever happened (EXIT trap); the exit status is that of the start or tests.
+# See docs/infrastructure.md.
+INFRA_SH := scripts/infra/infra.sh
+.PHONY: infra-fetch infra-up infra-down
+integration: infra-fetch
+	@set -uo pipefail; \
+	trap '$(INFRA_SH) stop' EXIT; \
+	$(INFRA_SH) start all || exit $$?; \
+	env $$($(INFRA_SH) env) $(GO) test -tags integration -count=1 -p 1 $(PKGS); \
+	status=$$?; \
+	exit $$status
+
+## infra-fetch: download the Kafka and Cassandra jars into .infra/ (skipped when there).
+infra-fetch:
+	$(INFRA_SH) fetch
+
+## infra-up: start both services and leave them running (export the lines of `scripts/infra/infra.sh env`).
+infra-up: infra-fetch
+	$(INFRA_SH) start all
+	@$(INFRA_SH) env
+
+## infra-down: stop the services that infra-up or integration started.
+infra-down:
+	$(INFRA_SH) stop
 
 ## bench: the benchmarks, with memory figures.
 bench:

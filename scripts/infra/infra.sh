@@ -63,6 +63,18 @@ now() { date +%s.%3N; }
 # elapsed START prints the seconds since START, one decimal.
 elapsed() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.1f", e - s }'; }
 
+# size_mib SIZE prints a JVM memory size (512m, 1g, 1048576k) in MiB.
+size_mib() {
+	local v=${1,,}
+	[[ $v =~ ^[0-9]+[kmg]?$ ]] || die "'$1' is not a JVM memory size like 512m or 1g"
+	case $v in
+	*g) echo $((${v%g} * 1024)) ;;
+	*m) echo "${v%m}" ;;
+	*k) echo $((${v%k} / 1024)) ;;
+	*) echo $((v / 1048576)) ;;
+	esac
+}
+
 # ---------------------------------------------------------------- tools
 
 apt_updated=false
@@ -170,13 +182,24 @@ owned_pid() {
 	[[ -f $file ]] || return 1
 	pid=$(<"$file")
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	kill -0 "$pid" 2>/dev/null || return 1
+	alive "$pid" || return 1
 	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$run_dir/$name/" || return 1
 	printf '%s\n' "$pid"
 }
 
+# alive PID succeeds while PID runs (a zombie, an exited child of this
+# shell not yet reaped, counts as gone).
+alive() {
+	local state
+	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+	[[ -n $state && $state != Z ]]
+}
+
 # rss_mib PID prints the resident set size of PID in MiB.
 rss_mib() { awk '/^VmRSS:/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo '?'; }
+
+# peak_rss_mib PID prints the peak resident set size of PID in MiB.
+peak_rss_mib() { awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo '?'; }
 
 # port_taken PORT succeeds when something accepts connections on PORT.
 port_taken() {
@@ -227,7 +250,7 @@ wait_ready() {
 	logfile=$run_dir/$name/$name.log
 	pid=$(<"$(pid_file "$name")")
 	until grep -qF -- "$pattern" "$logfile" 2>/dev/null; do
-		if ! kill -0 "$pid" 2>/dev/null; then
+		if ! alive "$pid"; then
 			tail -n 40 "$logfile" >&2 || true
 			die "$name: the process exited during start-up (log: ${logfile#"$repo_root"/})"
 		fi
@@ -277,10 +300,13 @@ launch_kafka() {
 	started_at[kafka]=$(now)
 	deadlines[kafka]=$(($(date +%s) + kafka_start_timeout))
 	prepare kafka
+	printf '127.0.0.1:%s\n' "$kafka_port" >"$dir/addr"
+	printf '%s,%s\n' "$kafka_port" "$kafka_controller_port" >"$dir/ports"
 	render "$script_dir/kafka/server.properties" "$dir/server.properties" \
 		"KAFKA_PORT=$kafka_port" "CONTROLLER_PORT=$kafka_controller_port" "DATA_DIR=$dir/data"
 	cp "$script_dir/kafka/log4j2.properties" "$dir/log4j2.properties"
 
+	size_mib "$kafka_heap" >/dev/null
 	local -a jvm=(
 		"-Xms$kafka_heap" "-Xmx$kafka_heap" -Xss512k
 		-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent
@@ -322,6 +348,8 @@ launch_cassandra() {
 	started_at[cassandra]=$(now)
 	deadlines[cassandra]=$(($(date +%s) + cassandra_start_timeout))
 	prepare cassandra
+	printf '127.0.0.1:%s\n' "$cassandra_port" >"$dir/addr"
+	printf '%s,%s\n' "$cassandra_port" "$cassandra_storage_port" >"$dir/ports"
 	mkdir -p "$dir/logs"
 	render "$script_dir/cassandra/cassandra.yaml" "$dir/cassandra.yaml" \
 		"CQL_PORT=$cassandra_port" "STORAGE_PORT=$cassandra_storage_port" "DATA_DIR=$dir/data"
@@ -332,8 +360,14 @@ launch_cassandra() {
 	jamm=$(find "$lib" -maxdepth 1 -name 'jamm-*.jar' | head -n1)
 	[[ -n $jamm ]] || die "cassandra: no jamm jar in ${lib#"$repo_root"/}"
 
+	# A small initial heap: Cassandra mlockall()s the memory mapped at start-up
+	# (it runs as root here), so -Xms equal to -Xmx would pin the whole heap.
+	local xms
+	size_mib "$cassandra_heap" >/dev/null # dies on a bad size, outside $(...)
+	xms=$(size_mib "$cassandra_heap")
+	((xms <= 256)) || xms=256
 	local -a jvm=(
-		"-Xms256m" "-Xmx$cassandra_heap" -Xss256k
+		"-Xms${xms}m" "-Xmx$cassandra_heap" -Xss256k
 		-XX:+UseG1GC -XX:MaxGCPauseMillis=100 -XX:+ParallelRefProcEnabled
 		-XX:TieredStopAtLevel=1 -XX:CICompilerCount=2 -XX:-UsePerfData
 		-XX:+ExitOnOutOfMemoryError
@@ -347,6 +381,9 @@ launch_cassandra() {
 		-Dcassandra.skip_wait_for_gossip_to_settle=0
 		-Dcassandra.ring_delay_ms=0
 		-Dcassandra.unsafesystem=true
+		-Dcassandra.memtable.row_overhead_size=180
+		-Dcassandra.shutdown_announce_in_ms=0
+		-Dcassandra.test.messagingService.nonGracefulShutdown=true
 		-Djava.net.preferIPv4Stack=true
 		-Dchronicle.analytics.disable=true
 		-Djdk.attach.allowAttachSelf=true
@@ -427,7 +464,7 @@ stop_services() {
 	start=$(now)
 	for name in "$@"; do
 		if pid=$(owned_pid "$name"); then
-			log "$name: stopping pid $pid"
+			log "$name: stopping pid $pid (RSS $(rss_mib "$pid") MiB, peak $(peak_rss_mib "$pid") MiB)"
 			kill -TERM "$pid" 2>/dev/null || true
 			pids[$name]=$pid
 		else
@@ -438,12 +475,13 @@ stop_services() {
 	while ((${#pids[@]} > 0)); do
 		for name in "${!pids[@]}"; do
 			pid=${pids[$name]}
-			if ! kill -0 "$pid" 2>/dev/null; then
+			if ! alive "$pid"; then
 				log "$name: stopped in $(elapsed "$start")s"
 			elif (($(date +%s) >= deadline)); then
 				log "$name: still running ${stop_timeout}s after TERM, sending KILL"
 				kill -KILL "$pid" 2>/dev/null || true
-				while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+				while alive "$pid"; do sleep 0.1; done
+				log "$name: killed after $(elapsed "$start")s"
 			else
 				continue
 			fi
@@ -466,6 +504,7 @@ cmd_status() {
 		cassandra) ports="$cassandra_port,$cassandra_storage_port" ;;
 		esac
 		if pid=$(owned_pid "$name"); then
+			[[ ! -s $run_dir/$name/ports ]] || ports=$(<"$run_dir/$name/ports")
 			printf '%-10s running  pid %-8s ports %-11s RSS %s MiB  log %s\n' "$name" "$pid" "$ports" \
 				"$(rss_mib "$pid")" "${run_dir#"$repo_root"/}/$name/$name.log"
 		else
@@ -476,9 +515,20 @@ cmd_status() {
 	return "$rc"
 }
 
+# service_addr NAME DEFAULT prints the client address NAME was started with,
+# when it runs, else DEFAULT (the address the current settings would use).
+service_addr() {
+	local file=$run_dir/$1/addr
+	if owned_pid "$1" >/dev/null && [[ -s $file ]]; then
+		cat "$file"
+	else
+		printf '%s\n' "$2"
+	fi
+}
+
 cmd_env() {
-	printf 'WATERSHED_KAFKA_BROKERS=127.0.0.1:%s\n' "$kafka_port"
-	printf 'WATERSHED_CASSANDRA_HOSTS=127.0.0.1:%s\n' "$cassandra_port"
+	printf 'WATERSHED_KAFKA_BROKERS=%s\n' "$(service_addr kafka "127.0.0.1:$kafka_port")"
+	printf 'WATERSHED_CASSANDRA_HOSTS=%s\n' "$(service_addr cassandra "127.0.0.1:$cassandra_port")"
 }
 
 main() {
