@@ -520,3 +520,16 @@ func TestContentCRCDirect(t *testing.T) {
 		}
 	}
 }
+
+// TestReasonValuesStable pins the numeric values, which records store.
+func TestReasonValuesStable(t *testing.T) {
+	words := []string{"none", "truncated", "bad_magic", "unsupported_version", "header_crc",
+		"bad_flags", "zero_device", "bad_count", "too_large", "trailing_bytes", "bad_compression",
+		"count_mismatch", "message_crc", "bad_length", "unknown_type", "out_of_range",
+		"stale_timestamp", "future_timestamp"}
+	for i, w := range words {
+		if Reason(i).String() != w {
+			t.Fatalf("Reason(%d) = %s, was %s: values are stored in records and must not change", i, Reason(i), w)
+		}
+	}
+}

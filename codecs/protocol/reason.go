@@ -8,6 +8,9 @@ import (
 // PROTOCOL.md. Its String method gives the spec's word ("header_crc",
 // "count_mismatch", ...), which is also its text (and so JSON) form.
 // The zero Reason, ReasonNone, is never a rejection reason.
+//
+// The numeric values are stored in pipeline records (codecs/records): they
+// must never change; new reasons are added at the end.
 type Reason uint8
 
 // Reasons, in the order PROTOCOL.md introduces them.

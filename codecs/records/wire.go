@@ -210,3 +210,78 @@ func (r *reader) finish(kind string) error {
 	}
 	return nil
 }
+
+// appendFixed32 appends v big-endian (CRCs are uniformly spread, so a
+// varint would be longer).
+func appendFixed32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
+
+func (r *reader) fixed32(what string) uint32 {
+	p := r.raw(what, 4)
+	if p == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint32(p)
+}
+
+// appendScaled appends x compactly and losslessly: as zigzag(k)<<1 in a
+// uvarint when x == k/scale exactly for an integer k with |k| < 2^52 (what
+// values converted from the wire's integer units are), and otherwise as a
+// uvarint 1 followed by the 8 bytes of its IEEE 754 bits.
+func appendScaled(b []byte, x, scale float64) []byte {
+	k := math.Round(x * scale)
+	if math.Abs(k) < 1<<52 {
+		// Compare what the reader will compute, bit for bit (so -0 and
+		// NaN take the raw form).
+		ki := int64(k)
+		if math.Float64bits(float64(ki)/scale) == math.Float64bits(x) {
+			return binary.AppendUvarint(b, uint64(ki<<1^ki>>63)<<1)
+		}
+	}
+	b = append(b, 1)
+	return binary.BigEndian.AppendUint64(b, math.Float64bits(x))
+}
+
+func (r *reader) scaled(what string, scale float64) float64 {
+	v := r.uvarint(what)
+	if r.err != nil {
+		return 0
+	}
+	if v == 1 {
+		p := r.raw(what, 8)
+		if p == nil {
+			return 0
+		}
+		return math.Float64frombits(binary.BigEndian.Uint64(p))
+	}
+	if v&1 != 0 {
+		r.fail(what)
+		return 0
+	}
+	z := v >> 1
+	k := int64(z>>1) ^ -int64(z&1)
+	if k >= 1<<52 || k <= -(1<<52) {
+		r.fail(what)
+		return 0
+	}
+	return float64(k) / scale
+}
+
+// bounded reads a uvarint that must be at most max.
+func (r *reader) bounded(what string, max uint64) uint64 {
+	v := r.uvarint(what)
+	if v > max {
+		r.fail(what)
+		return 0
+	}
+	return v
+}
+
+// int16v reads a varint that must fit in 16 bits.
+func (r *reader) int16v(what string) int16 {
+	v := r.varint(what)
+	if v < math.MinInt16 || v > math.MaxInt16 {
+		r.fail(what)
+		return 0
+	}
+	return int16(v)
+}
