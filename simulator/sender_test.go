@@ -75,9 +75,9 @@ func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestSenderRetriesAndFollowsAnswers(t *testing.T) {
 	edge := &scripted{answers: []answer{
 		{429, "1"}, {503, "0"}, {202, ""}, // package 1: retried twice, then accepted
-		{400, ""},                         // package 2: dropped, no retry
-		{422, ""},                         // package 3: rejected, no retry
-		{503, ""}, {202, ""},              // package 4
+		{400, ""},            // package 2: dropped, no retry
+		{422, ""},            // package 3: rejected, no retry
+		{503, ""}, {202, ""}, // package 4
 	}}
 	srv := httptest.NewServer(edge)
 	defer srv.Close()
