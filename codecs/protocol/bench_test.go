@@ -101,6 +101,34 @@ func BenchmarkBaseline(b *testing.B) {
 	}
 }
 
+// BenchmarkBaselineBodyCRC is a lower floor still: one CRC over the whole
+// decompressed body instead of one per record (not a conforming check, but
+// the cost of touching every byte once).
+func BenchmarkBaselineBodyCRC(b *testing.B) {
+	pkg := typicalPackage(b, 40)
+	buf := make([]byte, MaxBodyLen)
+	for _, sd := range snappyDecoders {
+		b.Run(sd.name, func(b *testing.B) {
+			b.SetBytes(int64(len(pkg)))
+			b.ReportAllocs()
+			var sink uint32
+			for b.Loop() {
+				hl := HeaderLenV2
+				if crc(pkg[:hl-4]) != binary.BigEndian.Uint32(pkg[hl-4:]) {
+					b.Fatal("header crc")
+				}
+				body, err := sd.decode(buf, pkg[hl:])
+				if err != nil {
+					b.Fatal(err)
+				}
+				sink ^= crc(body)
+			}
+			_ = sink
+			reportMessages(b, 40)
+		})
+	}
+}
+
 // BenchmarkSnappyDecode compares the snappy libraries on the typical
 // package's body alone.
 func BenchmarkSnappyDecode(b *testing.B) {
