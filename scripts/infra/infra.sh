@@ -92,19 +92,39 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# java_major prints the major version of the java on PATH.
+# java_major JAVA prints the major version of the given java binary.
 java_major() {
-	java -XshowSettings:properties -version 2>&1 |
+	"$1" -XshowSettings:properties -version 2>&1 |
 		awk -F' = ' '/java.specification.version/ { split($2, v, "."); print (v[1] == "1" ? v[2] : v[1]) }'
 }
 
+# java_bin is the java both servers run on, chosen by need_java.
+java_bin=
+
+# need_java picks Java 17, which both servers support (Cassandra 5.0 supports
+# only 11 and 17): $JAVA_HOME/bin/java if set, else java on PATH if it is 17,
+# else an installed OpenJDK 17, else it installs openjdk-17-jre-headless.
 need_java() {
-	if ! command -v java >/dev/null; then
-		apt_install openjdk-17-jre-headless
+	[[ -z $java_bin ]] || return 0
+	local candidate major
+	if [[ -n ${JAVA_HOME:-} ]]; then
+		java_bin=$JAVA_HOME/bin/java
+		major=$(java_major "$java_bin")
+		[[ $major =~ ^[0-9]+$ ]] || die "JAVA_HOME=$JAVA_HOME has no working bin/java"
+		[[ $major == 17 ]] || log "warning: JAVA_HOME is Java $major; Cassandra 5.0 supports Java 11 and 17"
+		return 0
 	fi
-	local major
-	major=$(java_major)
-	[[ $major =~ ^[0-9]+$ && $major -ge 17 ]] || die "need Java 17 or newer, found '${major:-none}'"
+	for candidate in "$(command -v java || true)" /usr/lib/jvm/java-17-openjdk-*/bin/java; do
+		if [[ -x $candidate && $(java_major "$candidate") == 17 ]]; then
+			java_bin=$(readlink -f "$candidate")
+			return 0
+		fi
+	done
+	apt_install openjdk-17-jre-headless
+	for candidate in /usr/lib/jvm/java-17-openjdk-*/bin/java; do
+		[[ -x $candidate ]] && java_bin=$candidate && return 0
+	done
+	die "no Java 17 found after installing openjdk-17-jre-headless"
 }
 
 need_maven() {
@@ -137,12 +157,18 @@ fetch_service() {
 	rm -rf "$tmp"
 	mkdir -p "$tmp"
 	log "$name: fetching jars with Maven"
-	if ! mvn -B -q -f "$pom" -Dmaven.repo.local="$infra_dir/m2" \
-		"$dependency_plugin:copy-dependencies" \
-		-DincludeScope=runtime -DoutputDirectory="$tmp" >"$infra_dir/$name/fetch.log" 2>&1; then
+	local attempt
+	for attempt in 1 2; do
+		# Maven runs on the chosen Java too (JAVA_HOME from java_bin).
+		if JAVA_HOME=${java_bin%/bin/java} mvn -B -q -f "$pom" -Dmaven.repo.local="$infra_dir/m2" \
+			"$dependency_plugin:copy-dependencies" \
+			-DincludeScope=runtime -DoutputDirectory="$tmp" >"$infra_dir/$name/fetch.log" 2>&1; then
+			break
+		fi
 		tail -n 40 "$infra_dir/$name/fetch.log" >&2
-		die "$name: Maven could not fetch the jars (log: ${infra_dir#"$repo_root"/}/$name/fetch.log)"
-	fi
+		((attempt < 2)) || die "$name: Maven could not fetch the jars (log: ${infra_dir#"$repo_root"/}/$name/fetch.log)"
+		log "$name: Maven failed; trying once more"
+	done
 	printf '%s\n' "$sum" >"$tmp/.fetched"
 	rm -rf "$lib"
 	mv "$tmp" "$lib"
@@ -319,12 +345,12 @@ launch_kafka() {
 	read -r -a extra <<<"${WATERSHED_KAFKA_JVM_OPTS:-}"
 	jvm+=("${extra[@]}" -cp "$lib/*")
 	cluster_id=$(random_cluster_id)
-	if ! java "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
+	if ! "$java_bin" "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
 		>>"$dir/format.log" 2>&1; then
 		tail -n 20 "$dir/format.log" >&2
 		die "kafka: formatting the storage failed (log: ${dir#"$repo_root"/}/format.log)"
 	fi
-	launch kafka "$dir/kafka.log" java "${jvm[@]}" kafka.Kafka "$dir/server.properties"
+	launch kafka "$dir/kafka.log" "$java_bin" "${jvm[@]}" kafka.Kafka "$dir/server.properties"
 	log "kafka: starting (pid $(<"$(pid_file kafka)"), port $kafka_port, controller $kafka_controller_port, heap $kafka_heap)"
 }
 
@@ -393,7 +419,7 @@ launch_cassandra() {
 	local -a extra
 	read -r -a extra <<<"${WATERSHED_CASSANDRA_JVM_OPTS:-}"
 	jvm+=("${extra[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon)
-	launch cassandra "$dir/cassandra.log" java "${jvm[@]}"
+	launch cassandra "$dir/cassandra.log" "$java_bin" "${jvm[@]}"
 	log "cassandra: starting (pid $(<"$(pid_file cassandra)"), port $cassandra_port, storage $cassandra_storage_port, heap $cassandra_heap)"
 }
 
