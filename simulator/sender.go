@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -223,9 +224,10 @@ func (s *Simulator) send(ctx context.Context, p *Package) {
 			s.ledger.Apply(p, code, uncertain)
 			return
 		}
-		// A 429 means the edge shed the package before writing it; a 503
-		// or a failed request may have reached Kafka after all.
-		if code != http.StatusTooManyRequests {
+		// A 429 means the edge shed the package before writing it, and a
+		// failed dial never reached it; a 503 or any other failed request
+		// may have reached Kafka after all.
+		if code != http.StatusTooManyRequests && !neverSent(err) {
 			uncertain++
 		}
 		if attempt >= s.opts.Retry.MaxAttempts {
@@ -277,6 +279,13 @@ func (s *Simulator) backoff(rng *rand.Rand, attempt int, retryAfter time.Duratio
 	}
 	d = d/2 + time.Duration(rng.Int64N(int64(d/2)+1))
 	return min(max(d, retryAfter), r.MaxBackoff)
+}
+
+// neverSent reports whether err is a failure to connect, so that the
+// request cannot have reached the edge.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return err != nil && errors.As(err, &op) && op.Op == "dial"
 }
 
 // parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.

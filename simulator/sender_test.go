@@ -421,3 +421,20 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		t.Fatalf("url %v %v", s, err)
 	}
 }
+
+func TestSenderConnectionRefusedIsCertain(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there now
+	sim, err := New(testOptions(url, 2, NoFaults()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tr := sim.Truth()
+	if tr.Unsent != 2 || tr.Attempts["error"] != 2*fastRetry.MaxAttempts || !tr.Exact() || tr.Max != (Counts{}) {
+		t.Fatalf("truth %+v", tr)
+	}
+}

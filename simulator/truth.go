@@ -158,15 +158,17 @@ type Truth struct {
 	// (retries exhausted, or the context ended while retrying).
 	Sent, Unsent int
 	// Uncertain counts attempts whose fate is unknown: timeouts, transport
-	// failures and 503 answers (Kafka may have taken the package after
-	// all). While it is 0, the truth is exact.
+	// failures after connecting, and 503 answers (Kafka may have taken the
+	// package after all). 429 answers and failures to connect are certain
+	// not to have kept anything. While it is 0, the truth is exact.
 	Uncertain int
 	// Unexpected counts packages whose final answer was not the expected
 	// one; UnexpectedSamples describes the first few.
 	Unexpected        int
 	UnexpectedSamples []string
 	// Devices holds the truth of every device the pipeline should know:
-	// those with an accepted (202) or rejected (422) package.
+	// those with an accepted (202) or rejected (422) package, and those
+	// with uncertain attempts (which the pipeline may or may not know).
 	Devices map[uint64]*DeviceTruth
 }
 
