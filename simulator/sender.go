@@ -74,6 +74,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock that message times follow (default time.Now).
 	Now func() time.Time
+	// StoredWindow, when above 0, bounds the truth's memory on long runs:
+	// per device, only the stored messages within it of the newest are
+	// kept in DeviceTruth.Stored (see NewPruningLedger; 2 h is safe). 0
+	// keeps them all, for comparing with the sink's rows.
+	StoredWindow time.Duration
 }
 
 // Simulator sends a Fleet's packages to the ingest edge and keeps the
@@ -133,7 +138,7 @@ func New(opts Options) (*Simulator, error) {
 	}
 	return &Simulator{
 		opts: opts, url: u.String(), fleet: fleet, devices: fleet.Devices(),
-		ledger: NewLedger(), log: opts.Logger,
+		ledger: NewPruningLedger(opts.StoredWindow), log: opts.Logger,
 	}, nil
 }
 
@@ -144,11 +149,9 @@ func (s *Simulator) Devices() []DeviceInfo { return append([]DeviceInfo(nil), s.
 // Run runs; after Run returns it is final.
 func (s *Simulator) Truth() Truth { return s.ledger.Truth() }
 
-// Summary returns the truth's totals so far.
-func (s *Simulator) Summary() Summary {
-	t := s.ledger.Truth()
-	return t.Summary()
-}
+// Summary returns the truth's totals so far. It is cheaper than Truth and
+// safe to call while Run runs.
+func (s *Simulator) Summary() Summary { return s.ledger.Summary() }
 
 // ErrRunTwice is returned by a second call of Run.
 var ErrRunTwice = errors.New("simulator: Run called twice")

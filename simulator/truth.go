@@ -111,8 +111,16 @@ type DeviceTruth struct {
 	// Latest holds the latest stored reading of each type, by message
 	// time.
 	Latest map[protocol.MsgType]Reading
-	// Stored is the set of messages that should be stored, by identity.
+	// Stored is the set of messages that should be stored, by identity:
+	// all of them, or, with a pruning Ledger, those within its window of
+	// LastSeenMs.
 	Stored map[Identity]StoredMessage
+	// Forgotten counts the stored messages a pruning Ledger dropped from
+	// Stored; Messages is len(Stored) + Forgotten.
+	Forgotten int
+
+	// nextPrune is the size of Stored at which a pruning Ledger prunes.
+	nextPrune int
 }
 
 // LastSeen returns LastSeenMs as a time, the zero time if nothing was
@@ -209,7 +217,9 @@ type Summary struct {
 }
 
 // Summary returns the truth's totals.
-func (t *Truth) Summary() Summary {
+func (t *Truth) Summary() Summary { return t.summary() }
+
+func (t *Truth) summary() Summary {
 	s := Summary{
 		Exact: t.Exact(), Sent: t.Sent, Unsent: t.Unsent, Uncertain: t.Uncertain,
 		Unexpected: t.Unexpected, Devices: len(t.Devices), Counts: t.Totals, Max: t.Max,
@@ -253,12 +263,31 @@ func (t *Truth) clone() Truth {
 // Ledger turns the edge's answers into the Truth. It is safe for
 // concurrent use.
 type Ledger struct {
-	mu sync.Mutex
-	t  Truth
+	mu     sync.Mutex
+	t      Truth
+	window uint64 // ms; 0 keeps every stored message
 }
 
-// NewLedger returns an empty Ledger.
+// NewLedger returns an empty Ledger that keeps every stored message.
 func NewLedger() *Ledger { return &Ledger{t: newTruth()} }
+
+// NewPruningLedger returns an empty Ledger that keeps, per device, only the
+// stored messages within window of the newest (the others are counted in
+// DeviceTruth.Forgotten), so that its memory stays bounded on long runs.
+// The window must be longer than any gap between two copies of a message,
+// in message time: a Fleet's resends and re-batched messages come within
+// about 70 minutes, so two hours is safe. A window of 0 keeps everything.
+func NewPruningLedger(window time.Duration) *Ledger {
+	return &Ledger{t: newTruth(), window: uint64(max(window, 0) / time.Millisecond)}
+}
+
+// Summary returns the truth's totals so far, without copying the stored
+// messages.
+func (l *Ledger) Summary() Summary {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.t.summary()
+}
 
 // Truth returns a deep copy of the truth so far.
 func (l *Ledger) Truth() Truth {
@@ -444,5 +473,22 @@ func (l *Ledger) store(p *Package) (Counts, map[string]int) {
 		}
 	}
 	d.Counts.add(c)
+	if l.window > 0 && len(d.Stored) >= d.nextPrune {
+		l.prune(d)
+	}
 	return c, dlq
+}
+
+// prune drops the stored messages of d older than the window.
+func (l *Ledger) prune(d *DeviceTruth) {
+	if d.LastSeenMs > l.window {
+		horizon := d.LastSeenMs - l.window
+		for id := range d.Stored {
+			if id.TimeMs < horizon {
+				delete(d.Stored, id)
+				d.Forgotten++
+			}
+		}
+	}
+	d.nextPrune = 2*len(d.Stored) + 1024
 }

@@ -3,6 +3,7 @@ package simulator
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 )
@@ -303,6 +304,26 @@ func TestContentCRCMatchesDecoder(t *testing.T) {
 			if m.ContentCRC == m.CRC && m.OffsetMs != 0 {
 				t.Fatalf("content CRC equals record CRC: %+v", m)
 			}
+		}
+	}
+}
+
+func TestPruningLedger(t *testing.T) {
+	f := newTestFleet(t, 18, 1, NoFaults())
+	l := NewPruningLedger(time.Millisecond)
+	keep := NewLedger()
+	for range 200 {
+		p := next(t, f)
+		l.Apply(p, 202, 0)
+		keep.Apply(p, 202, 0)
+	}
+	a, b := l.Truth(), keep.Truth()
+	if a.Totals != b.Totals {
+		t.Fatalf("pruning changed the totals: %+v vs %+v", a.Totals, b.Totals)
+	}
+	for id, d := range a.Devices {
+		if d.Forgotten == 0 || len(d.Stored)+d.Forgotten != d.Messages || d.LastSeenMs != b.Devices[id].LastSeenMs {
+			t.Fatalf("device %d: %d stored, %d forgotten, %d messages", id, len(d.Stored), d.Forgotten, d.Messages)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/watershed-io/watershed/simulator"
 )
@@ -74,6 +75,8 @@ func runSimulate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		Faults:      mix,
 		Concurrency: *concurrency,
 		Logger:      log,
+		// Only the summary is printed: keep the truth's memory bounded.
+		StoredWindow: 2 * time.Hour,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed simulate: %v\n", err)
