@@ -92,7 +92,7 @@ var readingFields = [...]struct {
 	{func(r *Reading) *float64 { return &r.BatteryV }, 1000},
 }
 
-// readingVersion is the newest Reading and Readings format.
+// readingVersion is the newest Reading format.
 //
 // Version 1, Reading: version byte, DeviceID (uvarint), TimeMs (uvarint),
 // then the body. Readings: version byte, DeviceID (uvarint), count
@@ -102,6 +102,13 @@ var readingFields = [...]struct {
 // uvarint bit set of the float fields that are not +0 (bit i for field i in
 // readingFields order), and each of those fields as appendScaled writes it.
 const readingVersion = 1
+
+// readingsVersion is the newest Readings format.
+//
+// Version 2 adds, after DeviceID, the package fields: Version (1 byte),
+// Firmware (uvarint), ReceivedMs (varint), Duplicates (uvarint); the rest is
+// as in version 1, which is still read (those fields then are zero).
+const readingsVersion = 2
 
 func appendReadingBody(b []byte, r *Reading) []byte {
 	b = appendFixed32(b, r.ContentCRC)
@@ -167,6 +174,16 @@ type Readings struct {
 	DeviceID uint64
 	// Items all have DeviceID as their DeviceID.
 	Items []Reading
+	// Duplicates counts the package's messages dropped as repeats, within
+	// the package and across packages (format version 2).
+	Duplicates uint64
+	// Version and Firmware are the package's protocol version and firmware
+	// (format version 2).
+	Version  uint8
+	Firmware uint16
+	// ReceivedMs is when the edge received the package, Unix ms (format
+	// version 2).
+	ReceivedMs int64
 }
 
 // ReadingsCodec encodes and decodes Readings records. It implements
@@ -180,8 +197,12 @@ const minReadingLen = 1 + 4 + 1 + 1
 // not rs.DeviceID.
 func (ReadingsCodec) Encode(rs Readings) ([]byte, error) {
 	b := make([]byte, 0, 16+24*len(rs.Items))
-	b = append(b, readingVersion)
+	b = append(b, readingsVersion)
 	b = binary.AppendUvarint(b, rs.DeviceID)
+	b = append(b, rs.Version)
+	b = binary.AppendUvarint(b, uint64(rs.Firmware))
+	b = binary.AppendVarint(b, rs.ReceivedMs)
+	b = binary.AppendUvarint(b, rs.Duplicates)
 	b = binary.AppendUvarint(b, uint64(len(rs.Items)))
 	var prev uint64
 	for i := range rs.Items {
@@ -204,8 +225,18 @@ func (ReadingsCodec) Encode(rs Readings) ([]byte, error) {
 func (ReadingsCodec) Decode(b []byte) (Readings, error) {
 	var rs Readings
 	rd := reader{b: b}
-	rd.version("readings", readingVersion)
+	v := rd.version("readings", readingsVersion)
 	rs.DeviceID = rd.uvarint("device id")
+	if v >= 2 {
+		rs.Version = rd.byte1("protocol version")
+		fw := rd.uvarint("firmware")
+		if fw > 0xffff {
+			rd.fail("firmware")
+		}
+		rs.Firmware = uint16(fw)
+		rs.ReceivedMs = rd.varint("received")
+		rs.Duplicates = rd.uvarint("duplicates")
+	}
 	if n := rd.length("reading count", minReadingLen); n > 0 {
 		rs.Items = make([]Reading, n)
 		var prev uint64
