@@ -1,0 +1,142 @@
+package views
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/watershed-io/watershed/codecs/protocol"
+	"github.com/watershed-io/watershed/codecs/records"
+)
+
+// timeLayout is RFC 3339 with milliseconds; times are formatted in UTC,
+// so the zone is "Z".
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// maxTimeMs is 9999-12-31T23:59:59.999Z, the last time RFC 3339 can
+// write.
+const maxTimeMs = 253402300799999
+
+// msTime is a time in Unix milliseconds that marshals as an RFC 3339
+// string in UTC with milliseconds.
+type msTime uint64
+
+// MarshalJSON writes t as "2024-05-01T12:00:00.123Z". Times after the
+// year 9999 have no RFC 3339 form and are an error.
+func (t msTime) MarshalJSON() ([]byte, error) {
+	if t > maxTimeMs {
+		return nil, fmt.Errorf("views: time %d ms is after the year 9999", uint64(t))
+	}
+	b := make([]byte, 0, len(timeLayout)+2)
+	b = append(b, '"')
+	b = time.UnixMilli(int64(t)).UTC().AppendFormat(b, timeLayout)
+	return append(b, '"'), nil
+}
+
+// deviceJSON is the body of a 200 answer; see the package comment.
+type deviceJSON struct {
+	DeviceID         string       `json:"device_id"`
+	Messages         uint64       `json:"messages"`
+	Duplicates       uint64       `json:"duplicates"`
+	Invalid          uint64       `json:"invalid"`
+	PackagesRejected uint64       `json:"packages_rejected"`
+	LastSeen         *msTime      `json:"last_seen"`
+	Firmware         string       `json:"firmware,omitempty"`
+	FirmwareRaw      *uint16      `json:"firmware_raw,omitempty"`
+	ProtocolVersion  uint8        `json:"protocol_version"`
+	GPS              *gpsJSON     `json:"gps,omitempty"`
+	Engine           *engineJSON  `json:"engine,omitempty"`
+	Accel            *accelJSON   `json:"accel,omitempty"`
+	Battery          *batteryJSON `json:"battery,omitempty"`
+	Event            *eventJSON   `json:"event,omitempty"`
+}
+
+type gpsJSON struct {
+	Time       msTime   `json:"time"`
+	LatDeg     float64  `json:"lat_deg"`
+	LonDeg     float64  `json:"lon_deg"`
+	SpeedKmh   float64  `json:"speed_kmh"`
+	HeadingDeg float64  `json:"heading_deg"`
+	Hdop       *float64 `json:"hdop,omitempty"`
+	Satellites *float64 `json:"satellites,omitempty"`
+}
+
+type engineJSON struct {
+	Time     msTime  `json:"time"`
+	RPM      float64 `json:"rpm"`
+	CoolantC float64 `json:"coolant_c"`
+	FuelPct  float64 `json:"fuel_pct"`
+}
+
+type accelJSON struct {
+	Time msTime  `json:"time"`
+	XG   float64 `json:"x_g"`
+	YG   float64 `json:"y_g"`
+	ZG   float64 `json:"z_g"`
+}
+
+type batteryJSON struct {
+	Time     msTime  `json:"time"`
+	BatteryV float64 `json:"battery_v"`
+}
+
+type eventJSON struct {
+	Time     msTime  `json:"time"`
+	Code     float64 `json:"code"`
+	Name     string  `json:"name"`
+	Severity float64 `json:"severity"`
+}
+
+// newDeviceJSON returns the answer for the state s of device id.
+func newDeviceJSON(id uint64, s *records.DeviceState) *deviceJSON {
+	d := &deviceJSON{
+		DeviceID:         strconv.FormatUint(id, 10),
+		Messages:         s.Messages,
+		Duplicates:       s.Duplicates,
+		Invalid:          s.Invalid,
+		PackagesRejected: s.PackagesRejected,
+		ProtocolVersion:  s.Version,
+	}
+	if s.LastSeenMs != 0 {
+		t := msTime(s.LastSeenMs)
+		d.LastSeen = &t
+	}
+	v2 := s.Version == 2
+	if v2 {
+		fw := s.Firmware
+		d.Firmware = fmt.Sprintf("%d.%d", fw>>8, fw&0xff)
+		d.FirmwareRaw = &fw
+	}
+	for i := range s.Latest {
+		r := &s.Latest[i]
+		t := msTime(r.TimeMs)
+		switch r.Type {
+		case protocol.TypeGPS:
+			g := &gpsJSON{Time: t, LatDeg: r.LatDeg, LonDeg: r.LonDeg, SpeedKmh: r.SpeedKmh, HeadingDeg: r.HeadingDeg}
+			if v2 {
+				hdop, sats := r.Hdop, r.Satellites
+				g.Hdop, g.Satellites = &hdop, &sats
+			}
+			d.GPS = g
+		case protocol.TypeEngine:
+			d.Engine = &engineJSON{Time: t, RPM: r.RPM, CoolantC: r.CoolantC, FuelPct: r.FuelPct}
+		case protocol.TypeAccel:
+			d.Accel = &accelJSON{Time: t, XG: r.XG, YG: r.YG, ZG: r.ZG}
+		case protocol.TypeBattery:
+			d.Battery = &batteryJSON{Time: t, BatteryV: r.BatteryV}
+		case protocol.TypeEvent:
+			d.Event = &eventJSON{Time: t, Code: r.EventCode, Name: eventName(r.EventCode), Severity: r.Severity}
+		}
+	}
+	return d
+}
+
+// eventName returns the name of event code c ("harsh_brake"), or
+// "event(N)" for a code without one.
+func eventName(c float64) string {
+	if c >= 0 && c <= math.MaxUint8 && c == math.Trunc(c) {
+		return protocol.EventCode(c).String()
+	}
+	return "event(" + strconv.FormatFloat(c, 'g', -1, 64) + ")"
+}

@@ -1,0 +1,62 @@
+package views
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// Source is where the server reads device states from.
+type Source interface {
+	// Get returns the state of a device and whether there is one.
+	Get(deviceID uint64) (records.DeviceState, bool, error)
+	// Ready returns nil when the source is caught up and its answers are
+	// current, and an error saying why not otherwise.
+	Ready() error
+}
+
+// ErrNotReady is wrapped by the errors of (*ViewSource).Ready.
+var ErrNotReady = errors.New("views: device-state view not ready")
+
+// ViewSource is a Source reading a goka view of the device-state table,
+// which is keyed by device id in decimal.
+type ViewSource struct {
+	view *topology.View[records.DeviceState]
+}
+
+// NewViewSource returns a Source reading view. The caller runs the view.
+func NewViewSource(view *topology.View[records.DeviceState]) *ViewSource {
+	return &ViewSource{view: view}
+}
+
+// Get returns the state stored under the device's decimal id. A stored
+// state naming another device is an error.
+func (s *ViewSource) Get(deviceID uint64) (records.DeviceState, bool, error) {
+	st, ok, err := s.view.Get(strconv.FormatUint(deviceID, 10))
+	if err != nil {
+		return records.DeviceState{}, false, fmt.Errorf("views: get device %d: %w", deviceID, err)
+	}
+	if !ok {
+		return records.DeviceState{}, false, nil
+	}
+	if st.DeviceID != deviceID {
+		return records.DeviceState{}, false, fmt.Errorf("views: state stored under device %d is device %d's", deviceID, st.DeviceID)
+	}
+	return st, true, nil
+}
+
+// Ready returns nil once the view has caught up with its table and every
+// partition is following it; before, and while it reconnects, it returns
+// an error wrapping ErrNotReady.
+func (s *ViewSource) Ready() error {
+	if !s.view.Recovered() {
+		return fmt.Errorf("%w: catching up with the table", ErrNotReady)
+	}
+	if !s.view.Running() {
+		return fmt.Errorf("%w: reconnecting", ErrNotReady)
+	}
+	return nil
+}
