@@ -62,7 +62,8 @@ type Options struct {
 	// Concurrency bounds the packages in flight, retries included
 	// (default 16).
 	Concurrency int
-	// HTTPClient sends the requests (default: a new http.Client).
+	// HTTPClient sends the requests (default: a client keeping up to
+	// Concurrency idle connections).
 	HTTPClient *http.Client
 	// RequestTimeout bounds each request (default 10 s). A request in
 	// flight when Run's context ends is allowed to finish within it, so
@@ -109,7 +110,11 @@ func New(opts Options) (*Simulator, error) {
 		return nil, fmt.Errorf("%w: negative concurrency, packages or duration", ErrConfig)
 	}
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{}
+		// Keep a connection per concurrent package rather than the
+		// default two per host.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = opts.Concurrency
+		opts.HTTPClient = &http.Client{Transport: tr}
 	}
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 10 * time.Second

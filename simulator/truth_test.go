@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
@@ -325,5 +326,30 @@ func TestPruningLedger(t *testing.T) {
 		if d.Forgotten == 0 || len(d.Stored)+d.Forgotten != d.Messages || d.LastSeenMs != b.Devices[id].LastSeenMs {
 			t.Fatalf("device %d: %d stored, %d forgotten, %d messages", id, len(d.Stored), d.Forgotten, d.Messages)
 		}
+	}
+}
+
+func TestSummaryJSON(t *testing.T) {
+	f := newTestFleet(t, 19, 2, FaultMix{OutOfRange: 1})
+	l := NewLedger()
+	l.Apply(next(t, f), 202, 0)
+	l.Attempt(503)
+	b, err := json.Marshal(l.Summary())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"exact", "packages_sent", "packages_unsent", "uncertain_attempts", "unexpected_answers",
+		"devices", "messages", "duplicates", "invalid", "packages_rejected", "dead_letters", "max", "answers",
+		"attempts", "dead_letters_by_reason", "faults"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("summary JSON lacks %q: %s", k, b)
+		}
+	}
+	if m["dead_letters_by_reason"].(map[string]any)["out_of_range"] != 1.0 || m["answers"].(map[string]any)["202"] != 1.0 {
+		t.Errorf("summary JSON %s", b)
 	}
 }
