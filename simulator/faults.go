@@ -28,31 +28,55 @@ const (
 // The edge answers 400 to the first group, 422 to the second, 413 to
 // FaultTooLarge, and 202 to the last group, which the decoder rejects.
 const (
-	FaultTruncatedHeader    Fault = "truncated_header"
-	FaultBadMagic           Fault = "bad_magic"
+	// FaultTruncatedHeader: fewer bytes than the header (400 truncated).
+	FaultTruncatedHeader Fault = "truncated_header"
+	// FaultBadMagic: the magic is not "WS" (400).
+	FaultBadMagic Fault = "bad_magic"
+	// FaultUnsupportedVersion: a version other than 1 and 2 (400).
 	FaultUnsupportedVersion Fault = "unsupported_version"
-	FaultHeaderCRC          Fault = "header_crc"
+	// FaultHeaderCRC: a header byte changed after the CRC (400).
+	FaultHeaderCRC Fault = "header_crc"
 
-	FaultBadFlags       Fault = "bad_flags"
-	FaultZeroDevice     Fault = "zero_device"
-	FaultBadCount       Fault = "bad_count"
-	FaultTrailingBytes  Fault = "trailing_bytes"
-	FaultTruncatedBody  Fault = "truncated_body"
-	FaultTooLarge       Fault = "too_large"
+	// FaultBadFlags: a reserved flag bit set (422).
+	FaultBadFlags Fault = "bad_flags"
+	// FaultZeroDevice: device_id 0, with device 0's token (422).
+	FaultZeroDevice Fault = "zero_device"
+	// FaultBadCount: message_count 0 or over 4096 (422).
+	FaultBadCount Fault = "bad_count"
+	// FaultTrailingBytes: bytes after header + body_len (422).
+	FaultTrailingBytes Fault = "trailing_bytes"
+	// FaultTruncatedBody: fewer bytes than header + body_len (422
+	// truncated).
+	FaultTruncatedBody Fault = "truncated_body"
+	// FaultTooLarge: body_len over 1,048,576 (413 too_large).
+	FaultTooLarge Fault = "too_large"
+
+	// FaultBadCompression: a corrupt snappy body (202, then the decoder
+	// rejects it: bad_compression).
 	FaultBadCompression Fault = "bad_compression"
-	FaultCountMismatch  Fault = "count_mismatch"
+	// FaultCountMismatch: one record more or fewer than message_count
+	// (202, then count_mismatch).
+	FaultCountMismatch Fault = "count_mismatch"
 	// FaultSnappyTooLarge: a snappy preamble announcing more than
-	// 1,048,576 bytes; the decoder rejects it as too_large.
+	// 1,048,576 bytes (202, then too_large).
 	FaultSnappyTooLarge Fault = "snappy_too_large"
 )
 
-// Record-level faults: one record of an otherwise good package.
+// Record-level faults: one record or message of an otherwise good package,
+// dead-lettered with the reason of the same name.
 const (
-	FaultMessageCRC      Fault = "message_crc"
-	FaultBadLength       Fault = "bad_length"
-	FaultUnknownType     Fault = "unknown_type"
-	FaultOutOfRange      Fault = "out_of_range"
-	FaultStaleTimestamp  Fault = "stale_timestamp"
+	// FaultMessageCRC: a record whose CRC is wrong.
+	FaultMessageCRC Fault = "message_crc"
+	// FaultBadLength: a payload one byte too long, shorter than its
+	// prefix, or with a padding bit set.
+	FaultBadLength Fault = "bad_length"
+	// FaultUnknownType: type 5 in a version 1 package, or type 0, 6-15.
+	FaultUnknownType Fault = "unknown_type"
+	// FaultOutOfRange: a message breaking a physical limit.
+	FaultOutOfRange Fault = "out_of_range"
+	// FaultStaleTimestamp: a package of messages timed before 2020.
+	FaultStaleTimestamp Fault = "stale_timestamp"
+	// FaultFutureTimestamp: a message 20-30 minutes ahead of now.
 	FaultFutureTimestamp Fault = "future_timestamp"
 )
 
