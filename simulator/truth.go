@@ -49,15 +49,16 @@ type Reading struct {
 func (r Reading) Time() time.Time { return time.UnixMilli(int64(r.TimeMs)).UTC() }
 
 // Normal returns the reading's fields in normal units, named as the view
-// API is expected to name them: lat, lon (degrees), speed_kmh,
-// heading_deg, hdop, satellites (version 2 GPS); x_g, y_g, z_g; rpm,
-// coolant_c, fuel_pct; code, severity; volts.
+// API's JSON names them: lat_deg, lon_deg, speed_kmh, heading_deg, hdop
+// and satellites (version 2 GPS, whose hdop and satellites are never both
+// 0 here); x_g, y_g, z_g; rpm, coolant_c, fuel_pct; code, severity;
+// battery_v.
 func (r Reading) Normal() map[string]float64 {
 	m := &r.Message
 	switch m.Type {
 	case protocol.TypeGPS:
 		out := map[string]float64{
-			"lat": float64(m.LatE7) / 1e7, "lon": float64(m.LonE7) / 1e7,
+			"lat_deg": float64(m.LatE7) / 1e7, "lon_deg": float64(m.LonE7) / 1e7,
 			"speed_kmh": float64(m.SpeedDkmh) / 10, "heading_deg": float64(m.HeadingDeg),
 		}
 		if m.HdopD != 0 || m.Satellites != 0 {
@@ -72,7 +73,7 @@ func (r Reading) Normal() map[string]float64 {
 	case protocol.TypeEvent:
 		return map[string]float64{"code": float64(m.Code), "severity": float64(m.Severity)}
 	case protocol.TypeBattery:
-		return map[string]float64{"volts": float64(m.Millivolts) / 1000}
+		return map[string]float64{"battery_v": float64(m.Millivolts) / 1000}
 	}
 	return nil
 }

@@ -353,3 +353,19 @@ func TestSummaryJSON(t *testing.T) {
 		t.Errorf("summary JSON %s", b)
 	}
 }
+
+func TestReadingNormal(t *testing.T) {
+	r := Reading{Message: protocol.Message{Type: protocol.TypeGPS, LatE7: 523_456_789, LonE7: -1_234_567, SpeedDkmh: 1234, HeadingDeg: 90, HdopD: 12, Satellites: 9}}
+	n := r.Normal()
+	if n["lat_deg"] != 52.3456789 || n["lon_deg"] != -0.1234567 || n["speed_kmh"] != 123.4 || n["hdop"] != 1.2 || n["satellites"] != 9 {
+		t.Fatalf("gps %v", n)
+	}
+	r = Reading{Message: protocol.Message{Type: protocol.TypeEngine, RPM: 3000, CoolantRaw: 165, FuelPct: 40}}
+	if n := r.Normal(); n["coolant_c"] != 125 || n["rpm"] != 3000 {
+		t.Fatalf("engine %v", n)
+	}
+	r = Reading{Message: protocol.Message{Type: protocol.TypeBattery, Millivolts: 12650}}
+	if n := r.Normal(); n["battery_v"] != 12.65 {
+		t.Fatalf("battery %v", n)
+	}
+}
