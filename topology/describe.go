@@ -27,6 +27,8 @@ type TopicDescription struct {
 	Partitions int32  `json:"partitions"`
 	Cleanup    string `json:"cleanup"`
 	ProducedBy string `json:"produced_by,omitempty"`
+	// External is set when ProducedBy is outside the topology.
+	External bool `json:"external,omitempty"`
 }
 
 // GroupDescription describes one processor group.
@@ -45,6 +47,12 @@ type GroupDescription struct {
 // Describe returns the topology's description.
 func (t *Topology) Describe() Description {
 	d := Description{Name: t.name, DeadLetterTopic: t.deadLetter}
+	producers := map[string][]string{}
+	for _, p := range t.procs {
+		for _, o := range p.outputs {
+			producers[o.name] = append(producers[o.name], p.group)
+		}
+	}
 	for _, name := range t.Topics() {
 		td := t.topics[name]
 		cleanup := "delete"
@@ -52,6 +60,9 @@ func (t *Topology) Describe() Description {
 			cleanup = "compact"
 		}
 		producer := td.external
+		if producer == "" {
+			producer = strings.Join(producers[td.name], ", ")
+		}
 		if td.owner != "" {
 			producer = td.owner
 		}
@@ -60,7 +71,7 @@ func (t *Topology) Describe() Description {
 		}
 		d.Topics = append(d.Topics, TopicDescription{
 			Name: td.name, Kind: td.kind.String(), ValueType: td.valueType, Codec: td.codecName,
-			Key: td.key, Partitions: td.partitions, Cleanup: cleanup, ProducedBy: producer,
+			Key: td.key, Partitions: td.partitions, Cleanup: cleanup, ProducedBy: producer, External: td.external != "",
 		})
 	}
 	for _, p := range t.procs {
@@ -205,7 +216,7 @@ func (d Description) writeMermaid(w io.Writer) error {
 		if e.dashed {
 			arrow = "-.->"
 		}
-		fmt.Fprintf(&b, "  %s %s|%s| %s\n", e.from, arrow, e.label, e.to)
+		fmt.Fprintf(&b, "  %s %s|%q| %s\n", e.from, arrow, e.label, e.to)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -275,7 +286,7 @@ func (d Description) edges() []edge {
 		}
 	}
 	for _, t := range d.Topics {
-		if t.Kind == "stream" && t.ProducedBy != "" && t.ProducedBy != "every group" {
+		if t.Kind == "stream" && t.ProducedBy != "" && t.ProducedBy != "every group" && t.ProducedBy == externalOf(t) {
 			out = append(out, edge{from: ident("x_", t.ProducedBy), to: ident("t_", t.Name), label: "external"})
 		}
 	}
@@ -287,11 +298,19 @@ func (d Description) externals() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, t := range d.Topics {
-		if t.Kind == "stream" && t.ProducedBy != "" && t.ProducedBy != "every group" && !seen[t.ProducedBy] {
+		if t.Kind == "stream" && t.ProducedBy != "" && t.ProducedBy == externalOf(t) && !seen[t.ProducedBy] {
 			seen[t.ProducedBy] = true
 			out = append(out, t.ProducedBy)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// externalOf returns who produces t outside the topology, or "".
+func externalOf(t TopicDescription) string {
+	if t.External {
+		return t.ProducedBy
+	}
+	return ""
 }

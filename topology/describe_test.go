@@ -22,7 +22,7 @@ func TestDescribeListsEveryEdge(t *testing.T) {
 			t.Errorf("topic %s: %+v, want kind %s", name, topics[name], kind)
 		}
 	}
-	if topics["count-table"].Cleanup != "compact" || topics["count-table"].ValueType != "int" || topics["numbers"].ProducedBy != "test producer" {
+	if topics["count-table"].Cleanup != "compact" || topics["count-table"].ValueType != "int" || topics["numbers"].ProducedBy != "test producer" || topics["sums"].ProducedBy != "count" {
 		t.Errorf("topic details wrong: %+v", topics)
 	}
 	if len(d.Groups) != 1 {
@@ -49,7 +49,7 @@ func TestDescribeListsEveryEdge(t *testing.T) {
 	if err := d.Write(&b, topology.FormatMermaid); err != nil {
 		t.Fatal(err)
 	}
-	for _, edge := range []string{"t_numbers -->|string| g_count", "g_count -->|persist int| t_count_table", "g_count -->|string| t_sums", "g_count -.->|dead letters| t_test_dlq", "x_test_producer -->|external| t_numbers"} {
+	for _, edge := range []string{`t_numbers -->|"string"| g_count`, `g_count -->|"persist int"| t_count_table`, `g_count -->|"string"| t_sums`, `g_count -.->|"dead letters"| t_test_dlq`, `x_test_producer -->|"external"| t_numbers`} {
 		if !strings.Contains(b.String(), edge) {
 			t.Errorf("mermaid lacks edge %q:\n%s", edge, b.String())
 		}

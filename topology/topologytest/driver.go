@@ -50,7 +50,7 @@ func New(tb testing.TB, topo *topology.Topology, groups ...string) *Driver {
 	ctx, cancel := context.WithCancel(context.Background())
 	var done []chan error
 	for _, p := range procs {
-		gp, err := p.NewGokaProcessor(nil, goka.WithTester(d.gt))
+		gp, err := p.NewGokaProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}))
 		if err != nil {
 			cancel()
 			tb.Fatalf("topologytest: %v", err)
@@ -161,3 +161,10 @@ func TableKeys[V any](d *Driver, tb topology.Table[V]) []string {
 func Header(key string, v int64) topology.Header {
 	return topology.Header{Key: key, Value: []byte(strconv.FormatInt(v, 10))}
 }
+
+// quiet discards goka's informational lines, which would drown test output.
+type quiet struct{}
+
+func (quiet) Print(...any)          {}
+func (quiet) Println(...any)        {}
+func (quiet) Printf(string, ...any) {}

@@ -1,0 +1,117 @@
+package processors
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/watershed-io/watershed/codecs/protocol"
+	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/edge"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// staleBeforeMs is 2020-01-01T00:00:00Z: earlier messages are stale.
+const staleBeforeMs = 1_577_836_800_000
+
+// decodeScratch is a decoder with its package, reused across records: the
+// decoder allocates nothing per message once warm.
+type decodeScratch struct {
+	dec protocol.Decoder
+	pkg protocol.Package
+	ok  []protocol.Message
+}
+
+func (p *Pipeline) declareDecode(parts topology.TopicOption) {
+	g := p.Topology.Processor(GroupDecode, topology.Describe("decode packages (snappy, frames, CRCs, intra-package duplicates) and validate messages"))
+	out := topology.Produce(g, p.Decoded)
+	pool := &sync.Pool{New: func() any { return new(decodeScratch) }}
+	topology.Consume(g, p.Raw, func(c *topology.Context, key string, raw []byte) error {
+		s := pool.Get().(*decodeScratch)
+		defer pool.Put(s)
+		return p.decode(c, out, s, raw)
+	})
+}
+
+func (p *Pipeline) decode(c *topology.Context, out topology.Output[records.Batch], s *decodeScratch, raw []byte) error {
+	if err := s.dec.Decode(raw, &s.pkg); err != nil {
+		var pe *protocol.PackageError
+		if errors.As(err, &pe) {
+			return topology.Reject(pe.Reason.String(), err)
+		}
+		return topology.Reject(topology.ReasonDecodeError, err)
+	}
+	pkg := &s.pkg
+	for _, r := range pkg.Rejected {
+		c.DeadLetter(r.Reason.String(), fmt.Errorf("record %d: %s", r.Index, r.Reason), raw)
+	}
+	received := p.receivedMs(c)
+	s.ok = s.ok[:0]
+	for i := range pkg.Messages {
+		m := &pkg.Messages[i]
+		if reason := p.validate(m, received); reason != protocol.ReasonNone {
+			c.DeadLetter(reason.String(), fmt.Errorf("%s message at %d ms (content crc %08x): %s", m.Type, m.TimeMs, m.ContentCRC, reason), raw)
+			continue
+		}
+		s.ok = append(s.ok, *m)
+	}
+	if len(s.ok) == 0 && pkg.IntraPackageDuplicates == 0 {
+		return nil
+	}
+	b := records.NewBatch(pkg, received)
+	b.Messages = s.ok
+	return out.Emit(c, strconv.FormatUint(pkg.Header.DeviceID, 10), b)
+}
+
+// receivedMs returns the time the edge received the record's package: its
+// header, or else the record's own timestamp, or else now.
+func (p *Pipeline) receivedMs(c *topology.Context) int64 {
+	if t, err := edge.ReceivedAt(c.Header); err == nil {
+		return t.UnixMilli()
+	}
+	if ts := c.Timestamp(); !ts.IsZero() {
+		return ts.UnixMilli()
+	}
+	return p.cfg.Now().UnixMilli()
+}
+
+// validate applies PROTOCOL.md's validation: physical limits first, then
+// the clock (before 2020, or more than FutureSkew after the receive time;
+// a time past 2^64-1 counts as future).
+func (p *Pipeline) validate(m *protocol.Message, receivedMs int64) protocol.Reason {
+	if !inRange(m) {
+		return protocol.ReasonOutOfRange
+	}
+	if m.TimeOverflowed() {
+		return protocol.ReasonFutureTimestamp
+	}
+	if m.TimeMs < staleBeforeMs {
+		return protocol.ReasonStaleTimestamp
+	}
+	if receivedMs >= 0 && m.TimeMs > uint64(receivedMs)+uint64(p.cfg.FutureSkew.Milliseconds()) {
+		return protocol.ReasonFutureTimestamp
+	}
+	return protocol.ReasonNone
+}
+
+// inRange checks PROTOCOL.md's physical limits.
+func inRange(m *protocol.Message) bool {
+	switch m.Type {
+	case protocol.TypeGPS:
+		return m.LatE7 >= -900_000_000 && m.LatE7 <= 900_000_000 &&
+			m.LonE7 >= -1_800_000_000 && m.LonE7 <= 1_800_000_000 &&
+			m.SpeedDkmh <= 3000 && m.HeadingDeg <= 359
+	case protocol.TypeAccel:
+		return axisOK(m.XMg) && axisOK(m.YMg) && axisOK(m.ZMg)
+	case protocol.TypeEngine:
+		return m.RPM <= 12000 && m.CoolantRaw <= 190 && m.FuelPct <= 100
+	case protocol.TypeEvent:
+		return m.Code >= 1 && m.Code <= 8 && m.Severity <= 5
+	case protocol.TypeBattery:
+		return m.Millivolts <= 36000
+	}
+	return false
+}
+
+func axisOK(v int16) bool { return v >= -16000 && v <= 16000 }

@@ -1,0 +1,152 @@
+package processors
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/watershed-io/watershed/codecs/protocol"
+	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/sinks"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// The stages after dedupe read telemetry.normalized: device-state (with the
+// dead letters, to count rejections), alerts and the sink.
+
+// StageEdge is the stage name the ingest edge writes on its dead letters.
+const StageEdge = "edge"
+
+func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
+	g := p.Topology.Processor(GroupDeviceState, topology.Describe("each device's counters and latest readings by message time; counts its dead letters"))
+	p.DeviceState = topology.Persist(g, records.DeviceStateCodec{}, parts, byDevice)
+	decodeGroup := p.cfg.Prefix + GroupDecode
+	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
+		st, _, err := p.DeviceState.Get(c)
+		if err != nil {
+			return err
+		}
+		st.DeviceID = rs.DeviceID
+		applyReadings(&st, &rs)
+		return p.DeviceState.Set(c, st)
+	})
+	topology.Consume(g, p.DeadLetters, func(c *topology.Context, key string, e records.Envelope) error {
+		if e.Stage != StageEdge && e.Stage != decodeGroup {
+			return nil // failures of later stages are not the device's doing
+		}
+		id, err := strconv.ParseUint(key, 10, 64)
+		if err != nil {
+			return nil // not a device's record
+		}
+		reason, err := protocol.ParseReason(e.Reason)
+		if err != nil {
+			return nil
+		}
+		st, _, err := p.DeviceState.Get(c)
+		if err != nil {
+			return err
+		}
+		st.DeviceID = id
+		if messageLevel(reason) {
+			st.Invalid++
+		} else {
+			st.PackagesRejected++
+		}
+		return p.DeviceState.Set(c, st)
+	})
+}
+
+// applyReadings adds one package's stored readings and duplicates to a
+// device's state. A late reading never moves the state back in time.
+func applyReadings(st *records.DeviceState, rs *records.Readings) {
+	st.Messages += uint64(len(rs.Items))
+	st.Duplicates += rs.Duplicates
+	for _, r := range rs.Items {
+		st.Observe(r)
+		st.LastSeenMs = max(st.LastSeenMs, r.TimeMs)
+	}
+	if rs.Version != 0 {
+		st.Version = rs.Version
+		if rs.Version >= 2 {
+			st.Firmware = rs.Firmware
+		}
+	}
+}
+
+// messageLevel reports whether a dead letter's reason rejects one message
+// (counted as invalid) rather than its whole package.
+func messageLevel(r protocol.Reason) bool {
+	switch r {
+	case protocol.ReasonMessageCRC, protocol.ReasonBadLength, protocol.ReasonUnknownType,
+		protocol.ReasonOutOfRange, protocol.ReasonStaleTimestamp, protocol.ReasonFutureTimestamp:
+		return true
+	}
+	return false
+}
+
+func (p *Pipeline) declareAlerts() {
+	g := p.Topology.Processor(GroupAlerts, topology.Describe("alerts: events of high severity and engine coolant over the threshold"))
+	out := topology.Produce(g, p.Alerts)
+	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
+		for _, a := range p.alertsOf(&rs) {
+			if err := out.Emit(c, key, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (p *Pipeline) alertsOf(rs *records.Readings) []records.Alert {
+	var out []records.Alert
+	for _, r := range rs.Items {
+		switch {
+		case r.Type == protocol.TypeEvent && r.Severity >= p.cfg.AlertSeverity:
+			out = append(out, records.Alert{DeviceID: r.DeviceID, TimeMs: r.TimeMs, ContentCRC: r.ContentCRC,
+				Kind: records.AlertEvent, EventCode: uint8(r.EventCode), Severity: uint8(r.Severity)})
+		case r.Type == protocol.TypeEngine && r.CoolantC > p.cfg.CoolantAlertC:
+			out = append(out, records.Alert{DeviceID: r.DeviceID, TimeMs: r.TimeMs, ContentCRC: r.ContentCRC,
+				Kind: records.AlertCoolant, CoolantC: r.CoolantC})
+		}
+	}
+	return out
+}
+
+// ErrNoSink is returned when the sink group is run without a store.
+var ErrNoSink = errors.New("processors: the sink group needs a store (Config.Sink)")
+
+func (p *Pipeline) declareSink() {
+	g := p.Topology.Processor(GroupSink, topology.Describe("write every reading to the store; offsets commit only after the store acknowledged"))
+	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
+		if len(rs.Items) == 0 {
+			return nil
+		}
+		if p.cfg.Sink == nil {
+			return topology.Transient(ErrNoSink)
+		}
+		err := p.cfg.Sink.Write(c.Context(), rs.Items)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, sinks.ErrUnavailable):
+			return topology.Transient(err)
+		default:
+			return topology.Reject("sink_refused", fmt.Errorf("store refused %d readings: %w", len(rs.Items), err))
+		}
+	})
+}
+
+// CheckGroups reports whether the named groups (all when empty) can run
+// with this configuration.
+func (p *Pipeline) CheckGroups(groups []string) error {
+	procs, err := p.Topology.Select(groups)
+	if err != nil {
+		return err
+	}
+	for _, g := range procs {
+		if g.Group() == p.cfg.Prefix+GroupSink && p.cfg.Sink == nil {
+			return ErrNoSink
+		}
+	}
+	return nil
+}

@@ -1,0 +1,252 @@
+package processors_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/watershed-io/watershed/codecs/protocol"
+	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/edge"
+	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/sinks"
+	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/topologytest"
+)
+
+// memStore is an in-memory sinks.Store keyed by message identity, for the
+// pipeline's logic tests; the real stores have their own conformance suite.
+type memStore struct {
+	mu   sync.Mutex
+	rows map[[3]uint64]records.Reading
+	// failures is the number of writes still to fail as unavailable.
+	failures int
+}
+
+func newMemStore() *memStore { return &memStore{rows: map[[3]uint64]records.Reading{}} }
+
+func (s *memStore) Write(_ context.Context, rs []records.Reading) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failures > 0 {
+		s.failures--
+		return fmt.Errorf("store down: %w", sinks.ErrUnavailable)
+	}
+	for _, r := range rs {
+		s.rows[[3]uint64{r.DeviceID, r.TimeMs, uint64(r.ContentCRC)}] = r
+	}
+	return nil
+}
+
+func (s *memStore) Readings(_ context.Context, q sinks.Query) ([]records.Reading, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []records.Reading
+	for k, r := range s.rows {
+		if k[0] == q.DeviceID {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) Close() error { return nil }
+
+const (
+	device   = 4711
+	baseTime = 1_763_900_000_000 // 2025-11-23
+)
+
+var received = time.UnixMilli(baseTime + 60_000)
+
+type fixture struct {
+	t     *testing.T
+	p     *processors.Pipeline
+	d     *topologytest.Driver
+	store *memStore
+}
+
+func newFixture(t *testing.T, cfg processors.Config) *fixture {
+	store := newMemStore()
+	cfg.Sink = store
+	cfg.Now = func() time.Time { return received }
+	p := processors.New(cfg)
+	return &fixture{t: t, p: p, d: topologytest.New(t, p.Topology), store: store}
+}
+
+// send delivers a package to the raw topic as the edge would.
+func (f *fixture) send(pkg []byte) {
+	f.t.Helper()
+	f.d.SendRaw(f.p.Raw.Name(), strconv.Itoa(device), pkg,
+		topology.Header{Key: edge.HeaderReceivedMs, Value: []byte(strconv.FormatInt(received.UnixMilli(), 10))})
+}
+
+func (f *fixture) state() records.DeviceState {
+	f.t.Helper()
+	st, ok := topologytest.TableValue(f.d, f.p.DeviceState, strconv.Itoa(device))
+	if !ok {
+		f.t.Fatal("no device state")
+	}
+	return st
+}
+
+func encode(t *testing.T, base uint64, seq uint32, msgs ...protocol.Message) []byte {
+	t.Helper()
+	b, err := protocol.Encode(protocol.Header{Version: 2, Flags: protocol.FlagSnappy, DeviceID: device, PackageSeq: seq, BaseTimeMs: base, Firmware: 0x0102}, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func gps(at uint64, lat int32) protocol.Message {
+	return protocol.Message{Type: protocol.TypeGPS, TimeMs: at, LatE7: lat, LonE7: 134_000_000, SpeedDkmh: 500, HeadingDeg: 90, HdopD: 9, Satellites: 8}
+}
+
+func engine(at uint64, coolantC int) protocol.Message {
+	return protocol.Message{Type: protocol.TypeEngine, TimeMs: at, RPM: 2000, CoolantRaw: uint8(coolantC + 40), FuelPct: 50}
+}
+
+func event(at uint64, code, severity uint8) protocol.Message {
+	return protocol.Message{Type: protocol.TypeEvent, TimeMs: at, Code: code, Severity: severity}
+}
+
+func TestPipelineCountsEveryOutcome(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	a := []protocol.Message{gps(baseTime+1000, 520_000_000), engine(baseTime+2000, 130), event(baseTime+3000, 3, 4)}
+
+	// A first package: three new messages, two alerts.
+	f.send(encode(t, baseTime, 1, a...))
+	st := f.state()
+	if st.Messages != 3 || st.Duplicates != 0 || st.Invalid != 0 || st.LastSeenMs != baseTime+3000 || st.Firmware != 0x0102 || st.Version != 2 {
+		t.Fatalf("after the first package: %+v", st)
+	}
+	alerts := topologytest.Read(f.d, f.p.Alerts)
+	if len(alerts) != 2 || alerts[0].Value.Kind != records.AlertCoolant || alerts[1].Value.Kind != records.AlertEvent {
+		t.Fatalf("alerts = %+v", alerts)
+	}
+
+	// The same package again (a lost ACK): all three are duplicates.
+	f.send(encode(t, baseTime, 1, a...))
+	// Re-batched under another base time and sequence: duplicates again.
+	f.send(encode(t, baseTime+500, 9, a[1], a[2]))
+	st = f.state()
+	if st.Messages != 3 || st.Duplicates != 5 {
+		t.Fatalf("after resends: messages %d duplicates %d, want 3 and 5", st.Messages, st.Duplicates)
+	}
+	if rows, _ := f.store.Readings(context.Background(), sinks.Query{DeviceID: device}); len(rows) != 3 {
+		t.Fatalf("store holds %d rows, want 3", len(rows))
+	}
+	if n := len(topologytest.Read(f.d, f.p.Alerts)); n != 0 {
+		t.Errorf("duplicates raised %d alerts", n)
+	}
+
+	// Invalid messages: out of range, stale, from the future. Each is
+	// rejected every time it arrives; the valid one beside them is stored.
+	bad := []protocol.Message{
+		engine(baseTime+4000, 151),
+		gps(baseTime+5000, 520_000_000),
+		{Type: protocol.TypeEvent, TimeMs: baseTime + 6000, Code: 9, Severity: 1},
+	}
+	f.send(encode(t, baseTime, 2, bad...))
+	f.send(encode(t, baseTime, 2, bad...))
+	f.send(encode(t, 1_500_000_000_000, 3, event(1_500_000_000_000, 1, 0)))
+	f.send(encode(t, uint64(received.UnixMilli())+5*60_000+1, 4, event(uint64(received.UnixMilli())+5*60_000+1, 1, 0)))
+	st = f.state()
+	if st.Invalid != 6 || st.Messages != 4 || st.Duplicates != 6 {
+		t.Fatalf("after invalid messages: invalid %d messages %d duplicates %d, want 6, 4, 6", st.Invalid, st.Messages, st.Duplicates)
+	}
+
+	// A package the decoder rejects whole.
+	garbage := []byte{0x05, 0xff, 0xff, 0xff, 0xff, 0xff}
+	broken := protocol.AppendHeader(nil, protocol.Header{Version: 2, Flags: protocol.FlagSnappy, DeviceID: device,
+		BaseTimeMs: baseTime, MessageCount: 1, BodyLen: uint32(len(garbage))})
+	f.send(append(broken, garbage...))
+	if st = f.state(); st.PackagesRejected != 1 {
+		t.Fatalf("packages_rejected = %d, want 1", st.PackagesRejected)
+	}
+
+	reasons := map[string]int{}
+	for _, e := range f.d.DeadLetters() {
+		reasons[e.Reason]++
+		if string(e.Key) != strconv.Itoa(device) || e.Stage != "decode" || len(e.Value) == 0 {
+			t.Errorf("envelope %+v", e)
+		}
+	}
+	if reasons["out_of_range"] != 4 || reasons["stale_timestamp"] != 1 || reasons["future_timestamp"] != 1 || reasons["bad_compression"] != 1 || len(reasons) != 4 {
+		t.Errorf("dead letters by reason = %v", reasons)
+	}
+}
+
+// A late message is stored and counted but never moves the state back.
+func TestLateMessageDoesNotMoveStateBack(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	f.send(encode(t, baseTime, 1, gps(baseTime+9000, 100), engine(baseTime+9000, 90)))
+	f.send(encode(t, baseTime, 2, gps(baseTime+1000, 200), engine(baseTime+1000, 80)))
+	st := f.state()
+	if st.Messages != 4 || st.LastSeenMs != baseTime+9000 {
+		t.Fatalf("state = %+v", st)
+	}
+	g, _ := st.LatestOf(protocol.TypeGPS)
+	e, _ := st.LatestOf(protocol.TypeEngine)
+	if g.TimeMs != baseTime+9000 || g.LatDeg != 100e-7 || e.CoolantC != 90 {
+		t.Errorf("latest moved back: gps %+v engine %+v", g, e)
+	}
+}
+
+// Messages of the same millisecond with different content are distinct;
+// an intra-package copy is a duplicate.
+func TestSameTimeDifferentContent(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	f.send(encode(t, baseTime, 1, gps(baseTime, 1), gps(baseTime, 2), gps(baseTime, 2)))
+	st := f.state()
+	if st.Messages != 2 || st.Duplicates != 1 {
+		t.Fatalf("messages %d duplicates %d, want 2 and 1", st.Messages, st.Duplicates)
+	}
+}
+
+// The dedupe table stays bounded under a steady stream: buckets older than
+// the window are deleted.
+func TestDedupeTableStaysBounded(t *testing.T) {
+	f := newFixture(t, processors.Config{DedupeWindow: time.Hour, DedupeBucket: 10 * time.Minute})
+	step := uint64(5 * 60_000)
+	var keys []int
+	for i := uint64(0); i < 60; i++ { // five hours, two packages a bucket
+		at := baseTime - 5*3600_000 + i*step
+		f.send(encode(t, at, uint32(i), gps(at, int32(i))))
+		keys = append(keys, len(topologytest.TableKeys(f.d, f.p.Dedupe)))
+	}
+	// One index entry plus at most window/bucket+1 = 7 bucket entries.
+	if m := slices.Max(keys); m > 8 {
+		t.Errorf("dedupe table grew to %d entries (sizes %v)", m, keys)
+	}
+	if st := f.state(); st.Messages != 60 || st.Duplicates != 0 {
+		t.Errorf("state = %+v", st)
+	}
+	// A message inside the window is still recognised.
+	at := baseTime - 5*3600_000 + 59*step
+	f.send(encode(t, at, 99, gps(at, 59)))
+	if st := f.state(); st.Duplicates != 1 {
+		t.Errorf("duplicate inside the window not recognised: %+v", st)
+	}
+}
+
+// While the store is down the sink retries; nothing is lost.
+func TestSinkRetriesWhileStoreIsDown(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	f.store.mu.Lock()
+	f.store.failures = 3
+	f.store.mu.Unlock()
+	f.send(encode(t, baseTime, 1, gps(baseTime, 5)))
+	rows, _ := f.store.Readings(context.Background(), sinks.Query{DeviceID: device})
+	if len(rows) != 1 {
+		t.Fatalf("rows = %d after the store came back, want 1", len(rows))
+	}
+	if dl := f.d.DeadLetters(); len(dl) != 0 {
+		t.Errorf("outage dead-lettered records: %+v", dl)
+	}
+}
