@@ -56,9 +56,8 @@ func (p *Pipeline) decode(c *topology.Context, out topology.Output[records.Batch
 		}
 		s.ok = append(s.ok, *m)
 	}
-	if len(s.ok) == 0 && pkg.IntraPackageDuplicates == 0 {
-		return nil
-	}
+	// A batch goes on even when nothing in it is valid: the device's state
+	// learns its firmware and its duplicates from it.
 	b := records.NewBatch(pkg, received)
 	b.Messages = s.ok
 	return out.Emit(c, strconv.FormatUint(pkg.Header.DeviceID, 10), b)

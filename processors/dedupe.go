@@ -153,7 +153,7 @@ func (p *Pipeline) routeByBucket(c *topology.Context, out topology.Output[record
 			return err
 		}
 	}
-	if len(unchecked.Items) > 0 || dups > 0 {
+	if len(unchecked.Items) > 0 || len(buckets) == 0 {
 		p.fillReadings(&unchecked, &b, dups)
 		return out.Emit(c, key, unchecked)
 	}

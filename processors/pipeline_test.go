@@ -250,3 +250,14 @@ func TestSinkRetriesWhileStoreIsDown(t *testing.T) {
 		t.Errorf("outage dead-lettered records: %+v", dl)
 	}
 }
+
+// A version 2 package whose messages are all invalid still tells the
+// device's firmware.
+func TestFirmwareFromInvalidPackage(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	f.send(encode(t, baseTime, 1, engine(baseTime, 200)))
+	st := f.state()
+	if st.Firmware != 0x0102 || st.Version != 2 || st.Invalid != 1 || st.Messages != 0 {
+		t.Fatalf("state = %+v", st)
+	}
+}

@@ -22,7 +22,8 @@ type command struct {
 // commands lists every subcommand. Each lives in a file of its own name.
 func commands() map[string]command {
 	return map[string]command{
-		"decode": {"print a device package as JSON (the test vectors' form)", runDecode},
+		"decode":   {"print a device package as JSON (the test vectors' form)", runDecode},
+		"simulate": {"play a fleet of devices, with faults, against the ingest edge", runSimulate},
 	}
 }
 
