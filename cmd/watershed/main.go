@@ -24,6 +24,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"decode":   {"print a device package as JSON (the test vectors' form)", runDecode},
 		"simulate": {"play a fleet of devices, with faults, against the ingest edge", runSimulate},
+		"topology": {"print the declared pipeline (text, mermaid, dot, json) or its topic plan", runTopology},
 	}
 }
 

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// runTopology implements `watershed topology`: it prints the declared
+// pipeline, or with --plan the topics it would create on a cluster.
+func runTopology(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("topology", "topology [--format text|mermaid|dot|json] [--plan --brokers B]", stderr)
+	format := fs.String("format", "text", "output format: text, mermaid, dot or json")
+	plan := fs.Bool("plan", false, "print the topic plan against --brokers (a dry run: nothing is created)")
+	var pf pipelineFlags
+	var kf kafkaFlags
+	pf.register(fs)
+	kf.register(fs)
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	p := processors.New(pf.config())
+	if err := p.Topology.Validate(); err != nil {
+		fmt.Fprintf(stderr, "watershed topology: %v\n", err)
+		return 1
+	}
+	if *plan {
+		k, err := kf.kafka()
+		if err != nil {
+			fmt.Fprintf(stderr, "watershed topology: %v\n", err)
+			return 2
+		}
+		steps, err := p.Topology.EnsureTopics(k, topology.TopicOptions{DryRun: true})
+		if werr := topology.WritePlan(stdout, steps); werr != nil && err == nil {
+			err = werr
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "watershed topology: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	if err := p.Topology.Describe().Write(stdout, topology.Format(*format)); err != nil {
+		fmt.Fprintf(stderr, "watershed topology: %v\n", err)
+		return 2
+	}
+	return 0
+}

@@ -1,0 +1,305 @@
+// Package demo runs the whole pipeline in one process on the embedded
+// default: the in-process Kafka-protocol broker, every processor group, the
+// ingest edge, the view API, the local store and, optionally, the device
+// simulator. `watershed demo` and the end-to-end tests use it.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/watershed-io/watershed/edge"
+	"github.com/watershed-io/watershed/embedded"
+	"github.com/watershed-io/watershed/internal/reconcile"
+	"github.com/watershed-io/watershed/internal/serve"
+	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/simulator"
+	"github.com/watershed-io/watershed/sinks/local"
+	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/views"
+)
+
+// Options configure a demo run.
+type Options struct {
+	// Devices simulated (0: no simulator; post packages yourself).
+	Devices int
+	// Rate is the simulator's pace in packages per second.
+	Rate float64
+	// Duration of the simulation (0: until ctx is cancelled).
+	Duration time.Duration
+	// IngestAddr and ViewAddr are where the edge and the view API listen.
+	IngestAddr, ViewAddr string
+	// DataDir holds tables, views and the local store (required).
+	DataDir string
+	// DeviceSecret keys the devices' tokens.
+	DeviceSecret string
+	// ViewKey is the view API's full-scope key.
+	ViewKey string
+	// Partitions of every topic (default 8).
+	Partitions int32
+	// Seed makes the simulated fleet deterministic.
+	Seed int64
+	// Faults turns the simulator's fault injection on.
+	Faults bool
+	// DrainTimeout bounds the wait for the pipeline to drain after the
+	// simulation (default 2 minutes).
+	DrainTimeout time.Duration
+	// Out receives the addresses and the final report.
+	Out io.Writer
+	// Logger receives the components' logs.
+	Logger *slog.Logger
+	// Ready, when set, is called with the running demo once every
+	// component is up (tests use it to reach the servers).
+	Ready func(*Demo)
+}
+
+// Demo is a running demo.
+type Demo struct {
+	// IngestURL and ViewURL are the servers' base URLs.
+	IngestURL, ViewURL string
+	// Kafka reaches the embedded broker.
+	Kafka topology.Kafka
+	// Pipeline is the declared pipeline.
+	Pipeline *processors.Pipeline
+	// Store is the local store of readings.
+	Store *local.Store
+	// Runner runs every processor group.
+	Runner *topology.Runner
+	// Source is the view API's data source.
+	Source *views.ViewSource
+	// Registry holds every metric of the process.
+	Registry *prometheus.Registry
+}
+
+// Run starts everything, runs the simulator when Devices > 0, and with a
+// Duration waits until the pipeline has drained and returns the comparison
+// of the simulator's truth with the store, the view and the dead-letter
+// topic. Without a Duration it runs until ctx is cancelled and returns a
+// nil report.
+func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("demo: no data folder")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = 2 * time.Minute
+	}
+	log := opts.Logger
+	broker, err := embedded.Start(embedded.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer broker.Close()
+	d := &Demo{Kafka: topology.Kafka{Brokers: broker.Addrs(), ClientID: "watershed-demo"}, Registry: prometheus.NewRegistry()}
+	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("demo: data folder: %w", err)
+	}
+	d.Store, err = local.Open(filepath.Join(opts.DataDir, "sink"), local.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer d.Store.Close()
+
+	d.Pipeline = processors.New(processors.Config{Partitions: opts.Partitions, Sink: d.Store, Logger: log})
+	if _, err := d.Pipeline.Topology.EnsureTopics(d.Kafka, topology.TopicOptions{}); err != nil {
+		return nil, err
+	}
+	metrics, err := topology.NewMetrics(d.Registry)
+	if err != nil {
+		return nil, err
+	}
+	d.Runner, err = topology.NewRunner(d.Pipeline.Topology, topology.RunnerOptions{
+		Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "state"), Metrics: metrics,
+		Registerer: d.Registry, Logger: log, SkipTopicCreation: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ed, err := edge.New(edge.Options{
+		Kafka: d.Kafka, RawTopic: d.Pipeline.Raw.Name(), DeadLetterTopic: d.Pipeline.DeadLetters.Name(),
+		Secret: []byte(opts.DeviceSecret), EdgeID: "demo", Registerer: d.Registry, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer ed.Close()
+	view, err := topology.NewView(d.Pipeline.DeviceState, topology.ViewOptions{Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "view"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	d.Source = views.NewViewSource(view)
+	keys, err := views.FullScopeKey(opts.ViewKey)
+	if err != nil {
+		return nil, err
+	}
+	vsrv, err := views.New(views.Options{Source: d.Source, Keys: keys, Logger: log, Registerer: d.Registry})
+	if err != nil {
+		return nil, err
+	}
+
+	ingestMux := http.NewServeMux()
+	ingestMux.Handle("/v1/packages", ed.Handler())
+	serve.Ops(ingestMux, d.Registry, ed.Ready)
+	ingest, err := serve.Listen(ingestMux, serve.Options{Addr: opts.IngestAddr, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	viewMux := http.NewServeMux()
+	viewMux.Handle(views.DevicesPath, vsrv.Handler())
+	serve.Ops(viewMux, d.Registry, func() error {
+		if err := d.Runner.Ready(); err != nil {
+			return err
+		}
+		return d.Source.Ready()
+	})
+	viewSrv, err := serve.Listen(viewMux, serve.Options{Addr: opts.ViewAddr, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	d.IngestURL, d.ViewURL = ingest.URL(), viewSrv.URL()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.Runner.Run(gctx) })
+	g.Go(func() error { return view.Run(gctx) })
+	g.Go(func() error { return ingest.Serve(gctx) })
+	g.Go(func() error { return viewSrv.Serve(gctx) })
+
+	if err := waitUntil(gctx, 2*time.Minute, func() error {
+		if err := d.Runner.Ready(); err != nil {
+			return err
+		}
+		return d.Source.Ready()
+	}); err != nil {
+		cancel()
+		return nil, errors.Join(err, g.Wait())
+	}
+	fmt.Fprintf(opts.Out, "watershed demo: embedded Kafka at %s\n", d.Kafka.Brokers[0])
+	fmt.Fprintf(opts.Out, "  ingest edge  POST %s/v1/packages (device secret from --device-secret)\n", d.IngestURL)
+	fmt.Fprintf(opts.Out, "  view API     GET  %s/v1/devices/{device_id}  (Authorization: Bearer %s)\n", d.ViewURL, opts.ViewKey)
+	fmt.Fprintf(opts.Out, "  metrics      %s/metrics  %s/metrics\n", d.IngestURL, d.ViewURL)
+	fmt.Fprintf(opts.Out, "  data folder  %s\n", opts.DataDir)
+	if opts.Ready != nil {
+		opts.Ready(d)
+	}
+
+	var report *reconcile.Report
+	if opts.Devices > 0 {
+		sim, err := simulator.New(simulator.Options{
+			IngestURL: d.IngestURL, Secret: []byte(opts.DeviceSecret), Devices: opts.Devices,
+			Rate: opts.Rate, Duration: opts.Duration, Seed: opts.Seed, Faults: faultMix(opts.Faults), Logger: log,
+		})
+		if err != nil {
+			cancel()
+			return nil, errors.Join(err, g.Wait())
+		}
+		fmt.Fprintf(opts.Out, "  simulator    %d devices, %.0f packages/s\n", opts.Devices, opts.Rate)
+		if err := sim.Run(gctx); err != nil && gctx.Err() == nil {
+			cancel()
+			return nil, errors.Join(fmt.Errorf("demo: simulator: %w", err), g.Wait())
+		}
+		if opts.Duration > 0 && gctx.Err() == nil {
+			report, err = d.drain(gctx, sim.Truth(), opts.DrainTimeout)
+			cancel()
+			if werr := g.Wait(); werr != nil && err == nil {
+				err = werr
+			}
+			return report, err
+		}
+	}
+	<-gctx.Done()
+	cancel()
+	return nil, g.Wait()
+}
+
+func faultMix(on bool) simulator.FaultMix {
+	if on {
+		return simulator.DefaultFaultMix()
+	}
+	return simulator.NoFaults()
+}
+
+// drain waits until every group has committed everything and the view
+// agrees with the truth, or the timeout passes, and returns the last
+// comparison.
+func (d *Demo) drain(ctx context.Context, truth simulator.Truth, timeout time.Duration) (*reconcile.Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	src := reconcile.Sources{View: d.Source, Store: d.Store, DeadLetters: reconcile.DeadLetterCounter(d.Kafka, d.Pipeline.DeadLetters.Name())}
+	err := waitUntil(ctx, timeout, func() error { return d.Drained(ctx) })
+	if err != nil {
+		return nil, fmt.Errorf("demo: pipeline did not drain: %w", err)
+	}
+	// The view follows the device-state table a moment behind the group.
+	var last reconcile.Report
+	err = waitUntil(ctx, timeout, func() error {
+		r, err := reconcile.Check(ctx, truth, src)
+		if err != nil {
+			return err
+		}
+		last = r
+		if !r.OK {
+			return fmt.Errorf("%d mismatches", r.MismatchCount)
+		}
+		return nil
+	})
+	if last.Devices == 0 && err != nil {
+		return nil, err
+	}
+	return &last, nil
+}
+
+// Drained returns nil when every processor group has committed every
+// record of its inputs.
+func (d *Demo) Drained(ctx context.Context) error {
+	lags, err := d.Runner.Lag(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range lags {
+		if l.Lag != 0 {
+			return fmt.Errorf("group %s lags %d on %s/%d", l.Group, l.Lag, l.Topic, l.Partition)
+		}
+	}
+	return nil
+}
+
+// waitUntil polls cond until it returns nil, ctx ends or timeout passes.
+func waitUntil(ctx context.Context, timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("demo: gave up after %v: %w", timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("demo: %w (last: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}

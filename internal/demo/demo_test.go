@@ -1,0 +1,39 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/watershed-io/watershed/internal/demo"
+)
+
+// The whole pipeline on the embedded default, driven by the simulator with
+// every fault: what the store, the view and the dead-letter topic hold
+// equals the simulator's ground truth.
+func TestDemoEndToEnd(t *testing.T) {
+	var out bytes.Buffer
+	report, err := demo.Run(context.Background(), demo.Options{
+		Devices: 30, Rate: 60, Duration: 6 * time.Second, Faults: true, Seed: 7,
+		IngestAddr: "127.0.0.1:0", ViewAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+		DeviceSecret: "s3cret", ViewKey: "test-key", Partitions: 4, Out: &out,
+	})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	js, _ := json.MarshalIndent(report, "", "  ")
+	t.Logf("report:\n%s", js)
+	if !report.OK {
+		t.Fatalf("the pipeline disagrees with the truth: %v", report.Mismatches)
+	}
+	if report.Truth.Messages == 0 || report.Truth.Duplicates == 0 || report.Truth.Invalid == 0 || report.Truth.PackagesRejected == 0 {
+		t.Fatalf("the run did not exercise every outcome: %+v", report.Truth)
+	}
+	if report.Sink.Messages != report.Truth.Messages || report.View.Messages != report.Truth.Messages ||
+		report.View.Duplicates != report.Truth.Duplicates || report.View.Invalid != report.Truth.Invalid ||
+		report.View.PackagesRejected != report.Truth.PackagesRejected || report.DeadLetterTopic.DeadLetters != report.Truth.DeadLetters {
+		t.Errorf("totals differ: %+v", report)
+	}
+}
