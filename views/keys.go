@@ -14,8 +14,11 @@ import (
 // Scope is the set of devices a key sees: every device when All is set,
 // otherwise the devices of Fleets and the devices listed in Devices.
 type Scope struct {
-	All     bool
-	Fleets  []string
+	// All: every device, present and future.
+	All bool
+	// Fleets are fleet names, as in the fleet list.
+	Fleets []string
+	// Devices are device ids.
 	Devices []uint64
 }
 
