@@ -72,6 +72,10 @@ func NewKeys(scopes map[string]Scope, fleetOf map[uint64]string) (Keys, error) {
 	return k, nil
 }
 
+// KeyEnv is the environment variable that holds one full-scope key; see
+// FullScopeKey.
+const KeyEnv = "WATERSHED_VIEW_KEY"
+
 // FullScopeKey returns Keys holding one key that sees every device, such
 // as the one given in WATERSHED_VIEW_KEY.
 func FullScopeKey(key string) (Keys, error) {
