@@ -27,6 +27,27 @@ type Outcome struct {
 	DeadLetters      int `json:"dead_letters"`
 }
 
+// SinkOutcome is what the store holds.
+type SinkOutcome struct {
+	Messages int `json:"messages"`
+}
+
+// ViewOutcome is what the view's device states add up to.
+type ViewOutcome struct {
+	Messages         int `json:"messages"`
+	Duplicates       int `json:"duplicates"`
+	Invalid          int `json:"invalid"`
+	PackagesRejected int `json:"packages_rejected"`
+}
+
+// DeadLetterOutcome is what the dead-letter topic holds: message-level and
+// package-level rejections, and all its records.
+type DeadLetterOutcome struct {
+	Invalid          int `json:"invalid"`
+	PackagesRejected int `json:"packages_rejected"`
+	DeadLetters      int `json:"dead_letters"`
+}
+
 // Report is the comparison. OK is true when every source agrees with the
 // truth (exactly, or within its bounds when some attempts were uncertain).
 type Report struct {
@@ -36,12 +57,12 @@ type Report struct {
 	// some attempts were uncertain.
 	Truth    Outcome  `json:"truth"`
 	TruthMax *Outcome `json:"truth_max,omitempty"`
-	// Sink counts the stored rows of the fleet's devices (Messages only).
-	Sink Outcome `json:"sink"`
+	// Sink counts the stored rows of the fleet's devices.
+	Sink SinkOutcome `json:"sink"`
 	// View sums the view's device states.
-	View Outcome `json:"view"`
+	View ViewOutcome `json:"view"`
 	// DeadLetterTopic counts the dead-letter topic's records.
-	DeadLetterTopic Outcome `json:"dead_letter_topic"`
+	DeadLetterTopic DeadLetterOutcome `json:"dead_letter_topic"`
 	// DeadLettersByReason counts them by reason; TruthDeadLettersByReason
 	// is what the simulator expects.
 	DeadLettersByReason      map[string]int `json:"dead_letters_by_reason"`
