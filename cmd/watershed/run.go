@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/watershed-io/watershed/internal/serve"
+	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/sinks"
+	"github.com/watershed-io/watershed/sinks/local"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// runRun implements `watershed run`: any subset of the pipeline's processor
+// groups against an external Kafka. Many processes running the same group
+// share its partitions.
+func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("run", "run --brokers B [--groups decode,dedupe,...] [flags]", stderr)
+	groups := fs.String("groups", envOr("WATERSHED_GROUPS", ""), "processor groups to run, comma-separated (default all; env WATERSHED_GROUPS)")
+	dataDir := fs.String("data-dir", envOr("WATERSHED_DATA_DIR", "data"), "folder for the local copies of tables (env WATERSHED_DATA_DIR)")
+	metricsAddr := fs.String("metrics-addr", envOr("WATERSHED_METRICS_ADDR", "127.0.0.1:9100"), "address of /metrics, /healthz and /readyz (env WATERSHED_METRICS_ADDR)")
+	store := fs.String("store", envOr("WATERSHED_STORE", "local"), "where the sink group writes readings: local (a leveldb store in <data-dir>/sink) (env WATERSHED_STORE)")
+	hotStandby := fs.Bool("hot-standby", false, "keep a copy of table partitions this process does not own, for fast failover")
+	recoverAhead := fs.Bool("recover-ahead", false, "recover newly assigned table partitions before the rebalance completes")
+	var pf pipelineFlags
+	var kf kafkaFlags
+	pf.register(fs)
+	kf.register(fs)
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	k, err := kf.kafka()
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 2
+	}
+	log := newLogger(stderr)
+	cfg := pf.config()
+	cfg.Logger = log
+	names := splitList(*groups)
+	probe := processors.New(cfg)
+	selected, err := probe.Topology.Select(names)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 2
+	}
+	for _, p := range selected {
+		if p.Group() == cfg.Prefix+processors.GroupSink {
+			st, err := openStore(*store, *dataDir)
+			if err != nil {
+				fmt.Fprintf(stderr, "watershed run: %v\n", err)
+				return 2
+			}
+			defer st.Close()
+			cfg.Sink = st
+		}
+	}
+	p := processors.New(cfg)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := topology.NewMetrics(reg)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 1
+	}
+	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
+		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Metrics: metrics,
+		Registerer: reg, Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 2
+	}
+	mux := http.NewServeMux()
+	serve.Ops(mux, reg, runner.Ready)
+	srv, err := serve.Listen(mux, serve.Options{Addr: *metricsAddr, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 1
+	}
+	log.Info("running", "groups", runner.Groups(), "brokers", k.Brokers, "metrics", srv.URL()+"/metrics")
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { return srv.Serve(gctx) })
+	if err := g.Wait(); err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// openStore opens the store that the sink group writes to.
+func openStore(kind, dataDir string) (sinks.Store, error) {
+	switch kind {
+	case "local":
+		if err := os.MkdirAll(dataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("data folder: %w", err)
+		}
+		return local.Open(filepath.Join(dataDir, "sink"), local.Options{})
+	default:
+		return nil, fmt.Errorf("unknown store %q (local)", kind)
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
