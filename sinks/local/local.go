@@ -20,7 +20,13 @@
 // for good. leveldb merges concurrent writes into one journal write and one
 // fsync, so concurrent writers share the cost. Options.NoSync trades that
 // guarantee for speed: rows then survive a crash of the process but not of
-// the machine. The benchmarks in local_test.go measure both.
+// the machine. BenchmarkWrite in local_test.go measures both with batches
+// of 40 readings; on 2 cores (AMD EPYC VM, ext4 on virtio), Sync cost
+// 240-270 us a batch against 63-73 us without: 150,000-170,000 rows/s from
+// one writer and 260,000-450,000 from 4 to 16 concurrent writers, against
+// 520,000-630,000 rows/s unsynced. That is above the pipeline's measured
+// 45,000-300,000 messages/s, so Sync stays the default. (A physical disk
+// without a write cache fsyncs slower: measure there before relying on it.)
 //
 // # Errors
 //
@@ -246,8 +252,11 @@ func AppendKey(b []byte, deviceID, timeMs uint64, crc uint32) []byte {
 }
 
 // Write stores readings in one leveldb batch, overwriting rows of the same
-// identity. With the default options it returns after the journal is
-// fsynced.
+// identity; readers see all of them or none. After an error the rows may
+// or may not be stored (a failed fsync leaves them in the journal, which a
+// reopen replays), and writing them again is safe. With the default
+// options it returns after the journal is fsynced. It checks ctx before it
+// starts; a leveldb write, once started, is not interrupted.
 func (s *Store) Write(ctx context.Context, readings []records.Reading) error {
 	if err := ctxErr(ctx, "write"); err != nil {
 		return err
