@@ -41,28 +41,33 @@ func readingsDataDir(t *testing.T, rs []records.Reading) string {
 // 2025-06-01T00:00:00Z.
 const readingsBase = 1748736000000
 
-var readingsFixture = []records.Reading{
-	{DeviceID: 18446744073709551615, TimeMs: readingsBase + 1, ContentCRC: 0xdeadbeef, Type: protocol.TypeGPS,
-		LatDeg: 52.52, LonDeg: -13.405, SpeedKmh: 0, HeadingDeg: 271, Hdop: 0.9, Satellites: 11},
-	{DeviceID: 18446744073709551615, TimeMs: readingsBase + 1001, ContentCRC: 1, Type: protocol.TypeAccel,
-		XG: 0.012, YG: -0.981, ZG: 1},
-	{DeviceID: 18446744073709551615, TimeMs: readingsBase + 2002, ContentCRC: 2, Type: protocol.TypeEngine,
-		RPM: 2450, CoolantC: -12, FuelPct: 63},
-	{DeviceID: 18446744073709551615, TimeMs: readingsBase + 3003, ContentCRC: 3, Type: protocol.TypeEvent,
-		EventCode: 3, Severity: 2},
-	{DeviceID: 18446744073709551615, TimeMs: readingsBase + 4004, ContentCRC: 4, Type: protocol.TypeBattery,
-		BatteryV: 12.604},
-	// Another device: never listed for the first.
-	{DeviceID: 5, TimeMs: readingsBase, ContentCRC: 9, Type: protocol.TypeBattery, BatteryV: 11},
+// readingsFixture returns the readings the tests store.
+func readingsFixture() []records.Reading {
+	return []records.Reading{
+		{DeviceID: 18446744073709551615, TimeMs: readingsBase + 1, ContentCRC: 0xdeadbeef, Type: protocol.TypeGPS,
+			LatDeg: 52.52, LonDeg: -13.405, SpeedKmh: 0, HeadingDeg: 271, Hdop: 0.9, Satellites: 11},
+		{DeviceID: 18446744073709551615, TimeMs: readingsBase + 1001, ContentCRC: 1, Type: protocol.TypeAccel,
+			XG: 0.012, YG: -0.981, ZG: 1},
+		{DeviceID: 18446744073709551615, TimeMs: readingsBase + 2002, ContentCRC: 2, Type: protocol.TypeEngine,
+			RPM: 2450, CoolantC: -12, FuelPct: 63},
+		{DeviceID: 18446744073709551615, TimeMs: readingsBase + 3003, ContentCRC: 3, Type: protocol.TypeEvent,
+			EventCode: 3, Severity: 2},
+		{DeviceID: 18446744073709551615, TimeMs: readingsBase + 4004, ContentCRC: 4, Type: protocol.TypeBattery,
+			BatteryV: 12.604},
+		// Another device: never listed for the first.
+		{DeviceID: 5, TimeMs: readingsBase, ContentCRC: 9, Type: protocol.TypeBattery, BatteryV: 11},
+	}
 }
 
-// readingsWant are the lines for readingsFixture's first device, as JSON.
-var readingsWant = []string{
-	`{"device_id":"18446744073709551615","time":"2025-06-01T00:00:00.001Z","time_ms":1748736000001,"content_crc":3735928559,"type":"gps","lat_deg":52.52,"lon_deg":-13.405,"speed_kmh":0,"heading_deg":271,"hdop":0.9,"satellites":11}`,
-	`{"device_id":"18446744073709551615","time":"2025-06-01T00:00:01.001Z","time_ms":1748736001001,"content_crc":1,"type":"accel","x_g":0.012,"y_g":-0.981,"z_g":1}`,
-	`{"device_id":"18446744073709551615","time":"2025-06-01T00:00:02.002Z","time_ms":1748736002002,"content_crc":2,"type":"engine","rpm":2450,"coolant_c":-12,"fuel_pct":63}`,
-	`{"device_id":"18446744073709551615","time":"2025-06-01T00:00:03.003Z","time_ms":1748736003003,"content_crc":3,"type":"event","event_code":3,"event":"harsh_brake","severity":2}`,
-	`{"device_id":"18446744073709551615","time":"2025-06-01T00:00:04.004Z","time_ms":1748736004004,"content_crc":4,"type":"battery","battery_v":12.604}`,
+// readingsLines returns the lines for readingsFixture's first device.
+func readingsLines() []string {
+	return []string{
+		`{"device_id":"18446744073709551615","time":"2025-06-01T00:00:00.001Z","time_ms":1748736000001,"content_crc":3735928559,"type":"gps","lat_deg":52.52,"lon_deg":-13.405,"speed_kmh":0,"heading_deg":271,"hdop":0.9,"satellites":11}`,
+		`{"device_id":"18446744073709551615","time":"2025-06-01T00:00:01.001Z","time_ms":1748736001001,"content_crc":1,"type":"accel","x_g":0.012,"y_g":-0.981,"z_g":1}`,
+		`{"device_id":"18446744073709551615","time":"2025-06-01T00:00:02.002Z","time_ms":1748736002002,"content_crc":2,"type":"engine","rpm":2450,"coolant_c":-12,"fuel_pct":63}`,
+		`{"device_id":"18446744073709551615","time":"2025-06-01T00:00:03.003Z","time_ms":1748736003003,"content_crc":3,"type":"event","event_code":3,"event":"harsh_brake","severity":2}`,
+		`{"device_id":"18446744073709551615","time":"2025-06-01T00:00:04.004Z","time_ms":1748736004004,"content_crc":4,"type":"battery","battery_v":12.604}`,
+	}
 }
 
 // checkLines compares output lines with want, key for key and in order of
@@ -87,12 +92,12 @@ func checkLines(t *testing.T, out string, want []string) {
 }
 
 func TestReadingsListsDevice(t *testing.T) {
-	dir := readingsDataDir(t, readingsFixture)
+	dir := readingsDataDir(t, readingsFixture())
 	code, out, errOut := runReadingsT(t, "--device", "18446744073709551615", "--data-dir", dir)
 	if code != 0 {
 		t.Fatalf("exit %d, stderr: %s", code, errOut)
 	}
-	checkLines(t, out, readingsWant)
+	checkLines(t, out, readingsLines())
 
 	code, out, errOut = runReadingsT(t, "--device", "5", "--data-dir", dir)
 	if code != 0 {
@@ -107,8 +112,9 @@ func TestReadingsListsDevice(t *testing.T) {
 }
 
 func TestReadingsBounds(t *testing.T) {
-	dir := readingsDataDir(t, readingsFixture)
+	dir := readingsDataDir(t, readingsFixture())
 	dev := "18446744073709551615"
+	readingsWant := readingsLines()
 	cases := []struct {
 		name string
 		args []string
@@ -134,7 +140,7 @@ func TestReadingsBounds(t *testing.T) {
 }
 
 func TestReadingsBadFlags(t *testing.T) {
-	dir := readingsDataDir(t, readingsFixture)
+	dir := readingsDataDir(t, readingsFixture())
 	cases := []struct {
 		name string
 		args []string
@@ -182,7 +188,7 @@ func TestReadingsStoreErrors(t *testing.T) {
 	}
 
 	// A writer holds the store.
-	dir := readingsDataDir(t, readingsFixture)
+	dir := readingsDataDir(t, readingsFixture())
 	s, err := local.Open(filepath.Join(dir, "sink"), local.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +204,7 @@ func TestReadingsStoreErrors(t *testing.T) {
 }
 
 func TestReadingsCancelled(t *testing.T) {
-	dir := readingsDataDir(t, readingsFixture)
+	dir := readingsDataDir(t, readingsFixture())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var stdout, stderr bytes.Buffer
