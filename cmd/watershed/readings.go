@@ -28,8 +28,8 @@ import (
 const sinkSubdir = "sink"
 
 // defaultDataDir is the data directory when neither --data-dir nor the
-// environment names one.
-const defaultDataDir = "watershed-data"
+// environment names one: the same as `watershed run`'s.
+const defaultDataDir = "data"
 
 // readingsConfig is what the readings command's flags select.
 type readingsConfig struct {
@@ -85,11 +85,7 @@ func runReadings(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	from := fs.String("from", "", "first message time, inclusive: RFC 3339 or Unix milliseconds")
 	to := fs.String("to", "", "end of message time, exclusive: RFC 3339 or Unix milliseconds")
 	limit := fs.Int("limit", 0, "print at most this many readings (0: all)")
-	dataDirDefault := defaultDataDir
-	if d := os.Getenv("WATERSHED_DATA_DIR"); d != "" {
-		dataDirDefault = d
-	}
-	dataDir := fs.String("data-dir", dataDirDefault, "data directory; the local store is in DIR/"+sinkSubdir+" (env WATERSHED_DATA_DIR)")
+	dataDir := fs.String("data-dir", envOr("WATERSHED_DATA_DIR", defaultDataDir), "data directory; the local store is in DIR/"+sinkSubdir+" (env WATERSHED_DATA_DIR)")
 	stores := readingsStores()
 	names := slices.Sorted(func(yield func(string) bool) {
 		for n := range stores {
