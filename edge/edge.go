@@ -1,0 +1,551 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/watershed-io/watershed/codecs/protocol"
+	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// Defaults of Options.
+const (
+	// DefaultRawTopic is the topic accepted packages are written to.
+	DefaultRawTopic = "telemetry.raw"
+	// DefaultDeadLetterTopic is the topic rejected but authenticated
+	// packages are written to.
+	DefaultDeadLetterTopic = "telemetry.dlq"
+	// DefaultMaxInFlightBytes bounds the request-body bytes held at once.
+	DefaultMaxInFlightBytes = 64 << 20
+	// DefaultProduceTimeout bounds the wait for Kafka's acknowledgement.
+	DefaultProduceTimeout = 5 * time.Second
+	// DefaultRetryAfter is what 429 and 503 answers tell devices to wait.
+	DefaultRetryAfter = time.Second
+)
+
+// MaxPackageBytes is the largest legal package: a version 2 header and a
+// body of protocol.MaxBodyLen bytes. A longer request body is answered 413
+// once that many bytes were read, and the rest is never read.
+const MaxPackageBytes = protocol.HeaderLenV2 + protocol.MaxBodyLen
+
+// Stage is the Stage of the dead-letter envelopes the edge writes.
+const Stage = "edge"
+
+// Path is where Handler serves the package endpoint (method POST).
+const Path = "/v1/packages"
+
+// ErrClosed is returned by Ready after Close.
+var ErrClosed = errors.New("edge: closed")
+
+// Options configure an Edge. Zero values take the defaults shown.
+type Options struct {
+	// Kafka reaches the cluster; the producer uses Kafka.ProducerConfig().
+	Kafka topology.Kafka
+	// RawTopic receives accepted packages (DefaultRawTopic).
+	RawTopic string
+	// DeadLetterTopic receives authenticated packages that fail package
+	// checks 3-4 (DefaultDeadLetterTopic).
+	DeadLetterTopic string
+	// Secret keys the device tokens; required.
+	Secret []byte
+	// PreviousSecret, when set, is also accepted, so that the secret can be
+	// rotated without rejecting devices that still hold old tokens.
+	PreviousSecret []byte
+	// EdgeID names this replica in the HeaderEdgeID header (the host name).
+	EdgeID string
+	// MaxInFlightBytes bounds the request-body bytes held at once, from
+	// reading until Kafka answered; beyond it requests are answered 429
+	// (DefaultMaxInFlightBytes; at least MaxPackageBytes).
+	MaxInFlightBytes int64
+	// ProduceTimeout bounds the wait for Kafka's acknowledgement, after
+	// which the request is answered 503 (DefaultProduceTimeout).
+	ProduceTimeout time.Duration
+	// RetryAfter is the Retry-After of 429 and 503 answers, rounded up to
+	// whole seconds (DefaultRetryAfter).
+	RetryAfter time.Duration
+	// Registerer receives the edge's metrics; nil keeps them unregistered.
+	// The global registry is never used unless passed here.
+	Registerer prometheus.Registerer
+	// Logger receives the edge's logs (slog.Default()).
+	Logger *slog.Logger
+	// Now returns the receive time of a request (time.Now); for tests.
+	Now func() time.Time
+}
+
+// Edge is the ingest edge. It is stateless: any number of replicas may run
+// against the same topics. Its methods are safe for concurrent use.
+type Edge struct {
+	opts       Options
+	verifier   verifier
+	retryAfter string
+	client     sarama.Client
+	producer   sarama.AsyncProducer
+	budget     *budget
+	metrics    *metrics
+	log        *slog.Logger
+
+	// mu guards closed and orders Close after every send to the
+	// producer's input: handlers hold it for reading while they send.
+	mu     sync.RWMutex
+	closed bool
+	// results ends when the producer's result channels are closed.
+	results   sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	// hookAcquired, when set (by tests, before serving), is called after a
+	// request's first bytes of budget were taken and before its body is
+	// read.
+	hookAcquired func()
+}
+
+// New validates opts, connects to Kafka and starts the producer. Call
+// Close to stop it. The topics are not checked here (Ready does): the
+// topology's EnsureTopics creates them.
+func New(opts Options) (*Edge, error) {
+	if len(opts.Secret) == 0 {
+		return nil, errors.New("edge: no device secret given")
+	}
+	if len(opts.Kafka.Brokers) == 0 {
+		return nil, errors.New("edge: no Kafka brokers given")
+	}
+	if opts.RawTopic == "" {
+		opts.RawTopic = DefaultRawTopic
+	}
+	if opts.DeadLetterTopic == "" {
+		opts.DeadLetterTopic = DefaultDeadLetterTopic
+	}
+	if opts.RawTopic == opts.DeadLetterTopic {
+		return nil, fmt.Errorf("edge: raw and dead-letter topics are both %q", opts.RawTopic)
+	}
+	if opts.EdgeID == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "edge"
+		}
+		opts.EdgeID = h
+	}
+	if opts.MaxInFlightBytes == 0 {
+		opts.MaxInFlightBytes = DefaultMaxInFlightBytes
+	}
+	if opts.MaxInFlightBytes < MaxPackageBytes {
+		return nil, fmt.Errorf("edge: MaxInFlightBytes %d is under the largest package's %d bytes", opts.MaxInFlightBytes, MaxPackageBytes)
+	}
+	if opts.ProduceTimeout == 0 {
+		opts.ProduceTimeout = DefaultProduceTimeout
+	}
+	if opts.ProduceTimeout < 0 {
+		return nil, fmt.Errorf("edge: negative ProduceTimeout %v", opts.ProduceTimeout)
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = DefaultRetryAfter
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	client, err := sarama.NewClient(opts.Kafka.Brokers, opts.Kafka.ProducerConfig())
+	if err != nil {
+		return nil, fmt.Errorf("edge: connect to Kafka: %w", err)
+	}
+	producer, err := sarama.NewAsyncProducerFromClient(client)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("edge: start producer: %w", err)
+	}
+	e := &Edge{
+		opts:       opts,
+		verifier:   verifier{current: opts.Secret, previous: opts.PreviousSecret},
+		retryAfter: strconv.FormatInt(int64(math.Ceil(opts.RetryAfter.Seconds())), 10),
+		client:     client,
+		producer:   producer,
+		budget:     &budget{max: opts.MaxInFlightBytes, gauge: m.inflight.Set},
+		metrics:    m,
+		log:        opts.Logger.With("component", "edge", "edge_id", opts.EdgeID),
+	}
+	e.results.Add(2)
+	go func() {
+		defer e.results.Done()
+		for msg := range producer.Successes() {
+			e.finish(msg, nil)
+		}
+	}()
+	go func() {
+		defer e.results.Done()
+		for perr := range producer.Errors() {
+			e.finish(perr.Msg, perr.Err)
+		}
+	}()
+	return e, nil
+}
+
+// Handler returns the HTTP handler of POST /v1/packages. The caller mounts
+// it (with the operational endpoints beside it).
+func (e *Edge) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+Path, e.handlePackage)
+	return mux
+}
+
+// Ready returns nil when the edge can take packages: it is not closed and
+// both topics are known to Kafka with writable partitions.
+func (e *Edge) Ready() error {
+	e.mu.RLock()
+	closed := e.closed
+	e.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	for _, t := range []string{e.opts.RawTopic, e.opts.DeadLetterTopic} {
+		ps, err := e.client.WritablePartitions(t)
+		if err != nil {
+			return fmt.Errorf("edge: topic %s: %w", t, err)
+		}
+		if len(ps) == 0 {
+			return fmt.Errorf("edge: topic %s has no writable partitions", t)
+		}
+	}
+	return nil
+}
+
+// Close stops taking packages (later requests are answered 503), waits
+// for the records already handed to the producer to be answered by Kafka
+// (their requests get their answers), and closes the producer and the
+// Kafka client. Stop the HTTP server first, so that in-flight requests
+// finish. Close is idempotent.
+func (e *Edge) Close() error {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		// No handler sends to the producer from here on. AsyncClose
+		// flushes what it holds and reports every result before closing
+		// the result channels; Close would take some of them from the
+		// waiting requests.
+		e.producer.AsyncClose()
+		e.results.Wait()
+		if err := e.client.Close(); err != nil {
+			e.closeErr = fmt.Errorf("edge: close Kafka client: %w", err)
+		}
+	})
+	return e.closeErr
+}
+
+// pending is a record handed to the producer, carried in its Metadata.
+type pending struct {
+	start time.Time
+	// held are the budget bytes the record holds until Kafka answers.
+	held int64
+	// done receives Kafka's answer; it has room for it.
+	done chan error
+}
+
+// finish takes Kafka's answer for msg.
+func (e *Edge) finish(msg *sarama.ProducerMessage, err error) {
+	p, ok := msg.Metadata.(*pending)
+	if !ok {
+		e.log.Error("producer result without edge metadata", "topic", msg.Topic, "error", err)
+		return
+	}
+	e.metrics.produceDuration.Observe(time.Since(p.start).Seconds())
+	e.budget.release(p.held)
+	p.done <- err
+}
+
+// Errors of produce that are not Kafka's.
+var (
+	errProduceTimeout = errors.New("edge: Kafka did not answer in time")
+	errClosing        = errors.New("edge: closing")
+)
+
+// produce writes one record and waits for Kafka's answer, at most
+// ProduceTimeout. It takes over held budget bytes: they are released when
+// Kafka answers, or here if the record never reached the producer.
+func (e *Edge) produce(ctx context.Context, topic, key string, value []byte, headers []sarama.RecordHeader, ts time.Time, held int64) error {
+	timer := time.NewTimer(e.opts.ProduceTimeout)
+	defer timer.Stop()
+	p := &pending{held: held, done: make(chan error, 1)}
+	msg := &sarama.ProducerMessage{
+		Topic:     topic,
+		Key:       sarama.StringEncoder(key),
+		Value:     sarama.ByteEncoder(value),
+		Headers:   headers,
+		Timestamp: ts,
+		Metadata:  p,
+	}
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		e.budget.release(held)
+		return errClosing
+	}
+	p.start = time.Now()
+	select {
+	case e.producer.Input() <- msg:
+		e.mu.RUnlock()
+	case <-timer.C:
+		e.mu.RUnlock()
+		e.budget.release(held)
+		return errProduceTimeout
+	case <-ctx.Done():
+		e.mu.RUnlock()
+		e.budget.release(held)
+		return fmt.Errorf("edge: produce: %w", ctx.Err())
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			return fmt.Errorf("edge: produce to %s: %w", topic, err)
+		}
+		return nil
+	case <-timer.C:
+		return errProduceTimeout
+	case <-ctx.Done():
+		return fmt.Errorf("edge: produce: %w", ctx.Err())
+	}
+}
+
+// Reasons of rejected_total that are not protocol reason words.
+const (
+	reasonMissingToken = "missing_token"
+	reasonBadToken     = "bad_token"
+	reasonOverloaded   = "overloaded"
+	reasonUnavailable  = "unavailable"
+	reasonBadRequest   = "bad_request"
+)
+
+// errOverloaded and errTooLarge are readBody's outcomes besides read
+// errors.
+var (
+	errOverloaded = errors.New("edge: in-flight byte budget spent")
+	errTooLarge   = errors.New("edge: request body over the largest package")
+)
+
+// readStep is the first buffer size, and the smallest growth, for a body
+// of unknown length.
+const readStep = 32 << 10
+
+// readBody reads the request body, at most MaxPackageBytes, taking budget
+// bytes for the buffer before it grows. It returns the body and the budget
+// bytes held (also on error: the caller releases them).
+func (e *Edge) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int64, error) {
+	body := http.MaxBytesReader(w, r.Body, MaxPackageBytes)
+	size := int64(readStep)
+	known := r.ContentLength >= 0
+	if known {
+		if r.ContentLength > MaxPackageBytes {
+			return nil, 0, errTooLarge
+		}
+		size = r.ContentLength
+	}
+	if !e.budget.acquire(size) {
+		return nil, 0, errOverloaded
+	}
+	held := size
+	if e.hookAcquired != nil {
+		e.hookAcquired()
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			if known || cap(buf) >= MaxPackageBytes {
+				// Expect the end: net/http ends a body at its
+				// Content-Length, and MaxBytesReader fails past its limit.
+				var probe [1]byte
+				n, err := body.Read(probe[:])
+				switch {
+				case n == 0 && err == io.EOF:
+					return buf, held, nil
+				case n > 0 || isMaxBytes(err):
+					return nil, held, errTooLarge
+				case err != nil:
+					return nil, held, fmt.Errorf("edge: read body: %w", err)
+				}
+				continue
+			}
+			grow := max(int64(cap(buf)), readStep)
+			grow = min(grow, MaxPackageBytes-int64(cap(buf)))
+			if !e.budget.acquire(grow) {
+				return nil, held, errOverloaded
+			}
+			held += grow
+			nb := make([]byte, len(buf), int64(cap(buf))+grow)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			return buf, held, nil
+		case isMaxBytes(err):
+			return nil, held, errTooLarge
+		case err != nil:
+			return nil, held, fmt.Errorf("edge: read body: %w", err)
+		}
+	}
+}
+
+func isMaxBytes(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
+}
+
+// handlePackage serves POST /v1/packages; see the package comment.
+func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
+	received := time.UnixMilli(e.opts.Now().UnixMilli()).UTC()
+	token, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		e.unauthorized(w, reasonMissingToken)
+		return
+	}
+	body, held, err := e.readBody(w, r)
+	defer func() { e.budget.release(held) }()
+	switch {
+	case errors.Is(err, errOverloaded):
+		e.reject(w, http.StatusTooManyRequests, reasonOverloaded, reasonOverloaded)
+		return
+	case errors.Is(err, errTooLarge):
+		e.reject(w, http.StatusRequestEntityTooLarge, protocol.ReasonTooLarge.String(), protocol.ReasonTooLarge.String())
+		return
+	case err != nil:
+		e.log.Debug("request body not read", "error", err)
+		e.reject(w, http.StatusBadRequest, reasonBadRequest, reasonBadRequest)
+		return
+	}
+	e.metrics.packageBytes.Observe(float64(len(body)))
+
+	h, err := protocol.CheckHeader(body)
+	var perr *protocol.PackageError
+	if err != nil && (!errors.As(err, &perr) || !perr.HeaderTrusted()) {
+		word := reasonBadRequest
+		if perr != nil {
+			word = perr.Reason.String()
+		}
+		e.reject(w, http.StatusBadRequest, word, word)
+		return
+	}
+	if !e.verifier.verify(token, h.DeviceID) {
+		e.unauthorized(w, reasonBadToken)
+		return
+	}
+	key := strconv.FormatUint(h.DeviceID, 10)
+	ms := string(appendReceivedMs(nil, received))
+	headers := []sarama.RecordHeader{
+		{Key: []byte(HeaderReceivedMs), Value: []byte(ms)},
+		{Key: []byte(HeaderEdgeID), Value: []byte(e.opts.EdgeID)},
+	}
+
+	if perr != nil {
+		word := perr.Reason.String()
+		if perr.Reason == protocol.ReasonTooLarge {
+			e.reject(w, http.StatusRequestEntityTooLarge, word, word)
+			return
+		}
+		env := records.AppendEnvelope(nil, records.Envelope{
+			Stage:        Stage,
+			Reason:       word,
+			Error:        perr.Error(),
+			Topic:        e.opts.RawTopic,
+			Partition:    -1,
+			Offset:       -1,
+			Key:          []byte(key),
+			Value:        body,
+			Headers:      envelopeHeaders(headers),
+			Timestamp:    received,
+			Attempts:     1,
+			FirstFailure: received,
+			LastFailure:  received,
+		})
+		// The envelope holds a copy of the body: account for it too.
+		if !e.budget.acquire(int64(len(env))) {
+			e.reject(w, http.StatusTooManyRequests, reasonOverloaded, reasonOverloaded)
+			return
+		}
+		hand := held + int64(len(env))
+		held = 0
+		if err := e.produce(r.Context(), e.opts.DeadLetterTopic, key, env, headers, received, hand); err != nil {
+			e.unavailable(w, "dead-letter produce failed", err, key)
+			return
+		}
+		e.reject(w, http.StatusUnprocessableEntity, word, word)
+		return
+	}
+
+	hand := held
+	held = 0
+	if err := e.produce(r.Context(), e.opts.RawTopic, key, body, headers, received, hand); err != nil {
+		e.unavailable(w, "raw produce failed", err, key)
+		return
+	}
+	e.answer(w, http.StatusAccepted, response{Status: "accepted"})
+}
+
+// envelopeHeaders converts record headers for a dead-letter envelope.
+func envelopeHeaders(hs []sarama.RecordHeader) []records.Header {
+	out := make([]records.Header, len(hs))
+	for i, h := range hs {
+		out[i] = records.Header{Key: string(h.Key), Value: h.Value}
+	}
+	return out
+}
+
+// response is the JSON body of every answer.
+type response struct {
+	Status string `json:"status,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// answer writes a JSON response and counts it.
+func (e *Edge) answer(w http.ResponseWriter, code int, body response) {
+	b, _ := json.Marshal(body) // two strings: cannot fail
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+	e.metrics.answered(code)
+}
+
+// reject answers code with {"error": word}, counted under metric reason,
+// with Retry-After for 429 and 503.
+func (e *Edge) reject(w http.ResponseWriter, code int, reason, word string) {
+	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", e.retryAfter)
+	}
+	e.metrics.rejected.WithLabelValues(reason).Inc()
+	e.answer(w, code, response{Error: word})
+}
+
+// unauthorized answers 401.
+func (e *Edge) unauthorized(w http.ResponseWriter, reason string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="watershed"`)
+	e.reject(w, http.StatusUnauthorized, reason, "unauthorized")
+}
+
+// unavailable answers 503 after a failed produce.
+func (e *Edge) unavailable(w http.ResponseWriter, msg string, err error, key string) {
+	e.log.Warn(msg, "device_id", key, "error", err)
+	e.reject(w, http.StatusServiceUnavailable, reasonUnavailable, reasonUnavailable)
+}

@@ -1,0 +1,55 @@
+package edge
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the edge's Prometheus collectors; see the package comment.
+type metrics struct {
+	requests        *prometheus.CounterVec
+	rejected        *prometheus.CounterVec
+	inflight        prometheus.Gauge
+	produceDuration prometheus.Histogram
+	packageBytes    prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watershed_edge_requests_total",
+			Help: "Package requests answered by the ingest edge, by HTTP status code.",
+		}, []string{"code"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watershed_edge_rejected_total",
+			Help: "Package requests not accepted by the ingest edge, by reason.",
+		}, []string{"reason"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "watershed_edge_inflight_bytes",
+			Help: "Request-body bytes held by the ingest edge, from reading until Kafka answered.",
+		}),
+		produceDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "watershed_edge_produce_duration_seconds",
+			Help:    "Time from handing a record to the producer to Kafka's answer.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		packageBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "watershed_edge_package_bytes",
+			Help:    "Sizes of the request bodies read by the ingest edge.",
+			Buckets: prometheus.ExponentialBuckets(64, 4, 9), // 64 B .. 4 MiB
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.inflight, m.produceDuration, m.packageBytes} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("edge: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// answered counts a response with status code.
+func (m *metrics) answered(code int) {
+	m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+}
