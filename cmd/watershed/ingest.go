@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/watershed-io/watershed/edge"
+	"github.com/watershed-io/watershed/internal/serve"
+	"github.com/watershed-io/watershed/processors"
+)
+
+// runIngest implements `watershed ingest`: the ingest edge, POST
+// /v1/packages, with /metrics, /healthz and /readyz on the same address.
+// It is stateless; run as many replicas as the load needs. It stops
+// gracefully when ctx is cancelled: no new connections, in-flight requests
+// answered, the producer flushed and closed.
+func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
+	fs := newFlagSet("ingest", "ingest --brokers B --device-secret S [flags]\n\n"+
+		"Every flag can also be set by the environment variable named in its\n"+
+		"description; a flag on the command line wins. Prefer the environment for\n"+
+		"the secrets: command lines are visible to other users of the machine.", stderr)
+	var kf kafkaFlags
+	kf.register(fs)
+	hostname, _ := os.Hostname()
+	prefix := envOr("WATERSHED_PREFIX", "")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to serve the edge and /metrics, /healthz, /readyz on (env WATERSHED_INGEST_ADDR)")
+	secret := fs.String("device-secret", "", "secret that keys the devices' tokens; required (env WATERSHED_DEVICE_SECRET)")
+	previous := fs.String("previous-device-secret", "", "previous device secret, still accepted while devices move to the new one (env WATERSHED_PREVIOUS_DEVICE_SECRET)")
+	rawTopic := fs.String("raw-topic", prefix+processors.TopicRaw, "topic accepted packages are written to (env WATERSHED_RAW_TOPIC; the default follows WATERSHED_PREFIX)")
+	dlqTopic := fs.String("dlq-topic", prefix+processors.TopicDeadLetter, "dead-letter topic for authenticated packages that fail package checks 3-4 (env WATERSHED_DLQ_TOPIC; the default follows WATERSHED_PREFIX)")
+	edgeID := fs.String("edge-id", hostname, "id of this replica, written on every record (env WATERSHED_EDGE_ID; default the host name)")
+	maxInflight := fs.Int64("max-inflight-bytes", edge.DefaultMaxInFlightBytes, fmt.Sprintf("request-body bytes held at once before answering 429, at least %d (env WATERSHED_MAX_INFLIGHT_BYTES)", edge.MaxPackageBytes))
+	produceTimeout := fs.Duration("produce-timeout", edge.DefaultProduceTimeout, "how long to wait for Kafka's acknowledgement before answering 503 (env WATERSHED_PRODUCE_TIMEOUT)")
+	// The environment sets the flags first, so the command line wins; a
+	// malformed value is reported like a malformed flag.
+	for _, ev := range []struct{ flag, env string }{
+		{"addr", "WATERSHED_INGEST_ADDR"},
+		{"device-secret", "WATERSHED_DEVICE_SECRET"},
+		{"previous-device-secret", "WATERSHED_PREVIOUS_DEVICE_SECRET"},
+		{"raw-topic", "WATERSHED_RAW_TOPIC"},
+		{"dlq-topic", "WATERSHED_DLQ_TOPIC"},
+		{"edge-id", "WATERSHED_EDGE_ID"},
+		{"max-inflight-bytes", "WATERSHED_MAX_INFLIGHT_BYTES"},
+		{"produce-timeout", "WATERSHED_PRODUCE_TIMEOUT"},
+	} {
+		if v, ok := os.LookupEnv(ev.env); ok {
+			if err := fs.Set(ev.flag, v); err != nil {
+				fmt.Fprintf(stderr, "watershed ingest: %s=%q: %v\n", ev.env, v, err)
+				return 2
+			}
+		}
+	}
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if *secret == "" {
+		fmt.Fprintln(stderr, "watershed ingest: no device secret: set --device-secret or WATERSHED_DEVICE_SECRET")
+		return 2
+	}
+	if *maxInflight < edge.MaxPackageBytes {
+		fmt.Fprintf(stderr, "watershed ingest: --max-inflight-bytes %d is under the largest package's %d bytes\n", *maxInflight, edge.MaxPackageBytes)
+		return 2
+	}
+	if *produceTimeout <= 0 {
+		fmt.Fprintln(stderr, "watershed ingest: --produce-timeout must be positive")
+		return 2
+	}
+	k, err := kf.kafka()
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
+		return 2
+	}
+	log := newLogger(stderr)
+	if len(*secret) < 16 {
+		log.Warn("the device secret is shorter than 16 bytes; tokens are only as strong as the secret")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts := edge.Options{
+		Kafka:            k,
+		RawTopic:         *rawTopic,
+		DeadLetterTopic:  *dlqTopic,
+		Secret:           []byte(*secret),
+		EdgeID:           *edgeID,
+		MaxInFlightBytes: *maxInflight,
+		ProduceTimeout:   *produceTimeout,
+		Registerer:       reg,
+		Logger:           log,
+	}
+	if *previous != "" {
+		opts.PreviousSecret = []byte(*previous)
+	}
+	e, err := edge.New(opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
+		return 1
+	}
+	mux := http.NewServeMux()
+	mux.Handle(edge.Path, e.Handler())
+	serve.Ops(mux, reg, e.Ready)
+	srv, err := serve.Listen(mux, serve.Options{Addr: *addr, Logger: log})
+	if err != nil {
+		_ = e.Close()
+		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
+		return 1
+	}
+	log.Info("ingest edge listening", "addr", srv.Addr(), "url", srv.URL()+edge.Path,
+		"brokers", k.Brokers, "raw_topic", *rawTopic, "dlq_topic", *dlqTopic, "edge_id", *edgeID)
+	// Serve returns once ctx is cancelled and the in-flight requests were
+	// answered; then the producer is flushed and closed.
+	serveErr := srv.Serve(ctx)
+	closeErr := e.Close()
+	code := 0
+	for _, err := range []error{serveErr, closeErr} {
+		if err != nil {
+			fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
+			code = 1
+		}
+	}
+	log.Info("ingest edge stopped")
+	return code
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/watershed-io/watershed/codecs/protocol"
+	"github.com/watershed-io/watershed/edge"
+	"github.com/watershed-io/watershed/embedded"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// clearIngestEnv unsets every variable runIngest reads, for this test.
+func clearIngestEnv(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{
+		"WATERSHED_KAFKA_BROKERS", "WATERSHED_CLIENT_ID", "WATERSHED_REPLICATION", "WATERSHED_PREFIX",
+		"WATERSHED_INGEST_ADDR", "WATERSHED_DEVICE_SECRET", "WATERSHED_PREVIOUS_DEVICE_SECRET",
+		"WATERSHED_RAW_TOPIC", "WATERSHED_DLQ_TOPIC", "WATERSHED_EDGE_ID",
+		"WATERSHED_MAX_INFLIGHT_BYTES", "WATERSHED_PRODUCE_TIMEOUT", "WATERSHED_LOG_LEVEL",
+	} {
+		t.Setenv(name, "") // restores the old value after the test
+		if err := os.Unsetenv(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestIngestFlagErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		says string
+	}{
+		{"missing secret", nil, []string{"--brokers", "127.0.0.1:1"}, 2, "device secret"},
+		{"empty secret from env", map[string]string{"WATERSHED_DEVICE_SECRET": ""}, []string{"--brokers", "127.0.0.1:1"}, 2, "device secret"},
+		{"missing brokers", map[string]string{"WATERSHED_DEVICE_SECRET": "s3cret-s3cret-s3cret"}, nil, 2, "brokers"},
+		{"bad timeout from env", map[string]string{"WATERSHED_PRODUCE_TIMEOUT": "soon"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "WATERSHED_PRODUCE_TIMEOUT"},
+		{"bad budget from env", map[string]string{"WATERSHED_MAX_INFLIGHT_BYTES": "lots"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "WATERSHED_MAX_INFLIGHT_BYTES"},
+		{"budget too small", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "--max-inflight-bytes", "1000"}, 2, "max-inflight-bytes"},
+		{"zero timeout", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "--produce-timeout", "0s"}, 2, "produce-timeout"},
+		{"unknown flag", nil, []string{"--nope"}, 2, "nope"},
+		{"extra argument", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "extra"}, 2, "extra"},
+		{"help", nil, []string{"-h"}, 0, "WATERSHED_DEVICE_SECRET"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			clearIngestEnv(t)
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			var stdout, stderr bytes.Buffer
+			code := runIngest(context.Background(), c.args, strings.NewReader(""), &stdout, &stderr)
+			if code != c.code || !strings.Contains(stderr.String(), c.says) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr.String(), c.code, c.says)
+			}
+		})
+	}
+}
+
+func TestIngestHelpDocumentsEveryEnvironmentVariable(t *testing.T) {
+	clearIngestEnv(t)
+	var stderr bytes.Buffer
+	runIngest(context.Background(), []string{"-h"}, nil, io.Discard, &stderr)
+	for _, env := range []string{
+		"WATERSHED_KAFKA_BROKERS", "WATERSHED_INGEST_ADDR", "WATERSHED_DEVICE_SECRET", "WATERSHED_PREVIOUS_DEVICE_SECRET",
+		"WATERSHED_RAW_TOPIC", "WATERSHED_DLQ_TOPIC", "WATERSHED_EDGE_ID", "WATERSHED_MAX_INFLIGHT_BYTES", "WATERSHED_PRODUCE_TIMEOUT",
+	} {
+		if !strings.Contains(stderr.String(), env) {
+			t.Errorf("usage does not mention %s", env)
+		}
+	}
+}
+
+// lineWriter hands each complete line written to it to a channel.
+type lineWriter struct {
+	mu    sync.Mutex
+	buf   []byte
+	lines chan string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(w.buf[:i])
+		w.buf = w.buf[i+1:]
+		select {
+		case w.lines <- line:
+		default: // the test stopped listening
+		}
+	}
+}
+
+func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
+	clearIngestEnv(t)
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	k := topology.Kafka{Brokers: b.Addrs()}
+	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"x.telemetry.raw", "x.telemetry.dlq"} {
+		if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin.Close()
+
+	const secret = "ingest-test-secret-0123456789"
+	t.Setenv("WATERSHED_KAFKA_BROKERS", strings.Join(b.Addrs(), ","))
+	t.Setenv("WATERSHED_DEVICE_SECRET", "wrong, overridden by the flag")
+	t.Setenv("WATERSHED_PREFIX", "x.")
+	t.Setenv("WATERSHED_EDGE_ID", "edge-from-env")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderr := &lineWriter{lines: make(chan string, 64)}
+	done := make(chan int, 1)
+	go func() {
+		done <- runIngest(ctx, []string{"--addr", "127.0.0.1:0", "--device-secret", secret}, nil, io.Discard, stderr)
+	}()
+
+	var addr string
+	deadline := time.After(30 * time.Second)
+	for addr == "" {
+		select {
+		case line := <-stderr.lines:
+			var entry struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Fatalf("log line %q is not JSON: %v", line, err)
+			}
+			if entry.Msg == "ingest edge listening" {
+				addr = entry.Addr
+			}
+		case code := <-done:
+			t.Fatalf("ingest stopped with %d before listening", code)
+		case <-deadline:
+			t.Fatal("ingest did not start listening")
+		}
+	}
+	base := "http://" + addr
+
+	pkg, err := protocol.Encode(protocol.Header{Version: 1, DeviceID: 808, BaseTimeMs: 1_773_500_000_000},
+		[]protocol.Message{{Type: protocol.TypeEvent, TimeMs: 1_773_500_000_000, Code: 1, Severity: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+edge.Path, bytes.NewReader(pkg))
+	req.Header.Set("Authorization", "Bearer "+edge.Token([]byte(secret), 808))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST: %d %s", resp.StatusCode, body)
+	}
+	for path, want := range map[string]string{
+		"/readyz":  "ready",
+		"/healthz": "ok",
+		"/metrics": `watershed_edge_requests_total{code="202"} 1`,
+	} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, body lacks %q", path, resp.StatusCode, want)
+		}
+	}
+
+	// The record is in the prefixed raw topic, with the edge id from the
+	// environment.
+	c, err := sarama.NewConsumer(k.Brokers, k.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pc, err := c.ConsumePartition("x.telemetry.raw", topology.Partition([]byte("808"), 2), sarama.OffsetOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	select {
+	case m := <-pc.Messages():
+		if !bytes.Equal(m.Value, pkg) || string(m.Key) != "808" {
+			t.Errorf("record %q = %x", m.Key, m.Value)
+		}
+		for _, h := range m.Headers {
+			if string(h.Key) == edge.HeaderEdgeID && string(h.Value) != "edge-from-env" {
+				t.Errorf("edge id header %q", h.Value)
+			}
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no record in x.telemetry.raw")
+	}
+
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d after cancel, want 0", code)
+	}
+}
