@@ -51,8 +51,8 @@
 //	watershed_edge_rejected_total{reason}        counter: requests not answered 202, by reason: a
 //	                                             protocol reason word, or missing_token, bad_token,
 //	                                             overloaded, unavailable, bad_request
-//	watershed_edge_inflight_bytes                gauge: request-body bytes held, from reading until
-//	                                             Kafka answered for them
+//	watershed_edge_inflight_bytes                gauge: request-body (or dead-letter envelope) bytes
+//	                                             held, from reading until Kafka answered for them
 //	watershed_edge_produce_duration_seconds      histogram: from handing a record to the producer to
 //	                                             Kafka's answer (raw and dead-letter records)
 //	watershed_edge_package_bytes                 histogram: sizes of the request bodies read

@@ -41,6 +41,14 @@ const (
 // once that many bytes were read, and the rest is never read.
 const MaxPackageBytes = protocol.HeaderLenV2 + protocol.MaxBodyLen
 
+// MinInFlightBytes is the smallest MaxInFlightBytes: room for the largest
+// package, or for its dead-letter envelope (the package and at most a few
+// hundred bytes more), so that no package is refused for good.
+const MinInFlightBytes = MaxPackageBytes + 4<<10
+
+// maxEdgeIDLen bounds Options.EdgeID, which every record carries.
+const maxEdgeIDLen = 255
+
 // Stage is the Stage of the dead-letter envelopes the edge writes.
 const Stage = "edge"
 
@@ -64,11 +72,12 @@ type Options struct {
 	// PreviousSecret, when set, is also accepted, so that the secret can be
 	// rotated without rejecting devices that still hold old tokens.
 	PreviousSecret []byte
-	// EdgeID names this replica in the HeaderEdgeID header (the host name).
+	// EdgeID names this replica in the HeaderEdgeID header, at most 255
+	// bytes (the host name).
 	EdgeID string
 	// MaxInFlightBytes bounds the request-body bytes held at once, from
 	// reading until Kafka answered; beyond it requests are answered 429
-	// (DefaultMaxInFlightBytes; at least MaxPackageBytes).
+	// (DefaultMaxInFlightBytes; at least MinInFlightBytes).
 	MaxInFlightBytes int64
 	// ProduceTimeout bounds the wait for Kafka's acknowledgement, after
 	// which the request is answered 503 (DefaultProduceTimeout).
@@ -141,8 +150,11 @@ func New(opts Options) (*Edge, error) {
 	if opts.MaxInFlightBytes == 0 {
 		opts.MaxInFlightBytes = DefaultMaxInFlightBytes
 	}
-	if opts.MaxInFlightBytes < MaxPackageBytes {
-		return nil, fmt.Errorf("edge: MaxInFlightBytes %d is under the largest package's %d bytes", opts.MaxInFlightBytes, MaxPackageBytes)
+	if len(opts.EdgeID) > maxEdgeIDLen {
+		return nil, fmt.Errorf("edge: EdgeID of %d bytes, over %d", len(opts.EdgeID), maxEdgeIDLen)
+	}
+	if opts.MaxInFlightBytes < MinInFlightBytes {
+		return nil, fmt.Errorf("edge: MaxInFlightBytes %d is under the minimum %d (the largest package and its dead-letter envelope)", opts.MaxInFlightBytes, MinInFlightBytes)
 	}
 	if opts.ProduceTimeout == 0 {
 		opts.ProduceTimeout = DefaultProduceTimeout
@@ -479,14 +491,15 @@ func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 			FirstFailure: received,
 			LastFailure:  received,
 		})
-		// The envelope holds a copy of the body: account for it too.
+		// The envelope holds a copy of the body, which is not used any
+		// more: the envelope's bytes take the body's place in the budget.
+		e.budget.release(held)
+		held = 0
 		if !e.budget.acquire(int64(len(env))) {
 			e.reject(w, http.StatusTooManyRequests, reasonOverloaded, reasonOverloaded)
 			return
 		}
-		hand := held + int64(len(env))
-		held = 0
-		if err := e.produce(r.Context(), e.opts.DeadLetterTopic, key, env, headers, received, hand); err != nil {
+		if err := e.produce(r.Context(), e.opts.DeadLetterTopic, key, env, headers, received, int64(len(env))); err != nil {
 			e.unavailable(w, "dead-letter produce failed", err, key)
 			return
 		}
@@ -535,6 +548,7 @@ func (e *Edge) reject(w http.ResponseWriter, code int, reason, word string) {
 		w.Header().Set("Retry-After", e.retryAfter)
 	}
 	e.metrics.rejected.WithLabelValues(reason).Inc()
+	e.log.Debug("package rejected", "code", code, "reason", reason)
 	e.answer(w, code, response{Error: word})
 }
 

@@ -424,7 +424,7 @@ func TestFailedChecks3To4Are422AndDeadLettered(t *testing.T) {
 
 func TestOverloadIs429(t *testing.T) {
 	acquired := make(chan struct{}, 8)
-	f := newFixture(t, func(o *Options) { o.MaxInFlightBytes = MaxPackageBytes }, func(e *Edge) {
+	f := newFixture(t, func(o *Options) { o.MaxInFlightBytes = MinInFlightBytes }, func(e *Edge) {
 		e.hookAcquired = func() { acquired <- struct{}{} }
 	})
 	// A: the largest version 1 package, whose body is held back; it
@@ -446,7 +446,10 @@ func TestOverloadIs429(t *testing.T) {
 	}
 
 	// B does not fit: 429 with Retry-After, before its body is read.
-	small := testPackage(t, idB, true)
+	small := manyMessages(t, idB, 400)
+	if free := MinInFlightBytes - len(big); len(small) <= free {
+		t.Fatalf("B of %d bytes would fit the %d bytes left", len(small), free)
+	}
 	r := f.post(t, small, bearerFor(testSecret, idB))
 	if r.code != http.StatusTooManyRequests || r.errWord != "overloaded" || r.retryAfter != "1" {
 		t.Errorf("B while A holds the budget: %s, want 429 overloaded, Retry-After 1", describe(r))
@@ -471,6 +474,36 @@ func TestOverloadIs429(t *testing.T) {
 	}
 	if r := f.post(t, small, bearerFor(testSecret, idB)); r.code != http.StatusAccepted {
 		t.Errorf("B after A: %s, want 202", describe(r))
+	}
+}
+
+func TestLargestDeadLetterFitsTheSmallestBudget(t *testing.T) {
+	// The largest package that fails check 4 needs room for its envelope,
+	// which is a little larger than the package: the smallest budget has
+	// it, so the package is not refused with 429 for ever.
+	f := newFixture(t, func(o *Options) {
+		o.MaxInFlightBytes = MinInFlightBytes
+		o.EdgeID = strings.Repeat("e", maxEdgeIDLen)
+		o.RawTopic = testRaw
+	}, nil)
+	const id = ^uint64(0)
+	pkg := protocol.AppendHeader(nil, protocol.Header{Version: 1, DeviceID: id, MessageCount: 1, BodyLen: protocol.MaxBodyLen})
+	pkg = append(pkg, make([]byte, protocol.MaxBodyLen+2)...) // two trailing bytes
+	if len(pkg) != MaxPackageBytes {
+		t.Fatalf("package of %d bytes", len(pkg))
+	}
+	if r := f.post(t, pkg, bearerFor(testSecret, id)); r.code != http.StatusUnprocessableEntity || r.errWord != "trailing_bytes" {
+		t.Fatalf("%s, want 422 trailing_bytes", describe(r))
+	}
+	env, err := records.EnvelopeCodec{}.Decode(readTopic(t, f.kafka, testDLQ, 1)[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(env.Value, pkg) {
+		t.Error("the envelope does not hold the package")
+	}
+	if n := f.edge.budget.inUse(); n != 0 {
+		t.Errorf("%d budget bytes held after the answer", n)
 	}
 }
 
@@ -546,7 +579,8 @@ func TestNewValidatesOptions(t *testing.T) {
 		"no secret":       {Kafka: k},
 		"no brokers":      {Secret: testSecret},
 		"same topics":     {Kafka: k, Secret: testSecret, RawTopic: "a", DeadLetterTopic: "a"},
-		"budget too low":  {Kafka: k, Secret: testSecret, MaxInFlightBytes: MaxPackageBytes - 1},
+		"budget too low":  {Kafka: k, Secret: testSecret, MaxInFlightBytes: MinInFlightBytes - 1},
+		"long edge id":    {Kafka: k, Secret: testSecret, EdgeID: strings.Repeat("e", 256)},
 		"negative wait":   {Kafka: k, Secret: testSecret, ProduceTimeout: -time.Second},
 		"broker not here": {Kafka: k, Secret: testSecret},
 	} {

@@ -175,6 +175,21 @@ func testPackage(t testing.TB, id uint64, snappy bool) []byte {
 	return b
 }
 
+// manyMessages encodes a valid, uncompressed version 1 package of n accel
+// messages.
+func manyMessages(t testing.TB, id uint64, n int) []byte {
+	t.Helper()
+	msgs := make([]protocol.Message, n)
+	for i := range msgs {
+		msgs[i] = protocol.Message{Type: protocol.TypeAccel, TimeMs: testBaseTime + uint64(i), XMg: int16(i)}
+	}
+	b, err := protocol.Encode(protocol.Header{Version: 1, DeviceID: id, BaseTimeMs: testBaseTime}, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // testRecord is one valid record for hand-assembled packages.
 func testRecord(t testing.TB) []byte {
 	t.Helper()

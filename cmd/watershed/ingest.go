@@ -35,7 +35,7 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	rawTopic := fs.String("raw-topic", prefix+processors.TopicRaw, "topic accepted packages are written to (env WATERSHED_RAW_TOPIC; the default follows WATERSHED_PREFIX)")
 	dlqTopic := fs.String("dlq-topic", prefix+processors.TopicDeadLetter, "dead-letter topic for authenticated packages that fail package checks 3-4 (env WATERSHED_DLQ_TOPIC; the default follows WATERSHED_PREFIX)")
 	edgeID := fs.String("edge-id", hostname, "id of this replica, written on every record (env WATERSHED_EDGE_ID; default the host name)")
-	maxInflight := fs.Int64("max-inflight-bytes", edge.DefaultMaxInFlightBytes, fmt.Sprintf("request-body bytes held at once before answering 429, at least %d (env WATERSHED_MAX_INFLIGHT_BYTES)", edge.MaxPackageBytes))
+	maxInflight := fs.Int64("max-inflight-bytes", edge.DefaultMaxInFlightBytes, fmt.Sprintf("request-body bytes held at once before answering 429, at least %d (env WATERSHED_MAX_INFLIGHT_BYTES)", edge.MinInFlightBytes))
 	produceTimeout := fs.Duration("produce-timeout", edge.DefaultProduceTimeout, "how long to wait for Kafka's acknowledgement before answering 503 (env WATERSHED_PRODUCE_TIMEOUT)")
 	// The environment sets the flags first, so the command line wins; a
 	// malformed value is reported like a malformed flag.
@@ -63,8 +63,8 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		fmt.Fprintln(stderr, "watershed ingest: no device secret: set --device-secret or WATERSHED_DEVICE_SECRET")
 		return 2
 	}
-	if *maxInflight < edge.MaxPackageBytes {
-		fmt.Fprintf(stderr, "watershed ingest: --max-inflight-bytes %d is under the largest package's %d bytes\n", *maxInflight, edge.MaxPackageBytes)
+	if *maxInflight < edge.MinInFlightBytes {
+		fmt.Fprintf(stderr, "watershed ingest: --max-inflight-bytes %d is under the minimum %d\n", *maxInflight, edge.MinInFlightBytes)
 		return 2
 	}
 	if *produceTimeout <= 0 {
