@@ -4,10 +4,10 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 10s
 
-.PHONY: test unit fuzz-brief integration faults bench vet fmt-check deps tidy-check
+.PHONY: test unit fuzz-brief integration faults bench vet fmt-check deps tools
 
 ## test: the whole suite: static checks, unit tests, brief fuzzing, integration on real services.
-test: deps fmt-check vet unit fuzz-brief integration
+test: deps tools fmt-check vet unit fuzz-brief integration
 
 ## deps: Go modules (the only thing unit tests need).
 deps:
@@ -19,8 +19,21 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
+## tools: command-line tools the tests call: promtool (lints /metrics pages and
+## alert rules) and kcat (a real Kafka client), from Debian's packages, installed
+## only when missing.
+tools:
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v kcat >/dev/null || missing="$$missing kcat"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 ## unit: fast tests, no external services (the embedded broker runs in process).
-unit:
+unit: deps tools
 	$(GO) test -race -count=1 $(PKGS)
 
 ## fuzz-brief: every fuzz target for a few seconds, so they cannot rot.
