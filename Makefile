@@ -18,6 +18,7 @@ fmt-check:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags integration $(PKGS)
 
 ## tools: command-line tools the tests call: promtool (lints /metrics pages and
 ## alert rules) and kcat (a real Kafka client), from Debian's packages, installed
@@ -46,6 +47,8 @@ fuzz-brief:
 	done
 
 ## integration: the suite against real Apache Kafka and Cassandra, started and stopped here.
+## Integration tests carry the `integration` build tag and are named TestIntegration*,
+## so this target runs them alone (the unit tests ran in `unit`).
 # Fetches the servers once (cached in .infra/), starts both on fresh data, runs
 # the `integration`-tagged tests with their addresses, and stops them again
 # whatever happened (EXIT trap); the exit status is that of the start or tests.
@@ -56,7 +59,7 @@ integration: infra-fetch
 	@set -uo pipefail; \
 	trap '$(INFRA_SH) stop' EXIT; \
 	$(INFRA_SH) start all || exit $$?; \
-	env $$($(INFRA_SH) env) $(GO) test -tags integration -count=1 -p 1 $(PKGS); \
+	env $$($(INFRA_SH) env) $(GO) test -tags integration -run '^TestIntegration' -count=1 -p 1 -timeout 30m $(PKGS); \
 	status=$$?; \
 	exit $$status
 

@@ -32,7 +32,7 @@ func idempotentProducerConfig() *sarama.Config {
 	return cfg
 }
 
-func TestProbesAnswerAgainstRealServices(t *testing.T) {
+func TestIntegrationProbesAnswer(t *testing.T) {
 	brokers, hosts := Kafka(t), Cassandra(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -55,7 +55,7 @@ func TestProbesAnswerAgainstRealServices(t *testing.T) {
 // TestKafkaProduceConsume produces keyed records with an idempotent acks=all
 // producer to a topic made by ClusterAdmin and reads all of them back
 // through a consumer group, checking per-key order.
-func TestKafkaProduceConsume(t *testing.T) {
+func TestIntegrationKafkaProduceConsume(t *testing.T) {
 	brokers := Kafka(t)
 	const partitions, perKey = 3, 40
 	keys := []string{"sensor-a", "sensor-b", "sensor-c", "sensor-d", "sensor-e"}
@@ -213,7 +213,7 @@ func (c *collector) partitions() []int32 {
 // 3.x, and the 4.x ones. The project declares probe.KafkaVersion (4.1.0);
 // this test keeps that choice honest and shows whether the default still
 // works when sarama is upgraded.
-func TestSaramaVersionsAgainstKafka41(t *testing.T) {
+func TestIntegrationSaramaVersions(t *testing.T) {
 	brokers := Kafka(t)
 	topic := CreateTopic(t, brokers, 1)
 	for _, v := range []sarama.KafkaVersion{sarama.DefaultVersion, sarama.V3_0_0_0, sarama.V3_9_0_0, sarama.V4_0_0_0, probe.KafkaVersion} {
@@ -258,7 +258,7 @@ func TestSaramaVersionsAgainstKafka41(t *testing.T) {
 // TestCassandraReadWrite creates a keyspace and a table with gocql v2,
 // writes rows (single statements, a logged batch, a lightweight transaction)
 // and reads them back.
-func TestCassandraReadWrite(t *testing.T) {
+func TestIntegrationCassandraReadWrite(t *testing.T) {
 	hosts := Cassandra(t)
 	keyspace := CreateKeyspace(t, hosts)
 	s := CassandraSession(t, hosts, keyspace)
