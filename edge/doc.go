@@ -26,10 +26,13 @@
 //	503 {"error":"unavailable"} Kafka did not acknowledge in time, or the edge is closing;
 //	                           with Retry-After
 //
-// Only a missing Authorization header is answered before the body is read;
-// otherwise the order is: read the bounded body, checks 1-2 (400), the
-// token for the header's device_id (401), checks 3-4 (413 or 422), and the
-// produce (202 or 503).
+// A missing Authorization header (401), a Content-Length over
+// MaxPackageBytes (413) and a spent byte budget (429) are answered before
+// the body is read; otherwise the order is: read the bounded body, checks
+// 1-2 (400), the token for the header's device_id (401), checks 3-4 (413 or
+// 422), and the produce (202 or 503). A record whose wait timed out may
+// still reach Kafka later; the device retries, and the pipeline's dedupe
+// drops the copy.
 //
 // # Records
 //
