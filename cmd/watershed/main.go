@@ -25,6 +25,7 @@ func commands() map[string]command {
 		"demo":     {"run the whole pipeline in one process on the embedded default, with simulated devices", runDemo},
 		"decode":   {"print a device package as JSON (the test vectors' form)", runDecode},
 		"simulate": {"play a fleet of devices, with faults, against the ingest edge", runSimulate},
+		"ingest":   {"serve the ingest edge (POST /v1/packages) with /metrics, /healthz, /readyz", runIngest},
 		"readings": {"list a device's stored readings as JSON lines", runReadings},
 		"run":      {"run processor groups of the pipeline against Kafka (any subset, any number of replicas)", runRun},
 		"view":     {"serve the view API (device state) from the device-state table", runView},
