@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -81,11 +82,18 @@ func TestMetricsPassPromtool(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out.String())
 	}
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, line := range strings.Split(page, "\n") {
 		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
 			name = strings.Fields(name)[0]
 			if !strings.HasPrefix(name, "watershed_") && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") {
 				t.Errorf("metric %s is not named watershed_*", name)
+			}
+			if strings.HasPrefix(name, "watershed_") && !strings.Contains(string(doc), "`"+name+"`") {
+				t.Errorf("metric %s is not documented in docs/operations.md", name)
 			}
 		}
 	}
