@@ -1,0 +1,94 @@
+package topology_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/watershed-io/watershed/topology"
+)
+
+type replica struct {
+	runner *topology.Runner
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startReplica(t *testing.T, c *counter, k topology.Kafka) *replica {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := topology.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := topology.NewRunner(c.t, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Metrics: m, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rep := &replica{runner: r, reg: reg, cancel: cancel, done: make(chan error, 1)}
+	go func() { rep.done <- r.Run(ctx) }()
+	t.Cleanup(cancel)
+	return rep
+}
+
+// Two processes of one group share its partitions; when one stops, the
+// other takes its partitions over with their table state, and nothing is
+// lost or counted twice.
+func TestReplicasSharePartitionsAndHandOver(t *testing.T) {
+	k := topology.Kafka{Brokers: startBroker(t)}
+	c := newCounter(4)
+	a := startReplica(t, c, k)
+	waitFor(t, 60*time.Second, func() error { return a.runner.Ready() })
+	b := startReplica(t, c, k)
+	waitFor(t, 60*time.Second, func() error { return b.runner.Ready() })
+
+	const keys = 16
+	send := func(round int) {
+		var kv []string
+		for i := 0; i < keys; i++ {
+			kv = append(kv, fmt.Sprint("k", i), "1")
+		}
+		produce(t, k, c.in.Name(), kv...)
+	}
+	send(1)
+	// Both replicas work once the rebalance settled; all 16 keys reach 1.
+	out := readAll(t, k, c.out.Name(), keys, 60*time.Second)
+	for _, m := range out {
+		if string(m.Value) != "1" {
+			t.Fatalf("first round: %s = %s", m.Key, m.Value)
+		}
+	}
+	waitFor(t, 60*time.Second, func() error {
+		ca, cb := counterValue(t, a.reg, "watershed_processor_records_consumed_total"), counterValue(t, b.reg, "watershed_processor_records_consumed_total")
+		if ca+cb != keys {
+			return fmt.Errorf("consumed %v + %v", ca, cb)
+		}
+		if ca == 0 || cb == 0 {
+			return fmt.Errorf("one replica did nothing: %v, %v", ca, cb)
+		}
+		return nil
+	})
+
+	// Stop a gracefully; b takes every partition, with the table.
+	a.cancel()
+	if err := <-a.done; err != nil {
+		t.Fatalf("replica a stopped with %v", err)
+	}
+	send(2)
+	out = readAll(t, k, c.out.Name(), 2*keys, 90*time.Second)
+	final := map[string]string{}
+	for _, m := range out {
+		final[string(m.Key)] = string(m.Value)
+	}
+	for i := 0; i < keys; i++ {
+		if got := final[fmt.Sprint("k", i)]; got != strconv.Itoa(2) {
+			t.Errorf("k%d = %s after the hand-over, want 2", i, got)
+		}
+	}
+}
