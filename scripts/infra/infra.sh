@@ -5,7 +5,9 @@
 #
 #   infra.sh fetch                         jars into .infra/ (once), probe binary
 #   infra.sh start [kafka|cassandra|all]   fresh data, start, wait until ready
-#   infra.sh stop                          stop what start started (by pid)
+#   infra.sh stop [kafka|cassandra|all]    stop what start started (by pid); data kept
+#   infra.sh resume [kafka|cassandra|all]  start again on the data of the last run
+#   infra.sh restart [kafka|cassandra|all] stop, then resume (data kept)
 #   infra.sh status                        what runs, with pid, ports and RSS
 #   infra.sh env                           WATERSHED_*=... lines for the tests
 #
@@ -53,7 +55,7 @@ die() {
 }
 
 usage() {
-	sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -264,6 +266,8 @@ render() {
 launch() {
 	local name=$1 logfile=$2
 	shift 2
+	# A resumed service keeps its earlier log beside the new one.
+	[[ ! -e $logfile ]] || mv "$logfile" "$logfile.$(date +%s%N)"
 	setsid "$@" </dev/null >"$logfile" 2>&1 &
 	local pid=$!
 	printf '%s\n' "$pid" >"$(pid_file "$name")"
@@ -297,9 +301,18 @@ probe() {
 	"$infra_dir/bin/probe" -timeout "${left}s" "$service" "$addr" >&2
 }
 
-# prepare NAME makes a fresh run folder for NAME, refusing while it runs.
+# fresh is false while resuming: the run folder, its data and its rendered
+# configuration are kept from the last run.
+fresh=true
+
+# prepare NAME makes a fresh run folder for NAME (the caller checked that it
+# does not run), or, when resuming, checks that the last run left one.
 prepare() {
 	local name=$1
+	if [[ $fresh == false ]]; then
+		[[ -d $run_dir/$name/data ]] || die "$name: no data of an earlier run in ${run_dir#"$repo_root"/}/$name to resume on; use start"
+		return 0
+	fi
 	rm -rf "${run_dir:?}/$name"
 	mkdir -p "$run_dir/$name/data" "$run_dir/$name/tmp"
 }
@@ -326,11 +339,13 @@ launch_kafka() {
 	started_at[kafka]=$(now)
 	deadlines[kafka]=$(($(date +%s) + kafka_start_timeout))
 	prepare kafka
-	printf '127.0.0.1:%s\n' "$kafka_port" >"$dir/addr"
-	printf '%s,%s\n' "$kafka_port" "$kafka_controller_port" >"$dir/ports"
-	render "$script_dir/kafka/server.properties" "$dir/server.properties" \
-		"KAFKA_PORT=$kafka_port" "CONTROLLER_PORT=$kafka_controller_port" "DATA_DIR=$dir/data"
-	cp "$script_dir/kafka/log4j2.properties" "$dir/log4j2.properties"
+	if [[ $fresh == true ]]; then
+		printf '127.0.0.1:%s\n' "$kafka_port" >"$dir/addr"
+		printf '%s,%s\n' "$kafka_port" "$kafka_controller_port" >"$dir/ports"
+		render "$script_dir/kafka/server.properties" "$dir/server.properties" \
+			"KAFKA_PORT=$kafka_port" "CONTROLLER_PORT=$kafka_controller_port" "DATA_DIR=$dir/data"
+		cp "$script_dir/kafka/log4j2.properties" "$dir/log4j2.properties"
+	fi
 
 	size_mib "$kafka_heap" >/dev/null
 	local -a jvm=(
@@ -345,7 +360,7 @@ launch_kafka() {
 	read -r -a extra <<<"${WATERSHED_KAFKA_JVM_OPTS:-}"
 	jvm+=("${extra[@]}" -cp "$lib/*")
 	cluster_id=$(random_cluster_id)
-	if ! "$java_bin" "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
+	if [[ $fresh == true ]] && ! "$java_bin" "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
 		>>"$dir/format.log" 2>&1; then
 		tail -n 20 "$dir/format.log" >&2
 		die "kafka: formatting the storage failed (log: ${dir#"$repo_root"/}/format.log)"
@@ -374,12 +389,14 @@ launch_cassandra() {
 	started_at[cassandra]=$(now)
 	deadlines[cassandra]=$(($(date +%s) + cassandra_start_timeout))
 	prepare cassandra
-	printf '127.0.0.1:%s\n' "$cassandra_port" >"$dir/addr"
-	printf '%s,%s\n' "$cassandra_port" "$cassandra_storage_port" >"$dir/ports"
-	mkdir -p "$dir/logs"
-	render "$script_dir/cassandra/cassandra.yaml" "$dir/cassandra.yaml" \
-		"CQL_PORT=$cassandra_port" "STORAGE_PORT=$cassandra_storage_port" "DATA_DIR=$dir/data"
-	cp "$script_dir/cassandra/logback.xml" "$dir/logback.xml"
+	if [[ $fresh == true ]]; then
+		printf '127.0.0.1:%s\n' "$cassandra_port" >"$dir/addr"
+		printf '%s,%s\n' "$cassandra_port" "$cassandra_storage_port" >"$dir/ports"
+		mkdir -p "$dir/logs"
+		render "$script_dir/cassandra/cassandra.yaml" "$dir/cassandra.yaml" \
+			"CQL_PORT=$cassandra_port" "STORAGE_PORT=$cassandra_storage_port" "DATA_DIR=$dir/data"
+		cp "$script_dir/cassandra/logback.xml" "$dir/logback.xml"
+	fi
 
 	local -a modules
 	mapfile -t modules < <(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$script_dir/cassandra/jvm17.options")
@@ -518,8 +535,36 @@ stop_services() {
 	done
 }
 
+# names_of WHAT prints the services WHAT names (kafka, cassandra or all).
+names_of() {
+	case ${1:-all} in
+	kafka | cassandra) printf '%s\n' "$1" ;;
+	all) printf '%s\n' "${services[@]}" ;;
+	*) usage ;;
+	esac
+}
+
 cmd_stop() {
-	stop_services "${services[@]}"
+	local -a names
+	mapfile -t names < <(names_of "${1:-all}")
+	stop_services "${names[@]}"
+}
+
+# cmd_resume starts the named services again on the data, configuration and
+# ports of their last run (a broker keeps its topics and offsets, a node its
+# tables), as after a crash or a maintenance stop.
+cmd_resume() {
+	fresh=false
+	# The ports are those of the last run, whatever the settings say now.
+	[[ ! -s $run_dir/kafka/ports ]] || IFS=, read -r kafka_port kafka_controller_port <"$run_dir/kafka/ports"
+	[[ ! -s $run_dir/cassandra/ports ]] || IFS=, read -r cassandra_port cassandra_storage_port <"$run_dir/cassandra/ports"
+	cmd_start "${1:-all}"
+}
+
+# cmd_restart stops the named services and resumes them on their data.
+cmd_restart() {
+	cmd_stop "${1:-all}"
+	cmd_resume "${1:-all}"
 }
 
 cmd_status() {
@@ -563,7 +608,9 @@ main() {
 	case $cmd in
 	fetch) cmd_fetch ;;
 	start) cmd_start "$@" ;;
-	stop) cmd_stop ;;
+	stop) cmd_stop "$@" ;;
+	resume) cmd_resume "$@" ;;
+	restart) cmd_restart "$@" ;;
 	status) cmd_status ;;
 	env) cmd_env ;;
 	*) usage ;;
