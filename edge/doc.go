@@ -23,14 +23,19 @@
 //	                           bad_count, truncated, trailing_bytes); the package was written
 //	                           to the dead-letter topic as a records.Envelope first
 //	429 {"error":"overloaded"} the in-flight byte budget is spent; with Retry-After
+//	429 {"error":"rate_limited"} the device is over Options.DeviceRate; with a Retry-After
+//	                           of the seconds until its token bucket holds a token again
 //	503 {"error":"unavailable"} Kafka did not acknowledge in time, or the edge is closing;
 //	                           with Retry-After
 //
 // A missing Authorization header (401), a Content-Length over
 // MaxPackageBytes (413) and a spent byte budget (429) are answered before
 // the body is read; otherwise the order is: read the bounded body, checks
-// 1-2 (400), the token for the header's device_id (401), checks 3-4 (413 or
-// 422), and the produce (202 or 503). A record whose wait timed out may
+// 1-2 (400), the token for the header's device_id (401), the device's rate
+// limit (429), checks 3-4 (413 or 422), and the produce (202 or 503). The
+// rate limit comes after the token, so that requests with a wrong token
+// never spend a device's bucket, and a stolen token spends only its own
+// device's. A record whose wait timed out may
 // still reach Kafka later; the device retries, and the pipeline's dedupe
 // drops the copy.
 //
@@ -53,10 +58,21 @@
 //	watershed_edge_requests_total{code}          counter: answered requests by HTTP status code
 //	watershed_edge_rejected_total{reason}        counter: requests not answered 202, by reason: a
 //	                                             protocol reason word, or missing_token, bad_token,
-//	                                             overloaded, unavailable, bad_request
+//	                                             overloaded, rate_limited, unavailable, bad_request
 //	watershed_edge_inflight_bytes                gauge: request-body (or dead-letter envelope) bytes
 //	                                             held, from reading until Kafka answered for them
 //	watershed_edge_produce_duration_seconds      histogram: from handing a record to the producer to
 //	                                             Kafka's answer (raw and dead-letter records)
 //	watershed_edge_package_bytes                 histogram: sizes of the request bodies read
+//	watershed_edge_rate_limited_total            counter: authenticated requests answered 429 because
+//	                                             their device was over its rate
+//	watershed_edge_rate_limiter_devices          gauge: devices whose token buckets are held
+//
+// # Rate limit
+//
+// With Options.DeviceRate set, each device id has a token bucket of
+// Options.DeviceBurst packages refilled at DeviceRate a second. The buckets
+// take about 64 bytes a device, for at most Options.MaxRateLimitedDevices
+// devices (64 MiB at the default): refilled buckets are dropped first, then
+// arbitrary ones, which only gives those devices a fresh burst.
 package edge

@@ -34,6 +34,9 @@ const (
 	DefaultProduceTimeout = 5 * time.Second
 	// DefaultRetryAfter is what 429 and 503 answers tell devices to wait.
 	DefaultRetryAfter = time.Second
+	// DefaultMaxRateLimitedDevices bounds the devices the per-device rate
+	// limiter tracks at once: about 64 MiB at 64 bytes a device.
+	DefaultMaxRateLimitedDevices = 1 << 20
 )
 
 // MaxPackageBytes is the largest legal package: a version 2 header and a
@@ -83,8 +86,24 @@ type Options struct {
 	// which the request is answered 503 (DefaultProduceTimeout).
 	ProduceTimeout time.Duration
 	// RetryAfter is the Retry-After of 429 and 503 answers, rounded up to
-	// whole seconds (DefaultRetryAfter).
+	// whole seconds (DefaultRetryAfter); a rate-limited device is told
+	// when its bucket has a token again instead.
 	RetryAfter time.Duration
+	// DeviceRate is the sustained packages per second each device may
+	// send; 0 turns the per-device rate limit off. Requests over it are
+	// answered 429 with a Retry-After computed from the device's bucket.
+	// The limit is checked after the token, so that only a device's own
+	// token can spend its bucket.
+	DeviceRate float64
+	// DeviceBurst is how many packages a device may send at once after
+	// being quiet (its bucket's size); at least 1 when DeviceRate is set.
+	DeviceBurst int
+	// MaxRateLimitedDevices bounds the devices whose buckets are kept at
+	// once (DefaultMaxRateLimitedDevices), about 64 bytes each. Buckets
+	// that have refilled are dropped first; past the bound an arbitrary
+	// device's bucket is dropped, which gives it a fresh burst. Set it
+	// above the fleet's size.
+	MaxRateLimitedDevices int
 	// Registerer receives the edge's metrics; nil keeps them unregistered.
 	// The global registry is never used unless passed here.
 	Registerer prometheus.Registerer
@@ -103,6 +122,7 @@ type Edge struct {
 	client     sarama.Client
 	producer   sarama.AsyncProducer
 	budget     *budget
+	limiter    *limiter // nil without a per-device rate limit
 	metrics    *metrics
 	log        *slog.Logger
 
@@ -165,6 +185,18 @@ func New(opts Options) (*Edge, error) {
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = DefaultRetryAfter
 	}
+	if opts.DeviceRate < 0 || math.IsNaN(opts.DeviceRate) || math.IsInf(opts.DeviceRate, 0) {
+		return nil, fmt.Errorf("edge: DeviceRate %v is not a finite rate of at least 0", opts.DeviceRate)
+	}
+	if opts.DeviceRate > 0 && opts.DeviceBurst < 1 {
+		return nil, fmt.Errorf("edge: DeviceBurst %d: a device must be able to send at least 1 package", opts.DeviceBurst)
+	}
+	if opts.MaxRateLimitedDevices == 0 {
+		opts.MaxRateLimitedDevices = DefaultMaxRateLimitedDevices
+	}
+	if opts.MaxRateLimitedDevices < 0 {
+		return nil, fmt.Errorf("edge: negative MaxRateLimitedDevices %d", opts.MaxRateLimitedDevices)
+	}
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
@@ -196,6 +228,10 @@ func New(opts Options) (*Edge, error) {
 		budget:     &budget{max: opts.MaxInFlightBytes, gauge: m.inflight.Set},
 		metrics:    m,
 		log:        opts.Logger.With("component", "edge", "edge_id", opts.EdgeID),
+	}
+	if opts.DeviceRate > 0 {
+		e.limiter = newLimiter(opts.DeviceRate, opts.DeviceBurst, opts.MaxRateLimitedDevices, time.Now,
+			func(d int) { m.rateLimitedDevices.Add(float64(d)) })
 	}
 	e.results.Add(2)
 	go func() {
@@ -346,6 +382,7 @@ const (
 	reasonOverloaded   = "overloaded"
 	reasonUnavailable  = "unavailable"
 	reasonBadRequest   = "bad_request"
+	reasonRateLimited  = "rate_limited"
 )
 
 // errOverloaded and errTooLarge are readBody's outcomes besides read
@@ -463,6 +500,15 @@ func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 		e.unauthorized(w, reasonBadToken)
 		return
 	}
+	if e.limiter != nil {
+		if ok, wait := e.limiter.allow(h.DeviceID); !ok {
+			// Whole seconds, rounded up: the token is there by then.
+			w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64(math.Ceil(wait.Seconds()))), 10))
+			e.metrics.rateLimited.Inc()
+			e.reject(w, http.StatusTooManyRequests, reasonRateLimited, reasonRateLimited)
+			return
+		}
+	}
 	key := strconv.FormatUint(h.DeviceID, 10)
 	ms := string(appendReceivedMs(nil, received))
 	headers := []sarama.RecordHeader{
@@ -542,9 +588,9 @@ func (e *Edge) answer(w http.ResponseWriter, code int, body response) {
 }
 
 // reject answers code with {"error": word}, counted under metric reason,
-// with Retry-After for 429 and 503.
+// with Retry-After for 429 and 503 (the edge's own, unless one is set).
 func (e *Edge) reject(w http.ResponseWriter, code int, reason, word string) {
-	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+	if (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", e.retryAfter)
 	}
 	e.metrics.rejected.WithLabelValues(reason).Inc()

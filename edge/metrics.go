@@ -14,6 +14,10 @@ type metrics struct {
 	inflight        prometheus.Gauge
 	produceDuration prometheus.Histogram
 	packageBytes    prometheus.Histogram
+	// rateLimited counts requests refused by the per-device rate limit.
+	rateLimited prometheus.Counter
+	// rateLimitedDevices is the number of device buckets held.
+	rateLimitedDevices prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,8 +44,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Sizes of the request bodies read by the ingest edge.",
 			Buckets: prometheus.ExponentialBuckets(64, 4, 9), // 64 B .. 4 MiB
 		}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "watershed_edge_rate_limited_total",
+			Help: "Authenticated package requests answered 429 because their device was over its rate.",
+		}),
+		rateLimitedDevices: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "watershed_edge_rate_limiter_devices",
+			Help: "Devices whose token buckets the ingest edge's per-device rate limiter holds.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.inflight, m.produceDuration, m.packageBytes} {
+	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.inflight, m.produceDuration, m.packageBytes, m.rateLimited, m.rateLimitedDevices} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("edge: register metrics: %w", err)
 		}
