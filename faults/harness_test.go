@@ -1,0 +1,154 @@
+package faults
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"testing"
+
+	"github.com/watershed-io/watershed/codecs/protocol"
+	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/views"
+)
+
+// stateSource is a views.Source over fixed states.
+type stateSource map[uint64]records.DeviceState
+
+func (s stateSource) Get(id uint64) (records.DeviceState, bool, error) {
+	st, ok := s[id]
+	return st, ok, nil
+}
+
+func (stateSource) Ready() error { return nil }
+
+// TestHTTPViewRoundTrip serves device states with the real view API and
+// reads them back: every field reconcile compares survives the JSON.
+func TestHTTPViewRoundTrip(t *testing.T) {
+	v1 := records.DeviceState{
+		DeviceID: 42, Messages: 10, Duplicates: 2, Invalid: 1, PackagesRejected: 3, LastSeenMs: 1_700_000_000_123, Version: 1,
+		Latest: []records.Reading{
+			{DeviceID: 42, TimeMs: 1_700_000_000_001, Type: protocol.TypeGPS, LatDeg: 52.5123456, LonDeg: 13.3987654, SpeedKmh: 88.5, HeadingDeg: 270},
+			{DeviceID: 42, TimeMs: 1_700_000_000_002, Type: protocol.TypeAccel, XG: 0.012, YG: -1.5, ZG: 0.981},
+			{DeviceID: 42, TimeMs: 1_700_000_000_003, Type: protocol.TypeEngine, RPM: 2100, CoolantC: 87, FuelPct: 55},
+			{DeviceID: 42, TimeMs: 1_700_000_000_004, Type: protocol.TypeEvent, EventCode: 3, Severity: 2},
+		},
+	}
+	v2 := records.DeviceState{
+		DeviceID: 18446744073709551615, Messages: 1, LastSeenMs: 1_700_000_000_999, Version: 2, Firmware: 0x0203,
+		Latest: []records.Reading{
+			{DeviceID: 18446744073709551615, TimeMs: 1_700_000_000_005, Type: protocol.TypeGPS, LatDeg: -33.9, LonDeg: 151.2, SpeedKmh: 0, HeadingDeg: 0, Hdop: 0.9, Satellites: 11},
+			{DeviceID: 18446744073709551615, TimeMs: 1_700_000_000_006, Type: protocol.TypeBattery, BatteryV: 12.612},
+		},
+	}
+	keys, err := views.FullScopeKey("test-key-0123456789")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := views.New(views.Options{Source: stateSource{42: v1, v2.DeviceID: v2}, Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(views.DevicesPath, srv.Handler())
+	ts := httptest.NewServer(mux)
+	defer ts.Close()
+
+	v := &HTTPView{BaseURL: ts.URL, Key: "test-key-0123456789"}
+	for _, want := range []records.DeviceState{v1, v2} {
+		got, ok, err := v.Get(want.DeviceID)
+		if err != nil || !ok {
+			t.Fatalf("Get(%d) = %v, %v", want.DeviceID, ok, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Get(%d):\n got %+v\nwant %+v", want.DeviceID, got, want)
+		}
+	}
+	if _, ok, err := v.Get(7); ok || err != nil {
+		t.Errorf("unknown device: found %v, err %v; want not found, no error", ok, err)
+	}
+	bad := &HTTPView{BaseURL: ts.URL, Key: "wrong"}
+	if _, _, err := bad.Get(42); err == nil {
+		t.Error("a wrong key gave no error")
+	}
+}
+
+// TestHTTPViewNotCaughtUp: a 503 is an error wrapping ErrNotCaughtUp.
+func TestHTTPViewNotCaughtUp(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, `{"error":"not ready"}`, http.StatusServiceUnavailable)
+	}))
+	defer ts.Close()
+	_, _, err := (&HTTPView{BaseURL: ts.URL, Key: "k"}).Get(1)
+	if !errors.Is(err, ErrNotCaughtUp) {
+		t.Fatalf("err = %v, want ErrNotCaughtUp", err)
+	}
+}
+
+// TestFrontRoundRobinAndFailover: requests alternate between the edges,
+// and one that cannot connect goes to the next edge with its body.
+func TestFrontRoundRobinAndFailover(t *testing.T) {
+	var hits [2]int
+	var bodies [][]byte
+	mk := func(i int) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			bodies = append(bodies, b)
+			hits[i]++
+			w.WriteHeader(http.StatusAccepted)
+		}))
+	}
+	a, b := mk(0), mk(1)
+	defer a.Close()
+	defer b.Close()
+	f, err := NewFront(nil, a.URL, b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: f}
+	post := func() {
+		t.Helper()
+		resp, err := c.Post(a.URL+"/v1/packages", "application/octet-stream", bytes.NewReader([]byte("pkg")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	for range 4 {
+		post()
+	}
+	if hits != [2]int{2, 2} {
+		t.Fatalf("hits %v, want 2 and 2", hits)
+	}
+	b.Close() // the second edge is down: everything goes to the first
+	for range 4 {
+		post()
+	}
+	if hits[0] != 6 {
+		t.Fatalf("hits %v, want 6 on the first edge", hits)
+	}
+	for _, body := range bodies {
+		if string(body) != "pkg" {
+			t.Fatalf("an edge got body %q", body)
+		}
+	}
+	st := f.Stats()
+	if st[1].DialErrors == 0 || st[0].Requests != 6 || st[0].Codes[http.StatusAccepted] != 6 {
+		t.Errorf("stats %+v", st)
+	}
+
+	// Every edge down: the dial error comes back, so the sender knows
+	// nothing was sent.
+	a.Close()
+	_, err = c.Post(a.URL+"/v1/packages", "application/octet-stream", bytes.NewReader([]byte("pkg")))
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "dial" {
+		t.Fatalf("err = %v, want a dial error", err)
+	}
+}

@@ -1,0 +1,222 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Exit is how one run of a process ended.
+type Exit struct {
+	// At is when the exit was seen.
+	At time.Time
+	// Code is the exit status, -1 when a signal ended the process.
+	Code int
+	// Signal names the signal that ended it, "" after a normal exit.
+	Signal string
+	// Wanted is true when the harness stopped the process on purpose.
+	Wanted bool
+}
+
+func (e Exit) String() string {
+	if e.Signal != "" {
+		return "signal " + e.Signal
+	}
+	return "exit " + strconv.Itoa(e.Code)
+}
+
+// Spec describes a process to run.
+type Spec struct {
+	// Name identifies the process in logs and reports ("sink-1").
+	Name string
+	// Path is the executable; Args its arguments.
+	Path string
+	Args []string
+	// Env is added to the test process's environment.
+	Env []string
+	// LogPath receives stdout and stderr, appended across restarts.
+	LogPath string
+}
+
+// Proc is one supervised operating-system process, in its own process
+// group so that a signal reaches its children too. It can be started again
+// after it exits; Exits keeps the history.
+type Proc struct {
+	spec Spec
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the current run exited
+	running bool
+	wanted  bool // the next exit is on purpose
+	exits   []Exit
+	starts  int
+}
+
+// NewProc returns a Proc for spec; it does not start it.
+func NewProc(spec Spec, log *slog.Logger) *Proc {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Proc{spec: spec, log: log.With("proc", spec.Name)}
+}
+
+// Name returns the process's name.
+func (p *Proc) Name() string { return p.spec.Name }
+
+// LogPath returns the file that receives the process's output.
+func (p *Proc) LogPath() string { return p.spec.LogPath }
+
+// Start starts the process unless it runs.
+func (p *Proc) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running {
+		return nil
+	}
+	out, err := os.OpenFile(p.spec.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("faults: log of %s: %w", p.spec.Name, err)
+	}
+	cmd := exec.Command(p.spec.Path, p.spec.Args...)
+	cmd.Env = append(os.Environ(), p.spec.Env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = out.Close()
+		return fmt.Errorf("faults: start %s: %w", p.spec.Name, err)
+	}
+	p.cmd, p.running, p.wanted = cmd, true, false
+	p.starts++
+	done := make(chan struct{})
+	p.done = done
+	p.log.Debug("started", "pid", cmd.Process.Pid, "start", p.starts)
+	go func() {
+		err := cmd.Wait()
+		_ = out.Close()
+		e := Exit{At: time.Now(), Code: cmd.ProcessState.ExitCode()}
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			e.Signal = ws.Signal().String()
+		}
+		p.mu.Lock()
+		e.Wanted = p.wanted
+		p.exits = append(p.exits, e)
+		p.running = false
+		p.mu.Unlock()
+		if !e.Wanted {
+			p.log.Warn("exited by itself", "exit", e.String(), "err", err)
+		}
+		close(done)
+	}()
+	return nil
+}
+
+// Running reports whether the process runs.
+func (p *Proc) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running
+}
+
+// Pid returns the pid of the current run (0 when it does not run).
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.running {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Starts counts the starts so far.
+func (p *Proc) Starts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.starts
+}
+
+// Exits returns the history of exits.
+func (p *Proc) Exits() []Exit {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Exit(nil), p.exits...)
+}
+
+// signal sends sig to the process group of the current run, marking the
+// coming exit as wanted, and returns the channel closed at its exit (nil
+// when it does not run).
+func (p *Proc) signal(sig syscall.Signal) (<-chan struct{}, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.running {
+		return nil, nil
+	}
+	p.wanted = true
+	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return p.done, fmt.Errorf("faults: signal %v to %s: %w", sig, p.spec.Name, err)
+	}
+	return p.done, nil
+}
+
+// Kill sends SIGKILL to the process group and waits for the exit.
+func (p *Proc) Kill() error {
+	done, err := p.signal(syscall.SIGKILL)
+	if done != nil {
+		<-done
+	}
+	return err
+}
+
+// Terminate sends SIGTERM and waits up to timeout for the exit. It returns
+// the exit and how long it took; after the timeout it kills the process
+// group and returns an error.
+func (p *Proc) Terminate(timeout time.Duration) (Exit, time.Duration, error) {
+	start := time.Now()
+	done, err := p.signal(syscall.SIGTERM)
+	if err != nil || done == nil {
+		return Exit{}, 0, err
+	}
+	select {
+	case <-done:
+		exits := p.Exits()
+		return exits[len(exits)-1], time.Since(start), nil
+	case <-time.After(timeout):
+		_ = p.Kill()
+		return Exit{}, time.Since(start), fmt.Errorf("faults: %s still ran %v after SIGTERM; killed", p.spec.Name, timeout)
+	}
+}
+
+// Wait waits for the current run to exit or ctx to end.
+func (p *Proc) Wait(ctx context.Context) error {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("faults: wait for %s: %w", p.spec.Name, ctx.Err())
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("faults: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
