@@ -296,3 +296,78 @@ func TestIntegrationPermanent(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkWrite compares the two write paths on the sink's workload: one
+// Write per package (rows of one device, usually one day), from one writer
+// and from 8 concurrent writers (a sink process owning 8 partitions), and
+// a Write of 400 rows of 10 devices. Run it with
+//
+//	go test -tags integration -run '^$' -bench BenchmarkWrite -benchtime 3s ./sinks/cassandra
+//
+// against `scripts/infra/infra.sh start cassandra`.
+func BenchmarkWrite(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		mode writeMode
+	}{{"Batched", writeBatched}, {"PerRow", writePerRow}} {
+		for _, load := range []struct {
+			name            string
+			devices, perDev int
+			writers         int
+		}{
+			{"package40/writers1", 1, 40, 1},
+			{"package40/writers8", 1, 40, 8},
+			{"mixed10x40/writers1", 10, 40, 1},
+		} {
+			b.Run(mode.name+"/"+load.name, func(b *testing.B) {
+				opts := testOptions(b)
+				opts.mode = mode.mode
+				s := open(b, opts)
+				defer s.Close()
+				ctx := context.Background()
+				var seq sync.Mutex
+				next := uint64(0)
+				batch := func() []records.Reading {
+					seq.Lock()
+					n := next
+					next++
+					seq.Unlock()
+					rs := make([]records.Reading, 0, load.devices*load.perDev)
+					for d := range load.devices {
+						for i := range load.perDev {
+							rs = append(rs, records.Reading{DeviceID: n%64*16 + uint64(d), TimeMs: 1748736000000 + n*1000 + uint64(i)*20,
+								ContentCRC: uint32(i), Type: protocol.TypeGPS, LatDeg: 52.52, LonDeg: 13.405, SpeedKmh: 80, HeadingDeg: 90, Hdop: 0.9, Satellites: 9})
+						}
+					}
+					return rs
+				}
+				rows := load.devices * load.perDev
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				work := make(chan struct{})
+				errs := make(chan error, load.writers)
+				for range load.writers {
+					wg.Go(func() {
+						for range work {
+							if err := s.Write(ctx, batch()); err != nil {
+								errs <- err
+								return
+							}
+						}
+					})
+				}
+				for b.Loop() {
+					work <- struct{}{}
+				}
+				close(work)
+				wg.Wait()
+				b.StopTimer()
+				close(errs)
+				for err := range errs {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+			})
+		}
+	}
+}
