@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -33,9 +34,10 @@ const defaultDataDir = "data"
 
 // readingsConfig is what the readings command's flags select.
 type readingsConfig struct {
-	store   string
-	dataDir string
-	query   sinks.Query
+	store     string
+	dataDir   string
+	query     sinks.Query
+	cassandra cassandraFlags
 }
 
 // readingsStore opens one kind of store for reading.
@@ -49,13 +51,16 @@ type readingsStore struct {
 // into readingsConfig).
 func readingsStores() map[string]readingsStore {
 	return map[string]readingsStore{
-		"local": {"the embedded leveldb store in <data-dir>/" + sinkSubdir, openLocalReadings},
+		"local":     {"the embedded leveldb store in <data-dir>/" + sinkSubdir, openLocalReadings},
+		"cassandra": {"the Cassandra keyspace of --cassandra-hosts and --cassandra-keyspace (read-only: the schema must exist)", openCassandraReadings},
 	}
 }
 
-// storeNotBuilt reports whether name is a store that is planned but not
-// built yet.
-func storeNotBuilt(name string) bool { return name == "cassandra" }
+// openCassandraReadings opens the Cassandra store of c's flags without
+// creating or migrating its schema.
+func openCassandraReadings(ctx context.Context, c readingsConfig) (sinks.Store, error) {
+	return c.cassandra.open(ctx, slog.New(slog.DiscardHandler), true)
+}
 
 // openLocalReadings opens the local store in <data-dir>/sink read-only, so
 // that a missing store is an error rather than a new empty one.
@@ -100,6 +105,8 @@ func runReadings(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		fmt.Fprintf(&storeHelp, "\n%s: %s", n, stores[n].help)
 	}
 	store := fs.String("store", "local", storeHelp.String())
+	var cf cassandraFlags
+	cf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: watershed readings --device ID [--from T] [--to T] [--limit N] [--data-dir DIR]")
 		fmt.Fprintln(stderr)
@@ -122,7 +129,7 @@ func runReadings(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	if fs.NArg() > 0 {
 		return usageErr("unexpected argument %q", fs.Arg(0))
 	}
-	c := readingsConfig{store: *store, dataDir: *dataDir}
+	c := readingsConfig{store: *store, dataDir: *dataDir, cassandra: cf}
 	if *device == "" {
 		return usageErr("--device is required")
 	}
@@ -142,10 +149,12 @@ func runReadings(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	}
 	c.query.Limit = *limit
 	backend, ok := stores[c.store]
-	if !ok {
-		if storeNotBuilt(c.store) {
-			return usageErr("--store %s: not built yet (stores: %s)", c.store, strings.Join(names, ", "))
+	if ok && c.store == "cassandra" {
+		if _, err := cf.options(nil); err != nil {
+			return usageErr("%v", err)
 		}
+	}
+	if !ok {
 		return usageErr("--store %q: unknown (stores: %s)", c.store, strings.Join(names, ", "))
 	}
 

@@ -157,7 +157,8 @@ func TestReadingsBadFlags(t *testing.T) {
 		{"limit not a number", []string{"--device", "5", "--limit", "many", "--data-dir", dir}, "limit"},
 		{"unknown flag", []string{"--device", "5", "--nope"}, "nope"},
 		{"extra argument", []string{"--device", "5", "--data-dir", dir, "extra"}, "extra"},
-		{"cassandra not built", []string{"--device", "5", "--store", "cassandra"}, "not built yet"},
+		{"cassandra without hosts", []string{"--device", "5", "--store", "cassandra", "--cassandra-hosts", ""}, "--cassandra-hosts"},
+		{"cassandra bad consistency", []string{"--device", "5", "--store", "cassandra", "--cassandra-hosts", "h", "--cassandra-consistency", "most"}, "--cassandra-consistency"},
 		{"unknown store", []string{"--device", "5", "--store", "redis"}, "unknown"},
 	}
 	for _, c := range cases {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,13 +29,15 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	groups := fs.String("groups", envOr("WATERSHED_GROUPS", ""), "processor groups to run, comma-separated (default all; env WATERSHED_GROUPS)")
 	dataDir := fs.String("data-dir", envOr("WATERSHED_DATA_DIR", "data"), "folder for the local copies of tables (env WATERSHED_DATA_DIR)")
 	metricsAddr := fs.String("metrics-addr", envOr("WATERSHED_METRICS_ADDR", "127.0.0.1:9100"), "address of /metrics, /healthz and /readyz (env WATERSHED_METRICS_ADDR)")
-	store := fs.String("store", envOr("WATERSHED_STORE", "local"), "where the sink group writes readings: local (a leveldb store in <data-dir>/sink) (env WATERSHED_STORE)")
+	store := fs.String("store", envOr("WATERSHED_STORE", "local"), "where the sink group writes readings: local (a leveldb store in <data-dir>/sink) or cassandra (--cassandra-* flags) (env WATERSHED_STORE)")
 	hotStandby := fs.Bool("hot-standby", false, "keep a copy of table partitions this process does not own, for fast failover")
 	recoverAhead := fs.Bool("recover-ahead", false, "recover newly assigned table partitions before the rebalance completes")
 	var pf pipelineFlags
 	var kf kafkaFlags
+	var cf cassandraFlags
 	pf.register(fs)
 	kf.register(fs)
+	cf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -55,7 +58,7 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	}
 	for _, p := range selected {
 		if p.Group() == cfg.Prefix+processors.GroupSink {
-			st, err := openStore(*store, *dataDir)
+			st, err := openStore(ctx, *store, *dataDir, &cf, log)
 			if err != nil {
 				fmt.Fprintf(stderr, "watershed run: %v\n", err)
 				return 2
@@ -100,15 +103,17 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 }
 
 // openStore opens the store that the sink group writes to.
-func openStore(kind, dataDir string) (sinks.Store, error) {
+func openStore(ctx context.Context, kind, dataDir string, cf *cassandraFlags, log *slog.Logger) (sinks.Store, error) {
 	switch kind {
+	case "cassandra":
+		return cf.open(ctx, log, false)
 	case "local":
 		if err := os.MkdirAll(dataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("data folder: %w", err)
 		}
 		return local.Open(filepath.Join(dataDir, "sink"), local.Options{})
 	default:
-		return nil, fmt.Errorf("unknown store %q (local)", kind)
+		return nil, fmt.Errorf("unknown store %q (local, cassandra)", kind)
 	}
 }
 
