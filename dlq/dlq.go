@@ -374,4 +374,3 @@ func readPartition(ctx context.Context, consumer sarama.Consumer, topic string, 
 		}
 	}
 }
-
