@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/watershed-io/watershed/internal/bench"
+	"github.com/watershed-io/watershed/simulator"
+)
+
+// runBench implements `watershed bench`: a fixed, seeded workload through
+// the whole pipeline (HTTP edge and every stage), embedded by default, and
+// a report in markdown (and with --json, the JSON report as the last line).
+func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench", "bench [--rate N] [--duration D] [--json] [flags]", stderr)
+	var o bench.Options
+	brokers := fs.String("brokers", "", "run against this Kafka cluster, comma-separated (default: the embedded broker)")
+	fs.IntVar(&o.Devices, "devices", 40_000, "devices in the fleet")
+	mpp := fs.String("messages-per-package", "10-40", "messages per package, MIN-MAX")
+	faults := fs.String("faults", "none", "fault mix: none or default (the simulator's)")
+	fs.Int64Var(&o.Seed, "seed", 1, "seed of the workload")
+	fs.Float64Var(&o.Rate, "rate", 0, "offered load in messages/s (0: flat out)")
+	fs.Float64Var(&o.FlatOutRate, "flat-out-rate", 300_000, "messages/s to pre-generate for a flat-out run")
+	fs.DurationVar(&o.Duration, "duration", 60e9, "measured window")
+	fs.DurationVar(&o.Warmup, "warmup", 10e9, "warmup before the window")
+	fs.IntVar(&o.Workers, "workers", 256, "HTTP sender workers (keep-alive connections)")
+	partitions := fs.Int("partitions", 8, "partitions of every pipeline topic")
+	fs.DurationVar(&o.FlushInterval, "flush-interval", 0, "producers' flush interval (default: the topology's)")
+	fs.BoolVar(&o.StoreNoSync, "store-nosync", false, "local store without an fsync per write")
+	noBaselines := fs.Bool("no-baselines", false, "skip the baselines")
+	dataDir := fs.String("data-dir", "", "folder for tables, view and store (default: a temporary folder, removed after)")
+	jsonOut := fs.Bool("json", false, "print the JSON report as the last line")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the window to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile at the window's end to this file")
+	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "watershed bench: %v\n", err)
+		return 1
+	}
+	if _, err := fmt.Sscanf(*mpp, "%d-%d", &o.MessagesPerPackage.Min, &o.MessagesPerPackage.Max); err != nil {
+		fmt.Fprintf(stderr, "watershed bench: --messages-per-package %q: want MIN-MAX\n", *mpp)
+		return 2
+	}
+	switch *faults {
+	case "none":
+		o.Faults = simulator.NoFaults()
+	case "default":
+		o.Faults = simulator.DefaultFaultMix()
+	default:
+		fmt.Fprintf(stderr, "watershed bench: --faults %q: want none or default\n", *faults)
+		return 2
+	}
+	o.FaultsName = *faults
+	o.Partitions = int32(*partitions)
+	o.NoBaselines = *noBaselines
+	for _, b := range strings.Split(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			o.Brokers = append(o.Brokers, b)
+		}
+	}
+	o.DataDir = *dataDir
+	if o.DataDir == "" {
+		d, err := os.MkdirTemp("", "watershed-bench-")
+		if err != nil {
+			return fail(err)
+		}
+		defer os.RemoveAll(d)
+		o.DataDir = d
+	}
+	if !*quiet {
+		o.Progress = stderr
+	}
+	o.Logger = newLogger(io.Discard)
+	if os.Getenv("WATERSHED_LOG_LEVEL") != "" {
+		o.Logger = newLogger(stderr)
+	}
+	for _, p := range []struct {
+		path string
+		dst  *io.Writer
+	}{{*cpuProfile, &o.CPUProfile}, {*memProfile, &o.MemProfile}} {
+		if p.path == "" {
+			continue
+		}
+		f, err := os.Create(p.path)
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		*p.dst = f
+	}
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		return fail(err)
+	}
+	if err := rep.Markdown(stdout); err != nil {
+		return fail(err)
+	}
+	if *jsonOut {
+		if err := rep.JSON(stdout); err != nil {
+			return fail(err)
+		}
+	}
+	return 0
+}

@@ -1,0 +1,664 @@
+// Package bench runs a fixed, seeded workload through the whole telemetry
+// pipeline (the HTTP ingest edge, every processor group, the device-state
+// view and the store) and measures it: sustained messages/s, latency from a
+// device's send to the view and to the stored row, each stage's throughput
+// and lag, CPU per message and peak memory, with baselines that bound what
+// the pipeline can do measured in the same run on the same data. `watershed
+// bench` and the test suite run it.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/edge"
+	"github.com/watershed-io/watershed/embedded"
+	"github.com/watershed-io/watershed/internal/serve"
+	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/simulator"
+	"github.com/watershed-io/watershed/sinks/local"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// Options configure a run. The zero value (with a DataDir) is the standard
+// workload: 40,000 devices, 10-40 messages per package, no faults, flat
+// out for 60 s after a 10 s warmup on the embedded broker.
+type Options struct {
+	// Brokers, when set, run against this Kafka cluster instead of the
+	// embedded broker (topics and groups get a prefix unique to the run).
+	Brokers []string
+	// Devices in the fleet (default 40,000).
+	Devices int
+	// MessagesPerPackage bounds each package's messages (default 10-40).
+	MessagesPerPackage simulator.IntRange
+	// Faults is the fault mix of the fleet (zero: none).
+	Faults simulator.FaultMix
+	// FaultsName names the mix in the report.
+	FaultsName string
+	// Seed makes the workload deterministic.
+	Seed int64
+	// Rate is the offered load in messages/s; 0 sends flat out.
+	Rate float64
+	// FlatOutRate sizes the pre-generated workload of a flat-out run
+	// (default 300,000 messages/s over warmup and duration).
+	FlatOutRate float64
+	// Duration of the measured window (default 60s).
+	Duration time.Duration
+	// Warmup before the window opens (default 10s; negative: none).
+	Warmup time.Duration
+	// Workers are the HTTP senders, each with one keep-alive connection
+	// (default 256). A device's packages always go through one worker, in
+	// order.
+	Workers int
+	// Partitions of every pipeline topic (default 8).
+	Partitions int32
+	// FlushInterval is the producers' flush interval (default: the
+	// topology's).
+	FlushInterval time.Duration
+	// StoreNoSync makes the local store skip its fsync per write.
+	StoreNoSync bool
+	// NoBaselines skips the baselines.
+	NoBaselines bool
+	// DrainTimeout bounds the wait for every sent package to be seen
+	// after the window (default 2m).
+	DrainTimeout time.Duration
+	// SampleEvery is the period of the lag and memory samples (default 5s).
+	SampleEvery time.Duration
+	// DataDir holds the tables, the view and the store (required).
+	DataDir string
+	// CPUProfile, when set, receives a CPU profile of the window.
+	CPUProfile io.Writer
+	// MemProfile, when set, receives a heap profile taken when the window
+	// closes.
+	MemProfile io.Writer
+	// Logger receives the components' logs (default: discarded).
+	Logger *slog.Logger
+	// Progress, when set, receives a line per sample while running.
+	Progress io.Writer
+}
+
+func (o *Options) defaults() {
+	if o.Devices == 0 {
+		o.Devices = 40_000
+	}
+	if o.MessagesPerPackage == (simulator.IntRange{}) {
+		o.MessagesPerPackage = simulator.DefaultMessagesPerPackage()
+	}
+	if o.FaultsName == "" {
+		o.FaultsName = "custom"
+		if o.Faults == (simulator.FaultMix{}) {
+			o.FaultsName = "none"
+		}
+	}
+	if o.FlatOutRate == 0 {
+		o.FlatOutRate = 300_000
+	}
+	if o.Duration == 0 {
+		o.Duration = 60 * time.Second
+	}
+	if o.Warmup == 0 {
+		o.Warmup = 10 * time.Second
+	}
+	if o.Warmup < 0 {
+		o.Warmup = 0
+	}
+	if o.Workers == 0 {
+		o.Workers = 256
+	}
+	if o.Partitions == 0 {
+		o.Partitions = 8
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = 2 * time.Minute
+	}
+	if o.SampleEvery == 0 {
+		o.SampleEvery = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+const deviceSecret = "bench-secret"
+
+// env is a running pipeline.
+type env struct {
+	kafka    topology.Kafka
+	pipeline *processors.Pipeline
+	store    *local.Store
+	runner   *topology.Runner
+	edge     *edge.Edge
+	view     *topology.View[records.DeviceState]
+	url      string
+	broker   string
+}
+
+// Run runs the workload and returns its report.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	opts.defaults()
+	if opts.DataDir == "" {
+		return nil, errors.New("bench: no data folder")
+	}
+	if opts.Rate < 0 {
+		return nil, fmt.Errorf("bench: negative rate %v", opts.Rate)
+	}
+	rep := &Report{Machine: machine(), Workload: workloadReport(&opts)}
+	log := opts.Logger
+
+	genRate := opts.Rate
+	if genRate == 0 {
+		genRate = opts.FlatOutRate
+	}
+	total := opts.Warmup + opts.Duration
+	w, err := generate(simulator.FleetConfig{
+		Seed: opts.Seed, Devices: opts.Devices, Secret: []byte(deviceSecret),
+		Faults: opts.Faults, MessagesPerPackage: opts.MessagesPerPackage,
+	}, int64(genRate*total.Seconds()), genRate)
+	if err != nil {
+		return nil, err
+	}
+	debug.FreeOSMemory()
+	rep.Workload.Packages = len(w.items)
+	rep.Workload.Messages = w.messages
+	rep.Workload.BodyBytes = w.bodyBytes
+	rep.Workload.GenerateSeconds = w.genTime.Seconds()
+	rep.Memory.AfterGenerateBytes = procStatus("VmRSS")
+	fmt.Fprintf(opts.Progress, "bench: generated %d packages, %d messages (%d MB) in %.1fs\n",
+		len(w.items), w.messages, w.bodyBytes>>20, w.genTime.Seconds())
+
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: data folder: %w", err)
+	}
+	k := topology.Kafka{Brokers: opts.Brokers, ClientID: "watershed-bench", FlushInterval: opts.FlushInterval}
+	prefix := ""
+	if len(opts.Brokers) == 0 {
+		broker, err := embedded.Start(embedded.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer broker.Close()
+		k.Brokers = broker.Addrs()
+		rep.Workload.Broker = "embedded"
+	} else {
+		prefix = "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "."
+		rep.Workload.Broker = "kafka " + fmt.Sprint(opts.Brokers)
+	}
+
+	start := time.Now()
+	tr := newTracker(start, w.devices)
+	store, err := local.Open(filepath.Join(opts.DataDir, "sink"), local.Options{NoSync: opts.StoreNoSync})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer store.Close()
+	p := processors.New(processors.Config{Prefix: prefix, Partitions: opts.Partitions, Sink: measuringStore{Store: store, t: tr}, Logger: log})
+	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
+		Kafka: k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	ed, err := edge.New(edge.Options{
+		Kafka: k, RawTopic: p.Raw.Name(), DeadLetterTopic: p.DeadLetters.Name(),
+		Secret: []byte(deviceSecret), EdgeID: "bench", Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer ed.Close()
+	view, err := topology.NewView(p.DeviceState, topology.ViewOptions{Kafka: k, DataDir: filepath.Join(opts.DataDir, "view"), Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(edge.Path, ed.Handler())
+	srv, err := serve.Listen(mux, serve.Options{Addr: "127.0.0.1:0", Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+
+	pctx, stopPipeline := context.WithCancel(ctx)
+	defer stopPipeline()
+	g, gctx := errgroup.WithContext(pctx)
+	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { return view.Run(gctx) })
+	g.Go(func() error { return srv.Serve(gctx) })
+	stopAll := func() error {
+		stopPipeline()
+		err := g.Wait()
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		return err
+	}
+	if err := waitUntil(gctx, 2*time.Minute, func() error {
+		if err := runner.Ready(); err != nil {
+			return err
+		}
+		if !view.Recovered() {
+			return errors.New("view recovering")
+		}
+		return ed.Ready()
+	}); err != nil {
+		return nil, errors.Join(err, stopAll())
+	}
+
+	// The device-state table's records, as the view sees them.
+	stateConsumer, err := followTable(gctx, k, p.DeviceState.Name(), opts.Partitions, tr)
+	if err != nil {
+		return nil, errors.Join(err, stopAll())
+	}
+	defer stateConsumer.Close()
+
+	m := &measure{opts: &opts, w: w, tr: tr, runner: runner, rep: rep, start: start}
+	runErr := m.run(gctx, srv.URL()+edge.Path)
+	if runErr == nil {
+		runErr = m.drain(gctx)
+	}
+	if runErr == nil {
+		runErr = m.checkView(view, w)
+	}
+	if err := stopAll(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := ed.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr != nil {
+		return nil, runErr
+	}
+	if !opts.NoBaselines {
+		b, err := runBaselines(ctx, k, prefix, opts.Partitions, filepath.Join(opts.DataDir, "baselines"), w, log)
+		if err != nil {
+			return nil, err
+		}
+		rep.Baselines = b
+	}
+	rep.finish()
+	return rep, nil
+}
+
+// followTable consumes every partition of a table topic and feeds the
+// tracker.
+func followTable(ctx context.Context, k topology.Kafka, topic string, parts int32, tr *tracker) (sarama.Consumer, error) {
+	c, err := sarama.NewConsumer(k.Brokers, k.Config())
+	if err != nil {
+		return nil, fmt.Errorf("bench: table consumer: %w", err)
+	}
+	for part := range parts {
+		pc, err := c.ConsumePartition(topic, part, sarama.OffsetOldest)
+		if err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("bench: consume %s/%d: %w", topic, part, err)
+		}
+		go func() {
+			defer pc.AsyncClose()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case msg, ok := <-pc.Messages():
+					if !ok {
+						return
+					}
+					if dev, prog, ok := stateProgress(msg.Value); ok {
+						tr.viewUpdate(dev, prog)
+					}
+				case <-pc.Errors():
+				}
+			}
+		}()
+	}
+	return c, nil
+}
+
+// measure is the sending and measuring part of a run.
+type measure struct {
+	opts   *Options
+	w      *workload
+	tr     *tracker
+	runner *topology.Runner
+	rep    *Report
+	start  time.Time
+
+	sentPkgs, sentMsgs, winPkgs, winMsgs atomic.Uint64
+	unexpected, retries, failures        atomic.Uint64
+	expView, expStore                    atomic.Uint64
+
+	winStart, winEnd time.Duration
+	cpuStart, cpuEnd time.Duration
+	lagStart, lagEnd map[string]groupLag
+	samplesMu        sync.Mutex
+	lagMax           map[string]int64
+	rssSamples       []int64
+	sendDone         time.Duration
+}
+
+type groupLag struct{ committed, lag int64 }
+
+type job struct {
+	i  int
+	at time.Duration // intended send time; 0: send now
+}
+
+// run sends the workload and measures the window.
+func (m *measure) run(ctx context.Context, url string) error {
+	opts := m.opts
+	sctx, stopSending := context.WithCancel(ctx)
+	defer stopSending()
+	client := &http.Client{Transport: &http.Transport{
+		MaxIdleConns: opts.Workers, MaxIdleConnsPerHost: opts.Workers, MaxConnsPerHost: opts.Workers,
+		DisableCompression: true, IdleConnTimeout: time.Minute,
+	}, Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
+
+	chans := make([]chan job, opts.Workers)
+	var workers sync.WaitGroup
+	for i := range chans {
+		chans[i] = make(chan job, 16)
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for j := range chans[i] {
+				// Once the window closed, queued packages are dropped;
+				// those in flight finish, so that every package counted
+				// as sent reached the edge.
+				if sctx.Err() == nil {
+					m.send(ctx, client, url, j)
+				}
+			}
+		}()
+	}
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		defer func() {
+			for _, c := range chans {
+				close(c)
+			}
+		}()
+		var cum float64
+		for i := range m.w.items {
+			it := &m.w.items[i]
+			var at time.Duration
+			if opts.Rate > 0 {
+				at = time.Duration(cum / opts.Rate * float64(time.Second))
+				if d := at - m.tr.since(); d > 0 {
+					select {
+					case <-time.After(d):
+					case <-sctx.Done():
+						return
+					}
+				}
+				at = max(at, 1)
+			}
+			cum += float64(it.messages)
+			select {
+			case chans[it.device%uint64(len(chans))] <- job{i: i, at: at}:
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+
+	sampler := time.NewTicker(opts.SampleEvery)
+	defer sampler.Stop()
+	warm := time.NewTimer(opts.Warmup)
+	defer warm.Stop()
+	var end <-chan time.Time
+	open := false
+	closeWindow := func() error {
+		m.winEnd = m.tr.since()
+		m.tr.win.to.Store(int64(m.winEnd))
+		m.cpuEnd = cpuTime()
+		m.rep.Machine.LoadEnd = loadAvg()
+		if opts.CPUProfile != nil {
+			pprof.StopCPUProfile()
+		}
+		if opts.MemProfile != nil {
+			if err := pprof.Lookup("heap").WriteTo(opts.MemProfile, 0); err != nil {
+				return fmt.Errorf("bench: heap profile: %w", err)
+			}
+		}
+		m.rep.Memory.WindowEndBytes = procStatus("VmRSS")
+		lag, err := m.lag(ctx)
+		m.lagEnd = lag
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if open && opts.CPUProfile != nil {
+				pprof.StopCPUProfile()
+			}
+			stopSending()
+			workers.Wait()
+			return ctx.Err()
+		case <-warm.C:
+			lag, err := m.lag(ctx)
+			if err != nil {
+				return err
+			}
+			m.lagStart = lag
+			m.rep.Machine.LoadStart = loadAvg()
+			m.rep.Memory.WindowStartBytes = procStatus("VmRSS")
+			if opts.CPUProfile != nil {
+				if err := pprof.StartCPUProfile(opts.CPUProfile); err != nil {
+					return fmt.Errorf("bench: cpu profile: %w", err)
+				}
+			}
+			m.cpuStart = cpuTime()
+			m.winStart = max(m.tr.since(), 1)
+			m.tr.win.from.Store(int64(m.winStart))
+			open = true
+			end = time.After(opts.Duration)
+			fmt.Fprintf(opts.Progress, "bench: window open at %.1fs\n", m.winStart.Seconds())
+		case <-end:
+			err := closeWindow()
+			stopSending()
+			workers.Wait()
+			return err
+		case <-dispatched:
+			dispatched = nil
+			if !open {
+				return errors.New("bench: the workload ran out before the warmup ended (raise --flat-out-rate)")
+			}
+			workers.Wait()
+			m.sendDone = m.tr.since()
+			fmt.Fprintf(opts.Progress, "bench: workload sent at %.1fs; closing the window\n", m.sendDone.Seconds())
+			err := closeWindow()
+			return err
+		case <-sampler.C:
+			lag, err := m.lag(ctx)
+			if err != nil {
+				return err
+			}
+			var total int64
+			for _, l := range lag {
+				total += l.lag
+			}
+			rss := procStatus("VmRSS")
+			m.samplesMu.Lock()
+			m.rssSamples = append(m.rssSamples, rss)
+			m.samplesMu.Unlock()
+			fmt.Fprintf(opts.Progress, "bench: %5.1fs sent %d msgs, view %d msgs, lag %d records, rss %d MB, load %.2f\n",
+				m.tr.since().Seconds(), m.sentMsgs.Load(), m.tr.view.allMsgs.Load(), total, rss>>20, loadAvg())
+		}
+	}
+}
+
+// send posts one package, again while the edge answers 429 or 503.
+func (m *measure) send(ctx context.Context, client *http.Client, url string, j job) {
+	it := &m.w.items[j.i]
+	at := j.at
+	if at == 0 {
+		at = m.tr.since()
+	}
+	m.tr.sending(it, at)
+	if m.tr.win.contains(at) {
+		m.winPkgs.Add(1)
+		m.winMsgs.Add(uint64(it.messages))
+	}
+	m.sentPkgs.Add(1)
+	m.sentMsgs.Add(uint64(it.messages))
+	m.expView.Add(it.viewAdds)
+	m.expStore.Add(it.storeAdds)
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(it.body))
+		if err != nil {
+			m.failures.Add(1)
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+it.token)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := client.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.failures.Add(1)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && attempt < 100 {
+			m.retries.Add(1)
+			select {
+			case <-time.After(20 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if resp.StatusCode != it.code {
+			m.unexpected.Add(1)
+		}
+		return
+	}
+}
+
+// lag returns each group's committed offsets and lag, summed over its
+// input partitions, and keeps the largest lag seen.
+func (m *measure) lag(ctx context.Context) (map[string]groupLag, error) {
+	ls, err := m.runner.Lag(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bench: lag: %w", err)
+	}
+	out := map[string]groupLag{}
+	for _, l := range ls {
+		g := out[l.Group]
+		g.committed += max(l.Committed, 0)
+		g.lag += l.Lag
+		out[l.Group] = g
+	}
+	m.samplesMu.Lock()
+	if m.lagMax == nil {
+		m.lagMax = map[string]int64{}
+	}
+	for name, g := range out {
+		m.lagMax[name] = max(m.lagMax[name], g.lag)
+	}
+	m.samplesMu.Unlock()
+	return out, nil
+}
+
+// drain waits until every sent package is in the view and the store and
+// every group has committed its inputs.
+func (m *measure) drain(ctx context.Context) error {
+	err := waitUntil(ctx, m.opts.DrainTimeout, func() error {
+		if v, s := m.tr.viewOut.Load(), m.tr.storeOut.Load(); v != 0 || s != 0 {
+			return fmt.Errorf("%d packages not in the view, %d not in the store", v, s)
+		}
+		return nil
+	})
+	drained := m.tr.since()
+	m.rep.Consistency.DrainSeconds = (drained - m.winEnd).Seconds()
+	if err != nil {
+		m.rep.Consistency.Problems = append(m.rep.Consistency.Problems, err.Error())
+	}
+	err = waitUntil(ctx, m.opts.DrainTimeout, func() error {
+		lag, err := m.lag(ctx)
+		if err != nil {
+			return err
+		}
+		for g, l := range lag {
+			if l.lag != 0 {
+				return fmt.Errorf("group %s lags %d records", g, l.lag)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		m.rep.Consistency.Problems = append(m.rep.Consistency.Problems, err.Error())
+	}
+	m.collect()
+	return ctx.Err()
+}
+
+// checkView asks the view for every device and compares its counts with
+// what the workload should have made of the packages sent.
+func (m *measure) checkView(v *topology.View[records.DeviceState], w *workload) error {
+	c := &m.rep.Consistency
+	for _, d := range w.devices {
+		st, ok, err := v.Get(strconv.FormatUint(d, 10))
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		if ok {
+			c.ViewProgress += st.Messages + st.Duplicates + st.Invalid
+			c.ViewMessages += st.Messages
+		}
+	}
+	if c.ViewProgress != c.ExpectedViewProgress {
+		c.Problems = append(c.Problems, fmt.Sprintf("the view counts %d messages (stored, duplicate or invalid); the packages sent carry %d", c.ViewProgress, c.ExpectedViewProgress))
+	}
+	if c.ViewMessages != c.ExpectedStored {
+		c.Problems = append(c.Problems, fmt.Sprintf("the view counts %d stored messages; %d were expected", c.ViewMessages, c.ExpectedStored))
+	}
+	return nil
+}
+
+// waitUntil polls cond every 100ms until it returns nil, ctx ends or
+// timeout passes.
+func waitUntil(ctx context.Context, timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: gave up after %v: %w", timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: %w (last: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
