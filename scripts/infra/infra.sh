@@ -400,7 +400,7 @@ launch_cassandra() {
 
 	local -a modules
 	mapfile -t modules < <(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$script_dir/cassandra/jvm17.options")
-	jamm=$(find "$lib" -maxdepth 1 -name 'jamm-*.jar' | head -n1)
+	jamm=$(find -H "$lib" -maxdepth 1 -name 'jamm-*.jar' | head -n1)
 	[[ -n $jamm ]] || die "cassandra: no jamm jar in ${lib#"$repo_root"/}"
 
 	# A small initial heap: Cassandra mlockall()s the memory mapped at start-up
