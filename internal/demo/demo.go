@@ -1,7 +1,9 @@
 // Package demo runs the whole pipeline in one process on the embedded
 // default: the in-process Kafka-protocol broker, every processor group, the
 // ingest edge, the view API, the local store and, optionally, the device
-// simulator. `watershed demo` and the end-to-end tests use it.
+// simulator. `watershed demo` and the end-to-end tests use it; the
+// integration tests run it on a real Kafka cluster and a real store
+// (Options.Kafka, Options.Store).
 package demo
 
 import (
@@ -25,6 +27,7 @@ import (
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/simulator"
+	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/views"
@@ -62,18 +65,27 @@ type Options struct {
 	// Ready, when set, is called with the running demo once every
 	// component is up (tests use it to reach the servers).
 	Ready func(*Demo)
+	// Kafka, when set, is an external cluster to run on instead of the
+	// embedded broker.
+	Kafka *topology.Kafka
+	// Store, when set, receives the readings instead of a local store in
+	// DataDir. Run does not close it.
+	Store sinks.Store
+	// Prefix of every topic and group name (processors.Config.Prefix), so
+	// that runs on a shared cluster do not meet.
+	Prefix string
 }
 
 // Demo is a running demo.
 type Demo struct {
 	// IngestURL and ViewURL are the servers' base URLs.
 	IngestURL, ViewURL string
-	// Kafka reaches the embedded broker.
+	// Kafka reaches the broker: the embedded one, or Options.Kafka.
 	Kafka topology.Kafka
 	// Pipeline is the declared pipeline.
 	Pipeline *processors.Pipeline
-	// Store is the local store of readings.
-	Store *local.Store
+	// Store is the store of readings: a local store, or Options.Store.
+	Store sinks.Store
 	// Runner runs every processor group.
 	Runner *topology.Runner
 	// Source is the view API's data source.
@@ -101,24 +113,35 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		opts.DrainTimeout = 2 * time.Minute
 	}
 	log := opts.Logger
-	broker, err := embedded.Start(embedded.Options{Logger: log})
-	if err != nil {
-		return nil, err
+	d := &Demo{Registry: prometheus.NewRegistry()}
+	kafkaWhere := "embedded Kafka"
+	if opts.Kafka != nil {
+		d.Kafka, kafkaWhere = *opts.Kafka, "Kafka"
+	} else {
+		broker, err := embedded.Start(embedded.Options{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		defer broker.Close()
+		d.Kafka = topology.Kafka{Brokers: broker.Addrs(), ClientID: "watershed-demo"}
 	}
-	defer broker.Close()
-	d := &Demo{Kafka: topology.Kafka{Brokers: broker.Addrs(), ClientID: "watershed-demo"}, Registry: prometheus.NewRegistry()}
 	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("demo: data folder: %w", err)
 	}
-	d.Store, err = local.Open(filepath.Join(opts.DataDir, "sink"), local.Options{})
-	if err != nil {
-		return nil, err
+	if opts.Store != nil {
+		d.Store = opts.Store
+	} else {
+		st, err := local.Open(filepath.Join(opts.DataDir, "sink"), local.Options{})
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		d.Store = st
 	}
-	defer d.Store.Close()
 
-	d.Pipeline = processors.New(processors.Config{Partitions: opts.Partitions, Sink: d.Store, Logger: log})
+	d.Pipeline = processors.New(processors.Config{Prefix: opts.Prefix, Partitions: opts.Partitions, Sink: d.Store, Logger: log})
 	if _, err := d.Pipeline.Topology.EnsureTopics(d.Kafka, topology.TopicOptions{}); err != nil {
 		return nil, err
 	}
@@ -193,7 +216,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		cancel()
 		return nil, errors.Join(err, g.Wait())
 	}
-	fmt.Fprintf(opts.Out, "watershed demo: embedded Kafka at %s\n", d.Kafka.Brokers[0])
+	fmt.Fprintf(opts.Out, "watershed demo: %s at %s\n", kafkaWhere, d.Kafka.Brokers[0])
 	fmt.Fprintf(opts.Out, "  ingest edge  POST %s/v1/packages (device secret from --device-secret)\n", d.IngestURL)
 	fmt.Fprintf(opts.Out, "  view API     GET  %s/v1/devices/{device_id}  (Authorization: Bearer %s)\n", d.ViewURL, opts.ViewKey)
 	fmt.Fprintf(opts.Out, "  metrics      %s/metrics  %s/metrics\n", d.IngestURL, d.ViewURL)
