@@ -316,7 +316,7 @@ func (q *Queue) refusal(r *Record, opts ReplayOptions, exists, allowed map[strin
 	case !exists[e.Topic]:
 		return fmt.Sprintf("the original topic %s does not exist", e.Topic)
 	case e.Partition < 0 && !opts.IncludeEdge:
-		return fmt.Sprintf("a %s rejection: the package never reached %s and the decode stage would reject it again (include edge rejections to replay it anyway)", e.Stage, e.Topic)
+		return fmt.Sprintf("an edge rejection: the package never reached %s and the decode stage would reject it again (--include-edge replays it anyway)", e.Topic)
 	case opts.MaxAttempts > 0 && e.Attempts >= opts.MaxAttempts:
 		return fmt.Sprintf("%d attempts reached the limit of %d", e.Attempts, opts.MaxAttempts)
 	}
