@@ -258,7 +258,7 @@ func TestReplay(t *testing.T) {
 		if h[HeaderReplay] != testDLQ+"/"+fx.coords[src] || h[HeaderAttempts] != "1" || h[HeaderReplayGroup] != "t.decode" {
 			t.Errorf("key %s: headers %v", m.Key, h)
 		}
-		if h[HeaderFirstFailure] != fx.envs[src].FirstFailure.Format(time.RFC3339Nano) {
+		if h[HeaderFirstFailure] != strconv.FormatInt(fx.envs[src].FirstFailure.UnixMilli(), 10) {
 			t.Errorf("key %s: first failure header %q", m.Key, h[HeaderFirstFailure])
 		}
 		if src == fxRange && (h["watershed-received-ms"] != "1773500000000" || h["watershed-edge"] != "e1") {
@@ -277,7 +277,7 @@ func TestReplay(t *testing.T) {
 		"x-trace":          "abc",
 		HeaderReplay:       testDLQ + "/" + fx.coords[fxSink],
 		HeaderAttempts:     "3",
-		HeaderFirstFailure: at(150 * time.Minute).Format(time.RFC3339Nano),
+		HeaderFirstFailure: strconv.FormatInt(at(150*time.Minute).UnixMilli(), 10),
 		HeaderReplayGroup:  "t.sink",
 	}
 	if !mapsEqual(h, wantH) {

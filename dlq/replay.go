@@ -23,10 +23,11 @@ const (
 	// attempts already spent on the record. A new dead-letter envelope of
 	// the replayed record counts its own attempts on top of them.
 	HeaderAttempts = "watershed-attempts"
-	// HeaderFirstFailure holds the envelope's FirstFailure as RFC 3339
-	// with nanoseconds, in UTC, when it is set: a new dead-letter envelope
-	// of the replayed record keeps it as its FirstFailure.
-	HeaderFirstFailure = "watershed-first-failure"
+	// HeaderFirstFailure holds the envelope's FirstFailure in Unix
+	// milliseconds (decimal), when it is set: a new dead-letter envelope of
+	// the replayed record keeps it as its FirstFailure. The retry topics
+	// use the same header.
+	HeaderFirstFailure = "watershed-first-failure-ms"
 	// HeaderReplayGroup names the processor group whose failure is being
 	// replayed. Other groups reading the same topic have processed the
 	// original record already and skip the replayed one. Edge rejections
@@ -340,7 +341,7 @@ func (q *Queue) replayMessage(r *Record, at time.Time, i int) *sarama.ProducerMe
 		sarama.RecordHeader{Key: []byte(HeaderAttempts), Value: []byte(strconv.Itoa(e.Attempts))},
 	)
 	if !e.FirstFailure.IsZero() {
-		hs = append(hs, sarama.RecordHeader{Key: []byte(HeaderFirstFailure), Value: []byte(e.FirstFailure.UTC().Format(time.RFC3339Nano))})
+		hs = append(hs, sarama.RecordHeader{Key: []byte(HeaderFirstFailure), Value: []byte(strconv.FormatInt(e.FirstFailure.UnixMilli(), 10))})
 	}
 	if e.Stage != "" && e.Stage != edge.Stage {
 		hs = append(hs, sarama.RecordHeader{Key: []byte(HeaderReplayGroup), Value: []byte(e.Stage)})
