@@ -1,6 +1,7 @@
 package processors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -116,7 +117,20 @@ func (p *Pipeline) alertsOf(rs *records.Readings) []records.Alert {
 var ErrNoSink = errors.New("processors: the sink group needs a store (Config.Sink)")
 
 func (p *Pipeline) declareSink() {
-	g := p.Topology.Processor(GroupSink, topology.Describe("write every reading to the store; offsets commit only after the store acknowledged"))
+	// A write that keeps failing while the store answers (a timeout of one
+	// large write, say) moves to the retry topics so that its partition
+	// goes on; while the store is down, the sink pauses in place.
+	retry := topology.RetryPolicy{Probe: func(ctx context.Context) error {
+		if pinger, ok := p.cfg.Sink.(sinks.Pinger); ok {
+			return pinger.Ping(ctx)
+		}
+		if p.cfg.Sink == nil {
+			return ErrNoSink
+		}
+		return nil
+	}}
+	g := p.Topology.Processor(GroupSink, topology.Describe("write every reading to the store; offsets commit only after the store acknowledged"),
+		topology.WithRetryTopics(retry))
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
 		if len(rs.Items) == 0 {
 			return nil

@@ -56,6 +56,16 @@ func (s *memStore) Readings(_ context.Context, q sinks.Query) ([]records.Reading
 
 func (s *memStore) Close() error { return nil }
 
+// Ping answers like a store that is down while writes fail.
+func (s *memStore) Ping(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failures > 0 {
+		return sinks.ErrUnavailable
+	}
+	return nil
+}
+
 const (
 	device   = 4711
 	baseTime = 1_763_900_000_000 // 2025-11-23

@@ -42,3 +42,11 @@ type Store interface {
 	// Close releases the store.
 	Close() error
 }
+
+// Pinger is implemented by stores that can tell whether they answer at
+// all. The sink processor asks it when writes keep failing, to tell an
+// outage (pause, retry in place) from a problem of the rows at hand (move
+// them to the retry topics).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}

@@ -46,6 +46,7 @@ type GroupDescription struct {
 
 // Describe returns the topology's description.
 func (t *Topology) Describe() Description {
+	t.finalizeRetries()
 	d := Description{Name: t.name, DeadLetterTopic: t.deadLetter}
 	producers := map[string][]string{}
 	for _, p := range t.procs {

@@ -41,11 +41,18 @@ func (rawCodec) Decode(b []byte) (any, error) {
 // groupGraph builds the goka group graph of p. The callbacks report to obs.
 func (p *Processor) groupGraph(obs observer) *goka.GroupGraph {
 	var edges []goka.Edge
-	for _, in := range p.inputs {
-		edges = append(edges, goka.Input(goka.Stream(in.topic.name), rawCodec{}, p.callback(in, obs)))
+	state := &retryState{}
+	if main := p.retryOf; main != nil {
+		for i, tier := range main.retry.tiers {
+			edges = append(edges, goka.Input(goka.Stream(tier.name), rawCodec{}, p.retryCallback(i, obs, state)))
+		}
+	} else {
+		for _, in := range p.inputs {
+			edges = append(edges, goka.Input(goka.Stream(in.topic.name), rawCodec{}, p.callback(in, obs, state)))
+		}
 	}
 	if p.loop != nil {
-		edges = append(edges, goka.Loop(rawCodec{}, p.callback(p.loop, obs)))
+		edges = append(edges, goka.Loop(rawCodec{}, p.callback(p.loop, obs, state)))
 	}
 	for _, o := range p.outputs {
 		edges = append(edges, goka.Output(goka.Stream(o.name), rawCodec{}))
@@ -62,6 +69,7 @@ func (p *Processor) groupGraph(obs observer) *goka.GroupGraph {
 	}
 	return goka.DefineGroup(goka.Group(p.group), edges...)
 }
+
 
 // observer receives what the callbacks do, for metrics. The zero observer
 // records nothing.
@@ -87,18 +95,30 @@ func (nopObserver) processed(string, time.Duration) {}
 // recovers its panics, retries transient errors with backoff, and sends
 // permanent failures to the dead-letter topic, so that one bad record never
 // stops the processor.
-func (p *Processor) callback(in *inputDecl, obs observer) goka.ProcessCallback {
+func (p *Processor) callback(in *inputDecl, obs observer, state *retryState) goka.ProcessCallback {
 	return func(g goka.Context, msg any) {
 		start := time.Now()
 		raw, _ := msg.([]byte)
 		c := &Context{g: g, proc: p, in: in, raw: raw}
 		obs.consumed(p.group, in.topic.name)
+		if target := c.Header(HeaderReplayGroup); target != nil && string(target) != p.group {
+			obs.skipped(p.group, ReasonReplayedForOther)
+			return
+		}
+		// A replayed record carries the attempts it already had and when
+		// it first failed.
 		var first time.Time
-		for c.attempt = 1; ; c.attempt++ {
+		if ms := c.headerInt(HeaderFirstFailure, 0); ms > 0 {
+			first = time.UnixMilli(ms)
+		}
+		base := int(c.headerInt(HeaderAttempts, 0))
+		for local := 1; ; local++ {
+			c.attempt = base + local
 			err := c.invoke(in, raw)
 			if err == nil {
 				c.flush(envelopeFor(first))
 				p.observeOutputs(c, obs)
+				state.succeeded()
 				break
 			}
 			if first.IsZero() {
@@ -107,7 +127,14 @@ func (p *Processor) callback(in *inputDecl, obs observer) goka.ProcessCallback {
 			c.reset()
 			if IsTransient(err) {
 				obs.retried(p.group)
-				if sleepCtx(g.Context(), p.backoff.delay(c.attempt)) {
+				if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(g.Context(), state) {
+					// The dependency answers others: the record leaves
+					// its partition for the first retry topic.
+					c.toRetry(0, in.topic.name, raw, c.attempt, first)
+					c.flush(envelopeFor(first))
+					break
+				}
+				if sleepCtx(g.Context(), p.backoff.delay(local)) {
 					continue
 				}
 				// Shutting down mid-retry: leave the record uncommitted.

@@ -67,6 +67,10 @@ type Processor struct {
 	loop        *inputDecl
 	policy      FailurePolicy
 	backoff     Backoff
+	retry       *retryDecl
+	// retryOf is set on a companion retry group: the processor whose
+	// retried records it handles.
+	retryOf *Processor
 }
 
 type inputDecl struct {
@@ -101,7 +105,16 @@ func (t *Topology) Processor(group string, opts ...ProcessorOption) *Processor {
 		}
 	}
 	t.procs = append(t.procs, p)
+	if p.retry != nil {
+		t.declareRetry(p)
+	}
 	return p
+}
+
+// is reports whether the callback context belongs to group, or to group's
+// companion retry group, which runs group's callbacks.
+func (c *Context) is(group string) bool {
+	return c.proc.group == group || (c.proc.retryOf != nil && c.proc.retryOf.group == group)
 }
 
 // Group returns the processor's full group name.
@@ -150,7 +163,7 @@ func Produce[V any](p *Processor, s Stream[V]) Output[V] {
 // the callback returns nil, and the input record is committed only after
 // the broker acknowledged it.
 func (o Output[V]) Emit(c *Context, key string, v V, headers ...Header) error {
-	if o.decl == nil || c.proc.group != o.group {
+	if o.decl == nil || !c.is(o.group) {
 		return fmt.Errorf("topology: emit to %q from %q: the stream is not an output of this processor", o.topicName(), c.proc.group)
 	}
 	b, err := o.codec.Encode(v)
@@ -254,7 +267,7 @@ func Lookup[V any](p *Processor, tb Table[V]) LookupTable[V] {
 // Get returns tb's value for key.
 func (l LookupTable[V]) Get(c *Context, key string) (V, bool, error) {
 	var zero V
-	if l.decl == nil || c.proc.group != l.group {
+	if l.decl == nil || !c.is(l.group) {
 		return zero, false, fmt.Errorf("topology: lookup from %q of a table it did not declare", c.proc.group)
 	}
 	raw, err := c.lookup(l.decl.name, key)
@@ -290,7 +303,7 @@ func Join[V any](p *Processor, tb Table[V]) JoinedTable[V] {
 // Get returns the joined table's value for the current record's key.
 func (j JoinedTable[V]) Get(c *Context) (V, bool, error) {
 	var zero V
-	if j.decl == nil || c.proc.group != j.group {
+	if j.decl == nil || !c.is(j.group) {
 		return zero, false, fmt.Errorf("topology: join from %q of a table it did not declare", c.proc.group)
 	}
 	raw, err := c.join(j.decl.name)

@@ -43,6 +43,11 @@ type RunnerOptions struct {
 	// RecoverAhead recovers newly assigned table partitions before the
 	// rebalance completes.
 	RecoverAhead bool
+	// TableStorage, when set, builds the local storage of a group's
+	// tables in the folder it is given (default: goka's leveldb with its
+	// default options, storage.DefaultBuilder). The storage is a cache of
+	// the table topic: whatever it lost in a crash is replayed from there.
+	TableStorage func(dir string) storage.Builder
 }
 
 // Runner runs a set of processor groups of a topology in this process. Many
@@ -246,7 +251,7 @@ func (r *Runner) newProcessor(p *Processor) (*goka.Processor, error) {
 	k := r.opts.Kafka
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),
-		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Join(r.opts.DataDir, "tables", p.group))),
+		goka.WithStorageBuilder(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group))),
 		goka.WithProducerBuilder(producerBuilder(k)),
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
 			cfg := k.Config()
@@ -269,6 +274,13 @@ func (r *Runner) newProcessor(p *Processor) (*goka.Processor, error) {
 		return nil, fmt.Errorf("topology: processor %s: %w", p.group, err)
 	}
 	return gp, nil
+}
+
+func (r *Runner) tableStorage(dir string) storage.Builder {
+	if r.opts.TableStorage != nil {
+		return r.opts.TableStorage(dir)
+	}
+	return storage.DefaultBuilder(dir)
 }
 
 func clientID(k Kafka, group string) string {

@@ -29,6 +29,7 @@ func (e *ValidationError) Unwrap() []error { return e.Problems }
 // *ValidationError naming each processor and edge at fault.
 func (t *Topology) Validate() error {
 	problems := append([]error(nil), t.declErrs...)
+	problems = append(problems, t.finalizeRetries()...)
 	add := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
 
 	produced := map[string][]string{}

@@ -632,3 +632,16 @@ func (s *Store) Close() error {
 	s.session.Close()
 	return nil
 }
+
+// Ping reports whether the cluster answers a trivial query. It implements
+// sinks.Pinger.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.acquire("ping"); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := s.session.Query("SELECT release_version FROM system.local").Idempotent(true).ExecContext(ctx); err != nil {
+		return fmt.Errorf("cassandra: ping: %w", Classify(err))
+	}
+	return nil
+}

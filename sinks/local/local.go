@@ -484,3 +484,16 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// Ping reports whether the store can be used (it reopens the database if
+// an earlier error discarded it). It implements sinks.Pinger.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctxErr(ctx, "ping"); err != nil {
+		return err
+	}
+	if _, err := s.acquire(); err != nil {
+		return err
+	}
+	s.mu.RUnlock()
+	return nil
+}
