@@ -70,7 +70,6 @@ func (p *Processor) groupGraph(obs observer) *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(p.group), edges...)
 }
 
-
 // observer receives what the callbacks do, for metrics. The zero observer
 // records nothing.
 type observer interface {
