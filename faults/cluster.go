@@ -261,6 +261,11 @@ func (c *Cluster) UnexpectedExits() map[string]int {
 	return out
 }
 
+// TryHold marks n as held unless it already is, and reports whether it
+// was marked: the fault injectors use it so that two never take the same
+// process.
+func (c *Cluster) TryHold(n *Node) bool { return n.held.CompareAndSwap(false, true) }
+
 // Hold keeps n down: the supervisor does not restart it until Release.
 func (c *Cluster) Hold(n *Node) { n.held.Store(true) }
 
