@@ -63,6 +63,22 @@ integration: infra-fetch
 	status=$$?; \
 	exit $$status
 
+## faults: the full-size fault test (issue 6, docs/reliability.md): separate edge, replica
+## and view processes on real Kafka and Cassandra while replicas, an edge, the broker and
+## Cassandra fail. `make integration` runs the same tests at CI size (75 s, 2 replicas).
+## Figures go to .infra/faults-report.json.
+FAULTS_DURATION ?= 5m
+FAULTS_REPLICAS ?= 3
+faults: infra-fetch
+	@set -uo pipefail; \
+	trap '$(INFRA_SH) stop' EXIT; \
+	$(INFRA_SH) start all || exit $$?; \
+	env $$($(INFRA_SH) env) WATERSHED_FAULTS_DURATION=$(FAULTS_DURATION) WATERSHED_FAULTS_REPLICAS=$(FAULTS_REPLICAS) \
+	  WATERSHED_FAULTS_REPORT=$(CURDIR)/.infra/faults-report.json \
+	  $(GO) test -tags integration -run '^TestIntegrationFaults' -count=1 -v -timeout 60m ./faults/; \
+	status=$$?; \
+	exit $$status
+
 ## infra-fetch: download the Kafka and Cassandra jars into .infra/ (skipped when there).
 infra-fetch:
 	$(INFRA_SH) fetch
