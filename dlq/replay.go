@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/watershed-io/watershed/topology"
 	"strconv"
 	"time"
 
@@ -22,17 +23,17 @@ const (
 	// HeaderAttempts holds the envelope's Attempts in decimal ASCII: the
 	// attempts already spent on the record. A new dead-letter envelope of
 	// the replayed record counts its own attempts on top of them.
-	HeaderAttempts = "watershed-attempts"
+	HeaderAttempts = topology.HeaderAttempts
 	// HeaderFirstFailure holds the envelope's FirstFailure in Unix
 	// milliseconds (decimal), when it is set: a new dead-letter envelope of
 	// the replayed record keeps it as its FirstFailure. The retry topics
 	// use the same header.
-	HeaderFirstFailure = "watershed-first-failure-ms"
+	HeaderFirstFailure = topology.HeaderFirstFailure
 	// HeaderReplayGroup names the processor group whose failure is being
 	// replayed. Other groups reading the same topic have processed the
 	// original record already and skip the replayed one. Edge rejections
 	// were never processed by anyone and carry no such header.
-	HeaderReplayGroup = "watershed-replay-group"
+	HeaderReplayGroup = topology.HeaderReplayGroup
 )
 
 // Headers of the records in the replayed topic, beside the replay time in

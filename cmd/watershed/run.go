@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/sinks"
@@ -75,6 +76,11 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return 1
 	}
+	// Every process reports the dead-letter topic's depth; Prometheus
+	// deduplicates by the series' labels on aggregation.
+	depth := dlq.NewDepthCollector(k, p.DeadLetters.Name())
+	defer depth.Close()
+	reg.MustRegister(depth)
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
 		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Metrics: metrics,
 		Registerer: reg, Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,

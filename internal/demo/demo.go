@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/edge"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/internal/reconcile"
@@ -149,6 +150,9 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	depth := dlq.NewDepthCollector(d.Kafka, d.Pipeline.DeadLetters.Name())
+	defer depth.Close()
+	d.Registry.MustRegister(depth)
 	d.Runner, err = topology.NewRunner(d.Pipeline.Topology, topology.RunnerOptions{
 		Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "state"), Metrics: metrics,
 		Registerer: d.Registry, Logger: log, SkipTopicCreation: true,
