@@ -1,10 +1,31 @@
 // Package serve holds the HTTP plumbing every watershed process shares: a
-// server with timeouts and size limits, the operational endpoints
-// (/metrics, /healthz, /readyz), and graceful shutdown.
+// server with timeouts, size limits and bounded concurrency, optional TLS,
+// the operational endpoints (/metrics, /healthz, /readyz), and graceful
+// shutdown.
+//
+// # Hostile clients
+//
+// A client that is slow to send its headers is cut off after
+// ReadHeaderTimeout (also when it trickles them byte by byte: the deadline
+// is for the whole header), a whole request must arrive within
+// ReadTimeout, and headers over MaxHeaderBytes are answered 431. Requests
+// beyond MaxConcurrentRequests are answered 503 with Retry-After at once
+// instead of queueing; the operational endpoints have a small allowance of
+// their own, so that /healthz answers while the API is saturated. Body
+// limits are the handlers' (the ingest edge reads at most one package).
+//
+// # TLS
+//
+// With TLSCertFile and TLSKeyFile the server speaks only TLS, 1.2 or later.
+// It reads the certificate again when either file changes (checked at most
+// once a second, on a handshake), so certificates are rotated by replacing
+// the files, without a restart; a pair that does not load is logged and the
+// previous one kept.
 package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,15 +53,35 @@ type Options struct {
 	MaxHeaderBytes int
 	// ShutdownTimeout bounds the graceful shutdown (10s).
 	ShutdownTimeout time.Duration
+	// MaxConcurrentRequests bounds the requests handled at once
+	// (DefaultMaxConcurrentRequests); more are answered 503 with
+	// Retry-After. GET /healthz, /readyz and /metrics do not count: they
+	// have OpsConcurrentRequests of their own.
+	MaxConcurrentRequests int
+	// TLSCertFile and TLSKeyFile, both set, make the server speak TLS
+	// (1.2 or later) with this PEM certificate chain and key.
+	TLSCertFile string
+	TLSKeyFile  string
+	// Registerer, when set, receives watershed_http_requests_shed_total.
+	Registerer prometheus.Registerer
 	// Logger receives the server's errors (default slog.Default()).
 	Logger *slog.Logger
 }
+
+// DefaultMaxConcurrentRequests is the default of
+// Options.MaxConcurrentRequests.
+const DefaultMaxConcurrentRequests = 1024
+
+// OpsConcurrentRequests is how many requests to the operational endpoints
+// are handled at once, apart from MaxConcurrentRequests.
+const OpsConcurrentRequests = 16
 
 // Server is a running HTTP server.
 type Server struct {
 	srv  *http.Server
 	ln   net.Listener
 	opts Options
+	tls  bool
 }
 
 // Listen binds opts.Addr and returns a server for handler. Call Serve to
@@ -67,12 +108,41 @@ func Listen(handler http.Handler, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.MaxConcurrentRequests == 0 {
+		opts.MaxConcurrentRequests = DefaultMaxConcurrentRequests
+	}
+	if opts.MaxConcurrentRequests < 0 {
+		return nil, fmt.Errorf("serve: negative MaxConcurrentRequests %d", opts.MaxConcurrentRequests)
+	}
+	if (opts.TLSCertFile == "") != (opts.TLSKeyFile == "") {
+		return nil, errors.New("serve: TLS needs both a certificate and a key file")
+	}
+	lim, err := newLimiter(handler, opts.MaxConcurrentRequests, opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	var tlsConfig *tls.Config
+	if opts.TLSCertFile != "" {
+		r, err := newCertReloader(opts.TLSCertFile, opts.TLSKeyFile, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		tlsConfig = &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: r.getCertificate,
+			NextProtos:     []string{"h2", "http/1.1"},
+		}
+	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("serve: listen on %s: %w", opts.Addr, err)
 	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           lim,
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		ReadTimeout:       opts.ReadTimeout,
 		WriteTimeout:      opts.WriteTimeout,
@@ -80,14 +150,19 @@ func Listen(handler http.Handler, opts Options) (*Server, error) {
 		MaxHeaderBytes:    opts.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
-	return &Server{srv: srv, ln: ln, opts: opts}, nil
+	return &Server{srv: srv, ln: ln, opts: opts, tls: tlsConfig != nil}, nil
 }
 
 // Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// URL returns http://ADDR.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+// URL returns http://ADDR, or https://ADDR with TLS.
+func (s *Server) URL() string {
+	if s.tls {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
 
 // Serve answers requests until ctx is cancelled, then stops accepting new
 // connections and waits for in-flight requests (up to ShutdownTimeout).
@@ -108,6 +183,73 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// opsPaths are the operational endpoints, limited apart from the API.
+var opsPaths = [...]string{"/healthz", "/readyz", "/metrics"}
+
+// isOps reports whether r asks for an operational endpoint.
+func isOps(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, p := range opsPaths {
+		if r.URL.Path == p {
+			return true
+		}
+	}
+	return false
+}
+
+// limiter answers 503 to requests beyond its bounds instead of queueing
+// them.
+type limiter struct {
+	next     http.Handler
+	api, ops chan struct{}
+	shed     prometheus.Counter
+}
+
+func newLimiter(next http.Handler, maxRequests int, reg prometheus.Registerer) (*limiter, error) {
+	l := &limiter{
+		next: next,
+		api:  make(chan struct{}, maxRequests),
+		ops:  make(chan struct{}, OpsConcurrentRequests),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "watershed_http_requests_shed_total",
+			Help: "HTTP requests answered 503 at once because the server handled its maximum of concurrent requests.",
+		}),
+	}
+	if reg != nil {
+		if err := reg.Register(l.shed); err != nil {
+			return nil, fmt.Errorf("serve: register metrics: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// overloadedBody is the answer to a shed request.
+const overloadedBody = `{"error":"overloaded"}` + "\n"
+
+func (l *limiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sem := l.api
+	if isOps(r) {
+		sem = l.ops
+	}
+	select {
+	case sem <- struct{}{}:
+		defer func() { <-sem }()
+		l.next.ServeHTTP(w, r)
+	default:
+		l.shed.Inc()
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Retry-After", "1")
+		// The body, if any, is not read: the connection is not reused.
+		h.Set("Connection", "close")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(overloadedBody))
+	}
 }
 
 // Ops adds the operational endpoints to mux: /metrics from gatherer,
