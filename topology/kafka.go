@@ -48,6 +48,10 @@ type Kafka struct {
 	ClientID string
 	// TLS, when set, encrypts the connections.
 	TLS *tls.Config
+	// SASL, when its Mechanism is set, logs in with SASL/SCRAM (over TLS
+	// when TLS is set; without it the password is safe, SCRAM never sends
+	// it, but the records are not).
+	SASL SASL
 	// Replication is the replication factor of created topics (default 1).
 	Replication int16
 	// FlushInterval bounds how long a producer batches records
@@ -75,6 +79,7 @@ func (k Kafka) Config() *sarama.Config {
 		c.Net.TLS.Enable = true
 		c.Net.TLS.Config = k.TLS
 	}
+	k.SASL.apply(c)
 	c.Consumer.Return.Errors = true
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.MaxProcessingTime = time.Second
@@ -117,5 +122,5 @@ func (k Kafka) validate() error {
 	if len(k.Brokers) == 0 {
 		return fmt.Errorf("topology: no Kafka brokers given")
 	}
-	return nil
+	return k.SASL.validate()
 }
