@@ -74,6 +74,9 @@ type Options struct {
 	FlushInterval time.Duration
 	// StoreNoSync makes the local store skip its fsync per write.
 	StoreNoSync bool
+	// TableStorage is the groups' table storage: StorageDefault (""),
+	// StorageLarge or StorageBatched.
+	TableStorage string
 	// NoBaselines skips the baselines.
 	NoBaselines bool
 	// DrainTimeout bounds the wait for every sent package to be seen
@@ -215,8 +218,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	ts, err := tableStorage(opts.TableStorage)
+	if err != nil {
+		return nil, err
+	}
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
 		Kafka: k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,
+		TableStorage: ts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -401,11 +409,12 @@ func (m *measure) run(ctx context.Context, url string) error {
 			}
 		}()
 		var cum float64
+		base := m.tr.since() // the schedule starts now, not when the run began
 		for i := range m.w.items {
 			it := &m.w.items[i]
 			var at time.Duration
 			if opts.Rate > 0 {
-				at = time.Duration(cum / opts.Rate * float64(time.Second))
+				at = base + time.Duration(cum/opts.Rate*float64(time.Second))
 				if d := at - m.tr.since(); d > 0 {
 					select {
 					case <-time.After(d):
@@ -534,6 +543,7 @@ func (m *measure) send(ctx context.Context, client *http.Client, url string, j j
 		}
 		req.Header.Set("Authorization", "Bearer "+it.token)
 		req.Header.Set("Content-Type", "application/octet-stream")
+		t0 := m.tr.since()
 		resp, err := client.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -544,6 +554,11 @@ func (m *measure) send(ctx context.Context, client *http.Client, url string, j j
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		_ = resp.Body.Close()
+		if now := m.tr.since(); m.tr.win.contains(t0) {
+			m.tr.edge.mu.Lock()
+			m.tr.edge.lat = append(m.tr.edge.lat, float32((now-t0).Seconds()*1000))
+			m.tr.edge.mu.Unlock()
+		}
 		if (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && attempt < 100 {
 			m.retries.Add(1)
 			select {

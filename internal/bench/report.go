@@ -39,6 +39,10 @@ type Report struct {
 	P95SendToStoreMs float64 `json:"p95_send_to_store_ms"`
 	P99SendToStoreMs float64 `json:"p99_send_to_store_ms"`
 	MaxSendToStoreMs float64 `json:"max_send_to_store_ms"`
+	// P50EdgeAnswerMs and P99EdgeAnswerMs are the edge's answer times
+	// (request to response, Kafka's acknowledgement included).
+	P50EdgeAnswerMs float64 `json:"p50_edge_answer_ms"`
+	P99EdgeAnswerMs float64 `json:"p99_edge_answer_ms"`
 	// ViewSamples and StoreSamples are the packages the percentiles are of.
 	ViewSamples  int `json:"view_samples"`
 	StoreSamples int `json:"store_samples"`
@@ -68,7 +72,7 @@ type Report struct {
 	// Ratios are the pipeline's messages/s over each baseline's.
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 
-	viewLat, storeLat []float32
+	viewLat, storeLat, edgeLat []float32
 }
 
 // WorkloadReport describes the workload and the setup.
@@ -85,6 +89,7 @@ type WorkloadReport struct {
 	Partitions         int32   `json:"partitions"`
 	FlushInterval      string  `json:"flush_interval"`
 	StoreSync          bool    `json:"store_sync"`
+	TableStorage       string  `json:"table_storage"`
 	Packages           int     `json:"packages_generated"`
 	Messages           uint64  `json:"messages_generated"`
 	BodyBytes          int64   `json:"body_bytes_generated"`
@@ -148,6 +153,10 @@ type Consistency struct {
 
 func workloadReport(o *Options) WorkloadReport {
 	fl := "topology default"
+	ts := o.TableStorage
+	if ts == "" {
+		ts = StorageDefault
+	}
 	if o.FlushInterval > 0 {
 		fl = o.FlushInterval.String()
 	}
@@ -155,7 +164,7 @@ func workloadReport(o *Options) WorkloadReport {
 		Devices: o.Devices, MessagesPerPackage: fmt.Sprintf("%d-%d", o.MessagesPerPackage.Min, o.MessagesPerPackage.Max),
 		Faults: o.FaultsName, Seed: o.Seed, RateOffered: o.Rate, DurationSeconds: o.Duration.Seconds(),
 		WarmupSeconds: o.Warmup.Seconds(), Workers: o.Workers, Partitions: o.Partitions,
-		FlushInterval: fl, StoreSync: !o.StoreNoSync,
+		FlushInterval: fl, StoreSync: !o.StoreNoSync, TableStorage: ts,
 	}
 }
 
@@ -173,6 +182,9 @@ func (m *measure) collect() {
 	tr.view.mu.Lock()
 	r.viewLat = slices.Clone(tr.view.lat)
 	tr.view.mu.Unlock()
+	tr.edge.mu.Lock()
+	r.edgeLat = slices.Clone(tr.edge.lat)
+	tr.edge.mu.Unlock()
 	tr.store.mu.Lock()
 	r.storeLat = slices.Clone(tr.store.lat)
 	tr.store.mu.Unlock()
@@ -218,6 +230,7 @@ func (r *Report) finish() {
 	r.ViewSamples, r.StoreSamples = len(r.viewLat), len(r.storeLat)
 	r.P50SendToViewMs, r.P95SendToViewMs, r.P99SendToViewMs, r.MaxSendToViewMs = percentiles(r.viewLat)
 	r.P50SendToStoreMs, r.P95SendToStoreMs, r.P99SendToStoreMs, r.MaxSendToStoreMs = percentiles(r.storeLat)
+	r.P50EdgeAnswerMs, _, r.P99EdgeAnswerMs, _ = percentiles(r.edgeLat)
 	r.PeakRSSBytes = procStatus("VmHWM")
 	if b := r.Baselines; b != nil {
 		r.Ratios = map[string]float64{}
@@ -275,8 +288,8 @@ func (r *Report) Markdown(w io.Writer) error {
 	if wl.RateOffered > 0 {
 		rate = fmt.Sprintf("%.0f messages/s offered", wl.RateOffered)
 	}
-	fmt.Fprintf(&b, "- workload: %s broker, %d devices, %s messages a package, faults %s, seed %d, %s, %d HTTP workers, %d partitions, flush %s, store sync %v\n",
-		wl.Broker, wl.Devices, wl.MessagesPerPackage, wl.Faults, wl.Seed, rate, wl.Workers, wl.Partitions, wl.FlushInterval, wl.StoreSync)
+	fmt.Fprintf(&b, "- workload: %s broker, %d devices, %s messages a package, faults %s, seed %d, %s, %d HTTP workers, %d partitions, flush %s, store sync %v, table storage %s\n",
+		wl.Broker, wl.Devices, wl.MessagesPerPackage, wl.Faults, wl.Seed, rate, wl.Workers, wl.Partitions, wl.FlushInterval, wl.StoreSync, wl.TableStorage)
 	fmt.Fprintf(&b, "- window: %.1f s after %.0f s of warmup; %d packages (%d messages, %d MB) pre-generated in %.1f s\n\n",
 		r.WindowSeconds, wl.WarmupSeconds, wl.Packages, wl.Messages, wl.BodyBytes>>20, wl.GenerateSeconds)
 
@@ -290,6 +303,7 @@ func (r *Report) Markdown(w io.Writer) error {
 	row("messages/s sent", "%.0f", r.SentMessagesPerSecond)
 	row("send to view p50 / p95 / p99 / max (ms)", "%.1f / %.1f / %.1f / %.1f (%d packages)", r.P50SendToViewMs, r.P95SendToViewMs, r.P99SendToViewMs, r.MaxSendToViewMs, r.ViewSamples)
 	row("send to store p50 / p95 / p99 / max (ms)", "%.1f / %.1f / %.1f / %.1f (%d packages)", r.P50SendToStoreMs, r.P95SendToStoreMs, r.P99SendToStoreMs, r.MaxSendToStoreMs, r.StoreSamples)
+	row("edge answer p50 / p99 (ms)", "%.1f / %.1f", r.P50EdgeAnswerMs, r.P99EdgeAnswerMs)
 	row("CPU s per 10,000 messages (whole process)", "%.3f (%.1f CPU s in the window)", r.CPUSecondsPer10kMessages, r.CPUSeconds)
 	row("peak RSS (VmHWM)", "%d MB", r.PeakRSSBytes>>20)
 	row("RSS after generating / window start / window end", "%d / %d / %d MB", r.Memory.AfterGenerateBytes>>20, r.Memory.WindowStartBytes>>20, r.Memory.WindowEndBytes>>20)

@@ -79,6 +79,8 @@ type tracker struct {
 	devices     map[uint64]*devTrack // read-only after newTracker
 	win         window
 	view, store recorder
+	// edge holds the edge's answer times (request to response).
+	edge recorder
 	// outstanding counts packages sent but not yet seen, per side.
 	viewOut, storeOut atomic.Int64
 }
