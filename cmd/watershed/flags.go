@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -84,12 +86,23 @@ type kafkaFlags struct {
 	brokers     string
 	clientID    string
 	replication int
+	// TLS and SASL/SCRAM.
+	tls           bool
+	tlsCA         string
+	saslMechanism string
+	saslUser      string
+	saslPassword  string
 }
 
 func (k *kafkaFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.brokers, "brokers", envOr("WATERSHED_KAFKA_BROKERS", ""), "Kafka bootstrap brokers, comma-separated (env WATERSHED_KAFKA_BROKERS)")
 	fs.StringVar(&k.clientID, "client-id", envOr("WATERSHED_CLIENT_ID", "watershed"), "Kafka client id (env WATERSHED_CLIENT_ID)")
 	fs.IntVar(&k.replication, "replication", envInt("WATERSHED_REPLICATION", 1), "replication factor of topics this process creates (env WATERSHED_REPLICATION)")
+	fs.BoolVar(&k.tls, "kafka-tls", envOr("WATERSHED_KAFKA_TLS", "") == "true", "connect to Kafka with TLS 1.2+, trusting the system's CAs (env WATERSHED_KAFKA_TLS=true)")
+	fs.StringVar(&k.tlsCA, "kafka-tls-ca", envOr("WATERSHED_KAFKA_TLS_CA", ""), "PEM file of the CA that signed the brokers' certificates; set: connect with TLS 1.2+ trusting only it (env WATERSHED_KAFKA_TLS_CA)")
+	fs.StringVar(&k.saslMechanism, "kafka-sasl-mechanism", envOr("WATERSHED_KAFKA_SASL_MECHANISM", topology.SCRAMSHA512), "SASL mechanism with --kafka-sasl-user: SCRAM-SHA-256 or SCRAM-SHA-512 (env WATERSHED_KAFKA_SASL_MECHANISM)")
+	fs.StringVar(&k.saslUser, "kafka-sasl-user", envOr("WATERSHED_KAFKA_SASL_USER", ""), "SASL/SCRAM user name; empty: no SASL (env WATERSHED_KAFKA_SASL_USER)")
+	fs.StringVar(&k.saslPassword, "kafka-sasl-password", envOr("WATERSHED_KAFKA_SASL_PASSWORD", ""), "SASL/SCRAM password (env WATERSHED_KAFKA_SASL_PASSWORD; prefer the environment to the flag)")
 }
 
 func (k *kafkaFlags) kafka() (topology.Kafka, error) {
@@ -102,7 +115,31 @@ func (k *kafkaFlags) kafka() (topology.Kafka, error) {
 	if len(brokers) == 0 {
 		return topology.Kafka{}, errors.New("no Kafka brokers: set --brokers or WATERSHED_KAFKA_BROKERS")
 	}
-	return topology.Kafka{Brokers: brokers, ClientID: k.clientID, Replication: int16(k.replication)}, nil
+	out := topology.Kafka{Brokers: brokers, ClientID: k.clientID, Replication: int16(k.replication)}
+	if k.tls || k.tlsCA != "" {
+		out.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if k.tlsCA != "" {
+		pem, err := os.ReadFile(k.tlsCA)
+		if err != nil {
+			return topology.Kafka{}, fmt.Errorf("--kafka-tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return topology.Kafka{}, fmt.Errorf("--kafka-tls-ca %s: no PEM certificate in it", k.tlsCA)
+		}
+		out.TLS.RootCAs = pool
+	}
+	switch {
+	case k.saslUser != "":
+		out.SASL = topology.SASL{Mechanism: k.saslMechanism, User: k.saslUser, Password: k.saslPassword}
+		if k.saslMechanism != topology.SCRAMSHA256 && k.saslMechanism != topology.SCRAMSHA512 {
+			return topology.Kafka{}, fmt.Errorf("--kafka-sasl-mechanism %q: want %s or %s", k.saslMechanism, topology.SCRAMSHA256, topology.SCRAMSHA512)
+		}
+	case k.saslPassword != "":
+		return topology.Kafka{}, errors.New("--kafka-sasl-password without --kafka-sasl-user")
+	}
+	return out, nil
 }
 
 // newLogger returns the process logger: JSON lines on stderr, at the level

@@ -15,6 +15,14 @@ import (
 	"github.com/watershed-io/watershed/processors"
 )
 
+// Defaults of --device-rate and --device-burst: far above a recorder's
+// normal pace of a package every few seconds, far below what one device
+// could take from the others.
+const (
+	defaultDeviceRate  = 2
+	defaultDeviceBurst = 20
+)
+
 // runIngest implements `watershed ingest`: the ingest edge, POST
 // /v1/packages, with /metrics, /healthz and /readyz on the same address.
 // It is stateless; run as many replicas as the load needs. It stops
@@ -27,6 +35,8 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		"the secrets: command lines are visible to other users of the machine.", stderr)
 	var kf kafkaFlags
 	kf.register(fs)
+	var sf serverFlags
+	sf.register(fs)
 	hostname, _ := os.Hostname()
 	prefix := envOr("WATERSHED_PREFIX", "")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to serve the edge and /metrics, /healthz, /readyz on (env WATERSHED_INGEST_ADDR)")
@@ -37,6 +47,8 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	edgeID := fs.String("edge-id", hostname, "id of this replica, written on every record (env WATERSHED_EDGE_ID; default the host name)")
 	maxInflight := fs.Int64("max-inflight-bytes", edge.DefaultMaxInFlightBytes, fmt.Sprintf("request-body bytes held at once before answering 429, at least %d (env WATERSHED_MAX_INFLIGHT_BYTES)", edge.MinInFlightBytes))
 	produceTimeout := fs.Duration("produce-timeout", edge.DefaultProduceTimeout, "how long to wait for Kafka's acknowledgement before answering 503 (env WATERSHED_PRODUCE_TIMEOUT)")
+	deviceRate := fs.Float64("device-rate", defaultDeviceRate, "packages per second each device may send, sustained; more are answered 429 with Retry-After; 0 turns the limit off (env WATERSHED_DEVICE_RATE)")
+	deviceBurst := fs.Int("device-burst", defaultDeviceBurst, "packages a device may send at once after a quiet spell (env WATERSHED_DEVICE_BURST)")
 	// The environment sets the flags first, so the command line wins; a
 	// malformed value is reported like a malformed flag.
 	for _, ev := range []struct{ flag, env string }{
@@ -48,6 +60,8 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		{"edge-id", "WATERSHED_EDGE_ID"},
 		{"max-inflight-bytes", "WATERSHED_MAX_INFLIGHT_BYTES"},
 		{"produce-timeout", "WATERSHED_PRODUCE_TIMEOUT"},
+		{"device-rate", "WATERSHED_DEVICE_RATE"},
+		{"device-burst", "WATERSHED_DEVICE_BURST"},
 	} {
 		if v, ok := os.LookupEnv(ev.env); ok {
 			if err := fs.Set(ev.flag, v); err != nil {
@@ -71,6 +85,14 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		fmt.Fprintln(stderr, "watershed ingest: --produce-timeout must be positive")
 		return 2
 	}
+	if *deviceRate < 0 || (*deviceRate > 0 && *deviceBurst < 1) {
+		fmt.Fprintln(stderr, "watershed ingest: --device-rate must be at least 0, and --device-burst at least 1 with a rate")
+		return 2
+	}
+	if err := sf.check(); err != nil {
+		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
+		return 2
+	}
 	k, err := kf.kafka()
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
@@ -90,6 +112,8 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		EdgeID:           *edgeID,
 		MaxInFlightBytes: *maxInflight,
 		ProduceTimeout:   *produceTimeout,
+		DeviceRate:       *deviceRate,
+		DeviceBurst:      *deviceBurst,
 		Registerer:       reg,
 		Logger:           log,
 	}
@@ -104,7 +128,7 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	mux := http.NewServeMux()
 	mux.Handle(edge.Path, e.Handler())
 	serve.Ops(mux, reg, e.Ready)
-	srv, err := serve.Listen(mux, serve.Options{Addr: *addr, Logger: log})
+	srv, err := serve.Listen(mux, sf.options(*addr, reg, log))
 	if err != nil {
 		_ = e.Close()
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)

@@ -28,6 +28,7 @@ func clearIngestEnv(t *testing.T) {
 		"WATERSHED_INGEST_ADDR", "WATERSHED_DEVICE_SECRET", "WATERSHED_PREVIOUS_DEVICE_SECRET",
 		"WATERSHED_RAW_TOPIC", "WATERSHED_DLQ_TOPIC", "WATERSHED_EDGE_ID",
 		"WATERSHED_MAX_INFLIGHT_BYTES", "WATERSHED_PRODUCE_TIMEOUT", "WATERSHED_LOG_LEVEL",
+		"WATERSHED_DEVICE_RATE", "WATERSHED_DEVICE_BURST", "WATERSHED_TLS_CERT", "WATERSHED_TLS_KEY", "WATERSHED_MAX_REQUESTS",
 	} {
 		t.Setenv(name, "") // restores the old value after the test
 		if err := os.Unsetenv(name); err != nil {
@@ -51,6 +52,11 @@ func TestIngestFlagErrors(t *testing.T) {
 		{"bad budget from env", map[string]string{"WATERSHED_MAX_INFLIGHT_BYTES": "lots"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "WATERSHED_MAX_INFLIGHT_BYTES"},
 		{"budget too small", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "--max-inflight-bytes", "1000"}, 2, "max-inflight-bytes"},
 		{"zero timeout", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "--produce-timeout", "0s"}, 2, "produce-timeout"},
+		{"negative device rate", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "--device-rate", "-1"}, 2, "device-rate"},
+		{"rate without burst", map[string]string{"WATERSHED_DEVICE_BURST": "0"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "device-burst"},
+		{"bad rate from env", map[string]string{"WATERSHED_DEVICE_RATE": "fast"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "WATERSHED_DEVICE_RATE"},
+		{"cert without key", map[string]string{"WATERSHED_TLS_CERT": "c.pem"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "tls-key"},
+		{"no requests", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "--max-requests", "0"}, 2, "max-requests"},
 		{"unknown flag", nil, []string{"--nope"}, 2, "nope"},
 		{"extra argument", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "extra"}, 2, "extra"},
 		{"help", nil, []string{"-h"}, 0, "WATERSHED_DEVICE_SECRET"},
@@ -77,6 +83,7 @@ func TestIngestHelpDocumentsEveryEnvironmentVariable(t *testing.T) {
 	for _, env := range []string{
 		"WATERSHED_KAFKA_BROKERS", "WATERSHED_INGEST_ADDR", "WATERSHED_DEVICE_SECRET", "WATERSHED_PREVIOUS_DEVICE_SECRET",
 		"WATERSHED_RAW_TOPIC", "WATERSHED_DLQ_TOPIC", "WATERSHED_EDGE_ID", "WATERSHED_MAX_INFLIGHT_BYTES", "WATERSHED_PRODUCE_TIMEOUT",
+		"WATERSHED_DEVICE_RATE", "WATERSHED_DEVICE_BURST", "WATERSHED_TLS_CERT", "WATERSHED_TLS_KEY", "WATERSHED_MAX_REQUESTS",
 	} {
 		if !strings.Contains(stderr.String(), env) {
 			t.Errorf("usage does not mention %s", env)

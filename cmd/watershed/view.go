@@ -30,10 +30,16 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	viewKey := fs.String("view-key", envOr(views.KeyEnv, ""), "one full-scope API key (env "+views.KeyEnv+")")
 	var pf pipelineFlags
 	var kf kafkaFlags
+	var sf serverFlags
 	pf.register(fs)
 	kf.register(fs)
+	sf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if err := sf.check(); err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 2
 	}
 	k, err := kf.kafka()
 	if err != nil {
@@ -67,7 +73,7 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	mux := http.NewServeMux()
 	mux.Handle(views.DevicesPath, vsrv.Handler())
 	serve.Ops(mux, reg, src.Ready)
-	srv, err := serve.Listen(mux, serve.Options{Addr: *addr, Logger: log})
+	srv, err := serve.Listen(mux, sf.options(*addr, reg, log))
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
