@@ -60,9 +60,9 @@ type Kafka struct {
 	FlushInterval time.Duration
 }
 
-// DefaultKafkaVersion is the protocol version spoken when none is set. It
+// DefaultKafkaVersion returns the protocol version spoken when none is set. It
 // works with Kafka 2.8 to 4.1 and the embedded broker.
-var DefaultKafkaVersion = sarama.V3_6_0_0
+func DefaultKafkaVersion() sarama.KafkaVersion { return sarama.V3_6_0_0 }
 
 // Config returns a base sarama configuration: version, client id, TLS, consumers starting at the oldest offset, goka's co-partitioning
 // rebalance strategy.
@@ -70,7 +70,7 @@ func (k Kafka) Config() *sarama.Config {
 	c := sarama.NewConfig()
 	c.Version = k.Version
 	if c.Version == (sarama.KafkaVersion{}) {
-		c.Version = DefaultKafkaVersion
+		c.Version = DefaultKafkaVersion()
 	}
 	if k.ClientID != "" {
 		c.ClientID = k.ClientID

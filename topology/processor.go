@@ -38,8 +38,9 @@ type Backoff struct {
 	Max time.Duration
 }
 
-// DefaultBackoff is the retry backoff of a processor that sets none.
-var DefaultBackoff = Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
+// DefaultBackoff returns the retry backoff of a processor that sets none:
+// 100ms doubling up to 10s.
+func DefaultBackoff() Backoff { return Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second} }
 
 func (b Backoff) delay(attempt int) time.Duration {
 	d := b.Initial
@@ -95,7 +96,7 @@ func RetryBackoff(b Backoff) ProcessorOption { return func(p *Processor) { p.bac
 
 // Processor declares a processor group named group (before the prefix).
 func (t *Topology) Processor(group string, opts ...ProcessorOption) *Processor {
-	p := &Processor{t: t, group: t.prefix + group, backoff: DefaultBackoff}
+	p := &Processor{t: t, group: t.prefix + group, backoff: DefaultBackoff()}
 	for _, o := range opts {
 		o(p)
 	}
