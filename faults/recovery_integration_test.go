@@ -153,11 +153,12 @@ type logLine struct {
 	Msg  string    `json:"msg"`
 }
 
-// countSetups counts goka's "setup generation" lines in a process log.
+// countSetups counts goka's "[Processor G] setup generation N" lines in a
+// process log.
 func countSetups(path string) (int, error) {
 	n := 0
 	err := scanLog(path, func(l logLine) bool {
-		if strings.HasPrefix(l.Msg, "setup generation") {
+		if strings.Contains(l.Msg, "] setup generation ") {
 			n++
 		}
 		return true
@@ -171,7 +172,7 @@ func setupAfter(path string, skip int) (time.Time, error) {
 	var at time.Time
 	n := 0
 	err := scanLog(path, func(l logLine) bool {
-		if strings.HasPrefix(l.Msg, "setup generation") {
+		if strings.Contains(l.Msg, "] setup generation ") {
 			n++
 			if n > skip {
 				at = l.Time
