@@ -22,15 +22,16 @@ type command struct {
 // commands lists every subcommand. Each lives in a file of its own name.
 func commands() map[string]command {
 	return map[string]command{
-		"dlq":      {"list, show, count and replay dead letters (once, dry run by default)", runDLQ},
-		"demo":     {"run the whole pipeline in one process on the embedded default, with simulated devices", runDemo},
-		"decode":   {"print a device package as JSON (the test vectors' form)", runDecode},
-		"simulate": {"play a fleet of devices, with faults, against the ingest edge", runSimulate},
-		"ingest":   {"serve the ingest edge (POST /v1/packages) with /metrics, /healthz, /readyz", runIngest},
-		"readings": {"list a device's stored readings as JSON lines", runReadings},
-		"run":      {"run processor groups of the pipeline against Kafka (any subset, any number of replicas)", runRun},
-		"view":     {"serve the view API (device state) from the device-state table", runView},
-		"topology": {"print the declared pipeline (text, mermaid, dot, json) or its topic plan", runTopology},
+		"dlq":         {"list, show, count and replay dead letters (once, dry run by default)", runDLQ},
+		"demo":        {"run the whole pipeline in one process on the embedded default, with simulated devices", runDemo},
+		"decode":      {"print a device package as JSON (the test vectors' form)", runDecode},
+		"simulate":    {"play a fleet of devices, with faults, against the ingest edge", runSimulate},
+		"healthcheck": {"exit 0 when a URL answers 200 (for container health checks)", runHealthcheck},
+		"ingest":      {"serve the ingest edge (POST /v1/packages) with /metrics, /healthz, /readyz", runIngest},
+		"readings":    {"list a device's stored readings as JSON lines", runReadings},
+		"run":         {"run processor groups of the pipeline against Kafka (any subset, any number of replicas)", runRun},
+		"view":        {"serve the view API (device state) from the device-state table", runView},
+		"topology":    {"print the declared pipeline (text, mermaid, dot, json) or its topic plan", runTopology},
 	}
 }
 
@@ -67,7 +68,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'watershed <command> -h' for a command's flags.")

@@ -12,9 +12,10 @@ import (
 // runTopology implements `watershed topology`: it prints the declared
 // pipeline, or with --plan the topics it would create on a cluster.
 func runTopology(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("topology", "topology [--format text|mermaid|dot|json] [--plan --brokers B]", stderr)
+	fs := newFlagSet("topology", "topology [--format text|mermaid|dot|json] [--plan|--create --brokers B]", stderr)
 	format := fs.String("format", "text", "output format: text, mermaid, dot or json")
 	plan := fs.Bool("plan", false, "print the topic plan against --brokers (a dry run: nothing is created)")
+	create := fs.Bool("create", false, "create the missing topics on --brokers and print the plan (processes also do this when they start)")
 	var pf pipelineFlags
 	var kf kafkaFlags
 	pf.register(fs)
@@ -27,13 +28,13 @@ func runTopology(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 		fmt.Fprintf(stderr, "watershed topology: %v\n", err)
 		return 1
 	}
-	if *plan {
+	if *plan || *create {
 		k, err := kf.kafka()
 		if err != nil {
 			fmt.Fprintf(stderr, "watershed topology: %v\n", err)
 			return 2
 		}
-		steps, err := p.Topology.EnsureTopics(k, topology.TopicOptions{DryRun: true})
+		steps, err := p.Topology.EnsureTopics(k, topology.TopicOptions{DryRun: !*create})
 		if werr := topology.WritePlan(stdout, steps); werr != nil && err == nil {
 			err = werr
 		}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/watershed-io/watershed/processors"
+)
+
+type composeFile struct {
+	Services map[string]composeService `yaml:"services"`
+}
+
+type composeService struct {
+	Image       string            `yaml:"image"`
+	Command     []string          `yaml:"command"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []string          `yaml:"ports"`
+	Deploy      struct {
+		Replicas int `yaml:"replicas"`
+	} `yaml:"deploy"`
+	Healthcheck struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
+}
+
+var (
+	envName  = regexp.MustCompile(`WATERSHED_[A-Z0-9_]+`)
+	flagName = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
+)
+
+// help returns the -h text of a subcommand.
+func help(t *testing.T, name string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	dispatch(context.Background(), []string{name, "-h"}, strings.NewReader(""), &out, &errb)
+	return out.String() + errb.String()
+}
+
+// docker-compose.yml parses, and what it asks of the binary is what the
+// binary offers: subcommands, flags, environment variables, groups, ports.
+func TestComposeAgreesWithTheBinary(t *testing.T) {
+	raw, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf composeFile
+	if err := yaml.Unmarshal(raw, &cf); err != nil {
+		t.Fatalf("docker-compose.yml does not parse: %v", err)
+	}
+	for _, s := range []string{"kafka", "cassandra", "prometheus", "ingest", "view"} {
+		if _, ok := cf.Services[s]; !ok {
+			t.Errorf("no %s service", s)
+		}
+	}
+	// Variables every command reads besides its flags' own.
+	common := []string{"WATERSHED_LOG_LEVEL", "WATERSHED_DATA_DIR"}
+	groupsRun := map[string]int{}
+	cmds := commands()
+	metricsPorts := map[string]string{}
+	for name, svc := range cf.Services {
+		if svc.Image != "watershed:latest" {
+			continue
+		}
+		if len(svc.Command) == 0 {
+			t.Errorf("%s: no command", name)
+			continue
+		}
+		sub := svc.Command[0]
+		if _, ok := cmds[sub]; !ok {
+			t.Errorf("%s: watershed has no %q command", name, sub)
+			continue
+		}
+		h := help(t, sub)
+		flags := flagName.FindAllStringSubmatch(h, -1)
+		known := func(f string) bool {
+			return slices.ContainsFunc(flags, func(m []string) bool { return m[1] == f })
+		}
+		for i, a := range svc.Command[1:] {
+			if f, ok := strings.CutPrefix(a, "--"); ok && !known(f) {
+				t.Errorf("%s: watershed %s has no flag --%s", name, sub, f)
+			}
+			if a == "--groups" {
+				for _, g := range strings.Split(svc.Command[i+2], ",") {
+					groupsRun[g] += max(svc.Deploy.Replicas, 1)
+				}
+			}
+		}
+		envs := envName.FindAllString(h, -1)
+		for k := range svc.Environment {
+			if !slices.Contains(envs, k) && !slices.Contains(common, k) {
+				t.Errorf("%s: watershed %s does not read %s", name, sub, k)
+			}
+		}
+		// The address a process listens on is the one its health check and
+		// its published port use.
+		var addr string
+		for _, k := range []string{"WATERSHED_INGEST_ADDR", "WATERSHED_VIEW_ADDR", "WATERSHED_METRICS_ADDR"} {
+			if v, ok := svc.Environment[k]; ok {
+				addr = v
+			}
+		}
+		if sub == "topology" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			t.Errorf("%s: no listen address in its environment (%q)", name, addr)
+			continue
+		}
+		metricsPorts[name] = port
+		if len(svc.Healthcheck.Test) == 0 {
+			t.Errorf("%s: no health check", name)
+		} else if u, err := url.Parse(svc.Healthcheck.Test[len(svc.Healthcheck.Test)-1]); err != nil || u.Port() != port || u.Path != "/readyz" {
+			t.Errorf("%s: health check %v does not ask /readyz on port %s", name, svc.Healthcheck.Test, port)
+		}
+		for _, p := range svc.Ports {
+			if !strings.HasSuffix(p, ":"+port) {
+				t.Errorf("%s: publishes %s, but listens on %s", name, p, port)
+			}
+		}
+	}
+	// Every group of the topology runs, with at least two replicas.
+	for _, g := range processors.New(processors.Config{}).Topology.Groups() {
+		if groupsRun[g] < 2 {
+			t.Errorf("group %s runs %d replicas in docker-compose.yml, want 2 or more", g, groupsRun[g])
+		}
+		delete(groupsRun, g)
+	}
+	for g := range groupsRun {
+		t.Errorf("docker-compose.yml runs unknown group %q", g)
+	}
+	// Prometheus scrapes every watershed process on its port.
+	prom, err := os.ReadFile("../../deploy/prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pc struct {
+		Scrape []struct {
+			DNS []struct {
+				Names []string `yaml:"names"`
+				Port  int      `yaml:"port"`
+			} `yaml:"dns_sd_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(prom, &pc); err != nil {
+		t.Fatalf("prometheus.yml: %v", err)
+	}
+	scraped := map[string]string{}
+	for _, sc := range pc.Scrape {
+		for _, d := range sc.DNS {
+			for _, n := range d.Names {
+				scraped[n] = fmt.Sprint(d.Port)
+			}
+		}
+	}
+	for name, port := range metricsPorts {
+		if scraped[name] != port {
+			t.Errorf("prometheus scrapes %s on %q, it serves /metrics on %s", name, scraped[name], port)
+		}
+	}
+}
