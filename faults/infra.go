@@ -90,7 +90,7 @@ func PrivateInfra(ctx context.Context, repoRoot, dir string, log *slog.Logger) (
 			return nil, fmt.Errorf("faults: link the %s jars: %w", svc, err)
 		}
 	}
-	var ports [4]int
+	var ports [5]int
 	for i := range ports {
 		p, err := FreePort()
 		if err != nil {
@@ -104,6 +104,7 @@ func PrivateInfra(ctx context.Context, repoRoot, dir string, log *slog.Logger) (
 		"WATERSHED_KAFKA_CONTROLLER_PORT=" + strconv.Itoa(ports[1]),
 		"WATERSHED_CASSANDRA_PORT=" + strconv.Itoa(ports[2]),
 		"WATERSHED_CASSANDRA_STORAGE_PORT=" + strconv.Itoa(ports[3]),
+		"WATERSHED_KAFKA_SASL_PORT=" + strconv.Itoa(ports[4]),
 	}
 	if _, err := in.run(ctx, "start", "all"); err != nil {
 		return nil, err

@@ -115,7 +115,8 @@ func (e *env) openStore(t *testing.T) (*cassandra.Store, string) {
 	ks := testinfra.CreateKeyspace(t, e.infra.CassandraHosts)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := cassandra.Open(ctx, cassandra.Options{Hosts: e.infra.CassandraHosts, Keyspace: ks, Logger: e.log})
+	user, password := testinfra.CassandraLogin(t)
+	st, err := cassandra.Open(ctx, cassandra.Options{Hosts: e.infra.CassandraHosts, Keyspace: ks, Logger: e.log, Username: user, Password: password})
 	if err != nil {
 		t.Fatalf("open the Cassandra store: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -102,4 +103,39 @@ func CreateKeyspace(t testing.TB, hosts []string) string {
 		}
 	})
 	return keyspace
+}
+
+// CassandraLogin returns the test node's user and password, from
+// WATERSHED_CASSANDRA_USER and WATERSHED_CASSANDRA_PASSWORD (`infra.sh env`),
+// for clients that build their own configuration, such as the Cassandra
+// store's Options. It fails the test when the user is unset: the test node
+// requires a login.
+func CassandraLogin(t testing.TB) (user, password string) {
+	t.Helper()
+	user = os.Getenv(probe.EnvCassandraUser)
+	if user == "" {
+		t.Fatalf("%s is not set: the test Cassandra node requires a login. Run the test with `make integration`, "+
+			"or export the lines of `scripts/infra/infra.sh env`.", probe.EnvCassandraUser)
+	}
+	return user, os.Getenv(probe.EnvCassandraPassword)
+}
+
+// Environment variables of the Kafka listener that requires SASL/SCRAM.
+const (
+	EnvKafkaSASLBrokers   = "WATERSHED_TEST_KAFKA_SASL_BROKERS"
+	EnvKafkaSCRAMUser     = "WATERSHED_TEST_KAFKA_SCRAM_USER"
+	EnvKafkaSCRAMPassword = "WATERSHED_TEST_KAFKA_SCRAM_PASSWORD"
+)
+
+// KafkaSASL returns the addresses of the test broker's SASL_PLAINTEXT
+// listener and the SCRAM user and password it knows (SCRAM-SHA-256 and
+// SCRAM-SHA-512), failing the test when they are not set.
+func KafkaSASL(t testing.TB) (brokers []string, user, password string) {
+	t.Helper()
+	brokers = addrsFromEnv(t, EnvKafkaSASLBrokers, "the real Kafka broker's SASL/SCRAM listener")
+	user, password = os.Getenv(EnvKafkaSCRAMUser), os.Getenv(EnvKafkaSCRAMPassword)
+	if user == "" || password == "" {
+		t.Fatalf("%s and %s are not set; export the lines of `scripts/infra/infra.sh env`", EnvKafkaSCRAMUser, EnvKafkaSCRAMPassword)
+	}
+	return brokers, user, password
 }

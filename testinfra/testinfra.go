@@ -7,6 +7,11 @@
 //	WATERSHED_KAFKA_BROKERS=127.0.0.1:9092      (comma-separated)
 //	WATERSHED_CASSANDRA_HOSTS=127.0.0.1:9042    (comma-separated)
 //
+//	WATERSHED_CASSANDRA_USER=cassandra          (the node requires a login)
+//	WATERSHED_CASSANDRA_PASSWORD=cassandra
+//	WATERSHED_TEST_KAFKA_SASL_BROKERS=127.0.0.1:9094  (the SASL/SCRAM listener)
+//	WATERSHED_TEST_KAFKA_SCRAM_USER, WATERSHED_TEST_KAFKA_SCRAM_PASSWORD
+//
 // When a variable is missing, Kafka and Cassandra fail the test instead of
 // skipping it, so a run without services can never pass for a run with them.
 // Integration tests carry the `integration` build tag, which `make unit`

@@ -37,7 +37,8 @@ func TestIntegrationPipelineKafkaCassandra(t *testing.T) {
 	defer cancel()
 
 	keyspace := testinfra.CreateKeyspace(t, hosts)
-	store, err := cassandra.Open(ctx, cassandra.Options{Hosts: hosts, Keyspace: keyspace, Timeout: 20 * time.Second})
+	user, password := testinfra.CassandraLogin(t)
+	store, err := cassandra.Open(ctx, cassandra.Options{Hosts: hosts, Keyspace: keyspace, Timeout: 20 * time.Second, Username: user, Password: password})
 	if err != nil {
 		t.Fatalf("open the Cassandra store: %v", err)
 	}

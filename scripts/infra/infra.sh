@@ -20,6 +20,7 @@
 #
 # Settings, all optional (defaults in brackets):
 #   WATERSHED_KAFKA_PORT [9092]  WATERSHED_KAFKA_CONTROLLER_PORT [9093]
+#   WATERSHED_KAFKA_SASL_PORT [9094]  (the SASL/SCRAM listener)
 #   WATERSHED_CASSANDRA_PORT [9042]  WATERSHED_CASSANDRA_STORAGE_PORT [7000]
 #   WATERSHED_KAFKA_HEAP [512m]  WATERSHED_CASSANDRA_HEAP [1g]
 #   WATERSHED_KAFKA_START_TIMEOUT [120]  WATERSHED_CASSANDRA_START_TIMEOUT [180]
@@ -35,6 +36,7 @@ run_dir=$infra_dir/run
 
 kafka_port=${WATERSHED_KAFKA_PORT:-9092}
 kafka_controller_port=${WATERSHED_KAFKA_CONTROLLER_PORT:-9093}
+kafka_sasl_port=${WATERSHED_KAFKA_SASL_PORT:-9094}
 cassandra_port=${WATERSHED_CASSANDRA_PORT:-9042}
 cassandra_storage_port=${WATERSHED_CASSANDRA_STORAGE_PORT:-7000}
 kafka_heap=${WATERSHED_KAFKA_HEAP:-512m}
@@ -47,6 +49,14 @@ stop_timeout=${WATERSHED_STOP_TIMEOUT:-30}
 dependency_plugin=org.apache.maven.plugins:maven-dependency-plugin:3.6.1
 
 services=(kafka cassandra)
+
+# Test credentials, printed by `infra.sh env` (docs/infrastructure.md). Kafka's
+# SCRAM user exists on the SASL_PLAINTEXT listener only; the PLAINTEXT one
+# needs no login. Cassandra's is the superuser of a fresh node.
+kafka_scram_user=watershed
+kafka_scram_password=watershed-test-scram-password
+cassandra_user=cassandra
+cassandra_password=cassandra
 
 log() { printf 'infra: %s\n' "$*" >&2; }
 die() {
@@ -298,7 +308,8 @@ probe() {
 	left=$((deadline - $(date +%s)))
 	((left > 5)) || left=5
 	[[ -x $infra_dir/bin/probe ]] || build_probe
-	"$infra_dir/bin/probe" -timeout "${left}s" "$service" "$addr" >&2
+	WATERSHED_CASSANDRA_USER=$cassandra_user WATERSHED_CASSANDRA_PASSWORD=$cassandra_password \
+		"$infra_dir/bin/probe" -timeout "${left}s" "$service" "$addr" >&2
 }
 
 # fresh is false while resuming: the run folder, its data and its rendered
@@ -335,15 +346,16 @@ random_cluster_id() {
 launch_kafka() {
 	local dir=$run_dir/kafka lib=$infra_dir/kafka/lib cluster_id
 	[[ -f $lib/.fetched ]] || die "kafka: jars missing; run '$0 fetch' first"
-	check_ports kafka "$kafka_port" "$kafka_controller_port"
+	check_ports kafka "$kafka_port" "$kafka_controller_port" "$kafka_sasl_port"
 	started_at[kafka]=$(now)
 	deadlines[kafka]=$(($(date +%s) + kafka_start_timeout))
 	prepare kafka
 	if [[ $fresh == true ]]; then
 		printf '127.0.0.1:%s\n' "$kafka_port" >"$dir/addr"
-		printf '%s,%s\n' "$kafka_port" "$kafka_controller_port" >"$dir/ports"
+		printf '127.0.0.1:%s\n' "$kafka_sasl_port" >"$dir/sasl-addr"
+		printf '%s,%s,%s\n' "$kafka_port" "$kafka_controller_port" "$kafka_sasl_port" >"$dir/ports"
 		render "$script_dir/kafka/server.properties" "$dir/server.properties" \
-			"KAFKA_PORT=$kafka_port" "CONTROLLER_PORT=$kafka_controller_port" "DATA_DIR=$dir/data"
+			"KAFKA_PORT=$kafka_port" "CONTROLLER_PORT=$kafka_controller_port" "SASL_PORT=$kafka_sasl_port" "DATA_DIR=$dir/data"
 		cp "$script_dir/kafka/log4j2.properties" "$dir/log4j2.properties"
 	fi
 
@@ -360,7 +372,10 @@ launch_kafka() {
 	read -r -a extra <<<"${WATERSHED_KAFKA_JVM_OPTS:-}"
 	jvm+=("${extra[@]}" -cp "$lib/*")
 	cluster_id=$(random_cluster_id)
+	# The SCRAM users of the SASL_PLAINTEXT listener, one per mechanism.
 	if [[ $fresh == true ]] && ! "$java_bin" "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
+		--add-scram "SCRAM-SHA-256=[name=$kafka_scram_user,password=$kafka_scram_password]" \
+		--add-scram "SCRAM-SHA-512=[name=$kafka_scram_user,password=$kafka_scram_password]" \
 		>>"$dir/format.log" 2>&1; then
 		tail -n 20 "$dir/format.log" >&2
 		die "kafka: formatting the storage failed (log: ${dir#"$repo_root"/}/format.log)"
@@ -422,6 +437,7 @@ launch_cassandra() {
 		-Dcassandra.logdir="$dir/logs"
 		-Dlogback.configurationFile="$dir/logback.xml"
 		-Dcassandra.skip_wait_for_gossip_to_settle=0
+		-Dcassandra.superuser_setup_delay_ms=0
 		-Dcassandra.ring_delay_ms=0
 		-Dcassandra.unsafesystem=true
 		-Dcassandra.memtable.row_overhead_size=180
@@ -556,7 +572,9 @@ cmd_stop() {
 cmd_resume() {
 	fresh=false
 	# The ports are those of the last run, whatever the settings say now.
-	[[ ! -s $run_dir/kafka/ports ]] || IFS=, read -r kafka_port kafka_controller_port <"$run_dir/kafka/ports"
+	local sasl_port=
+	[[ ! -s $run_dir/kafka/ports ]] || IFS=, read -r kafka_port kafka_controller_port sasl_port <"$run_dir/kafka/ports"
+	kafka_sasl_port=${sasl_port:-$kafka_sasl_port}
 	[[ ! -s $run_dir/cassandra/ports ]] || IFS=, read -r cassandra_port cassandra_storage_port <"$run_dir/cassandra/ports"
 	cmd_start "${1:-all}"
 }
@@ -571,7 +589,7 @@ cmd_status() {
 	local name pid rc=0 ports
 	for name in "${services[@]}"; do
 		case $name in
-		kafka) ports="$kafka_port,$kafka_controller_port" ;;
+		kafka) ports="$kafka_port,$kafka_controller_port,$kafka_sasl_port" ;;
 		cassandra) ports="$cassandra_port,$cassandra_storage_port" ;;
 		esac
 		if pid=$(owned_pid "$name"); then
@@ -597,9 +615,26 @@ service_addr() {
 	fi
 }
 
+# service_addr_file NAME FILE DEFAULT is service_addr for another address
+# file of NAME's run folder.
+service_addr_file() {
+	local file=$run_dir/$1/$2
+	if owned_pid "$1" >/dev/null && [[ -s $file ]]; then
+		cat "$file"
+	else
+		printf '%s\n' "$3"
+	fi
+}
+
 cmd_env() {
 	printf 'WATERSHED_KAFKA_BROKERS=%s\n' "$(service_addr kafka "127.0.0.1:$kafka_port")"
 	printf 'WATERSHED_CASSANDRA_HOSTS=%s\n' "$(service_addr cassandra "127.0.0.1:$cassandra_port")"
+	printf 'WATERSHED_CASSANDRA_USER=%s\n' "$cassandra_user"
+	printf 'WATERSHED_CASSANDRA_PASSWORD=%s\n' "$cassandra_password"
+	# Not the names the watershed command reads: only the SASL tests use them.
+	printf 'WATERSHED_TEST_KAFKA_SASL_BROKERS=%s\n' "$(service_addr_file kafka sasl-addr "127.0.0.1:$kafka_sasl_port")"
+	printf 'WATERSHED_TEST_KAFKA_SCRAM_USER=%s\n' "$kafka_scram_user"
+	printf 'WATERSHED_TEST_KAFKA_SCRAM_PASSWORD=%s\n' "$kafka_scram_password"
 }
 
 main() {

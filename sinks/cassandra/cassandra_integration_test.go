@@ -38,7 +38,8 @@ func testOptions(t testing.TB) Options {
 			t.Logf("dropping keyspace %s: %v", ks, err)
 		}
 	})
-	return Options{Hosts: hosts, Keyspace: ks, Consistency: gocql.One, Timeout: 20 * time.Second}
+	user, password := testinfra.CassandraLogin(t)
+	return Options{Hosts: hosts, Keyspace: ks, Consistency: gocql.One, Timeout: 20 * time.Second, Username: user, Password: password}
 }
 
 func open(t testing.TB, opts Options) *Store {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -101,11 +102,23 @@ func kafkaOnce(brokers []string) (KafkaInfo, error) {
 	return info, nil
 }
 
+// Environment variables with the test node's credentials, which
+// scripts/infra/infra.sh runs Cassandra with (PasswordAuthenticator) and
+// prints in `infra.sh env`. The watershed command reads the same names.
+const (
+	EnvCassandraUser     = "WATERSHED_CASSANDRA_USER"
+	EnvCassandraPassword = "WATERSHED_CASSANDRA_PASSWORD"
+)
+
 // CassandraCluster returns a gocql cluster configuration for hosts (each
 // "host" or "host:port") with the settings the tests use against a single
-// local node: consistency ONE, short time-outs, no logging.
+// local node: consistency ONE, short time-outs, no logging, and the login
+// of WATERSHED_CASSANDRA_USER and WATERSHED_CASSANDRA_PASSWORD when set.
 func CassandraCluster(hosts ...string) *gocql.ClusterConfig {
 	cluster := gocql.NewCluster(hosts...)
+	if user := os.Getenv(EnvCassandraUser); user != "" {
+		cluster.Authenticator = gocql.PasswordAuthenticator{Username: user, Password: os.Getenv(EnvCassandraPassword)}
+	}
 	cluster.Consistency = gocql.One
 	cluster.Timeout = AttemptTimeout
 	cluster.ConnectTimeout = AttemptTimeout
