@@ -338,11 +338,19 @@ var (
 	recoveredDesc = prometheus.NewDesc("watershed_processor_recovered",
 		"1 when the group's tables in this process are recovered and it processes records.",
 		[]string{"group"}, nil)
+	retryDepthDesc = prometheus.NewDesc("watershed_retry_records",
+		"Records waiting in a retry topic (not yet committed by its retry group).",
+		[]string{"group", "topic"}, nil)
+	retryAgeDesc = prometheus.NewDesc("watershed_retry_oldest_age_seconds",
+		"Age of the oldest record waiting in a retry topic (0 when none waits).",
+		[]string{"group", "topic"}, nil)
 )
 
 func (c *runnerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagDesc
 	ch <- recoveredDesc
+	ch <- retryDepthDesc
+	ch <- retryAgeDesc
 }
 
 func (c *runnerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -368,5 +376,73 @@ func (c *runnerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, l := range lags {
 		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(l.Lag), l.Group, l.Topic, strconv.Itoa(int(l.Partition)))
+	}
+	c.collectRetries(ctx, ch, lags)
+}
+
+// collectRetries reports the depth of every retry topic this runner
+// consumes and the age of its oldest waiting record (read at the group's
+// committed offset).
+func (c *runnerCollector) collectRetries(ctx context.Context, ch chan<- prometheus.Metric, lags []PartitionLag) {
+	type key struct{ group, topic string }
+	depth := map[key]int64{}
+	oldest := map[key]time.Time{}
+	companion := map[string]bool{}
+	for _, p := range c.r.procs {
+		companion[p.group] = p.retryOf != nil
+	}
+	var consumer sarama.Consumer
+	defer func() {
+		if consumer != nil {
+			consumer.Close()
+		}
+	}()
+	for _, l := range lags {
+		if !companion[l.Group] {
+			continue
+		}
+		k := key{l.Group, l.Topic}
+		depth[k] += l.Lag
+		if l.Lag == 0 {
+			continue
+		}
+		if consumer == nil {
+			var err error
+			if consumer, err = sarama.NewConsumer(c.r.opts.Kafka.Brokers, c.r.opts.Kafka.Config()); err != nil {
+				c.r.log.Warn("retry topic age unavailable", "err", err)
+				continue
+			}
+		}
+		if ts, ok := firstTimestamp(ctx, consumer, l); ok && (oldest[k].IsZero() || ts.Before(oldest[k])) {
+			oldest[k] = ts
+		}
+	}
+	for k, n := range depth {
+		ch <- prometheus.MustNewConstMetric(retryDepthDesc, prometheus.GaugeValue, float64(n), k.group, k.topic)
+		age := 0.0
+		if ts := oldest[k]; !ts.IsZero() {
+			age = time.Since(ts).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(retryAgeDesc, prometheus.GaugeValue, age, k.group, k.topic)
+	}
+}
+
+// firstTimestamp reads the timestamp of the first uncommitted record of a
+// partition.
+func firstTimestamp(ctx context.Context, consumer sarama.Consumer, l PartitionLag) (time.Time, bool) {
+	from := l.Committed
+	if from < 0 {
+		from = sarama.OffsetOldest
+	}
+	pc, err := consumer.ConsumePartition(l.Topic, l.Partition, from)
+	if err != nil {
+		return time.Time{}, false
+	}
+	defer pc.Close()
+	select {
+	case m := <-pc.Messages():
+		return m.Timestamp, !m.Timestamp.IsZero()
+	case <-ctx.Done():
+		return time.Time{}, false
 	}
 }

@@ -45,7 +45,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 	want := []string{
 		"watershed_edge_requests_total", "watershed_processor_records_consumed_total",
 		"watershed_processor_dead_letters_total", "watershed_consumer_lag", "watershed_view_requests_total",
-		"watershed_dlq_records",
+		"watershed_dlq_records", "watershed_retry_records",
 	}
 	var page string
 	deadline := time.Now().Add(60 * time.Second)
