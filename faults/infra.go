@@ -60,6 +60,22 @@ func (in *Infra) Resume(ctx context.Context, service string) error {
 	return err
 }
 
+// EnvLines returns the KEY=VALUE lines of `infra.sh env`: the addresses
+// and logins that clients of the services need.
+func (in *Infra) EnvLines(ctx context.Context) ([]string, error) {
+	out, err := in.run(ctx, "env")
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if k, _, ok := strings.Cut(l, "="); ok && strings.HasPrefix(k, "WATERSHED_") {
+			lines = append(lines, l)
+		}
+	}
+	return lines, nil
+}
+
 // Status returns the script's status lines.
 func (in *Infra) Status(ctx context.Context) string {
 	out, _ := in.run(ctx, "status")

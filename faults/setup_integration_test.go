@@ -87,6 +87,16 @@ func setup(t *testing.T) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The private services' addresses and logins, for the test's own
+		// clients and, inherited, for the processes.
+		lines, err := in.EnvLines(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lines {
+			k, v, _ := strings.Cut(l, "=")
+			t.Setenv(k, v)
+		}
 	}
 	return &env{root: root, bin: bin, infra: in, log: log,
 		kafka: topology.Kafka{Brokers: in.Brokers, ClientID: "faults-test", Replication: 1}}
