@@ -152,18 +152,18 @@ func (c *Context) tableValue() ([]byte, bool, error) {
 	return b, true, nil
 }
 
-func (c *Context) lookup(table, key string) ([]byte, error) {
+func (c *Context) lookup(table, key string) []byte {
 	var v any
 	c.gokaCall(func() { v = c.g.Lookup(goka.Table(table), key) })
 	b, _ := v.([]byte)
-	return b, nil
+	return b
 }
 
-func (c *Context) join(table string) ([]byte, error) {
+func (c *Context) join(table string) []byte {
 	var v any
 	c.gokaCall(func() { v = c.g.Join(goka.Table(table)) })
 	b, _ := v.([]byte)
-	return b, nil
+	return b
 }
 
 // gokaPanic marks a panic raised by goka itself (its way of failing a

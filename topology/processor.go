@@ -271,9 +271,9 @@ func (l LookupTable[V]) Get(c *Context, key string) (V, bool, error) {
 	if l.decl == nil || !c.is(l.group) {
 		return zero, false, fmt.Errorf("topology: lookup from %q of a table it did not declare", c.proc.group)
 	}
-	raw, err := c.lookup(l.decl.name, key)
-	if err != nil || raw == nil {
-		return zero, false, err
+	raw := c.lookup(l.decl.name, key)
+	if raw == nil {
+		return zero, false, nil
 	}
 	v, err := l.codec.Decode(raw)
 	if err != nil {
@@ -307,9 +307,9 @@ func (j JoinedTable[V]) Get(c *Context) (V, bool, error) {
 	if j.decl == nil || !c.is(j.group) {
 		return zero, false, fmt.Errorf("topology: join from %q of a table it did not declare", c.proc.group)
 	}
-	raw, err := c.join(j.decl.name)
-	if err != nil || raw == nil {
-		return zero, false, err
+	raw := c.join(j.decl.name)
+	if raw == nil {
+		return zero, false, nil
 	}
 	v, err := j.codec.Decode(raw)
 	if err != nil {
