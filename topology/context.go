@@ -225,6 +225,7 @@ func headerOption(hs []Header) []goka.ContextOption {
 // current record.
 type envelopeFactory func(c *Context, reason string, err error, value []byte) ([]byte, error)
 
+// String names the record: group, topic, partition, offset and key.
 func (c *Context) String() string {
 	return fmt.Sprintf("%s %s/%d@%d key=%q", c.proc.group, c.Topic(), c.Partition(), c.Offset(), c.Key())
 }

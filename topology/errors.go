@@ -23,6 +23,7 @@ type RejectError struct {
 	Err    error
 }
 
+// Error returns "rejected (REASON): ERROR".
 func (e *RejectError) Error() string {
 	if e.Err == nil {
 		return "rejected: " + e.Reason
@@ -30,6 +31,7 @@ func (e *RejectError) Error() string {
 	return fmt.Sprintf("rejected (%s): %v", e.Reason, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *RejectError) Unwrap() error { return e.Err }
 
 // Reject returns an error that sends the record to the dead-letter topic

@@ -11,6 +11,7 @@ type ValidationError struct {
 	Problems []error
 }
 
+// Error lists the problems, one a line.
 func (e *ValidationError) Error() string {
 	msgs := make([]string, len(e.Problems))
 	for i, p := range e.Problems {

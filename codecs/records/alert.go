@@ -16,6 +16,7 @@ const (
 	AlertCoolant AlertKind = 2
 )
 
+// String returns the kind's name: "event", "coolant" or "unknown".
 func (k AlertKind) String() string {
 	switch k {
 	case AlertEvent:
