@@ -2,6 +2,7 @@ package processors_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -25,6 +26,8 @@ type memStore struct {
 	rows map[[3]uint64]records.Reading
 	// failures is the number of writes still to fail as unavailable.
 	failures int
+	// refuse makes every write fail for good.
+	refuse bool
 }
 
 func newMemStore() *memStore { return &memStore{rows: map[[3]uint64]records.Reading{}} }
@@ -35,6 +38,9 @@ func (s *memStore) Write(_ context.Context, rs []records.Reading) error {
 	if s.failures > 0 {
 		s.failures--
 		return fmt.Errorf("store down: %w", sinks.ErrUnavailable)
+	}
+	if s.refuse {
+		return errors.New("row rejected by the schema")
 	}
 	for _, r := range rs {
 		s.rows[[3]uint64{r.DeviceID, r.TimeMs, uint64(r.ContentCRC)}] = r
@@ -269,5 +275,22 @@ func TestFirmwareFromInvalidPackage(t *testing.T) {
 	st := f.state()
 	if st.Firmware != 0x0102 || st.Version != 2 || st.Invalid != 1 || st.Messages != 0 {
 		t.Fatalf("state = %+v", st)
+	}
+}
+
+// A write the store refuses for good goes to the dead-letter topic with
+// its reason; the device's state still counts the messages.
+func TestSinkRefusedGoesToDeadLetters(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	f.store.mu.Lock()
+	f.store.refuse = true
+	f.store.mu.Unlock()
+	f.send(encode(t, baseTime, 1, gps(baseTime, 5), engine(baseTime, 90)))
+	dl := f.d.DeadLetters()
+	if len(dl) != 1 || dl[0].Reason != "sink_refused" || dl[0].Stage != "sink" || string(dl[0].Key) != strconv.Itoa(device) {
+		t.Fatalf("dead letters = %+v", dl)
+	}
+	if st := f.state(); st.Messages != 2 || st.Invalid != 0 {
+		t.Errorf("state = %+v", st)
 	}
 }
