@@ -19,6 +19,12 @@ type Batch struct {
 	BaseTimeMs uint64
 	// ReceivedMs is when the ingest edge received the package, Unix ms.
 	ReceivedMs int64
+	// RawPartition and RawOffset locate the package's record in the raw
+	// topic: the package's identity, by which later stages recognise a
+	// replay of it (format version 2; a version 1 record decodes them as 0,
+	// and a RawOffset of 0 means "unknown").
+	RawPartition int32
+	RawOffset    int64
 	// Messages are the kept messages. Each one's TimeMs must be
 	// BaseTimeMs + OffsetMs (modulo 2^64), as the decoder makes it.
 	Messages               []protocol.Message
@@ -54,7 +60,10 @@ func NewBatch(p *protocol.Package, receivedMs int64) Batch {
 // accel XMg, YMg, ZMg (zigzag varint); engine RPM, CoolantRaw, FuelPct
 // (uvarint); event Code, Severity (uvarint); battery Millivolts (uvarint).
 // Fields of other types are not written and decode as zero.
-const batchVersion = 1
+//
+// Version 2 adds, after ReceivedMs, RawPartition and RawOffset (varints);
+// the rest is as in version 1, which is still read (both then are 0).
+const batchVersion = 2
 
 // minMessageLen is the fewest bytes a message takes in a Batch record.
 const minMessageLen = 1 + 1 + 4 + 4 + 1
@@ -79,6 +88,8 @@ func AppendBatch(dst []byte, b *Batch) ([]byte, error) {
 	dst = binary.AppendUvarint(dst, uint64(b.Firmware))
 	dst = binary.AppendUvarint(dst, b.BaseTimeMs)
 	dst = binary.AppendVarint(dst, b.ReceivedMs)
+	dst = binary.AppendVarint(dst, int64(b.RawPartition))
+	dst = binary.AppendVarint(dst, b.RawOffset)
 	if b.IntraPackageDuplicates < 0 || b.IntraPackageDuplicates > 1<<31-1 {
 		return nil, fmt.Errorf("records: encode batch: %d duplicates", b.IntraPackageDuplicates)
 	}
@@ -144,13 +155,18 @@ func (BatchCodec) Decode(b []byte) (Batch, error) {
 // BatchCodec.Decode. On error out's content is unspecified.
 func DecodeBatch(b []byte, out *Batch) error {
 	rd := reader{b: b}
-	rd.version("batch", batchVersion)
+	v := rd.version("batch", batchVersion)
 	out.DeviceID = rd.uvarint("device id")
 	out.PackageSeq = rd.uint32v("package seq")
 	out.Version = rd.byte1("version")
 	out.Firmware = uint16(rd.bounded("firmware", 1<<16-1))
 	out.BaseTimeMs = rd.uvarint("base time")
 	out.ReceivedMs = rd.varint("received time")
+	out.RawPartition, out.RawOffset = 0, 0
+	if v >= 2 {
+		out.RawPartition = rd.int32v("raw partition")
+		out.RawOffset = rd.varint("raw offset")
+	}
 	out.IntraPackageDuplicates = int(rd.bounded("duplicates", 1<<31-1))
 	out.Rejected = out.Rejected[:0]
 	if n := rd.length("rejection count", 2); n > 0 {

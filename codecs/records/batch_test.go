@@ -61,6 +61,8 @@ func randBatch(t testing.TB, r *rand.Rand) Batch {
 	p := randPackage(t, r, 1+r.IntN(50))
 	b := NewBatch(p, int64(r.Uint64()))
 	b.IntraPackageDuplicates = r.IntN(5)
+	b.RawPartition = r.Int32N(64)
+	b.RawOffset = r.Int64N(1 << 40)
 	for i := range r.IntN(4) {
 		b.Rejected = append(b.Rejected, protocol.RecordRejection{Index: i * 3, Reason: protocol.Reason(1 + r.IntN(17))})
 	}
@@ -143,11 +145,40 @@ func TestBatchDecodesVersion1(t *testing.T) {
 	}
 }
 
+// Version 2 adds the raw record's coordinates; the encoder writes it, and
+// the bytes are pinned by a golden file.
+func TestBatchVersion2(t *testing.T) {
+	golden := readGoldenHex(t, "batch-v2.hex")
+	got, err := BatchCodec{}.Decode(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Batch{
+		DeviceID: 4242, PackageSeq: 7, Version: 2, Firmware: 515, BaseTimeMs: 1763900000000, ReceivedMs: 1763900003500,
+		RawPartition: 3, RawOffset: 123456,
+		Messages: []protocol.Message{
+			{Type: protocol.TypeBattery, OffsetMs: 2000, TimeMs: 1763900002000, CRC: 1135353626, ContentCRC: 0xaabbccdd, Millivolts: 12650},
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+	if batchVersion == 2 {
+		enc, err := BatchCodec{}.Encode(want)
+		if err != nil || !bytes.Equal(enc, golden) {
+			t.Fatalf("encoder no longer writes the version 2 layout (%v):\n got %x\nwant %x", err, enc, golden)
+		}
+	}
+}
+
 func TestBatchRejectsBadBytes(t *testing.T) {
 	golden := readGoldenHex(t, "batch-v1.hex")
-	for n := range len(golden) {
-		if _, err := (BatchCodec{}).Decode(golden[:n]); !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {
-			t.Fatalf("prefix of %d bytes: %v", n, err)
+	for _, name := range []string{"batch-v1.hex", "batch-v2.hex"} {
+		g := readGoldenHex(t, name)
+		for n := range len(g) {
+			if _, err := (BatchCodec{}).Decode(g[:n]); !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {
+				t.Fatalf("%s: prefix of %d bytes: %v", name, n, err)
+			}
 		}
 	}
 	newer := bytes.Clone(golden)
@@ -159,6 +190,7 @@ func TestBatchRejectsBadBytes(t *testing.T) {
 
 func FuzzBatch(f *testing.F) {
 	f.Add(readGoldenHex(f, "batch-v1.hex"))
+	f.Add(readGoldenHex(f, "batch-v2.hex"))
 	r := rand.New(rand.NewPCG(3, 3))
 	for range 4 {
 		b, err := BatchCodec{}.Encode(randBatch(f, r))

@@ -108,7 +108,10 @@ const readingVersion = 1
 // Version 2 adds, after DeviceID, the package fields: Version (1 byte),
 // Firmware (uvarint), ReceivedMs (varint), Duplicates (uvarint); the rest is
 // as in version 1, which is still read (those fields then are zero).
-const readingsVersion = 2
+//
+// Version 3 adds, after Duplicates, RawOffset and Part (varints); versions
+// 1 and 2 are still read (RawOffset then is 0 and Part -1).
+const readingsVersion = 3
 
 func appendReadingBody(b []byte, r *Reading) []byte {
 	b = appendFixed32(b, r.ContentCRC)
@@ -184,7 +187,18 @@ type Readings struct {
 	// ReceivedMs is when the edge received the package, Unix ms (format
 	// version 2).
 	ReceivedMs int64
+	// RawOffset is the offset of the package's record in the raw topic and
+	// Part the dedupe bucket these readings came from (-1: the part emitted
+	// without a bucket check). Together they identify the record, so that a
+	// replayed one is recognised (format version 3; older records decode
+	// as RawOffset 0, "unknown", and Part -1).
+	RawOffset int64
+	Part      int64
 }
+
+// HasIdentity reports whether rs carries its package's identity (a raw
+// offset); records without one cannot be recognised as replays.
+func (rs *Readings) HasIdentity() bool { return rs.RawOffset > 0 }
 
 // ReadingsCodec encodes and decodes Readings records. It implements
 // codecs.Codec[Readings].
@@ -203,6 +217,8 @@ func (ReadingsCodec) Encode(rs Readings) ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(rs.Firmware))
 	b = binary.AppendVarint(b, rs.ReceivedMs)
 	b = binary.AppendUvarint(b, rs.Duplicates)
+	b = binary.AppendVarint(b, rs.RawOffset)
+	b = binary.AppendVarint(b, rs.Part)
 	b = binary.AppendUvarint(b, uint64(len(rs.Items)))
 	var prev uint64
 	for i := range rs.Items {
@@ -236,6 +252,11 @@ func (ReadingsCodec) Decode(b []byte) (Readings, error) {
 		rs.Firmware = uint16(fw)
 		rs.ReceivedMs = rd.varint("received")
 		rs.Duplicates = rd.uvarint("duplicates")
+	}
+	rs.Part = -1
+	if v >= 3 {
+		rs.RawOffset = rd.varint("raw offset")
+		rs.Part = rd.varint("part")
 	}
 	if n := rd.length("reading count", minReadingLen); n > 0 {
 		rs.Items = make([]Reading, n)

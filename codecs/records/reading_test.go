@@ -14,7 +14,7 @@ import (
 func randReadings(t testing.TB, r *rand.Rand) Readings {
 	p := randPackage(t, r, 1+r.IntN(40))
 	rs := Readings{DeviceID: p.Header.DeviceID, Duplicates: r.Uint64N(5000), Version: p.Header.Version,
-		Firmware: p.Header.Firmware, ReceivedMs: r.Int64() - r.Int64()}
+		Firmware: p.Header.Firmware, ReceivedMs: r.Int64() - r.Int64(), RawOffset: r.Int64N(1 << 40), Part: r.Int64N(1<<32) - 1}
 	for i := range p.Messages {
 		rs.Items = append(rs.Items, NewReading(rs.DeviceID, &p.Messages[i]))
 	}
@@ -47,7 +47,8 @@ func sameReading(a, b Reading) bool {
 
 func sameReadings(a, b Readings) bool {
 	if a.DeviceID != b.DeviceID || len(a.Items) != len(b.Items) || a.Duplicates != b.Duplicates ||
-		a.Version != b.Version || a.Firmware != b.Firmware || a.ReceivedMs != b.ReceivedMs {
+		a.Version != b.Version || a.Firmware != b.Firmware || a.ReceivedMs != b.ReceivedMs ||
+		a.RawOffset != b.RawOffset || a.Part != b.Part {
 		return false
 	}
 	for i := range a.Items {
@@ -114,7 +115,7 @@ func TestReadingsDecodesVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Readings{DeviceID: 4242, Items: []Reading{
+	want := Readings{DeviceID: 4242, Part: -1, Items: []Reading{
 		{DeviceID: 4242, TimeMs: 1763900000000, ContentCRC: 0x01020304, Type: protocol.TypeGPS,
 			LatDeg: 474979530.0 / 1e7, LonDeg: -703333000.0 / 1e7, SpeedKmh: 87.3, HeadingDeg: 271, Hdop: 0.95, Satellites: 11},
 		{DeviceID: 4242, TimeMs: 1763899999750, ContentCRC: 0x05060708, Type: protocol.TypeBattery, BatteryV: 12.65},
@@ -135,22 +136,47 @@ func TestReadingsDecodesVersion1(t *testing.T) {
 	}
 }
 
-// Version 2 adds the package fields; a record with all of them set
-// survives a round trip, and the bytes are pinned by a golden file.
+// Version 2 adds the package fields; a version 2 record still decodes,
+// without the package's identity.
 func TestReadingsVersion2(t *testing.T) {
-	rs := Readings{DeviceID: 4242, Duplicates: 3, Version: 2, Firmware: 0x0103, ReceivedMs: 1763900000999, Items: []Reading{
+	want := Readings{DeviceID: 4242, Duplicates: 3, Version: 2, Firmware: 0x0103, ReceivedMs: 1763900000999, Part: -1, Items: []Reading{
+		{DeviceID: 4242, TimeMs: 1763900000000, ContentCRC: 0x01020304, Type: protocol.TypeEngine, RPM: 2500, CoolantC: 121, FuelPct: 40},
+	}}
+	golden := readGoldenHex(t, "readings-v2.hex")
+	got, err := ReadingsCodec{}.Decode(golden)
+	if err != nil || !sameReadings(got, want) || got.HasIdentity() {
+		t.Fatalf("got %+v, %v\nwant %+v", got, err, want)
+	}
+	if readingsVersion == 2 {
+		if enc, _ := (ReadingsCodec{}).Encode(want); !bytes.Equal(enc, golden) {
+			t.Fatalf("encoder no longer writes the version 2 layout:\n got %x\nwant %x", enc, golden)
+		}
+	}
+}
+
+// Version 3 adds the package's identity (raw offset and part); a record
+// with every field set survives a round trip, and the bytes are pinned by
+// a golden file.
+func TestReadingsVersion3(t *testing.T) {
+	rs := Readings{DeviceID: 4242, Duplicates: 3, Version: 2, Firmware: 0x0103, ReceivedMs: 1763900000999, RawOffset: 123456, Part: -1, Items: []Reading{
 		{DeviceID: 4242, TimeMs: 1763900000000, ContentCRC: 0x01020304, Type: protocol.TypeEngine, RPM: 2500, CoolantC: 121, FuelPct: 40},
 	}}
 	enc, err := ReadingsCodec{}.Encode(rs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if golden := readGoldenHex(t, "readings-v2.hex"); !bytes.Equal(enc, golden) {
-		t.Fatalf("version 2 layout changed:\n got %x\nwant %x", enc, golden)
+	golden := readGoldenHex(t, "readings-v3.hex")
+	if !bytes.Equal(enc, golden) {
+		t.Fatalf("version 3 layout changed:\n got %x\nwant %x", enc, golden)
 	}
-	got, err := ReadingsCodec{}.Decode(enc)
-	if err != nil || !sameReadings(got, rs) {
+	got, err := ReadingsCodec{}.Decode(golden)
+	if err != nil || !sameReadings(got, rs) || !got.HasIdentity() {
 		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	for n := range len(golden) {
+		if _, err := (ReadingsCodec{}).Decode(golden[:n]); !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrVersion) {
+			t.Fatalf("prefix of %d bytes: %v", n, err)
+		}
 	}
 }
 
@@ -174,6 +200,8 @@ func fuzzRoundTrip[T any](t *testing.T, in []byte, dec func([]byte) (T, error), 
 
 func FuzzReadings(f *testing.F) {
 	f.Add(readGoldenHex(f, "readings-v1.hex"))
+	f.Add(readGoldenHex(f, "readings-v2.hex"))
+	f.Add(readGoldenHex(f, "readings-v3.hex"))
 	r := rand.New(rand.NewPCG(6, 6))
 	for range 4 {
 		b, _ := ReadingsCodec{}.Encode(randReadings(f, r))

@@ -2,6 +2,7 @@ package records
 
 import (
 	"encoding/binary"
+	"slices"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 )
@@ -30,6 +31,89 @@ type DeviceState struct {
 	// Latest holds the newest reading of each type by message time, at most
 	// one per type, ordered by type.
 	Latest []Reading
+	// Applied holds the keys (ReadingsKey, EnvelopeKey) of the records most
+	// recently applied to the state, oldest first, at most AppliedLimit
+	// (format version 2). See MarkApplied.
+	Applied []uint64
+}
+
+// AppliedLimit bounds DeviceState.Applied. The stages are at least once: a
+// crash after a table write and before the offset commit replays the
+// records handled since the last commit, and only those. A device's records
+// since the last commit are its records of about one commit interval (a
+// second by default), so 64 keys cover a device sending dozens of packages
+// and dead letters a second, at 8 bytes each in the table.
+const AppliedLimit = 64
+
+// WasApplied reports whether the record of key is among the recently
+// applied ones.
+func (s *DeviceState) WasApplied(key uint64) bool { return slices.Contains(s.Applied, key) }
+
+// MarkApplied remembers key as applied, forgetting the oldest key beyond
+// AppliedLimit.
+func (s *DeviceState) MarkApplied(key uint64) {
+	if n := len(s.Applied); n >= AppliedLimit {
+		s.Applied = slices.Delete(s.Applied, 0, n-AppliedLimit+1)
+	}
+	s.Applied = append(s.Applied, key)
+}
+
+// FNV-1a, 64 bits: a stable hash (the keys are stored).
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnvBytes(h uint64, b []byte) uint64 {
+	for _, c := range b {
+		h = (h ^ uint64(c)) * fnvPrime
+	}
+	return h
+}
+
+func fnvString(h uint64, s string) uint64 {
+	h = fnvUint(h, uint64(len(s)))
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return h
+}
+
+func fnvUint(h, v uint64) uint64 {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return fnvBytes(h, b[:])
+}
+
+// ReadingsKey is the key of a Readings record with its package's identity
+// (see Readings.HasIdentity): a hash of its raw offset and part.
+func ReadingsKey(rawOffset, part int64) uint64 {
+	h := fnvBytes(fnvOffset, []byte{'R'})
+	h = fnvUint(h, uint64(rawOffset))
+	return fnvUint(h, uint64(part))
+}
+
+// EnvelopeKey is a dead-letter envelope's identity, as a hash: its Stage,
+// Topic, Partition, Offset, Reason and Error; and its Timestamp when it has
+// no record coordinates (Partition or Offset -1, as the edge writes), since
+// those are distinct attempts. A stage that replays a record writes its
+// envelopes again with equal keys (the decoder's message-level envelopes
+// differ by their Error, which names the message), while Attempts and the
+// failure times may differ. Tools that count dead letters count distinct
+// keys.
+func EnvelopeKey(e *Envelope) uint64 {
+	h := fnvBytes(fnvOffset, []byte{'E'})
+	h = fnvString(h, e.Stage)
+	h = fnvString(h, e.Topic)
+	h = fnvUint(h, uint64(int64(e.Partition)))
+	h = fnvUint(h, uint64(e.Offset))
+	h = fnvString(h, e.Reason)
+	h = fnvString(h, e.Error)
+	if e.Partition == -1 || e.Offset == -1 {
+		h = fnvUint(h, uint64(e.Timestamp.Unix()))
+		h = fnvUint(h, uint64(e.Timestamp.Nanosecond()))
+	}
+	return h
 }
 
 // LatestOf returns the newest reading of type t, if any.
@@ -71,7 +155,11 @@ func (s *DeviceState) Observe(r Reading) bool {
 // PackagesRejected, LastSeenMs (uvarints), Version (1 byte), Firmware
 // (uvarint), the count of latest readings (uvarint) and each as TimeMs
 // (uvarint) and the reading body of the Readings format.
-const deviceStateVersion = 1
+//
+// Version 2 appends the Applied keys: count (uvarint) and each as 8 bytes
+// big-endian (hashes do not shrink as varints). Version 1 is still read
+// (Applied then is empty).
+const deviceStateVersion = 2
 
 // DeviceStateCodec encodes and decodes DeviceState values. It implements
 // codecs.Codec[DeviceState].
@@ -79,7 +167,7 @@ type DeviceStateCodec struct{}
 
 // Encode returns the record bytes of s.
 func (DeviceStateCodec) Encode(s DeviceState) ([]byte, error) {
-	b := make([]byte, 0, 48+32*len(s.Latest))
+	b := make([]byte, 0, 48+32*len(s.Latest)+8*len(s.Applied))
 	b = append(b, deviceStateVersion)
 	for _, v := range []uint64{s.DeviceID, s.Messages, s.Duplicates, s.Invalid, s.PackagesRejected, s.LastSeenMs} {
 		b = binary.AppendUvarint(b, v)
@@ -91,6 +179,10 @@ func (DeviceStateCodec) Encode(s DeviceState) ([]byte, error) {
 		b = binary.AppendUvarint(b, s.Latest[i].TimeMs)
 		b = appendReadingBody(b, &s.Latest[i])
 	}
+	b = binary.AppendUvarint(b, uint64(len(s.Applied)))
+	for _, k := range s.Applied {
+		b = binary.BigEndian.AppendUint64(b, k)
+	}
 	return b, nil
 }
 
@@ -98,7 +190,7 @@ func (DeviceStateCodec) Encode(s DeviceState) ([]byte, error) {
 func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 	var s DeviceState
 	r := reader{b: b}
-	r.version("device state", deviceStateVersion)
+	v := r.version("device state", deviceStateVersion)
 	s.DeviceID = r.uvarint("device id")
 	s.Messages = r.uvarint("messages")
 	s.Duplicates = r.uvarint("duplicates")
@@ -117,6 +209,18 @@ func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 			s.Latest[i].DeviceID = s.DeviceID
 			s.Latest[i].TimeMs = r.uvarint("latest time")
 			r.readingBody(&s.Latest[i])
+		}
+	}
+	if v >= 2 {
+		if n := r.length("applied count", 8); n > 0 {
+			s.Applied = make([]uint64, n)
+			for i := range s.Applied {
+				p := r.raw("applied key", 8)
+				if p == nil {
+					break
+				}
+				s.Applied[i] = binary.BigEndian.Uint64(p)
+			}
 		}
 	}
 	if err := r.finish("device state"); err != nil {

@@ -3,6 +3,7 @@ package records
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 )
@@ -12,6 +13,8 @@ func TestDeviceStateRoundTrip(t *testing.T) {
 	s.Observe(Reading{DeviceID: s.DeviceID, TimeMs: 5, Type: protocol.TypeGPS, LatDeg: 52.5, LonDeg: -13.25, SpeedKmh: 88.8, HeadingDeg: 359, Hdop: 1.2, Satellites: 9})
 	s.Observe(Reading{DeviceID: s.DeviceID, TimeMs: 6, Type: protocol.TypeBattery, BatteryV: 12.345})
 	s.Observe(Reading{DeviceID: s.DeviceID, TimeMs: 7, Type: protocol.TypeAccel, XG: -1.5, YG: 0.001, ZG: 16})
+	s.MarkApplied(ReadingsKey(100, -1))
+	s.MarkApplied(1<<64 - 1)
 	b, err := DeviceStateCodec{}.Encode(s)
 	if err != nil {
 		t.Fatal(err)
@@ -48,8 +51,70 @@ func TestDeviceStateObserveKeepsNewest(t *testing.T) {
 	}
 }
 
+// A version 1 state still decodes, with nothing applied.
+func TestDeviceStateDecodesVersion1(t *testing.T) {
+	// Version 1: device 7, messages 3, duplicates 1, invalid 0, rejected 0,
+	// last seen 9, version 2, firmware 0x0102, no latest readings.
+	s, err := DeviceStateCodec{}.Decode([]byte{1, 7, 3, 1, 0, 0, 9, 2, 0x82, 0x02, 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DeviceState{DeviceID: 7, Messages: 3, Duplicates: 1, LastSeenMs: 9, Version: 2, Firmware: 0x0102}
+	if !reflect.DeepEqual(s, want) {
+		t.Fatalf("got %+v, want %+v", s, want)
+	}
+}
+
+// The applied keys are bounded, oldest forgotten first.
+func TestDeviceStateAppliedIsBounded(t *testing.T) {
+	var s DeviceState
+	for i := range int64(AppliedLimit + 10) {
+		s.MarkApplied(ReadingsKey(i+1, -1))
+	}
+	if len(s.Applied) != AppliedLimit {
+		t.Fatalf("%d keys kept, want %d", len(s.Applied), AppliedLimit)
+	}
+	if s.WasApplied(ReadingsKey(10, -1)) || !s.WasApplied(ReadingsKey(11, -1)) || !s.WasApplied(ReadingsKey(AppliedLimit+10, -1)) {
+		t.Error("not the newest keys kept")
+	}
+	b, _ := DeviceStateCodec{}.Encode(s)
+	t.Logf("a state with %d applied keys takes %d bytes", len(s.Applied), len(b))
+}
+
+// Keys tell records apart by identity only.
+func TestRecordKeys(t *testing.T) {
+	if ReadingsKey(5, -1) == ReadingsKey(5, 0) || ReadingsKey(5, 1) == ReadingsKey(6, 1) {
+		t.Error("distinct readings share a key")
+	}
+	at := time.Date(2025, 11, 23, 12, 0, 0, 0, time.UTC)
+	e := Envelope{Stage: "decode", Reason: "out_of_range", Error: "gps message at 5 ms", Topic: "telemetry.raw", Partition: 2, Offset: 40,
+		Timestamp: at, Attempts: 1, FirstFailure: at, LastFailure: at}
+	again := e
+	again.Attempts, again.FirstFailure, again.LastFailure = 2, at.Add(time.Minute), at.Add(time.Minute)
+	if EnvelopeKey(&e) != EnvelopeKey(&again) {
+		t.Error("a replayed envelope has another key")
+	}
+	other := e
+	other.Error = "gps message at 6 ms"
+	if EnvelopeKey(&e) == EnvelopeKey(&other) {
+		t.Error("two messages' envelopes share a key")
+	}
+	edge1 := Envelope{Stage: "edge", Reason: "header_crc", Topic: "telemetry.raw", Partition: -1, Offset: -1, Timestamp: at}
+	edge2 := edge1
+	edge2.Timestamp = at.Add(time.Millisecond)
+	if EnvelopeKey(&edge1) == EnvelopeKey(&edge2) {
+		t.Error("two edge attempts share a key")
+	}
+	if ReadingsKey(0, 0) == EnvelopeKey(&Envelope{}) {
+		t.Error("kinds share a key")
+	}
+}
+
 func FuzzDeviceStateDecode(f *testing.F) {
 	b, _ := DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, Messages: 1, Latest: []Reading{{DeviceID: 3, TimeMs: 9, Type: protocol.TypeEvent, EventCode: 3, Severity: 4}}})
+	f.Add(b)
+	f.Add([]byte{1, 7, 3, 1, 0, 0, 9, 2, 0x82, 0x02, 0})
+	b, _ = DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, Applied: []uint64{1, 2}})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := DeviceStateCodec{}.Decode(b)
