@@ -60,6 +60,9 @@ func (p *Pipeline) decode(c *topology.Context, out topology.Output[records.Batch
 	// learns its firmware and its duplicates from it.
 	b := records.NewBatch(pkg, received)
 	b.Messages = s.ok
+	// The raw record's coordinates are the package's identity: later
+	// stages recognise a replay of this record by them.
+	b.RawPartition, b.RawOffset = c.Partition(), c.Offset()
 	return out.Emit(c, strconv.FormatUint(pkg.Header.DeviceID, 10), b)
 }
 

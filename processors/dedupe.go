@@ -28,6 +28,18 @@ import (
 // than the window (relative to the device's newest bucket) are stored
 // without a check: their rows are idempotent, only view counts could
 // double-count them.
+//
+// Replays: the stages are at least once, so after a crash a package can be
+// handled again although its identities were already stored. Each stored
+// identity remembers the raw offset of the package that stored it; a
+// package that finds an identity stored under its own raw offset is a
+// replay of that package and treats the message as new again, so that it
+// emits exactly the Readings of its first pass (same items, same
+// duplicates), with its identity (raw offset and part) for device-state to
+// apply once. A package that finds it under an earlier offset is a resend:
+// the message is a duplicate. Packages without an identity (raw offset 0:
+// records from before format version 2, or the raw topic's first record)
+// count every stored identity as a duplicate, as before.
 
 // dedupeLoop is the value of the dedupe group's loop topic.
 type dedupeLoop struct {
@@ -154,7 +166,7 @@ func (p *Pipeline) routeByBucket(c *topology.Context, out topology.Output[record
 		}
 	}
 	if len(unchecked.Items) > 0 || len(buckets) == 0 {
-		p.fillReadings(&unchecked, &b, dups)
+		p.fillReadings(&unchecked, &b, dups, -1)
 		return out.Emit(c, key, unchecked)
 	}
 	return nil
@@ -177,16 +189,25 @@ func (p *Pipeline) dedupeBucket(c *topology.Context, out topology.Output[records
 	}
 	var rs records.Readings
 	dups := v.batch.IntraPackageDuplicates
+	raw := v.batch.RawOffset
+	// claimed are the identities this package has taken in this call: a
+	// second copy of one is a duplicate even on a replay.
+	var claimed []uint64
+	changed := false
 	for i := range v.batch.Messages {
 		m := &v.batch.Messages[i]
 		id := uint64(int64(m.TimeMs)-bk*bucketMs)<<32 | uint64(m.ContentCRC)
-		if !entry.Add(id) {
+		if stored, ok := entry.Lookup(id); !ok {
+			entry.Store(id, raw)
+			changed = true
+		} else if raw <= 0 || stored != raw || slices.Contains(claimed, id) {
 			dups++
 			continue
 		}
+		claimed = append(claimed, id)
 		rs.Items = append(rs.Items, records.NewReading(v.batch.DeviceID, m))
 	}
-	if len(rs.Items) > 0 {
+	if changed {
 		entry.UpdatedMs = p.cfg.Now().UnixMilli()
 		if err := p.Dedupe.Set(c, entry); err != nil {
 			return err
@@ -195,13 +216,16 @@ func (p *Pipeline) dedupeBucket(c *topology.Context, out topology.Output[records
 	if len(rs.Items) == 0 && dups == 0 {
 		return nil
 	}
-	p.fillReadings(&rs, &v.batch, dups)
+	p.fillReadings(&rs, &v.batch, dups, bk)
 	return out.Emit(c, device, rs)
 }
 
-// fillReadings sets the package-level fields of a Readings record.
-func (p *Pipeline) fillReadings(rs *records.Readings, b *records.Batch, dups int) {
+// fillReadings sets the package-level fields of a Readings record, part
+// the bucket it comes from (-1: none).
+func (p *Pipeline) fillReadings(rs *records.Readings, b *records.Batch, dups int, part int64) {
 	rs.DeviceID = b.DeviceID
+	rs.RawOffset = b.RawOffset
+	rs.Part = part
 	rs.Duplicates = uint64(dups)
 	rs.Version = b.Version
 	rs.Firmware = b.Firmware

@@ -27,6 +27,14 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 		if err != nil {
 			return err
 		}
+		// A replayed record (same package identity) is applied once.
+		if rs.HasIdentity() {
+			k := records.ReadingsKey(rs.RawOffset, rs.Part)
+			if st.WasApplied(k) {
+				return nil
+			}
+			st.MarkApplied(k)
+		}
 		st.DeviceID = rs.DeviceID
 		applyReadings(&st, &rs)
 		return p.DeviceState.Set(c, st)
@@ -47,6 +55,13 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 		if err != nil {
 			return err
 		}
+		// A stage that replays a record writes its dead letters again: an
+		// envelope is counted once by its identity.
+		k := records.EnvelopeKey(&e)
+		if st.WasApplied(k) {
+			return nil
+		}
+		st.MarkApplied(k)
 		st.DeviceID = id
 		if messageLevel(reason) {
 			st.Invalid++

@@ -294,3 +294,164 @@ func TestSinkRefusedGoesToDeadLetters(t *testing.T) {
 		t.Errorf("state = %+v", st)
 	}
 }
+
+// batch returns the Batch of messages at base+offsets, as the decoder
+// would hand it on for the raw record at rawOffset.
+func batch(base uint64, rawOffset int64, dups int, offsets ...uint32) records.Batch {
+	b := records.Batch{DeviceID: device, PackageSeq: 1, Version: 2, Firmware: 0x0102, BaseTimeMs: base,
+		ReceivedMs: received.UnixMilli(), RawOffset: rawOffset, IntraPackageDuplicates: dups}
+	for i, o := range offsets {
+		m := gps(base+uint64(o), int32(i+1))
+		m.OffsetMs = o
+		m.ContentCRC = uint32(1000 + i)
+		b.Messages = append(b.Messages, m)
+	}
+	return b
+}
+
+// readingsKey identifies the Readings record of a package's part.
+type readingsKey struct{ raw, part int64 }
+
+func normalizedByPart(t *testing.T, f *fixture) map[readingsKey]records.Readings {
+	t.Helper()
+	out := map[readingsKey]records.Readings{}
+	for _, r := range topologytest.Read(f.d, f.p.Normalized) {
+		k := readingsKey{r.Value.RawOffset, r.Value.Part}
+		if _, ok := out[k]; ok {
+			t.Fatalf("two records of part %+v", k)
+		}
+		out[k] = r.Value
+	}
+	return out
+}
+
+// A replayed package (the same raw record handled again after a crash)
+// re-emits exactly its first readings, and device state counts it once; a
+// resend of its messages in another raw record counts them as duplicates.
+func TestReplayedPackageCountsOnce(t *testing.T) {
+	// A one-bucket window: a message four buckets behind the package's
+	// newest is stored without a check (part -1).
+	f := newFixture(t, processors.Config{DedupeWindow: 10 * time.Minute, DedupeBucket: 10 * time.Minute})
+	base := uint64(baseTime - baseTime%600_000)
+	key := strconv.Itoa(device)
+	// Parts: bucket b (2 messages, one repeated in the package), bucket
+	// b+1 (1), and -1 (1, 40 minutes behind).
+	first := batch(base, 100, 1, 40*60_000, 40*60_000+1000, 50*60_000+1000, 60_000)
+	first.Messages[1].ContentCRC = first.Messages[0].ContentCRC // a repeat the codec missed
+	first.Messages[1].OffsetMs, first.Messages[1].TimeMs = first.Messages[0].OffsetMs, first.Messages[0].TimeMs
+
+	topologytest.Send(f.d, f.p.Decoded, key, first)
+	once := normalizedByPart(t, f)
+	st := f.state()
+	if st.Messages != 3 || st.Duplicates != 2 {
+		t.Fatalf("after the package: messages %d duplicates %d, want 3 and 2", st.Messages, st.Duplicates)
+	}
+	if len(once) != 3 {
+		t.Fatalf("%d parts emitted, want 3: %+v", len(once), once)
+	}
+	if _, ok := once[readingsKey{100, -1}]; !ok {
+		t.Fatalf("no unchecked part: %+v", once)
+	}
+
+	topologytest.Send(f.d, f.p.Decoded, key, first) // the replay
+	twice := normalizedByPart(t, f)
+	if len(twice) != len(once) {
+		t.Fatalf("replay emitted %d parts, first pass %d", len(twice), len(once))
+	}
+	for k, rs := range once {
+		again, ok := twice[k]
+		if !ok || again.Duplicates != rs.Duplicates || !slices.EqualFunc(again.Items, rs.Items, func(a, b records.Reading) bool { return a == b }) {
+			t.Errorf("part %+v: replay emitted %+v, first pass %+v", k, again, rs)
+		}
+	}
+	if st = f.state(); st.Messages != 3 || st.Duplicates != 2 {
+		t.Fatalf("after the replay: messages %d duplicates %d, want 3 and 2", st.Messages, st.Duplicates)
+	}
+
+	// Two of the messages in another raw record: a resend, duplicates.
+	resend := first
+	resend.RawOffset, resend.IntraPackageDuplicates = 200, 0
+	resend.Messages = []protocol.Message{first.Messages[0], first.Messages[2]}
+	topologytest.Send(f.d, f.p.Decoded, key, resend)
+	if st = f.state(); st.Messages != 3 || st.Duplicates != 4 {
+		t.Fatalf("after a resend: messages %d duplicates %d, want 3 and 4", st.Messages, st.Duplicates)
+	}
+	// And its replay adds nothing.
+	topologytest.Send(f.d, f.p.Decoded, key, resend)
+	if st = f.state(); st.Messages != 3 || st.Duplicates != 4 {
+		t.Fatalf("after the resend's replay: messages %d duplicates %d, want 3 and 4", st.Messages, st.Duplicates)
+	}
+}
+
+// A package without an identity (raw offset 0: records of the older
+// format) is counted as before: a second copy is all duplicates.
+func TestPackageWithoutIdentity(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	key := strconv.Itoa(device)
+	b := batch(baseTime, 0, 0, 1000, 2000)
+	topologytest.Send(f.d, f.p.Decoded, key, b)
+	topologytest.Send(f.d, f.p.Decoded, key, b)
+	if st := f.state(); st.Messages != 2 || st.Duplicates != 2 {
+		t.Fatalf("messages %d duplicates %d, want 2 and 2", st.Messages, st.Duplicates)
+	}
+}
+
+// Device state applies a Readings record once per package identity (raw
+// offset and part); records without one are applied every time.
+func TestReplayedReadingsAppliedOnce(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	key := strconv.Itoa(device)
+	r := records.NewReading(device, &protocol.Message{Type: protocol.TypeBattery, TimeMs: baseTime, Millivolts: 12000})
+	rs := records.Readings{DeviceID: device, Items: []records.Reading{r}, Duplicates: 1, RawOffset: 7, Part: 3}
+	topologytest.Send(f.d, f.p.Normalized, key, rs)
+	topologytest.Send(f.d, f.p.Normalized, key, rs)
+	if st := f.state(); st.Messages != 1 || st.Duplicates != 1 {
+		t.Fatalf("after a replay: messages %d duplicates %d, want 1 and 1", st.Messages, st.Duplicates)
+	}
+	other := rs
+	other.Part = -1
+	topologytest.Send(f.d, f.p.Normalized, key, other)
+	if st := f.state(); st.Messages != 2 || st.Duplicates != 2 {
+		t.Fatalf("another part: messages %d duplicates %d, want 2 and 2", st.Messages, st.Duplicates)
+	}
+	old := rs
+	old.RawOffset, old.Part = 0, -1
+	topologytest.Send(f.d, f.p.Normalized, key, old)
+	topologytest.Send(f.d, f.p.Normalized, key, old)
+	if st := f.state(); st.Messages != 4 || st.Duplicates != 4 {
+		t.Fatalf("without identity: messages %d duplicates %d, want 4 and 4", st.Messages, st.Duplicates)
+	}
+}
+
+// Device state counts a dead letter once per envelope identity: a decoder
+// replay writes the same envelopes again; edge attempts are told apart by
+// their time.
+func TestReplayedDeadLetterCountedOnce(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	key := strconv.Itoa(device)
+	e := records.Envelope{Stage: processors.GroupDecode, Reason: protocol.ReasonOutOfRange.String(), Error: "gps message at 5 ms (content crc 00000001): out_of_range",
+		Topic: processors.TopicRaw, Partition: 0, Offset: 42, Key: []byte(key), Value: []byte{1}, Timestamp: received, Attempts: 1}
+	topologytest.Send(f.d, f.p.DeadLetters, key, e)
+	e2 := e
+	e2.Attempts, e2.LastFailure = 2, received.Add(time.Minute)
+	topologytest.Send(f.d, f.p.DeadLetters, key, e2) // the replay
+	if st := f.state(); st.Invalid != 1 {
+		t.Fatalf("invalid = %d after a replayed envelope, want 1", st.Invalid)
+	}
+	other := e
+	other.Error = "gps message at 6 ms (content crc 00000002): out_of_range"
+	topologytest.Send(f.d, f.p.DeadLetters, key, other)
+	if st := f.state(); st.Invalid != 2 {
+		t.Fatalf("invalid = %d after another message's envelope, want 2", st.Invalid)
+	}
+
+	edgeEnv := records.Envelope{Stage: processors.StageEdge, Reason: protocol.ReasonHeaderCRC.String(), Error: "header crc",
+		Topic: processors.TopicRaw, Partition: -1, Offset: -1, Timestamp: received}
+	topologytest.Send(f.d, f.p.DeadLetters, key, edgeEnv)
+	topologytest.Send(f.d, f.p.DeadLetters, key, edgeEnv)
+	edgeEnv.Timestamp = received.Add(time.Millisecond)
+	topologytest.Send(f.d, f.p.DeadLetters, key, edgeEnv)
+	if st := f.state(); st.PackagesRejected != 2 {
+		t.Fatalf("packages_rejected = %d after two edge attempts (one replayed), want 2", st.PackagesRejected)
+	}
+}
