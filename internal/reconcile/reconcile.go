@@ -268,7 +268,11 @@ func messageLevel(r protocol.Reason) bool {
 
 // DeadLetterCounter returns a function that reads the whole dead-letter
 // topic (up to its end when called) with a plain Kafka consumer and counts
-// its records by reason.
+// its distinct envelopes by reason. After a crash a stage replays the
+// records it had not committed and writes their envelopes again, so an
+// envelope may appear twice: envelopes with equal records.EnvelopeKey are
+// counted once, as device state counts them. Records that are not
+// envelopes are counted under "<undecodable>", each one.
 func DeadLetterCounter(k topology.Kafka, topic string) func(ctx context.Context) (map[string]int, error) {
 	return func(ctx context.Context) (map[string]int, error) {
 		c, err := sarama.NewConsumer(k.Brokers, k.Config())
@@ -286,6 +290,7 @@ func DeadLetterCounter(k topology.Kafka, topic string) func(ctx context.Context)
 			return nil, fmt.Errorf("reconcile: partitions of %s: %w", topic, err)
 		}
 		out := map[string]int{}
+		seen := map[uint64]struct{}{}
 		for _, part := range parts {
 			end, err := client.GetOffset(topic, part, sarama.OffsetNewest)
 			if err != nil {
@@ -304,7 +309,7 @@ func DeadLetterCounter(k topology.Kafka, topic string) func(ctx context.Context)
 					e, err := records.EnvelopeCodec{}.Decode(m.Value)
 					if err != nil {
 						out["<undecodable>"]++
-					} else {
+					} else if k := records.EnvelopeKey(&e); !seenBefore(seen, k) {
 						out[e.Reason]++
 					}
 					done = m.Offset+1 >= end
@@ -317,4 +322,13 @@ func DeadLetterCounter(k topology.Kafka, topic string) func(ctx context.Context)
 		}
 		return out, nil
 	}
+}
+
+// seenBefore reports whether k is in seen, and adds it.
+func seenBefore(seen map[uint64]struct{}, k uint64) bool {
+	if _, ok := seen[k]; ok {
+		return true
+	}
+	seen[k] = struct{}{}
+	return false
 }
