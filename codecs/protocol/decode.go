@@ -116,6 +116,9 @@ type Decoder struct {
 	seeded   bool
 	// offs is scratch for rebuilding the table in hashMode.
 	offs []uint32
+	// slowOnly makes the decoder take the reference path (record) for
+	// every record, never fastRecords; tests set it to compare the two.
+	slowOnly bool
 }
 
 // Decode decodes the package b into p, reusing p's slices. It returns nil
@@ -153,7 +156,9 @@ func (d *Decoder) decode(b []byte, p *Package) *PackageError {
 	if perr != nil {
 		return perr
 	}
-	body := b[h.Len():]
+	// With no spare capacity, so that nothing reads past the input
+	// (fastRecords reads up to cap(body)).
+	body := b[h.Len():len(b):len(b)]
 	// Check 5.
 	if h.Flags&FlagSnappy != 0 {
 		if body, perr = d.decompress(body); perr != nil {
@@ -164,70 +169,110 @@ func (d *Decoder) decode(b []byte, p *Package) *PackageError {
 	// record checks: the records are decoded as they are framed, and a
 	// framing failure discards what was decoded (Decode resets p).
 	n := int(h.MessageCount)
-	if cap(p.Messages) < n {
-		p.Messages = make([]Message, 0, n)
+	// Kept messages are written in place into msgs, which has room for
+	// every record: building a Message elsewhere and appending it would
+	// cost a copy of the whole struct per message.
+	msgs := p.Messages[:0]
+	if cap(msgs) < n {
+		msgs = make([]Message, 0, n)
+		p.Messages = msgs
 	}
 	d.resetTable(n)
-	off := 0
-	for i := 0; i < n; i++ {
-		if len(body)-off < RecordHeaderLen {
-			return reject(6, ReasonCountMismatch, "record %d of %d: header runs past the body end", i, n)
-		}
-		start := off
-		pl := int(binary.BigEndian.Uint16(body[off:]))
-		sum := binary.BigEndian.Uint32(body[off+2:])
-		ps := off + RecordHeaderLen
-		off = ps + pl
-		if off > len(body) {
-			return reject(6, ReasonCountMismatch, "record %d of %d: payload runs past the body end", i, n)
-		}
-		payload := body[ps:off]
-		// Record check 1.
-		if crc(payload) != sum {
-			p.Rejected = append(p.Rejected, RecordRejection{Index: i, Reason: ReasonMessageCRC})
-			continue
-		}
-		// Record check 2.
-		if d.seen(body, start, sum, payload) {
-			p.IntraPackageDuplicates++
-			continue
-		}
-		// Record checks 3-4, on the payload's first 16 bytes as a 128-bit
-		// big-endian value, loaded in place when the body is long enough.
-		var hi, lo uint64
-		if ps+16 <= len(body) {
-			hi = binary.BigEndian.Uint64(body[ps:])
-			lo = binary.BigEndian.Uint64(body[ps+8:])
-		} else {
-			hi, lo = load128(payload)
-		}
-		var m Message
-		if r := parsePayload(h.Version, pl, hi, lo, &m); r != ReasonNone {
-			p.Rejected = append(p.Rejected, RecordRejection{Index: i, Reason: r})
-			continue
-		}
-		m.CRC = sum
-		m.TimeMs = h.BaseTimeMs + uint64(m.OffsetMs)
-		m.ContentCRC = contentCRC(sum, pl, m.OffsetMs)
-		p.Messages = append(p.Messages, m)
+	r := records{
+		body:    body,
+		msgs:    msgs[:n],
+		specs:   &payloadSpecs[h.Version&1],
+		version: h.Version,
+		base:    h.BaseTimeMs,
 	}
-	if off != len(body) {
-		return reject(6, ReasonCountMismatch, "%d bytes left after %d records", len(body)-off, n)
+	// The common records go through fastRecords, which stops at the first
+	// record it does not handle; record decodes that one, and so on.
+	for i := 0; i < n; i++ {
+		if !d.slowOnly {
+			if i = d.fastRecords(&r, i, n); i == n {
+				break
+			}
+		}
+		if perr := d.record(&r, p, i, n); perr != nil {
+			return perr
+		}
+	}
+	p.Messages = r.msgs[:r.kept]
+	if r.off != len(body) {
+		return reject(6, ReasonCountMismatch, "%d bytes left after %d records", len(body)-r.off, n)
 	}
 	return nil
 }
 
+// records is the state of the record loop.
+type records struct {
+	body []byte // the decompressed body; fastRecords reads up to its cap
+	off  int    // offset of the next record in body
+	// msgs has room for every record; the kept messages are msgs[:kept].
+	msgs    []Message
+	kept    int
+	specs   *[16]payloadSpec // payloadSpecs of the package's version
+	version uint8
+	base    uint64 // base_time_ms
+}
+
+// record decodes record i of n, at r.off. It is the reference path: it
+// handles every case (rejections, duplicates, CRC collisions, long
+// payloads, the body's end) in the order of PROTOCOL.md, plainly written.
+// fastRecords does the common case faster; tests check that the two agree.
+func (d *Decoder) record(r *records, p *Package, i, n int) *PackageError {
+	body := r.body
+	if len(body)-r.off < RecordHeaderLen {
+		return reject(6, ReasonCountMismatch, "record %d of %d: header runs past the body end", i, n)
+	}
+	start := r.off
+	pl := int(binary.BigEndian.Uint16(body[start:]))
+	sum := binary.BigEndian.Uint32(body[start+2:])
+	ps := start + RecordHeaderLen
+	if ps+pl > len(body) {
+		return reject(6, ReasonCountMismatch, "record %d of %d: payload runs past the body end", i, n)
+	}
+	r.off = ps + pl
+	payload := body[ps:r.off]
+	// Record check 1.
+	if crc(payload) != sum {
+		p.Rejected = append(p.Rejected, RecordRejection{Index: i, Reason: ReasonMessageCRC})
+		return nil
+	}
+	// Record check 2.
+	if d.seen(body, start, sum, pl) {
+		p.IntraPackageDuplicates++
+		return nil
+	}
+	// Record checks 3-4.
+	hi, lo := load128(payload)
+	m := &r.msgs[r.kept]
+	if reason := parsePayload(r.version, pl, hi, lo, m); reason != ReasonNone {
+		p.Rejected = append(p.Rejected, RecordRejection{Index: i, Reason: reason})
+		return nil
+	}
+	m.CRC = sum
+	m.TimeMs = r.base + uint64(m.OffsetMs)
+	// The content CRC by its definition: the CRC of the payload with its
+	// 22 offset bits zeroed. (fastRecords derives it from the record CRC.)
+	var w [16]byte
+	binary.BigEndian.PutUint64(w[:], hi&^offsetBits)
+	binary.BigEndian.PutUint64(w[8:], lo)
+	m.ContentCRC = crc(w[:pl])
+	r.kept++
+	return nil
+}
+
+// offsetBits are the 22 time-offset bits in a payload's first 8 bytes as a
+// big-endian value.
+const offsetBits = uint64(MaxTimeOffsetMs) << 38
+
 // load128 returns up to the first 16 bytes of p as a 128-bit big-endian
 // value, zero-padded.
 func load128(p []byte) (hi, lo uint64) {
-	for i := 0; i < len(p) && i < 16; i++ {
-		if i < 8 {
-			hi |= uint64(p[i]) << (56 - 8*i)
-		} else {
-			lo |= uint64(p[i]) << (56 - 8*(i-8))
-		}
-	}
-	return hi, lo
+	var b [16]byte
+	copy(b[:], p)
+	return binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint64(b[8:])
 }
 
 // decompress runs package check 5 and returns the decompressed body, which
@@ -251,7 +296,9 @@ func (d *Decoder) decompress(src []byte) ([]byte, *PackageError) {
 		return nil, reject(5, ReasonTooLarge, "snappy preamble announces %d bytes", n)
 	}
 	if uint64(cap(d.body)) < n {
-		d.body = make([]byte, n)
+		// 16 bytes to spare, within the spec's limit, let fastRecords load
+		// the last payloads 16 bytes at a time too.
+		d.body = make([]byte, n, min(n+16, MaxBodyLen))
 	}
 	out, err := snappyDecode(d.body[:n], src)
 	if err != nil {
@@ -263,7 +310,8 @@ func (d *Decoder) decompress(src []byte) ([]byte, *PackageError) {
 	return out, nil
 }
 
-// resetTable empties the duplicate table, sized for n records.
+// resetTable empties the duplicate table, sized for n records: a power of
+// two at least 2n, so that linear probing stays short.
 func (d *Decoder) resetTable(n int) {
 	size, shift := 16, uint(60)
 	for size < 2*n {
@@ -280,44 +328,68 @@ func (d *Decoder) resetTable(n int) {
 	clear(d.table)
 }
 
-// slot is an entry of the duplicate table: a record's key and its offset
-// in the body + 1 (0 for an empty slot).
-type slot struct {
-	key uint64
-	off uint32
-}
+// slot is an entry of the duplicate table: a record's 32-bit key in the top
+// half and its offset in the body + 1 in the bottom half; 0 is an empty
+// slot (offsets are below 2^20, so off + 1 is never 0). Eight bytes a slot
+// keep the table for a typical package at 1 KiB, cheap to clear.
+type slot uint64
+
+func (e slot) key() uint32 { return uint32(e >> 32) }
+func (e slot) off() int    { return int(uint32(e)) - 1 }
 
 // seen reports whether an earlier CRC-valid record of the package has the
-// same CRC and payload bytes as the record at offset start, and otherwise
-// adds the record to the table.
-func (d *Decoder) seen(body []byte, start int, sum uint32, payload []byte) bool {
-	key := uint64(sum)
+// same CRC and payload bytes as the record at offset start (payload length
+// pl), and otherwise adds the record to the table.
+func (d *Decoder) seen(body []byte, start int, sum uint32, pl int) bool {
+	key := sum
 	if d.hashMode {
-		key = maphash.Bytes(d.seed, payload)
+		key = d.payloadHash(body, start)
 	}
 	mask := uint64(len(d.table) - 1)
 	// Fibonacci hashing: the top bits of the product depend on all bits of
 	// the key.
-	i := (key * 0x9E3779B97F4A7C15) >> d.shift
+	i := (uint64(key) * 0x9E3779B97F4A7C15) >> d.shift
 	for {
-		e := &d.table[i]
-		if e.off == 0 {
-			*e = slot{key: key, off: uint32(start) + 1}
+		e := d.table[i]
+		if e == 0 {
+			d.table[i] = slot(uint64(key)<<32 | uint64(start+1))
 			return false
 		}
-		if e.key == key {
-			o := int(e.off - 1)
-			pl := int(binary.BigEndian.Uint16(body[o:]))
-			if pl == len(payload) && bytes.Equal(body[o+RecordHeaderLen:o+RecordHeaderLen+pl], payload) {
+		if e.key() == key {
+			if samePayload(body, e.off(), start, pl) {
 				return true
 			}
 			if !d.hashMode {
+				// Two different payloads share a CRC (see Decoder.hashMode).
 				d.enterHashMode(body)
-				return d.seen(body, start, sum, payload)
+				return d.seen(body, start, sum, pl)
 			}
+			// In hashMode an equal key of a different payload is a chance
+			// collision of the seeded hash: probe on.
 		}
 		i = (i + 1) & mask
 	}
+}
+
+// samePayload reports whether the record at offset o of body has the
+// payload of length pl that starts at offset start + RecordHeaderLen. Both
+// records are CRC-valid and share a
+// key, so this runs only for duplicates and collisions.
+func samePayload(body []byte, o, start, pl int) bool {
+	if int(binary.BigEndian.Uint16(body[o:])) != pl {
+		return false
+	}
+	a := body[o+RecordHeaderLen : o+RecordHeaderLen+pl]
+	b := body[start+RecordHeaderLen : start+RecordHeaderLen+pl]
+	return bytes.Equal(a, b)
+}
+
+// payloadHash is the hashMode key of the record at offset o of body: the low
+// 32 bits of a seeded hash of its payload. A chance collision only costs a
+// payload comparison; without the seed, collisions cannot be forged.
+func (d *Decoder) payloadHash(body []byte, o int) uint32 {
+	pl := int(binary.BigEndian.Uint16(body[o:]))
+	return uint32(maphash.Bytes(d.seed, body[o+RecordHeaderLen:o+RecordHeaderLen+pl]))
 }
 
 // enterHashMode re-keys the table by payload hash.
@@ -329,21 +401,19 @@ func (d *Decoder) enterHashMode(body []byte) {
 	d.hashMode = true
 	d.offs = d.offs[:0]
 	for _, e := range d.table {
-		if e.off != 0 {
-			d.offs = append(d.offs, e.off)
+		if e != 0 {
+			d.offs = append(d.offs, uint32(e.off()))
 		}
 	}
 	clear(d.table)
 	mask := uint64(len(d.table) - 1)
-	for _, off := range d.offs {
-		o := int(off - 1)
-		pl := int(binary.BigEndian.Uint16(body[o:]))
-		key := maphash.Bytes(d.seed, body[o+RecordHeaderLen:o+RecordHeaderLen+pl])
-		i := (key * 0x9E3779B97F4A7C15) >> d.shift
-		for d.table[i].off != 0 {
+	for _, o := range d.offs {
+		key := d.payloadHash(body, int(o))
+		i := (uint64(key) * 0x9E3779B97F4A7C15) >> d.shift
+		for d.table[i] != 0 {
 			i = (i + 1) & mask
 		}
-		d.table[i] = slot{key: key, off: off}
+		d.table[i] = slot(uint64(key)<<32 | uint64(o+1))
 	}
 }
 
@@ -359,71 +429,110 @@ func bits(hi, lo uint64, pos, w uint) uint64 {
 	return v >> (64 - w)
 }
 
-// padZero reports whether every bit of hi:lo from position used on is zero.
-func padZero(hi, lo uint64, used uint) bool {
-	if used < 64 {
-		return hi<<used == 0 && lo == 0
+// payloadSpec is what record checks 3-4 need to know of a message type in
+// one version: its payload length (0 for an unknown type) and the mask of
+// its padding bits, which must be zero, within the 128-bit big-endian
+// value of a payload's first 16 bytes.
+type payloadSpec struct {
+	len          int
+	padHi, padLo uint64
+}
+
+// payloadSpecs[version&1][type] is the payloadSpec of a type in a version
+// 1 or 2 package (version 1 at index 1, version 2 at index 0). It is
+// computed once at package initialisation and only read afterwards.
+var payloadSpecs = makePayloadSpecs()
+
+// usedBits is the number of bits up to the end of the type's last field.
+func usedBits(version uint8, t MsgType) uint {
+	switch t {
+	case TypeGPS:
+		if version == 1 {
+			return 111
+		}
+		return 124
+	case TypeAccel:
+		return 74
+	case TypeEngine:
+		return 55
+	case TypeEvent:
+		return 37
+	case TypeBattery:
+		return 42
 	}
-	return lo<<(used-64) == 0
+	return 0
+}
+
+func makePayloadSpecs() [2][16]payloadSpec {
+	var specs [2][16]payloadSpec
+	for _, version := range []uint8{1, 2} {
+		for t := range MsgType(16) {
+			n, ok := PayloadLen(version, t)
+			if !ok {
+				continue
+			}
+			s := payloadSpec{len: n}
+			for bit := usedBits(version, t); bit < uint(8*n); bit++ {
+				if bit < 64 {
+					s.padHi |= 1 << (63 - bit)
+				} else {
+					s.padLo |= 1 << (127 - bit)
+				}
+			}
+			specs[version&1][t] = s
+		}
+	}
+	return specs
 }
 
 // parsePayload runs record checks 3 and 4 on a payload of length pl whose
-// first 16 bytes are hi:lo (bytes past pl may be anything), and fills m's
-// type, offset and fields. It returns ReasonNone when the payload is good.
+// first 16 bytes are hi:lo (bytes past pl may be anything). When the
+// payload is good it overwrites all of *m (which may hold an older
+// message) with the type, offset and fields, leaving CRC, ContentCRC and
+// TimeMs to the caller, and returns ReasonNone.
 func parsePayload(version uint8, pl int, hi, lo uint64, m *Message) Reason {
 	if pl < 4 {
 		return ReasonBadLength
 	}
 	t := MsgType(hi >> 60)
-	want, ok := PayloadLen(version, t)
-	if !ok {
+	spec := &payloadSpecs[version&1][t]
+	if spec.len == 0 {
 		return ReasonUnknownType
 	}
-	if pl != want {
+	// The padding masks stop at the payload's end, so bytes past pl do
+	// not matter, and no field reaches past its type's length.
+	if pl != spec.len || hi&spec.padHi|lo&spec.padLo != 0 {
 		return ReasonBadLength
 	}
-	// Clear the bits past the payload (pl is 5..16 here).
-	if pl < 8 {
-		hi &= ^uint64(0) << (64 - 8*uint(pl))
-		lo = 0
-	} else {
-		lo &= ^uint64(0) << (128 - 8*uint(pl))
-	}
-	var used uint
+	// Zero *m in place, then store the fields one by one: a composite
+	// literal would be built on the stack and copied, and the copy's wide
+	// loads of freshly written narrow fields stall store forwarding.
+	*m = Message{}
+	m.Type = t
+	m.OffsetMs = uint32(hi>>38) & MaxTimeOffsetMs
 	switch t {
 	case TypeGPS:
 		m.LatE7 = int32(uint32(bits(hi, lo, 26, 32)))
 		m.LonE7 = int32(uint32(bits(hi, lo, 58, 32)))
 		m.SpeedDkmh = uint16(bits(hi, lo, 90, 12))
 		m.HeadingDeg = uint16(bits(hi, lo, 102, 9))
-		used = 111
 		if version >= 2 {
 			m.HdopD = uint8(bits(hi, lo, 111, 8))
 			m.Satellites = uint8(bits(hi, lo, 119, 5))
-			used = 124
 		}
 	case TypeAccel:
 		m.XMg = int16(uint16(bits(hi, lo, 26, 16)))
 		m.YMg = int16(uint16(bits(hi, lo, 42, 16)))
 		m.ZMg = int16(uint16(bits(hi, lo, 58, 16)))
-		used = 74
 	case TypeEngine:
 		m.RPM = uint16(bits(hi, lo, 26, 14))
 		m.CoolantRaw = uint8(bits(hi, lo, 40, 8))
 		m.FuelPct = uint8(bits(hi, lo, 48, 7))
-		used = 55
 	case TypeEvent:
 		m.Code = uint8(bits(hi, lo, 26, 8))
 		m.Severity = uint8(bits(hi, lo, 34, 3))
-		used = 37
 	case TypeBattery:
 		m.Millivolts = uint16(bits(hi, lo, 26, 16))
-		used = 42
 	}
-	if !padZero(hi, lo, used) {
-		return ReasonBadLength
-	}
-	m.Type = t
-	m.OffsetMs = uint32(hi>>38) & MaxTimeOffsetMs
 	return ReasonNone
 }

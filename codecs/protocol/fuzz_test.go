@@ -9,8 +9,9 @@ import (
 // FuzzDecode decodes arbitrary bytes, seeded with the test vectors and a
 // typical package, and checks the decoder's promises: no panic, no change
 // to the input, every rejection a *PackageError with a known reason,
-// agreement with CheckHeader, an accepted package's records all accounted
-// for, and kept messages that re-encode to the same messages.
+// agreement with CheckHeader and with the reference path alone, an accepted
+// package's records all accounted for, and kept messages that re-encode to
+// the same messages.
 func FuzzDecode(f *testing.F) {
 	for _, v := range loadVectors(f) {
 		f.Add(v.pkg)
@@ -52,6 +53,8 @@ func checkDecode(t *testing.T, d *Decoder, p *Package, b []byte) {
 	if cap(d.body) > MaxBodyLen || len(d.table) > 2*2*MaxMessages {
 		t.Fatalf("scratch beyond the spec's limits: body %d, table %d", cap(d.body), len(d.table))
 	}
+	// The fast path and the reference path alone agree on everything.
+	decodeBoth(t, d, b[:len(b):len(b)])
 	_, herr := CheckHeader(b)
 	var hpe *PackageError
 	if herr != nil && !errors.As(herr, &hpe) {
