@@ -22,7 +22,7 @@ func (v fakeView) Get(id uint64) (records.DeviceState, bool, error) {
 type fakeStore struct{ rows []records.Reading }
 
 func (s *fakeStore) Write(context.Context, []records.Reading) error { return nil }
-func (s *fakeStore) Close() error                                  { return nil }
+func (s *fakeStore) Close() error                                   { return nil }
 func (s *fakeStore) Readings(_ context.Context, q sinks.Query) ([]records.Reading, error) {
 	var out []records.Reading
 	for _, r := range s.rows {
