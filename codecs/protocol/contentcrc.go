@@ -8,17 +8,17 @@ package protocol
 // most significant bit of byte 0). Each byte's contribution is a lookup in
 // the short-CRC tables (shortcrc.go), which the record loop has just used
 // for the record CRC: no second CRC pass per message and no table of its
-// own. (Decoder.record, the reference path, computes it by the definition;
-// the tests check that the two agree.)
+// own. (Decoder.record, the reference path, computes the content CRC by its
+// definition; the tests check that the two agree.)
 
-// contentCRC returns the content CRC of a payload whose CRC is sum and
-// whose first bytes are w; u is crcTablesFor[n] for its length n
-// (4 <= n <= 16).
-func contentCRC(u *[16][256]uint32, sum uint32, w *[16]byte) uint32 {
-	// Payload byte j takes table 15-j.
-	return sum ^
-		u[15][w[0]&0x0f] ^ // byte 0: the type on top, then the offset
-		u[14][w[1]] ^
-		u[13][w[2]] ^
-		u[12][w[3]&0xc0] // byte 3: the offset's last 2 bits on top
+// offsetCRC returns the contribution of the offset bits to the CRC of the
+// payload of length n (4 <= n <= 16) that starts at q[0]: the content CRC
+// is the record CRC XOR offsetCRC. Called with a constant n, it compiles
+// to four loads at constant addresses.
+func offsetCRC(q *[16]byte, n int) uint32 {
+	// Byte j takes crcTables[n-1-j].
+	return crcTables[n-1][q[0]&0x0f] ^ // byte 0: the type on top, then the offset
+		crcTables[n-2][q[1]] ^
+		crcTables[n-3][q[2]] ^
+		crcTables[n-4][q[3]&0xc0] // byte 3: the offset's last 2 bits on top
 }

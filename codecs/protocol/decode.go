@@ -418,15 +418,17 @@ func (d *Decoder) enterHashMode(body []byte) {
 }
 
 // bits returns the w-bit field (1 <= w <= 64) at bit position pos of the
-// 128-bit big-endian value hi:lo.
+// 128-bit big-endian value hi:lo. Called with constants, it inlines to two
+// shifts for a field within hi or within lo, and the general case only for
+// a field across the two.
 func bits(hi, lo uint64, pos, w uint) uint64 {
-	var v uint64
-	if pos < 64 {
-		v = hi<<pos | lo>>(64-pos)
-	} else {
-		v = lo << (pos - 64)
+	switch {
+	case pos+w <= 64:
+		return hi << pos >> (64 - w)
+	case pos >= 64:
+		return lo << (pos - 64) >> (64 - w)
 	}
-	return v >> (64 - w)
+	return (hi<<pos | lo>>(64-pos)) >> (64 - w)
 }
 
 // payloadSpec is what record checks 3-4 need to know of a message type in

@@ -8,34 +8,42 @@ import (
 	"testing"
 )
 
-// TestShortCRCTables checks the short-payload CRC tables (shortcrc.go) and
-// contentCRC against hash/crc32, for every length from 1 to 16.
+// TestShortCRCTables checks the short-payload CRC tables (shortcrc.go),
+// crc4At, crc2At, crc1At and offsetCRC against hash/crc32, for every length
+// from 1 to 16.
 func TestShortCRCTables(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for n := 1; n <= 16; n++ {
-		u := crcTablesFor[n]
 		for range 2000 {
-			var w [16]byte
-			for j := range n {
-				w[j] = byte(r.Uint32())
+			var q [16]byte
+			for j := range q {
+				q[j] = byte(r.Uint32()) // bytes past n too: they must not count
 			}
 			got := crcInit[n]
-			for j := range 16 {
-				got ^= u[15-j][w[j]]
+			j := 0
+			for ; j+4 <= n; j += 4 {
+				got ^= crc4At(&q, n, j)
+			}
+			if j+2 <= n {
+				got ^= crc2At(&q, n, j)
+				j += 2
+			}
+			if j < n {
+				got ^= crc1At(&q, n, j)
 			}
 			got = ^got
-			if want := crc(w[:n]); got != want {
-				t.Fatalf("n %d, payload %x: table CRC %#x, want %#x", n, w[:n], got, want)
+			if want := crc(q[:n]); got != want {
+				t.Fatalf("n %d, payload %x: table CRC %#x, want %#x", n, q[:n], got, want)
 			}
 			if n < 4 {
 				continue
 			}
-			masked := w
+			masked := q
 			masked[0] &= 0xf0
 			masked[1], masked[2] = 0, 0
 			masked[3] &= 0x3f
-			if got, want := contentCRC(u, got, &w), crc(masked[:n]); got != want {
-				t.Fatalf("n %d, payload %x: content CRC %#x, want %#x", n, w[:n], got, want)
+			if got, want := got^offsetCRC(&q, n), crc(masked[:n]); got != want {
+				t.Fatalf("n %d, payload %x: content CRC %#x, want %#x", n, q[:n], got, want)
 			}
 		}
 	}

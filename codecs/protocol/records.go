@@ -34,12 +34,17 @@ func (d *Decoder) fastRecords(r *records, i, n int) int {
 	// framing is checked against len(body).
 	win := body[:cap(body)]
 	off, kept := r.off, r.kept
-	msgs, specs, base := r.msgs, r.specs, r.base
+	// Every record the loop decodes is kept, so record i's message goes to
+	// msgs[kept + (i-i0)]; msgs is cut to end with record n's, and the loop
+	// counts kept alone: fewer live values, fewer spills.
+	msgs := r.msgs[:kept+n-i]
+	specs, base := r.specs, r.base
 	table := d.table
 	mask := uint64(len(table) - 1)
 	shift := d.shift & 63
+	skew := i - kept
 loop:
-	for ; i < n; i++ {
+	for kept < len(msgs) {
 		ps := off + RecordHeaderLen
 		if ps+16 > len(win) {
 			break
@@ -48,34 +53,50 @@ loop:
 		pl := int(binary.BigEndian.Uint16(rec[0:]))
 		sum := binary.BigEndian.Uint32(rec[2:])
 		end := ps + pl
-		if uint(pl-1) >= 16 || end > len(body) {
+		if end > len(body) {
 			break
 		}
-		// The payload as a 128-bit big-endian value hi:lo, the bytes past
-		// it zeroed, and as bytes in w.
+		// The payload's first 16 bytes, in place, and as a 128-bit
+		// big-endian value hi:lo. The bytes past the payload are left as
+		// they are: the padding masks and the fields stop at its end.
 		q := at16(win, ps)
-		hi := binary.BigEndian.Uint64(q[0:]) & payloadMaskHi[pl]
-		lo := binary.BigEndian.Uint64(q[8:]) & payloadMaskLo[pl]
-		var w [16]byte
-		binary.BigEndian.PutUint64(w[0:], hi)
-		binary.BigEndian.PutUint64(w[8:], lo)
+		hi := binary.BigEndian.Uint64(q[0:])
+		lo := binary.BigEndian.Uint64(q[8:])
 
-		// Record check 1, with the tables of shortcrc.go: byte j takes
-		// table 15-j of u; four independent partial XORs. A byte load
-		// from w is cheaper than shifting the byte out of hi:lo.
-		u := crcTablesFor[pl]
-		got := ^(crcInit[pl] ^
-			(u[15][w[0]] ^ u[14][w[1]] ^ u[13][w[2]] ^ u[12][w[3]]) ^
-			(u[11][w[4]] ^ u[10][w[5]] ^ u[9][w[6]] ^ u[8][w[7]]) ^
-			(u[7][w[8]] ^ u[6][w[9]] ^ u[5][w[10]] ^ u[4][w[11]]) ^
-			(u[3][w[12]] ^ u[2][w[13]] ^ u[1][w[14]] ^ u[0][w[15]]))
+		// Record check 1, with the tables of shortcrc.go, and the content
+		// CRC's correction (contentcrc.go), on the bytes in place: one
+		// case for each kept payload length, so that every table address
+		// is a constant. Other lengths are bad_length at best: left to
+		// Decoder.record.
+		var got, corr uint32
+		switch pl {
+		case 16: // GPS, version 2
+			got = ^(crcInit[16] ^ crc4At(q, 16, 0) ^ crc4At(q, 16, 4) ^ crc4At(q, 16, 8) ^ crc4At(q, 16, 12))
+			corr = offsetCRC(q, 16)
+		case 14: // GPS, version 1
+			got = ^(crcInit[14] ^ crc4At(q, 14, 0) ^ crc4At(q, 14, 4) ^ crc4At(q, 14, 8) ^ crc2At(q, 14, 12))
+			corr = offsetCRC(q, 14)
+		case 10: // accel
+			got = ^(crcInit[10] ^ crc4At(q, 10, 0) ^ crc4At(q, 10, 4) ^ crc2At(q, 10, 8))
+			corr = offsetCRC(q, 10)
+		case 7: // engine
+			got = ^(crcInit[7] ^ crc4At(q, 7, 0) ^ crc2At(q, 7, 4) ^ crc1At(q, 7, 6))
+			corr = offsetCRC(q, 7)
+		case 6: // battery
+			got = ^(crcInit[6] ^ crc4At(q, 6, 0) ^ crc2At(q, 6, 4))
+			corr = offsetCRC(q, 6)
+		case 5: // event
+			got = ^(crcInit[5] ^ crc4At(q, 5, 0) ^ crc1At(q, 5, 4))
+			corr = offsetCRC(q, 5)
+		default:
+			break loop
+		}
 		if got != sum {
 			break
 		}
 
 		// Record checks 3-4 before check 2, so that a record left to
-		// Decoder.record has not been entered in the table. pl < 4 never
-		// equals a known type's length.
+		// Decoder.record has not been entered in the table.
 		t := MsgType(hi >> 60)
 		spec := &specs[t]
 		if pl != spec.len || hi&spec.padHi|lo&spec.padLo != 0 {
@@ -113,7 +134,7 @@ loop:
 		m.OffsetMs = offset
 		m.TimeMs = base + uint64(offset)
 		m.CRC = sum
-		m.ContentCRC = contentCRC(u, sum, &w)
+		m.ContentCRC = sum ^ corr
 		switch t {
 		case TypeGPS:
 			m.LatE7 = int32(uint32(bits(hi, lo, 26, 32)))
@@ -140,7 +161,7 @@ loop:
 		}
 	}
 	r.off, r.kept = off, kept
-	return i
+	return kept + skew
 }
 
 // at6 and at16 return b[i:i+6] and b[i:i+16] (within cap(b)) as array
