@@ -69,10 +69,21 @@ type Report struct {
 	Sending     Sending     `json:"sending"`
 	Consistency Consistency `json:"consistency"`
 	Baselines   *Baselines  `json:"baselines,omitempty"`
+	Recovery    *Recovery   `json:"recovery,omitempty"`
 	// Ratios are the pipeline's messages/s over each baseline's.
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 
 	viewLat, storeLat, edgeLat []float32
+}
+
+// Recovery is how long the groups took to be ready again after the run,
+// the consumer group's rebalance included.
+type Recovery struct {
+	// WarmSeconds: on their local tables.
+	WarmSeconds float64 `json:"warm_seconds"`
+	// ColdSeconds: with the local tables removed, rebuilt from the table
+	// topics.
+	ColdSeconds float64 `json:"cold_seconds"`
 }
 
 // WorkloadReport describes the workload and the setup.
@@ -122,7 +133,11 @@ type Sending struct {
 	Messages   uint64 `json:"messages"`
 	Unexpected uint64 `json:"unexpected_answers"`
 	Retries    uint64 `json:"retries"`
-	Failures   uint64 `json:"failures"`
+	// Resends are packages sent again after a failed connection.
+	Resends  uint64 `json:"resends"`
+	Failures uint64 `json:"failures"`
+	// FirstError is the first failed connection's error, if any.
+	FirstError string `json:"first_error,omitempty"`
 }
 
 // Consistency compares what was counted with what was sent.
@@ -206,7 +221,10 @@ func (m *measure) collect() {
 	m.samplesMu.Unlock()
 	sort.Slice(r.Stages, func(i, j int) bool { return r.Stages[i].Group < r.Stages[j].Group })
 	r.Sending = Sending{Packages: m.sentPkgs.Load(), Messages: m.sentMsgs.Load(),
-		Unexpected: m.unexpected.Load(), Retries: m.retries.Load(), Failures: m.failures.Load()}
+		Unexpected: m.unexpected.Load(), Retries: m.retries.Load(), Resends: m.resends.Load(), Failures: m.failures.Load()}
+	if e := m.firstErr.Load(); e != nil {
+		r.Sending.FirstError = (*e).Error()
+	}
 	c := &r.Consistency
 	c.ExpectedViewProgress, c.ExpectedStored = m.expView.Load(), m.expStore.Load()
 	c.PackagesInView, c.PackagesStored = tr.view.allPkgs.Load(), tr.store.allPkgs.Load()
@@ -221,7 +239,7 @@ func (m *measure) collect() {
 		c.Problems = append(c.Problems, fmt.Sprintf("the store acknowledged %d rows; %d were expected", c.StoredRows, c.ExpectedStored))
 	}
 	if r.Sending.Unexpected > 0 || r.Sending.Failures > 0 {
-		c.Problems = append(c.Problems, fmt.Sprintf("%d unexpected answers and %d failed requests", r.Sending.Unexpected, r.Sending.Failures))
+		c.Problems = append(c.Problems, fmt.Sprintf("%d unexpected answers and %d failed requests (first error: %s)", r.Sending.Unexpected, r.Sending.Failures, r.Sending.FirstError))
 	}
 }
 
@@ -327,9 +345,12 @@ func (r *Report) Markdown(w io.Writer) error {
 			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.4f | %.3f |\n", x.name, x.v.RecordsPerSecond, x.v.MessagesPerSecond, x.v.CPUSecondsPer10kMessages, r.Ratios[x.key])
 		}
 	}
+	if rc := r.Recovery; rc != nil {
+		fmt.Fprintf(&b, "\nRestart after the run: ready in %.1f s on the local tables, %.1f s rebuilding them from the table topics (rebalance included).\n", rc.WarmSeconds, rc.ColdSeconds)
+	}
 	c := &r.Consistency
-	fmt.Fprintf(&b, "\nConsistency: sent %d packages (%d messages); %d of %d tracked packages reached the view and %d the store; the view counts %d of %d expected (stored+duplicate+invalid) and %d stored messages; the store acknowledged %d of %d expected rows; %d retries after 429/503.\n",
-		r.Sending.Packages, r.Sending.Messages, c.PackagesInView, c.PackagesTracked, c.PackagesStored, c.ViewProgress, c.ExpectedViewProgress, c.ViewMessages, c.StoredRows, c.ExpectedStored, r.Sending.Retries)
+	fmt.Fprintf(&b, "\nConsistency: sent %d packages (%d messages); %d of %d tracked packages reached the view and %d the store; the view counts %d of %d expected (stored+duplicate+invalid) and %d stored messages; the store acknowledged %d of %d expected rows; %d retries after 429/503, %d resends after failed connections.\n",
+		r.Sending.Packages, r.Sending.Messages, c.PackagesInView, c.PackagesTracked, c.PackagesStored, c.ViewProgress, c.ExpectedViewProgress, c.ViewMessages, c.StoredRows, c.ExpectedStored, r.Sending.Retries, r.Sending.Resends)
 	if len(c.Problems) == 0 {
 		fmt.Fprintf(&b, "No problems.\n")
 	}

@@ -21,7 +21,8 @@ const (
 	// merging.
 	StorageLarge = "leveldb-large"
 	// StorageBatched buffers writes and offsets in memory and writes them
-	// to leveldb as one batch every 50 ms or 4,096 operations.
+	// to leveldb (default options) as one batch every 50 ms or 4,096
+	// operations.
 	StorageBatched = "batched"
 )
 
@@ -39,7 +40,7 @@ func tableStorage(kind string) (func(dir string) storage.Builder, error) {
 	case StorageBatched:
 		return func(dir string) storage.Builder {
 			return func(topic string, partition int32) (storage.Storage, error) {
-				db, err := leveldb.OpenFile(filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition)), largeOptions())
+				db, err := leveldb.OpenFile(filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition)), nil)
 				if err != nil {
 					return nil, fmt.Errorf("bench: open table storage: %w", err)
 				}
