@@ -12,13 +12,13 @@ package protocol
 // definition; the tests check that the two agree.)
 
 // offsetCRC returns the contribution of the offset bits to the CRC of the
-// payload of length n (4 <= n <= 16) that starts at q[0]: the content CRC
-// is the record CRC XOR offsetCRC. Called with a constant n, it compiles
-// to four loads at constant addresses.
-func offsetCRC(q *[16]byte, n int) uint32 {
-	// Byte j takes crcTables[n-1-j].
-	return crcTables[n-1][q[0]&0x0f] ^ // byte 0: the type on top, then the offset
-		crcTables[n-2][q[1]] ^
-		crcTables[n-3][q[2]] ^
-		crcTables[n-4][q[3]&0xc0] // byte 3: the offset's last 2 bits on top
+// payload of length n (4 <= n <= 16) that starts at q[0]; t is &crcTables.
+// The content CRC is the record CRC XOR offsetCRC. Called with a constant
+// n, it compiles to four lookups at constant offsets from t.
+func offsetCRC(t *[16][256]uint32, q *[16]byte, n int) uint32 {
+	// Byte j takes t[n-1-j].
+	return t[n-1][q[0]&0x0f] ^ // byte 0: the type on top, then the offset
+		t[n-2][q[1]] ^
+		t[n-3][q[2]] ^
+		t[n-4][q[3]&0xc0] // byte 3: the offset's last 2 bits on top
 }

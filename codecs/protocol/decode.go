@@ -179,11 +179,12 @@ func (d *Decoder) decode(b []byte, p *Package) *PackageError {
 	}
 	d.resetTable(n)
 	r := records{
-		body:    body,
-		msgs:    msgs[:n],
-		specs:   &payloadSpecs[h.Version&1],
-		version: h.Version,
-		base:    h.BaseTimeMs,
+		body:      body,
+		msgs:      msgs[:n],
+		specs:     &payloadSpecs[h.Version&1],
+		crcTables: &crcTables,
+		version:   h.Version,
+		base:      h.BaseTimeMs,
 	}
 	// The common records go through fastRecords, which stops at the first
 	// record it does not handle; record decodes that one, and so on.
@@ -209,11 +210,14 @@ type records struct {
 	body []byte // the decompressed body; fastRecords reads up to its cap
 	off  int    // offset of the next record in body
 	// msgs has room for every record; the kept messages are msgs[:kept].
-	msgs    []Message
-	kept    int
-	specs   *[16]payloadSpec // payloadSpecs of the package's version
-	version uint8
-	base    uint64 // base_time_ms
+	msgs  []Message
+	kept  int
+	specs *[16]payloadSpec // payloadSpecs of the package's version
+	// crcTables is &crcTables, loaded by fastRecords from here so that the
+	// compiler keeps it in a register (see crc4At).
+	crcTables *[16][256]uint32
+	version   uint8
+	base      uint64 // base_time_ms
 }
 
 // record decodes record i of n, at r.off. It is the reference path: it

@@ -22,14 +22,14 @@ func TestShortCRCTables(t *testing.T) {
 			got := crcInit[n]
 			j := 0
 			for ; j+4 <= n; j += 4 {
-				got ^= crc4At(&q, n, j)
+				got ^= crc4At(&crcTables, &q, n, j)
 			}
 			if j+2 <= n {
-				got ^= crc2At(&q, n, j)
+				got ^= crc2At(&crcTables, &q, n, j)
 				j += 2
 			}
 			if j < n {
-				got ^= crc1At(&q, n, j)
+				got ^= crc1At(&crcTables, &q, n, j)
 			}
 			got = ^got
 			if want := crc(q[:n]); got != want {
@@ -42,7 +42,7 @@ func TestShortCRCTables(t *testing.T) {
 			masked[0] &= 0xf0
 			masked[1], masked[2] = 0, 0
 			masked[3] &= 0x3f
-			if got, want := got^offsetCRC(&q, n), crc(masked[:n]); got != want {
+			if got, want := got^offsetCRC(&crcTables, &q, n), crc(masked[:n]); got != want {
 				t.Fatalf("n %d, payload %x: content CRC %#x, want %#x", n, q[:n], got, want)
 			}
 		}
@@ -77,7 +77,7 @@ func TestFastPathTakesTypicalPackages(t *testing.T) {
 				}
 			}
 			d.resetTable(n)
-			r := records{body: body, msgs: make([]Message, n), specs: &payloadSpecs[h.Version&1], version: h.Version, base: h.BaseTimeMs}
+			r := records{body: body, msgs: make([]Message, n), specs: &payloadSpecs[h.Version&1], crcTables: &crcTables, version: h.Version, base: h.BaseTimeMs}
 			if i := d.fastRecords(&r, 0, n); i != n || r.off != len(body) || r.kept != n {
 				// An uncompressed body has no spare bytes after it: its last
 				// record may be left to the reference path.

@@ -27,22 +27,25 @@ func (d *Decoder) fastRecords(r *records, i, n int) int {
 	if d.hashMode {
 		return i
 	}
-	body := r.body
-	// win is body with its spare capacity: decompress leaves 16 bytes
-	// after the body, so that the last payloads too are loaded 16 bytes at
-	// a time. Bytes past a payload are masked off, and the record's
-	// framing is checked against len(body).
-	win := body[:cap(body)]
-	off, kept := r.off, r.kept
-	// Every record the loop decodes is kept, so record i's message goes to
-	// msgs[kept + (i-i0)]; msgs is cut to end with record n's, and the loop
-	// counts kept alone: fewer live values, fewer spills.
-	msgs := r.msgs[:kept+n-i]
-	specs, base := r.specs, r.base
-	table := d.table
-	mask := uint64(len(table) - 1)
-	shift := d.shift & 63
-	skew := i - kept
+	// Every record fastLoop decodes is kept, so record i's message goes
+	// to msgs[kept + (i-i0)]: msgs is cut to end with record n's, and the
+	// loop counts kept alone.
+	kept0 := r.kept
+	r.off, r.kept = fastLoop(r.body[:cap(r.body)], len(r.body), r.off,
+		r.msgs[:kept0+n-i], kept0, r.specs, r.crcTables, r.base, d.table, d.shift&63)
+	return i + r.kept - kept0
+}
+
+// fastLoop is the loop of fastRecords, with the loop's state passed in
+// registers rather than read through r, so that nothing but the state is
+// live in the loop: fewer values to spill and reload on every iteration.
+// win is the body with its spare capacity: decompress leaves 16 bytes after
+// the body, so that the last payloads too are loaded 16 bytes at a time;
+// the records' framing is checked against bodyLen. It returns the offset
+// of the first record it did not decode and the new count of kept
+// messages.
+func fastLoop(win []byte, bodyLen, off int, msgs []Message, kept int, specs *[16]payloadSpec,
+	t *[16][256]uint32, base uint64, table []slot, shift uint) (int, int) {
 loop:
 	for kept < len(msgs) {
 		ps := off + RecordHeaderLen
@@ -53,7 +56,7 @@ loop:
 		pl := int(binary.BigEndian.Uint16(rec[0:]))
 		sum := binary.BigEndian.Uint32(rec[2:])
 		end := ps + pl
-		if end > len(body) {
+		if end > bodyLen {
 			break
 		}
 		// The payload's first 16 bytes, in place, and as a 128-bit
@@ -71,23 +74,23 @@ loop:
 		var got, corr uint32
 		switch pl {
 		case 16: // GPS, version 2
-			got = ^(crcInit[16] ^ crc4At(q, 16, 0) ^ crc4At(q, 16, 4) ^ crc4At(q, 16, 8) ^ crc4At(q, 16, 12))
-			corr = offsetCRC(q, 16)
+			got = ^(crcInit[16] ^ crc4At(t, q, 16, 0) ^ crc4At(t, q, 16, 4) ^ crc4At(t, q, 16, 8) ^ crc4At(t, q, 16, 12))
+			corr = offsetCRC(t, q, 16)
 		case 14: // GPS, version 1
-			got = ^(crcInit[14] ^ crc4At(q, 14, 0) ^ crc4At(q, 14, 4) ^ crc4At(q, 14, 8) ^ crc2At(q, 14, 12))
-			corr = offsetCRC(q, 14)
+			got = ^(crcInit[14] ^ crc4At(t, q, 14, 0) ^ crc4At(t, q, 14, 4) ^ crc4At(t, q, 14, 8) ^ crc2At(t, q, 14, 12))
+			corr = offsetCRC(t, q, 14)
 		case 10: // accel
-			got = ^(crcInit[10] ^ crc4At(q, 10, 0) ^ crc4At(q, 10, 4) ^ crc2At(q, 10, 8))
-			corr = offsetCRC(q, 10)
+			got = ^(crcInit[10] ^ crc4At(t, q, 10, 0) ^ crc4At(t, q, 10, 4) ^ crc2At(t, q, 10, 8))
+			corr = offsetCRC(t, q, 10)
 		case 7: // engine
-			got = ^(crcInit[7] ^ crc4At(q, 7, 0) ^ crc2At(q, 7, 4) ^ crc1At(q, 7, 6))
-			corr = offsetCRC(q, 7)
+			got = ^(crcInit[7] ^ crc4At(t, q, 7, 0) ^ crc2At(t, q, 7, 4) ^ crc1At(t, q, 7, 6))
+			corr = offsetCRC(t, q, 7)
 		case 6: // battery
-			got = ^(crcInit[6] ^ crc4At(q, 6, 0) ^ crc2At(q, 6, 4))
-			corr = offsetCRC(q, 6)
+			got = ^(crcInit[6] ^ crc4At(t, q, 6, 0) ^ crc2At(t, q, 6, 4))
+			corr = offsetCRC(t, q, 6)
 		case 5: // event
-			got = ^(crcInit[5] ^ crc4At(q, 5, 0) ^ crc1At(q, 5, 4))
-			corr = offsetCRC(q, 5)
+			got = ^(crcInit[5] ^ crc4At(t, q, 5, 0) ^ crc1At(t, q, 5, 4))
+			corr = offsetCRC(t, q, 5)
 		default:
 			break loop
 		}
@@ -109,7 +112,7 @@ loop:
 		// duplicate, or a CRC collision) is for Decoder.record.
 		j := (uint64(sum) * 0x9E3779B97F4A7C15) >> shift
 		for {
-			j &= mask
+			j &= uint64(len(table) - 1)
 			e := table[j]
 			if e == 0 {
 				break
@@ -160,8 +163,7 @@ loop:
 			m.Millivolts = uint16(bits(hi, lo, 26, 16))
 		}
 	}
-	r.off, r.kept = off, kept
-	return kept + skew
+	return off, kept
 }
 
 // at6 and at16 return b[i:i+6] and b[i:i+16] (within cap(b)) as array

@@ -55,20 +55,21 @@ func makeCRCInit() [17]uint32 {
 
 // crc4At returns the contribution of bytes q[j..j+3] to the CRC of the
 // payload of length n that starts at q[0] (j+4 <= n <= 16); crc2At and
-// crc1At are the same for q[j..j+1] and q[j]. The CRC of the payload is
-// NOT(crcInit[n] XOR the contributions of all its bytes). Called with
-// constants, as the fast path does for each kept length, they compile to
-// loads at constant addresses; the partial XORs are independent, so they
-// do not wait on each other.
-func crc4At(q *[16]byte, n, j int) uint32 {
-	return crcTables[n-1-j][q[j]] ^ crcTables[n-2-j][q[j+1]] ^
-		crcTables[n-3-j][q[j+2]] ^ crcTables[n-4-j][q[j+3]]
+// crc1At are the same for q[j..j+1] and q[j]. t is &crcTables, passed in
+// a register: Go addresses a global with an index register by an extra
+// LEAQ per load. The CRC of the payload is NOT(crcInit[n] XOR the
+// contributions of all its bytes). Called with constants, as the fast
+// path does for each kept length, each lookup is one instruction at a
+// constant offset from t; the partial XORs are independent, so they do not
+// wait on each other.
+func crc4At(t *[16][256]uint32, q *[16]byte, n, j int) uint32 {
+	return t[n-1-j][q[j]] ^ t[n-2-j][q[j+1]] ^ t[n-3-j][q[j+2]] ^ t[n-4-j][q[j+3]]
 }
 
-func crc2At(q *[16]byte, n, j int) uint32 {
-	return crcTables[n-1-j][q[j]] ^ crcTables[n-2-j][q[j+1]]
+func crc2At(t *[16][256]uint32, q *[16]byte, n, j int) uint32 {
+	return t[n-1-j][q[j]] ^ t[n-2-j][q[j+1]]
 }
 
-func crc1At(q *[16]byte, n, j int) uint32 {
-	return crcTables[n-1-j][q[j]]
+func crc1At(t *[16][256]uint32, q *[16]byte, n, j int) uint32 {
+	return t[n-1-j][q[j]]
 }
