@@ -32,7 +32,7 @@ func (d *Decoder) fastRecords(r *records, i, n int) int {
 	// loop counts kept alone.
 	kept0 := r.kept
 	r.off, r.kept = fastLoop(r.body[:cap(r.body)], len(r.body), r.off,
-		r.msgs[:kept0+n-i], kept0, r.specs, r.crcTables, r.base, d.table, d.shift&63)
+		r.msgs[:kept0+n-i], kept0, r.specs, r.crcTables, r.base, d.table, d.shift)
 	return i + r.kept - kept0
 }
 
@@ -45,7 +45,7 @@ func (d *Decoder) fastRecords(r *records, i, n int) int {
 // of the first record it did not decode and the new count of kept
 // messages.
 func fastLoop(win []byte, bodyLen, off int, msgs []Message, kept int, specs *[16]payloadSpec,
-	t *[16][256]uint32, base uint64, table []slot, shift uint) (int, int) {
+	tab *[16][256]uint32, base uint64, table []slot, shift uint) (int, int) {
 loop:
 	for kept < len(msgs) {
 		ps := off + RecordHeaderLen
@@ -66,43 +66,71 @@ loop:
 		hi := binary.BigEndian.Uint64(q[0:])
 		lo := binary.BigEndian.Uint64(q[8:])
 
-		// Record check 1, with the tables of shortcrc.go, and the content
-		// CRC's correction (contentcrc.go), on the bytes in place: one
-		// case for each kept payload length, so that every table address
-		// is a constant. Other lengths are bad_length at best: left to
-		// Decoder.record.
-		var got, corr uint32
-		switch pl {
-		case 16: // GPS, version 2
-			got = ^(crcInit[16] ^ crc4At(t, q, 16, 0) ^ crc4At(t, q, 16, 4) ^ crc4At(t, q, 16, 8) ^ crc4At(t, q, 16, 12))
-			corr = offsetCRC(t, q, 16)
-		case 14: // GPS, version 1
-			got = ^(crcInit[14] ^ crc4At(t, q, 14, 0) ^ crc4At(t, q, 14, 4) ^ crc4At(t, q, 14, 8) ^ crc2At(t, q, 14, 12))
-			corr = offsetCRC(t, q, 14)
-		case 10: // accel
-			got = ^(crcInit[10] ^ crc4At(t, q, 10, 0) ^ crc4At(t, q, 10, 4) ^ crc2At(t, q, 10, 8))
-			corr = offsetCRC(t, q, 10)
-		case 7: // engine
-			got = ^(crcInit[7] ^ crc4At(t, q, 7, 0) ^ crc2At(t, q, 7, 4) ^ crc1At(t, q, 7, 6))
-			corr = offsetCRC(t, q, 7)
-		case 6: // battery
-			got = ^(crcInit[6] ^ crc4At(t, q, 6, 0) ^ crc2At(t, q, 6, 4))
-			corr = offsetCRC(t, q, 6)
-		case 5: // event
-			got = ^(crcInit[5] ^ crc4At(t, q, 5, 0) ^ crc1At(t, q, 5, 4))
-			corr = offsetCRC(t, q, 5)
-		default:
-			break loop
-		}
-		if got != sum {
+		// Record checks 3-4 first: the type, and a length and padding
+		// right for it, or the record is left to Decoder.record. (The
+		// order of the checks does not matter here: the fast path keeps a
+		// record only if it passes all, and touches nothing for one it
+		// leaves.)
+		typ := MsgType(hi >> 60)
+		spec := &specs[typ]
+		if pl != spec.len || hi&spec.padHi|lo&spec.padLo != 0 {
 			break
 		}
 
-		// Record checks 3-4 before check 2, so that a record left to
-		// Decoder.record has not been entered in the table.
-		t := MsgType(hi >> 60)
-		spec := &specs[t]
-		if pl != spec.len || hi&spec.padHi|lo&spec.padLo != 0 {
+		// Then, in one case per kept length (so per type: the lengths
+		// differ), record check 1 with the tables of shortcrc.go on the
+		// bytes in place at constant table offsets, the content CRC's
+		// correction (contentcrc.go), and the fields, as in parsePayload.
+		// The fields go straight into the next message slot, which only
+		// counts once kept is incremented. It is zeroed in place and the
+		// fields stored one by one: a composite literal would be built on
+		// the stack and copied, and the copy's wide loads of freshly
+		// written narrow fields stall store forwarding.
+		m := &msgs[kept]
+		*m = Message{}
+		var got, corr uint32
+		switch pl {
+		case 16: // GPS, version 2
+			got = ^(crcInit[16] ^ crc4At(tab, q, 16, 0) ^ crc4At(tab, q, 16, 4) ^ crc4At(tab, q, 16, 8) ^ crc4At(tab, q, 16, 12))
+			corr = offsetCRC(tab, q, 16)
+			m.HdopD = uint8(bits(hi, lo, 111, 8))
+			m.Satellites = uint8(bits(hi, lo, 119, 5))
+			m.LatE7 = int32(uint32(bits(hi, lo, 26, 32)))
+			m.LonE7 = int32(uint32(bits(hi, lo, 58, 32)))
+			m.SpeedDkmh = uint16(bits(hi, lo, 90, 12))
+			m.HeadingDeg = uint16(bits(hi, lo, 102, 9))
+		case 14: // GPS, version 1
+			got = ^(crcInit[14] ^ crc4At(tab, q, 14, 0) ^ crc4At(tab, q, 14, 4) ^ crc4At(tab, q, 14, 8) ^ crc2At(tab, q, 14, 12))
+			corr = offsetCRC(tab, q, 14)
+			m.LatE7 = int32(uint32(bits(hi, lo, 26, 32)))
+			m.LonE7 = int32(uint32(bits(hi, lo, 58, 32)))
+			m.SpeedDkmh = uint16(bits(hi, lo, 90, 12))
+			m.HeadingDeg = uint16(bits(hi, lo, 102, 9))
+		case 10: // accel
+			got = ^(crcInit[10] ^ crc4At(tab, q, 10, 0) ^ crc4At(tab, q, 10, 4) ^ crc2At(tab, q, 10, 8))
+			corr = offsetCRC(tab, q, 10)
+			m.XMg = int16(uint16(bits(hi, lo, 26, 16)))
+			m.YMg = int16(uint16(bits(hi, lo, 42, 16)))
+			m.ZMg = int16(uint16(bits(hi, lo, 58, 16)))
+		case 7: // engine
+			got = ^(crcInit[7] ^ crc4At(tab, q, 7, 0) ^ crc2At(tab, q, 7, 4) ^ crc1At(tab, q, 7, 6))
+			corr = offsetCRC(tab, q, 7)
+			m.RPM = uint16(bits(hi, lo, 26, 14))
+			m.CoolantRaw = uint8(bits(hi, lo, 40, 8))
+			m.FuelPct = uint8(bits(hi, lo, 48, 7))
+		case 6: // battery
+			got = ^(crcInit[6] ^ crc4At(tab, q, 6, 0) ^ crc2At(tab, q, 6, 4))
+			corr = offsetCRC(tab, q, 6)
+			m.Millivolts = uint16(bits(hi, lo, 26, 16))
+		case 5: // event
+			got = ^(crcInit[5] ^ crc4At(tab, q, 5, 0) ^ crc1At(tab, q, 5, 4))
+			corr = offsetCRC(tab, q, 5)
+			m.Code = uint8(bits(hi, lo, 26, 8))
+			m.Severity = uint8(bits(hi, lo, 34, 3))
+		default: // no kept type has this length; never reached after the spec check
+			break loop
+		}
+		if got != sum {
 			break
 		}
 
@@ -110,7 +138,7 @@ loop:
 		// free slot before any equal key means no earlier record has this
 		// CRC, so this one is new: it takes the slot. An equal key (a
 		// duplicate, or a CRC collision) is for Decoder.record.
-		j := (uint64(sum) * 0x9E3779B97F4A7C15) >> shift
+		j := (uint64(sum) * 0x9E3779B97F4A7C15) >> (shift & 63)
 		for {
 			j &= uint64(len(table) - 1)
 			e := table[j]
@@ -124,44 +152,15 @@ loop:
 		}
 		table[j] = slot(uint64(sum)<<32 | uint64(off+1))
 
-		// Kept. Zero the slot in place and store the fields one by one: a
-		// composite literal would be built on the stack and copied, and
-		// the copy's wide loads of freshly written narrow fields stall
-		// store forwarding. The fields are as in parsePayload.
-		m := &msgs[kept]
-		kept++
-		off = end
-		*m = Message{}
+		// Kept.
 		offset := uint32(hi>>38) & MaxTimeOffsetMs
-		m.Type = t
+		m.Type = typ
 		m.OffsetMs = offset
 		m.TimeMs = base + uint64(offset)
 		m.CRC = sum
 		m.ContentCRC = sum ^ corr
-		switch t {
-		case TypeGPS:
-			m.LatE7 = int32(uint32(bits(hi, lo, 26, 32)))
-			m.LonE7 = int32(uint32(bits(hi, lo, 58, 32)))
-			m.SpeedDkmh = uint16(bits(hi, lo, 90, 12))
-			m.HeadingDeg = uint16(bits(hi, lo, 102, 9))
-			if pl == 16 { // version 2 (14 bytes in version 1)
-				m.HdopD = uint8(bits(hi, lo, 111, 8))
-				m.Satellites = uint8(bits(hi, lo, 119, 5))
-			}
-		case TypeAccel:
-			m.XMg = int16(uint16(bits(hi, lo, 26, 16)))
-			m.YMg = int16(uint16(bits(hi, lo, 42, 16)))
-			m.ZMg = int16(uint16(bits(hi, lo, 58, 16)))
-		case TypeEngine:
-			m.RPM = uint16(bits(hi, lo, 26, 14))
-			m.CoolantRaw = uint8(bits(hi, lo, 40, 8))
-			m.FuelPct = uint8(bits(hi, lo, 48, 7))
-		case TypeEvent:
-			m.Code = uint8(bits(hi, lo, 26, 8))
-			m.Severity = uint8(bits(hi, lo, 34, 3))
-		case TypeBattery:
-			m.Millivolts = uint16(bits(hi, lo, 26, 16))
-		}
+		kept++
+		off = end
 	}
 	return off, kept
 }
