@@ -58,6 +58,12 @@ type Kafka struct {
 	// (default 10ms; goka's own default is 100ms, which is a latency floor
 	// for every hop).
 	FlushInterval time.Duration
+	// FetchMinBytes and FetchMaxWait, when set, make consumers ask the
+	// broker to hold a fetch until that many bytes are ready or that long
+	// has passed (default: sarama's, 1 byte and 500ms), trading up to
+	// FetchMaxWait of latency per hop for fewer, larger fetches.
+	FetchMinBytes int32
+	FetchMaxWait  time.Duration
 }
 
 // DefaultKafkaVersion returns the protocol version spoken when none is set. It
@@ -83,6 +89,12 @@ func (k Kafka) Config() *sarama.Config {
 	c.Consumer.Return.Errors = true
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.MaxProcessingTime = time.Second
+	if k.FetchMinBytes > 0 {
+		c.Consumer.Fetch.Min = k.FetchMinBytes
+	}
+	if k.FetchMaxWait > 0 {
+		c.Consumer.MaxWaitTime = k.FetchMaxWait
+	}
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{goka.CopartitioningStrategy}
 	return c
 }

@@ -76,3 +76,17 @@ type rawString struct{}
 
 func (rawString) Encode(v any) ([]byte, error) { return []byte(v.(string)), nil }
 func (rawString) Decode(b []byte) (any, error) { return string(b), nil }
+
+func TestFetchSettings(t *testing.T) {
+	c := topology.Kafka{}.Config()
+	if c.Consumer.Fetch.Min != 1 || c.Consumer.MaxWaitTime != 500*time.Millisecond {
+		t.Errorf("defaults: fetch min %d, max wait %v; want sarama's 1 and 500ms", c.Consumer.Fetch.Min, c.Consumer.MaxWaitTime)
+	}
+	c = topology.Kafka{FetchMinBytes: 64 << 10, FetchMaxWait: 10 * time.Millisecond}.Config()
+	if c.Consumer.Fetch.Min != 64<<10 || c.Consumer.MaxWaitTime != 10*time.Millisecond {
+		t.Errorf("fetch min %d, max wait %v; want 65536 and 10ms", c.Consumer.Fetch.Min, c.Consumer.MaxWaitTime)
+	}
+	if err := c.Validate(); err != nil {
+		t.Error(err)
+	}
+}
