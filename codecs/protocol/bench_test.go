@@ -198,3 +198,39 @@ func mustDecodeB(b *testing.B, pkg []byte) *Package {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// slotCollisionPackage is a hostile package for the duplicate table: n
+// records with distinct CRCs that a table indexed by (CRC * 0x9E3779B97F4A7C15)
+// >> (64-13), a fixed multiplier, would all put in one slot.
+func slotCollisionPackage(b testing.TB, n int) []byte {
+	b.Helper()
+	var body []byte
+	p := make([]byte, 8)
+	c := uint32(12345)
+	for i := range n {
+		for (uint64(c)*0x9E3779B97F4A7C15)>>51 != 7 {
+			c++
+		}
+		binary.BigEndian.PutUint32(p, uint32(i)|0xf0000000) // unknown type
+		body = AppendRecord(body, forceCRC(p, c))
+		c++
+	}
+	return AssemblePackage(nil, Header{Version: 2, DeviceID: 1, MessageCount: uint16(n)}, body)
+}
+
+// BenchmarkDecodeSlotCollisions is the hostile case of distinct CRCs forged
+// to share a slot of the duplicate table: 4096 records, 57 KB.
+func BenchmarkDecodeSlotCollisions(b *testing.B) {
+	pkg := slotCollisionPackage(b, 4096)
+	var d Decoder
+	var pp Package
+	b.SetBytes(int64(len(pkg)))
+	for b.Loop() {
+		if err := d.Decode(pkg, &pp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if len(pp.Rejected) != 4096 {
+		b.Fatalf("%d rejected", len(pp.Rejected))
+	}
+}

@@ -32,7 +32,7 @@ func (d *Decoder) fastRecords(r *records, i, n int) int {
 	// loop counts kept alone.
 	kept0 := r.kept
 	r.off, r.kept = fastLoop(r.body[:cap(r.body)], len(r.body), r.off,
-		r.msgs[:kept0+n-i], kept0, r.specs, r.crcTables, r.base, d.table, d.shift)
+		r.msgs[:kept0+n-i], kept0, r.specs, r.crcTables, r.base, d.table, d.mult, d.shift)
 	return i + r.kept - kept0
 }
 
@@ -45,7 +45,7 @@ func (d *Decoder) fastRecords(r *records, i, n int) int {
 // of the first record it did not decode and the new count of kept
 // messages.
 func fastLoop(win []byte, bodyLen, off int, msgs []Message, kept int, specs *[16]payloadSpec,
-	tab *[16][256]uint32, base uint64, table []slot, shift uint) (int, int) {
+	tab *[16][256]uint32, base uint64, table []slot, mult uint64, shift uint) (int, int) {
 loop:
 	for kept < len(msgs) {
 		ps := off + RecordHeaderLen
@@ -138,7 +138,7 @@ loop:
 		// free slot before any equal key means no earlier record has this
 		// CRC, so this one is new: it takes the slot. An equal key (a
 		// duplicate, or a CRC collision) is for Decoder.record.
-		j := (uint64(sum) * 0x9E3779B97F4A7C15) >> (shift & 63)
+		j := (uint64(sum) * mult) >> (shift & 63)
 		for {
 			j &= uint64(len(table) - 1)
 			e := table[j]
