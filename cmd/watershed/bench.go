@@ -29,6 +29,8 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.IntVar(&o.Workers, "workers", 256, "HTTP sender workers (keep-alive connections)")
 	partitions := fs.Int("partitions", 8, "partitions of every pipeline topic")
 	fs.DurationVar(&o.FlushInterval, "flush-interval", 0, "producers' flush interval (default: the topology's)")
+	fetchMin := fs.Int("fetch-min-bytes", 0, "consumers' fetch minimum in bytes (default: sarama's, 1)")
+	fs.DurationVar(&o.FetchMaxWait, "fetch-max-wait", 0, "consumers' longest fetch wait (default: sarama's, 500ms)")
 	fs.BoolVar(&o.StoreNoSync, "store-nosync", false, "local store without an fsync per write")
 	fs.StringVar(&o.TableStorage, "table-storage", "leveldb", "groups' table storage: leveldb (goka's default), leveldb-large (32 MiB write buffer) or batched (writes buffered 50 ms)")
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
@@ -60,6 +62,7 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	o.FaultsName = *faults
 	o.Partitions = int32(*partitions)
+	o.FetchMinBytes = int32(*fetchMin)
 	o.NoBaselines = *noBaselines
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {

@@ -72,6 +72,10 @@ type Options struct {
 	// FlushInterval is the producers' flush interval (default: the
 	// topology's).
 	FlushInterval time.Duration
+	// FetchMinBytes and FetchMaxWait set the consumers' fetch batching
+	// (topology.Kafka; default: sarama's).
+	FetchMinBytes int32
+	FetchMaxWait  time.Duration
 	// StoreNoSync makes the local store skip its fsync per write.
 	StoreNoSync bool
 	// TableStorage is the groups' table storage: StorageDefault (""),
@@ -196,7 +200,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: data folder: %w", err)
 	}
-	k := topology.Kafka{Brokers: opts.Brokers, ClientID: "watershed-bench", FlushInterval: opts.FlushInterval}
+	k := topology.Kafka{Brokers: opts.Brokers, ClientID: "watershed-bench", FlushInterval: opts.FlushInterval,
+		FetchMinBytes: opts.FetchMinBytes, FetchMaxWait: opts.FetchMaxWait}
 	prefix := ""
 	if len(opts.Brokers) == 0 {
 		broker, err := embedded.Start(embedded.Options{Logger: log})

@@ -101,6 +101,8 @@ type WorkloadReport struct {
 	FlushInterval      string  `json:"flush_interval"`
 	StoreSync          bool    `json:"store_sync"`
 	TableStorage       string  `json:"table_storage"`
+	FetchMinBytes      int32   `json:"fetch_min_bytes"`
+	FetchMaxWait       string  `json:"fetch_max_wait"`
 	Packages           int     `json:"packages_generated"`
 	Messages           uint64  `json:"messages_generated"`
 	BodyBytes          int64   `json:"body_bytes_generated"`
@@ -180,6 +182,7 @@ func workloadReport(o *Options) WorkloadReport {
 		Faults: o.FaultsName, Seed: o.Seed, RateOffered: o.Rate, DurationSeconds: o.Duration.Seconds(),
 		WarmupSeconds: o.Warmup.Seconds(), Workers: o.Workers, Partitions: o.Partitions,
 		FlushInterval: fl, StoreSync: !o.StoreNoSync, TableStorage: ts,
+		FetchMinBytes: o.FetchMinBytes, FetchMaxWait: o.FetchMaxWait.String(),
 	}
 }
 
