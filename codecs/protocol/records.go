@@ -48,21 +48,22 @@ func fastLoop(win []byte, bodyLen, off int, msgs []Message, kept int, specs *[16
 	tab *[16][256]uint32, base uint64, table []slot, mult uint64, shift uint) (int, int) {
 loop:
 	for kept < len(msgs) {
-		ps := off + RecordHeaderLen
-		if ps+16 > len(win) {
+		// The record's header and its payload's first 16 bytes, in place:
+		// one bounds check, then constant offsets.
+		if off+RecordHeaderLen+16 > len(win) {
 			break
 		}
-		rec := at6(win, off)
+		rec := (*[RecordHeaderLen + 16]byte)(win[off : off+RecordHeaderLen+16])
 		pl := int(binary.BigEndian.Uint16(rec[0:]))
 		sum := binary.BigEndian.Uint32(rec[2:])
-		end := ps + pl
+		end := off + RecordHeaderLen + pl
 		if end > bodyLen {
 			break
 		}
-		// The payload's first 16 bytes, in place, and as a 128-bit
-		// big-endian value hi:lo. The bytes past the payload are left as
-		// they are: the padding masks and the fields stop at its end.
-		q := at16(win, ps)
+		// The payload as bytes q and as a 128-bit big-endian value hi:lo.
+		// The bytes past the payload are left as they are: the padding
+		// masks and the fields stop at its end.
+		q := (*[16]byte)(rec[RecordHeaderLen:])
 		hi := binary.BigEndian.Uint64(q[0:])
 		lo := binary.BigEndian.Uint64(q[8:])
 
@@ -164,9 +165,3 @@ loop:
 	}
 	return off, kept
 }
-
-// at6 and at16 return b[i:i+6] and b[i:i+16] (within cap(b)) as array
-// pointers: one bounds check, then constant indexes and no slice
-// arithmetic.
-func at6(b []byte, i int) *[6]byte   { return (*[6]byte)(b[i : i+6 : i+6]) }
-func at16(b []byte, i int) *[16]byte { return (*[16]byte)(b[i : i+16 : i+16]) }
