@@ -149,6 +149,10 @@ type Consistency struct {
 	// is what the view answered after the drain.
 	ExpectedViewProgress uint64 `json:"expected_view_progress"`
 	ViewProgress         uint64 `json:"view_progress"`
+	// PossibleDuplicates bounds what packages sent again (after a 503 or
+	// a failed connection, when the edge may have taken the first copy)
+	// may add to ViewProgress as duplicates.
+	PossibleDuplicates uint64 `json:"possible_duplicates"`
 	// ExpectedStored are the rows the sent packages should store;
 	// StoredRows the rows the store acknowledged; ViewMessages the view's
 	// Messages summed over devices.
