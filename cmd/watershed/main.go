@@ -22,6 +22,7 @@ type command struct {
 // commands lists every subcommand. Each lives in a file of its own name.
 func commands() map[string]command {
 	return map[string]command{
+		"bench":       {"run a fixed, seeded workload through the whole pipeline and report throughput, latency, CPU and memory", runBench},
 		"dlq":         {"list, show, count and replay dead letters (once, dry run by default)", runDLQ},
 		"demo":        {"run the whole pipeline in one process on the embedded default, with simulated devices", runDemo},
 		"decode":      {"print a device package as JSON (the test vectors' form)", runDecode},
