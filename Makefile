@@ -54,12 +54,16 @@ fuzz-brief:
 # whatever happened (EXIT trap); the exit status is that of the start or tests.
 # See docs/infrastructure.md.
 INFRA_SH := scripts/infra/infra.sh
+# The packages that hold integration tests (those with the `integration`
+# build tag), unless PKGS names others.
+INTEGRATION_PKGS = $(shell grep -rl --include='*_test.go' -e '^//go:build integration' . | xargs -r -n1 dirname | sort -u)
+IPKGS = $(if $(filter ./...,$(PKGS)),$(INTEGRATION_PKGS),$(PKGS))
 .PHONY: infra-fetch infra-up infra-down
 integration: infra-fetch
 	@set -uo pipefail; \
 	trap '$(INFRA_SH) stop' EXIT; \
 	$(INFRA_SH) start all || exit $$?; \
-	env $$($(INFRA_SH) env) $(GO) test -tags integration -run '^TestIntegration' -count=1 -p 1 -timeout 30m $(PKGS); \
+	env $$($(INFRA_SH) env) $(GO) test -tags integration -run '^TestIntegration' -count=1 -p 1 -timeout 30m $(IPKGS); \
 	status=$$?; \
 	exit $$status
 
