@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/watershed-io/watershed/topology"
 	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/watershed-io/watershed/edge"
+	"github.com/watershed-io/watershed/topology"
 )
 
 // Headers that Replay adds to every replayed record, replacing any of the

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/watershed-io/watershed/internal/poll"
 	"github.com/watershed-io/watershed/processors"
 )
 
@@ -399,21 +400,8 @@ func parseMetric(r io.Reader, name string) ([]Sample, error) {
 // Poll calls cond every interval until it returns nil, ctx ends or timeout
 // passes; then it returns the last error.
 func Poll(ctx context.Context, timeout, interval time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("faults: gave up after %v: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("faults: %w (last: %w)", ctx.Err(), err)
-		case <-t.C:
-		}
+	if err := poll.Until(ctx, timeout, interval, cond); err != nil {
+		return fmt.Errorf("faults: %w", err)
 	}
+	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/edge"
 	"github.com/watershed-io/watershed/embedded"
+	"github.com/watershed-io/watershed/internal/poll"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/simulator"
@@ -707,23 +708,10 @@ func (m *measure) checkView(v *topology.View[records.DeviceState], w *workload) 
 // waitUntil polls cond every 100ms until it returns nil, ctx ends or
 // timeout passes.
 func waitUntil(ctx context.Context, timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("bench: gave up after %v: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("bench: %w (last: %v)", ctx.Err(), err)
-		case <-t.C:
-		}
+	if err := poll.Until(ctx, timeout, 100*time.Millisecond, cond); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
+	return nil
 }
 
 // recoveryTime starts the groups again (after removing wipe, when set)

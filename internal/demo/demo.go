@@ -24,6 +24,7 @@ import (
 	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/edge"
 	"github.com/watershed-io/watershed/embedded"
+	"github.com/watershed-io/watershed/internal/poll"
 	"github.com/watershed-io/watershed/internal/reconcile"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
@@ -312,21 +313,8 @@ func (d *Demo) Drained(ctx context.Context) error {
 
 // waitUntil polls cond until it returns nil, ctx ends or timeout passes.
 func waitUntil(ctx context.Context, timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("demo: gave up after %v: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("demo: %w (last: %v)", ctx.Err(), err)
-		case <-t.C:
-		}
+	if err := poll.Until(ctx, timeout, 100*time.Millisecond, cond); err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
+	return nil
 }
