@@ -40,7 +40,7 @@ func TestRetryTopicMetrics(t *testing.T) {
 	produce(t, k, in.Name(), "a", "ok", "a", "slow", "a", "after")
 	readAll(t, k, out.Name(), 2, 30*time.Second)
 	waitFor(t, 30*time.Second, func() error {
-		depth, age := gauge(t, reg, "watershed_retry_records"), gauge(t, reg, "watershed_retry_oldest_age_seconds")
+		depth, age := counterValue(t, reg, "watershed_retry_records"), counterValue(t, reg, "watershed_retry_oldest_age_seconds")
 		if depth != 1 || age <= 0 {
 			return errors.New("retry metrics not there yet")
 		}
@@ -61,21 +61,4 @@ func TestRetryTopicMetrics(t *testing.T) {
 	if waiting != 1 {
 		t.Errorf("the waiting record was committed at shutdown: lag %d", waiting)
 	}
-}
-
-func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
 }

@@ -209,6 +209,7 @@ func TestRunnerOnEmbeddedBroker(t *testing.T) {
 	}
 }
 
+// counterValue sums the series of a counter or gauge family.
 func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
@@ -221,7 +222,7 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return sum
