@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
@@ -17,6 +18,9 @@ type View[V any] struct {
 	v     *goka.View
 	codec codecs.Codec[V]
 	name  string
+	// caughtUp is set once the view has recovered: from then on its local
+	// copy answers, even while it reconnects or catches up again.
+	caughtUp atomic.Bool
 }
 
 // ViewOptions configure a View.
@@ -87,9 +91,21 @@ func (v *View[V]) Get(key string) (V, bool, error) {
 	return val, true, nil
 }
 
-// Recovered reports whether the view has caught up with its table at least
-// once since it started. Until then it may answer with stale values.
-func (v *View[V]) Recovered() bool { return v.v.Recovered() }
+// Recovered reports whether the view is caught up with its table now: every
+// partition is recovered and following it.
+func (v *View[V]) Recovered() bool {
+	ok := v.v.Recovered()
+	if ok {
+		v.caughtUp.Store(true)
+	}
+	return ok
+}
+
+// Serving reports whether the view has caught up with its table at least
+// once since it started, so that its local copy may answer: after that, a
+// reconnect or a rebalance makes the copy lag behind the table for a while
+// but does not empty it.
+func (v *View[V]) Serving() bool { return v.caughtUp.Load() || v.Recovered() }
 
 // Running reports whether every partition of the view is connected and
 // following its table, as opposed to recovering or reconnecting.

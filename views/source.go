@@ -48,15 +48,31 @@ func (s *ViewSource) Get(deviceID uint64) (records.DeviceState, bool, error) {
 	return st, true, nil
 }
 
-// Ready returns nil once the view has caught up with its table and every
-// partition is following it; before, and while it reconnects, it returns
-// an error wrapping ErrNotReady.
+// Ready returns nil once the view has caught up with its table for the
+// first time; before, it returns an error wrapping ErrNotReady. Afterwards
+// the view keeps answering from its local copy while it reconnects or
+// catches up again (during a broker restart or a rebalance); Current says
+// whether it lags.
 func (s *ViewSource) Ready() error {
-	if !s.view.Recovered() {
+	if !s.view.Serving() {
 		return fmt.Errorf("%w: catching up with the table", ErrNotReady)
 	}
+	return nil
+}
+
+// Current returns nil when the view follows its table now, and an error
+// wrapping ErrNotReady while it lags (recovering or reconnecting). Servers
+// report it on /readyz, so that a load balancer prefers current servers,
+// while the API itself keeps answering.
+func (s *ViewSource) Current() error {
+	if err := s.Ready(); err != nil {
+		return err
+	}
+	if !s.view.Recovered() {
+		return fmt.Errorf("%w: lagging behind the table (recovering)", ErrNotReady)
+	}
 	if !s.view.Running() {
-		return fmt.Errorf("%w: reconnecting", ErrNotReady)
+		return fmt.Errorf("%w: lagging behind the table (reconnecting)", ErrNotReady)
 	}
 	return nil
 }

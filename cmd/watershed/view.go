@@ -72,7 +72,9 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	mux := http.NewServeMux()
 	mux.Handle(views.DevicesPath, vsrv.Handler())
-	serve.Ops(mux, reg, src.Ready)
+	// /readyz says when this server lags behind the table; the API keeps
+	// answering from its local copy meanwhile.
+	serve.Ops(mux, reg, src.Current)
 	srv, err := serve.Listen(mux, sf.options(*addr, reg, log))
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)

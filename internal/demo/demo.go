@@ -196,7 +196,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		if err := d.Runner.Ready(); err != nil {
 			return err
 		}
-		return d.Source.Ready()
+		return d.Source.Current()
 	})
 	viewSrv, err := serve.Listen(viewMux, serve.Options{Addr: opts.ViewAddr, Logger: log})
 	if err != nil {
@@ -216,7 +216,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		if err := d.Runner.Ready(); err != nil {
 			return err
 		}
-		return d.Source.Ready()
+		return d.Source.Current()
 	}); err != nil {
 		cancel()
 		return nil, errors.Join(err, g.Wait())
