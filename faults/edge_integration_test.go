@@ -28,8 +28,13 @@ func TestIntegrationFaultsEdgeBrokerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	hc := &http.Client{Timeout: 30 * time.Second}
+	// A Fleet is not safe for concurrent use; the posts below run in
+	// parallel.
+	var fleetMu sync.Mutex
 	post := func() (int, string, error) {
+		fleetMu.Lock()
 		p, err := fleet.Next()
+		fleetMu.Unlock()
 		if err != nil {
 			return 0, "", err
 		}
