@@ -32,6 +32,9 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fetchMin := fs.Int("fetch-min-bytes", 0, "consumers' fetch minimum in bytes (default: sarama's, 1)")
 	fs.DurationVar(&o.FetchMaxWait, "fetch-max-wait", 0, "consumers' longest fetch wait (default: sarama's, 500ms)")
 	fs.BoolVar(&o.StoreNoSync, "store-nosync", false, "local store without an fsync per write")
+	store := fs.String("store", "local", "where the sink writes: local (a leveldb store in the data folder) or cassandra (--cassandra-* flags)")
+	var cf cassandraFlags
+	cf.register(fs)
 	fs.StringVar(&o.TableStorage, "table-storage", "leveldb", "groups' table storage: leveldb (goka's default), leveldb-large (32 MiB write buffer) or batched (writes buffered 50 ms)")
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
 	noBaselines := fs.Bool("no-baselines", false, "skip the baselines")
@@ -98,6 +101,19 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 		defer f.Close()
 		*p.dst = f
+	}
+	switch *store {
+	case "local":
+	case "cassandra":
+		cs, err := cf.open(ctx, o.Logger, false)
+		if err != nil {
+			return fail(err)
+		}
+		defer cs.Close()
+		o.Store, o.StoreName = cs, "cassandra "+cf.hosts
+	default:
+		fmt.Fprintf(stderr, "watershed bench: --store %q: want local or cassandra\n", *store)
+		return 2
 	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ import (
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/simulator"
+	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
 )
@@ -79,6 +81,11 @@ type Options struct {
 	FetchMaxWait  time.Duration
 	// StoreNoSync makes the local store skip its fsync per write.
 	StoreNoSync bool
+	// Store, when set, is where the sink writes instead of a local store
+	// in DataDir (Cassandra, say); the caller opens and closes it.
+	Store sinks.Store
+	// StoreName names Store in the report (default "local").
+	StoreName string
 	// TableStorage is the groups' table storage: StorageDefault (""),
 	// StorageLarge or StorageBatched.
 	TableStorage string
@@ -157,7 +164,7 @@ const deviceSecret = "bench-secret"
 type env struct {
 	kafka    topology.Kafka
 	pipeline *processors.Pipeline
-	store    *local.Store
+	store    sinks.Store
 	runner   *topology.Runner
 	edge     *edge.Edge
 	view     *topology.View[records.DeviceState]
@@ -215,15 +222,22 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	} else {
 		prefix = "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "."
 		rep.Workload.Broker = "kafka " + fmt.Sprint(opts.Brokers)
+		// Runs into a real cluster clean up their topics; this runs after
+		// everything that uses them has stopped (deferred first).
+		defer deleteTopics(k, prefix, log)
 	}
 
 	start := time.Now()
 	tr := newTracker(start, w.devices)
-	store, err := local.Open(filepath.Join(opts.DataDir, "sink"), local.Options{NoSync: opts.StoreNoSync})
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	store := opts.Store
+	if store == nil {
+		ls, err := local.Open(filepath.Join(opts.DataDir, "sink"), local.Options{NoSync: opts.StoreNoSync})
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer ls.Close()
+		store = ls
 	}
-	defer store.Close()
 	p := processors.New(processors.Config{Prefix: prefix, Partitions: opts.Partitions, Sink: measuringStore{Store: store, t: tr}, Logger: log})
 	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -737,4 +751,27 @@ func recoveryTime(ctx context.Context, t *topology.Topology, ro topology.RunnerO
 		return 0, fmt.Errorf("bench: recovery: %w", err)
 	}
 	return took, nil
+}
+
+// deleteTopics deletes the topics of a run on an external cluster (those
+// whose names start with its prefix), logging what it cannot delete.
+func deleteTopics(k topology.Kafka, prefix string, log *slog.Logger) {
+	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	if err != nil {
+		log.Warn("bench: cannot delete the run's topics", "prefix", prefix, "err", err)
+		return
+	}
+	defer admin.Close()
+	topics, err := admin.ListTopics()
+	if err != nil {
+		log.Warn("bench: cannot list the run's topics", "prefix", prefix, "err", err)
+		return
+	}
+	for name := range topics {
+		if strings.HasPrefix(name, prefix) {
+			if err := admin.DeleteTopic(name); err != nil {
+				log.Warn("bench: cannot delete a topic", "topic", name, "err", err)
+			}
+		}
+	}
 }

@@ -99,6 +99,7 @@ type WorkloadReport struct {
 	Workers            int     `json:"workers"`
 	Partitions         int32   `json:"partitions"`
 	FlushInterval      string  `json:"flush_interval"`
+	Store              string  `json:"store"`
 	StoreSync          bool    `json:"store_sync"`
 	TableStorage       string  `json:"table_storage"`
 	FetchMinBytes      int32   `json:"fetch_min_bytes"`
@@ -181,8 +182,12 @@ func workloadReport(o *Options) WorkloadReport {
 	if o.FlushInterval > 0 {
 		fl = o.FlushInterval.String()
 	}
+	store := o.StoreName
+	if store == "" {
+		store = "local"
+	}
 	return WorkloadReport{
-		Devices: o.Devices, MessagesPerPackage: fmt.Sprintf("%d-%d", o.MessagesPerPackage.Min, o.MessagesPerPackage.Max),
+		Store: store, Devices: o.Devices, MessagesPerPackage: fmt.Sprintf("%d-%d", o.MessagesPerPackage.Min, o.MessagesPerPackage.Max),
 		Faults: o.FaultsName, Seed: o.Seed, RateOffered: o.Rate, DurationSeconds: o.Duration.Seconds(),
 		WarmupSeconds: o.Warmup.Seconds(), Workers: o.Workers, Partitions: o.Partitions,
 		FlushInterval: fl, StoreSync: !o.StoreNoSync, TableStorage: ts,
@@ -313,8 +318,8 @@ func (r *Report) Markdown(w io.Writer) error {
 	if wl.RateOffered > 0 {
 		rate = fmt.Sprintf("%.0f messages/s offered", wl.RateOffered)
 	}
-	fmt.Fprintf(&b, "- workload: %s broker, %d devices, %s messages a package, faults %s, seed %d, %s, %d HTTP workers, %d partitions, flush %s, store sync %v, table storage %s\n",
-		wl.Broker, wl.Devices, wl.MessagesPerPackage, wl.Faults, wl.Seed, rate, wl.Workers, wl.Partitions, wl.FlushInterval, wl.StoreSync, wl.TableStorage)
+	fmt.Fprintf(&b, "- workload: %s broker, %d devices, %s messages a package, faults %s, seed %d, %s, %d HTTP workers, %d partitions, flush %s, %s store (sync %v), table storage %s\n",
+		wl.Broker, wl.Devices, wl.MessagesPerPackage, wl.Faults, wl.Seed, rate, wl.Workers, wl.Partitions, wl.FlushInterval, wl.Store, wl.StoreSync, wl.TableStorage)
 	fmt.Fprintf(&b, "- window: %.1f s after %.0f s of warmup; %d packages (%d messages, %d MB) pre-generated in %.1f s\n\n",
 		r.WindowSeconds, wl.WarmupSeconds, wl.Packages, wl.Messages, wl.BodyBytes>>20, wl.GenerateSeconds)
 
