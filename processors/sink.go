@@ -28,23 +28,27 @@ func (p *Pipeline) declareSink() {
 		}
 		return nil
 	}}
-	g := p.Topology.Processor(GroupSink, topology.Describe("write every reading to the store; offsets commit only after the store acknowledged"),
+	g := p.Topology.Processor(GroupSink, topology.Describe("write every reading to the store, batched across records; offsets commit only after the store acknowledged"),
 		topology.WithRetryTopics(retry))
+	batch := topology.Batch(g, p.cfg.SinkBatch, p.writeReadings)
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
-		if len(rs.Items) == 0 {
-			return nil
-		}
-		if p.cfg.Sink == nil {
-			return topology.Transient(ErrNoSink)
-		}
-		err := p.cfg.Sink.Write(c.Context(), rs.Items)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, sinks.ErrUnavailable):
-			return topology.Transient(err)
-		default:
-			return topology.Reject("sink_refused", fmt.Errorf("store refused %d readings: %w", len(rs.Items), err))
-		}
+		return batch.Add(c, rs.Items)
 	})
+}
+
+// writeReadings writes rows of one or many records to the store and tells
+// a store that is down (retry) from rows it refuses (dead letters).
+func (p *Pipeline) writeReadings(ctx context.Context, rows []records.Reading) error {
+	if p.cfg.Sink == nil {
+		return topology.Transient(ErrNoSink)
+	}
+	err := p.cfg.Sink.Write(ctx, rows)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sinks.ErrUnavailable):
+		return topology.Transient(err)
+	default:
+		return topology.Reject("sink_refused", fmt.Errorf("store refused %d readings: %w", len(rows), err))
+	}
 }
