@@ -1,14 +1,10 @@
 package processors
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"strconv"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
-	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/topology"
 )
 
@@ -126,43 +122,6 @@ func (p *Pipeline) alertsOf(rs *records.Readings) []records.Alert {
 		}
 	}
 	return out
-}
-
-// ErrNoSink is returned when the sink group is run without a store.
-var ErrNoSink = errors.New("processors: the sink group needs a store (Config.Sink)")
-
-func (p *Pipeline) declareSink() {
-	// A write that keeps failing while the store answers (a timeout of one
-	// large write, say) moves to the retry topics so that its partition
-	// goes on; while the store is down, the sink pauses in place.
-	retry := topology.RetryPolicy{Probe: func(ctx context.Context) error {
-		if pinger, ok := p.cfg.Sink.(sinks.Pinger); ok {
-			return pinger.Ping(ctx)
-		}
-		if p.cfg.Sink == nil {
-			return ErrNoSink
-		}
-		return nil
-	}}
-	g := p.Topology.Processor(GroupSink, topology.Describe("write every reading to the store; offsets commit only after the store acknowledged"),
-		topology.WithRetryTopics(retry))
-	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
-		if len(rs.Items) == 0 {
-			return nil
-		}
-		if p.cfg.Sink == nil {
-			return topology.Transient(ErrNoSink)
-		}
-		err := p.cfg.Sink.Write(c.Context(), rs.Items)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, sinks.ErrUnavailable):
-			return topology.Transient(err)
-		default:
-			return topology.Reject("sink_refused", fmt.Errorf("store refused %d readings: %w", len(rs.Items), err))
-		}
-	})
 }
 
 // CheckGroups reports whether the named groups (all when empty) can run

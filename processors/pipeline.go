@@ -77,6 +77,10 @@ type Config struct {
 	AlertSeverity float64
 	// Sink receives every stored reading; required to run the sink group.
 	Sink sinks.Store
+	// SinkBatch batches the sink's writes across the records of a
+	// partition (zero: topology's defaults, 1000 rows or 5ms). A record
+	// still commits only after its rows are written.
+	SinkBatch topology.BatchOptions
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives the stages' logs (default slog.Default()).

@@ -32,6 +32,12 @@ type Context struct {
 	set     []byte
 	setOp   tableOp
 	attempt int
+
+	// q is the partition's batch queue when the processor batches under
+	// a Runner; rows are what the callback added to the batch.
+	q     *partQueue
+	rows  any
+	nrows int
 }
 
 type tableOp int
@@ -61,6 +67,7 @@ func (c *Context) reset() {
 	c.dead = c.dead[:0]
 	c.set = nil
 	c.setOp = tableNone
+	c.rows, c.nrows = nil, 0
 }
 
 // Key returns the record's key.

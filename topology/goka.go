@@ -39,20 +39,26 @@ func (rawCodec) Decode(b []byte) (any, error) {
 }
 
 // groupGraph builds the goka group graph of p. The callbacks report to obs.
-func (p *Processor) groupGraph(obs observer) *goka.GroupGraph {
+// With a producer, a processor with a Batcher batches its writes (see
+// Batcher); without one, its callbacks write at once.
+func (p *Processor) groupGraph(obs observer, prod goka.Producer) *goka.GroupGraph {
 	var edges []goka.Edge
 	state := &retryState{}
+	var rt *batchRuntime
+	if p.batch != nil && p.retryOf == nil && prod != nil {
+		rt = newBatchRuntime(p, obs, state, prod)
+	}
 	if main := p.retryOf; main != nil {
 		for i, tier := range main.retry.tiers {
 			edges = append(edges, goka.Input(goka.Stream(tier.name), rawCodec{}, p.retryCallback(i, obs, state)))
 		}
 	} else {
 		for _, in := range p.inputs {
-			edges = append(edges, goka.Input(goka.Stream(in.topic.name), rawCodec{}, p.callback(in, obs, state)))
+			edges = append(edges, goka.Input(goka.Stream(in.topic.name), rawCodec{}, p.callback(in, obs, state, rt)))
 		}
 	}
 	if p.loop != nil {
-		edges = append(edges, goka.Loop(rawCodec{}, p.callback(p.loop, obs, state)))
+		edges = append(edges, goka.Loop(rawCodec{}, p.callback(p.loop, obs, state, nil)))
 	}
 	for _, o := range p.outputs {
 		edges = append(edges, goka.Output(goka.Stream(o.name), rawCodec{}))
@@ -77,6 +83,7 @@ type observer interface {
 	produced(group, topic string, n int)
 	deadLettered(group, reason string)
 	retried(group string)
+	batchWritten(group string, records, rows int)
 	skipped(group, reason string)
 	processed(group string, d time.Duration)
 }
@@ -87,77 +94,101 @@ func (nopObserver) consumed(string, string)         {}
 func (nopObserver) produced(string, string, int)    {}
 func (nopObserver) deadLettered(string, string)     {}
 func (nopObserver) retried(string)                  {}
+func (nopObserver) batchWritten(string, int, int)   {}
 func (nopObserver) skipped(string, string)          {}
 func (nopObserver) processed(string, time.Duration) {}
 
 // callback wraps a typed handler into goka's callback: it runs the handler,
 // recovers its panics, retries transient errors with backoff, and sends
 // permanent failures to the dead-letter topic, so that one bad record never
-// stops the processor.
-func (p *Processor) callback(in *inputDecl, obs observer, state *retryState) goka.ProcessCallback {
+// stops the processor. With a batch runtime, every record of the partition
+// goes through its queue, so that commits stay in offset order.
+func (p *Processor) callback(in *inputDecl, obs observer, state *retryState, rt *batchRuntime) goka.ProcessCallback {
 	return func(g goka.Context, msg any) {
 		start := time.Now()
 		raw, _ := msg.([]byte)
 		c := &Context{g: g, proc: p, in: in, raw: raw}
-		obs.consumed(p.group, in.topic.name)
-		if target := c.Header(HeaderReplayGroup); target != nil && string(target) != p.group {
-			obs.skipped(p.group, ReasonReplayedForOther)
+		if rt != nil {
+			c.q = rt.queue(g)
+		}
+		first, err := p.handle(c, in, obs, state)
+		switch {
+		case c.q != nil:
+			c.q.enqueue(c, first, err)
+		case err != nil:
+			// Shutting down mid-retry: leave the record uncommitted.
+			done := g.DeferCommit()
+			done(err)
 			return
 		}
-		// A replayed record carries the attempts it already had and when
-		// it first failed.
-		var first time.Time
-		if ms := c.headerInt(HeaderFirstFailure, 0); ms > 0 {
-			first = time.UnixMilli(ms)
+		if err == nil {
+			obs.processed(p.group, time.Since(start))
 		}
-		base := int(c.headerInt(HeaderAttempts, 0))
-		for local := 1; ; local++ {
-			c.attempt = base + local
-			err := c.invoke(in, raw)
-			if err == nil {
-				c.flush(envelopeFor(first))
-				p.observeOutputs(c, obs)
-				state.succeeded()
-				break
-			}
-			if first.IsZero() {
-				first = time.Now()
-			}
-			c.reset()
-			if IsTransient(err) {
-				obs.retried(p.group)
-				if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(g.Context(), state) {
-					// The dependency answers others: the record leaves
-					// its partition for the first retry topic.
-					c.toRetry(0, in.topic.name, raw, c.attempt, first)
-					c.flush(envelopeFor(first))
-					break
-				}
-				if sleepCtx(g.Context(), p.backoff.delay(local)) {
-					continue
-				}
-				// Shutting down mid-retry: leave the record uncommitted.
-				done := g.DeferCommit()
-				done(fmt.Errorf("%w: %s: %v", errAbandoned, c, err))
-				return
-			}
-			if p.policy == Stop {
-				g.Fail(fmt.Errorf("topology: %s: %w", c, err))
-				return
-			}
-			reason := ReasonOf(err)
-			if in.topic.deadLetter {
-				// A failed dead letter stays where it is: sending it to
-				// the dead-letter topic again would loop.
-				obs.skipped(p.group, reason)
-				break
-			}
-			c.DeadLetter(reason, err, raw)
+	}
+}
+
+// handle runs the handler of one record with the processor's failure
+// policy. It returns when the record first failed (zero if it did not), and
+// an error only when the record must stay uncommitted (the processor stops
+// while retrying it).
+func (p *Processor) handle(c *Context, in *inputDecl, obs observer, state *retryState) (time.Time, error) {
+	g, raw := c.g, c.raw
+	obs.consumed(p.group, in.topic.name)
+	// A replayed record carries the attempts it already had and when
+	// it first failed.
+	var first time.Time
+	if ms := c.headerInt(HeaderFirstFailure, 0); ms > 0 {
+		first = time.UnixMilli(ms)
+	}
+	if target := c.Header(HeaderReplayGroup); target != nil && string(target) != p.group {
+		obs.skipped(p.group, ReasonReplayedForOther)
+		return first, nil
+	}
+	base := int(c.headerInt(HeaderAttempts, 0))
+	for local := 1; ; local++ {
+		c.attempt = base + local
+		err := c.invoke(in, raw)
+		if err == nil {
 			c.flush(envelopeFor(first))
-			obs.deadLettered(p.group, reason)
-			break
+			p.observeOutputs(c, obs)
+			if c.rows == nil {
+				state.succeeded()
+			}
+			return first, nil
 		}
-		obs.processed(p.group, time.Since(start))
+		if first.IsZero() {
+			first = time.Now()
+		}
+		c.reset()
+		if IsTransient(err) {
+			obs.retried(p.group)
+			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(g.Context(), state) {
+				// The dependency answers others: the record leaves
+				// its partition for the first retry topic.
+				c.toRetry(0, in.topic.name, raw, c.attempt, first)
+				c.flush(envelopeFor(first))
+				return first, nil
+			}
+			if sleepCtx(g.Context(), p.backoff.delay(local)) {
+				continue
+			}
+			return first, fmt.Errorf("%w: %s: %v", errAbandoned, c, err)
+		}
+		if p.policy == Stop {
+			g.Fail(fmt.Errorf("topology: %s: %w", c, err))
+			return first, nil // not reached: Fail panics
+		}
+		reason := ReasonOf(err)
+		if in.topic.deadLetter {
+			// A failed dead letter stays where it is: sending it to
+			// the dead-letter topic again would loop.
+			obs.skipped(p.group, reason)
+			return first, nil
+		}
+		c.DeadLetter(reason, err, raw)
+		c.flush(envelopeFor(first))
+		obs.deadLettered(p.group, reason)
+		return first, nil
 	}
 }
 
@@ -193,35 +224,43 @@ func (c *Context) invoke(in *inputDecl, raw []byte) (err error) {
 // whose first failure was at first (zero when it did not fail itself).
 func envelopeFor(first time.Time) envelopeFactory {
 	return func(c *Context, reason string, err error, value []byte) ([]byte, error) {
-		now := time.Now()
-		if first.IsZero() {
-			first = now
-		}
-		e := records.Envelope{
-			Stage:        c.proc.group,
-			Reason:       reason,
-			Topic:        c.Topic(),
-			Partition:    c.Partition(),
-			Offset:       c.Offset(),
-			Key:          []byte(c.Key()),
-			Value:        value,
-			Timestamp:    c.Timestamp(),
-			Attempts:     c.attempt,
-			FirstFailure: first,
-			LastFailure:  now,
-		}
-		if err != nil {
-			e.Error = err.Error()
-		}
-		for _, h := range c.Headers() {
-			e.Headers = append(e.Headers, records.Header{Key: h.Key, Value: h.Value})
-		}
-		b, encErr := records.EnvelopeCodec{}.Encode(e)
-		if encErr != nil {
-			return nil, fmt.Errorf("topology: encode dead-letter envelope: %w", encErr)
-		}
-		return b, nil
+		rec := c.info(first)
+		return newEnvelope(&rec, reason, err, value)
 	}
+}
+
+// newEnvelope encodes the dead-letter envelope of a failure of record rec
+// (whose first failure is now when rec.first is zero).
+func newEnvelope(rec *recordInfo, reason string, err error, value []byte) ([]byte, error) {
+	now := time.Now()
+	first := rec.first
+	if first.IsZero() {
+		first = now
+	}
+	e := records.Envelope{
+		Stage:        rec.group,
+		Reason:       reason,
+		Topic:        rec.topic,
+		Partition:    rec.partition,
+		Offset:       rec.offset,
+		Key:          []byte(rec.key),
+		Value:        value,
+		Timestamp:    rec.timestamp,
+		Attempts:     rec.attempt,
+		FirstFailure: first,
+		LastFailure:  now,
+	}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	for _, h := range rec.headers {
+		e.Headers = append(e.Headers, records.Header{Key: h.Key, Value: h.Value})
+	}
+	b, encErr := records.EnvelopeCodec{}.Encode(e)
+	if encErr != nil {
+		return nil, fmt.Errorf("topology: encode dead-letter envelope: %w", encErr)
+	}
+	return b, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -244,7 +283,7 @@ func IsAbandoned(err error) bool { return errors.Is(err, errAbandoned) }
 // options and no metrics. It is for test drivers (goka.WithTester) and
 // tools; the Runner builds its processors itself.
 func (p *Processor) NewGokaProcessor(brokers []string, opts ...goka.ProcessorOption) (*goka.Processor, error) {
-	gp, err := goka.NewProcessor(brokers, p.groupGraph(nopObserver{}), append([]goka.ProcessorOption{goka.WithHasher(Hasher)}, opts...)...)
+	gp, err := goka.NewProcessor(brokers, p.groupGraph(nopObserver{}, nil), append([]goka.ProcessorOption{goka.WithHasher(Hasher)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("topology: processor %s: %w", p.group, err)
 	}

@@ -18,6 +18,8 @@ import (
 //     dead-letter topic whose processing failed; they stay in that topic and
 //     are not dead-lettered again.
 //   - watershed_processor_duration_seconds{group}: time to handle one input record, retries included.
+//   - watershed_processor_batch_rows{group}: rows per write of a Batcher.
+//   - watershed_processor_batch_records{group}: input records per write of a Batcher.
 //
 // The Runner adds watershed_consumer_lag{group,topic,partition} and
 // watershed_processor_recovered{group} at scrape time.
@@ -28,6 +30,8 @@ type Metrics struct {
 	retries     *prometheus.CounterVec
 	skips       *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
+	batchRows   *prometheus.HistogramVec
+	batchRecs   *prometheus.HistogramVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -58,8 +62,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time to handle one input record, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
 		}, []string{"group"}),
+		batchRows: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "watershed_processor_batch_rows",
+			Help:    "Rows per write of a processor's Batcher.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}, []string{"group"}),
+		batchRecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "watershed_processor_batch_records",
+			Help:    "Input records per write of a processor's Batcher.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}, []string{"group"}),
 	}
-	for _, c := range []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.retries, m.skips, m.duration} {
+	for _, c := range []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.retries, m.skips, m.duration, m.batchRows, m.batchRecs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("topology: register metrics: %w", err)
 		}
@@ -90,6 +104,10 @@ func (o metricsObserver) skipped(group, reason string) {
 	o.m.skips.WithLabelValues(group, reason).Inc()
 }
 func (o metricsObserver) processed(group string, d time.Duration) { o.m.processed(group, d) }
+func (o metricsObserver) batchWritten(group string, records, rows int) {
+	o.m.batchRecs.WithLabelValues(group).Observe(float64(records))
+	o.m.batchRows.WithLabelValues(group).Observe(float64(rows))
+}
 
 func observerFor(m *Metrics) observer {
 	if m == nil {

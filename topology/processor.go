@@ -69,6 +69,7 @@ type Processor struct {
 	policy      FailurePolicy
 	backoff     Backoff
 	retry       *retryDecl
+	batch       batchWriter
 	// retryOf is set on a companion retry group: the processor whose
 	// retried records it handles.
 	retryOf *Processor

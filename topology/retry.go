@@ -156,24 +156,29 @@ func (c *Context) toRetry(tier int, origin string, raw []byte, attempts int, fir
 	if main.retryOf != nil {
 		main = main.retryOf
 	}
-	pol := main.retry.policy
 	tier = min(tier, len(main.retry.tiers)-1)
+	hs := retryHeaders(main.retry.policy, tier, c.Headers(), origin, attempts, first)
+	c.queueEmit(main.retry.tiers[tier].name, c.Key(), raw, hs)
+}
+
+// retryHeaders returns the headers of a record moving to retry topic tier:
+// its own headers without the old bookkeeping, and the new bookkeeping.
+func retryHeaders(pol RetryPolicy, tier int, own []Header, origin string, attempts int, first time.Time) []Header {
 	due := time.Now().Add(pol.Delays[tier])
 	var hs []Header
-	for _, h := range c.Headers() {
+	for _, h := range own {
 		switch h.Key {
 		case HeaderAttempts, HeaderRetryOrigin, HeaderRetryDue, HeaderFirstFailure:
 		default:
 			hs = append(hs, h)
 		}
 	}
-	hs = append(hs,
+	return append(hs,
 		Header{Key: HeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
 		Header{Key: HeaderRetryOrigin, Value: []byte(origin)},
 		Header{Key: HeaderRetryDue, Value: []byte(strconv.FormatInt(due.UnixMilli(), 10))},
 		Header{Key: HeaderFirstFailure, Value: []byte(strconv.FormatInt(first.UnixMilli(), 10))},
 	)
-	c.queueEmit(main.retry.tiers[tier].name, c.Key(), raw, hs)
 }
 
 // headerInt reads a decimal header, or def.

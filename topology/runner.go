@@ -118,8 +118,27 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.log.Info("topics ready", "created", created, "total", len(plan))
 	}
 	var gps []*goka.Processor
+	var producers []goka.Producer
+	defer func() {
+		for _, p := range producers {
+			if err := p.Close(); err != nil {
+				r.log.Warn("closing a batch producer", "err", err)
+			}
+		}
+	}()
 	for _, p := range r.procs {
-		gp, err := r.newProcessor(p)
+		var prod goka.Producer
+		if p.batch != nil && p.retryOf == nil {
+			// The batches' dead letters and retries are found after
+			// their callbacks returned: they go through a producer of
+			// the runner's.
+			var err error
+			if prod, err = producerBuilder(r.opts.Kafka)(r.opts.Kafka.Brokers, clientID(r.opts.Kafka, p.group)+"-batch", Hasher); err != nil {
+				return fmt.Errorf("topology: producer of %s: %w", p.group, err)
+			}
+			producers = append(producers, prod)
+		}
+		gp, err := r.newProcessor(p, prod)
 		if err != nil {
 			return err
 		}
@@ -247,7 +266,7 @@ func (t *Topology) Lag(ctx context.Context, k Kafka, groups []string) ([]Partiti
 	return out, nil
 }
 
-func (r *Runner) newProcessor(p *Processor) (*goka.Processor, error) {
+func (r *Runner) newProcessor(p *Processor, prod goka.Producer) (*goka.Processor, error) {
 	k := r.opts.Kafka
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),
@@ -269,7 +288,7 @@ func (r *Runner) newProcessor(p *Processor) (*goka.Processor, error) {
 	if r.opts.RecoverAhead {
 		opts = append(opts, goka.WithRecoverAhead())
 	}
-	gp, err := goka.NewProcessor(k.Brokers, p.groupGraph(observerFor(r.opts.Metrics)), opts...)
+	gp, err := goka.NewProcessor(k.Brokers, p.groupGraph(observerFor(r.opts.Metrics), prod), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("topology: processor %s: %w", p.group, err)
 	}

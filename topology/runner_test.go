@@ -209,7 +209,8 @@ func TestRunnerOnEmbeddedBroker(t *testing.T) {
 	}
 }
 
-// counterValue sums the series of a counter or gauge family.
+// counterValue sums the series of a counter or gauge family, or the
+// observations of a histogram family.
 func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
@@ -222,7 +223,7 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetHistogram().GetSampleSum()
 		}
 	}
 	return sum

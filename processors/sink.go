@@ -1,0 +1,54 @@
+package processors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/sinks"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// The sink group writes every reading of telemetry.normalized to the store.
+
+// ErrNoSink is returned when the sink group is run without a store.
+var ErrNoSink = errors.New("processors: the sink group needs a store (Config.Sink)")
+
+func (p *Pipeline) declareSink() {
+	// A write that keeps failing while the store answers (a timeout of one
+	// large write, say) moves to the retry topics so that its partition
+	// goes on; while the store is down, the sink pauses in place.
+	retry := topology.RetryPolicy{Probe: func(ctx context.Context) error {
+		if pinger, ok := p.cfg.Sink.(sinks.Pinger); ok {
+			return pinger.Ping(ctx)
+		}
+		if p.cfg.Sink == nil {
+			return ErrNoSink
+		}
+		return nil
+	}}
+	g := p.Topology.Processor(GroupSink, topology.Describe("write every reading to the store, batched across records; offsets commit only after the store acknowledged"),
+		topology.WithRetryTopics(retry))
+	batch := topology.Batch(g, p.cfg.SinkBatch, p.writeReadings)
+	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
+		return batch.Add(c, rs.Items)
+	})
+}
+
+// writeReadings writes rows of one or many records to the store and tells
+// a store that is down (retry) from rows it refuses (dead letters).
+func (p *Pipeline) writeReadings(ctx context.Context, rows []records.Reading) error {
+	if p.cfg.Sink == nil {
+		return topology.Transient(ErrNoSink)
+	}
+	err := p.cfg.Sink.Write(ctx, rows)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sinks.ErrUnavailable):
+		return topology.Transient(err)
+	default:
+		return topology.Reject("sink_refused", fmt.Errorf("store refused %d readings: %w", len(rows), err))
+	}
+}
