@@ -205,7 +205,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		FetchMinBytes: opts.FetchMinBytes, FetchMaxWait: opts.FetchMaxWait}
 	prefix := ""
 	if len(opts.Brokers) == 0 {
-		broker, err := embedded.Start(embedded.Options{Logger: log})
+		broker, err := embedded.Start(embedded.Options{Logger: log, Retention: benchRetention(opts.NoBaselines)})
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
@@ -737,4 +737,15 @@ func recoveryTime(ctx context.Context, t *topology.Topology, ro topology.RunnerO
 		return 0, fmt.Errorf("bench: recovery: %w", err)
 	}
 	return took, nil
+}
+
+// benchRetention is the embedded broker's consumed retention, which keeps
+// memory flat over a run: the dead-letter topic stays whole, and so does the
+// raw topic when the baselines will read it again from its start.
+func benchRetention(noBaselines bool) *embedded.Retention {
+	keep := []string{processors.TopicDeadLetter}
+	if !noBaselines {
+		keep = append(keep, processors.TopicRaw)
+	}
+	return embedded.DefaultRetention(keep...)
 }
