@@ -51,14 +51,17 @@ type Retention struct {
 	// many bytes, dropping its oldest records first (retention.bytes for
 	// topics nobody consumes); zero keeps such topics whole.
 	UnreadMaxBytes int64
-	// SegmentBytes is the broker's log.segment.bytes (default 1 MiB).
+	// SegmentBytes is the broker's log.segment.bytes (default 256 KiB).
 	// Trimmed records free their memory only when their whole segment
-	// goes, and kfake's default segment is 100 MiB per partition.
+	// goes, and kfake's default segment is 100 MiB per partition. Every
+	// partition keeps its newest segment, whose in-memory file may hold
+	// up to twice this size, so the floor of the broker's memory is about
+	// partitions x 2 x SegmentBytes (88 partitions in the pipeline).
 	SegmentBytes int64
 }
 
 // DefaultRetention is the consumed retention the demo and the benchmark run
-// with: trimming every 5 s, compaction every 30 s, 1 MiB segments and 16 MiB
+// with: trimming every 5 s, compaction every 30 s, 256 KiB segments and 16 MiB
 // per partition of a topic nobody reads. keep names the topics kept whole.
 func DefaultRetention(keep ...string) *Retention {
 	return &Retention{Keep: keep, UnreadMaxBytes: 16 << 20}
@@ -72,7 +75,7 @@ func (r Retention) withDefaults() Retention {
 		r.CompactInterval = 30 * time.Second
 	}
 	if r.SegmentBytes <= 0 {
-		r.SegmentBytes = 1 << 20
+		r.SegmentBytes = 256 << 10
 	}
 	return r
 }
