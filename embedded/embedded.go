@@ -4,10 +4,14 @@
 //
 // It wraps github.com/twmb/franz-go/pkg/kfake. The broker is a test and demo
 // device, not a production store: it has one replica of every partition and
-// keeps data in memory unless a data folder is given.
+// keeps data in memory unless a data folder is given. It keeps every record
+// until a topic's own retention removes it, unless Options.Retention turns
+// on consumed retention (see Retention), which the demo and the benchmark do
+// so that their memory stays flat.
 package embedded
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -24,6 +28,9 @@ type Options struct {
 	// DataDir, when set, persists the log there so that a restarted broker
 	// keeps its topics and committed offsets.
 	DataDir string
+	// Retention, when set, runs consumed retention in the background
+	// until Close; nil keeps every record.
+	Retention *Retention
 	// Logger receives the broker's own log lines at debug level; nil
 	// discards them.
 	Logger *slog.Logger
@@ -31,8 +38,13 @@ type Options struct {
 
 // Broker is a running embedded broker.
 type Broker struct {
-	cluster *kfake.Cluster
-	addrs   []string
+	cluster   *kfake.Cluster
+	addrs     []string
+	log       *slog.Logger
+	retention *Retention
+	// stop ends the retention loop, which closes retentionDone.
+	stop          context.CancelFunc
+	retentionDone chan struct{}
 }
 
 // Start starts a broker. Call Close to stop it.
@@ -63,21 +75,41 @@ func Start(opts Options) (*Broker, error) {
 	if opts.DataDir != "" {
 		kopts = append(kopts, kfake.DataDir(opts.DataDir))
 	}
-	if opts.Logger != nil {
-		kopts = append(kopts, kfake.WithLogger(slogAdapter{opts.Logger}))
+	log := opts.Logger
+	if log != nil {
+		kopts = append(kopts, kfake.WithLogger(slogAdapter{log}))
+	} else {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var rt Retention
+	if opts.Retention != nil {
+		rt = opts.Retention.withDefaults()
+		kopts = append(kopts, kfake.BrokerConfigs(segmentConfig(rt)))
 	}
 	c, err := kfake.NewCluster(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: start broker: %w", err)
 	}
-	return &Broker{cluster: c, addrs: c.ListenAddrs()}, nil
+	b := &Broker{cluster: c, addrs: c.ListenAddrs(), log: log, retention: opts.Retention}
+	if opts.Retention != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		b.stop, b.retentionDone = cancel, make(chan struct{})
+		go b.runRetention(ctx, rt)
+	}
+	return b, nil
 }
 
 // Addrs returns the bootstrap addresses of the broker.
 func (b *Broker) Addrs() []string { return append([]string(nil), b.addrs...) }
 
-// Close stops the broker and closes every client connection.
-func (b *Broker) Close() { b.cluster.Close() }
+// Close stops retention and the broker, and closes every client connection.
+func (b *Broker) Close() {
+	if b.stop != nil {
+		b.stop()
+		<-b.retentionDone
+	}
+	b.cluster.Close()
+}
 
 // slogAdapter routes kfake's log lines to slog at debug level.
 type slogAdapter struct{ l *slog.Logger }

@@ -212,7 +212,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		FetchMinBytes: opts.FetchMinBytes, FetchMaxWait: opts.FetchMaxWait}
 	prefix := ""
 	if len(opts.Brokers) == 0 {
-		broker, err := embedded.Start(embedded.Options{Logger: log})
+		broker, err := embedded.Start(embedded.Options{Logger: log, Retention: benchRetention(opts.NoBaselines)})
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
@@ -774,4 +774,15 @@ func deleteTopics(k topology.Kafka, prefix string, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// benchRetention is the embedded broker's consumed retention, which keeps
+// memory flat over a run: the dead-letter topic stays whole, and so does the
+// raw topic when the baselines will read it again from its start.
+func benchRetention(noBaselines bool) *embedded.Retention {
+	keep := []string{processors.TopicDeadLetter}
+	if !noBaselines {
+		keep = append(keep, processors.TopicRaw)
+	}
+	return embedded.DefaultRetention(keep...)
 }

@@ -120,7 +120,11 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	if opts.Kafka != nil {
 		d.Kafka, kafkaWhere = *opts.Kafka, "Kafka"
 	} else {
-		broker, err := embedded.Start(embedded.Options{Logger: log})
+		// Consumed retention keeps the broker's memory flat; the
+		// dead-letter topic stays whole for the operators' dlq commands
+		// and the reconciliation.
+		broker, err := embedded.Start(embedded.Options{Logger: log,
+			Retention: embedded.DefaultRetention(opts.Prefix + processors.TopicDeadLetter)})
 		if err != nil {
 			return nil, err
 		}
