@@ -18,6 +18,7 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs := newFlagSet("bench", "bench [--rate N] [--duration D] [--json] [flags]", stderr)
 	var o bench.Options
 	brokers := fs.String("brokers", "", "run against this Kafka cluster, comma-separated (default: the embedded broker)")
+	fs.BoolVar(&o.BrokerOnDisk, "broker-on-disk", false, "keep the embedded broker's log in the data folder instead of in memory")
 	fs.IntVar(&o.Devices, "devices", 40_000, "devices in the fleet")
 	mpp := fs.String("messages-per-package", "10-40", "messages per package, MIN-MAX")
 	faults := fs.String("faults", "none", "fault mix: none or default (the simulator's)")

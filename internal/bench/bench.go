@@ -47,6 +47,9 @@ type Options struct {
 	// Brokers, when set, run against this Kafka cluster instead of the
 	// embedded broker (topics and groups get a prefix unique to the run).
 	Brokers []string
+	// BrokerOnDisk keeps the embedded broker's log in DataDir instead of
+	// in memory (it still keeps an index entry per record batch in memory).
+	BrokerOnDisk bool
 	// Devices in the fleet (default 40,000).
 	Devices int
 	// MessagesPerPackage bounds each package's messages (default 10-40).
@@ -212,13 +215,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		FetchMinBytes: opts.FetchMinBytes, FetchMaxWait: opts.FetchMaxWait}
 	prefix := ""
 	if len(opts.Brokers) == 0 {
-		broker, err := embedded.Start(embedded.Options{Logger: log, Retention: benchRetention(opts.NoBaselines)})
+		bo := embedded.Options{Logger: log, Retention: benchRetention(opts.NoBaselines)}
+		rep.Workload.Broker = "embedded"
+		if opts.BrokerOnDisk {
+			bo.DataDir = filepath.Join(opts.DataDir, "broker")
+			rep.Workload.Broker = "embedded, log on disk"
+		}
+		broker, err := embedded.Start(bo)
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		defer broker.Close()
 		k.Brokers = broker.Addrs()
-		rep.Workload.Broker = "embedded"
 	} else {
 		prefix = "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "."
 		rep.Workload.Broker = "kafka " + fmt.Sprint(opts.Brokers)
