@@ -100,7 +100,7 @@ func (p *Processor) callback(in *inputDecl, obs observer, state *retryState) gok
 		raw, _ := msg.([]byte)
 		c := &Context{g: g, proc: p, in: in, raw: raw}
 		obs.consumed(p.group, in.topic.name)
-		if target := c.Header(HeaderReplayGroup); target != nil && string(target) != p.group {
+		if target := c.Header(HeaderReplayGroup); target != nil && p.replayedForOther(string(target)) {
 			obs.skipped(p.group, ReasonReplayedForOther)
 			return
 		}
