@@ -23,24 +23,44 @@ type decodeScratch struct {
 	ok  []protocol.Message
 }
 
-func (p *Pipeline) declareDecode(parts topology.TopicOption) {
-	g := p.Topology.Processor(GroupDecode, topology.Describe("decode packages (snappy, frames, CRCs, intra-package duplicates) and validate messages"))
+// descDecode describes the decode stage, on its own group or fused.
+const descDecode = "decode packages (snappy, frames, CRCs, intra-package duplicates) and validate messages"
+
+func (p *Pipeline) declareDecode() {
+	// A group fused from dedupe wrote its dead letters of raw packages
+	// under dedupe's name: their replays are this group's now.
+	g := p.Topology.Processor(GroupDecode, topology.Describe(descDecode), topology.TakesReplaysFor(GroupDedupe))
 	out := topology.Produce(g, p.Decoded)
-	pool := &sync.Pool{New: func() any { return new(decodeScratch) }}
-	topology.Consume(g, p.Raw, func(c *topology.Context, key string, raw []byte) error {
-		s := pool.Get().(*decodeScratch)
-		defer pool.Put(s)
-		return p.decode(c, out, s, raw)
-	})
+	topology.Consume(g, p.Raw, p.decodeThen(func(c *topology.Context, _ string, b records.Batch) error {
+		return out.Emit(c, strconv.FormatUint(b.DeviceID, 10), b)
+	}))
 }
 
-func (p *Pipeline) decode(c *topology.Context, out topology.Output[records.Batch], s *decodeScratch, raw []byte) error {
+// decodeThen returns a handler of raw packages that decodes each and hands
+// its batch to then, whose messages are valid until then returns.
+func (p *Pipeline) decodeThen(then topology.Handler[records.Batch]) topology.Handler[[]byte] {
+	pool := &sync.Pool{New: func() any { return new(decodeScratch) }}
+	return func(c *topology.Context, key string, raw []byte) error {
+		s := pool.Get().(*decodeScratch)
+		defer pool.Put(s)
+		b, err := p.decode(c, s, raw)
+		if err != nil {
+			return err
+		}
+		return then(c, key, b)
+	}
+}
+
+// decode decodes and validates the raw package of c's record: bad messages
+// go to the dead letters, and the batch of the valid ones is returned.
+// Its messages live in s until s is reused.
+func (p *Pipeline) decode(c *topology.Context, s *decodeScratch, raw []byte) (records.Batch, error) {
 	if err := s.dec.Decode(raw, &s.pkg); err != nil {
 		var pe *protocol.PackageError
 		if errors.As(err, &pe) {
-			return topology.Reject(pe.Reason.String(), err)
+			return records.Batch{}, topology.Reject(pe.Reason.String(), err)
 		}
-		return topology.Reject(topology.ReasonDecodeError, err)
+		return records.Batch{}, topology.Reject(topology.ReasonDecodeError, err)
 	}
 	pkg := &s.pkg
 	for _, r := range pkg.Rejected {
@@ -63,7 +83,7 @@ func (p *Pipeline) decode(c *topology.Context, out topology.Output[records.Batch
 	// The raw record's coordinates are the package's identity: later
 	// stages recognise a replay of this record by them.
 	b.RawPartition, b.RawOffset = c.Partition(), c.Offset()
-	return out.Emit(c, strconv.FormatUint(pkg.Header.DeviceID, 10), b)
+	return b, nil
 }
 
 // receivedMs returns the time the edge received the record's package: its

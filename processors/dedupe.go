@@ -44,18 +44,32 @@ import (
 // dedupeLoop is the value of the dedupe group's loop topic.
 type dedupeLoop struct {
 	expire bool
-	batch  records.Batch
+	// route is set on a package sent on to its device key: with decode
+	// fused in, a raw record keyed otherwise than by its header's device.
+	route bool
+	batch records.Batch
 }
 
-// dedupeLoopCodec encodes dedupeLoop as a kind byte (1 batch, 2 expire)
-// followed, for a batch, by the Batch record.
+// Kinds of dedupe loop records.
+const (
+	loopBatch  = 1
+	loopExpire = 2
+	loopRoute  = 3
+)
+
+// dedupeLoopCodec encodes dedupeLoop as a kind byte (1 batch, 2 expire,
+// 3 route) followed, for a batch or a route, by the Batch record.
 type dedupeLoopCodec struct{}
 
 func (dedupeLoopCodec) Encode(v dedupeLoop) ([]byte, error) {
 	if v.expire {
-		return []byte{2}, nil
+		return []byte{loopExpire}, nil
 	}
-	b, err := records.AppendBatch([]byte{1}, &v.batch)
+	kind := byte(loopBatch)
+	if v.route {
+		kind = loopRoute
+	}
+	b, err := records.AppendBatch([]byte{kind}, &v.batch)
 	if err != nil {
 		return nil, fmt.Errorf("processors: encode dedupe loop record: %w", err)
 	}
@@ -67,34 +81,53 @@ func (dedupeLoopCodec) Decode(b []byte) (dedupeLoop, error) {
 		return dedupeLoop{}, errors.New("processors: empty dedupe loop record")
 	}
 	switch b[0] {
-	case 2:
+	case loopExpire:
 		if len(b) != 1 {
 			return dedupeLoop{}, errors.New("processors: malformed expiry record")
 		}
 		return dedupeLoop{expire: true}, nil
-	case 1:
+	case loopBatch, loopRoute:
 		batch, err := records.BatchCodec{}.Decode(b[1:])
 		if err != nil {
 			return dedupeLoop{}, fmt.Errorf("processors: dedupe loop record: %w", err)
 		}
-		return dedupeLoop{batch: batch}, nil
+		return dedupeLoop{route: b[0] == loopRoute, batch: batch}, nil
 	}
 	return dedupeLoop{}, fmt.Errorf("processors: dedupe loop record kind %d", b[0])
 }
 
+// descDedupe describes the dedupe stage, on its own group or fused.
+const descDedupe = "drop messages already seen across packages (table keyed by device and time bucket, entries expire); normalize the rest"
+
 func (p *Pipeline) declareDedupe(parts, byDevice topology.TopicOption) {
-	g := p.Topology.Processor(GroupDedupe, topology.Describe("drop messages already seen across packages (table keyed by device and time bucket, entries expire); normalize the rest"))
+	fused := p.cfg.Fuse.Has(FuseDecode)
+	g := p.stageGroup(GroupDedupe, descDedupe, fused, GroupDecode, descDecode)
 	p.Dedupe = topology.Persist(g, records.DedupeEntryCodec{}, parts, byDevice)
 	out := topology.Produce(g, p.Normalized)
 	bucketMs := p.cfg.DedupeBucket.Milliseconds()
 	window := p.cfg.DedupeWindow.Milliseconds() / bucketMs
 	var loop topology.Loopback[dedupeLoop]
 	loop = topology.Loop(g, dedupeLoopCodec{}, func(c *topology.Context, key string, v dedupeLoop) error {
+		if v.route {
+			return p.routeByBucket(c, out, loop, key, v.batch, bucketMs, window)
+		}
 		return p.dedupeBucket(c, out, key, v)
 	})
-	topology.Consume(g, p.Decoded, func(c *topology.Context, key string, b records.Batch) error {
+	if !fused {
+		topology.Consume(g, p.Decoded, func(c *topology.Context, key string, b records.Batch) error {
+			return p.routeByBucket(c, out, loop, key, b, bucketMs, window)
+		})
+		return
+	}
+	topology.Consume(g, p.Raw, p.decodeThen(func(c *topology.Context, key string, b records.Batch) error {
+		// The decode group keys its batch by the header's device; the
+		// edge keys raw records the same way, so the loop hop is only
+		// for records written otherwise.
+		if device := strconv.FormatUint(b.DeviceID, 10); device != key {
+			return loop.Send(c, device, dedupeLoop{route: true, batch: b})
+		}
 		return p.routeByBucket(c, out, loop, key, b, bucketMs, window)
-	})
+	}))
 }
 
 // routeByBucket handles a package under its device key: it updates the

@@ -14,11 +14,27 @@ import (
 // StageEdge is the stage name the ingest edge writes on its dead letters.
 const StageEdge = "edge"
 
+// descDeviceState describes the device-state stage, on its own group or
+// fused.
+const descDeviceState = "each device's counters and latest readings by message time; counts its dead letters"
+
 func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
-	g := p.Topology.Processor(GroupDeviceState, topology.Describe("each device's counters and latest readings by message time; counts its dead letters"))
+	fused := p.cfg.Fuse.Has(FuseAlerts)
+	g := p.stageGroup(GroupDeviceState, descDeviceState, fused, GroupAlerts, descAlerts)
 	p.DeviceState = topology.Persist(g, records.DeviceStateCodec{}, parts, byDevice)
-	decodeGroup := p.cfg.Prefix + GroupDecode
+	var alerts topology.Output[records.Alert]
+	if fused {
+		alerts = topology.Produce(g, p.Alerts)
+	}
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
+		// Alerts go out for every delivery, a replay's too, as the alerts
+		// group does: they must not hang on whether the state write of a
+		// first delivery survived a crash.
+		if fused {
+			if err := p.emitAlerts(c, alerts, key, &rs); err != nil {
+				return err
+			}
+		}
 		st, _, err := p.DeviceState.Get(c)
 		if err != nil {
 			return err
@@ -36,7 +52,7 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 		return p.DeviceState.Set(c, st)
 	})
 	topology.Consume(g, p.DeadLetters, func(c *topology.Context, key string, e records.Envelope) error {
-		if e.Stage != StageEdge && e.Stage != decodeGroup {
+		if !p.deviceFailure(&e) {
 			return nil // failures of later stages are not the device's doing
 		}
 		id, err := strconv.ParseUint(key, 10, 64)
@@ -68,6 +84,20 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 	})
 }
 
+// deviceFailure reports whether a dead letter is the device's doing: the
+// edge's, or the decode stage's, on its own group or fused into dedupe
+// (dedupe's envelopes of raw packages). Both kinds count whatever this
+// process's fusion, since the topic holds envelopes of earlier ones.
+func (p *Pipeline) deviceFailure(e *records.Envelope) bool {
+	switch e.Stage {
+	case StageEdge, p.cfg.Prefix + GroupDecode:
+		return true
+	case p.cfg.Prefix + GroupDedupe:
+		return e.Topic == p.Raw.Name()
+	}
+	return false
+}
+
 // applyReadings adds one package's stored readings and duplicates to a
 // device's state. A late reading never moves the state back in time.
 func applyReadings(st *records.DeviceState, rs *records.Readings) {
@@ -96,17 +126,25 @@ func messageLevel(r protocol.Reason) bool {
 	return false
 }
 
+// descAlerts describes the alerts stage, on its own group or fused.
+const descAlerts = "alerts: events of high severity and engine coolant over the threshold"
+
 func (p *Pipeline) declareAlerts() {
-	g := p.Topology.Processor(GroupAlerts, topology.Describe("alerts: events of high severity and engine coolant over the threshold"))
+	g := p.Topology.Processor(GroupAlerts, topology.Describe(descAlerts))
 	out := topology.Produce(g, p.Alerts)
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
-		for _, a := range p.alertsOf(&rs) {
-			if err := out.Emit(c, key, a); err != nil {
-				return err
-			}
-		}
-		return nil
+		return p.emitAlerts(c, out, key, &rs)
 	})
+}
+
+// emitAlerts emits the alerts of one Readings record.
+func (p *Pipeline) emitAlerts(c *topology.Context, out topology.Output[records.Alert], key string, rs *records.Readings) error {
+	for _, a := range p.alertsOf(rs) {
+		if err := out.Emit(c, key, a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *Pipeline) alertsOf(rs *records.Readings) []records.Alert {

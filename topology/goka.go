@@ -140,7 +140,7 @@ func (p *Processor) handle(c *Context, in *inputDecl, obs observer, state *retry
 	if ms := c.headerInt(HeaderFirstFailure, 0); ms > 0 {
 		first = time.UnixMilli(ms)
 	}
-	if target := c.Header(HeaderReplayGroup); target != nil && string(target) != p.group {
+	if target := c.Header(HeaderReplayGroup); target != nil && p.replayedForOther(string(target)) {
 		obs.skipped(p.group, ReasonReplayedForOther)
 		return first, nil
 	}

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/watershed-io/watershed/codecs"
@@ -73,6 +74,9 @@ type Processor struct {
 	// retryOf is set on a companion retry group: the processor whose
 	// retried records it handles.
 	retryOf *Processor
+	// replaysFor are other groups (full names) whose replayed records this
+	// group processes as its own.
+	replaysFor []string
 }
 
 type inputDecl struct {
@@ -90,6 +94,25 @@ func Describe(text string) ProcessorOption { return func(p *Processor) { p.descr
 // OnFailure sets the failure policy for permanent errors.
 func OnFailure(policy FailurePolicy) ProcessorOption {
 	return func(p *Processor) { p.policy = policy }
+}
+
+// TakesReplaysFor makes the group process records replayed for the named
+// groups (before the prefix) as if they were replayed for itself. A group
+// that runs another group's stage fused into its handler takes that
+// stage's replays, so that dead letters written before a change of fusion
+// are not skipped as meant for a group that no longer runs.
+func TakesReplaysFor(groups ...string) ProcessorOption {
+	return func(p *Processor) {
+		for _, g := range groups {
+			p.replaysFor = append(p.replaysFor, p.t.prefix+g)
+		}
+	}
+}
+
+// replayedForOther reports whether a record replayed for target is meant
+// for another group.
+func (p *Processor) replayedForOther(target string) bool {
+	return target != p.group && !slices.Contains(p.replaysFor, target)
 }
 
 // RetryBackoff sets the backoff of in-place retries of transient errors.

@@ -38,6 +38,8 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cf.register(fs)
 	fs.StringVar(&o.TableStorage, "table-storage", "leveldb", "groups' table storage: leveldb (goka's default), leveldb-large (32 MiB write buffer) or batched (writes buffered 50 ms)")
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
+	var ff fuseFlag
+	ff.register(fs, false)
 	noBaselines := fs.Bool("no-baselines", false, "skip the baselines")
 	dataDir := fs.String("data-dir", "", "folder for tables, view and store (default: a temporary folder, removed after)")
 	jsonOut := fs.Bool("json", false, "print the JSON report as the last line")
@@ -68,6 +70,7 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	o.Partitions = int32(*partitions)
 	o.FetchMinBytes = int32(*fetchMin)
 	o.NoBaselines = *noBaselines
+	o.Fuse = ff.fuse
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			o.Brokers = append(o.Brokers, b)

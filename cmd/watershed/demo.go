@@ -26,6 +26,8 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	partitions := fs.Int("partitions", envInt("WATERSHED_PARTITIONS", 8), "partitions of every topic (env WATERSHED_PARTITIONS)")
 	seed := fs.Int64("seed", 1, "seed of the simulated fleet")
 	faults := fs.Bool("faults", true, "inject every fault the pipeline must handle")
+	var ff fuseFlag
+	ff.register(fs, false)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -45,7 +47,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		Devices: *devices, Rate: *rate, Duration: *duration,
 		IngestAddr: *ingestAddr, ViewAddr: *viewAddr, DataDir: *dataDir,
 		DeviceSecret: *secret, ViewKey: *viewKey, Partitions: int32(*partitions),
-		Seed: *seed, Faults: *faults, Out: stdout, Logger: newLogger(stderr),
+		Seed: *seed, Faults: *faults, Fuse: ff.fuse, Out: stdout, Logger: newLogger(stderr),
 		DrainTimeout: 2*time.Minute + *duration,
 	})
 	if err != nil {

@@ -151,3 +151,28 @@ func newLogger(stderr io.Writer) *slog.Logger {
 	}
 	return slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
+
+// fuseFlag is --fuse, the pipeline's stage fusion (processors.Fusion).
+type fuseFlag struct {
+	fuse processors.Fusion
+	// envErr is WATERSHED_FUSE's parse error, reported after the flags.
+	envErr error
+}
+
+// register adds --fuse to fs; with env, its default is WATERSHED_FUSE.
+func (f *fuseFlag) register(fs *flag.FlagSet, env bool) {
+	usage := "stages to fuse into the group after them: none, all, or a comma-separated list of decode (into dedupe) and alerts (into device-state); every process of an installation must agree"
+	if env {
+		usage += " (env WATERSHED_FUSE)"
+	}
+	fs.TextVar(&f.fuse, "fuse", processors.FuseNone, usage)
+	// The environment's value is set after TextVar, which sets the default.
+	if v, ok := os.LookupEnv("WATERSHED_FUSE"); ok && env {
+		if err := f.fuse.UnmarshalText([]byte(v)); err != nil {
+			f.envErr = fmt.Errorf("WATERSHED_FUSE: %w", err)
+		}
+	}
+}
+
+// value returns the fusion, or WATERSHED_FUSE's error.
+func (f *fuseFlag) value() (processors.Fusion, error) { return f.fuse, f.envErr }

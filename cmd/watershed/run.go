@@ -26,7 +26,7 @@ import (
 // groups against an external Kafka. Many processes running the same group
 // share its partitions.
 func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("run", "run --brokers B [--groups decode,dedupe,...] [flags]", stderr)
+	fs := newFlagSet("run", "run --brokers B [--groups decode,dedupe,...] [--fuse decode,alerts] [flags]", stderr)
 	groups := fs.String("groups", envOr("WATERSHED_GROUPS", ""), "processor groups to run, comma-separated (default all; env WATERSHED_GROUPS)")
 	dataDir := fs.String("data-dir", envOr("WATERSHED_DATA_DIR", "data"), "folder for the local copies of tables (env WATERSHED_DATA_DIR)")
 	metricsAddr := fs.String("metrics-addr", envOr("WATERSHED_METRICS_ADDR", "127.0.0.1:9100"), "address of /metrics, /healthz and /readyz (env WATERSHED_METRICS_ADDR)")
@@ -36,7 +36,9 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	var pf pipelineFlags
 	var kf kafkaFlags
 	var cf cassandraFlags
+	var ff fuseFlag
 	pf.register(fs)
+	ff.register(fs, true)
 	kf.register(fs)
 	cf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
@@ -50,6 +52,10 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	log := newLogger(stderr)
 	cfg := pf.config()
 	cfg.Logger = log
+	if cfg.Fuse, err = ff.value(); err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 2
+	}
 	names := splitList(*groups)
 	probe := processors.New(cfg)
 	selected, err := probe.Topology.Select(names)

@@ -12,18 +12,26 @@ import (
 // runTopology implements `watershed topology`: it prints the declared
 // pipeline, or with --plan the topics it would create on a cluster.
 func runTopology(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("topology", "topology [--format text|mermaid|dot|json] [--plan|--create --brokers B]", stderr)
+	fs := newFlagSet("topology", "topology [--format text|mermaid|dot|json] [--fuse decode,alerts] [--plan|--create --brokers B]", stderr)
 	format := fs.String("format", "text", "output format: text, mermaid, dot or json")
 	plan := fs.Bool("plan", false, "print the topic plan against --brokers (a dry run: nothing is created)")
 	create := fs.Bool("create", false, "create the missing topics on --brokers and print the plan (processes also do this when they start)")
 	var pf pipelineFlags
 	var kf kafkaFlags
+	var ff fuseFlag
 	pf.register(fs)
+	ff.register(fs, true)
 	kf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	p := processors.New(pf.config())
+	cfg := pf.config()
+	var err error
+	if cfg.Fuse, err = ff.value(); err != nil {
+		fmt.Fprintf(stderr, "watershed topology: %v\n", err)
+		return 2
+	}
+	p := processors.New(cfg)
 	if err := p.Topology.Validate(); err != nil {
 		fmt.Fprintf(stderr, "watershed topology: %v\n", err)
 		return 1

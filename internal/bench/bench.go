@@ -92,6 +92,8 @@ type Options struct {
 	// TableStorage is the groups' table storage: StorageDefault (""),
 	// StorageLarge or StorageBatched.
 	TableStorage string
+	// Fuse is the pipeline's stage fusion (processors.Config.Fuse).
+	Fuse processors.Fusion
 	// NoBaselines skips the baselines.
 	NoBaselines bool
 	// MeasureRecovery restarts the groups after the run, on their local
@@ -246,7 +248,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		defer ls.Close()
 		store = ls
 	}
-	p := processors.New(processors.Config{Prefix: prefix, Partitions: opts.Partitions, Sink: measuringStore{Store: store, t: tr}, Logger: log})
+	p := processors.New(processors.Config{Prefix: prefix, Partitions: opts.Partitions, Fuse: opts.Fuse, Sink: measuringStore{Store: store, t: tr}, Logger: log})
 	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

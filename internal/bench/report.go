@@ -102,6 +102,7 @@ type WorkloadReport struct {
 	Store              string  `json:"store"`
 	StoreSync          bool    `json:"store_sync"`
 	TableStorage       string  `json:"table_storage"`
+	Fuse               string  `json:"fuse"`
 	FetchMinBytes      int32   `json:"fetch_min_bytes"`
 	FetchMaxWait       string  `json:"fetch_max_wait"`
 	Packages           int     `json:"packages_generated"`
@@ -190,7 +191,7 @@ func workloadReport(o *Options) WorkloadReport {
 		Store: store, Devices: o.Devices, MessagesPerPackage: fmt.Sprintf("%d-%d", o.MessagesPerPackage.Min, o.MessagesPerPackage.Max),
 		Faults: o.FaultsName, Seed: o.Seed, RateOffered: o.Rate, DurationSeconds: o.Duration.Seconds(),
 		WarmupSeconds: o.Warmup.Seconds(), Workers: o.Workers, Partitions: o.Partitions,
-		FlushInterval: fl, StoreSync: !o.StoreNoSync, TableStorage: ts,
+		FlushInterval: fl, StoreSync: !o.StoreNoSync, TableStorage: ts, Fuse: o.Fuse.String(),
 		FetchMinBytes: o.FetchMinBytes, FetchMaxWait: o.FetchMaxWait.String(),
 	}
 }
@@ -318,8 +319,8 @@ func (r *Report) Markdown(w io.Writer) error {
 	if wl.RateOffered > 0 {
 		rate = fmt.Sprintf("%.0f messages/s offered", wl.RateOffered)
 	}
-	fmt.Fprintf(&b, "- workload: %s broker, %d devices, %s messages a package, faults %s, seed %d, %s, %d HTTP workers, %d partitions, flush %s, %s store (sync %v), table storage %s\n",
-		wl.Broker, wl.Devices, wl.MessagesPerPackage, wl.Faults, wl.Seed, rate, wl.Workers, wl.Partitions, wl.FlushInterval, wl.Store, wl.StoreSync, wl.TableStorage)
+	fmt.Fprintf(&b, "- workload: %s broker, %d devices, %s messages a package, faults %s, seed %d, %s, %d HTTP workers, %d partitions, flush %s, %s store (sync %v), table storage %s, fused %s\n",
+		wl.Broker, wl.Devices, wl.MessagesPerPackage, wl.Faults, wl.Seed, rate, wl.Workers, wl.Partitions, wl.FlushInterval, wl.Store, wl.StoreSync, wl.TableStorage, wl.Fuse)
 	fmt.Fprintf(&b, "- window: %.1f s after %.0f s of warmup; %d packages (%d messages, %d MB) pre-generated in %.1f s\n\n",
 		r.WindowSeconds, wl.WarmupSeconds, wl.Packages, wl.Messages, wl.BodyBytes>>20, wl.GenerateSeconds)
 

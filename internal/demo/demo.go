@@ -76,6 +76,8 @@ type Options struct {
 	// Prefix of every topic and group name (processors.Config.Prefix), so
 	// that runs on a shared cluster do not meet.
 	Prefix string
+	// Fuse is the pipeline's stage fusion (processors.Config.Fuse).
+	Fuse processors.Fusion
 }
 
 // Demo is a running demo.
@@ -147,7 +149,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		d.Store = st
 	}
 
-	d.Pipeline = processors.New(processors.Config{Prefix: opts.Prefix, Partitions: opts.Partitions, Sink: d.Store, Logger: log})
+	d.Pipeline = processors.New(processors.Config{Prefix: opts.Prefix, Partitions: opts.Partitions, Fuse: opts.Fuse, Sink: d.Store, Logger: log})
 	if _, err := d.Pipeline.Topology.EnsureTopics(d.Kafka, topology.TopicOptions{}); err != nil {
 		return nil, err
 	}

@@ -8,17 +8,24 @@ import (
 	"time"
 
 	"github.com/watershed-io/watershed/internal/demo"
+	"github.com/watershed-io/watershed/processors"
 )
 
 // The whole pipeline on the embedded default, driven by the simulator with
 // every fault: what the store, the view and the dead-letter topic hold
 // equals the simulator's ground truth.
-func TestDemoEndToEnd(t *testing.T) {
+func TestDemoEndToEnd(t *testing.T) { demoEndToEnd(t, processors.FuseNone) }
+
+// The same with every fusion: decode inside dedupe, alerts inside
+// device-state.
+func TestDemoEndToEndFused(t *testing.T) { demoEndToEnd(t, processors.FuseAll) }
+
+func demoEndToEnd(t *testing.T, fuse processors.Fusion) {
 	var out bytes.Buffer
 	report, err := demo.Run(context.Background(), demo.Options{
 		Devices: 30, Rate: 60, Duration: 6 * time.Second, Faults: true, Seed: 7,
 		IngestAddr: "127.0.0.1:0", ViewAddr: "127.0.0.1:0", DataDir: t.TempDir(),
-		DeviceSecret: "s3cret", ViewKey: "test-key", Partitions: 4, Out: &out,
+		DeviceSecret: "s3cret", ViewKey: "test-key", Partitions: 4, Out: &out, Fuse: fuse,
 	})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())

@@ -179,3 +179,24 @@ func TestReplayForOneGroupOnly(t *testing.T) {
 		t.Fatalf("outputs = %+v", got)
 	}
 }
+
+// A group that takes replays for another group processes records replayed
+// for it; records replayed for a third group are still skipped.
+func TestReplayTakenForAnotherGroup(t *testing.T) {
+	tp := topology.New("rp", topology.WithPrefix("x."))
+	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"))
+	out := topology.NewStream(tp, "out", codecs.String{})
+	p := tp.Processor("fused", topology.TakesReplaysFor("gone"))
+	emit := topology.Produce(p, out)
+	topology.Consume(p, in, func(c *topology.Context, key, v string) error {
+		return emit.Emit(c, key, c.Group()+":"+v)
+	})
+	d := topologytest.New(t, tp)
+	topologytest.Send(d, in, "k", "a", topology.Header{Key: topology.HeaderReplayGroup, Value: []byte("x.gone")})
+	topologytest.Send(d, in, "k", "b", topology.Header{Key: topology.HeaderReplayGroup, Value: []byte("x.other")})
+	topologytest.Send(d, in, "k", "c", topology.Header{Key: topology.HeaderReplayGroup, Value: []byte("gone")})
+	got := topologytest.Read(d, out)
+	if len(got) != 1 || got[0].Value != "x.fused:a" {
+		t.Fatalf("outputs = %+v", got)
+	}
+}
