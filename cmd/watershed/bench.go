@@ -9,6 +9,7 @@ import (
 
 	"github.com/watershed-io/watershed/internal/bench"
 	"github.com/watershed-io/watershed/simulator"
+	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
 // runBench implements `watershed bench`: a fixed, seeded workload through
@@ -32,7 +33,7 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fetchMin := fs.Int("fetch-min-bytes", 0, "consumers' fetch minimum in bytes (default: sarama's, 1)")
 	fs.DurationVar(&o.FetchMaxWait, "fetch-max-wait", 0, "consumers' longest fetch wait (default: sarama's, 500ms)")
 	fs.BoolVar(&o.StoreNoSync, "store-nosync", false, "local store without an fsync per write")
-	fs.StringVar(&o.TableStorage, "table-storage", "leveldb", "groups' table storage: leveldb (goka's default), leveldb-large (32 MiB write buffer) or batched (writes buffered 50 ms)")
+	fs.StringVar(&o.TableStorage, "table-storage", tablestore.DefaultKind, tableStorageUsage)
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
 	noBaselines := fs.Bool("no-baselines", false, "skip the baselines")
 	dataDir := fs.String("data-dir", "", "folder for tables, view and store (default: a temporary folder, removed after)")
@@ -61,6 +62,10 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	o.FaultsName = *faults
+	if _, err := tableStorage(o.TableStorage, nil); err != nil {
+		fmt.Fprintf(stderr, "watershed bench: %v\n", err)
+		return 2
+	}
 	o.Partitions = int32(*partitions)
 	o.FetchMinBytes = int32(*fetchMin)
 	o.NoBaselines = *noBaselines

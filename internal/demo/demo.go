@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -76,6 +77,9 @@ type Options struct {
 	// Prefix of every topic and group name (processors.Config.Prefix), so
 	// that runs on a shared cluster do not meet.
 	Prefix string
+	// TableStorage builds the groups' table storage
+	// (topology.RunnerOptions.TableStorage; nil: the runner's default).
+	TableStorage func(dir string) storage.Builder
 }
 
 // Demo is a running demo.
@@ -157,6 +161,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	d.Runner, err = topology.NewRunner(d.Pipeline.Topology, topology.RunnerOptions{
 		Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "state"), Metrics: metrics,
 		Registerer: d.Registry, Logger: log, SkipTopicCreation: true,
+		TableStorage: opts.TableStorage,
 	})
 	if err != nil {
 		return nil, err
