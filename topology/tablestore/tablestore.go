@@ -161,6 +161,7 @@ type Storage struct {
 	// active takes new writes; flushing is the batch being written (or
 	// the one whose write failed), still read until leveldb has it.
 	active, flushing buffer
+	spare            buffer // the last batch written, emptied for reuse
 	offset           int64
 	offsetSet        bool // offset holds a value (0 is a valid offset)
 	offsetDirty      bool // offset is newer than the stored one
@@ -227,7 +228,10 @@ func (s *Storage) flush() error {
 		s.offsetDirty = false
 	}
 	s.flushing = b
-	s.active = buffer{values: make(map[string][]byte, len(b.values))}
+	s.active, s.spare = s.spare, buffer{}
+	if s.active.values == nil {
+		s.active.values = make(map[string][]byte, len(b.values))
+	}
 	s.mu.Unlock()
 
 	err := s.db.Write(&b.batch, s.wo)
@@ -242,6 +246,9 @@ func (s *Storage) flush() error {
 		return s.err
 	}
 	s.flushing = buffer{}
+	b.batch.Reset()
+	clear(b.values)
+	s.spare = b
 	return nil
 }
 
