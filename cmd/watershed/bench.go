@@ -9,6 +9,7 @@ import (
 
 	"github.com/watershed-io/watershed/internal/bench"
 	"github.com/watershed-io/watershed/simulator"
+	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
 // runBench implements `watershed bench`: a fixed, seeded workload through
@@ -36,7 +37,7 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	store := fs.String("store", "local", "where the sink writes: local (a leveldb store in the data folder) or cassandra (--cassandra-* flags)")
 	var cf cassandraFlags
 	cf.register(fs)
-	fs.StringVar(&o.TableStorage, "table-storage", "leveldb", "groups' table storage: leveldb (goka's default), leveldb-large (32 MiB write buffer) or batched (writes buffered 50 ms)")
+	fs.StringVar(&o.TableStorage, "table-storage", tablestore.DefaultKind, tableStorageUsage)
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
 	var ff fuseFlag
 	ff.register(fs, false)
@@ -67,6 +68,10 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	o.FaultsName = *faults
+	if _, err := tableStorage(o.TableStorage, nil); err != nil {
+		fmt.Fprintf(stderr, "watershed bench: %v\n", err)
+		return 2
+	}
 	o.Partitions = int32(*partitions)
 	o.FetchMinBytes = int32(*fetchMin)
 	o.NoBaselines = *noBaselines

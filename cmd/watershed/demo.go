@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/watershed-io/watershed/internal/demo"
+	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
 // runDemo implements `watershed demo`: the whole pipeline in one process on
@@ -28,11 +29,18 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	faults := fs.Bool("faults", true, "inject every fault the pipeline must handle")
 	var ff fuseFlag
 	ff.register(fs, false)
+	tableKind := fs.String("table-storage", tablestore.DefaultKind, tableStorageUsage)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
 	if *devices < 0 || *rate <= 0 || *partitions < 1 || *duration < 0 {
 		fmt.Fprintln(stderr, "watershed demo: --devices must be >= 0, --rate > 0, --partitions >= 1, --duration >= 0")
+		return 2
+	}
+	log := newLogger(stderr)
+	ts, err := tableStorage(*tableKind, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed demo: %v\n", err)
 		return 2
 	}
 	if *dataDir == "" {
@@ -47,7 +55,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		Devices: *devices, Rate: *rate, Duration: *duration,
 		IngestAddr: *ingestAddr, ViewAddr: *viewAddr, DataDir: *dataDir,
 		DeviceSecret: *secret, ViewKey: *viewKey, Partitions: int32(*partitions),
-		Seed: *seed, Faults: *faults, Fuse: ff.fuse, Out: stdout, Logger: newLogger(stderr),
+		Seed: *seed, Faults: *faults, Fuse: ff.fuse, Out: stdout, Logger: log, TableStorage: ts,
 		DrainTimeout: 2*time.Minute + *duration,
 	})
 	if err != nil {

@@ -13,8 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lovoo/goka/storage"
+
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
 // envOr returns the environment variable name, or def when it is unset.
@@ -176,3 +179,16 @@ func (f *fuseFlag) register(fs *flag.FlagSet, env bool) {
 
 // value returns the fusion, or WATERSHED_FUSE's error.
 func (f *fuseFlag) value() (processors.Fusion, error) { return f.fuse, f.envErr }
+
+// tableStorageUsage is the help of --table-storage.
+const tableStorageUsage = "groups' table storage: batched (values and the table offset reach leveldb as one batch every 50 ms; a crash loses at most that, replayed from the table topic) or leveldb (goka's: a journal write per value and per offset)"
+
+// tableStorage returns the topology.RunnerOptions.TableStorage of a
+// --table-storage value.
+func tableStorage(kind string, log *slog.Logger) (func(dir string) storage.Builder, error) {
+	ts, err := tablestore.ForKind(kind, tablestore.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--table-storage: %w", err)
+	}
+	return ts, nil
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
 // runRun implements `watershed run`: any subset of the pipeline's processor
@@ -33,6 +34,7 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	store := fs.String("store", envOr("WATERSHED_STORE", "local"), "where the sink group writes readings: local (a leveldb store in <data-dir>/sink) or cassandra (--cassandra-* flags) (env WATERSHED_STORE)")
 	hotStandby := fs.Bool("hot-standby", false, "keep a copy of table partitions this process does not own, for fast failover")
 	recoverAhead := fs.Bool("recover-ahead", false, "recover newly assigned table partitions before the rebalance completes")
+	tableKind := fs.String("table-storage", envOr("WATERSHED_TABLE_STORAGE", tablestore.DefaultKind), tableStorageUsage+" (env WATERSHED_TABLE_STORAGE)")
 	var pf pipelineFlags
 	var kf kafkaFlags
 	var cf cassandraFlags
@@ -50,6 +52,11 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		return 2
 	}
 	log := newLogger(stderr)
+	ts, err := tableStorage(*tableKind, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 2
+	}
 	cfg := pf.config()
 	cfg.Logger = log
 	if cfg.Fuse, err = ff.value(); err != nil {
@@ -90,6 +97,7 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
 		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Metrics: metrics,
 		Registerer: reg, Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
+		TableStorage: ts,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)

@@ -9,6 +9,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,7 @@ import (
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
 // Options configure a run. The zero value (with a DataDir) is the standard
@@ -89,8 +91,8 @@ type Options struct {
 	Store sinks.Store
 	// StoreName names Store in the report (default "local").
 	StoreName string
-	// TableStorage is the groups' table storage: StorageDefault (""),
-	// StorageLarge or StorageBatched.
+	// TableStorage is the groups' table storage, a tablestore kind
+	// ("": tablestore.DefaultKind).
 	TableStorage string
 	// Fuse is the pipeline's stage fusion (processors.Config.Fuse).
 	Fuse processors.Fusion
@@ -252,9 +254,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	ts, err := tableStorage(opts.TableStorage)
+	ts, err := tablestore.ForKind(cmp.Or(opts.TableStorage, tablestore.DefaultKind), tablestore.Options{Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bench: %w", err)
 	}
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
 		Kafka: k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
 // Report is what a run measured. Rates are per second of the measured
@@ -176,10 +179,7 @@ type Consistency struct {
 
 func workloadReport(o *Options) WorkloadReport {
 	fl := "topology default"
-	ts := o.TableStorage
-	if ts == "" {
-		ts = StorageDefault
-	}
+	ts := cmp.Or(o.TableStorage, tablestore.DefaultKind)
 	if o.FlushInterval > 0 {
 		fl = o.FlushInterval.String()
 	}

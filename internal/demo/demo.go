@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -78,6 +79,9 @@ type Options struct {
 	Prefix string
 	// Fuse is the pipeline's stage fusion (processors.Config.Fuse).
 	Fuse processors.Fusion
+	// TableStorage builds the groups' table storage
+	// (topology.RunnerOptions.TableStorage; nil: the runner's default).
+	TableStorage func(dir string) storage.Builder
 }
 
 // Demo is a running demo.
@@ -163,6 +167,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	d.Runner, err = topology.NewRunner(d.Pipeline.Topology, topology.RunnerOptions{
 		Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "state"), Metrics: metrics,
 		Registerer: d.Registry, Logger: log, SkipTopicCreation: true,
+		TableStorage: opts.TableStorage,
 	})
 	if err != nil {
 		return nil, err
