@@ -416,6 +416,7 @@ type measure struct {
 	samplesMu        sync.Mutex
 	lagMax           map[string]int64
 	rssSamples       []int64
+	liveSamples      []int64
 	sendDone         time.Duration
 }
 
@@ -507,6 +508,7 @@ func (m *measure) run(ctx context.Context, url string) error {
 			}
 		}
 		m.rep.Memory.WindowEndBytes = procStatus("VmRSS")
+		m.rep.Memory.LiveHeapWindowEndBytes = liveHeap()
 		lag, err := m.lag(ctx)
 		m.lagEnd = lag
 		return err
@@ -528,6 +530,7 @@ func (m *measure) run(ctx context.Context, url string) error {
 			m.lagStart = lag
 			m.rep.Machine.LoadStart = loadAvg()
 			m.rep.Memory.WindowStartBytes = procStatus("VmRSS")
+			m.rep.Memory.LiveHeapWindowStartBytes = liveHeap()
 			if opts.CPUProfile != nil {
 				if err := pprof.StartCPUProfile(opts.CPUProfile); err != nil {
 					return fmt.Errorf("bench: cpu profile: %w", err)
@@ -563,12 +566,13 @@ func (m *measure) run(ctx context.Context, url string) error {
 			for _, l := range lag {
 				total += l.lag
 			}
-			rss := procStatus("VmRSS")
+			rss, live := procStatus("VmRSS"), liveHeap()
 			m.samplesMu.Lock()
 			m.rssSamples = append(m.rssSamples, rss)
+			m.liveSamples = append(m.liveSamples, live)
 			m.samplesMu.Unlock()
-			fmt.Fprintf(opts.Progress, "bench: %5.1fs sent %d msgs, view %d msgs, lag %d records, rss %d MB, load %.2f\n",
-				m.tr.since().Seconds(), m.sentMsgs.Load(), m.tr.view.allMsgs.Load(), total, rss>>20, loadAvg())
+			fmt.Fprintf(opts.Progress, "bench: %5.1fs sent %d msgs, view %d msgs, lag %d records, rss %d MB, live heap %d MB, load %.2f\n",
+				m.tr.since().Seconds(), m.sentMsgs.Load(), m.tr.view.allMsgs.Load(), total, rss>>20, live>>20, loadAvg())
 		}
 	}
 }

@@ -121,6 +121,14 @@ type Memory struct {
 	WindowEndBytes     int64 `json:"window_end_bytes"`
 	// SamplesBytes are VmRSS samples through the run.
 	SamplesBytes []int64 `json:"samples_bytes"`
+	// LiveHeap* are the Go heap the last collection found live (see
+	// liveHeap) when the window opened and closed: the pre-generated
+	// workload is in both, so their difference is what the pipeline came
+	// to hold during the window (tables' state and caches included).
+	LiveHeapWindowStartBytes int64 `json:"live_heap_window_start_bytes"`
+	LiveHeapWindowEndBytes   int64 `json:"live_heap_window_end_bytes"`
+	// LiveHeapSamplesBytes are live-heap samples through the run.
+	LiveHeapSamplesBytes []int64 `json:"live_heap_samples_bytes"`
 }
 
 // Stage is one processor group's throughput and lag.
@@ -222,6 +230,7 @@ func (m *measure) collect() {
 	}
 	m.samplesMu.Lock()
 	r.Memory.SamplesBytes = slices.Clone(m.rssSamples)
+	r.Memory.LiveHeapSamplesBytes = slices.Clone(m.liveSamples)
 	for g, l := range m.lagStart {
 		end := m.lagEnd[g]
 		st := Stage{Group: g, RecordsPerSecond: float64(end.committed-l.committed) / secs,
@@ -338,6 +347,7 @@ func (r *Report) Markdown(w io.Writer) error {
 	row("CPU s per 10,000 messages (whole process)", "%.3f (%.1f CPU s in the window)", r.CPUSecondsPer10kMessages, r.CPUSeconds)
 	row("peak RSS (VmHWM)", "%d MB", r.PeakRSSBytes>>20)
 	row("RSS after generating / window start / window end", "%d / %d / %d MB", r.Memory.AfterGenerateBytes>>20, r.Memory.WindowStartBytes>>20, r.Memory.WindowEndBytes>>20)
+	row("Go live heap window start / end (workload included)", "%d / %d MB", r.Memory.LiveHeapWindowStartBytes>>20, r.Memory.LiveHeapWindowEndBytes>>20)
 	row("lag growing", "%v", r.LagGrowing)
 	row("drain after the window", "%.1f s", r.Consistency.DrainSeconds)
 

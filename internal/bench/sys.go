@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -86,4 +87,17 @@ func machine() Machine {
 		}
 	}
 	return m
+}
+
+// liveHeap returns the Go heap that the last garbage collection found live,
+// in bytes: unlike RSS, it leaves out the collector's headroom and memory
+// the runtime has not yet returned to the system, so growth in it is what
+// the process holds on to.
+func liveHeap() int64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(sample[0].Value.Uint64())
 }
