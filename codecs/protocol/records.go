@@ -93,6 +93,10 @@ type loopState struct {
 // first record it did not decode and the new count of kept messages.
 func fastLoop(st *loopState, win []byte, off int, msgs []Message, kept int, tab *[16][256]uint32) (int, int) {
 	msgs = msgs[kept:]
+	// With cap(win) == len(win) a slice of win is checked against len
+	// alone, and with one nil check of tab here none is left in the loop.
+	win = win[:len(win):len(win)]
+	_ = tab[0]
 	k := 0
 loop:
 	for ; k < len(msgs); k++ {
@@ -140,17 +144,29 @@ loop:
 		// the record CRC (contentcrc.go), with the tables of shortcrc.go
 		// on the bytes in place at constant table offsets.
 		var content, offs uint32
-		switch uint64(typ) | st.v1 {
-		case uint64(TypeGPS): // version 2
-			if pl != 16 || lo&padGPS2 != 0 {
-				break loop
+		switch {
+		case typ == TypeGPS:
+			m.LatE7 = int32(uint32(bits(hi, lo, 26, 32)))
+			m.LonE7 = int32(uint32(bits(hi, lo, 58, 32)))
+			m.SpeedDkmh = uint16(bits(hi, lo, 90, 12))
+			m.HeadingDeg = uint16(bits(hi, lo, 102, 9))
+			// Version 2 adds 2 bytes: the HDOP and the satellites.
+			if st.v1 == 0 {
+				if pl != 16 || lo&padGPS2 != 0 {
+					break loop
+				}
+				m.HdopD = uint8(bits(hi, lo, 111, 8))
+				m.Satellites = uint8(bits(hi, lo, 119, 5))
+				content = contentBaseGPS2 ^ contentCRC(tab, q, 16) ^ crc4At(tab, q, 16, 4) ^ crc4At(tab, q, 16, 8) ^ crc4At(tab, q, 16, 12)
+				offs = offsetCRC(tab, q, 16)
+			} else {
+				if pl != 14 || lo&padGPS1 != 0 {
+					break loop
+				}
+				content = contentBaseGPS1 ^ contentCRC(tab, q, 14) ^ crc4At(tab, q, 14, 4) ^ crc4At(tab, q, 14, 8) ^ crc2At(tab, q, 14, 12)
+				offs = offsetCRC(tab, q, 14)
 			}
-			setGPS(m, hi, lo)
-			m.HdopD = uint8(bits(hi, lo, 111, 8))
-			m.Satellites = uint8(bits(hi, lo, 119, 5))
-			content = contentBaseGPS2 ^ contentCRC(tab, q, 16) ^ crc4At(tab, q, 16, 4) ^ crc4At(tab, q, 16, 8) ^ crc4At(tab, q, 16, 12)
-			offs = offsetCRC(tab, q, 16)
-		case uint64(TypeAccel), uint64(TypeAccel) | version1Key:
+		case typ == TypeAccel:
 			if pl != 10 || lo&padAccel != 0 {
 				break loop
 			}
@@ -159,7 +175,7 @@ loop:
 			m.ZMg = int16(uint16(bits(hi, lo, 58, 16)))
 			content = contentBaseAccel ^ contentCRC(tab, q, 10) ^ crc4At(tab, q, 10, 4) ^ crc2At(tab, q, 10, 8)
 			offs = offsetCRC(tab, q, 10)
-		case uint64(TypeEngine), uint64(TypeEngine) | version1Key:
+		case typ == TypeEngine:
 			if pl != 7 || hi&padEngine != 0 {
 				break loop
 			}
@@ -168,7 +184,7 @@ loop:
 			m.FuelPct = uint8(bits(hi, lo, 48, 7))
 			content = contentBaseEngine ^ contentCRC(tab, q, 7) ^ crc2At(tab, q, 7, 4) ^ crc1At(tab, q, 7, 6)
 			offs = offsetCRC(tab, q, 7)
-		case uint64(TypeEvent), uint64(TypeEvent) | version1Key:
+		case typ == TypeEvent:
 			if pl != 5 || hi&padEvent != 0 {
 				break loop
 			}
@@ -176,20 +192,13 @@ loop:
 			m.Severity = uint8(bits(hi, lo, 34, 3))
 			content = contentBaseEvent ^ contentCRC(tab, q, 5) ^ crc1At(tab, q, 5, 4)
 			offs = offsetCRC(tab, q, 5)
-		case uint64(TypeBattery): // version 2 only
-			if pl != 6 || hi&padBattery != 0 {
+		case typ == TypeBattery:
+			if st.v1 != 0 || pl != 6 || hi&padBattery != 0 { // version 2 only
 				break loop
 			}
 			m.Millivolts = uint16(bits(hi, lo, 26, 16))
 			content = contentBaseBattery ^ contentCRC(tab, q, 6) ^ crc2At(tab, q, 6, 4)
 			offs = offsetCRC(tab, q, 6)
-		case uint64(TypeGPS) | version1Key:
-			if pl != 14 || lo&padGPS1 != 0 {
-				break loop
-			}
-			setGPS(m, hi, lo)
-			content = contentBaseGPS1 ^ contentCRC(tab, q, 14) ^ crc4At(tab, q, 14, 4) ^ crc4At(tab, q, 14, 8) ^ crc2At(tab, q, 14, 12)
-			offs = offsetCRC(tab, q, 14)
 		default: // an unknown type: for Decoder.record
 			break loop
 		}
@@ -222,13 +231,4 @@ loop:
 		off = end
 	}
 	return off, kept + k
-}
-
-// setGPS stores the GPS fields common to both versions of the payload hi:lo
-// in m, as parsePayload does.
-func setGPS(m *Message, hi, lo uint64) {
-	m.LatE7 = int32(uint32(bits(hi, lo, 26, 32)))
-	m.LonE7 = int32(uint32(bits(hi, lo, 58, 32)))
-	m.SpeedDkmh = uint16(bits(hi, lo, 90, 12))
-	m.HeadingDeg = uint16(bits(hi, lo, 102, 9))
 }
