@@ -433,15 +433,17 @@ func (d *Decoder) enterHashMode(body []byte) {
 }
 
 // bits returns the w-bit field (1 <= w <= 64) at bit position pos of the
-// 128-bit big-endian value hi:lo. Called with constants, it inlines to two
-// shifts for a field within hi or within lo, and the general case only for
-// a field across the two.
+// 128-bit big-endian value hi:lo. Called with constants, it inlines to a
+// shift and a mask for a field within hi or within lo, and to a shift alone
+// when the caller converts the result to a type of w bits (the conversion
+// makes the mask redundant); the general case only for a field across the
+// two.
 func bits(hi, lo uint64, pos, w uint) uint64 {
 	switch {
 	case pos+w <= 64:
-		return hi << pos >> (64 - w)
+		return hi >> (64 - pos - w) & (1<<w - 1)
 	case pos >= 64:
-		return lo << (pos - 64) >> (64 - w)
+		return lo >> (128 - pos - w) & (1<<w - 1)
 	}
 	return (hi<<pos | lo>>(64-pos)) >> (64 - w)
 }
