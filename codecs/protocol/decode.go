@@ -183,13 +183,7 @@ func (d *Decoder) decode(b []byte, p *Package) *PackageError {
 		p.Messages = msgs
 	}
 	d.resetTable(n)
-	r := records{
-		body:      body,
-		msgs:      msgs[:n],
-		crcTables: &crcTables,
-		version:   h.Version,
-		base:      h.BaseTimeMs,
-	}
+	r := d.newRecords(h, body, msgs[:n])
 	// The common records go through fastRecords, which stops at the first
 	// record it does not handle; record decodes that one, and so on.
 	for i := 0; i < n; i++ {
@@ -221,6 +215,29 @@ type records struct {
 	crcTables *[16][256]uint32
 	version   uint8
 	base      uint64 // base_time_ms
+	// fast is fastLoop's state, set once per package.
+	fast loopState
+}
+
+// newRecords returns the state of the record loop for a package with
+// header h, body body and room for its messages in msgs, once d.resetTable
+// has sized the duplicate table for it.
+func (d *Decoder) newRecords(h Header, body []byte, msgs []Message) records {
+	return records{
+		body:      body,
+		msgs:      msgs,
+		crcTables: &crcTables,
+		version:   h.Version,
+		base:      h.BaseTimeMs,
+		fast: loopState{
+			bodyLen: len(body),
+			v1:      h.Version == 1,
+			base:    h.BaseTimeMs,
+			table:   d.table,
+			mask:    uint64(len(d.table) - 1),
+			mult:    d.mult,
+		},
+	}
 }
 
 // record decodes record i of n, at r.off. It is the reference path: it

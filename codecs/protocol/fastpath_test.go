@@ -78,7 +78,7 @@ func TestFastPathTakesTypicalPackages(t *testing.T) {
 				}
 			}
 			d.resetTable(n)
-			r := records{body: body, msgs: make([]Message, n), crcTables: &crcTables, version: h.Version, base: h.BaseTimeMs}
+			r := d.newRecords(h, body, make([]Message, n))
 			if i := d.fastRecords(&r, 0, n); i != n || r.off != len(body) || r.kept != n {
 				// An uncompressed body has no spare bytes after it: its last
 				// record may be left to the reference path.

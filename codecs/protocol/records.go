@@ -31,18 +31,9 @@ func (d *Decoder) fastRecords(r *records, i, n int) int {
 	// to msgs[kept + (i-i0)]: msgs is cut to end with record n's, and the
 	// loop counts kept alone.
 	kept0 := r.kept
-	var v1 uint64
-	if r.version == 1 {
-		v1 = version1Key
-	}
-	st := loopState{bodyLen: len(r.body), v1: v1, base: r.base, table: d.table, mask: uint64(len(d.table) - 1), mult: d.mult}
-	r.off, r.kept = fastLoop(&st, r.body[:cap(r.body)], r.off, r.msgs[:kept0+n-i], kept0, r.crcTables)
+	r.off, r.kept = fastLoop(&r.fast, r.body[:cap(r.body)], r.off, r.msgs[:kept0+n-i], kept0, r.crcTables)
 	return i + r.kept - kept0
 }
-
-// version1Key is or-ed to a record's type in fastLoop's dispatch for a
-// version 1 package: the type/version pairs are the cases.
-const version1Key = 16
 
 // The padding masks of the kept types (record check 4), in the 128-bit
 // big-endian value hi:lo of a payload's first 16 bytes: the bits after the
@@ -74,10 +65,12 @@ const (
 // record. Read from memory where they are used (most loads fold into the
 // instruction that uses them), they leave the registers to the values used
 // throughout; passed as arguments, they were kept in registers, spilled
-// within the record and reloaded on every iteration.
+// within the record and reloaded on every iteration. It is set once per package
+// (Decoder.newRecords): a package whose records mostly take the reference
+// path calls fastRecords once per record.
 type loopState struct {
 	bodyLen int
-	v1      uint64 // version1Key in a version 1 package, else 0
+	v1      bool   // a version 1 package
 	base    uint64 // base_time_ms
 	table   []slot // Decoder.table
 	mask    uint64 // len(table) - 1
@@ -151,7 +144,7 @@ loop:
 			m.SpeedDkmh = uint16(bits(hi, lo, 90, 12))
 			m.HeadingDeg = uint16(bits(hi, lo, 102, 9))
 			// Version 2 adds 2 bytes: the HDOP and the satellites.
-			if st.v1 == 0 {
+			if !st.v1 {
 				if pl != 16 || lo&padGPS2 != 0 {
 					break loop
 				}
@@ -193,7 +186,7 @@ loop:
 			content = contentBaseEvent ^ contentCRC(tab, q, 5) ^ crc1At(tab, q, 5, 4)
 			offs = offsetCRC(tab, q, 5)
 		case typ == TypeBattery:
-			if st.v1 != 0 || pl != 6 || hi&padBattery != 0 { // version 2 only
+			if st.v1 || pl != 6 || hi&padBattery != 0 { // version 2 only
 				break loop
 			}
 			m.Millivolts = uint16(bits(hi, lo, 26, 16))
