@@ -1,15 +1,26 @@
 package protocol
 
 // The content CRC of a payload is the CRC of the payload with its 22
-// time-offset bits set to zero. CRC-32C is affine over GF(2): for payloads
-// of one length, CRC(x XOR y) = CRC(x) XOR CRC(y) XOR CRC(zeros). So the
-// content CRC is the record CRC XOR the contribution of the offset bits,
-// which are in the payload's first four bytes (bits 4-25, counted from the
-// most significant bit of byte 0). Each byte's contribution is a lookup in
-// the short-CRC tables (shortcrc.go), which the record loop has just used
-// for the record CRC: no second CRC pass per message and no table of its
-// own. (Decoder.record, the reference path, computes the content CRC by its
-// definition; the tests check that the two agree.)
+// time-offset bits set to zero. CRC-32C is affine over GF(2) (shortcrc.go):
+// a payload's CRC is NOT(crcInit[n]) XOR the contribution of each byte, and
+// a byte's contribution is linear in its bits. So the fast path (records.go)
+// splits the bytes that hold the offset (bits 4-25, counted from the most
+// significant bit of byte 0) into their offset bits and their other bits:
+// the content CRC takes the others (the type nibble of byte 0 is constant
+// per case, folded into a constant), and the record CRC is the content CRC
+// XOR the offset bits' contribution. Each payload byte is looked up once,
+// and byte 3 twice, in the short-CRC tables: no second CRC pass per message
+// and no table of its own. (Decoder.record, the reference path, computes
+// the content CRC by its definition; the tests check that the two agree.)
+
+// contentCRC returns the contribution of the content bits of byte 3 (its
+// last 6 bits) to the CRC of the payload of length n (4 <= n <= 16) that
+// starts at q[0]; t is &crcTables. Bytes 1 and 2 are all offset, and byte
+// 0's content is its type. Called with a constant n, it compiles to one
+// lookup at a constant offset from t.
+func contentCRC(t *[16][256]uint32, q *[16]byte, n int) uint32 {
+	return t[n-4][q[3]&0x3f]
+}
 
 // offsetCRC returns the contribution of the offset bits to the CRC of the
 // payload of length n (4 <= n <= 16) that starts at q[0]; t is &crcTables.

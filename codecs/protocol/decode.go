@@ -104,14 +104,13 @@ type Decoder struct {
 	// far in the package, for intra-package duplicates, keyed by the
 	// record CRC, or, in hashMode, by a seeded hash of the payload.
 	table []slot
-	// A key's slot is the top bits of key * mult (multiply-shift
-	// hashing): the table has 1 << (64-shift) slots. mult is a random odd
-	// number drawn once per Decoder. With a constant multiplier, distinct
-	// CRCs that share a slot are easy to forge (the CRC is linear), and a
-	// package of 4096 of them made each insertion probe through all the
-	// earlier ones: 7 ms for a 57 KB package (BenchmarkDecodeSlotCollisions).
-	shift uint
-	mult  uint64
+	// A key's slot is given by slotIndex: multiply-shift hashing with
+	// mult, a random odd number drawn once per Decoder. With a constant
+	// multiplier, distinct CRCs that share a slot are easy to forge (the
+	// CRC is linear), and a package of 4096 of them made each insertion
+	// probe through all the earlier ones: 7 ms for a 57 KB package
+	// (BenchmarkDecodeSlotCollisions).
+	mult uint64
 	// hashMode is set, for the rest of a package, when two different
 	// payloads of the package share a CRC. That is rare by chance but easy
 	// to forge (the CRC is linear), and a forged package of many distinct
@@ -184,14 +183,7 @@ func (d *Decoder) decode(b []byte, p *Package) *PackageError {
 		p.Messages = msgs
 	}
 	d.resetTable(n)
-	r := records{
-		body:      body,
-		msgs:      msgs[:n],
-		specs:     &payloadSpecs[h.Version&1],
-		crcTables: &crcTables,
-		version:   h.Version,
-		base:      h.BaseTimeMs,
-	}
+	r := d.newRecords(h, body, msgs[:n])
 	// The common records go through fastRecords, which stops at the first
 	// record it does not handle; record decodes that one, and so on.
 	for i := 0; i < n; i++ {
@@ -216,14 +208,36 @@ type records struct {
 	body []byte // the decompressed body; fastRecords reads up to its cap
 	off  int    // offset of the next record in body
 	// msgs has room for every record; the kept messages are msgs[:kept].
-	msgs  []Message
-	kept  int
-	specs *[16]payloadSpec // payloadSpecs of the package's version
+	msgs []Message
+	kept int
 	// crcTables is &crcTables, loaded by fastRecords from here so that the
 	// compiler keeps it in a register (see crc4At).
 	crcTables *[16][256]uint32
 	version   uint8
 	base      uint64 // base_time_ms
+	// fast is fastLoop's state, set once per package.
+	fast loopState
+}
+
+// newRecords returns the state of the record loop for a package with
+// header h, body body and room for its messages in msgs, once d.resetTable
+// has sized the duplicate table for it.
+func (d *Decoder) newRecords(h Header, body []byte, msgs []Message) records {
+	return records{
+		body:      body,
+		msgs:      msgs,
+		crcTables: &crcTables,
+		version:   h.Version,
+		base:      h.BaseTimeMs,
+		fast: loopState{
+			bodyLen: len(body),
+			v1:      h.Version == 1,
+			base:    h.BaseTimeMs,
+			table:   d.table,
+			mask:    uint64(len(d.table) - 1),
+			mult:    d.mult,
+		},
+	}
 }
 
 // record decodes record i of n, at r.off. It is the reference path: it
@@ -323,12 +337,10 @@ func (d *Decoder) decompress(src []byte) ([]byte, *PackageError) {
 // resetTable empties the duplicate table, sized for n records: a power of
 // two at least 2n, so that linear probing stays short.
 func (d *Decoder) resetTable(n int) {
-	size, shift := 16, uint(60)
+	size := 16
 	for size < 2*n {
 		size <<= 1
-		shift--
 	}
-	d.shift = shift
 	d.hashMode = false
 	if d.mult == 0 {
 		d.mult = rand.Uint64() | 1
@@ -340,6 +352,15 @@ func (d *Decoder) resetTable(n int) {
 	d.table = d.table[:size]
 	clear(d.table)
 }
+
+// slotIndex is the home slot of key in the duplicate table, before it is
+// masked to the table's size (at most 2^13 slots): bits 32 and up of key *
+// mult. That is multiply-shift hashing of the 32-bit key with 32+13-bit
+// arithmetic (the product's bits below 32+13 depend only on mult's bits
+// below 32+13, a random odd number), so every bit of the key counts and,
+// with mult secret, keys that share a slot cannot be forged. A fixed shift,
+// unlike the table's top bits, needs no shift count in the record loop.
+func slotIndex(key uint32, mult uint64) uint64 { return uint64(key) * mult >> 32 }
 
 // slot is an entry of the duplicate table: a record's 32-bit key in the top
 // half and its offset in the body + 1 in the bottom half; 0 is an empty
@@ -359,9 +380,7 @@ func (d *Decoder) seen(body []byte, start int, sum uint32, pl int) bool {
 		key = d.payloadHash(body, start)
 	}
 	mask := uint64(len(d.table) - 1)
-	// Multiply-shift hashing: the top bits of the product depend on all
-	// bits of the key.
-	i := (uint64(key) * d.mult) >> d.shift
+	i := slotIndex(key, d.mult) & mask
 	for {
 		e := d.table[i]
 		if e == 0 {
@@ -422,7 +441,7 @@ func (d *Decoder) enterHashMode(body []byte) {
 	mask := uint64(len(d.table) - 1)
 	for _, o := range d.offs {
 		key := d.payloadHash(body, int(o))
-		i := (uint64(key) * d.mult) >> d.shift
+		i := slotIndex(key, d.mult) & mask
 		for d.table[i] != 0 {
 			i = (i + 1) & mask
 		}
@@ -431,15 +450,17 @@ func (d *Decoder) enterHashMode(body []byte) {
 }
 
 // bits returns the w-bit field (1 <= w <= 64) at bit position pos of the
-// 128-bit big-endian value hi:lo. Called with constants, it inlines to two
-// shifts for a field within hi or within lo, and the general case only for
-// a field across the two.
+// 128-bit big-endian value hi:lo. Called with constants, it inlines to a
+// shift and a mask for a field within hi or within lo, and to a shift alone
+// when the caller converts the result to a type of w bits (the conversion
+// makes the mask redundant); the general case only for a field across the
+// two.
 func bits(hi, lo uint64, pos, w uint) uint64 {
 	switch {
 	case pos+w <= 64:
-		return hi << pos >> (64 - w)
+		return hi >> (64 - pos - w) & (1<<w - 1)
 	case pos >= 64:
-		return lo << (pos - 64) >> (64 - w)
+		return lo >> (128 - pos - w) & (1<<w - 1)
 	}
 	return (hi<<pos | lo>>(64-pos)) >> (64 - w)
 }

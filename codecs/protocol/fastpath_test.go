@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"reflect"
@@ -77,7 +78,7 @@ func TestFastPathTakesTypicalPackages(t *testing.T) {
 				}
 			}
 			d.resetTable(n)
-			r := records{body: body, msgs: make([]Message, n), specs: &payloadSpecs[h.Version&1], crcTables: &crcTables, version: h.Version, base: h.BaseTimeMs}
+			r := d.newRecords(h, body, make([]Message, n))
 			if i := d.fastRecords(&r, 0, n); i != n || r.off != len(body) || r.kept != n {
 				// An uncompressed body has no spare bytes after it: its last
 				// record may be left to the reference path.
@@ -191,6 +192,109 @@ func TestFastPathMatchesReference(t *testing.T) {
 			q := bytes.Clone(raw)
 			q[HeaderLenV2+r.IntN(len(q)-HeaderLenV2)] ^= byte(1 + r.IntN(255))
 			decodeBoth(t, &fast, q)
+		}
+	}
+}
+
+// TestFastPathConstants checks the constants fastLoop uses for each kept
+// type and version against their definitions: the padding masks against
+// payloadSpecs, and the content CRC bases against hash/crc32.
+func TestFastPathConstants(t *testing.T) {
+	for _, c := range []struct {
+		version      uint8
+		typ          MsgType
+		padHi, padLo uint64
+		base         uint32
+	}{
+		{2, TypeGPS, 0, padGPS2, contentBaseGPS2},
+		{1, TypeGPS, 0, padGPS1, contentBaseGPS1},
+		{1, TypeAccel, 0, padAccel, contentBaseAccel},
+		{2, TypeAccel, 0, padAccel, contentBaseAccel},
+		{1, TypeEngine, padEngine, 0, contentBaseEngine},
+		{2, TypeEngine, padEngine, 0, contentBaseEngine},
+		{1, TypeEvent, padEvent, 0, contentBaseEvent},
+		{2, TypeEvent, padEvent, 0, contentBaseEvent},
+		{2, TypeBattery, padBattery, 0, contentBaseBattery},
+	} {
+		spec := payloadSpecs[c.version&1][c.typ]
+		if spec.padHi != c.padHi || spec.padLo != c.padLo {
+			t.Errorf("version %d %v: padding %#x:%#x, spec %#x:%#x", c.version, c.typ, c.padHi, c.padLo, spec.padHi, spec.padLo)
+		}
+		p := make([]byte, spec.len)
+		p[0] = byte(c.typ) << 4
+		if want := crc(p); c.base != want {
+			t.Errorf("version %d %v: content base %#08x, want %#08x", c.version, c.typ, c.base, want)
+		}
+	}
+}
+
+// TestFastPathEveryTypeAndLength decodes, with both paths, a record of
+// every type (0-15) at every payload length from 0 to 17 in both versions,
+// with random content, with clean padding and with every padding bit of its
+// type set in turn:
+// the fast path's per-case length and padding checks must leave exactly
+// what the reference path rejects.
+func TestFastPathEveryTypeAndLength(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var fast Decoder
+	for _, version := range []uint8{1, 2} {
+		for typ := range 16 {
+			for n := range 18 {
+				var variants [][]byte
+				for range 3 {
+					p := make([]byte, n)
+					for j := range p {
+						p[j] = byte(r.Uint32())
+					}
+					if n > 0 {
+						p[0] = byte(typ)<<4 | p[0]&0x0f
+					}
+					variants = append(variants, p)
+				}
+				// A payload with clean padding, then each padding bit set,
+				// for the type at this length in either version (a version
+				// 1 battery or a version 2 GPS of 14 bytes must be left to
+				// the reference path too).
+				for _, spec := range []payloadSpec{payloadSpecs[0][typ], payloadSpecs[1][typ]} {
+					if spec.len != n || n == 0 {
+						continue
+					}
+					hi, lo := load128(variants[0])
+					hi &^= spec.padHi
+					lo &^= spec.padLo
+					clean := make([]byte, 16)
+					binary.BigEndian.PutUint64(clean, hi)
+					binary.BigEndian.PutUint64(clean[8:], lo)
+					variants = append(variants, clean[:n])
+					for bit := range 128 {
+						var set bool
+						if bit < 64 {
+							set = spec.padHi&(1<<(63-bit)) != 0
+						} else {
+							set = spec.padLo&(1<<(127-bit)) != 0
+						}
+						if set {
+							p := bytes.Clone(clean[:n])
+							p[bit/8] |= 0x80 >> (bit % 8)
+							variants = append(variants, p)
+						}
+					}
+				}
+				for _, p := range variants {
+					// The record between two good ones, so that the fast
+					// path is running when it reaches it.
+					m := randMessage(r, version, 1763900000000)
+					good := payload(t, version, 1763900000000, m)
+					var body []byte
+					body = AppendRecord(body, good)
+					body = AppendRecord(body, p)
+					body = AppendRecord(body, forgeSameCRC(good))
+					for _, flags := range []uint8{0, FlagSnappy} {
+						h := Header{Version: version, Flags: flags, DeviceID: 7, BaseTimeMs: 1763900000000, MessageCount: 3}
+						decodeBoth(t, &fast, AssemblePackage(nil, h, body))
+					}
+				}
+			}
 		}
 	}
 }
