@@ -314,7 +314,7 @@ func (q *Queue) refusal(r *Record, opts ReplayOptions, exists, allowed map[strin
 	case e.Topic == q.topic || e.Topic == ReplayedTopic(q.topic):
 		return fmt.Sprintf("the original topic %s is the dead-letter topic", e.Topic)
 	case len(allowed) > 0 && !allowed[e.Topic]:
-		return fmt.Sprintf("the original topic %s is not a topic of the pipeline", e.Topic)
+		return fmt.Sprintf("the original topic %s is not a topic of the pipeline as configured (a stage fused into the next has no input topic)", e.Topic)
 	case !exists[e.Topic]:
 		return fmt.Sprintf("the original topic %s does not exist", e.Topic)
 	case e.Partition < 0 && !opts.IncludeEdge:

@@ -31,6 +31,17 @@ import (
 // plain consumer scanning from the oldest offset, say) are invisible to it:
 // name their topics in Keep.
 //
+// Readers are known only by their members and commits when a pass runs. A
+// consumer group that joins late (no member and no commit yet, such as
+// `watershed run --groups sink` started later against a long-running
+// broker) is not yet a reader: it may start after records it would have
+// read were trimmed (resetting to the oldest offset, as the topology's
+// groups do, it starts at the oldest record left). Start every group before producing, or name
+// the topic in Keep. The other way round, a group removed from the
+// deployment keeps its old commits, so it stays a reader and pins its
+// topics from its last commit on: memory (or disk) grows, no data is lost.
+// Deleting the group (a DeleteGroups request) releases them.
+//
 // Compacted topics (cleanup.policy=compact) are never trimmed; a pass of the
 // log cleaner compacts them every CompactInterval, keeping the latest record
 // of every key, and enforces every topic's own retention.ms and

@@ -129,8 +129,12 @@ func messageLevel(r protocol.Reason) bool {
 // descAlerts describes the alerts stage, on its own group or fused.
 const descAlerts = "alerts: events of high severity and engine coolant over the threshold"
 
+// declareAlerts declares the alerts group of an unfused pipeline. It takes
+// the replays aimed at device-state too: a dead letter of the fused group
+// names device-state, and once the stages run apart its alerts must not be
+// skipped as meant for another group (as decode takes dedupe's replays).
 func (p *Pipeline) declareAlerts() {
-	g := p.Topology.Processor(GroupAlerts, topology.Describe(descAlerts))
+	g := p.Topology.Processor(GroupAlerts, topology.Describe(descAlerts), topology.TakesReplaysFor(GroupDeviceState))
 	out := topology.Produce(g, p.Alerts)
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
 		return p.emitAlerts(c, out, key, &rs)

@@ -245,3 +245,23 @@ func TestFusedDecodeDeadLettersAndReplays(t *testing.T) {
 		t.Fatalf("a fused decoder's replay did not reach the decode group: %+v", st)
 	}
 }
+
+// Dead letters of the fused alerts+device-state group name device-state:
+// once alerts run on their own group again, a replay aimed at device-state
+// reaches the alerts group too, so that its alerts are not skipped.
+func TestUnfusedAlertsTakeDeviceStateReplays(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	key := strconv.Itoa(device)
+	hot := engine(baseTime+1000, 130)
+	rs := records.Readings{DeviceID: device, Items: []records.Reading{records.NewReading(device, &hot)}}
+	topologytest.Send(f.d, f.p.Normalized, key, rs,
+		topology.Header{Key: topology.HeaderReplayGroup, Value: []byte(processors.GroupDeviceState)})
+	if alerts := topologytest.Read(f.d, f.p.Alerts); len(alerts) != 1 || alerts[0].Value.Kind != records.AlertCoolant {
+		t.Fatalf("alerts of a replay for device-state = %+v, want the coolant alert", alerts)
+	}
+	topologytest.Send(f.d, f.p.Normalized, key, rs,
+		topology.Header{Key: topology.HeaderReplayGroup, Value: []byte(processors.GroupSink)})
+	if alerts := topologytest.Read(f.d, f.p.Alerts); len(alerts) != 0 {
+		t.Errorf("a replay for the sink raised alerts: %+v", alerts)
+	}
+}

@@ -174,14 +174,20 @@ type batchRuntime struct {
 	obs   observer
 	state *retryState
 	prod  goka.Producer
+	// running counts the queues' goroutines (the Runner waits for them
+	// before closing prod).
+	running *sync.WaitGroup
 
 	mu     sync.Mutex
 	queues map[int32]*partQueue
 }
 
-func newBatchRuntime(p *Processor, obs observer, state *retryState, prod goka.Producer) *batchRuntime {
+func newBatchRuntime(p *Processor, obs observer, state *retryState, prod goka.Producer, running *sync.WaitGroup) *batchRuntime {
+	if running == nil {
+		running = &sync.WaitGroup{}
+	}
 	return &batchRuntime{p: p, w: p.batch, opts: p.batch.options(), obs: obs, state: state, prod: prod,
-		queues: map[int32]*partQueue{}}
+		running: running, queues: map[int32]*partQueue{}}
 }
 
 // queue returns the queue of the callback's partition in its current
@@ -201,7 +207,7 @@ func (rt *batchRuntime) queue(g goka.Context) *partQueue {
 			q.mu.Unlock()
 			q.signal()
 		})
-		go q.run()
+		rt.running.Go(q.run)
 	}
 	return q
 }
@@ -244,14 +250,42 @@ func (q *partQueue) enqueue(c *Context, first time.Time, err error) {
 		q.cond.Wait()
 	}
 	if q.closed {
+		// The queue already flushed its last batch, yet goka handed over
+		// one more record of the ended session. Everything before it is
+		// settled, so it is settled here, alone.
+		failed := q.failed
 		q.mu.Unlock()
-		e.done(fmt.Errorf("%w: %s: the partition was revoked", errAbandoned, c))
+		q.late(e, failed)
 		return
 	}
 	q.pending = append(q.pending, e)
 	q.rows += e.nrows
 	q.mu.Unlock()
 	q.signal()
+}
+
+// late settles a record that arrived after the queue closed: failed is
+// the failure of an earlier record, if any. With none its rows are written
+// inline and it commits, in order since every earlier record is settled;
+// if the write fails it stays uncommitted, like the last batch.
+func (q *partQueue) late(e *batchEntry, failed error) {
+	switch {
+	case failed != nil:
+		e.done(failed)
+	case e.err != nil:
+		e.done(e.err)
+	case e.rows == nil:
+		e.done(nil)
+	default:
+		err := q.write(func(ctx context.Context) error { return q.rt.w.writeOne(ctx, e) })
+		if err != nil {
+			e.done(fmt.Errorf("%w: %s/%d@%d: not written when %s: %w", errAbandoned, e.rec.topic, e.rec.partition, e.rec.offset, q.rt.state.ended(), err))
+			return
+		}
+		q.rt.obs.batchWritten(q.rt.p.group, 1, e.nrows)
+		q.rt.state.succeeded()
+		e.done(nil)
+	}
 }
 
 // run writes batches until the partition's session ends, then flushes
@@ -352,11 +386,11 @@ func (q *partQueue) process(batch []*batchEntry, last bool) {
 			e.done(e.err)
 		case e.rows == nil || merged:
 			e.done(nil)
-		case last:
-			// No time to split the batch: its records stay uncommitted
-			// for the next owner of the partition, which writes them
-			// again.
-			q.failed = fmt.Errorf("%w: %s/%d@%d: not written before the partition was revoked", errAbandoned, e.rec.topic, e.rec.partition, e.rec.offset)
+		case last || q.ctx.Err() != nil:
+			// The session ended: no time to split the batch. Its records
+			// stay uncommitted for the next owner of the partition,
+			// which writes them again.
+			q.failed = fmt.Errorf("%w: %s/%d@%d: not written when %s", errAbandoned, e.rec.topic, e.rec.partition, e.rec.offset, q.rt.state.ended())
 			e.done(q.failed)
 		default:
 			if err := q.settle(e); err != nil {
@@ -404,10 +438,10 @@ func (q *partQueue) settle(e *batchEntry) error {
 			if sleepCtx(q.ctx, p.backoff.delay(local)) {
 				continue
 			}
-			return fmt.Errorf("%w: %s/%d@%d: %v", errAbandoned, rec.topic, rec.partition, rec.offset, err)
+			return fmt.Errorf("%w %s while retrying: %s/%d@%d: %v", errAbandoned, rt.state.ended(), rec.topic, rec.partition, rec.offset, err)
 		}
 		if p.policy == Stop {
-			return fmt.Errorf("topology: %s %s/%d@%d: %w", p.group, rec.topic, rec.partition, rec.offset, err)
+			return fmt.Errorf("topology: %s %s/%d@%d (%w): %w", p.group, rec.topic, rec.partition, rec.offset, errPolicyStop, err)
 		}
 		reason := ReasonOf(err)
 		if e.in.topic.deadLetter {
@@ -427,7 +461,9 @@ func (q *partQueue) settle(e *batchEntry) error {
 }
 
 // produce sends a record through the runtime's producer and waits for the
-// broker's acknowledgement, so that the input record commits after it.
+// broker's acknowledgement, so that the input record commits after it. The
+// wait is bounded by the write timeout: without an acknowledgement the
+// input record stays uncommitted (and its output may be sent twice).
 func (q *partQueue) produce(topic, key string, value []byte, headers []Header) error {
 	var h goka.Headers
 	if len(headers) > 0 {
@@ -438,8 +474,15 @@ func (q *partQueue) produce(topic, key string, value []byte, headers []Header) e
 	}
 	ack := make(chan error, 1)
 	q.rt.prod.EmitWithHeaders(topic, key, value, h).Then(func(err error) { ack <- err })
-	if err := <-ack; err != nil {
-		return fmt.Errorf("topology: %s: emit to %s: %w", q.rt.p.group, topic, err)
+	t := time.NewTimer(q.rt.opts.WriteTimeout)
+	defer t.Stop()
+	select {
+	case err := <-ack:
+		if err != nil {
+			return fmt.Errorf("topology: %s: emit to %s: %w", q.rt.p.group, topic, err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%w: %s: emit to %s: no acknowledgement within %s", errAbandoned, q.rt.p.group, topic, q.rt.opts.WriteTimeout)
 	}
-	return nil
 }

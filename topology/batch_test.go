@@ -134,6 +134,20 @@ func runTopo(t *testing.T, tp *topology.Topology, k topology.Kafka, groups []str
 		}
 		opts.Metrics = m
 	}
+	return runWith(t, tp, opts)
+}
+
+// runWith starts a runner of tp with opts and waits until it is ready.
+func runWith(t *testing.T, tp *topology.Topology, opts topology.RunnerOptions) *running {
+	t.Helper()
+	run := startRunner(t, tp, opts)
+	waitFor(t, 60*time.Second, run.r.Ready)
+	return run
+}
+
+// startRunner starts a runner of tp with opts.
+func startRunner(t *testing.T, tp *topology.Topology, opts topology.RunnerOptions) *running {
+	t.Helper()
 	r, err := topology.NewRunner(tp, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +156,6 @@ func runTopo(t *testing.T, tp *topology.Topology, k topology.Kafka, groups []str
 	run := &running{r: r, cancel: cancel, done: make(chan error, 1)}
 	go func() { run.done <- r.Run(ctx) }()
 	t.Cleanup(cancel)
-	waitFor(t, 60*time.Second, r.Ready)
 	return run
 }
 

@@ -72,7 +72,12 @@ func ReasonOf(err error) string {
 	return ReasonCallbackError
 }
 
-// errAbandoned is the error a processor stops with when it shuts down while
-// a record is still being retried: the record is left uncommitted, so that
-// the next owner of the partition processes it again.
-var errAbandoned = errors.New("topology: record left uncommitted at shutdown while retrying")
+// errAbandoned is the error a processor stops with when it shuts down, or
+// loses a partition in a rebalance, while a record is still being retried
+// or written: the record is left uncommitted, so that the next owner of the
+// partition processes it again. The errors that wrap it say which.
+var errAbandoned = errors.New("topology: record left uncommitted")
+
+// errPolicyStop marks the failure of a processor whose policy is Stop: it
+// ends the Runner rather than restarting the group.
+var errPolicyStop = errors.New("failed under the Stop policy")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -38,15 +39,25 @@ func (rawCodec) Decode(b []byte) (any, error) {
 	return out, nil
 }
 
+// runEnv is what a Runner gives the processors it builds; the zero value
+// is for test drivers and tools.
+type runEnv struct {
+	// stop is the Runner's context: done when the whole processor stops.
+	stop context.Context
+	// queues counts the goroutines of the batch queues, so that the
+	// Runner closes the batch producers only after they ended.
+	queues *sync.WaitGroup
+}
+
 // groupGraph builds the goka group graph of p. The callbacks report to obs.
 // With a producer, a processor with a Batcher batches its writes (see
 // Batcher); without one, its callbacks write at once.
-func (p *Processor) groupGraph(obs observer, prod goka.Producer) *goka.GroupGraph {
+func (p *Processor) groupGraph(obs observer, prod goka.Producer, env runEnv) *goka.GroupGraph {
 	var edges []goka.Edge
-	state := &retryState{}
+	state := &retryState{stop: env.stop}
 	var rt *batchRuntime
 	if p.batch != nil && p.retryOf == nil && prod != nil {
-		rt = newBatchRuntime(p, obs, state, prod)
+		rt = newBatchRuntime(p, obs, state, prod, env.queues)
 	}
 	if main := p.retryOf; main != nil {
 		for i, tier := range main.retry.tiers {
@@ -172,10 +183,10 @@ func (p *Processor) handle(c *Context, in *inputDecl, obs observer, state *retry
 			if sleepCtx(g.Context(), p.backoff.delay(local)) {
 				continue
 			}
-			return first, fmt.Errorf("%w: %s: %v", errAbandoned, c, err)
+			return first, fmt.Errorf("%w %s while retrying: %s: %v", errAbandoned, state.ended(), c, err)
 		}
 		if p.policy == Stop {
-			g.Fail(fmt.Errorf("topology: %s: %w", c, err))
+			g.Fail(fmt.Errorf("topology: %s (%w): %w", c, errPolicyStop, err))
 			return first, nil // not reached: Fail panics
 		}
 		reason := ReasonOf(err)
@@ -283,7 +294,7 @@ func IsAbandoned(err error) bool { return errors.Is(err, errAbandoned) }
 // options and no metrics. It is for test drivers (goka.WithTester) and
 // tools; the Runner builds its processors itself.
 func (p *Processor) NewGokaProcessor(brokers []string, opts ...goka.ProcessorOption) (*goka.Processor, error) {
-	gp, err := goka.NewProcessor(brokers, p.groupGraph(nopObserver{}, nil), append([]goka.ProcessorOption{goka.WithHasher(Hasher)}, opts...)...)
+	gp, err := goka.NewProcessor(brokers, p.groupGraph(nopObserver{}, nil, runEnv{}), append([]goka.ProcessorOption{goka.WithHasher(Hasher)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("topology: processor %s: %w", p.group, err)
 	}

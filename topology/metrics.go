@@ -20,6 +20,8 @@ import (
 //   - watershed_processor_duration_seconds{group}: time to handle one input record, retries included.
 //   - watershed_processor_batch_rows{group}: rows per write of a Batcher.
 //   - watershed_processor_batch_records{group}: input records per write of a Batcher.
+//   - watershed_group_restarts_total{group}: restarts of a group's processor
+//     by the Runner after a recoverable error.
 //
 // The Runner adds watershed_consumer_lag{group,topic,partition} and
 // watershed_processor_recovered{group} at scrape time.
@@ -32,6 +34,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	batchRows   *prometheus.HistogramVec
 	batchRecs   *prometheus.HistogramVec
+	restarts    *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -72,8 +75,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Input records per write of a processor's Batcher.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}, []string{"group"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watershed_group_restarts_total",
+			Help: "Restarts of a group's processor by the runner after a recoverable error (a revoked partition with unwritten records, a lost broker).",
+		}, []string{"group"}),
 	}
-	for _, c := range []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.retries, m.skips, m.duration, m.batchRows, m.batchRecs} {
+	for _, c := range []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.retries, m.skips, m.duration, m.batchRows, m.batchRecs, m.restarts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("topology: register metrics: %w", err)
 		}
@@ -88,7 +95,8 @@ func (m *Metrics) producedRecords(group, topic string, n int) {
 func (m *Metrics) deadLettered(group, reason string) {
 	m.deadLetters.WithLabelValues(group, reason).Inc()
 }
-func (m *Metrics) retried(group string) { m.retries.WithLabelValues(group).Inc() }
+func (m *Metrics) retried(group string)   { m.retries.WithLabelValues(group).Inc() }
+func (m *Metrics) restarted(group string) { m.restarts.WithLabelValues(group).Inc() }
 func (m *Metrics) processed(group string, d time.Duration) {
 	m.duration.WithLabelValues(group).Observe(d.Seconds())
 }

@@ -132,6 +132,19 @@ func (t *Topology) declareRetry(p *Processor) {
 // retryState is the per-run state of a processor's retry decisions.
 type retryState struct {
 	lastSuccess atomic.Int64 // Unix ns of the last successful record
+	// stop is done when the whole processor stops (the Runner's context);
+	// a session that ends while it is live lost its partition to a
+	// rebalance. Nil outside the Runner.
+	stop context.Context
+}
+
+// ended says why a partition's session ended, for the error of a record
+// left uncommitted.
+func (s *retryState) ended() string {
+	if s.stop == nil || s.stop.Err() != nil {
+		return "at shutdown"
+	}
+	return "the partition was revoked"
 }
 
 func (s *retryState) succeeded() { s.lastSuccess.Store(time.Now().UnixNano()) }
@@ -227,7 +240,7 @@ func (p *Processor) retryCallback(tier int, obs observer, state *retryState) gok
 		due := time.UnixMilli(c.headerInt(HeaderRetryDue, 0))
 		if wait := time.Until(due); wait > 0 && !sleepCtx(g.Context(), wait) {
 			done := g.DeferCommit()
-			done(fmt.Errorf("%w: %s: waiting to retry", errAbandoned, c))
+			done(fmt.Errorf("%w %s: %s: waiting to retry", errAbandoned, state.ended(), c))
 			return
 		}
 		for {
@@ -255,7 +268,7 @@ func (p *Processor) retryCallback(tier int, obs observer, state *retryState) gok
 				// record's attempts.
 				if !sleepCtx(g.Context(), main.backoff.delay(2)) {
 					done := g.DeferCommit()
-					done(fmt.Errorf("%w: %s: %v", errAbandoned, c, err))
+					done(fmt.Errorf("%w %s while retrying: %s: %v", errAbandoned, state.ended(), c, err))
 					return
 				}
 				continue

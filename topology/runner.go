@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -53,7 +57,14 @@ type RunnerOptions struct {
 	// storage is a cache of the table topic: whatever it lost in a crash
 	// is replayed from there.
 	TableStorage func(dir string) storage.Builder
+	// RestartBackoff spaces the restarts of a group whose processor
+	// stopped with a recoverable error while the runner runs (default 1s
+	// doubling up to 30s; see Run).
+	RestartBackoff Backoff
 }
+
+// DefaultRestartBackoff is the RestartBackoff of a runner that sets none.
+func DefaultRestartBackoff() Backoff { return Backoff{Initial: time.Second, Max: 30 * time.Second} }
 
 // Runner runs a set of processor groups of a topology in this process. Many
 // processes running the same group share its partitions.
@@ -65,6 +76,9 @@ type Runner struct {
 
 	mu      sync.Mutex
 	running []*goka.Processor
+	// down holds, per group, the error its processor stopped with while
+	// it waits to restart (nil when it runs).
+	down    []error
 	started bool
 }
 
@@ -86,6 +100,12 @@ func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.RestartBackoff.Initial <= 0 {
+		opts.RestartBackoff.Initial = DefaultRestartBackoff().Initial
+	}
+	if opts.RestartBackoff.Max < opts.RestartBackoff.Initial {
+		opts.RestartBackoff.Max = max(DefaultRestartBackoff().Max, opts.RestartBackoff.Initial)
+	}
 	r := &Runner{t: t, opts: opts, procs: procs, log: opts.Logger}
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(&runnerCollector{r: r}); err != nil {
@@ -105,9 +125,16 @@ func (r *Runner) Groups() []string {
 }
 
 // Run creates missing topics, starts every group, and blocks until ctx is
-// cancelled or a processor fails. On cancellation each processor finishes
-// its in-flight records, commits their offsets and leaves its group before
-// Run returns.
+// cancelled or a processor fails for good. On cancellation each processor
+// finishes its in-flight records, commits their offsets and leaves its
+// group before Run returns.
+//
+// A group whose processor stops with a recoverable error while ctx is live
+// (a record left uncommitted when a rebalance took its partition, a lost
+// connection to the brokers; see Recoverable) is started again with a new
+// processor after RestartBackoff, alone: the other groups go on. Any other
+// error, such as a failure of a processor with the Stop policy, stops
+// every group and Run returns it.
 func (r *Runner) Run(ctx context.Context) error {
 	if !r.opts.SkipTopicCreation {
 		plan, err := r.t.EnsureTopics(r.opts.Kafka, r.opts.Topics)
@@ -122,7 +149,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		r.log.Info("topics ready", "created", created, "total", len(plan))
 	}
-	var gps []*goka.Processor
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var producers []goka.Producer
 	defer func() {
 		for _, p := range producers {
@@ -131,46 +159,44 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	for _, p := range r.procs {
-		var prod goka.Producer
+	gps := make([]*goka.Processor, len(r.procs))
+	prods := make([]goka.Producer, len(r.procs))
+	queues := make([]*sync.WaitGroup, len(r.procs))
+	for i, p := range r.procs {
+		queues[i] = &sync.WaitGroup{}
 		if p.batch != nil && p.retryOf == nil {
 			// The batches' dead letters and retries are found after
 			// their callbacks returned: they go through a producer of
 			// the runner's.
-			var err error
-			if prod, err = producerBuilder(r.opts.Kafka)(r.opts.Kafka.Brokers, clientID(r.opts.Kafka, p.group)+"-batch", Hasher); err != nil {
+			prod, err := producerBuilder(r.opts.Kafka)(r.opts.Kafka.Brokers, clientID(r.opts.Kafka, p.group)+"-batch", Hasher)
+			if err != nil {
 				return fmt.Errorf("topology: producer of %s: %w", p.group, err)
 			}
 			producers = append(producers, prod)
+			prods[i] = prod
 		}
-		gp, err := r.newProcessor(p, prod)
+		gp, err := r.newProcessor(p, prods[i], runEnv{stop: ctx, queues: queues[i]})
 		if err != nil {
 			return err
 		}
-		gps = append(gps, gp)
+		gps[i] = gp
 	}
 	r.mu.Lock()
 	r.running = gps
+	r.down = make([]error, len(gps))
 	r.started = true
 	r.mu.Unlock()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	errs := make(chan error, len(gps))
-	for i, gp := range gps {
-		group := r.procs[i].group
+	for i := range gps {
 		go func() {
-			r.log.Info("processor starting", "group", group)
-			err := gp.Run(ctx)
-			if err != nil && ctx.Err() != nil && IsAbandoned(err) {
-				r.log.Warn("processor stopped while retrying a record; it stays uncommitted", "group", group, "err", err)
-				err = nil
-			}
+			err := r.runGroup(ctx, i, gps[i], prods[i], queues[i])
+			// The batch queues may still flush the last records of the
+			// group's partitions through its producer.
+			queues[i].Wait()
 			if err != nil {
-				err = fmt.Errorf("topology: processor %s: %w", group, err)
-				cancel() // one failed group stops the others: the process restarts as a whole
+				cancel() // a group that failed for good stops the others: the process restarts as a whole
 			}
-			r.log.Info("processor stopped", "group", group)
 			errs <- err
 		}()
 	}
@@ -183,6 +209,120 @@ func (r *Runner) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
+// runGroup runs group i until ctx ends or its processor fails with an
+// error that is not recoverable, restarting it after recoverable ones.
+func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod goka.Producer, queues *sync.WaitGroup) error {
+	p := r.procs[i]
+	bo := r.opts.RestartBackoff
+	if m := r.opts.Metrics; m != nil {
+		m.restarts.WithLabelValues(p.group) // shown at 0 before any restart
+	}
+	for attempt := 1; ; attempt++ {
+		var err error
+		started := time.Now()
+		if gp == nil {
+			// Building connects to the brokers: it fails like a run
+			// while they are away.
+			gp, err = r.newProcessor(p, prod, runEnv{stop: ctx, queues: queues})
+			if err == nil {
+				r.mu.Lock()
+				r.running[i], r.down[i] = gp, nil
+				r.mu.Unlock()
+			}
+		}
+		if gp != nil {
+			r.log.Info("processor starting", "group", p.group)
+			err = gp.Run(ctx)
+			r.log.Info("processor stopped", "group", p.group)
+		}
+		if ctx.Err() != nil {
+			if err != nil && IsAbandoned(err) {
+				r.log.Warn("processor stopped while records were unwritten or retried; they stay uncommitted", "group", p.group, "err", err)
+				err = nil
+			}
+			if err != nil {
+				return fmt.Errorf("topology: processor %s: %w", p.group, err)
+			}
+			return nil
+		}
+		if err == nil {
+			return nil
+		}
+		if !Recoverable(err) {
+			return fmt.Errorf("topology: processor %s: %w", p.group, err)
+		}
+		if time.Since(started) > bo.Max {
+			attempt = 1 // it ran well for a while: start the backoff over
+		}
+		wait := bo.delay(attempt)
+		r.setDown(i, err)
+		if m := r.opts.Metrics; m != nil {
+			m.restarted(p.group) // counted when decided, so that it shows while the group waits
+		}
+		r.log.Warn("processor stopped with a recoverable error; restarting it", "group", p.group, "err", err, "in", wait)
+		if !sleepCtx(ctx, wait) {
+			return nil
+		}
+		// The last session's queues finish before a new processor takes
+		// partitions again.
+		queues.Wait()
+		gp = nil
+	}
+}
+
+func (r *Runner) setDown(i int, err error) {
+	r.mu.Lock()
+	r.down[i] = err
+	r.mu.Unlock()
+}
+
+// Recoverable reports whether a processor that stopped with err may be
+// started again in the same process: it left a record uncommitted when it
+// lost a partition (IsAbandoned), or it lost its connection to the
+// brokers. A failure of a processor with the Stop policy is not.
+func Recoverable(err error) bool {
+	// goka formats some of its errors with %v, which ends the chain: a
+	// callback's panic (how the Stop policy fails a processor) and the
+	// clients it builds at start. Their text is all that is left.
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	if errors.Is(err, errPolicyStop) || strings.Contains(msg, errPolicyStop.Error()) {
+		return false
+	}
+	if IsAbandoned(err) {
+		return true
+	}
+	for _, target := range []error{sarama.ErrOutOfBrokers, sarama.ErrNotConnected, sarama.ErrBrokerNotAvailable,
+		sarama.ErrClosedClient, io.EOF, io.ErrUnexpectedEOF, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	for _, text := range []string{sarama.ErrOutOfBrokers.Error(), sarama.ErrNotConnected.Error(),
+		syscall.ECONNREFUSED.Error(), syscall.ECONNRESET.Error(), syscall.EPIPE.Error(), "i/o timeout"} {
+		if strings.Contains(msg, text) {
+			return true
+		}
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	var kerr sarama.KError
+	if errors.As(err, &kerr) {
+		switch kerr {
+		case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable,
+			sarama.ErrOffsetsLoadInProgress, sarama.ErrRebalanceInProgress, sarama.ErrRequestTimedOut,
+			sarama.ErrLeaderNotAvailable, sarama.ErrNotLeaderForPartition, sarama.ErrNetworkException,
+			sarama.ErrUnknownMemberId, sarama.ErrIllegalGeneration:
+			return true
+		}
+	}
+	return false
+}
+
 // Ready returns nil when every processor of the runner has recovered its
 // tables and is processing, or an error that says what it waits for.
 func (r *Runner) Ready() error {
@@ -192,6 +332,9 @@ func (r *Runner) Ready() error {
 		return errors.New("processors not started")
 	}
 	for i, gp := range r.running {
+		if err := r.down[i]; err != nil {
+			return fmt.Errorf("processor %s is restarting after an error: %w", r.procs[i].group, err)
+		}
 		if !gp.Recovered() {
 			return fmt.Errorf("processor %s is recovering its tables", r.procs[i].group)
 		}
@@ -271,7 +414,7 @@ func (t *Topology) Lag(ctx context.Context, k Kafka, groups []string) ([]Partiti
 	return out, nil
 }
 
-func (r *Runner) newProcessor(p *Processor, prod goka.Producer) (*goka.Processor, error) {
+func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*goka.Processor, error) {
 	k := r.opts.Kafka
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),
@@ -293,7 +436,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer) (*goka.Processor
 	if r.opts.RecoverAhead {
 		opts = append(opts, goka.WithRecoverAhead())
 	}
-	gp, err := goka.NewProcessor(k.Brokers, p.groupGraph(observerFor(r.opts.Metrics), prod), opts...)
+	gp, err := goka.NewProcessor(k.Brokers, p.groupGraph(observerFor(r.opts.Metrics), prod, env), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("topology: processor %s: %w", p.group, err)
 	}
@@ -380,10 +523,11 @@ func (c *runnerCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *runnerCollector) Collect(ch chan<- prometheus.Metric) {
 	c.r.mu.Lock()
 	running := append([]*goka.Processor(nil), c.r.running...)
+	down := append([]error(nil), c.r.down...)
 	c.r.mu.Unlock()
 	for i, gp := range running {
 		v := 0.0
-		if gp.Recovered() {
+		if down[i] == nil && gp.Recovered() {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(recoveredDesc, prometheus.GaugeValue, v, c.r.procs[i].group)

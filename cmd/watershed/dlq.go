@@ -465,8 +465,12 @@ type replayJSON struct {
 
 func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f dlqFlags
+	var fuse fuseFlag
 	opts := dlq.ReplayOptions{DryRun: true}
 	q, filter, code := dlqSetup("replay", "dlq replay [--dry-run=false] [flags]", args, stderr, &f, true, func(fs *flag.FlagSet) {
+		// The fusion decides which topics have a consumer: a stage fused
+		// away has no input topic, so its dead letters cannot go back.
+		fuse.register(fs, true)
 		fs.BoolVar(&opts.DryRun, "dry-run", true, "list what would be replayed and write nothing; --dry-run=false replays")
 		fs.BoolVar(&opts.IncludeEdge, "include-edge", false, "also replay the ingest edge's rejections (malformed packages the decode stage rejects again unless the cause was fixed)")
 		fs.IntVar(&opts.MaxAttempts, "max-attempts", 0, "refuse dead letters with at least this many attempts (0: no limit)")
@@ -475,8 +479,13 @@ func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return code
 	}
 	defer q.Close()
+	fusion, err := fuse.value()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	dead := q.Topic()
-	for _, t := range f.pipeline().Topology.Topics() {
+	for _, t := range processors.New(processors.Config{Prefix: f.prefix, Fuse: fusion}).Topology.Topics() {
 		if t != dead {
 			opts.Topics = append(opts.Topics, t)
 		}

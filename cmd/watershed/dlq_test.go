@@ -432,3 +432,44 @@ func TestDLQReplay(t *testing.T) {
 		t.Errorf("raw holds %d records after the edge replay, want 2", n)
 	}
 }
+
+// While decode is fused into dedupe nothing reads the decoded topic: a
+// dead letter of the unfused dedupe stage is refused, and replayed once
+// the pipeline runs unfused.
+func TestDLQReplayRefusesFusedAwayTopic(t *testing.T) {
+	c := newDLQTestCluster(t)
+	admin, err := sarama.NewClusterAdmin(c.k.Brokers, c.k.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.CreateTopic("x.telemetry.decoded", &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	t0 := time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
+	b, err := records.EnvelopeCodec{}.Encode(records.Envelope{Stage: "x.dedupe", Reason: "callback_error", Topic: "x.telemetry.decoded",
+		Partition: 0, Offset: 2, Key: []byte("7"), Value: []byte{1}, Timestamp: t0, Attempts: 1, FirstFailure: t0, LastFailure: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := sarama.NewSyncProducer(c.k.Brokers, c.k.ProducerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: "x.telemetry.dlq", Key: sarama.StringEncoder("7"), Value: sarama.ByteEncoder(b)}); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+
+	code, out, errOut := c.run(t, "replay", "--stage", "dedupe", "--fuse", "decode")
+	if code != 0 {
+		t.Fatalf("replay: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "0 would be replayed, 0 already replayed, 1 refused") || !strings.Contains(out, "x.telemetry.decoded is not a topic of the pipeline as configured") {
+		t.Errorf("replay with decode fused:\n%s", out)
+	}
+	code, out, errOut = c.run(t, "replay", "--stage", "dedupe")
+	if code != 0 || !strings.Contains(out, "1 would be replayed, 0 already replayed, 0 refused") {
+		t.Errorf("replay unfused: exit %d: %s\n%s", code, errOut, out)
+	}
+}
