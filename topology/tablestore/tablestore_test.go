@@ -17,8 +17,8 @@ import (
 
 	"github.com/lovoo/goka/storage"
 	"github.com/syndtr/goleveldb/leveldb"
-
 	lstorage "github.com/syndtr/goleveldb/leveldb/storage"
+
 	"github.com/watershed-io/watershed/internal/poll"
 )
 
