@@ -208,7 +208,9 @@ func waitCommitted(t *testing.T, tp *topology.Topology, k topology.Kafka, group 
 func waitStored(t *testing.T, s *rowStore, n int) map[string]int {
 	t.Helper()
 	var rows map[string]int
-	waitFor(t, 30*time.Second, func() error {
+	// A bound, not a speed: on a loaded 2-core machine a rebalance during
+	// a retry abandons the record and the group restarts with backoff.
+	waitFor(t, 90*time.Second, func() error {
 		rows, _ = s.stored()
 		if len(rows) < n {
 			return fmt.Errorf("%d of %d rows stored", len(rows), n)
