@@ -279,7 +279,8 @@ func trimPoint(pl PartitionLog, readers []*kfake.GroupInfo, topic string, unread
 			return pl.Start, false
 		}
 		// Batches are not visible from here, so the cap is met by the
-		// partition's mean record size.
+		// partition's mean record size; a batch's bytes go only with its
+		// last record, so the partition may keep one batch over the cap.
 		perRecord := float64(pl.Bytes) / float64(pl.End-pl.Start)
 		return pl.End - int64(float64(unreadMax)/perRecord), true
 	}
