@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
+	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/cassandra"
 	"github.com/watershed-io/watershed/testinfra/probe"
 	"github.com/watershed-io/watershed/topology"
@@ -125,6 +126,10 @@ func TestIntegrationCassandraAuth(t *testing.T) {
 		t.Logf("%s refused: %v", name, err)
 		if name == "wrong password" && !isAuthError(err) {
 			t.Errorf("%s: %v does not say that the credentials were refused", name, err)
+		}
+		// A retry cannot cure it: the store says so by its type.
+		if !errors.Is(err, cassandra.ErrAuthentication) || errors.Is(err, sinks.ErrUnavailable) || !cassandra.Permanent(err) {
+			t.Errorf("%s: %v is not a permanent ErrAuthentication", name, err)
 		}
 	}
 }

@@ -155,7 +155,8 @@ var _ sinks.Store = (*Store)(nil)
 
 // Open connects to the cluster, creates or migrates the schema (unless
 // opts.SkipMigrations) and returns the store. Errors that may pass (no
-// host reachable, time-outs) wrap sinks.ErrUnavailable.
+// host reachable, time-outs) wrap sinks.ErrUnavailable; a refused login
+// wraps ErrAuthentication.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
@@ -165,7 +166,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.prepareStatements()
 	session, err := createSession(ctx, s.cluster())
 	if err != nil {
-		return nil, fmt.Errorf("cassandra: connect to %v: %w", opts.Hosts, Classify(err))
+		return nil, fmt.Errorf("cassandra: connect to %v: %w", opts.Hosts, classifyConnect(err))
 	}
 	s.session = session
 	if opts.SkipMigrations {

@@ -48,6 +48,37 @@ var ErrClosed = errors.New("cassandra: store closed")
 // time is after MaxTimeMs. It is permanent.
 var ErrTimeRange = errors.New("cassandra: message time beyond the bigint range")
 
+// ErrAuthentication is wrapped by the error of Open when the cluster refuses
+// the login: a wrong user name or password, or no login where the cluster
+// requires one. It is permanent.
+var ErrAuthentication = errors.New("cassandra: the cluster refused the login")
+
+// loginRefused reports whether err, from creating a session, is the cluster
+// refusing the login. gocql formats the handshake's error into text while it
+// discovers the protocol version (the server's error is no longer in the
+// chain), so past the typed check the text is what is left to read: gocql's
+// own message when no authenticator was set, and Cassandra's when the
+// credentials are wrong.
+func loginRefused(err error) bool {
+	var re gocql.RequestError
+	if errors.As(err, &re) && re.Code() == gocql.ErrCodeCredentials {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "authentication required (using") ||
+		strings.Contains(msg, "and/or password are incorrect") ||
+		strings.Contains(msg, "AuthenticationException")
+}
+
+// classifyConnect classifies the error of creating a session: a refused
+// login is ErrAuthentication (permanent), the rest as Classify does.
+func classifyConnect(err error) error {
+	if loginRefused(err) {
+		return fmt.Errorf("%w: %w", ErrAuthentication, err)
+	}
+	return Classify(err)
+}
+
 // Permanent reports whether err is one that a retry cannot cure: an
 // invalid query, a syntax error, missing rights or credentials, a value
 // that does not marshal, a closed store or session, a message time out of
@@ -74,7 +105,7 @@ func Permanent(err error) bool {
 	var ue gocql.UnmarshalError
 	switch {
 	case errors.As(err, &me), errors.As(err, &ue),
-		errors.Is(err, ErrClosed), errors.Is(err, ErrTimeRange),
+		errors.Is(err, ErrClosed), errors.Is(err, ErrTimeRange), errors.Is(err, ErrAuthentication),
 		errors.Is(err, gocql.ErrSessionClosed), errors.Is(err, gocql.ErrQueryArgLength),
 		errors.Is(err, gocql.ErrUseStmt), errors.Is(err, gocql.ErrKeyspaceDoesNotExist),
 		errors.Is(err, gocql.ErrNoKeyspace), errors.Is(err, gocql.ErrTooManyStmts):

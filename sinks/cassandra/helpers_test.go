@@ -125,6 +125,35 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// A refused login while the session is created is permanent, with the
+// messages gocql and Cassandra give (gocql formats the handshake's error
+// into text while it discovers the protocol version); failing to reach the
+// cluster stays transient.
+func TestClassifyConnect(t *testing.T) {
+	discover := func(err error) error {
+		return fmt.Errorf("gocql: unable to create session: %w", fmt.Errorf("unable to discover protocol version: %v", err))
+	}
+	refused := []error{
+		discover(errors.New(`authentication required (using "org.apache.cassandra.auth.PasswordAuthenticator")`)),
+		discover(errors.New("Provided username cassandra and/or password are incorrect")),
+		fmt.Errorf("handshake: %w", requestError{gocql.ErrCodeCredentials}),
+	}
+	for _, err := range refused {
+		c := classifyConnect(err)
+		if !errors.Is(c, ErrAuthentication) || errors.Is(c, sinks.ErrUnavailable) || !Permanent(c) {
+			t.Errorf("classifyConnect(%v) = %v, want ErrAuthentication, permanent", err, c)
+		}
+	}
+	for _, err := range []error{
+		discover(errors.New("dial tcp 127.0.0.1:9042: connect: connection refused")),
+		gocql.ErrNoConnectionsStarted,
+	} {
+		if c := classifyConnect(err); errors.Is(c, ErrAuthentication) || !errors.Is(c, sinks.ErrUnavailable) {
+			t.Errorf("classifyConnect(%v) = %v, want it transient", err, c)
+		}
+	}
+}
+
 func TestRetryPolicy(t *testing.T) {
 	p := &retryPolicy{gocql.ExponentialBackoffRetryPolicy{NumRetries: 3, Min: 10 * time.Millisecond, Max: 40 * time.Millisecond}}
 	if got := p.GetRetryType(requestError{gocql.ErrCodeSyntax}); got != gocql.Rethrow {
