@@ -111,6 +111,7 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		cfg.Groups = []string{processors.GroupDecode, processors.GroupDedupe, processors.GroupDeviceState, processors.GroupAlerts, processors.GroupSink}
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Log, Replicas: map[string][]*Node{}, restarted: map[string]int{}}
+	ports := NewPorts()
 	common := []string{"--brokers", strings.Join(cfg.Brokers, ",")}
 	env := append([]string{"WATERSHED_PREFIX=" + cfg.Prefix, "WATERSHED_PARTITIONS=" + strconv.Itoa(cfg.Partitions)}, cfg.Env...)
 	add := func(role, group, name string, args []string, port int) error {
@@ -132,7 +133,7 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		return nil
 	}
 	for i := range cfg.Edges {
-		port, err := FreePort()
+		port, err := ports.Free()
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +145,7 @@ func NewCluster(cfg Config) (*Cluster, error) {
 	}
 	for _, g := range cfg.Groups {
 		for r := range cfg.Replicas {
-			port, err := FreePort()
+			port, err := ports.Free()
 			if err != nil {
 				return nil, err
 			}
@@ -163,7 +164,7 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		}
 	}
 	for i := range cfg.Views {
-		port, err := FreePort()
+		port, err := ports.Free()
 		if err != nil {
 			return nil, err
 		}

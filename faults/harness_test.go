@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
@@ -150,5 +151,61 @@ func TestFrontRoundRobinAndFailover(t *testing.T) {
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "dial" {
 		t.Fatalf("err = %v, want a dial error", err)
+	}
+}
+
+// Ports come from below the ephemeral range (where outgoing connections
+// take their local ports), are free, and are never handed out twice.
+func TestPortsAvoidTheEphemeralRange(t *testing.T) {
+	p := NewPorts()
+	seen := map[int]bool{}
+	for range 300 {
+		port, err := p.Free()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if port < p.low || port >= p.high || port < 1024 {
+			t.Fatalf("port %d outside [%d, %d)", port, p.low, p.high)
+		}
+		if seen[port] {
+			t.Fatalf("port %d handed out twice", port)
+		}
+		seen[port] = true
+	}
+	// A port in use is not handed out: in a span of three free ports, hold
+	// two, and the third is what comes back, then nothing.
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	low := -1
+	for cand := p.low; cand+3 <= p.high && low < 0; cand += 3 {
+		var ls []net.Listener
+		for port := cand; port < cand+3; port++ {
+			if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+				ls = append(ls, l)
+			}
+		}
+		if len(ls) == 3 {
+			low = cand
+			held = append(held, ls[0], ls[1])
+			ls[2].Close()
+			continue
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+	}
+	if low < 0 {
+		t.Fatal("no three free ports in a row below the ephemeral range")
+	}
+	tiny := &Ports{low: low, high: low + 3, given: map[int]bool{}, rng: p.rng}
+	if port, err := tiny.Free(); err != nil || port != low+2 {
+		t.Fatalf("Free() = %d, %v; want %d, the one port not in use", port, err, low+2)
+	}
+	if _, err := tiny.Free(); err == nil {
+		t.Fatal("Free() found a port in a span whose ports are all in use or given")
 	}
 }

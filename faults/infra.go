@@ -107,8 +107,9 @@ func PrivateInfra(ctx context.Context, repoRoot, dir string, log *slog.Logger) (
 		}
 	}
 	var ports [5]int
+	free := NewPorts()
 	for i := range ports {
-		p, err := FreePort()
+		p, err := free.Free()
 		if err != nil {
 			return nil, err
 		}

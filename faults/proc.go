@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -211,12 +213,48 @@ func (p *Proc) Wait(ctx context.Context) error {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("faults: free port: %w", err)
+// Ports hands out TCP ports on 127.0.0.1 for processes that bind them
+// later. A port the kernel picks for ":0" comes from its ephemeral range,
+// where any outgoing connection (a Kafka client's, say) may take it before
+// the process binds it, which then fails for the whole run; these come from
+// the span just below that range, are free when handed out, and are never
+// handed out twice by one Ports.
+type Ports struct {
+	low, high int // the span, [low, high)
+	given     map[int]bool
+	rng       *rand.Rand
+}
+
+// NewPorts returns a Ports for the span below this machine's ephemeral
+// range (/proc/sys/net/ipv4/ip_local_port_range; 32768 when unknown).
+func NewPorts() *Ports {
+	high := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				high = n
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return &Ports{low: max(1024, high-12000), high: high, given: map[int]bool{},
+		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))}
+}
+
+// Free returns a port of the span that is free now and was not handed out
+// before.
+func (p *Ports) Free() (int, error) {
+	for range 200 {
+		port := p.low + p.rng.IntN(p.high-p.low)
+		if p.given[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		p.given[port] = true
+		return port, nil
+	}
+	return 0, fmt.Errorf("faults: no free port in %d-%d after 200 tries", p.low, p.high-1)
 }
