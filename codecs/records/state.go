@@ -203,7 +203,7 @@ func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 		r.fail("firmware")
 	}
 	s.Firmware = uint16(fw)
-	if n := r.length("latest count", minReadingLen+1); n > 0 {
+	if n := r.length("latest count", minReadingLen); n > 0 {
 		s.Latest = make([]Reading, n)
 		for i := range s.Latest {
 			s.Latest[i].DeviceID = s.DeviceID
