@@ -129,11 +129,14 @@ func (r *Runner) Groups() []string {
 // Run creates missing topics, starts every group, and blocks until ctx is
 // cancelled or a processor fails for good. On cancellation each processor
 // finishes its in-flight records, commits their offsets and leaves its
-// group before Run returns.
+// group before Run returns. Offsets commit in order: a record's only once
+// it and every earlier record of its partition had their outputs
+// acknowledged (see orderedGroup).
 //
 // A group whose processor stops with a recoverable error while ctx is live
-// (a record left uncommitted when a rebalance took its partition, a lost
-// connection to the brokers; see Recoverable) is started again with a new
+// (a record left uncommitted when a rebalance took its partition, an emit
+// the producer gave up on, a lost connection to the brokers; see
+// Recoverable) is started again with a new
 // processor after RestartBackoff, alone: the other groups go on. Any other
 // error, such as a failure of a processor with the Stop policy, stops
 // every group and Run returns it.
