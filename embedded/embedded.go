@@ -102,6 +102,13 @@ func Start(opts Options) (*Broker, error) {
 // Addrs returns the bootstrap addresses of the broker.
 func (b *Broker) Addrs() []string { return append([]string(nil), b.addrs...) }
 
+// Fault installs faults on the broker's answers (see kfake.Fault), so that
+// tests can refuse chosen requests deterministically: the produce of one
+// topic or partition, a number of times. Remove them with the handle.
+func (b *Broker) Fault(faults ...kfake.Fault) *kfake.FaultHandle {
+	return b.cluster.Fault(faults...)
+}
+
 // Close stops retention and the broker, and closes every client connection.
 func (b *Broker) Close() {
 	if b.stop != nil {

@@ -224,9 +224,13 @@ type partQueue struct {
 	cond    *sync.Cond
 	pending []*batchEntry
 	rows    int
-	closed  bool // the queue took its last entries; later ones are abandoned
+	closed  bool // the queue took its last entries
+	// finished is set once the last entries are settled: a record handed
+	// over after closed waits for it.
+	finished bool
 	// failed, once set, is given to every later record: a record left
-	// uncommitted must not be overtaken by a later commit.
+	// uncommitted must not be overtaken by a later commit. Only the
+	// queue's goroutine sets it, under mu.
 	failed error
 }
 
@@ -250,9 +254,13 @@ func (q *partQueue) enqueue(c *Context, first time.Time, err error) {
 		q.cond.Wait()
 	}
 	if q.closed {
-		// The queue already flushed its last batch, yet goka handed over
-		// one more record of the ended session. Everything before it is
-		// settled, so it is settled here, alone.
+		// The queue took its last batch, yet goka handed over one more
+		// record of the ended session. Once that batch is settled so is
+		// everything before this record, which is settled here, alone:
+		// it must not commit past rows whose final write may still fail.
+		for !q.finished {
+			q.cond.Wait()
+		}
 		failed := q.failed
 		q.mu.Unlock()
 		q.late(e, failed)
@@ -354,6 +362,17 @@ func (q *partQueue) final() {
 	q.closed = true
 	q.mu.Unlock()
 	q.process(q.take(0), true)
+	q.mu.Lock()
+	q.finished = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// fail records the failure that every later record of the queue inherits.
+func (q *partQueue) fail(err error) {
+	q.mu.Lock()
+	q.failed = err
+	q.mu.Unlock()
 }
 
 // process writes a batch and settles its records in order.
@@ -382,7 +401,7 @@ func (q *partQueue) process(batch []*batchEntry, last bool) {
 		case q.failed != nil:
 			e.done(q.failed)
 		case e.err != nil:
-			q.failed = e.err
+			q.fail(e.err)
 			e.done(e.err)
 		case e.rows == nil || merged:
 			e.done(nil)
@@ -390,11 +409,11 @@ func (q *partQueue) process(batch []*batchEntry, last bool) {
 			// The session ended: no time to split the batch. Its records
 			// stay uncommitted for the next owner of the partition,
 			// which writes them again.
-			q.failed = fmt.Errorf("%w: %s/%d@%d: not written when %s", errAbandoned, e.rec.topic, e.rec.partition, e.rec.offset, q.rt.state.ended())
+			q.fail(fmt.Errorf("%w: %s/%d@%d: not written when %s", errAbandoned, e.rec.topic, e.rec.partition, e.rec.offset, q.rt.state.ended()))
 			e.done(q.failed)
 		default:
 			if err := q.settle(e); err != nil {
-				q.failed = err
+				q.fail(err)
 				e.done(err)
 				continue
 			}

@@ -189,8 +189,9 @@ func (c *Context) gokaCall(fn func()) {
 	fn()
 }
 
-// flush hands the queued outputs to goka. goka commits the input record
-// once every one of them is acknowledged.
+// flush hands the queued outputs to goka. goka marks the input record
+// once every one of them is acknowledged; under a Runner it commits once
+// every earlier record of the partition is marked too (see orderedGroup).
 func (c *Context) flush(env envelopeFactory) {
 	c.gokaCall(func() {
 		switch c.setOp {

@@ -61,15 +61,15 @@ func (p *Processor) groupGraph(obs observer, prod goka.Producer, env runEnv) *go
 	}
 	if main := p.retryOf; main != nil {
 		for i, tier := range main.retry.tiers {
-			edges = append(edges, goka.Input(goka.Stream(tier.name), rawCodec{}, p.retryCallback(i, obs, state)))
+			edges = append(edges, goka.Input(goka.Stream(tier.name), rawCodec{}, ordered(p.retryCallback(i, obs, state))))
 		}
 	} else {
 		for _, in := range p.inputs {
-			edges = append(edges, goka.Input(goka.Stream(in.topic.name), rawCodec{}, p.callback(in, obs, state, rt)))
+			edges = append(edges, goka.Input(goka.Stream(in.topic.name), rawCodec{}, ordered(p.callback(in, obs, state, rt))))
 		}
 	}
 	if p.loop != nil {
-		edges = append(edges, goka.Loop(rawCodec{}, p.callback(p.loop, obs, state, nil)))
+		edges = append(edges, goka.Loop(rawCodec{}, ordered(p.callback(p.loop, obs, state, nil))))
 	}
 	for _, o := range p.outputs {
 		edges = append(edges, goka.Output(goka.Stream(o.name), rawCodec{}))

@@ -283,6 +283,9 @@ func TestRunnerStopsOnStopPolicy(t *testing.T) {
 	if n := counterValue(t, reg, "watershed_group_restarts_total"); n != 0 {
 		t.Errorf("%v restarts of a stopped processor", n)
 	}
+	if err := run.r.Ready(); err == nil || !strings.Contains(err.Error(), "strict stopped") || !strings.Contains(err.Error(), "cannot go on") {
+		t.Errorf("ready after Run ended = %v, want the group stopped with its error", err)
+	}
 }
 
 func TestRecoverable(t *testing.T) {
@@ -297,6 +300,11 @@ func TestRecoverable(t *testing.T) {
 		{fmt.Errorf("Error creating the kafka client: %v", sarama.ErrOutOfBrokers), true},
 		{fmt.Errorf("commit: %w", sarama.ErrRebalanceInProgress), true},
 		{fmt.Errorf("commit: %w", sarama.ErrTopicAuthorizationFailed), false},
+		// A producer that gave up on an emit, as goka reports it (%v) and
+		// as the batch queues do (%w).
+		{fmt.Errorf("could not commit message with key 'k3': %w", fmt.Errorf("error emitting to out: %v",
+			&sarama.ProducerError{Msg: &sarama.ProducerMessage{Topic: "out"}, Err: sarama.ErrTopicAuthorizationFailed})), true},
+		{fmt.Errorf("emit to dead letters: %w", &sarama.ProducerError{Msg: &sarama.ProducerMessage{Topic: "dl"}, Err: sarama.ErrNotEnoughReplicas}), true},
 	} {
 		if got := topology.Recoverable(c.err); got != c.want {
 			t.Errorf("Recoverable(%v) = %v, want %v", c.err, got, c.want)

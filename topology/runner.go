@@ -78,7 +78,9 @@ type Runner struct {
 	running []*goka.Processor
 	// down holds, per group, the error its processor stopped with while
 	// it waits to restart (nil when it runs).
-	down    []error
+	down []error
+	// stopped marks the groups that ended for good (down holds why).
+	stopped []bool
 	started bool
 }
 
@@ -127,11 +129,14 @@ func (r *Runner) Groups() []string {
 // Run creates missing topics, starts every group, and blocks until ctx is
 // cancelled or a processor fails for good. On cancellation each processor
 // finishes its in-flight records, commits their offsets and leaves its
-// group before Run returns.
+// group before Run returns. Offsets commit in order: a record's only once
+// it and every earlier record of its partition had their outputs
+// acknowledged (see orderedGroup).
 //
 // A group whose processor stops with a recoverable error while ctx is live
-// (a record left uncommitted when a rebalance took its partition, a lost
-// connection to the brokers; see Recoverable) is started again with a new
+// (a record left uncommitted when a rebalance took its partition, an emit
+// the producer gave up on, a lost connection to the brokers; see
+// Recoverable) is started again with a new
 // processor after RestartBackoff, alone: the other groups go on. Any other
 // error, such as a failure of a processor with the Stop policy, stops
 // every group and Run returns it.
@@ -184,6 +189,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.running = gps
 	r.down = make([]error, len(gps))
+	r.stopped = make([]bool, len(gps))
 	r.started = true
 	r.mu.Unlock()
 
@@ -194,6 +200,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			// The batch queues may still flush the last records of the
 			// group's partitions through its producer.
 			queues[i].Wait()
+			r.mu.Lock()
+			r.down[i], r.stopped[i] = err, true
+			r.mu.Unlock()
 			if err != nil {
 				cancel() // a group that failed for good stops the others: the process restarts as a whole
 			}
@@ -278,8 +287,9 @@ func (r *Runner) setDown(i int, err error) {
 
 // Recoverable reports whether a processor that stopped with err may be
 // started again in the same process: it left a record uncommitted when it
-// lost a partition (IsAbandoned), or it lost its connection to the
-// brokers. A failure of a processor with the Stop policy is not.
+// lost a partition (IsAbandoned), its producer gave up on a record's
+// output, or it lost its connection to the brokers. A failure of a
+// processor with the Stop policy is not.
 func Recoverable(err error) bool {
 	// goka formats some of its errors with %v, which ends the chain: a
 	// callback's panic (how the Stop policy fails a processor) and the
@@ -292,6 +302,13 @@ func Recoverable(err error) bool {
 		return false
 	}
 	if IsAbandoned(err) {
+		return true
+	}
+	// A producer that gave up on an emit or a table write (past its
+	// retries): the record stays uncommitted (see orderedGroup) and a new
+	// processor sends it again.
+	var perr *sarama.ProducerError
+	if errors.As(err, &perr) || strings.Contains(msg, "kafka: Failed to produce message to topic") {
 		return true
 	}
 	for _, target := range []error{sarama.ErrOutOfBrokers, sarama.ErrNotConnected, sarama.ErrBrokerNotAvailable,
@@ -332,6 +349,12 @@ func (r *Runner) Ready() error {
 		return errors.New("processors not started")
 	}
 	for i, gp := range r.running {
+		if r.stopped[i] {
+			if err := r.down[i]; err != nil {
+				return fmt.Errorf("processor %s stopped: %w", r.procs[i].group, err)
+			}
+			return fmt.Errorf("processor %s stopped", r.procs[i].group)
+		}
 		if err := r.down[i]; err != nil {
 			return fmt.Errorf("processor %s is restarting after an error: %w", r.procs[i].group, err)
 		}
@@ -423,7 +446,12 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
 			cfg := k.Config()
 			cfg.ClientID = clientID
-			return sarama.NewConsumerGroup(brokers, group, cfg)
+			cg, err := sarama.NewConsumerGroup(brokers, group, cfg)
+			if err != nil {
+				return nil, err
+			}
+			// Offsets commit in order (see orderedGroup).
+			return orderedGroup{cg}, nil
 		}),
 		goka.WithConsumerSaramaBuilder(saramaConsumerBuilder(k)),
 		goka.WithTopicManagerBuilder(topicManagerBuilder(k)),
@@ -524,10 +552,11 @@ func (c *runnerCollector) Collect(ch chan<- prometheus.Metric) {
 	c.r.mu.Lock()
 	running := append([]*goka.Processor(nil), c.r.running...)
 	down := append([]error(nil), c.r.down...)
+	stopped := append([]bool(nil), c.r.stopped...)
 	c.r.mu.Unlock()
 	for i, gp := range running {
 		v := 0.0
-		if down[i] == nil && gp.Recovered() {
+		if down[i] == nil && !stopped[i] && gp.Recovered() {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(recoveredDesc, prometheus.GaugeValue, v, c.r.procs[i].group)

@@ -91,6 +91,17 @@ func produce(t *testing.T, k topology.Kafka, topic string, kv ...string) {
 // readAll reads n records of topic from the start, or fails after timeout.
 func readAll(t *testing.T, k topology.Kafka, topic string, n int, timeout time.Duration) []*sarama.ConsumerMessage {
 	t.Helper()
+	out, ok := readUntil(t, k, topic, timeout, func(got []*sarama.ConsumerMessage) bool { return len(got) >= n })
+	if !ok {
+		t.Fatalf("read %d of %d records from %s before the timeout", len(out), n, topic)
+	}
+	return out
+}
+
+// readUntil reads topic from the start until enough says so (true) or
+// timeout passes (false), and returns what it read.
+func readUntil(t *testing.T, k topology.Kafka, topic string, timeout time.Duration, enough func([]*sarama.ConsumerMessage) bool) ([]*sarama.ConsumerMessage, bool) {
+	t.Helper()
 	c, err := sarama.NewConsumer(k.Brokers, k.Config())
 	if err != nil {
 		t.Fatal(err)
@@ -115,15 +126,15 @@ func readAll(t *testing.T, k topology.Kafka, topic string, n int, timeout time.D
 	}
 	var out []*sarama.ConsumerMessage
 	deadline := time.After(timeout)
-	for len(out) < n {
+	for !enough(out) {
 		select {
 		case m := <-msgs:
 			out = append(out, m)
 		case <-deadline:
-			t.Fatalf("read %d of %d records from %s before the timeout", len(out), n, topic)
+			return out, false
 		}
 	}
-	return out
+	return out, true
 }
 
 func TestRunnerOnEmbeddedBroker(t *testing.T) {
