@@ -41,7 +41,7 @@ func newSecretFlag(fs *flag.FlagSet, name, env, what, usage, def string) *secret
 		s.value, s.valueSet = v, true
 		return nil
 	})
-	fs.Func(name+"-file", fmt.Sprintf("file holding the %s (env %s_FILE)", what, env), func(v string) error {
+	fs.Func(name+"-file", fmt.Sprintf("`file` holding the %s (env %s_FILE)", what, env), func(v string) error {
 		s.file, s.fileSet = v, true
 		return nil
 	})

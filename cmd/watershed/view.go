@@ -104,16 +104,15 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if ops != nil {
 		g.Go(func() error { return ops.Serve(gctx) })
 	}
-	if *keysFile != "" {
-		// The full-scope key is fixed for the process; the files are
-		// watched. SIGHUP reloads at once.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		g.Go(func() error {
-			return vsrv.WatchKeys(gctx, views.WatchOptions{Files: viewKeyFiles(*keysFile, *fleetsFile), Load: load, Reload: hup})
-		})
-	}
+	// The files are watched; SIGHUP reloads at once (and, without a keys
+	// file, is harmless rather than the end of the process). The
+	// full-scope key is fixed for the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error {
+		return vsrv.WatchKeys(gctx, views.WatchOptions{Files: viewKeyFiles(*keysFile, *fleetsFile), Load: load, Reload: hup})
+	})
 	if err := g.Wait(); err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
@@ -123,10 +122,13 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 
 // viewKeyFiles returns the files the keys come from.
 func viewKeyFiles(keysFile, fleetsFile string) []string {
-	if fleetsFile == "" {
-		return []string{keysFile}
+	var files []string
+	for _, f := range []string{keysFile, fleetsFile} {
+		if f != "" {
+			files = append(files, f)
+		}
 	}
-	return []string{keysFile, fleetsFile}
+	return files
 }
 
 // loadViewKeys merges the full-scope key and the key file, and refuses
