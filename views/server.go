@@ -44,7 +44,7 @@ type Options struct {
 	AuthFailureRate  float64
 	AuthFailureBurst int
 	// MaxAuthFailureClients bounds the client addresses remembered for
-	// the limit (DefaultMaxAuthFailureClients, about 100 bytes each).
+	// the limit (DefaultMaxAuthFailureClients).
 	MaxAuthFailureClients int
 }
 
