@@ -118,6 +118,34 @@ tests:
             value: 1
           - labels: 'ALERTS{alertname="WatershedDeadLettersExpiringUnreviewed",alertstate="firing",instance="a",severity="info"}'
             value: 1
+  # View API: a client with a stale key fails every 10 s (30 in 5 minutes:
+  # quiet); from 20m someone tries 2 keys a second (the limit lets the
+  # burst and then 1 a second through as 401s). One replica's key file does
+  # not load from 10m.
+  - interval: 1m
+    input_series:
+      - series: 'watershed_view_auth_failures_total{instance="v1"}'
+        values: '0+6x20 126+60x20'
+      - series: 'watershed_view_keys_stale{instance="v1"}'
+        values: '0x9 1x30'
+      - series: 'watershed_view_keys_stale{instance="v2"}'
+        values: '0x40'
+    promql_expr_test:
+      - expr: 'ALERTS{alertstate="firing"}'
+        eval_time: 12m
+        exp_samples: []
+      - expr: 'ALERTS{alertstate="firing"}'
+        eval_time: 19m
+        exp_samples:
+          - labels: 'ALERTS{alertname="WatershedViewKeysStale",alertstate="firing",instance="v1",severity="critical"}'
+            value: 1
+      - expr: 'ALERTS{alertstate="firing"}'
+        eval_time: 25m
+        exp_samples:
+          - labels: 'ALERTS{alertname="WatershedViewAuthFailuresBurst",alertstate="firing",severity="warning"}'
+            value: 1
+          - labels: 'ALERTS{alertname="WatershedViewKeysStale",alertstate="firing",instance="v1",severity="critical"}'
+            value: 1
 `
 
 func TestAlertRulesFireAsDocumented(t *testing.T) {

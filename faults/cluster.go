@@ -77,9 +77,13 @@ type Node struct {
 	// Role is RoleEdge, RoleReplica or RoleView; Group the replica's
 	// group.
 	Role, Group string
-	// URL is the base URL of its HTTP server (the edge's API, the view API,
-	// or the replica's /metrics).
+	// URL is the base URL of its public HTTP server (the edge's API, the
+	// view API), or of its operators' listener for a replica, which has no
+	// public one.
 	URL string
+	// OpsURL is the base URL of its operators' listener: /metrics and
+	// /readyz with the reason.
+	OpsURL string
 	// held is set while the harness keeps the process down on purpose.
 	held atomic.Bool
 	// client sends the harness's requests to the node.
@@ -113,13 +117,25 @@ func NewCluster(cfg Config) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, log: cfg.Log, Replicas: map[string][]*Node{}, restarted: map[string]int{}}
 	ports := NewPorts()
 	common := []string{"--brokers", strings.Join(cfg.Brokers, ",")}
-	env := append([]string{"WATERSHED_PREFIX=" + cfg.Prefix, "WATERSHED_PARTITIONS=" + strconv.Itoa(cfg.Partitions)}, cfg.Env...)
+	// The secrets go by the environment, as in production: a flag value
+	// would be visible to the machine's other users (and draws a warning).
+	env := append([]string{"WATERSHED_PREFIX=" + cfg.Prefix, "WATERSHED_PARTITIONS=" + strconv.Itoa(cfg.Partitions),
+		"WATERSHED_DEVICE_SECRET=" + cfg.DeviceSecret, "WATERSHED_VIEW_KEY=" + cfg.ViewKey}, cfg.Env...)
 	add := func(role, group, name string, args []string, port int) error {
 		dir := filepath.Join(cfg.Dir, name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("faults: folder of %s: %w", name, err)
 		}
 		n := &Node{Role: role, Group: group, URL: "http://127.0.0.1:" + strconv.Itoa(port), client: &http.Client{Timeout: 5 * time.Second}}
+		n.OpsURL = n.URL
+		if role != RoleReplica {
+			opsPort, err := ports.Free()
+			if err != nil {
+				return err
+			}
+			n.OpsURL = "http://127.0.0.1:" + strconv.Itoa(opsPort)
+			args = append(args, "--ops-addr", "127.0.0.1:"+strconv.Itoa(opsPort))
+		}
 		n.Proc = NewProc(Spec{Name: name, Path: cfg.Bin, Args: args, Env: env, LogPath: filepath.Join(cfg.Dir, name+".log")}, cfg.Log)
 		c.all = append(c.all, n)
 		switch role {
@@ -138,7 +154,7 @@ func NewCluster(cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 		name := fmt.Sprintf("edge-%d", i+1)
-		args := append([]string{"ingest", "--addr", "127.0.0.1:" + strconv.Itoa(port), "--device-secret", cfg.DeviceSecret, "--edge-id", name}, common...)
+		args := append([]string{"ingest", "--addr", "127.0.0.1:" + strconv.Itoa(port), "--edge-id", name}, common...)
 		if err := add(RoleEdge, "", name, args, port); err != nil {
 			return nil, err
 		}
@@ -151,7 +167,7 @@ func NewCluster(cfg Config) (*Cluster, error) {
 			}
 			name := fmt.Sprintf("%s-%d", g, r+1)
 			args := append([]string{"run", "--groups", g, "--data-dir", filepath.Join(cfg.Dir, name),
-				"--metrics-addr", "127.0.0.1:" + strconv.Itoa(port), "--client-id", name}, common...)
+				"--ops-addr", "127.0.0.1:" + strconv.Itoa(port), "--client-id", name}, common...)
 			if cfg.HotStandby {
 				args = append(args, "--hot-standby")
 			}
@@ -170,7 +186,7 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		}
 		name := fmt.Sprintf("view-%d", i+1)
 		args := append([]string{"view", "--addr", "127.0.0.1:" + strconv.Itoa(port), "--data-dir", filepath.Join(cfg.Dir, name),
-			"--view-key", cfg.ViewKey, "--client-id", name}, common...)
+			"--client-id", name}, common...)
 		if err := add(RoleView, "", name, args, port); err != nil {
 			return nil, err
 		}
@@ -296,9 +312,10 @@ func (c *Cluster) Close() {
 	wg.Wait()
 }
 
-// Ready returns nil when n answers /readyz with 200.
+// Ready returns nil when n answers /readyz with 200 (asked on its
+// operators' listener, which says why not).
 func (n *Node) Ready(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.OpsURL+"/readyz", nil)
 	if err != nil {
 		return fmt.Errorf("faults: readyz request: %w", err)
 	}
@@ -330,7 +347,7 @@ func (c *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
 // Metric returns the samples of the metric name on n's /metrics page,
 // each with its labels.
 func (n *Node) Metric(ctx context.Context, name string) ([]Sample, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.OpsURL+"/metrics", nil)
 	if err != nil {
 		return nil, fmt.Errorf("faults: metrics request: %w", err)
 	}

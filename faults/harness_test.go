@@ -45,7 +45,7 @@ func TestHTTPViewRoundTrip(t *testing.T) {
 			{DeviceID: 18446744073709551615, TimeMs: 1_700_000_000_006, Type: protocol.TypeBattery, BatteryV: 12.612},
 		},
 	}
-	keys, err := views.FullScopeKey("test-key-0123456789")
+	keys, err := views.FullScopeKey("test-key-0123456789abcdef")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestHTTPViewRoundTrip(t *testing.T) {
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
 
-	v := &HTTPView{BaseURL: ts.URL, Key: "test-key-0123456789"}
+	v := &HTTPView{BaseURL: ts.URL, Key: "test-key-0123456789abcdef"}
 	for _, want := range []records.DeviceState{v1, v2} {
 		got, ok, err := v.Get(want.DeviceID)
 		if err != nil || !ok {

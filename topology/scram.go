@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/IBM/sarama"
@@ -23,6 +24,28 @@ type SASL struct {
 	// User and Password are the SCRAM credentials.
 	User     string
 	Password string
+}
+
+// String describes s without its password, so that printing a Kafka
+// configuration (fmt's %v, slog's text handler) never shows it.
+func (s SASL) String() string {
+	if s.Password == "" {
+		return fmt.Sprintf("{Mechanism:%s User:%s}", s.Mechanism, s.User)
+	}
+	return fmt.Sprintf("{Mechanism:%s User:%s Password:(redacted)}", s.Mechanism, s.User)
+}
+
+// MarshalJSON is String for JSON (slog's JSON handler, reports): the
+// password is never written.
+func (s SASL) MarshalJSON() ([]byte, error) {
+	out := struct {
+		Mechanism, User string
+		Password        string `json:",omitempty"`
+	}{s.Mechanism, s.User, ""}
+	if s.Password != "" {
+		out.Password = "(redacted)"
+	}
+	return json.Marshal(out)
 }
 
 // validate checks that the mechanism is known and has credentials.

@@ -1,6 +1,10 @@
 package topology
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/IBM/sarama"
@@ -68,5 +72,22 @@ func TestSASLValidation(t *testing.T) {
 	}
 	if (Kafka{Brokers: []string{"b:9092"}}).Config().Net.SASL.Enable {
 		t.Error("SASL enabled without a mechanism")
+	}
+}
+
+// Printing or logging a Kafka configuration never shows the SASL password.
+func TestSASLPasswordIsNeverPrinted(t *testing.T) {
+	const pw = "scram-password-4f7a9c"
+	k := Kafka{Brokers: []string{"b:9092"}, SASL: SASL{Mechanism: SCRAMSHA512, User: "edge", Password: pw}}
+	var b bytes.Buffer
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("kafka", "kafka", k, "sasl", k.SASL)
+	slog.New(slog.NewTextHandler(&b, nil)).Info("kafka", "kafka", k, "sasl", k.SASL)
+	for _, out := range []string{fmt.Sprintf("%v %+v %s", k, k, k.SASL), b.String()} {
+		if strings.Contains(out, pw) {
+			t.Errorf("the password is printed: %s", out)
+		}
+		if !strings.Contains(out, "edge") || !strings.Contains(out, "(redacted)") {
+			t.Errorf("the user or the redaction is missing: %s", out)
+		}
 	}
 }

@@ -16,11 +16,16 @@
 //	                                     (the two answers are byte-identical);
 //	    {"error":"not found"}            the path is not /v1/devices/{device_id}
 //	405 {"error":"method not allowed"}   any method but GET; with Allow: GET
+//	429 {"error":"too many failed authentications"}
+//	                                     the client address failed to authenticate too
+//	                                     often; with Retry-After; the key is not looked at
 //	500 {"error":"internal error"}       the source failed (the detail is logged)
-//	503 {"error":"not ready: ..."}       the source is not caught up; with Retry-After
+//	503 {"error":"not ready"}            the source is not caught up; with Retry-After
+//	                                     (the reason is on the operators' listener only)
 //
-// The checks run in this order: path (404), method (405), key (401), query
-// and id (400), readiness (503), scope (404), lookup (500, 404, 200).
+// The checks run in this order: path (404), method (405), the client's
+// failed authentications (429), key (401), query and id (400), readiness
+// (503), scope (404), lookup (500, 404, 200).
 //
 // A 200 body looks like this (a version 2 device; fields of readings the
 // device never sent are absent, and so are firmware, firmware_raw, hdop and
@@ -48,8 +53,16 @@
 // Keys decide who sees which devices: a key sees every device ("*"), the
 // devices of some fleets, and/or some devices by id. Presented keys are
 // hashed with SHA-256 and looked up by hash, so that no comparison leaks a
-// key's prefix through timing. See LoadKeys for the file formats,
-// FullScopeKey for the single key taken from WATERSHED_VIEW_KEY.
+// key's prefix through timing; a key may be configured as its hash
+// (HashPrefix), so that key files need not hold keys. Keys shorter than
+// MinKeyLength are refused unless Options.AllowShortKeys. See LoadKeys for
+// the file formats, FullScopeKey for the single key taken from
+// WATERSHED_VIEW_KEY, Server.SetKeys and Server.WatchKeys for replacing the
+// keys of a running server (on a file change or a signal).
+//
+// Failed authentications are limited per client address (Options
+// AuthFailureRate and AuthFailureBurst): past the limit the address is
+// answered 429 before its key is looked at, so it cannot go on guessing.
 //
 // # Metrics
 //
@@ -57,4 +70,8 @@
 //
 //	watershed_view_requests_total{code}        requests answered, by HTTP status code
 //	watershed_view_request_duration_seconds    time to answer a request (histogram)
+//	watershed_view_auth_failures_total         requests answered 401
+//	watershed_view_auth_rate_limited_total     requests answered 429 (failed too often)
+//	watershed_view_key_reloads_total{result}   key reloads by WatchKeys: ok, error
+//	watershed_view_keys_stale                  1 while the key files do not load
 package views

@@ -32,7 +32,7 @@ func FuzzParseDeviceID(f *testing.F) {
 }
 
 // contractCodes are the answers FuzzHandler may see.
-var contractCodes = map[int]bool{200: true, 400: true, 401: true, 404: true, 405: true, 503: true}
+var contractCodes = map[int]bool{200: true, 400: true, 401: true, 404: true, 405: true, 429: true, 503: true}
 
 func FuzzHandler(f *testing.F) {
 	for _, c := range []struct {
@@ -40,8 +40,8 @@ func FuzzHandler(f *testing.F) {
 		ready                bool
 	}{
 		{"GET", "/v1/devices/1001", "Bearer " + testKey, true},
-		{"GET", "/v1/devices/18446744073709551615", "Bearer north-key", true},
-		{"GET", "/v1/devices/2001", "Bearer north-key", true},
+		{"GET", "/v1/devices/18446744073709551615", "Bearer north-key-0123456789abcdef", true},
+		{"GET", "/v1/devices/2001", "Bearer north-key-0123456789abcdef", true},
 		{"GET", "/v1/devices/1001", "Bearer " + testKey, false},
 		{"GET", "/v1/devices/%31", "bearer " + testKey, true},
 		{"GET", "/v1/devices/1?x", "Bearer " + testKey, true},

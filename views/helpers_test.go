@@ -52,7 +52,7 @@ func (f *fakeSource) setReady(err error) {
 }
 
 // testKey sees every device.
-const testKey = "full-scope-test-key"
+const testKey = "full-scope-test-key-0123456789"
 
 // harness is a server on a fake source with its registry and log.
 type harness struct {

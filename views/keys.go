@@ -3,11 +3,13 @@ package views
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -32,11 +34,37 @@ type scope struct {
 // Keys are the API keys the server accepts, each with its scope, and the
 // fleet of each device. The zero value holds no key. A Keys is not changed
 // after it is built and is safe for concurrent use.
+//
+// A key may be given as itself or as its SHA-256, "sha256:" and 64
+// hexadecimal digits (HashPrefix): the server only ever needs the hash, so
+// a key file of hashes can be read by more people than the keys.
 type Keys struct {
 	// byHash maps the SHA-256 of each key to its scope.
 	byHash map[[sha256.Size]byte]*scope
 	// fleetOf maps device ids to their fleet.
 	fleetOf map[uint64]string
+	// short says where each key shorter than MinKeyLength was given
+	// (hashed keys have no known length).
+	short []string
+}
+
+// MinKeyLength is the length under which a key is refused (by New and
+// SetKeys unless Options.AllowShortKeys, see CheckLength): 24
+// characters of base64 are 144 bits, beyond any guessing.
+const MinKeyLength = 24
+
+// HashPrefix starts a key given as its SHA-256 in hexadecimal; such a
+// key is made with `printf %s "$KEY" | sha256sum`.
+const HashPrefix = "sha256:"
+
+// CheckLength returns an error naming where the first key shorter than
+// MinKeyLength was given, or nil. Keys given as hashes are not checked:
+// whoever hashed them vouches for their length.
+func (k Keys) CheckLength() error {
+	if len(k.short) == 0 {
+		return nil
+	}
+	return fmt.Errorf("views: %s is shorter than %d characters; make keys with, for instance, `openssl rand -base64 24`", k.short[0], MinKeyLength)
 }
 
 // NewKeys returns Keys holding scopes by key, and fleetOf, the fleet of
@@ -65,8 +93,12 @@ func NewKeys(scopes map[string]Scope, fleetOf map[uint64]string) (Keys, error) {
 		if err != nil {
 			return Keys{}, fmt.Errorf("views: key %s: %w", redact(key), err)
 		}
-		if err := k.add(key, sc); err != nil {
+		short, err := k.add(key, sc)
+		if err != nil {
 			return Keys{}, fmt.Errorf("views: key %s: %w", redact(key), err)
+		}
+		if short {
+			k.short = append(k.short, "a key of "+strconv.Itoa(len(key))+" characters")
 		}
 	}
 	return k, nil
@@ -76,10 +108,14 @@ func NewKeys(scopes map[string]Scope, fleetOf map[uint64]string) (Keys, error) {
 // FullScopeKey.
 const KeyEnv = "WATERSHED_VIEW_KEY"
 
-// FullScopeKey returns Keys holding one key that sees every device, such
-// as the one given in WATERSHED_VIEW_KEY.
+// FullScopeKey returns Keys holding one key (or its hash, HashPrefix) that
+// sees every device, such as the one given in WATERSHED_VIEW_KEY.
 func FullScopeKey(key string) (Keys, error) {
-	return NewKeys(map[string]Scope{key: {All: true}}, nil)
+	k, err := NewKeys(map[string]Scope{key: {All: true}}, nil)
+	if len(k.short) > 0 {
+		k.short = []string{"the full-scope key (" + strconv.Itoa(len(key)) + " characters)"}
+	}
+	return k, err
 }
 
 // Len returns the number of keys.
@@ -91,6 +127,7 @@ func (k Keys) Merge(o Keys) (Keys, error) {
 	m := Keys{
 		byHash:  make(map[[sha256.Size]byte]*scope, len(k.byHash)+len(o.byHash)),
 		fleetOf: make(map[uint64]string, len(k.fleetOf)+len(o.fleetOf)),
+		short:   append(append([]string(nil), k.short...), o.short...),
 	}
 	for _, src := range []Keys{k, o} {
 		for h, sc := range src.byHash {
@@ -109,17 +146,36 @@ func (k Keys) Merge(o Keys) (Keys, error) {
 	return m, nil
 }
 
-// add adds key with scope sc.
-func (k Keys) add(key string, sc *scope) error {
-	if err := checkKey(key); err != nil {
-		return err
+// add adds key (or a hash, HashPrefix) with scope sc, and reports
+// whether it is a key shorter than MinKeyLength.
+func (k Keys) add(key string, sc *scope) (short bool, err error) {
+	h, hashed, err := keyHash(key)
+	if err != nil {
+		return false, err
 	}
-	h := sha256.Sum256([]byte(key))
 	if _, dup := k.byHash[h]; dup {
-		return errors.New("given twice")
+		return false, errors.New("given twice")
 	}
 	k.byHash[h] = sc
-	return nil
+	return !hashed && len(key) < MinKeyLength, nil
+}
+
+// keyHash returns the SHA-256 of a key, or the hash a HashPrefix entry
+// gives, and whether it was given as a hash.
+func keyHash(key string) (h [sha256.Size]byte, hashed bool, err error) {
+	if hx, ok := strings.CutPrefix(key, HashPrefix); ok {
+		if len(hx) != hex.EncodedLen(sha256.Size) {
+			return h, true, fmt.Errorf("a %s key takes %d hexadecimal digits, not %d", HashPrefix, hex.EncodedLen(sha256.Size), len(hx))
+		}
+		if _, err := hex.Decode(h[:], []byte(hx)); err != nil {
+			return h, true, fmt.Errorf("a %s key takes hexadecimal digits only", HashPrefix)
+		}
+		return h, true, nil
+	}
+	if err := checkKey(key); err != nil {
+		return h, false, err
+	}
+	return sha256.Sum256([]byte(key)), false, nil
 }
 
 // lookup returns the scope of a presented key, or nil. The key is hashed
@@ -219,11 +275,13 @@ func redact(key string) string {
 //
 // A key file line is a key and its scope, separated by spaces:
 //
-//	# key                scope
-//	3f9c2a71d0e84b6c     *
-//	b7e1c0d2a9f34e55     fleet:north,fleet:south
-//	c0ffee00c0ffee00     fleet:north 1001,1002
+//	# key                                scope
+//	q3Jx0v5Yp8bN2kT7wR4mZ1sD6fH9gL0c     *
+//	sha256:0b8f...(64 hex digits)        fleet:north,fleet:south
+//	Vn5Qe8Tz1Ku4Wb7Xc0Ya3Md6Rf9Gh2Js     fleet:north 1001,1002
 //
+// The key is the key itself or, better, its SHA-256 (HashPrefix and 64
+// hexadecimal digits), so that the file does not hold the keys.
 // The scope is "*" (every device) alone, or items separated by commas or
 // spaces: "fleet:NAME" for every device of fleet NAME, or a device id in
 // decimal. A key given twice is an error.
@@ -301,12 +359,19 @@ func ParseKeys(keysName string, keys io.Reader, fleetsName string, fleets io.Rea
 		if err != nil {
 			return err
 		}
-		h := sha256.Sum256([]byte(fields[0]))
+		h, _, err := keyHash(fields[0])
+		if err != nil {
+			return err
+		}
 		if prev, dup := keyLine[h]; dup {
 			return fmt.Errorf("key already given on line %d", prev)
 		}
-		if err := k.add(fields[0], sc); err != nil {
+		short, err := k.add(fields[0], sc)
+		if err != nil {
 			return err
+		}
+		if short {
+			k.short = append(k.short, fmt.Sprintf("%s line %d: the key (%d characters)", keysName, n, len(fields[0])))
 		}
 		keyLine[h] = n
 		return nil

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,12 +32,29 @@ type Options struct {
 	// RetryAfter is what 503 answers tell clients to wait (default 5s;
 	// rounded up to whole seconds).
 	RetryAfter time.Duration
+	// AllowShortKeys accepts keys shorter than MinKeyLength (the demo's,
+	// on loopback); otherwise New and SetKeys refuse them.
+	AllowShortKeys bool
+	// AuthFailureRate and AuthFailureBurst limit failed authentications
+	// per client address (IPv4 address or IPv6 /64): AuthFailureBurst at
+	// once, then AuthFailureRate a second. A client past its limit is
+	// answered 429 with Retry-After, whatever key it sends, until it has
+	// a token again. Defaults DefaultAuthFailureRate and
+	// DefaultAuthFailureBurst; a negative rate turns the limit off.
+	AuthFailureRate  float64
+	AuthFailureBurst int
+	// MaxAuthFailureClients bounds the client addresses remembered for
+	// the limit (DefaultMaxAuthFailureClients).
+	MaxAuthFailureClients int
 }
 
 // Server answers the view API. It is safe for concurrent use.
 type Server struct {
 	src        Source
-	keys       Keys
+	keys       atomic.Pointer[Keys]
+	allowShort bool
+	limiter    *authLimiter // nil: no limit
+	now        func() time.Time
 	log        *slog.Logger
 	metrics    *metrics
 	retryAfter string
@@ -50,25 +68,16 @@ const (
 	bodyMalformedID   = `{"error":"malformed device id"}` + "\n"
 	bodyQuery         = `{"error":"unexpected query"}` + "\n"
 	bodyUnauthorized  = `{"error":"unauthorized"}` + "\n"
+	bodyTooMany       = `{"error":"too many failed authentications"}` + "\n"
+	bodyNotReady      = `{"error":"not ready"}` + "\n"
 	bodyMethod        = `{"error":"method not allowed"}` + "\n"
 	bodyInternal      = `{"error":"internal error"}` + "\n"
 )
-
-// errorBody returns the JSON body {"error": msg} and a newline.
-func errorBody(msg string) string {
-	b, _ := json.Marshal(struct {
-		Error string `json:"error"`
-	}{msg}) // a struct of one string: cannot fail
-	return string(append(b, '\n'))
-}
 
 // New returns a Server for opts.
 func New(opts Options) (*Server, error) {
 	if opts.Source == nil {
 		return nil, errors.New("views: no source")
-	}
-	if opts.Keys.Len() == 0 {
-		return nil, errors.New("views: no keys")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -79,18 +88,51 @@ func New(opts Options) (*Server, error) {
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = 5 * time.Second
 	}
+	if opts.AuthFailureRate == 0 {
+		opts.AuthFailureRate = DefaultAuthFailureRate
+	}
+	if opts.AuthFailureBurst <= 0 {
+		opts.AuthFailureBurst = DefaultAuthFailureBurst
+	}
+	if opts.MaxAuthFailureClients <= 0 {
+		opts.MaxAuthFailureClients = DefaultMaxAuthFailureClients
+	}
+	s := &Server{
+		src:        opts.Source,
+		allowShort: opts.AllowShortKeys,
+		now:        time.Now,
+		log:        opts.Logger,
+		retryAfter: strconv.FormatInt(int64(math.Ceil(opts.RetryAfter.Seconds())), 10),
+	}
+	if opts.AuthFailureRate > 0 {
+		s.limiter = newAuthLimiter(opts.AuthFailureRate, opts.AuthFailureBurst, opts.MaxAuthFailureClients)
+	}
+	if err := s.SetKeys(opts.Keys); err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	secs := int64(math.Ceil(opts.RetryAfter.Seconds()))
-	return &Server{
-		src:        opts.Source,
-		keys:       opts.Keys,
-		log:        opts.Logger,
-		metrics:    m,
-		retryAfter: strconv.FormatInt(secs, 10),
-	}, nil
+	s.metrics = m
+	return s, nil
+}
+
+// SetKeys replaces the accepted keys; requests already past their
+// authentication finish with the keys they were checked against. Keys
+// must hold a key, and none shorter than MinKeyLength unless
+// Options.AllowShortKeys.
+func (s *Server) SetKeys(k Keys) error {
+	if k.Len() == 0 {
+		return errors.New("views: no keys")
+	}
+	if !s.allowShort {
+		if err := k.CheckLength(); err != nil {
+			return err
+		}
+	}
+	s.keys.Store(&k)
+	return nil
 }
 
 // Handler returns the handler of the view API. It answers every path: the
@@ -115,8 +157,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Allow", http.MethodGet)
 		return s.write(w, http.StatusMethodNotAllowed, bodyMethod)
 	}
-	sc := s.authenticate(r.Header)
+	// A client that failed too often is refused before its key is
+	// looked at, so that it cannot go on guessing; the answer is the same
+	// whatever it sends.
+	keys := s.keys.Load()
+	client := clientKey(r.RemoteAddr)
+	if s.limiter != nil {
+		if wait, blocked := s.limiter.blocked(client, s.now()); blocked {
+			s.metrics.authLimited.Inc()
+			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+			return s.write(w, http.StatusTooManyRequests, bodyTooMany)
+		}
+	}
+	sc := authenticate(keys, r.Header)
 	if sc == nil {
+		s.metrics.authFailed.Inc()
+		if s.limiter != nil {
+			s.limiter.failed(client, s.now())
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="watershed"`)
 		return s.write(w, http.StatusUnauthorized, bodyUnauthorized)
 	}
@@ -127,11 +185,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return s.write(w, http.StatusBadRequest, bodyMalformedID)
 	}
-	if err := s.src.Ready(); err != nil {
+	// The reason names topics and carries error text: it is for the
+	// operators' listener, not for API clients.
+	if s.src.Ready() != nil {
 		w.Header().Set("Retry-After", s.retryAfter)
-		return s.write(w, http.StatusServiceUnavailable, errorBody("not ready: "+err.Error()))
+		return s.write(w, http.StatusServiceUnavailable, bodyNotReady)
 	}
-	if !s.keys.sees(sc, id) {
+	if !keys.sees(sc, id) {
 		return s.write(w, http.StatusNotFound, bodyUnknownDevice)
 	}
 	st, found, err := s.src.Get(id)
@@ -154,7 +214,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 // there is none or it is not a known key. The request must carry exactly
 // one Authorization header, "Bearer KEY" (the scheme in any case, one
 // space).
-func (s *Server) authenticate(h http.Header) *scope {
+func authenticate(keys *Keys, h http.Header) *scope {
 	vals := h.Values("Authorization")
 	if len(vals) != 1 {
 		return nil
@@ -163,7 +223,7 @@ func (s *Server) authenticate(h http.Header) *scope {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
 		return nil
 	}
-	return s.keys.lookup(key)
+	return keys.lookup(key)
 }
 
 // write writes a JSON answer and returns code.

@@ -270,11 +270,11 @@ func TestUnauthorizedBeforeID(t *testing.T) {
 func scopedKeys(t testing.TB) Keys {
 	t.Helper()
 	k, err := NewKeys(map[string]Scope{
-		testKey:       {All: true},
-		"north-key":   {Fleets: []string{"north"}},
-		"device-key":  {Devices: []uint64{3001}},
-		"south-plus":  {Fleets: []string{"south"}, Devices: []uint64{1001}},
-		"empty-fleet": {Fleets: []string{"north", "south"}},
+		testKey:                        {All: true},
+		"north-key-0123456789abcdef":   {Fleets: []string{"north"}},
+		"device-key-0123456789abcdef":  {Devices: []uint64{3001}},
+		"south-plus-0123456789abcdef":  {Fleets: []string{"south"}, Devices: []uint64{1001}},
+		"empty-fleet-0123456789abcdef": {Fleets: []string{"north", "south"}},
 	}, map[uint64]string{1001: "north", 1002: "north", 2001: "south"})
 	if err != nil {
 		t.Fatal(err)
@@ -289,10 +289,10 @@ func TestScopes(t *testing.T) {
 	}
 	hs := newHarness(t, scopedKeys(t), states...)
 	sees := map[string][]uint64{
-		testKey:      {1001, 1002, 2001, 3001},
-		"north-key":  {1001, 1002},
-		"device-key": {3001},
-		"south-plus": {1001, 2001},
+		testKey:                       {1001, 1002, 2001, 3001},
+		"north-key-0123456789abcdef":  {1001, 1002},
+		"device-key-0123456789abcdef": {3001},
+		"south-plus-0123456789abcdef": {1001, 2001},
 	}
 	for key, visible := range sees {
 		for _, id := range []uint64{1001, 1002, 2001, 3001, 4001} {
@@ -315,8 +315,8 @@ func TestScopes(t *testing.T) {
 // answers exactly what an unknown device answers.
 func TestOutOfScopeLikeUnknown(t *testing.T) {
 	hs := newHarness(t, scopedKeys(t), records.DeviceState{DeviceID: 2001, Version: 1})
-	outside := hs.get(t, "/v1/devices/2001", "north-key")
-	unknown := hs.get(t, "/v1/devices/1002", "north-key")
+	outside := hs.get(t, "/v1/devices/2001", "north-key-0123456789abcdef")
+	unknown := hs.get(t, "/v1/devices/1002", "north-key-0123456789abcdef")
 	if outside.Code != http.StatusNotFound || unknown.Code != http.StatusNotFound {
 		t.Fatalf("codes %d and %d, want 404", outside.Code, unknown.Code)
 	}
@@ -344,8 +344,9 @@ func TestNotReady(t *testing.T) {
 		if ra := w.Header().Get("Retry-After"); ra != "5" {
 			t.Errorf("Retry-After = %q", ra)
 		}
-		if !strings.Contains(w.Body.String(), "catching up") {
-			t.Errorf("body %s does not say why", w.Body)
+		// The reason is for the operators' listener, not API clients.
+		if w.Body.String() != bodyNotReady {
+			t.Errorf("body %s, want %s without the reason", w.Body, bodyNotReady)
 		}
 	}
 	hs.src.setReady(nil)
@@ -462,7 +463,7 @@ func TestConcurrent(t *testing.T) {
 			defer func() { done <- struct{}{} }()
 			for j := 0; j < 50; j++ {
 				r := httptest.NewRequest(http.MethodGet, "/v1/devices/1001", nil)
-				r.Header.Set("Authorization", "Bearer north-key")
+				r.Header.Set("Authorization", "Bearer north-key-0123456789abcdef")
 				w := httptest.NewRecorder()
 				hs.h.ServeHTTP(w, r)
 				if w.Code != http.StatusOK {

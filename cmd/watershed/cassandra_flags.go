@@ -21,7 +21,7 @@ type cassandraFlags struct {
 	keyspace    string
 	consistency string
 	user        string
-	password    string
+	password    *secretFlag
 	tlsCA       string
 }
 
@@ -31,11 +31,13 @@ func (c *cassandraFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.keyspace, "cassandra-keyspace", envOr("WATERSHED_CASSANDRA_KEYSPACE", cassandra.DefaultKeyspace), "Cassandra keyspace of the readings (env WATERSHED_CASSANDRA_KEYSPACE)")
 	fs.StringVar(&c.consistency, "cassandra-consistency", envOr("WATERSHED_CASSANDRA_CONSISTENCY", "LOCAL_QUORUM"), "consistency of Cassandra reads and writes (env WATERSHED_CASSANDRA_CONSISTENCY)")
 	fs.StringVar(&c.user, "cassandra-user", envOr("WATERSHED_CASSANDRA_USER", ""), "Cassandra user name; empty: no login (env WATERSHED_CASSANDRA_USER)")
-	fs.StringVar(&c.password, "cassandra-password", envOr("WATERSHED_CASSANDRA_PASSWORD", ""), "Cassandra password (env WATERSHED_CASSANDRA_PASSWORD; prefer the environment to the flag)")
+	c.password = newSecretFlag(fs, "cassandra-password", "WATERSHED_CASSANDRA_PASSWORD", "Cassandra password", "Cassandra password", "")
 	fs.StringVar(&c.tlsCA, "cassandra-tls-ca", envOr("WATERSHED_CASSANDRA_TLS_CA", ""), "PEM file of the CA that signed the Cassandra nodes' certificates; set: connect with TLS (env WATERSHED_CASSANDRA_TLS_CA)")
 }
 
-// options returns the store options the flags select.
+// options returns the store options the flags select. log (nil: none)
+// receives the warnings: a password given as a flag value, a password sent
+// without TLS.
 func (c *cassandraFlags) options(log *slog.Logger) (cassandra.Options, error) {
 	hosts := splitList(c.hosts)
 	if len(hosts) == 0 {
@@ -45,11 +47,15 @@ func (c *cassandraFlags) options(log *slog.Logger) (cassandra.Options, error) {
 	if err != nil {
 		return cassandra.Options{}, fmt.Errorf("--cassandra-consistency: %w", err)
 	}
-	if c.password != "" && c.user == "" {
+	password, err := c.password.resolve(log)
+	if err != nil {
+		return cassandra.Options{}, err
+	}
+	if password != "" && c.user == "" {
 		return cassandra.Options{}, errors.New("--cassandra-password without --cassandra-user")
 	}
 	o := cassandra.Options{Hosts: hosts, Keyspace: c.keyspace, Consistency: cons,
-		Username: c.user, Password: c.password, Logger: log}
+		Username: c.user, Password: password, Logger: log}
 	if c.tlsCA != "" {
 		pem, err := os.ReadFile(c.tlsCA)
 		if err != nil {
@@ -60,6 +66,11 @@ func (c *cassandraFlags) options(log *slog.Logger) (cassandra.Options, error) {
 			return cassandra.Options{}, fmt.Errorf("--cassandra-tls-ca %s: no PEM certificate in it", c.tlsCA)
 		}
 		o.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if o.TLS == nil && c.user != "" && log != nil {
+		// PasswordAuthenticator takes the password as it is (SASL PLAIN).
+		log.Warn("the Cassandra password is sent without TLS, readable by whoever sits between; set --cassandra-tls-ca",
+			"user", c.user, "hosts", hosts)
 	}
 	return o, nil
 }

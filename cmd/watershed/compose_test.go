@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/views"
 )
 
 type composeFile struct {
@@ -35,8 +36,9 @@ type composeService struct {
 }
 
 var (
-	envName  = regexp.MustCompile(`WATERSHED_[A-Z0-9_]+`)
-	flagName = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
+	composeDefault = regexp.MustCompile(`^\$\{[A-Z0-9_]+:-(.*)\}$`)
+	envName        = regexp.MustCompile(`WATERSHED_[A-Z0-9_]+`)
+	flagName       = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
 )
 
 // help returns the -h text of a subcommand.
@@ -67,7 +69,7 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 	common := []string{"WATERSHED_LOG_LEVEL", "WATERSHED_DATA_DIR"}
 	groupsRun := map[string]int{}
 	cmds := commands()
-	metricsPorts := map[string]string{}
+	opsPorts := map[string]string{}
 	for name, svc := range cf.Services {
 		if svc.Image != "watershed:latest" {
 			continue
@@ -102,32 +104,44 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 				t.Errorf("%s: watershed %s does not read %s", name, sub, k)
 			}
 		}
-		// The address a process listens on is the one its health check and
-		// its published port use.
-		var addr string
-		for _, k := range []string{"WATERSHED_INGEST_ADDR", "WATERSHED_VIEW_ADDR", "WATERSHED_METRICS_ADDR"} {
-			if v, ok := svc.Environment[k]; ok {
-				addr = v
-			}
-		}
 		if sub == "topology" {
 			continue
 		}
-		_, port, err := net.SplitHostPort(addr)
+		// Every long-running process has an operators' listener, which
+		// Prometheus scrapes and nothing publishes; a public listener, when
+		// there is one, is what the published ports and the health check
+		// use (a processor group, without one, is checked on the
+		// operators' listener).
+		_, opsPort, err := net.SplitHostPort(svc.Environment["WATERSHED_OPS_ADDR"])
 		if err != nil {
-			t.Errorf("%s: no listen address in its environment (%q)", name, addr)
+			t.Errorf("%s: no operators' listener address in its environment (WATERSHED_OPS_ADDR %q)", name, svc.Environment["WATERSHED_OPS_ADDR"])
 			continue
 		}
-		metricsPorts[name] = port
+		opsPorts[name] = opsPort
+		checked := opsPort
+		for _, k := range []string{"WATERSHED_INGEST_ADDR", "WATERSHED_VIEW_ADDR"} {
+			if v, ok := svc.Environment[k]; ok {
+				_, port, err := net.SplitHostPort(v)
+				if err != nil || port == opsPort {
+					t.Errorf("%s: %s %q: want a port of its own", name, k, v)
+				}
+				checked = port
+			}
+		}
 		if len(svc.Healthcheck.Test) == 0 {
 			t.Errorf("%s: no health check", name)
-		} else if u, err := url.Parse(svc.Healthcheck.Test[len(svc.Healthcheck.Test)-1]); err != nil || u.Port() != port || u.Path != "/readyz" {
-			t.Errorf("%s: health check %v does not ask /readyz on port %s", name, svc.Healthcheck.Test, port)
+		} else if u, err := url.Parse(svc.Healthcheck.Test[len(svc.Healthcheck.Test)-1]); err != nil || u.Port() != checked || u.Path != "/readyz" {
+			t.Errorf("%s: health check %v does not ask /readyz on port %s", name, svc.Healthcheck.Test, checked)
 		}
 		for _, p := range svc.Ports {
-			if !strings.HasSuffix(p, ":"+port) {
-				t.Errorf("%s: publishes %s, but listens on %s", name, p, port)
+			if !strings.HasSuffix(p, ":"+checked) || checked == opsPort {
+				t.Errorf("%s: publishes %s; only a public listener's port (not the operators' %s) may be published", name, p, opsPort)
 			}
+		}
+		// Trial defaults of secrets (${VAR:-default}) pass the length
+		// rules of the commands that take them.
+		if m := composeDefault.FindStringSubmatch(svc.Environment[views.KeyEnv]); m != nil && len(m[1]) < views.MinKeyLength {
+			t.Errorf("%s: the default view key %q is shorter than %d characters: watershed view refuses it", name, m[1], views.MinKeyLength)
 		}
 	}
 	// Every group of the topology runs, with at least two replicas.
@@ -164,9 +178,9 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 			}
 		}
 	}
-	for name, port := range metricsPorts {
+	for name, port := range opsPorts {
 		if scraped[name] != port {
-			t.Errorf("prometheus scrapes %s on %q, it serves /metrics on %s", name, scraped[name], port)
+			t.Errorf("prometheus scrapes %s on %q, it serves /metrics on its operators' listener, port %s", name, scraped[name], port)
 		}
 	}
 }

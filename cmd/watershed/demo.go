@@ -12,6 +12,10 @@ import (
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
+// demoDeviceSecret is the demo's documented device secret (README); the
+// simulator's default too.
+const demoDeviceSecret = "demo-secret"
+
 // runDemo implements `watershed demo`: the whole pipeline in one process on
 // the embedded default, with the device simulator.
 func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -21,9 +25,10 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	duration := fs.Duration("duration", 0, "simulate this long, drain, print the reconciliation as the last line and exit (0: run until interrupted)")
 	ingestAddr := fs.String("ingest-addr", "127.0.0.1:8080", "address of the ingest edge")
 	viewAddr := fs.String("view-addr", "127.0.0.1:8081", "address of the view API")
+	opsAddr := fs.String("ops-addr", defaultDemoOpsAddr, "address of the operators' listener: /metrics, /readyz with the reason when not ready, /debug/pprof/")
 	dataDir := fs.String("data-dir", "", "folder for tables, views and the local store (default: a fresh temporary folder, kept after the run)")
-	secret := fs.String("device-secret", envOr("WATERSHED_DEVICE_SECRET", "demo-secret"), "secret that keys the devices' tokens (env WATERSHED_DEVICE_SECRET)")
-	viewKey := fs.String("view-key", envOr("WATERSHED_VIEW_KEY", "demo-view-key"), "full-scope key of the view API (env WATERSHED_VIEW_KEY)")
+	secretFlag := newSecretFlag(fs, "device-secret", "WATERSHED_DEVICE_SECRET", "device secret", "secret that keys the devices' tokens", demoDeviceSecret)
+	viewKeyFlag := newSecretFlag(fs, "view-key", "WATERSHED_VIEW_KEY", "view key", "full-scope key of the view API", demo.DefaultViewKey)
 	partitions := fs.Int("partitions", envInt("WATERSHED_PARTITIONS", 8), "partitions of every topic (env WATERSHED_PARTITIONS)")
 	seed := fs.Int64("seed", 1, "seed of the simulated fleet")
 	faults := fs.Bool("faults", true, "inject every fault the pipeline must handle")
@@ -38,6 +43,16 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return 2
 	}
 	log := newLogger(stderr)
+	secret, err := secretFlag.resolve(nil) // a trial on loopback: no warning
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed demo: %v\n", err)
+		return 2
+	}
+	viewKey, err := viewKeyFlag.resolve(nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed demo: %v\n", err)
+		return 2
+	}
 	ts, err := tableStorage(*tableKind, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed demo: %v\n", err)
@@ -53,8 +68,8 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	report, err := demo.Run(ctx, demo.Options{
 		Devices: *devices, Rate: *rate, Duration: *duration,
-		IngestAddr: *ingestAddr, ViewAddr: *viewAddr, DataDir: *dataDir,
-		DeviceSecret: *secret, ViewKey: *viewKey, Partitions: int32(*partitions),
+		IngestAddr: *ingestAddr, ViewAddr: *viewAddr, OpsAddr: *opsAddr, DataDir: *dataDir,
+		DeviceSecret: secret, ViewKey: viewKey, Partitions: int32(*partitions),
 		Seed: *seed, Faults: *faults, Fuse: ff.fuse, Out: stdout, Logger: log, TableStorage: ts,
 		DrainTimeout: 2*time.Minute + *duration,
 	})

@@ -187,12 +187,13 @@ func dlqSetup(name, usage string, args []string, stderr io.Writer, f *dlqFlags, 
 			return nil, dlq.Filter{}, 2
 		}
 	}
-	k, err := f.kafka.kafka()
+	log := newLogger(stderr)
+	k, err := f.kafka.kafka(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed dlq %s: %v\n", name, err)
 		return nil, dlq.Filter{}, 2
 	}
-	q, err := dlq.Open(k, f.deadLetterTopic(), newLogger(stderr))
+	q, err := dlq.Open(k, f.deadLetterTopic(), log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed dlq %s: %v\n", name, err)
 		return nil, dlq.Filter{}, 1

@@ -94,7 +94,7 @@ type kafkaFlags struct {
 	tlsCA         string
 	saslMechanism string
 	saslUser      string
-	saslPassword  string
+	saslPassword  *secretFlag
 }
 
 func (k *kafkaFlags) register(fs *flag.FlagSet) {
@@ -105,10 +105,12 @@ func (k *kafkaFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.tlsCA, "kafka-tls-ca", envOr("WATERSHED_KAFKA_TLS_CA", ""), "PEM file of the CA that signed the brokers' certificates; set: connect with TLS 1.2+ trusting only it (env WATERSHED_KAFKA_TLS_CA)")
 	fs.StringVar(&k.saslMechanism, "kafka-sasl-mechanism", envOr("WATERSHED_KAFKA_SASL_MECHANISM", topology.SCRAMSHA512), "SASL mechanism with --kafka-sasl-user: SCRAM-SHA-256 or SCRAM-SHA-512 (env WATERSHED_KAFKA_SASL_MECHANISM)")
 	fs.StringVar(&k.saslUser, "kafka-sasl-user", envOr("WATERSHED_KAFKA_SASL_USER", ""), "SASL/SCRAM user name; empty: no SASL (env WATERSHED_KAFKA_SASL_USER)")
-	fs.StringVar(&k.saslPassword, "kafka-sasl-password", envOr("WATERSHED_KAFKA_SASL_PASSWORD", ""), "SASL/SCRAM password (env WATERSHED_KAFKA_SASL_PASSWORD; prefer the environment to the flag)")
+	k.saslPassword = newSecretFlag(fs, "kafka-sasl-password", "WATERSHED_KAFKA_SASL_PASSWORD", "Kafka SASL password", "SASL/SCRAM password", "")
 }
 
-func (k *kafkaFlags) kafka() (topology.Kafka, error) {
+// kafka returns the cluster the flags describe. log (nil: none) receives
+// the warnings: a password given as a flag value, credentials without TLS.
+func (k *kafkaFlags) kafka(log *slog.Logger) (topology.Kafka, error) {
 	var brokers []string
 	for _, b := range strings.Split(k.brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -133,13 +135,21 @@ func (k *kafkaFlags) kafka() (topology.Kafka, error) {
 		}
 		out.TLS.RootCAs = pool
 	}
+	password, err := k.saslPassword.resolve(log)
+	if err != nil {
+		return topology.Kafka{}, err
+	}
 	switch {
 	case k.saslUser != "":
-		out.SASL = topology.SASL{Mechanism: k.saslMechanism, User: k.saslUser, Password: k.saslPassword}
+		out.SASL = topology.SASL{Mechanism: k.saslMechanism, User: k.saslUser, Password: password}
 		if k.saslMechanism != topology.SCRAMSHA256 && k.saslMechanism != topology.SCRAMSHA512 {
 			return topology.Kafka{}, fmt.Errorf("--kafka-sasl-mechanism %q: want %s or %s", k.saslMechanism, topology.SCRAMSHA256, topology.SCRAMSHA512)
 		}
-	case k.saslPassword != "":
+		if out.TLS == nil && log != nil {
+			log.Warn("Kafka credentials are sent without TLS: the brokers are not authenticated, so whoever sits between can pose as one, and records travel in clear; set --kafka-tls or --kafka-tls-ca",
+				"user", k.saslUser, "mechanism", k.saslMechanism)
+		}
+	case password != "":
 		return topology.Kafka{}, errors.New("--kafka-sasl-password without --kafka-sasl-user")
 	}
 	return out, nil

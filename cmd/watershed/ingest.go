@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/watershed-io/watershed/edge"
 	"github.com/watershed-io/watershed/internal/serve"
@@ -24,24 +25,26 @@ const (
 )
 
 // runIngest implements `watershed ingest`: the ingest edge, POST
-// /v1/packages, with /metrics, /healthz and /readyz on the same address.
+// /v1/packages, with /healthz and /readyz on the same address and the
+// operators' listener (/metrics, /debug/pprof/) on --ops-addr.
 // It is stateless; run as many replicas as the load needs. It stops
 // gracefully when ctx is cancelled: no new connections, in-flight requests
 // answered, the producer flushed and closed.
 func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
 	fs := newFlagSet("ingest", "ingest --brokers B --device-secret S [flags]\n\n"+
 		"Every flag can also be set by the environment variable named in its\n"+
-		"description; a flag on the command line wins. Prefer the environment for\n"+
-		"the secrets: command lines are visible to other users of the machine.", stderr)
+		"description; a flag on the command line wins. Give the secrets by the\n"+
+		"environment or a file: command lines are visible to other users of the machine.", stderr)
 	var kf kafkaFlags
 	kf.register(fs)
 	var sf serverFlags
 	sf.register(fs)
 	hostname, _ := os.Hostname()
 	prefix := envOr("WATERSHED_PREFIX", "")
-	addr := fs.String("addr", "127.0.0.1:8080", "address to serve the edge and /metrics, /healthz, /readyz on (env WATERSHED_INGEST_ADDR)")
-	secret := fs.String("device-secret", "", "secret that keys the devices' tokens; required (env WATERSHED_DEVICE_SECRET)")
-	previous := fs.String("previous-device-secret", "", "previous device secret, still accepted while devices move to the new one (env WATERSHED_PREVIOUS_DEVICE_SECRET)")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to serve the edge and /healthz, /readyz on (env WATERSHED_INGEST_ADDR)")
+	opsAddr := registerOpsAddr(fs, defaultIngestOpsAddr)
+	secretFlag := newSecretFlag(fs, "device-secret", "WATERSHED_DEVICE_SECRET", "device secret", "secret that keys the devices' tokens; required", "")
+	previousFlag := newSecretFlag(fs, "previous-device-secret", "WATERSHED_PREVIOUS_DEVICE_SECRET", "previous device secret", "previous device secret, still accepted while devices move to the new one", "")
 	rawTopic := fs.String("raw-topic", prefix+processors.TopicRaw, "topic accepted packages are written to (env WATERSHED_RAW_TOPIC; the default follows WATERSHED_PREFIX)")
 	dlqTopic := fs.String("dlq-topic", prefix+processors.TopicDeadLetter, "dead-letter topic for authenticated packages that fail package checks 3-4 (env WATERSHED_DLQ_TOPIC; the default follows WATERSHED_PREFIX)")
 	edgeID := fs.String("edge-id", hostname, "id of this replica, written on every record (env WATERSHED_EDGE_ID; default the host name)")
@@ -53,8 +56,6 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	// malformed value is reported like a malformed flag.
 	for _, ev := range []struct{ flag, env string }{
 		{"addr", "WATERSHED_INGEST_ADDR"},
-		{"device-secret", "WATERSHED_DEVICE_SECRET"},
-		{"previous-device-secret", "WATERSHED_PREVIOUS_DEVICE_SECRET"},
 		{"raw-topic", "WATERSHED_RAW_TOPIC"},
 		{"dlq-topic", "WATERSHED_DLQ_TOPIC"},
 		{"edge-id", "WATERSHED_EDGE_ID"},
@@ -73,8 +74,18 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	if *secret == "" {
-		fmt.Fprintln(stderr, "watershed ingest: no device secret: set --device-secret or WATERSHED_DEVICE_SECRET")
+	log := newLogger(stderr)
+	secret, err := secretFlag.resolve(log)
+	if err == nil && secret == "" {
+		err = errNoSecret(secretFlag)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
+		return 2
+	}
+	previous, err := previousFlag.resolve(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
 		return 2
 	}
 	if *maxInflight < edge.MinInFlightBytes {
@@ -93,13 +104,12 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
 		return 2
 	}
-	k, err := kf.kafka()
+	k, err := kf.kafka(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
 		return 2
 	}
-	log := newLogger(stderr)
-	if len(*secret) < 16 {
+	if len(secret) < 16 {
 		log.Warn("the device secret is shorter than 16 bytes; tokens are only as strong as the secret")
 	}
 	reg := prometheus.NewRegistry()
@@ -108,7 +118,7 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		Kafka:            k,
 		RawTopic:         *rawTopic,
 		DeadLetterTopic:  *dlqTopic,
-		Secret:           []byte(*secret),
+		Secret:           []byte(secret),
 		EdgeID:           *edgeID,
 		MaxInFlightBytes: *maxInflight,
 		ProduceTimeout:   *produceTimeout,
@@ -117,8 +127,8 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		Registerer:       reg,
 		Logger:           log,
 	}
-	if *previous != "" {
-		opts.PreviousSecret = []byte(*previous)
+	if previous != "" {
+		opts.PreviousSecret = []byte(previous)
 	}
 	e, err := edge.New(opts)
 	if err != nil {
@@ -127,8 +137,14 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	}
 	mux := http.NewServeMux()
 	mux.Handle(edge.Path, e.Handler())
-	serve.Ops(mux, reg, e.Ready)
+	serve.Health(mux, e.Ready)
 	srv, err := serve.Listen(mux, sf.options(*addr, reg, log))
+	if err != nil {
+		_ = e.Close()
+		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
+		return 1
+	}
+	ops, err := listenOps(*opsAddr, reg, e.Ready, log)
 	if err != nil {
 		_ = e.Close()
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
@@ -138,7 +154,12 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		"brokers", k.Brokers, "raw_topic", *rawTopic, "dlq_topic", *dlqTopic, "edge_id", *edgeID)
 	// Serve returns once ctx is cancelled and the in-flight requests were
 	// answered; then the producer is flushed and closed.
-	serveErr := srv.Serve(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx) })
+	if ops != nil {
+		g.Go(func() error { return ops.Serve(gctx) })
+	}
+	serveErr := g.Wait()
 	closeErr := e.Close()
 	code := 0
 	for _, err := range []error{serveErr, closeErr} {

@@ -29,6 +29,8 @@ func clearIngestEnv(t *testing.T) {
 		"WATERSHED_RAW_TOPIC", "WATERSHED_DLQ_TOPIC", "WATERSHED_EDGE_ID",
 		"WATERSHED_MAX_INFLIGHT_BYTES", "WATERSHED_PRODUCE_TIMEOUT", "WATERSHED_LOG_LEVEL",
 		"WATERSHED_DEVICE_RATE", "WATERSHED_DEVICE_BURST", "WATERSHED_TLS_CERT", "WATERSHED_TLS_KEY", "WATERSHED_MAX_REQUESTS",
+		"WATERSHED_OPS_ADDR", "WATERSHED_DEVICE_SECRET_FILE", "WATERSHED_PREVIOUS_DEVICE_SECRET_FILE",
+		"WATERSHED_KAFKA_SASL_USER", "WATERSHED_KAFKA_SASL_PASSWORD", "WATERSHED_KAFKA_SASL_PASSWORD_FILE",
 	} {
 		t.Setenv(name, "") // restores the old value after the test
 		if err := os.Unsetenv(name); err != nil {
@@ -60,6 +62,8 @@ func TestIngestFlagErrors(t *testing.T) {
 		{"unknown flag", nil, []string{"--nope"}, 2, "nope"},
 		{"extra argument", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "extra"}, 2, "extra"},
 		{"help", nil, []string{"-h"}, 0, "WATERSHED_DEVICE_SECRET"},
+		{"missing secret file", nil, []string{"--brokers", "b:9092", "--device-secret-file", "/nonexistent/secret"}, 2, "--device-secret-file"},
+		{"secret and file", map[string]string{"WATERSHED_DEVICE_SECRET": "s", "WATERSHED_DEVICE_SECRET_FILE": "/nonexistent"}, []string{"--brokers", "b:9092"}, 2, "both set"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,6 +88,7 @@ func TestIngestHelpDocumentsEveryEnvironmentVariable(t *testing.T) {
 		"WATERSHED_KAFKA_BROKERS", "WATERSHED_INGEST_ADDR", "WATERSHED_DEVICE_SECRET", "WATERSHED_PREVIOUS_DEVICE_SECRET",
 		"WATERSHED_RAW_TOPIC", "WATERSHED_DLQ_TOPIC", "WATERSHED_EDGE_ID", "WATERSHED_MAX_INFLIGHT_BYTES", "WATERSHED_PRODUCE_TIMEOUT",
 		"WATERSHED_DEVICE_RATE", "WATERSHED_DEVICE_BURST", "WATERSHED_TLS_CERT", "WATERSHED_TLS_KEY", "WATERSHED_MAX_REQUESTS",
+		"WATERSHED_OPS_ADDR", "WATERSHED_DEVICE_SECRET_FILE", "WATERSHED_PREVIOUS_DEVICE_SECRET_FILE", "WATERSHED_KAFKA_SASL_PASSWORD_FILE",
 	} {
 		if !strings.Contains(stderr.String(), env) {
 			t.Errorf("usage does not mention %s", env)
@@ -145,10 +150,10 @@ func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
 	stderr := &lineWriter{lines: make(chan string, 64)}
 	done := make(chan int, 1)
 	go func() {
-		done <- runIngest(ctx, []string{"--addr", "127.0.0.1:0", "--device-secret", secret}, nil, io.Discard, stderr)
+		done <- runIngest(ctx, []string{"--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--device-secret", secret}, nil, io.Discard, stderr)
 	}()
 
-	var addr string
+	var addr, opsURL string
 	deadline := time.After(30 * time.Second)
 	for addr == "" {
 		select {
@@ -156,12 +161,16 @@ func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
 			var entry struct {
 				Msg  string `json:"msg"`
 				Addr string `json:"addr"`
+				URL  string `json:"url"`
 			}
 			if err := json.Unmarshal([]byte(line), &entry); err != nil {
 				t.Fatalf("log line %q is not JSON: %v", line, err)
 			}
-			if entry.Msg == "ingest edge listening" {
+			switch entry.Msg {
+			case "ingest edge listening":
 				addr = entry.Addr
+			case "operators' listener":
+				opsURL = entry.URL
 			}
 		case code := <-done:
 			t.Fatalf("ingest stopped with %d before listening", code)
@@ -187,19 +196,35 @@ func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST: %d %s", resp.StatusCode, body)
 	}
-	for path, want := range map[string]string{
-		"/readyz":  "ready",
-		"/healthz": "ok",
-		"/metrics": `watershed_edge_requests_total{code="202"} 1`,
-	} {
-		resp, err := http.Get(base + path)
+	if opsURL == "" {
+		t.Fatal("no operators' listener logged before the edge listened")
+	}
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
-			t.Errorf("GET %s: %d, body lacks %q", path, resp.StatusCode, want)
+		return resp.StatusCode, string(body)
+	}
+	for url, want := range map[string]string{
+		base + "/readyz":         "ready",
+		base + "/healthz":        "ok",
+		opsURL + "/readyz":       "ready",
+		opsURL + "/healthz":      "ok",
+		opsURL + "/metrics":      `watershed_edge_requests_total{code="202"} 1`,
+		opsURL + "/debug/pprof/": "goroutine",
+	} {
+		if code, body := get(url); code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("GET %s: %d, body lacks %q", url, code, want)
+		}
+	}
+	// The public listener serves neither metrics nor the profiler.
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		if code, _ := get(base + path); code != http.StatusNotFound {
+			t.Errorf("public GET %s: %d, want 404", path, code)
 		}
 	}
 

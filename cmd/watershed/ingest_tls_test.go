@@ -52,7 +52,9 @@ func TestIngestServesTLSAndLimitsDevices(t *testing.T) {
 	defer cancel()
 	stderr := &lineWriter{lines: make(chan string, 64)}
 	done := make(chan int, 1)
-	go func() { done <- runIngest(ctx, []string{"--addr", "127.0.0.1:0"}, nil, io.Discard, stderr) }()
+	go func() {
+		done <- runIngest(ctx, []string{"--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0"}, nil, io.Discard, stderr)
+	}()
 	var url string
 	deadline := time.After(30 * time.Second)
 	for url == "" {

@@ -28,7 +28,7 @@ func commands() map[string]command {
 		"decode":      {"print a device package as JSON (the test vectors' form)", runDecode},
 		"simulate":    {"play a fleet of devices, with faults, against the ingest edge", runSimulate},
 		"healthcheck": {"exit 0 when a URL answers 200 (for container health checks)", runHealthcheck},
-		"ingest":      {"serve the ingest edge (POST /v1/packages) with /metrics, /healthz, /readyz", runIngest},
+		"ingest":      {"serve the ingest edge (POST /v1/packages) with /healthz, /readyz, and /metrics on --ops-addr", runIngest},
 		"readings":    {"list a device's stored readings as JSON lines", runReadings},
 		"run":         {"run processor groups of the pipeline against Kafka (any subset, any number of replicas)", runRun},
 		"view":        {"serve the view API (device state) from the device-state table", runView},

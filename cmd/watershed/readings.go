@@ -150,7 +150,7 @@ func runReadings(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	c.query.Limit = *limit
 	backend, ok := stores[c.store]
 	if ok && c.store == "cassandra" {
-		if _, err := cf.options(nil); err != nil {
+		if _, err := cf.options(newLogger(stderr)); err != nil {
 			return usageErr("%v", err)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/watershed-io/watershed/dlq"
-	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
@@ -30,7 +28,7 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	fs := newFlagSet("run", "run --brokers B [--groups decode,dedupe,...] [--fuse decode,alerts] [flags]", stderr)
 	groups := fs.String("groups", envOr("WATERSHED_GROUPS", ""), "processor groups to run, comma-separated (default all; env WATERSHED_GROUPS)")
 	dataDir := fs.String("data-dir", envOr("WATERSHED_DATA_DIR", "data"), "folder for the local copies of tables (env WATERSHED_DATA_DIR)")
-	metricsAddr := fs.String("metrics-addr", envOr("WATERSHED_METRICS_ADDR", "127.0.0.1:9100"), "address of /metrics, /healthz and /readyz (env WATERSHED_METRICS_ADDR)")
+	opsAddr := registerOpsAddr(fs, defaultRunOpsAddr)
 	store := fs.String("store", envOr("WATERSHED_STORE", "local"), "where the sink group writes readings: local (a leveldb store in <data-dir>/sink) or cassandra (--cassandra-* flags) (env WATERSHED_STORE)")
 	hotStandby := fs.Bool("hot-standby", false, "keep a copy of table partitions this process does not own, for fast failover")
 	recoverAhead := fs.Bool("recover-ahead", false, "recover newly assigned table partitions before the rebalance completes")
@@ -46,12 +44,12 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	k, err := kf.kafka()
+	log := newLogger(stderr)
+	k, err := kf.kafka(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return 2
 	}
-	log := newLogger(stderr)
 	ts, err := tableStorage(*tableKind, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
@@ -103,17 +101,19 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return 2
 	}
-	mux := http.NewServeMux()
-	serve.Ops(mux, reg, runner.Ready)
-	srv, err := serve.Listen(mux, serve.Options{Addr: *metricsAddr, Logger: log})
+	// A processor group has no public listener: its health, readiness
+	// and metrics are on the operators' listener.
+	ops, err := listenOps(*opsAddr, reg, runner.Ready, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return 1
 	}
-	log.Info("running", "groups", runner.Groups(), "brokers", k.Brokers, "metrics", srv.URL()+"/metrics")
+	log.Info("running", "groups", runner.Groups(), "brokers", k.Brokers)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return runner.Run(gctx) })
-	g.Go(func() error { return srv.Serve(gctx) })
+	if ops != nil {
+		g.Go(func() error { return ops.Serve(gctx) })
+	}
 	if err := g.Wait(); err != nil {
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return 1

@@ -27,7 +27,7 @@ func runSimulate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	packages := fs.Int("packages", 0, "stop after this many packages (0: no limit)")
 	seed := fs.Int64("seed", 1, "seed of the generated fleet and packages")
-	secret := fs.String("device-secret", simulateEnv("WATERSHED_DEVICE_SECRET", "demo-secret"), "the edge's device secret (env WATERSHED_DEVICE_SECRET)")
+	secretFlag := newSecretFlag(fs, "device-secret", "WATERSHED_DEVICE_SECRET", "device secret", "the edge's device secret", demoDeviceSecret)
 	faults := fs.String("faults", "on", "inject faults: on or off")
 	concurrency := fs.Int("concurrency", 16, "packages in flight at most")
 	verbose := fs.Bool("v", false, "log every retry")
@@ -64,9 +64,14 @@ func runSimulate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	secret, err := secretFlag.resolve(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed simulate: %v\n", err)
+		return 2
+	}
 	sim, err := simulator.New(simulator.Options{
 		IngestURL:   *ingest,
-		Secret:      []byte(*secret),
+		Secret:      []byte(secret),
 		Devices:     *devices,
 		Rate:        *rate,
 		Duration:    *duration,

@@ -37,7 +37,7 @@ func runTopology(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 		return 1
 	}
 	if *plan || *create {
-		k, err := kf.kafka()
+		k, err := kf.kafka(newLogger(stderr))
 		if err != nil {
 			fmt.Fprintf(stderr, "watershed topology: %v\n", err)
 			return 2

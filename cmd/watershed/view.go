@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,11 +25,14 @@ import (
 // table of an external Kafka. Any number of view servers may run.
 func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("view", "view --brokers B [--addr A] [--keys-file F] [flags]", stderr)
-	addr := fs.String("addr", envOr("WATERSHED_VIEW_ADDR", "127.0.0.1:8081"), "address of the view API and its /metrics, /healthz, /readyz (env WATERSHED_VIEW_ADDR)")
+	addr := fs.String("addr", envOr("WATERSHED_VIEW_ADDR", "127.0.0.1:8081"), "address of the view API and its /healthz, /readyz (env WATERSHED_VIEW_ADDR)")
+	opsAddr := registerOpsAddr(fs, defaultViewOpsAddr)
 	dataDir := fs.String("data-dir", envOr("WATERSHED_DATA_DIR", "data"), "folder for the view's local copy of the table (env WATERSHED_DATA_DIR)")
-	keysFile := fs.String("keys-file", envOr("WATERSHED_VIEW_KEYS_FILE", ""), "API keys with their scopes, one per line (env WATERSHED_VIEW_KEYS_FILE)")
-	fleetsFile := fs.String("fleets-file", envOr("WATERSHED_FLEETS_FILE", ""), "device-to-fleet map for fleet-scoped keys (env WATERSHED_FLEETS_FILE)")
-	viewKey := fs.String("view-key", envOr(views.KeyEnv, ""), "one full-scope API key (env "+views.KeyEnv+")")
+	keysFile := fs.String("keys-file", envOr("WATERSHED_VIEW_KEYS_FILE", ""), "API keys (or their SHA-256, sha256:HEX) with their scopes, one per line; reloaded when it changes or on SIGHUP (env WATERSHED_VIEW_KEYS_FILE)")
+	fleetsFile := fs.String("fleets-file", envOr("WATERSHED_FLEETS_FILE", ""), "device-to-fleet map for fleet-scoped keys; reloaded with the keys (env WATERSHED_FLEETS_FILE)")
+	viewKey := newSecretFlag(fs, "view-key", views.KeyEnv, "view key", fmt.Sprintf("one full-scope API key (or its SHA-256, sha256:HEX), at least %d characters", views.MinKeyLength), "")
+	authRate := fs.Float64("auth-failure-rate", views.DefaultAuthFailureRate, "failed authentications a second a client address may make, sustained; past them it is answered 429; negative: no limit")
+	authBurst := fs.Int("auth-failure-burst", views.DefaultAuthFailureBurst, "failed authentications a client address may make at once")
 	var pf pipelineFlags
 	var kf kafkaFlags
 	var sf serverFlags
@@ -41,17 +46,23 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 2
 	}
-	k, err := kf.kafka()
-	if err != nil {
-		fmt.Fprintf(stderr, "watershed view: %v\n", err)
-		return 2
-	}
-	keys, err := loadViewKeys(*viewKey, *keysFile, *fleetsFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "watershed view: %v\n", err)
-		return 2
-	}
 	log := newLogger(stderr)
+	k, err := kf.kafka(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 2
+	}
+	fullKey, err := viewKey.resolve(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 2
+	}
+	load := func() (views.Keys, error) { return loadViewKeys(fullKey, *keysFile, *fleetsFile) }
+	keys, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 2
+	}
 	p := processors.New(pf.config())
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
@@ -65,7 +76,8 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	src := views.NewViewSource(view)
-	vsrv, err := views.New(views.Options{Source: src, Keys: keys, Logger: log, Registerer: reg})
+	vsrv, err := views.New(views.Options{Source: src, Keys: keys, Logger: log, Registerer: reg,
+		AuthFailureRate: *authRate, AuthFailureBurst: *authBurst})
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
@@ -74,8 +86,13 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	mux.Handle(views.DevicesPath, vsrv.Handler())
 	// /readyz says when this server lags behind the table; the API keeps
 	// answering from its local copy meanwhile.
-	serve.Ops(mux, reg, src.Current)
+	serve.Health(mux, src.Current)
 	srv, err := serve.Listen(mux, sf.options(*addr, reg, log))
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 1
+	}
+	ops, err := listenOps(*opsAddr, reg, src.Current, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
@@ -84,6 +101,18 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return view.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx) })
+	if ops != nil {
+		g.Go(func() error { return ops.Serve(gctx) })
+	}
+	// The files are watched; SIGHUP reloads at once (and, without a keys
+	// file, is harmless rather than the end of the process). The
+	// full-scope key is fixed for the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error {
+		return vsrv.WatchKeys(gctx, views.WatchOptions{Files: viewKeyFiles(*keysFile, *fleetsFile), Load: load, Reload: hup})
+	})
 	if err := g.Wait(); err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
@@ -91,8 +120,29 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	return 0
 }
 
-// loadViewKeys merges the full-scope key and the key file.
+// viewKeyFiles returns the files the keys come from.
+func viewKeyFiles(keysFile, fleetsFile string) []string {
+	var files []string
+	for _, f := range []string{keysFile, fleetsFile} {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	return files
+}
+
+// loadViewKeys merges the full-scope key and the key file, and refuses
+// keys shorter than views.MinKeyLength.
 func loadViewKeys(key, keysFile, fleetsFile string) (views.Keys, error) {
+	keys, err := mergeViewKeys(key, keysFile, fleetsFile)
+	if err != nil {
+		return keys, err
+	}
+	return keys, keys.CheckLength()
+}
+
+// mergeViewKeys merges the full-scope key and the key file.
+func mergeViewKeys(key, keysFile, fleetsFile string) (views.Keys, error) {
 	var keys views.Keys
 	var err error
 	if keysFile != "" {
@@ -111,7 +161,7 @@ func loadViewKeys(key, keysFile, fleetsFile string) (views.Keys, error) {
 		return keys.Merge(full)
 	}
 	if keysFile == "" {
-		return keys, errors.New("no API keys: set --view-key, " + views.KeyEnv + " or --keys-file")
+		return keys, errors.New("no API keys: set " + views.KeyEnv + ", " + views.KeyEnv + "_FILE, --keys-file, --view-key-file or --view-key")
 	}
 	return keys, nil
 }

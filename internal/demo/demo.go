@@ -46,11 +46,16 @@ type Options struct {
 	Duration time.Duration
 	// IngestAddr and ViewAddr are where the edge and the view API listen.
 	IngestAddr, ViewAddr string
+	// OpsAddr is where the operators' listener (/metrics, /readyz with
+	// detail, /debug/pprof/) listens (default "127.0.0.1:0", a free
+	// loopback port).
+	OpsAddr string
 	// DataDir holds tables, views and the local store (required).
 	DataDir string
 	// DeviceSecret keys the devices' tokens.
 	DeviceSecret string
-	// ViewKey is the view API's full-scope key.
+	// ViewKey is the view API's full-scope key; as a trial on loopback,
+	// the demo takes keys of any length (views.Options.AllowShortKeys).
 	ViewKey string
 	// Partitions of every topic (default 8).
 	Partitions int32
@@ -88,6 +93,8 @@ type Options struct {
 type Demo struct {
 	// IngestURL and ViewURL are the servers' base URLs.
 	IngestURL, ViewURL string
+	// OpsURL is the base URL of the operators' listener.
+	OpsURL string
 	// Kafka reaches the broker: the embedded one, or Options.Kafka.
 	Kafka topology.Kafka
 	// Pipeline is the declared pipeline.
@@ -119,6 +126,9 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	}
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = 2 * time.Minute
+	}
+	if opts.OpsAddr == "" {
+		opts.OpsAddr = "127.0.0.1:0"
 	}
 	log := opts.Logger
 	d := &Demo{Registry: prometheus.NewRegistry()}
@@ -189,31 +199,41 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	vsrv, err := views.New(views.Options{Source: d.Source, Keys: keys, Logger: log, Registerer: d.Registry})
+	vsrv, err := views.New(views.Options{Source: d.Source, Keys: keys, Logger: log, Registerer: d.Registry, AllowShortKeys: true})
 	if err != nil {
 		return nil, err
 	}
 
+	ready := func() error {
+		if err := d.Runner.Ready(); err != nil {
+			return err
+		}
+		return d.Source.Current()
+	}
 	ingestMux := http.NewServeMux()
 	ingestMux.Handle("/v1/packages", ed.Handler())
-	serve.Ops(ingestMux, d.Registry, ed.Ready)
+	serve.Health(ingestMux, ed.Ready)
 	ingest, err := serve.Listen(ingestMux, serve.Options{Addr: opts.IngestAddr, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	viewMux := http.NewServeMux()
 	viewMux.Handle(views.DevicesPath, vsrv.Handler())
-	serve.Ops(viewMux, d.Registry, func() error {
-		if err := d.Runner.Ready(); err != nil {
-			return err
-		}
-		return d.Source.Current()
-	})
+	serve.Health(viewMux, ready)
 	viewSrv, err := serve.Listen(viewMux, serve.Options{Addr: opts.ViewAddr, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	d.IngestURL, d.ViewURL = ingest.URL(), viewSrv.URL()
+	ops, err := serve.ListenOps(opts.OpsAddr, d.Registry, func() error {
+		if err := ed.Ready(); err != nil {
+			return fmt.Errorf("ingest edge: %w", err)
+		}
+		return ready()
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	d.IngestURL, d.ViewURL, d.OpsURL = ingest.URL(), viewSrv.URL(), ops.URL()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -222,20 +242,16 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	g.Go(func() error { return view.Run(gctx) })
 	g.Go(func() error { return ingest.Serve(gctx) })
 	g.Go(func() error { return viewSrv.Serve(gctx) })
+	g.Go(func() error { return ops.Serve(gctx) })
 
-	if err := waitUntil(gctx, 2*time.Minute, func() error {
-		if err := d.Runner.Ready(); err != nil {
-			return err
-		}
-		return d.Source.Current()
-	}); err != nil {
+	if err := waitUntil(gctx, 2*time.Minute, ready); err != nil {
 		cancel()
 		return nil, errors.Join(err, g.Wait())
 	}
 	fmt.Fprintf(opts.Out, "watershed demo: %s at %s\n", kafkaWhere, d.Kafka.Brokers[0])
 	fmt.Fprintf(opts.Out, "  ingest edge  POST %s/v1/packages (device secret from --device-secret)\n", d.IngestURL)
-	fmt.Fprintf(opts.Out, "  view API     GET  %s/v1/devices/{device_id}  (Authorization: Bearer %s)\n", d.ViewURL, opts.ViewKey)
-	fmt.Fprintf(opts.Out, "  metrics      %s/metrics  %s/metrics\n", d.IngestURL, d.ViewURL)
+	fmt.Fprintf(opts.Out, "  view API     GET  %s/v1/devices/{device_id}  (Authorization: Bearer %s)\n", d.ViewURL, shownKey(opts.ViewKey))
+	fmt.Fprintf(opts.Out, "  operators    %s/metrics  %s/readyz  %s/debug/pprof/\n", d.OpsURL, d.OpsURL, d.OpsURL)
 	fmt.Fprintf(opts.Out, "  data folder  %s\n", opts.DataDir)
 	if opts.Ready != nil {
 		opts.Ready(d)
@@ -268,6 +284,18 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	<-gctx.Done()
 	cancel()
 	return nil, g.Wait()
+}
+
+// DefaultViewKey is the demo's documented view key (README), printed with
+// the address of the view API; any other key is a secret and is not.
+const DefaultViewKey = "demo-view-key"
+
+// shownKey returns what the demo prints for its view key.
+func shownKey(key string) string {
+	if key == DefaultViewKey {
+		return key
+	}
+	return "<the key you gave>"
 }
 
 func faultMix(on bool) simulator.FaultMix {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,15 +21,25 @@ func TestDemoEndToEnd(t *testing.T) { demoEndToEnd(t, processors.FuseNone) }
 // device-state.
 func TestDemoEndToEndFused(t *testing.T) { demoEndToEnd(t, processors.FuseAll) }
 
+// A device secret and a view key that are not the demo's defaults.
+const (
+	plantedSecret = "planted-demo-secret-4e1b"
+	plantedKey    = "planted-demo-key-7c9d"
+)
+
 func demoEndToEnd(t *testing.T, fuse processors.Fusion) {
 	var out bytes.Buffer
 	report, err := demo.Run(context.Background(), demo.Options{
 		Devices: 30, Rate: 60, Duration: 6 * time.Second, Faults: true, Seed: 7,
 		IngestAddr: "127.0.0.1:0", ViewAddr: "127.0.0.1:0", DataDir: t.TempDir(),
-		DeviceSecret: "s3cret", ViewKey: "test-key", Partitions: 4, Out: &out, Fuse: fuse,
+		DeviceSecret: plantedSecret, ViewKey: plantedKey, Partitions: 4, Out: &out, Fuse: fuse,
 	})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	// A secret or key other than the documented defaults is not printed.
+	if strings.Contains(out.String(), plantedSecret) || strings.Contains(out.String(), plantedKey) {
+		t.Errorf("the demo printed its secret or key:\n%s", out.String())
 	}
 	js, _ := json.MarshalIndent(report, "", "  ")
 	t.Logf("report:\n%s", js)

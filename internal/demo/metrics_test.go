@@ -14,8 +14,8 @@ import (
 	"github.com/watershed-io/watershed/internal/demo"
 )
 
-// Every metric family the pipeline exposes, scraped from a live /metrics
-// page while devices send, passes `promtool check metrics` and is named
+// Every metric family the pipeline exposes, scraped from the operators'
+// listener's /metrics page while devices send, passes `promtool check metrics` and is named
 // watershed_*, go_* or process_*.
 func TestMetricsPassPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
@@ -55,7 +55,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
-		resp, err := http.Get(d.IngestURL + "/metrics")
+		resp, err := http.Get(d.OpsURL + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,6 +75,17 @@ func TestMetricsPassPromtool(t *testing.T) {
 			t.Fatalf("no %s on /metrics after 60s", missing)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// The public listeners serve no metrics.
+	for _, base := range []string{d.IngestURL, d.ViewURL} {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s/metrics = %d, want 404: metrics are on the operators' listener", base, resp.StatusCode)
+		}
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(page)

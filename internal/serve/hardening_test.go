@@ -36,7 +36,7 @@ import (
 
 const (
 	hardeningSecret = "hardening-device-secret-0123456789"
-	hardeningKey    = "hardening-view-key"
+	hardeningKey    = "hardening-view-key-0123456789"
 	// maxRequests is the servers' MaxConcurrentRequests.
 	maxRequests = 4
 )
@@ -111,7 +111,7 @@ func edgeTarget(t *testing.T) *target {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(edge.Path, e.Handler())
-	serve.Ops(mux, reg, e.Ready)
+	serve.Health(mux, e.Ready)
 	srv, err := serve.Listen(mux, hardenedOptions(reg))
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func viewTarget(t *testing.T, gate chan struct{}) *target {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(views.DevicesPath, v.Handler())
-	serve.Ops(mux, reg, func() error { return nil })
+	serve.Health(mux, func() error { return nil })
 	srv, err := serve.Listen(mux, hardenedOptions(reg))
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,15 @@
 // Package serve holds the HTTP plumbing every watershed process shares: a
 // server with timeouts, size limits and bounded concurrency, optional TLS,
-// the operational endpoints (/metrics, /healthz, /readyz), and graceful
-// shutdown.
+// the health endpoints, the operators' listener, and graceful shutdown.
+//
+// # Public and operators' listeners
+//
+// A public listener (the ingest edge, the view API) answers only /healthz
+// and /readyz besides its API (Health), with a status and no detail: no
+// topic names, no error text. Everything that tells more about the process
+// is on the operators' listener (ListenOps, --ops-addr, loopback by
+// default): /metrics, /readyz with the reason when not ready, and the Go
+// profiler under /debug/pprof/.
 //
 // # Hostile clients
 //
@@ -31,6 +39,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,8 +64,8 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// MaxConcurrentRequests bounds the requests handled at once
 	// (DefaultMaxConcurrentRequests); more are answered 503 with
-	// Retry-After. GET /healthz, /readyz and /metrics do not count: they
-	// have OpsConcurrentRequests of their own.
+	// Retry-After. GET /healthz and /readyz do not count: they have
+	// OpsConcurrentRequests of their own.
 	MaxConcurrentRequests int
 	// TLSCertFile and TLSKeyFile, both set, make the server speak TLS
 	// (1.2 or later) with this PEM certificate chain and key.
@@ -72,8 +81,9 @@ type Options struct {
 // Options.MaxConcurrentRequests.
 const DefaultMaxConcurrentRequests = 1024
 
-// OpsConcurrentRequests is how many requests to the operational endpoints
-// are handled at once, apart from MaxConcurrentRequests.
+// OpsConcurrentRequests is how many requests to the health endpoints are
+// handled at once, apart from MaxConcurrentRequests, and how many the
+// operators' listener handles at once.
 const OpsConcurrentRequests = 16
 
 // Server is a running HTTP server.
@@ -185,10 +195,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
-// opsPaths are the operational endpoints, limited apart from the API.
-var opsPaths = [...]string{"/healthz", "/readyz", "/metrics"}
+// opsPaths are the health endpoints, limited apart from the API.
+var opsPaths = [...]string{"/healthz", "/readyz"}
 
-// isOps reports whether r asks for an operational endpoint.
+// isOps reports whether r asks for a health endpoint.
 func isOps(r *http.Request) bool {
 	if r.Method != http.MethodGet {
 		return false
@@ -252,22 +262,77 @@ func (l *limiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Ops adds the operational endpoints to mux: /metrics from gatherer,
-// /healthz (the process is alive), and /readyz, which answers 200 when
-// ready returns nil and 503 with the reason otherwise.
-func Ops(mux *http.ServeMux, gatherer prometheus.Gatherer, ready func() error) {
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+// Health adds the public health endpoints to mux: /healthz (the process is
+// alive) and /readyz, which answers 200 when ready returns nil and 503
+// otherwise. Neither says more than that: the reason a process is not
+// ready names topics and carries error text, which is for the operators'
+// listener (OpsHandler).
+func Health(mux *http.ServeMux, ready func() error) {
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if ready() != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// OpsHandler returns the handler of the operators' listener: /metrics from
+// gatherer, /healthz, /readyz with the reason when ready returns an error
+// (503 "not ready: REASON"), and the Go profiler under /debug/pprof/
+// (without /debug/pprof/cmdline: a command line may hold a secret).
+func OpsHandler(gatherer prometheus.Gatherer, ready func() error) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
 		if err := ready(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+		// Index serves the named profiles too; cmdline is not one of
+		// runtime/pprof's, so it is not served.
+		if r.URL.Path == "/debug/pprof/cmdline" {
+			http.NotFound(w, r)
+			return
+		}
+		pprof.Index(w, r)
+	})
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// OpsWriteTimeout is the operators' listener's write timeout: longer than
+// the default, so that a CPU profile or a trace of up to a minute fits.
+const OpsWriteTimeout = 90 * time.Second
+
+// ListenOps binds the operators' listener on addr (plain HTTP: bind it to
+// loopback or a private network) and returns it; call Serve to start
+// answering.
+func ListenOps(addr string, gatherer prometheus.Gatherer, ready func() error, log *slog.Logger) (*Server, error) {
+	return Listen(OpsHandler(gatherer, ready), Options{
+		Addr:                  addr,
+		WriteTimeout:          OpsWriteTimeout,
+		MaxConcurrentRequests: OpsConcurrentRequests,
+		Logger:                log,
 	})
 }

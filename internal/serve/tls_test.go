@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/internal/testcert"
 )
@@ -25,7 +23,7 @@ func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	pair := testcert.Write(t, dir, "server")
 	mux := http.NewServeMux()
-	serve.Ops(mux, prometheus.NewRegistry(), func() error { return nil })
+	serve.Health(mux, func() error { return nil })
 	s, err := serve.Listen(mux, serve.Options{Addr: "127.0.0.1:0", TLSCertFile: pair.CertFile, TLSKeyFile: pair.KeyFile, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
