@@ -431,7 +431,7 @@ func (q *partQueue) settle(e *batchEntry) error {
 		}
 		if IsTransient(err) {
 			rt.obs.retried(p.group)
-			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(q.ctx, rt.state) {
+			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(q.ctx, rt.state, err, false) {
 				tier := p.retry.tiers[0].name
 				return q.produce(tier, rec.key, rec.raw, retryHeaders(p.retry.policy, 0, rec.headers, rec.topic, rec.attempt, rec.first))
 			}

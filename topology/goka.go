@@ -173,7 +173,7 @@ func (p *Processor) handle(c *Context, in *inputDecl, obs observer, state *retry
 		c.reset()
 		if IsTransient(err) {
 			obs.retried(p.group)
-			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(g.Context(), state) {
+			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(g.Context(), state, err, false) {
 				// The dependency answers others: the record leaves
 				// its partition for the first retry topic.
 				c.toRetry(0, in.topic.name, raw, c.attempt, first)
