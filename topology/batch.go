@@ -448,9 +448,12 @@ func (q *partQueue) settle(e *batchEntry) error {
 			rt.obs.skipped(p.group, reason)
 			return nil
 		}
-		b, encErr := newEnvelope(&rec, reason, err, rec.raw)
+		b, cut, encErr := newEnvelope(&rec, reason, err, rec.raw)
 		if encErr != nil {
 			return encErr
+		}
+		if cut {
+			rt.obs.deadLetterTruncated(p.group)
 		}
 		if err := q.produce(p.t.deadLetter, rec.key, b, nil); err != nil {
 			return err

@@ -233,7 +233,7 @@ func (p *Processor) retryCallback(tier int, obs observer, state *retryState) gok
 	return func(g goka.Context, msg any) {
 		start := time.Now()
 		raw, _ := msg.([]byte)
-		c := &Context{g: g, proc: p, raw: raw}
+		c := &Context{g: g, proc: p, raw: raw, obs: obs}
 		obs.consumed(p.group, string(g.Topic()))
 		origin := string(c.Header(HeaderRetryOrigin))
 		var in *inputDecl
