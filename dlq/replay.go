@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/edge"
 	"github.com/watershed-io/watershed/topology"
 )
@@ -317,10 +318,23 @@ func (q *Queue) refusal(r *Record, opts ReplayOptions, exists, allowed map[strin
 		return fmt.Sprintf("the original topic %s is not a topic of the pipeline as configured (a stage fused into the next has no input topic)", e.Topic)
 	case !exists[e.Topic]:
 		return fmt.Sprintf("the original topic %s does not exist", e.Topic)
+	case truncated(e) != "":
+		return fmt.Sprintf("the value was cut to fit the dead-letter topic (%d of %s bytes kept): it is not the original record", len(e.Value), truncated(e))
 	case e.Partition < 0 && !opts.IncludeEdge:
 		return fmt.Sprintf("an edge rejection: the package never reached %s and the decode stage would reject it again (--include-edge replays it anyway)", e.Topic)
 	case opts.MaxAttempts > 0 && e.Attempts >= opts.MaxAttempts:
 		return fmt.Sprintf("%d attempts reached the limit of %d", e.Attempts, opts.MaxAttempts)
+	}
+	return ""
+}
+
+// truncated returns the original value length an envelope cut to fit
+// records, or "" when it was not cut.
+func truncated(e *records.Envelope) string {
+	for _, h := range e.Headers {
+		if h.Key == topology.HeaderValueTruncated {
+			return string(h.Value)
+		}
 	}
 	return ""
 }

@@ -87,6 +87,10 @@ tests:
         values: '0+300x40'
       - series: 'watershed_dlq_oldest_age_seconds{instance="a"}'
         values: '3600x40'
+      - series: 'watershed_dead_letters_truncated_total{group="decode",instance="a"}'
+        values: '0x20 1x20'
+      - series: 'watershed_dead_letters_truncated_total{group="sink",instance="a"}'
+        values: '0x40'
     promql_expr_test:
       - expr: 'ALERTS{alertstate="firing"}'
         eval_time: 30m
@@ -96,6 +100,8 @@ tests:
           - labels: 'ALERTS{alertname="WatershedEdgeDeadLettersGrowing",alertstate="firing",severity="warning"}'
             value: 1
           - labels: 'ALERTS{alertname="WatershedEdgeMalformedPackagesHigh",alertstate="firing",severity="warning"}'
+            value: 1
+          - labels: 'ALERTS{alertname="WatershedDeadLettersTruncated",alertstate="firing",group="decode",severity="info"}'
             value: 1
   # Edge 5xx: 60 of 660 answers a minute are 503; and a dead letter older
   # than three weeks.

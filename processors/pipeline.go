@@ -85,6 +85,14 @@ type Config struct {
 	// partition (zero: topology's defaults, 1000 rows or 5ms). A record
 	// still commits only after its rows are written.
 	SinkBatch topology.BatchOptions
+	// SinkRetry is the sink's policy for writes the store failed
+	// (sinks.ErrWriteFailed) while it answers others (zero: topology's
+	// defaults). A nil Probe is the store's sinks.Pinger. Outages
+	// (sinks.ErrUnavailable) never leave their partition, whatever it says.
+	SinkRetry topology.RetryPolicy
+	// SinkBackoff is the backoff of the sink's in-place retries (zero:
+	// topology.DefaultBackoff).
+	SinkBackoff topology.Backoff
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives the stages' logs (default slog.Default()).

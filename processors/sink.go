@@ -16,20 +16,30 @@ import (
 var ErrNoSink = errors.New("processors: the sink group needs a store (Config.Sink)")
 
 func (p *Pipeline) declareSink() {
-	// A write that keeps failing while the store answers (a timeout of one
-	// large write, say) moves to the retry topics so that its partition
-	// goes on; while the store is down, the sink pauses in place.
-	retry := topology.RetryPolicy{Probe: func(ctx context.Context) error {
-		if pinger, ok := p.cfg.Sink.(sinks.Pinger); ok {
-			return pinger.Ping(ctx)
+	// A write the store fails (sinks.ErrWriteFailed) and keeps failing while
+	// the store answers moves to the retry topics so that its partition
+	// goes on. A write failing as unavailable (sinks.ErrUnavailable) is an
+	// outage whatever the probe answers: the sink pauses in place.
+	retry := p.cfg.SinkRetry
+	if retry.Probe == nil {
+		retry.Probe = func(ctx context.Context) error {
+			if pinger, ok := p.cfg.Sink.(sinks.Pinger); ok {
+				return pinger.Ping(ctx)
+			}
+			if p.cfg.Sink == nil {
+				return ErrNoSink
+			}
+			return nil
 		}
-		if p.cfg.Sink == nil {
-			return ErrNoSink
-		}
-		return nil
-	}}
-	g := p.Topology.Processor(GroupSink, topology.Describe("write every reading to the store, batched across records; offsets commit only after the store acknowledged"),
-		topology.WithRetryTopics(retry))
+	}
+	opts := []topology.ProcessorOption{
+		topology.Describe("write every reading to the store, batched across records; offsets commit only after the store acknowledged"),
+		topology.WithRetryTopics(retry),
+	}
+	if p.cfg.SinkBackoff != (topology.Backoff{}) {
+		opts = append(opts, topology.RetryBackoff(p.cfg.SinkBackoff))
+	}
+	g := p.Topology.Processor(GroupSink, opts...)
 	batch := topology.Batch(g, p.cfg.SinkBatch, p.writeReadings)
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
 		return batch.Add(c, rs.Items)
@@ -37,7 +47,8 @@ func (p *Pipeline) declareSink() {
 }
 
 // writeReadings writes rows of one or many records to the store and tells
-// a store that is down (retry) from rows it refuses (dead letters).
+// a store that is down (an outage: wait in place) from a write it failed
+// (retry) and from rows it refuses (dead letters).
 func (p *Pipeline) writeReadings(ctx context.Context, rows []records.Reading) error {
 	if p.cfg.Sink == nil {
 		return topology.Transient(ErrNoSink)
@@ -47,6 +58,8 @@ func (p *Pipeline) writeReadings(ctx context.Context, rows []records.Reading) er
 	case err == nil:
 		return nil
 	case errors.Is(err, sinks.ErrUnavailable):
+		return topology.Outage(err)
+	case errors.Is(err, sinks.ErrWriteFailed):
 		return topology.Transient(err)
 	default:
 		return topology.Reject("sink_refused", fmt.Errorf("store refused %d readings: %w", len(rows), err))

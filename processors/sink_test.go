@@ -6,15 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/sinks"
+	"github.com/watershed-io/watershed/sinks/cassandra"
 	"github.com/watershed-io/watershed/topology"
 )
 
@@ -44,30 +47,9 @@ func (s *refusingStore) Write(ctx context.Context, rs []records.Reading) error {
 // reason sink_refused while the rows of its batch's other records are
 // stored.
 func TestSinkBatchesAndDeadLettersRefusedRecords(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	k := topology.Kafka{Brokers: b.Addrs()}
 	store := &refusingStore{memStore: newMemStore()}
-	p := processors.New(processors.Config{Partitions: 1, Sink: store,
-		SinkBatch: topology.BatchOptions{MaxWait: time.Second}})
-	r, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
-		Groups: []string{processors.GroupSink}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
-	waitUntil(t, r.Ready)
+	k, p, r, ctx := runSink(t, processors.Config{Partitions: 1, Sink: store,
+		SinkBatch: topology.BatchOptions{MaxWait: time.Second}}, processors.GroupSink)
 
 	// Twenty packages of devices 1..20 (two readings each), sent at once,
 	// take few writes.
@@ -92,18 +74,7 @@ func TestSinkBatchesAndDeadLettersRefusedRecords(t *testing.T) {
 		}
 	}
 	// The envelope was acknowledged before its record committed.
-	q, err := dlq.Open(k, p.Topology.DeadLetterTopic(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	var dead []records.Envelope
-	if _, err := q.Scan(ctx, dlq.Filter{}, func(r dlq.Record) error {
-		dead = append(dead, r.Envelope)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	dead := deadLetters(t, ctx, k, p)
 	if len(dead) != 1 || dead[0].Reason != "sink_refused" || dead[0].Stage != processors.GroupSink || string(dead[0].Key) != "33" {
 		t.Errorf("dead letters = %+v", dead)
 	}
@@ -173,4 +144,131 @@ func waitUntil(t *testing.T, cond func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// partialOutageStore is a memStore that, while down, fails every write as
+// the Cassandra store does when a replica of a replicated keyspace is down
+// (LOCAL_QUORUM cannot be met), while its ping still answers.
+type partialOutageStore struct {
+	*memStore
+	down   atomic.Bool
+	failed atomic.Int64
+}
+
+func (s *partialOutageStore) Write(ctx context.Context, rs []records.Reading) error {
+	if s.down.Load() {
+		s.failed.Add(1)
+		unavailable := &gocql.RequestErrUnavailable{Consistency: gocql.LocalQuorum, Required: 2, Alive: 1}
+		return fmt.Errorf("cassandra: write %d readings: %w", len(rs), cassandra.Classify(unavailable))
+	}
+	return s.memStore.Write(ctx, rs)
+}
+
+// Ping answers, as `SELECT release_version FROM system.local` does on the
+// node still up.
+func (s *partialOutageStore) Ping(context.Context) error { return nil }
+
+// Issue 13, hole 3: writes failing as unavailable are an outage whatever
+// the probe says. The sink pauses (commits nothing, sends nothing to the
+// retry topics) for as long as it lasts, far past the retry policy's
+// attempts, and dead-letters nothing; when the store takes writes again
+// every reading is stored.
+func TestSinkPausesThroughPartialOutage(t *testing.T) {
+	store := &partialOutageStore{memStore: newMemStore()}
+	const attempts = 4
+	k, p, r, ctx := runSink(t, processors.Config{Partitions: 1, Sink: store,
+		SinkRetry:   topology.RetryPolicy{InPlace: 2, Delays: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}, MaxAttempts: attempts},
+		SinkBackoff: topology.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}},
+		processors.GroupSink, processors.GroupSink+"-retry")
+
+	store.down.Store(true)
+	const packages = 5
+	sendPackages(t, k, p, 1, packages)
+	// Many more failed writes than the policy allows a record attempts,
+	// unless the sink gave up on every record before.
+	waitUntil(t, func() error {
+		if n := store.failed.Load(); n < 4*attempts*packages {
+			lags, err := r.Lag(ctx)
+			if err != nil {
+				return err
+			}
+			for _, l := range lags {
+				if l.Lag != 0 {
+					return fmt.Errorf("%d failed writes", n)
+				}
+			}
+		}
+		return nil
+	})
+	lags, err := r.Lag(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lags {
+		switch {
+		case l.Topic == p.Normalized.Name() && l.Lag != packages:
+			t.Errorf("during the outage %s committed %d of %d records of %s: want none", l.Group, packages-l.Lag, packages, l.Topic)
+		case l.Topic != p.Normalized.Name() && l.End != 0:
+			t.Errorf("during the outage %d records went to %s", l.End, l.Topic)
+		}
+	}
+
+	store.down.Store(false)
+	waitCommitted(t, ctx, r)
+	for d := uint64(1); d <= packages; d++ {
+		if rows, _ := store.Readings(ctx, sinks.Query{DeviceID: d}); len(rows) != 2 {
+			t.Errorf("device %d: %d rows stored, want 2", d, len(rows))
+		}
+	}
+	if dead := deadLetters(t, ctx, k, p); len(dead) != 0 {
+		t.Errorf("dead letters of an outage: %+v", dead)
+	}
+}
+
+// runSink starts an embedded broker and a runner of the pipeline's groups
+// declared with cfg, and waits until it is ready; the test's end stops
+// them.
+func runSink(t *testing.T, cfg processors.Config, groups ...string) (topology.Kafka, *processors.Pipeline, *topology.Runner, context.Context) {
+	t.Helper()
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	k := topology.Kafka{Brokers: b.Addrs()}
+	p := processors.New(cfg)
+	r, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
+		Groups: groups, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	waitUntil(t, r.Ready)
+	return k, p, r, ctx
+}
+
+// deadLetters reads the pipeline's dead-letter topic.
+func deadLetters(t *testing.T, ctx context.Context, k topology.Kafka, p *processors.Pipeline) []records.Envelope {
+	t.Helper()
+	q, err := dlq.Open(k, p.Topology.DeadLetterTopic(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var dead []records.Envelope
+	if _, err := q.Scan(ctx, dlq.Filter{}, func(r dlq.Record) error {
+		dead = append(dead, r.Envelope)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return dead
 }

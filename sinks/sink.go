@@ -15,11 +15,21 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 )
 
-// ErrUnavailable is wrapped by errors that may pass by themselves: the store
-// is down, overloaded, or timed out. The sink processor retries them with
-// backoff and never skips the rows. Any other error from Write is
-// permanent for those rows.
+// ErrUnavailable is wrapped by errors that say the store cannot take writes
+// now, whatever the rows: it is down, short of the replicas its consistency
+// needs (while it may still answer a ping), overloaded, timed out, or not
+// reachable. The sink treats it as an outage: it pauses with backpressure
+// and retries the rows in place for as long as the outage lasts; they never
+// move to the retry topics or to the dead-letter topic.
 var ErrUnavailable = errors.New("sinks: store unavailable")
+
+// ErrWriteFailed is wrapped by errors of a store that answered and failed
+// the write in a way that may pass (a server error, a replica's write
+// failure) and may be the rows' own doing. The sink retries the rows, moves
+// them through the retry topics while the store takes other writes, and
+// dead-letters them (retries_exhausted) if they keep failing. Any error of
+// Write that wraps neither sentinel is permanent for those rows.
+var ErrWriteFailed = errors.New("sinks: store failed the write")
 
 // Query selects readings of one device.
 type Query struct {
@@ -44,9 +54,11 @@ type Store interface {
 }
 
 // Pinger is implemented by stores that can tell whether they answer at
-// all. The sink processor asks it when writes keep failing, to tell an
-// outage (pause, retry in place) from a problem of the rows at hand (move
-// them to the retry topics).
+// all. The sink processor asks it when writes keep failing with
+// ErrWriteFailed, to tell an outage (pause, retry in place) from a problem
+// of the rows at hand (move them to the retry topics). A store that answers
+// its ping is not taken to be up for that: a write failing with
+// ErrUnavailable is an outage whatever the ping says.
 type Pinger interface {
 	Ping(ctx context.Context) error
 }

@@ -450,7 +450,7 @@ func (q *partQueue) settle(e *batchEntry) error {
 		}
 		if IsTransient(err) {
 			rt.obs.retried(p.group)
-			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(q.ctx, rt.state) {
+			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(q.ctx, rt.state, err, false) {
 				tier := p.retry.tiers[0].name
 				return q.produce(tier, rec.key, rec.raw, retryHeaders(p.retry.policy, 0, rec.headers, rec.topic, rec.attempt, rec.first))
 			}
@@ -467,9 +467,12 @@ func (q *partQueue) settle(e *batchEntry) error {
 			rt.obs.skipped(p.group, reason)
 			return nil
 		}
-		b, encErr := newEnvelope(&rec, reason, err, rec.raw)
+		b, cut, encErr := newEnvelope(&rec, reason, err, rec.raw)
 		if encErr != nil {
 			return encErr
+		}
+		if cut {
+			rt.obs.deadLetterTruncated(p.group)
 		}
 		if err := q.produce(p.t.deadLetter, rec.key, b, nil); err != nil {
 			return err

@@ -25,6 +25,9 @@ type Context struct {
 	proc *Processor
 	in   *inputDecl
 	raw  []byte
+	// obs receives what happens to the record beyond its callback's
+	// outcome (a dead letter cut to fit); nil outside the callbacks.
+	obs observer
 
 	emits   []pendingEmit
 	loops   []pendingEmit

@@ -39,10 +39,19 @@ func (e *RejectError) Unwrap() error { return e.Err }
 func Reject(reason string, err error) error { return &RejectError{Reason: reason, Err: err} }
 
 // transientError marks a failure that may pass: a broker or a database that
-// does not answer.
-type transientError struct{ err error }
+// does not answer. outage says the failure is the dependency's, whatever
+// the record.
+type transientError struct {
+	err    error
+	outage bool
+}
 
-func (e *transientError) Error() string { return "transient: " + e.err.Error() }
+func (e *transientError) Error() string {
+	if e.outage {
+		return "outage: " + e.err.Error()
+	}
+	return "transient: " + e.err.Error()
+}
 func (e *transientError) Unwrap() error { return e.err }
 
 // Transient marks err as transient: the framework retries the record with
@@ -56,10 +65,35 @@ func Transient(err error) error {
 }
 
 // IsTransient reports whether err, or an error it wraps, was marked
-// Transient.
+// Transient or Outage.
 func IsTransient(err error) bool {
 	var t *transientError
 	return errors.As(err, &t)
+}
+
+// Outage marks err as a failure of a dependency that cannot serve anyone
+// now (a store short of the replicas its consistency needs, a time-out, no
+// host reachable), not of the record at hand. It is transient, and more:
+// the record waits in place, pausing its partition, for as long as the
+// failure lasts, whatever a RetryPolicy's probe answers; it never moves to
+// the retry topics and never reaches the dead-letter topic, however many
+// attempts it takes.
+func Outage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &transientError{err: err, outage: true}
+}
+
+// IsOutage reports whether err, or an error it wraps, was marked Outage.
+func IsOutage(err error) bool {
+	var t *transientError
+	for e := err; errors.As(e, &t); e = t.err {
+		if t.outage {
+			return true
+		}
+	}
+	return false
 }
 
 // ReasonOf returns the dead-letter reason of err: the reason of a

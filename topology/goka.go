@@ -97,6 +97,7 @@ type observer interface {
 	batchWritten(group string, records, rows int)
 	skipped(group, reason string)
 	processed(group string, d time.Duration)
+	deadLetterTruncated(group string)
 }
 
 type nopObserver struct{}
@@ -108,6 +109,7 @@ func (nopObserver) retried(string)                  {}
 func (nopObserver) batchWritten(string, int, int)   {}
 func (nopObserver) skipped(string, string)          {}
 func (nopObserver) processed(string, time.Duration) {}
+func (nopObserver) deadLetterTruncated(string)      {}
 
 // callback wraps a typed handler into goka's callback: it runs the handler,
 // recovers its panics, retries transient errors with backoff, and sends
@@ -118,7 +120,7 @@ func (p *Processor) callback(in *inputDecl, obs observer, state *retryState, rt 
 	return func(g goka.Context, msg any) {
 		start := time.Now()
 		raw, _ := msg.([]byte)
-		c := &Context{g: g, proc: p, in: in, raw: raw}
+		c := &Context{g: g, proc: p, in: in, raw: raw, obs: obs}
 		if rt != nil {
 			c.q = rt.queue(g)
 		}
@@ -173,7 +175,7 @@ func (p *Processor) handle(c *Context, in *inputDecl, obs observer, state *retry
 		c.reset()
 		if IsTransient(err) {
 			obs.retried(p.group)
-			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(g.Context(), state) {
+			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(g.Context(), state, err, false) {
 				// The dependency answers others: the record leaves
 				// its partition for the first retry topic.
 				c.toRetry(0, in.topic.name, raw, c.attempt, first)
@@ -236,13 +238,18 @@ func (c *Context) invoke(in *inputDecl, raw []byte) (err error) {
 func envelopeFor(first time.Time) envelopeFactory {
 	return func(c *Context, reason string, err error, value []byte) ([]byte, error) {
 		rec := c.info(first)
-		return newEnvelope(&rec, reason, err, value)
+		b, cut, encErr := newEnvelope(&rec, reason, err, value)
+		if cut && c.obs != nil {
+			c.obs.deadLetterTruncated(c.proc.group)
+		}
+		return b, encErr
 	}
 }
 
 // newEnvelope encodes the dead-letter envelope of a failure of record rec
-// (whose first failure is now when rec.first is zero).
-func newEnvelope(rec *recordInfo, reason string, err error, value []byte) ([]byte, error) {
+// (whose first failure is now when rec.first is zero), cut down to
+// MaxDeadLetterBytes if it is larger; it reports whether it was cut.
+func newEnvelope(rec *recordInfo, reason string, err error, value []byte) ([]byte, bool, error) {
 	now := time.Now()
 	first := rec.first
 	if first.IsZero() {
@@ -267,11 +274,7 @@ func newEnvelope(rec *recordInfo, reason string, err error, value []byte) ([]byt
 	for _, h := range rec.headers {
 		e.Headers = append(e.Headers, records.Header{Key: h.Key, Value: h.Value})
 	}
-	b, encErr := records.EnvelopeCodec{}.Encode(e)
-	if encErr != nil {
-		return nil, fmt.Errorf("topology: encode dead-letter envelope: %w", encErr)
-	}
-	return b, nil
+	return encodeEnvelope(e, MaxDeadLetterBytes)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

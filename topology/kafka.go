@@ -70,6 +70,26 @@ type Kafka struct {
 // works with Kafka 2.8 to 4.1 and the embedded broker.
 func DefaultKafkaVersion() sarama.KafkaVersion { return sarama.V3_6_0_0 }
 
+// Record size limits of a topology. The ingest edge accepts packages of up
+// to 1,048,612 bytes, which Kafka's default max.message.bytes (1,048,588)
+// refuses once the record's key, headers and batch header are added, and a
+// package's dead-letter envelope is larger still. So every producer may
+// send records up to MaxRecordBytes and every topic EnsureTopics creates
+// accepts a batch holding one: TopicMaxMessageBytes leaves room for the
+// batch header and compression framing of incompressible data. A
+// dead-letter envelope that would not fit in MaxDeadLetterBytes is cut
+// down to fit (see Envelope truncation in the dead-letter docs).
+const (
+	// MaxRecordBytes is the producers' MaxMessageBytes: a record (key,
+	// value, headers) larger than this is refused before it is sent.
+	MaxRecordBytes = 2 << 20
+	// TopicMaxMessageBytes is the max.message.bytes of created topics.
+	TopicMaxMessageBytes = MaxRecordBytes + 64<<10
+	// MaxDeadLetterBytes bounds an encoded dead-letter envelope, below
+	// MaxRecordBytes by room for the record's key and framing.
+	MaxDeadLetterBytes = MaxRecordBytes - 8<<10
+)
+
 // Config returns a base sarama configuration: version, client id, TLS, consumers starting at the oldest offset, goka's co-partitioning
 // rebalance strategy.
 func (k Kafka) Config() *sarama.Config {
@@ -119,7 +139,7 @@ func (k Kafka) ProducerConfig() *sarama.Config {
 		c.Producer.Flush.Frequency = 10 * time.Millisecond
 	}
 	c.Producer.Flush.Bytes = 256 * 1024
-	c.Producer.MaxMessageBytes = 2 * 1024 * 1024
+	c.Producer.MaxMessageBytes = MaxRecordBytes
 	return c
 }
 

@@ -14,6 +14,8 @@ import (
 //   - watershed_processor_records_produced_total{group,topic}: records emitted, by output topic.
 //   - watershed_processor_dead_letters_total{group,reason}: records sent to the dead-letter topic.
 //   - watershed_processor_retries_total{group}: retries of transient failures.
+//   - watershed_dead_letters_truncated_total{group}: dead-letter envelopes cut
+//     down to fit MaxDeadLetterBytes (their reason kept, their value cut).
 //   - watershed_processor_skipped_total{group,reason}: records read from the
 //     dead-letter topic whose processing failed; they stay in that topic and
 //     are not dead-lettered again.
@@ -35,6 +37,7 @@ type Metrics struct {
 	batchRows   *prometheus.HistogramVec
 	batchRecs   *prometheus.HistogramVec
 	restarts    *prometheus.CounterVec
+	truncated   *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -79,8 +82,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "watershed_group_restarts_total",
 			Help: "Restarts of a group's processor by the runner after a recoverable error (a revoked partition with unwritten records, a lost broker).",
 		}, []string{"group"}),
+		truncated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watershed_dead_letters_truncated_total",
+			Help: "Dead-letter envelopes cut down to fit the dead-letter topic: their reason kept, their value cut and marked.",
+		}, []string{"group"}),
 	}
-	for _, c := range []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.retries, m.skips, m.duration, m.batchRows, m.batchRecs, m.restarts} {
+	for _, c := range []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.retries, m.skips, m.duration, m.batchRows, m.batchRecs, m.restarts, m.truncated} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("topology: register metrics: %w", err)
 		}
@@ -112,6 +119,9 @@ func (o metricsObserver) skipped(group, reason string) {
 	o.m.skips.WithLabelValues(group, reason).Inc()
 }
 func (o metricsObserver) processed(group string, d time.Duration) { o.m.processed(group, d) }
+func (o metricsObserver) deadLetterTruncated(group string) {
+	o.m.truncated.WithLabelValues(group).Inc()
+}
 func (o metricsObserver) batchWritten(group string, records, rows int) {
 	o.m.batchRecs.WithLabelValues(group).Observe(float64(records))
 	o.m.batchRows.WithLabelValues(group).Observe(float64(rows))

@@ -46,16 +46,18 @@ const ReasonRetriesExhausted = "retries_exhausted"
 //
 // A transient failure is first retried in place InPlace times with the
 // processor's backoff. Then the framework asks whether the dependency is
-// down: Probe, when set, answers; without a probe, the processor is taken
-// to be in an outage when no record of it succeeded within OutageWindow.
-// In an outage the record keeps being retried in place (the partition
-// pauses, nothing is skipped). The companion group, which sees only failing
-// records, can tell an outage only with a Probe: without one, a retried
-// record moves on through the retry topics even during an outage. Otherwise the record goes to the first retry
-// topic, "<group>-retry-1", where it waits Delays[0] and is processed again
-// by the companion group "<group>-retry"; failing again, it moves to the
-// next retry topic, and after MaxAttempts attempts in all it goes to the
-// dead-letter topic with reason "retries_exhausted".
+// down: an error marked Outage says so itself, whatever the probe answers;
+// otherwise Probe, when set, answers; without a probe, the processor is
+// taken to be in an outage when no record of it succeeded within
+// OutageWindow. In an outage the record keeps being retried in place (the
+// partition pauses, nothing is skipped, nothing is dead-lettered). The
+// companion group, which sees only failing records, can tell an outage
+// only from an Outage error or a Probe: without either, a retried record
+// moves on through the retry topics. Otherwise the record goes to the first
+// retry topic, "<group>-retry-1", where it waits Delays[0] and is processed
+// again by the companion group "<group>-retry"; failing again, it moves to
+// the next retry topic, and after MaxAttempts attempts in all it goes to
+// the dead-letter topic with reason "retries_exhausted".
 type RetryPolicy struct {
 	// InPlace is the number of attempts before a record leaves its
 	// partition (default 3).
@@ -149,14 +151,27 @@ func (s *retryState) ended() string {
 
 func (s *retryState) succeeded() { s.lastSuccess.Store(time.Now().UnixNano()) }
 
-// outage reports whether the processor's dependency seems down, so that a
-// failing record should wait in place rather than move to a retry topic.
-func (p *Processor) outage(ctx context.Context, s *retryState) bool {
+// outage reports whether the transient failure err of a record means the
+// processor's dependency is down, so that the record waits in place
+// (pausing its partition) rather than moving to a retry topic or, spent,
+// to the dead-letter topic. It is the one place this is decided. An error
+// marked Outage says so itself, whatever the probe answers: a store can
+// answer a probe while it refuses every write (a replica of a replicated
+// keyspace down). Otherwise Probe answers; without a probe, the main group
+// judges from its recent successes, while the companion group (companion
+// set), which sees only failing records, cannot tell and takes no outage.
+func (p *Processor) outage(ctx context.Context, s *retryState, err error, companion bool) bool {
+	if IsOutage(err) {
+		return true
+	}
 	pol := p.retry.policy
 	if pol.Probe != nil {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		return pol.Probe(pctx) != nil
+	}
+	if companion {
+		return false
 	}
 	last := s.lastSuccess.Load()
 	return last == 0 || time.Since(time.Unix(0, last)) > pol.OutageWindow
@@ -218,7 +233,7 @@ func (p *Processor) retryCallback(tier int, obs observer, state *retryState) gok
 	return func(g goka.Context, msg any) {
 		start := time.Now()
 		raw, _ := msg.([]byte)
-		c := &Context{g: g, proc: p, raw: raw}
+		c := &Context{g: g, proc: p, raw: raw, obs: obs}
 		obs.consumed(p.group, string(g.Topic()))
 		origin := string(c.Header(HeaderRetryOrigin))
 		var in *inputDecl
@@ -261,9 +276,7 @@ func (p *Processor) retryCallback(tier int, obs observer, state *retryState) gok
 				break
 			}
 			obs.retried(p.group)
-			// Without a probe the companion cannot tell an outage (it sees
-			// only failing records): the record moves on.
-			if pol.Probe != nil && main.outage(g.Context(), state) {
+			if main.outage(g.Context(), state, err, true) {
 				// The dependency is down: wait here rather than burn the
 				// record's attempts.
 				if !sleepCtx(g.Context(), main.backoff.delay(2)) {

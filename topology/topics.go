@@ -18,9 +18,11 @@ type TopicPlan struct {
 	Partitions  int32
 	Replication int16
 	Config      map[string]string
-	// Action is "create", "exists", or "mismatch".
+	// Action is "create", "exists", "update" (an existing topic takes
+	// smaller records than MaxRecordBytes: its max.message.bytes is raised),
+	// or "mismatch".
 	Action string
-	// Detail explains a mismatch.
+	// Detail explains an update or a mismatch.
 	Detail string
 }
 
@@ -33,16 +35,29 @@ type TopicOptions struct {
 	// DeadLetterRetention is the retention of the dead-letter topic
 	// (default 30 days: long enough for an operator to look).
 	DeadLetterRetention time.Duration
+	// DeadLetterRetentionBytes caps the dead-letter topic's size per
+	// partition (Kafka's retention.bytes; default
+	// DefaultDeadLetterRetentionBytes; -1: no cap), so that a flood of bad
+	// packages deletes the oldest dead letters instead of filling the
+	// brokers' disks.
+	DeadLetterRetentionBytes int64
 }
+
+// DefaultDeadLetterRetentionBytes is the dead-letter topic's default
+// retention.bytes: 1 GiB per partition.
+const DefaultDeadLetterRetentionBytes = 1 << 30
 
 // ErrTopicMismatch is returned when an existing topic's partition count
 // differs from the declaration: running on it would break co-partitioning.
 var ErrTopicMismatch = errors.New("topology: topic differs from its declaration")
 
 // EnsureTopics creates every topic of the topology that does not exist yet
-// (tables compacted, streams with time retention) and checks the partition
-// count of those that do. It returns the plan; with a mismatch it returns
-// ErrTopicMismatch and creates nothing.
+// (tables compacted, streams with time retention, the dead-letter topic
+// with time and byte retention, every one accepting records of
+// MaxRecordBytes) and checks the partition count of those that exist,
+// raising their max.message.bytes when it is below TopicMaxMessageBytes.
+// It returns the plan; with a mismatch it returns ErrTopicMismatch and
+// creates or changes nothing.
 func (t *Topology) EnsureTopics(k Kafka, opts TopicOptions) ([]TopicPlan, error) {
 	if err := k.validate(); err != nil {
 		return nil, err
@@ -73,6 +88,16 @@ func (t *Topology) EnsureTopics(k Kafka, opts TopicOptions) ([]TopicPlan, error)
 		return plan, nil
 	}
 	for _, p := range plan {
+		if p.Action == "update" {
+			v := p.Config["max.message.bytes"]
+			err := admin.IncrementalAlterConfig(sarama.TopicResource, p.Name, map[string]sarama.IncrementalAlterConfigsEntry{
+				"max.message.bytes": {Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &v},
+			}, false)
+			if err != nil {
+				return plan, fmt.Errorf("topology: raise max.message.bytes of topic %q: %w", p.Name, err)
+			}
+			continue
+		}
 		if p.Action != "create" {
 			continue
 		}
@@ -122,16 +147,22 @@ func (t *Topology) plan(k Kafka, opts TopicOptions, existing map[string]sarama.T
 	if opts.DeadLetterRetention == 0 {
 		opts.DeadLetterRetention = 30 * 24 * time.Hour
 	}
+	if opts.DeadLetterRetentionBytes == 0 {
+		opts.DeadLetterRetentionBytes = DefaultDeadLetterRetentionBytes
+	}
 	var plan []TopicPlan
 	for _, name := range t.Topics() {
 		d := t.topics[name]
-		p := TopicPlan{Name: name, Partitions: d.partitions, Replication: k.replication(), Config: map[string]string{}}
+		p := TopicPlan{Name: name, Partitions: d.partitions, Replication: k.replication(), Config: map[string]string{
+			"max.message.bytes": strconv.Itoa(TopicMaxMessageBytes),
+		}}
 		switch {
 		case d.kind == kindTable:
 			p.Config["cleanup.policy"] = "compact"
 		case d.deadLetter:
 			p.Config["cleanup.policy"] = "delete"
 			p.Config["retention.ms"] = strconv.FormatInt(opts.DeadLetterRetention.Milliseconds(), 10)
+			p.Config["retention.bytes"] = strconv.FormatInt(opts.DeadLetterRetentionBytes, 10)
 		default:
 			p.Config["cleanup.policy"] = "delete"
 			p.Config["retention.ms"] = strconv.FormatInt(opts.StreamRetention.Milliseconds(), 10)
@@ -141,6 +172,15 @@ func (t *Topology) plan(k Kafka, opts TopicOptions, existing map[string]sarama.T
 			if ex.NumPartitions != d.partitions {
 				p.Action = "mismatch"
 				p.Detail = fmt.Sprintf("has %d partitions, declared %d", ex.NumPartitions, d.partitions)
+			} else if cur := ex.ConfigEntries["max.message.bytes"]; cur == nil || atoi(*cur) < TopicMaxMessageBytes {
+				// A topic created before the limit was raised would
+				// refuse the largest package for ever.
+				p.Action = "update"
+				from := "the broker's default"
+				if cur != nil {
+					from = *cur
+				}
+				p.Detail = fmt.Sprintf("max.message.bytes from %s to %d", from, TopicMaxMessageBytes)
 			}
 		} else {
 			p.Action = "create"
@@ -148,6 +188,12 @@ func (t *Topology) plan(k Kafka, opts TopicOptions, existing map[string]sarama.T
 		plan = append(plan, p)
 	}
 	return plan
+}
+
+// atoi reads a topic setting, 0 when it is not a number.
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 // WritePlan prints a topic plan, one line per topic.

@@ -3,6 +3,7 @@ package topology_test
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -45,6 +46,20 @@ func TestEnsureTopics(t *testing.T) {
 	if d := topics["numbers"]; d.NumPartitions != 4 {
 		t.Errorf("numbers = %+v", d)
 	}
+	// Every topic holds the largest record; the dead-letter topic's size
+	// is capped.
+	for name, d := range topics {
+		if v := d.ConfigEntries["max.message.bytes"]; v == nil || *v != strconv.Itoa(topology.TopicMaxMessageBytes) {
+			t.Errorf("%s: max.message.bytes = %v, want %d", name, v, topology.TopicMaxMessageBytes)
+		}
+	}
+	dlq := topics[c.t.DeadLetterTopic()]
+	if v := dlq.ConfigEntries["retention.bytes"]; v == nil || *v != strconv.Itoa(topology.DefaultDeadLetterRetentionBytes) {
+		t.Errorf("%s: retention.bytes = %v", c.t.DeadLetterTopic(), v)
+	}
+	if v := topics["numbers"].ConfigEntries["retention.bytes"]; v != nil && *v != "-1" {
+		t.Errorf("numbers: retention.bytes = %s, want none", *v)
+	}
 	// Idempotent.
 	plan, err = c.t.EnsureTopics(k, topology.TopicOptions{})
 	if err != nil {
@@ -64,5 +79,69 @@ func TestEnsureTopics(t *testing.T) {
 		t.Fatalf("mismatch: %v", err)
 	} else if !strings.Contains(err.Error(), "numbers: has 4 partitions, declared 6") {
 		t.Errorf("mismatch error does not name the topic: %v", err)
+	}
+}
+
+// The dead-letter topic's byte retention is configurable, -1 for no cap.
+func TestDeadLetterRetentionBytes(t *testing.T) {
+	k := topology.Kafka{Brokers: startBroker(t)}
+	c := newCounter(2)
+	for _, n := range []int64{5 << 20, -1} {
+		plan, err := c.t.EnsureTopics(k, topology.TopicOptions{DryRun: true, DeadLetterRetentionBytes: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, p := range plan {
+			if p.Name == c.t.DeadLetterTopic() {
+				found = true
+				if got := p.Config["retention.bytes"]; got != strconv.FormatInt(n, 10) {
+					t.Errorf("retention.bytes = %q, want %d", got, n)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("no dead-letter topic in the plan %+v", plan)
+		}
+	}
+}
+
+// A topic created before the record limit was raised (Kafka's default
+// max.message.bytes) has its limit raised; the plan says so once.
+func TestEnsureTopicsRaisesMaxMessageBytes(t *testing.T) {
+	k := topology.Kafka{Brokers: startBroker(t)}
+	c := newCounter(4)
+	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.CreateTopic("numbers", &sarama.TopicDetail{NumPartitions: 4, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	action := func(plan []topology.TopicPlan) string {
+		for _, p := range plan {
+			if p.Name == "numbers" {
+				return p.Action
+			}
+		}
+		return ""
+	}
+	plan, err := c.t.EnsureTopics(k, topology.TopicOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := action(plan); a != "update" {
+		t.Errorf("numbers: action %q, want update", a)
+	}
+	topics, err := admin.ListTopics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := topics["numbers"].ConfigEntries["max.message.bytes"]; v == nil || *v != strconv.Itoa(topology.TopicMaxMessageBytes) {
+		t.Errorf("numbers: max.message.bytes = %v after the update", v)
+	}
+	if plan, err = c.t.EnsureTopics(k, topology.TopicOptions{}); err != nil || action(plan) != "exists" {
+		t.Errorf("second run: %q, %v; want exists", action(plan), err)
 	}
 }

@@ -84,6 +84,20 @@ func (p *pipelineFlags) config() processors.Config {
 	return processors.Config{Prefix: p.prefix, Partitions: int32(p.partitions), DedupeWindow: p.dedupeWindow}
 }
 
+// topicFlags are the settings of the topics a process creates.
+type topicFlags struct {
+	dlqRetentionBytes int64
+}
+
+func (t *topicFlags) register(fs *flag.FlagSet) {
+	fs.Int64Var(&t.dlqRetentionBytes, "dlq-retention-bytes", int64(envInt("WATERSHED_DLQ_RETENTION_BYTES", topology.DefaultDeadLetterRetentionBytes)),
+		"retention.bytes of the dead-letter topic when it is created: bytes kept per partition before the oldest dead letters are deleted; -1 for no cap (env WATERSHED_DLQ_RETENTION_BYTES)")
+}
+
+func (t *topicFlags) options() topology.TopicOptions {
+	return topology.TopicOptions{DeadLetterRetentionBytes: t.dlqRetentionBytes}
+}
+
 // kafkaFlags are the flags to reach an external Kafka cluster.
 type kafkaFlags struct {
 	brokers     string

@@ -34,10 +34,12 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	recoverAhead := fs.Bool("recover-ahead", false, "recover newly assigned table partitions before the rebalance completes")
 	tableKind := fs.String("table-storage", envOr("WATERSHED_TABLE_STORAGE", tablestore.DefaultKind), tableStorageUsage+" (env WATERSHED_TABLE_STORAGE)")
 	var pf pipelineFlags
+	var tf topicFlags
 	var kf kafkaFlags
 	var cf cassandraFlags
 	var ff fuseFlag
 	pf.register(fs)
+	tf.register(fs)
 	ff.register(fs, true)
 	kf.register(fs)
 	cf.register(fs)
@@ -95,7 +97,7 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
 		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Metrics: metrics,
 		Registerer: reg, Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
-		TableStorage: ts,
+		TableStorage: ts, Topics: tf.options(),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)

@@ -17,9 +17,11 @@ func runTopology(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 	plan := fs.Bool("plan", false, "print the topic plan against --brokers (a dry run: nothing is created)")
 	create := fs.Bool("create", false, "create the missing topics on --brokers and print the plan (processes also do this when they start)")
 	var pf pipelineFlags
+	var tf topicFlags
 	var kf kafkaFlags
 	var ff fuseFlag
 	pf.register(fs)
+	tf.register(fs)
 	ff.register(fs, true)
 	kf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
@@ -42,7 +44,9 @@ func runTopology(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 			fmt.Fprintf(stderr, "watershed topology: %v\n", err)
 			return 2
 		}
-		steps, err := p.Topology.EnsureTopics(k, topology.TopicOptions{DryRun: !*create})
+		opts := tf.options()
+		opts.DryRun = !*create
+		steps, err := p.Topology.EnsureTopics(k, opts)
 		if werr := topology.WritePlan(stdout, steps); werr != nil && err == nil {
 			err = werr
 		}

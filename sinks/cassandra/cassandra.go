@@ -40,9 +40,13 @@
 //
 // # Errors
 //
-// Errors that may pass by themselves wrap sinks.ErrUnavailable: time-outs,
-// unavailable replicas, overload, no hosts reachable, connection errors,
-// and a done context (which also wraps the context's error). Permanent
+// Errors that say the cluster cannot take the write now wrap
+// sinks.ErrUnavailable, an outage for the sink whatever Ping answers:
+// unavailable replicas (a node of a replicated keyspace down), time-outs,
+// overload, no hosts reachable, connection errors, and a done context
+// (which also wraps the context's error). A write the cluster answered and
+// failed (a server error, a replica's write failure) wraps
+// sinks.ErrWriteFailed (see Classify). Permanent
 // errors do not: an invalid query, a syntax error, missing rights or bad
 // credentials, a value that does not marshal, a message time after
 // MaxTimeMs, a closed store (see Permanent).

@@ -83,8 +83,8 @@ func classifyConnect(err error) error {
 // invalid query, a syntax error, missing rights or credentials, a value
 // that does not marshal, a closed store or session, a message time out of
 // range. Everything else (time-outs, unavailable replicas, overload, no
-// hosts, connection errors, and errors not known to be permanent) may
-// pass by itself.
+// hosts, connection errors, server errors, and errors not known to be
+// permanent) may pass by itself; see Classify.
 func Permanent(err error) bool {
 	if err == nil {
 		return false
@@ -114,13 +114,58 @@ func Permanent(err error) bool {
 	return false
 }
 
-// Classify wraps sinks.ErrUnavailable around err unless it is Permanent. A
-// context error is transient too: the rows are not at fault.
+// Classify sorts err for the sink. Permanent errors are returned
+// unchanged. A write the cluster answered and failed (a server error, a
+// replica's write or read failure, which may be the rows' own doing) wraps
+// sinks.ErrWriteFailed. Everything else wraps sinks.ErrUnavailable, an
+// outage whatever a ping answers: too few replicas alive for the
+// consistency (gocql.RequestErrUnavailable), write and read time-outs,
+// overload, bootstrapping, no host reachable, connection errors, a done
+// context, and errors not known to be anything else.
 func Classify(err error) error {
-	if err == nil || Permanent(err) || errors.Is(err, sinks.ErrUnavailable) {
+	if err == nil || Permanent(err) || errors.Is(err, sinks.ErrUnavailable) || errors.Is(err, sinks.ErrWriteFailed) {
 		return err
 	}
+	if !outage(err) && writeFailed(err) {
+		return fmt.Errorf("%w: %w", sinks.ErrWriteFailed, err)
+	}
 	return fmt.Errorf("%w: %w", sinks.ErrUnavailable, err)
+}
+
+// outage reports whether err is one of gocql's answers that the cluster
+// cannot serve the request now, by type (a type's code is only set on
+// errors the driver parsed).
+func outage(err error) bool {
+	var (
+		unavailable  *gocql.RequestErrUnavailable
+		writeTimeout *gocql.RequestErrWriteTimeout
+		readTimeout  *gocql.RequestErrReadTimeout
+		overloaded   *gocql.RequestErrOverloaded
+		bootstrap    *gocql.RequestErrBootstrapping
+	)
+	return errors.As(err, &unavailable) || errors.As(err, &writeTimeout) || errors.As(err, &readTimeout) ||
+		errors.As(err, &overloaded) || errors.As(err, &bootstrap)
+}
+
+// writeFailed reports whether err is the cluster's answer that it tried
+// the request and failed it: a server error, a replica's write or read
+// failure.
+func writeFailed(err error) bool {
+	var (
+		wf *gocql.RequestErrWriteFailure
+		rf *gocql.RequestErrReadFailure
+		re gocql.RequestError
+	)
+	if errors.As(err, &wf) || errors.As(err, &rf) {
+		return true
+	}
+	if errors.As(err, &re) {
+		switch re.Code() {
+		case gocql.ErrCodeServer, gocql.ErrCodeWriteFailure, gocql.ErrCodeReadFailure:
+			return true
+		}
+	}
+	return false
 }
 
 // ParseConsistency parses a consistency level by its CQL name, in any case

@@ -68,14 +68,16 @@ func (e requestError) Message() string { return fmt.Sprintf("code %#x", e.code) 
 func (e requestError) Error() string   { return e.Message() }
 
 func TestClassify(t *testing.T) {
-	transient := []error{
-		&gocql.RequestErrUnavailable{},
-		&gocql.RequestErrWriteTimeout{},
+	// An outage: the cluster cannot take the write now, whatever the rows.
+	// gocql's own error types, as the driver returns them (pointers).
+	outages := []error{
+		&gocql.RequestErrUnavailable{Consistency: gocql.LocalQuorum, Required: 2, Alive: 1},
+		&gocql.RequestErrWriteTimeout{Consistency: gocql.LocalQuorum, Received: 1, BlockFor: 2, WriteType: "UNLOGGED_BATCH"},
 		&gocql.RequestErrReadTimeout{},
+		&gocql.RequestErrOverloaded{},
+		&gocql.RequestErrBootstrapping{},
 		requestError{gocql.ErrCodeOverloaded},
 		requestError{gocql.ErrCodeBootstrapping},
-		requestError{gocql.ErrCodeServer},
-		requestError{gocql.ErrCodeWriteFailure},
 		gocql.ErrNoConnections,
 		gocql.ErrConnectionClosed,
 		gocql.ErrTimeoutNoResponse,
@@ -85,6 +87,16 @@ func TestClassify(t *testing.T) {
 		context.DeadlineExceeded,
 		context.Canceled,
 		fmt.Errorf("wrapped: %w", gocql.ErrNoConnections),
+		fmt.Errorf("batch 2: %w", &gocql.RequestErrUnavailable{Consistency: gocql.LocalQuorum, Required: 2, Alive: 1}),
+	}
+	// The cluster answered and failed the write: may pass, may be the
+	// rows' own doing.
+	failed := []error{
+		&gocql.RequestErrWriteFailure{Consistency: gocql.LocalQuorum, Received: 1, BlockFor: 2, NumFailures: 1},
+		&gocql.RequestErrReadFailure{},
+		requestError{gocql.ErrCodeServer},
+		requestError{gocql.ErrCodeWriteFailure},
+		fmt.Errorf("wrapped: %w", requestError{gocql.ErrCodeServer}),
 	}
 	permanent := []error{
 		requestError{gocql.ErrCodeSyntax},
@@ -99,19 +111,27 @@ func TestClassify(t *testing.T) {
 		fmt.Errorf("reading 3: %w", ErrTimeRange),
 		fmt.Errorf("wrapped: %w", requestError{gocql.ErrCodeInvalid}),
 	}
-	for _, err := range transient {
+	for _, err := range outages {
 		if Permanent(err) {
 			t.Errorf("Permanent(%T %v) = true", err, err)
 		}
-		if c := Classify(err); !errors.Is(c, sinks.ErrUnavailable) || !errors.Is(c, err) {
-			t.Errorf("Classify(%T %v) = %v, want it wrapped in sinks.ErrUnavailable", err, err, c)
+		if c := Classify(err); !errors.Is(c, sinks.ErrUnavailable) || errors.Is(c, sinks.ErrWriteFailed) || !errors.Is(c, err) {
+			t.Errorf("Classify(%T %v) = %v, want it wrapped in sinks.ErrUnavailable only", err, err, c)
+		}
+	}
+	for _, err := range failed {
+		if Permanent(err) {
+			t.Errorf("Permanent(%T %v) = true", err, err)
+		}
+		if c := Classify(err); !errors.Is(c, sinks.ErrWriteFailed) || errors.Is(c, sinks.ErrUnavailable) || !errors.Is(c, err) {
+			t.Errorf("Classify(%T %v) = %v, want it wrapped in sinks.ErrWriteFailed only", err, err, c)
 		}
 	}
 	for _, err := range permanent {
 		if !Permanent(err) {
 			t.Errorf("Permanent(%T %v) = false", err, err)
 		}
-		if c := Classify(err); errors.Is(c, sinks.ErrUnavailable) || !errors.Is(c, err) {
+		if c := Classify(err); errors.Is(c, sinks.ErrUnavailable) || errors.Is(c, sinks.ErrWriteFailed) || !errors.Is(c, err) {
 			t.Errorf("Classify(%T %v) = %v, want it unchanged", err, err, c)
 		}
 	}
@@ -119,9 +139,11 @@ func TestClassify(t *testing.T) {
 		t.Error("Classify(nil) != nil")
 	}
 	// Classifying twice does not wrap twice.
-	once := Classify(io.EOF)
-	if Classify(once) != once {
-		t.Error("Classify wraps an already transient error again")
+	for _, err := range []error{io.EOF, requestError{gocql.ErrCodeServer}} {
+		once := Classify(err)
+		if Classify(once) != once {
+			t.Errorf("Classify wraps an already classified %v again", once)
+		}
 	}
 }
 

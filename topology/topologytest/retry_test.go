@@ -19,6 +19,8 @@ type flaky struct {
 	failures map[string]int
 	calls    map[string]int
 	down     int // probe answers "down" this many more times
+	// outage marks the failures of values in it as topology.Outage.
+	outage map[string]bool
 }
 
 func (f *flaky) handle(v string) error {
@@ -31,6 +33,9 @@ func (f *flaky) handle(v string) error {
 	}
 	if n > 0 {
 		f.failures[v] = n - 1
+	}
+	if f.outage[v] {
+		return topology.Outage(errors.New("store unavailable: 1 of 2 replicas alive"))
 	}
 	return topology.Transient(errors.New("store timed out on " + v))
 }
@@ -133,6 +138,46 @@ func TestOutagePausesInPlace(t *testing.T) {
 	}
 	if dl := d.DeadLetters(); len(dl) != 0 {
 		t.Fatalf("an outage dead-lettered: %+v", dl)
+	}
+}
+
+// An error marked Outage is an outage whatever the probe answers (it
+// always answers here): the record waits in place far past its attempts,
+// never enters a retry topic and is never dead-lettered.
+func TestOutageErrorPausesWhileProbeAnswers(t *testing.T) {
+	f := &flaky{failures: map[string]int{"x": 12}, calls: map[string]int{}, outage: map[string]bool{"x": true}}
+	topo, in, out := retryTopology(f, topology.RetryPolicy{InPlace: 2, Delays: fast, MaxAttempts: 3, Probe: f.probe})
+	d := topologytest.New(t, topo)
+	topologytest.Send(d, in, "a", "x")
+	topologytest.Send(d, in, "a", "y")
+	got := topologytest.Read(d, out)
+	if len(got) != 2 || got[0].Value != "x" || got[1].Value != "y" {
+		t.Fatalf("outputs = %+v, want x then y", got)
+	}
+	if dl := d.DeadLetters(); len(dl) != 0 {
+		t.Fatalf("an outage dead-lettered: %+v", dl)
+	}
+	if f.calls["x"] != 13 {
+		t.Errorf("x handled %d times, want 13 (all in place)", f.calls["x"])
+	}
+}
+
+// A record already in a retry topic that meets an outage waits there too,
+// past its attempts, instead of being dead-lettered.
+func TestOutageErrorPausesRetriedRecord(t *testing.T) {
+	f := &flaky{failures: map[string]int{"x": 8}, calls: map[string]int{}, outage: map[string]bool{"x": true}}
+	topo, _, out := retryTopology(f, topology.RetryPolicy{InPlace: 2, Delays: fast, MaxAttempts: 3, Probe: f.probe})
+	d := topologytest.New(t, topo)
+	d.SendRaw("store-retry-1", "a", []byte("x"), topology.Header{Key: topology.HeaderRetryOrigin, Value: []byte("in")},
+		topologytest.Header(topology.HeaderAttempts, 2))
+	if got := topologytest.Read(d, out); len(got) != 1 || got[0].Value != "x" {
+		t.Fatalf("outputs = %+v", got)
+	}
+	if dl := d.DeadLetters(); len(dl) != 0 {
+		t.Fatalf("an outage dead-lettered: %+v", dl)
+	}
+	if f.calls["x"] != 9 {
+		t.Errorf("x handled %d times, want 9 (all in the companion, in place)", f.calls["x"])
 	}
 }
 

@@ -1,0 +1,62 @@
+package topology
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/watershed-io/watershed/codecs/records"
+)
+
+// HeaderValueTruncated marks a dead-letter envelope whose value was cut to
+// fit the dead-letter topic: it is added to the headers the envelope keeps,
+// with the original value's length in decimal. Such a value is not the
+// original record's and must not be replayed as it.
+const HeaderValueTruncated = "watershed-value-truncated"
+
+// maxCutError bounds the error text of an envelope that is cut to fit.
+const maxCutError = 4 << 10
+
+// maxCutKey bounds the key kept in an envelope whose headers and key alone
+// do not fit.
+const maxCutKey = 1 << 10
+
+// encodeEnvelope encodes e in at most limit bytes. An envelope that does
+// not fit is cut down: its error text to 4 KiB, then its value to what is
+// left, marked with HeaderValueTruncated; if the key and headers alone do
+// not fit, only the marker is kept of the headers and 1 KiB of the key.
+// Stage, reason, topic, partition, offset, times and attempts are always
+// kept, so the dead letter still says what failed, where and why. It
+// reports whether e was cut.
+func encodeEnvelope(e records.Envelope, limit int) ([]byte, bool, error) {
+	b := records.AppendEnvelope(nil, e)
+	if len(b) <= limit {
+		return b, false, nil
+	}
+	value := e.Value
+	if len(e.Error) > maxCutError {
+		e.Error = strings.ToValidUTF8(e.Error[:maxCutError], "") + " [cut]"
+	}
+	marker := records.Header{Key: HeaderValueTruncated, Value: []byte(strconv.Itoa(len(value)))}
+	e.Headers = append(slices.Clone(e.Headers), marker)
+	room := func() int {
+		e.Value = nil
+		// The value's length prefix grows from one byte to at most
+		// MaxVarintLen64.
+		return limit - len(records.AppendEnvelope(nil, e)) - binary.MaxVarintLen64
+	}
+	n := room()
+	if n < 0 {
+		e.Headers = []records.Header{marker}
+		e.Key = e.Key[:min(len(e.Key), maxCutKey)]
+		if n = room(); n < 0 {
+			return nil, false, fmt.Errorf("topology: a dead-letter envelope does not fit in %d bytes even without its value", limit)
+		}
+	}
+	if value != nil {
+		e.Value = value[:min(n, len(value))]
+	}
+	return records.AppendEnvelope(nil, e), true, nil
+}
