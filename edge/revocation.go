@@ -28,9 +28,10 @@ const revokedAll = math.MaxUint32 + 1
 type revocations struct {
 	path string
 	m    atomic.Pointer[map[uint64]uint64]
-	// mu orders reloads; stamp is the file's last loaded size and time.
-	mu    sync.Mutex
-	stamp string
+	// mu orders reloads; stamp is the file's last loaded size and time,
+	// pending a changed one seen once, loaded when it is seen again.
+	mu             sync.Mutex
+	stamp, pending string
 }
 
 // minGeneration returns the lowest generation of deviceID's tokens that is
@@ -90,9 +91,11 @@ func newRevocations(path string) (*revocations, error) {
 	return r, nil
 }
 
-// reload reads the file again when force is set or its size or
-// modification time changed; it reports whether it loaded. On error the
-// entries loaded before stay in force.
+// reload reads the file again when force is set, or when its size and
+// modification time changed and then stayed the same for one check, so
+// that a file caught while being rewritten in place (truncated, say) is not
+// loaded. It reports whether it loaded. On error the entries loaded before
+// stay in force.
 func (r *revocations) reload(force bool) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -101,7 +104,8 @@ func (r *revocations) reload(force bool) (bool, error) {
 		return false, fmt.Errorf("edge: revocation file: %w", err)
 	}
 	stamp := fmt.Sprintf("%d/%d", fi.Size(), fi.ModTime().UnixNano())
-	if !force && stamp == r.stamp {
+	if !force && (stamp == r.stamp || stamp != r.pending) {
+		r.pending = stamp
 		return false, nil
 	}
 	b, err := os.ReadFile(r.path)

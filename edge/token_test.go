@@ -24,19 +24,25 @@ func bearerV2(t *testing.T, secret []byte, id uint64, expires time.Time, gen uin
 func writeRevocations(t *testing.T, f *fixture, path, content string) {
 	t.Helper()
 	before := metric(t, f.reg, "watershed_edge_revocation_reloads_total", "result", "ok")
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, path, content)
 	deadline := time.Now().Add(10 * time.Second)
 	for metric(t, f.reg, "watershed_edge_revocation_reloads_total", "result", "ok") == before {
 		if time.Now().After(deadline) {
 			t.Fatal("the edge did not reload the changed revocation file")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// replaceFile replaces the file at path whole, as docs/security.md advises.
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -109,16 +115,12 @@ func TestTokenV2(t *testing.T) {
 	expect("un-revoked", valid, http.StatusAccepted, "")
 
 	// A file that does not parse keeps the entries in force.
-	if err := os.WriteFile(revPath, []byte("4242\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, revPath, "4242\n")
 	if err := f.edge.ReloadRevocations(); err != nil { // as on SIGHUP
 		t.Fatal(err)
 	}
 	expect("revoked on SIGHUP", valid, http.StatusUnauthorized, reasonRevokedToken)
-	if err := os.WriteFile(revPath, []byte("4242 not-a-generation\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, revPath, "4242 not-a-generation\n")
 	if err := f.edge.ReloadRevocations(); err == nil {
 		t.Error("a malformed revocation file was loaded")
 	}
@@ -175,5 +177,37 @@ func TestTokenV2RefusesExpiriesItCannotHold(t *testing.T) {
 		if _, err := TokenV2(testSecret, 1, exp, 0); err == nil {
 			t.Errorf("expiry %v accepted", exp)
 		}
+	}
+}
+
+// A changed revocation file is loaded by the watcher only once it stayed
+// the same for one check: one caught while rewritten in place (truncated)
+// is not loaded. A forced reload (SIGHUP) loads at once.
+func TestChangedRevocationFileLoadsOnceSettled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "revoked")
+	replaceFile(t, path, "5\n")
+	r, err := newRevocations(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 0); err != nil { // the first step of an in-place rewrite
+		t.Fatal(err)
+	}
+	if loaded, err := r.reload(false); loaded || err != nil {
+		t.Fatalf("first check of a changed file: loaded %v, %v; want it pending", loaded, err)
+	}
+	if r.minGeneration(5) != revokedAll {
+		t.Fatal("device 5 un-revoked by a file caught mid-rewrite")
+	}
+	replaceFile(t, path, "5\n6 2\n")
+	if loaded, _ := r.reload(false); loaded {
+		t.Fatal("loaded on its first sight")
+	}
+	if loaded, err := r.reload(false); !loaded || err != nil || r.minGeneration(6) != 2 {
+		t.Fatalf("second check of a settled file: loaded %v, %v, device 6 at %d", loaded, err, r.minGeneration(6))
+	}
+	replaceFile(t, path, "")
+	if loaded, err := r.reload(true); !loaded || err != nil || r.minGeneration(5) != 0 {
+		t.Fatalf("forced reload: loaded %v, %v, device 5 at %d", loaded, err, r.minGeneration(5))
 	}
 }
