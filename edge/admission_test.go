@@ -54,14 +54,23 @@ func servedFixture(t *testing.T, f *fixture, opts serve.Options) *serve.Server {
 // attackRequest is the start of an unauthenticated request that announces
 // a body of length bytes (1048612, the largest package, in issue 16) and
 // then sends nothing.
-func attackRequest(length int) string {
-	return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer x\r\nContent-Length: %d\r\n\r\n", Path, length)
+func attackRequest(length int) string { return attackRequestWith(length, "") }
+
+// attackRequestWith is attackRequest with extra header lines.
+func attackRequestWith(length int, extra string) string {
+	return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer x\r\nContent-Length: %d\r\n%s\r\n", Path, length, extra)
 }
 
 // holdAttack opens n connections from the given loopback hosts that each
 // send attackRequest(length) and keep silent; they are closed when the
 // test ends.
 func holdAttack(t *testing.T, addr string, n, length int, hosts []byte) []net.Conn {
+	t.Helper()
+	return holdAttackWith(t, addr, n, attackRequest(length), hosts)
+}
+
+// holdAttackWith is holdAttack with the request start req.
+func holdAttackWith(t *testing.T, addr string, n int, req string, hosts []byte) []net.Conn {
 	t.Helper()
 	conns := make([]net.Conn, 0, n)
 	for i := range n {
@@ -70,7 +79,7 @@ func holdAttack(t *testing.T, addr string, n, length int, hosts []byte) []net.Co
 			t.Fatalf("attacker %d: %v", i, err)
 		}
 		t.Cleanup(func() { c.Close() })
-		if _, err := io.WriteString(c, attackRequest(length)); err != nil {
+		if _, err := io.WriteString(c, req); err != nil {
 			t.Fatalf("attacker %d: %v", i, err)
 		}
 		conns = append(conns, c)
@@ -382,5 +391,40 @@ func nothingWrittenBut(t *testing.T, f *fixture, n int64) {
 	t.Helper()
 	if got := topicSize(t, f.kafka, testRaw); got != n {
 		t.Errorf("raw topic holds %d records, want %d", got, n)
+	}
+}
+
+// Behind a trusted proxy, the per-client caps count the client named by
+// X-Forwarded-For, and the proxy's own connections are not capped.
+func TestTrustedProxyCarriesManyClients(t *testing.T) {
+	proxy := []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	f := newFixture(t, func(o *Options) { o.MaxUnauthenticatedPerClient = 2; o.TrustedProxies = proxy }, nil)
+	srv := servedFixture(t, f, serve.Options{Registerer: prometheus.NewRegistry(), MaxConnsPerClient: 1, TrustedProxies: proxy})
+	// Two idle requests of one client through the proxy, on two of the
+	// proxy's connections (over MaxConnsPerClient: the proxy is exempt).
+	holdAttackWith(t, srv.Addr(), 2, attackRequestWith(MaxPackageBytes, "X-Forwarded-For: 203.0.113.5\r\n"), []byte{2})
+	waitUnauthenticated(t, f, 2)
+	post := func(client string) int {
+		t.Helper()
+		c := &http.Client{Transport: &http.Transport{DialContext: loopbackDialer(2).DialContext}}
+		defer c.CloseIdleConnections()
+		req, err := http.NewRequest(http.MethodPost, srv.URL()+Path, bytes.NewReader(testPackage(t, 9, false)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", bearerFor(testSecret, 9))
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("203.0.113.5"); code != http.StatusTooManyRequests {
+		t.Errorf("a third request of the capped client: %d, want 429", code)
+	}
+	if code := post("203.0.113.6"); code != http.StatusAccepted {
+		t.Errorf("another client through the same proxy: %d, want 202", code)
 	}
 }
