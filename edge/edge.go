@@ -547,19 +547,19 @@ func (e *Edge) readBody(body io.Reader, prefix []byte, size int64, known bool) (
 	buf := append(make([]byte, 0, size), prefix...)
 	for {
 		if len(buf) == cap(buf) {
-			if known || cap(buf) >= MaxPackageBytes {
-				// Expect the end: net/http ends a body at its
-				// Content-Length, and MaxBytesReader fails past its limit.
-				var probe [1]byte
-				n, err := body.Read(probe[:])
-				switch {
-				case n == 0 && err == io.EOF:
-					return buf, held, nil
-				case n > 0 || isMaxBytes(err):
-					return nil, held, errTooLarge
-				case err != nil:
-					return nil, held, fmt.Errorf("edge: read body: %w", err)
-				}
+			// Expect the end (net/http ends a body at its Content-Length,
+			// a chunked body usually ends at the length its header
+			// declares); grow only when more comes.
+			var probe [1]byte
+			n, err := body.Read(probe[:])
+			switch {
+			case n == 0 && err == io.EOF:
+				return buf, held, nil
+			case isMaxBytes(err) || n > 0 && (known || cap(buf) >= MaxPackageBytes):
+				return nil, held, errTooLarge
+			case n == 0 && err != nil:
+				return nil, held, fmt.Errorf("edge: read body: %w", err)
+			case n == 0:
 				continue
 			}
 			grow := max(int64(cap(buf)), readStep)
@@ -570,7 +570,13 @@ func (e *Edge) readBody(body io.Reader, prefix []byte, size int64, known bool) (
 			held += grow
 			nb := make([]byte, len(buf), int64(cap(buf))+grow)
 			copy(nb, buf)
-			buf = nb
+			buf = append(nb, probe[0])
+			switch {
+			case err == io.EOF:
+				return buf, held, nil
+			case err != nil:
+				return nil, held, fmt.Errorf("edge: read body: %w", err)
+			}
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
