@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/topology"
 )
 
@@ -37,6 +39,21 @@ const (
 	// DefaultMaxRateLimitedDevices bounds the devices the per-device rate
 	// limiter tracks at once: about 64 MiB at 64 bytes a device.
 	DefaultMaxRateLimitedDevices = 1 << 20
+	// DefaultMaxDeviceInFlight is how many packages one device may have in
+	// flight at once: a device sends one at a time, and one more while a
+	// lost answer's request is still being served.
+	DefaultMaxDeviceInFlight = 2
+	// DefaultMaxUnauthenticatedPerClient bounds one client address's
+	// requests that have not yet authenticated. Generous, since many
+	// devices may share one carrier-grade NAT address.
+	DefaultMaxUnauthenticatedPerClient = 32
+	// DefaultBodyTimeout is the base of a request's read deadline: the
+	// package header must arrive within it, and the body within it plus
+	// the body's length at MinBodyRate.
+	DefaultBodyTimeout = 5 * time.Second
+	// DefaultMinBodyRate is the slowest body transfer, in bytes a second,
+	// that the read deadline allows (128 kbit/s, a poor cellular uplink).
+	DefaultMinBodyRate = 16 << 10
 )
 
 // MaxPackageBytes is the largest legal package: a version 2 header and a
@@ -75,6 +92,17 @@ type Options struct {
 	// PreviousSecret, when set, is also accepted, so that the secret can be
 	// rotated without rejecting devices that still hold old tokens.
 	PreviousSecret []byte
+	// RefuseV1Tokens refuses version 1 tokens (Token), which never expire;
+	// version 2 tokens (TokenV2) are always accepted. Accepted version 1
+	// tokens are counted in watershed_edge_v1_tokens_total, so that an
+	// operator sees when the fleet has moved.
+	RefuseV1Tokens bool
+	// RevocationFile, when set, lists revoked devices (see
+	// parseRevocations' format in docs/security.md); it must exist. It is
+	// read again when it changes (checked every RevocationCheckInterval,
+	// DefaultRevocationCheckInterval) and on ReloadRevocations.
+	RevocationFile          string
+	RevocationCheckInterval time.Duration
 	// EdgeID names this replica in the HeaderEdgeID header, at most 255
 	// bytes (the host name).
 	EdgeID string
@@ -104,6 +132,31 @@ type Options struct {
 	// device's bucket is dropped, which gives it a fresh burst. Set it
 	// above the fleet's size.
 	MaxRateLimitedDevices int
+	// DeviceByteRate is the sustained package bytes per second each
+	// device may send; 0 turns the byte limit off. Requests over it are
+	// answered 429 with a Retry-After from the device's byte bucket.
+	DeviceByteRate float64
+	// DeviceByteBurst is the size of a device's byte bucket; at least
+	// MaxPackageBytes when DeviceByteRate is set, so that every legal
+	// package can be sent.
+	DeviceByteBurst int64
+	// MaxDeviceInFlight bounds the packages of one device handled at once
+	// (DefaultMaxDeviceInFlight); more are answered 429 rate_limited.
+	MaxDeviceInFlight int
+	// MaxUnauthenticatedPerClient bounds the requests of one client
+	// address (an IPv6 client's /64) that have not authenticated yet
+	// (DefaultMaxUnauthenticatedPerClient); more are answered 429 at once.
+	MaxUnauthenticatedPerClient int
+	// TrustedProxies are the peers whose Forwarded or X-Forwarded-For
+	// headers name the client address; without them no header is
+	// believed.
+	TrustedProxies []netip.Prefix
+	// BodyTimeout and MinBodyRate set each request's read deadline: the
+	// package header within BodyTimeout of the handler's start, and the
+	// rest within BodyTimeout plus its length at MinBodyRate bytes a
+	// second (DefaultBodyTimeout, DefaultMinBodyRate).
+	BodyTimeout time.Duration
+	MinBodyRate int64
 	// Registerer receives the edge's metrics; nil keeps them unregistered.
 	// The global registry is never used unless passed here.
 	Registerer prometheus.Registerer
@@ -123,8 +176,18 @@ type Edge struct {
 	producer   sarama.AsyncProducer
 	budget     *budget
 	limiter    *limiter // nil without a per-device rate limit
-	metrics    *metrics
-	log        *slog.Logger
+	// unauthenticated counts the requests of each client address that
+	// have not authenticated yet; deviceInFlight the packages of each
+	// device being handled.
+	unauthenticated *serve.Counter[netip.Addr]
+	deviceInFlight  *serve.Counter[uint64]
+	metrics         *metrics
+	// revocations is nil without a revocation file; stopWatch ends its
+	// watcher.
+	revocations *revocations
+	stopWatch   context.CancelFunc
+	watching    sync.WaitGroup
+	log         *slog.Logger
 
 	// mu guards closed and orders Close after every send to the
 	// producer's input: handlers hold it for reading while they send.
@@ -197,6 +260,36 @@ func New(opts Options) (*Edge, error) {
 	if opts.MaxRateLimitedDevices < 0 {
 		return nil, fmt.Errorf("edge: negative MaxRateLimitedDevices %d", opts.MaxRateLimitedDevices)
 	}
+	if opts.DeviceByteRate < 0 || math.IsNaN(opts.DeviceByteRate) || math.IsInf(opts.DeviceByteRate, 0) {
+		return nil, fmt.Errorf("edge: DeviceByteRate %v is not a finite rate of at least 0", opts.DeviceByteRate)
+	}
+	if opts.DeviceByteRate > 0 && opts.DeviceByteBurst < MaxPackageBytes {
+		return nil, fmt.Errorf("edge: DeviceByteBurst %d is under the largest package, %d bytes", opts.DeviceByteBurst, MaxPackageBytes)
+	}
+	for _, d := range []struct {
+		v    *int
+		def  int
+		name string
+	}{
+		{&opts.MaxDeviceInFlight, DefaultMaxDeviceInFlight, "MaxDeviceInFlight"},
+		{&opts.MaxUnauthenticatedPerClient, DefaultMaxUnauthenticatedPerClient, "MaxUnauthenticatedPerClient"},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 || *d.v > math.MaxInt32 {
+			return nil, fmt.Errorf("edge: %s %d out of range", d.name, *d.v)
+		}
+	}
+	if opts.BodyTimeout == 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
+	if opts.MinBodyRate == 0 {
+		opts.MinBodyRate = DefaultMinBodyRate
+	}
+	if opts.BodyTimeout < 0 || opts.MinBodyRate < 0 {
+		return nil, fmt.Errorf("edge: negative BodyTimeout %v or MinBodyRate %d", opts.BodyTimeout, opts.MinBodyRate)
+	}
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
@@ -205,6 +298,22 @@ func New(opts Options) (*Edge, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.RevocationCheckInterval == 0 {
+		opts.RevocationCheckInterval = DefaultRevocationCheckInterval
+	}
+	if opts.RevocationCheckInterval < 0 {
+		return nil, fmt.Errorf("edge: negative RevocationCheckInterval %v", opts.RevocationCheckInterval)
+	}
+	ver, err := newVerifier(opts.Secret, opts.PreviousSecret)
+	if err != nil {
+		return nil, err
+	}
+	var revs *revocations
+	if opts.RevocationFile != "" {
+		if revs, err = newRevocations(opts.RevocationFile); err != nil {
+			return nil, err
+		}
 	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
@@ -221,16 +330,30 @@ func New(opts Options) (*Edge, error) {
 	}
 	e := &Edge{
 		opts:       opts,
-		verifier:   verifier{current: opts.Secret, previous: opts.PreviousSecret},
+		verifier:   ver,
 		retryAfter: strconv.FormatInt(int64(math.Ceil(opts.RetryAfter.Seconds())), 10),
 		client:     client,
 		producer:   producer,
 		budget:     &budget{max: opts.MaxInFlightBytes, gauge: m.inflight.Set},
 		metrics:    m,
 		log:        opts.Logger.With("component", "edge", "edge_id", opts.EdgeID),
+
+		unauthenticated: serve.NewCounter[netip.Addr](opts.MaxUnauthenticatedPerClient),
+		deviceInFlight:  serve.NewCounter[uint64](opts.MaxDeviceInFlight),
+		revocations:     revs,
+		stopWatch:       func() {},
 	}
-	if opts.DeviceRate > 0 {
-		e.limiter = newLimiter(opts.DeviceRate, opts.DeviceBurst, opts.MaxRateLimitedDevices, time.Now,
+	if revs != nil {
+		m.revokedDevices.Set(float64(len(*revs.m.Load())))
+		ctx, cancel := context.WithCancel(context.Background())
+		e.stopWatch = cancel
+		e.watching.Go(func() { e.watchRevocations(ctx) })
+	}
+	if opts.DeviceRate > 0 || opts.DeviceByteRate > 0 {
+		e.limiter = newLimiter(
+			dimension{rate: opts.DeviceRate, burst: float64(opts.DeviceBurst)},
+			dimension{rate: opts.DeviceByteRate, burst: float64(opts.DeviceByteBurst)},
+			opts.MaxRateLimitedDevices, time.Now,
 			func(d int) { m.rateLimitedDevices.Add(float64(d)) })
 	}
 	e.results.Add(2)
@@ -256,6 +379,11 @@ func (e *Edge) Handler() http.Handler {
 	mux.HandleFunc("POST "+Path, e.handlePackage)
 	return mux
 }
+
+// DefersAdmission reports whether r is a package request, whose concurrency
+// slot the edge takes itself once the request has authenticated: pass it
+// as serve.Options.DeferAdmission.
+func DefersAdmission(r *http.Request) bool { return r.URL.Path == Path }
 
 // Ready returns nil when the edge can take packages: it is not closed and
 // both topics are known to Kafka with writable partitions.
@@ -285,6 +413,8 @@ func (e *Edge) Ready() error {
 // finish. Close is idempotent.
 func (e *Edge) Close() error {
 	e.closeOnce.Do(func() {
+		e.stopWatch()
+		e.watching.Wait()
 		e.mu.Lock()
 		e.closed = true
 		e.mu.Unlock()
@@ -383,6 +513,11 @@ const (
 	reasonUnavailable  = "unavailable"
 	reasonBadRequest   = "bad_request"
 	reasonRateLimited  = "rate_limited"
+	// reasonClientLimit: the client address had its maximum of
+	// unauthenticated requests; reasonDeviceInFlight: the device had its
+	// maximum of packages in flight.
+	reasonClientLimit    = "client_limit"
+	reasonDeviceInFlight = "device_in_flight"
 )
 
 // errOverloaded and errTooLarge are readBody's outcomes besides read
@@ -396,19 +531,12 @@ var (
 // of unknown length.
 const readStep = 32 << 10
 
-// readBody reads the request body, at most MaxPackageBytes, taking budget
-// bytes for the buffer before it grows. It returns the body and the budget
-// bytes held (also on error: the caller releases them).
-func (e *Edge) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int64, error) {
-	body := http.MaxBytesReader(w, r.Body, MaxPackageBytes)
-	size := int64(readStep)
-	known := r.ContentLength >= 0
-	if known {
-		if r.ContentLength > MaxPackageBytes {
-			return nil, 0, errTooLarge
-		}
-		size = r.ContentLength
-	}
+// readBody reads the rest of the request body after its first bytes,
+// prefix, into a buffer of size bytes (at least len(prefix)) that grows up
+// to MaxPackageBytes, taking budget bytes for the buffer before it grows.
+// It returns the body and the budget bytes held (also on error: the caller
+// releases them).
+func (e *Edge) readBody(body io.Reader, prefix []byte, size int64, known bool) ([]byte, int64, error) {
 	if !e.budget.acquire(size) {
 		return nil, 0, errOverloaded
 	}
@@ -416,22 +544,22 @@ func (e *Edge) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int64, 
 	if e.hookAcquired != nil {
 		e.hookAcquired()
 	}
-	buf := make([]byte, 0, size)
+	buf := append(make([]byte, 0, size), prefix...)
 	for {
 		if len(buf) == cap(buf) {
-			if known || cap(buf) >= MaxPackageBytes {
-				// Expect the end: net/http ends a body at its
-				// Content-Length, and MaxBytesReader fails past its limit.
-				var probe [1]byte
-				n, err := body.Read(probe[:])
-				switch {
-				case n == 0 && err == io.EOF:
-					return buf, held, nil
-				case n > 0 || isMaxBytes(err):
-					return nil, held, errTooLarge
-				case err != nil:
-					return nil, held, fmt.Errorf("edge: read body: %w", err)
-				}
+			// Expect the end (net/http ends a body at its Content-Length,
+			// a chunked body usually ends at the length its header
+			// declares); grow only when more comes.
+			var probe [1]byte
+			n, err := body.Read(probe[:])
+			switch {
+			case n == 0 && err == io.EOF:
+				return buf, held, nil
+			case isMaxBytes(err) || n > 0 && (known || cap(buf) >= MaxPackageBytes):
+				return nil, held, errTooLarge
+			case n == 0 && err != nil:
+				return nil, held, fmt.Errorf("edge: read body: %w", err)
+			case n == 0:
 				continue
 			}
 			grow := max(int64(cap(buf)), readStep)
@@ -442,7 +570,13 @@ func (e *Edge) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int64, 
 			held += grow
 			nb := make([]byte, len(buf), int64(cap(buf))+grow)
 			copy(nb, buf)
-			buf = nb
+			buf = append(nb, probe[0])
+			switch {
+			case err == io.EOF:
+				return buf, held, nil
+			case err != nil:
+				return nil, held, fmt.Errorf("edge: read body: %w", err)
+			}
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -462,7 +596,49 @@ func isMaxBytes(err error) bool {
 	return errors.As(err, &mb)
 }
 
+// readHeader reads the package header of body into buf: its first 3 bytes
+// and, when they name version 1 or 2, the rest of that version's header,
+// and never more, so that a device waiting for an answer before it sends
+// the rest is not kept waiting. It reports whether the body ended within
+// them.
+func readHeader(body io.Reader, buf *[protocol.HeaderLenV2]byte) ([]byte, bool, error) {
+	n, err := io.ReadFull(body, buf[:3])
+	if err == nil {
+		hl := 3
+		switch buf[2] {
+		case 1:
+			hl = protocol.HeaderLenV1
+		case 2:
+			hl = protocol.HeaderLenV2
+		}
+		var m int
+		m, err = io.ReadFull(body, buf[3:hl])
+		n += m
+	}
+	switch {
+	case err == nil:
+		return buf[:n], false, nil
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return buf[:n], true, nil
+	default:
+		return nil, false, fmt.Errorf("edge: read package header: %w", err)
+	}
+}
+
+// readDeadline moves the request's read deadline to now plus the body
+// timeout plus n bytes at the minimum rate. Servers that cannot (HTTP/2
+// before Go 1.21's support, a ResponseWriter wrapped without Unwrap) keep
+// their own read timeout.
+func (e *Edge) readDeadline(rc *http.ResponseController, n int64) {
+	d := e.opts.BodyTimeout + time.Duration(float64(n)/float64(e.opts.MinBodyRate)*float64(time.Second))
+	_ = rc.SetReadDeadline(time.Now().Add(d))
+}
+
 // handlePackage serves POST /v1/packages; see the package comment.
+//
+// Until the token is checked against the package header's device id, a
+// request holds nothing shared: no budget, no concurrency slot, only its
+// client address's count of unauthenticated requests.
 func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 	received := time.UnixMilli(e.opts.Now().UnixMilli()).UTC()
 	token, ok := bearer(r.Header.Get("Authorization"))
@@ -470,7 +646,100 @@ func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 		e.unauthorized(w, reasonMissingToken)
 		return
 	}
-	body, held, err := e.readBody(w, r)
+	known := r.ContentLength >= 0
+	if known && r.ContentLength > MaxPackageBytes {
+		e.reject(w, http.StatusRequestEntityTooLarge, protocol.ReasonTooLarge.String(), protocol.ReasonTooLarge.String())
+		return
+	}
+	client := clientAddr(r, e.opts.TrustedProxies)
+	if !e.unauthenticated.Acquire(client) {
+		w.Header().Set("Connection", "close")
+		e.reject(w, http.StatusTooManyRequests, reasonClientLimit, reasonOverloaded)
+		return
+	}
+	authenticating := true
+	e.metrics.unauthenticated.Inc()
+	endAuthentication := func() {
+		if authenticating {
+			authenticating = false
+			e.unauthenticated.Release(client)
+			e.metrics.unauthenticated.Dec()
+		}
+	}
+	defer endAuthentication()
+	rc := http.NewResponseController(w)
+	e.readDeadline(rc, 0)
+	rd := http.MaxBytesReader(w, r.Body, MaxPackageBytes)
+	var hbuf [protocol.HeaderLenV2]byte
+	prefix, ended, err := readHeader(rd, &hbuf)
+	if err != nil {
+		e.log.Debug("package header not read", "error", err)
+		e.reject(w, http.StatusBadRequest, reasonBadRequest, reasonBadRequest)
+		return
+	}
+	h, err := protocol.CheckHeader(prefix)
+	var perr *protocol.PackageError
+	if err != nil && (!errors.As(err, &perr) || !perr.HeaderTrusted()) {
+		word := reasonBadRequest
+		if perr != nil {
+			word = perr.Reason.String()
+		}
+		e.reject(w, http.StatusBadRequest, word, word)
+		return
+	}
+	if ok, reason := e.authenticate(token, h.DeviceID, received); !ok {
+		e.unauthorized(w, reason)
+		return
+	}
+	endAuthentication()
+
+	// Authenticated: from here the request may hold a concurrency slot,
+	// one of its device's in-flight places, and budget for its body.
+	if !serve.Admit(w, r) {
+		return
+	}
+	if !e.deviceInFlight.Acquire(h.DeviceID) {
+		e.reject(w, http.StatusTooManyRequests, reasonDeviceInFlight, reasonRateLimited)
+		return
+	}
+	defer e.deviceInFlight.Release(h.DeviceID)
+	if perr != nil && perr.Reason == protocol.ReasonTooLarge {
+		// body_len over the limit: nothing more is read.
+		word := perr.Reason.String()
+		e.reject(w, http.StatusRequestEntityTooLarge, word, word)
+		return
+	}
+	hl := int64(protocol.HeaderLenV1)
+	if h.Version == 2 {
+		hl = protocol.HeaderLenV2
+	}
+	size := hl + int64(h.BodyLen) // the package's length by its header
+	if known {
+		size = r.ContentLength
+	}
+	size = max(size, int64(len(prefix)))
+	if e.limiter != nil {
+		if ok, wait := e.limiter.allow(h.DeviceID, size); !ok {
+			// Whole seconds, rounded up: the tokens are there by then.
+			w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64(math.Ceil(wait.Seconds()))), 10))
+			e.metrics.rateLimited.Inc()
+			e.reject(w, http.StatusTooManyRequests, reasonRateLimited, reasonRateLimited)
+			return
+		}
+	}
+	if !ended {
+		e.readDeadline(rc, size-int64(len(prefix)))
+	}
+	var body []byte
+	var held int64
+	if ended {
+		body, held = prefix, int64(len(prefix))
+		if !e.budget.acquire(held) {
+			held, err = 0, errOverloaded
+		}
+	} else {
+		body, held, err = e.readBody(rd, prefix, size, known)
+	}
 	defer func() { e.budget.release(held) }()
 	switch {
 	case errors.Is(err, errOverloaded):
@@ -485,29 +754,12 @@ func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.metrics.packageBytes.Observe(float64(len(body)))
-
-	h, err := protocol.CheckHeader(body)
-	var perr *protocol.PackageError
-	if err != nil && (!errors.As(err, &perr) || !perr.HeaderTrusted()) {
-		word := reasonBadRequest
-		if perr != nil {
-			word = perr.Reason.String()
-		}
-		e.reject(w, http.StatusBadRequest, word, word)
+	// Checks 3-4 on the whole package; checks 1-2 passed on its header.
+	h, err = protocol.CheckHeader(body)
+	perr = nil
+	if err != nil && !errors.As(err, &perr) {
+		e.reject(w, http.StatusBadRequest, reasonBadRequest, reasonBadRequest)
 		return
-	}
-	if !e.verifier.verify(token, h.DeviceID) {
-		e.unauthorized(w, reasonBadToken)
-		return
-	}
-	if e.limiter != nil {
-		if ok, wait := e.limiter.allow(h.DeviceID); !ok {
-			// Whole seconds, rounded up: the token is there by then.
-			w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64(math.Ceil(wait.Seconds()))), 10))
-			e.metrics.rateLimited.Inc()
-			e.reject(w, http.StatusTooManyRequests, reasonRateLimited, reasonRateLimited)
-			return
-		}
 	}
 	key := strconv.FormatUint(h.DeviceID, 10)
 	ms := string(appendReceivedMs(nil, received))

@@ -18,6 +18,15 @@ type metrics struct {
 	rateLimited prometheus.Counter
 	// rateLimitedDevices is the number of device buckets held.
 	rateLimitedDevices prometheus.Gauge
+	// unauthenticated is the number of requests reading their package
+	// header, before the token is checked.
+	unauthenticated prometheus.Gauge
+	// v1Tokens counts accepted version 1 tokens.
+	v1Tokens prometheus.Counter
+	// revokedDevices is the revocation file's entries;
+	// revocationReloads counts its loads by result.
+	revokedDevices    prometheus.Gauge
+	revocationReloads *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,8 +61,24 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "watershed_edge_rate_limiter_devices",
 			Help: "Devices whose token buckets the ingest edge's per-device rate limiter holds.",
 		}),
+		unauthenticated: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "watershed_edge_unauthenticated_requests",
+			Help: "Package requests the ingest edge is reading the package header of, before their token is checked.",
+		}),
+		v1Tokens: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "watershed_edge_v1_tokens_total",
+			Help: "Package requests the ingest edge accepted with a version 1 (never expiring) device token.",
+		}),
+		revokedDevices: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "watershed_edge_revoked_devices",
+			Help: "Devices listed in the ingest edge's revocation file as loaded.",
+		}),
+		revocationReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "watershed_edge_revocation_reloads_total",
+			Help: "Loads of the ingest edge's revocation file after a change or SIGHUP, by result (ok, error).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.inflight, m.produceDuration, m.packageBytes, m.rateLimited, m.rateLimitedDevices} {
+	for _, c := range []prometheus.Collector{m.requests, m.rejected, m.inflight, m.produceDuration, m.packageBytes, m.rateLimited, m.rateLimitedDevices, m.unauthenticated, m.v1Tokens, m.revokedDevices, m.revocationReloads} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("edge: register metrics: %w", err)
 		}

@@ -12,14 +12,14 @@ import (
 const limiterShards = 64
 
 // bucketBytes is an estimate of the memory one tracked device takes: the map
-// entry (an 8-byte key and a 16-byte bucket) with Go's map overhead.
+// entry (an 8-byte key and a 24-byte bucket) with Go's map overhead.
 const bucketBytes = 64
 
-// tokenBucket is one device's bucket: tokens available at last, in
-// nanoseconds since the limiter's start.
+// tokenBucket is one device's buckets: packages and bytes available at
+// last, in nanoseconds since the limiter's start.
 type tokenBucket struct {
-	tokens float64
-	last   int64
+	packages, bytes float64
+	last            int64
 }
 
 // limiterShard holds the buckets of the devices whose id falls into it.
@@ -30,17 +30,43 @@ type limiterShard struct {
 	swept int64
 }
 
-// limiter is a token bucket per device id with bounded memory: at most
-// maxDevices buckets (rounded up to a multiple of limiterShards). A bucket
-// that has refilled to its burst is the same as no bucket, so full buckets
-// are dropped when a shard is at its cap; if none is full, an arbitrary
-// bucket of the shard is dropped, which gives that one device a fresh
-// burst. Only authenticated requests reach the limiter, so filling it needs
-// valid tokens of many devices.
+// dimension is one thing a device's bucket limits: a sustained rate a
+// second and a burst. A zero rate is no limit.
+type dimension struct {
+	rate, burst float64
+}
+
+// refill returns tokens after elapsed nanoseconds.
+func (d dimension) refill(tokens float64, elapsed int64) float64 {
+	return math.Min(d.burst, tokens+float64(elapsed)/float64(time.Second)*d.rate)
+}
+
+// wait returns how long until tokens reach need.
+func (d dimension) wait(tokens, need float64) int64 {
+	if tokens >= need {
+		return 0
+	}
+	return nanos((need - tokens) / d.rate)
+}
+
+// fill returns the time an empty bucket takes to refill, in nanoseconds.
+func (d dimension) fill() int64 {
+	if d.rate == 0 {
+		return 0
+	}
+	return nanos(d.burst / d.rate)
+}
+
+// limiter is a token bucket per device id, of packages and of bytes, with
+// bounded memory: at most maxDevices buckets (rounded up to a multiple of
+// limiterShards). A bucket that has refilled to its burst is the same as no
+// bucket, so full buckets are dropped when a shard is at its cap; if none
+// is full, an arbitrary bucket of the shard is dropped, which gives that
+// one device a fresh burst. Only authenticated requests reach the limiter,
+// so filling it needs valid tokens of many devices.
 type limiter struct {
-	rate     float64 // tokens per second
-	burst    float64
-	perShard int
+	packages, bytes dimension
+	perShard        int
 	// fill is the time an empty bucket takes to refill, in nanoseconds.
 	fill   int64
 	start  time.Time
@@ -50,15 +76,15 @@ type limiter struct {
 	onCount func(delta int)
 }
 
-// newLimiter returns a limiter of rate tokens per second up to burst, for
-// at most maxDevices devices. onCount receives every change in the number
-// of buckets held.
-func newLimiter(rate float64, burst, maxDevices int, now func() time.Time, onCount func(int)) *limiter {
+// newLimiter returns a limiter of packages and bytes (a zero rate turns a
+// dimension off), for at most maxDevices devices. onCount receives every
+// change in the number of buckets held.
+func newLimiter(packages, bytes dimension, maxDevices int, now func() time.Time, onCount func(int)) *limiter {
 	l := &limiter{
-		rate:     rate,
-		burst:    float64(burst),
+		packages: packages,
+		bytes:    bytes,
 		perShard: max(1, (maxDevices+limiterShards-1)/limiterShards),
-		fill:     nanos(float64(burst) / rate),
+		fill:     max(packages.fill(), bytes.fill()),
 		now:      now,
 		onCount:  onCount,
 	}
@@ -69,9 +95,10 @@ func newLimiter(rate float64, burst, maxDevices int, now func() time.Time, onCou
 	return l
 }
 
-// allow takes one token of device id's bucket. When there is none it
-// returns false and how long until there will be one.
-func (l *limiter) allow(id uint64) (bool, time.Duration) {
+// allow takes one package and size bytes of device id's buckets. When
+// either lacks them it takes nothing, and returns false and how long until
+// both will have them.
+func (l *limiter) allow(id uint64, size int64) (bool, time.Duration) {
 	t := int64(l.now().Sub(l.start))
 	// Fibonacci hashing spreads sequential ids over the shards.
 	s := &l.shards[(id*0x9E3779B97F4A7C15)>>(64-6)]
@@ -80,19 +107,35 @@ func (l *limiter) allow(id uint64) (bool, time.Duration) {
 	b, ok := s.buckets[id]
 	if !ok {
 		s.makeRoom(l, t)
-		b = tokenBucket{tokens: l.burst, last: t}
+		b = tokenBucket{packages: l.packages.burst, bytes: l.bytes.burst, last: t}
 		l.onCount(1)
 	} else if t > b.last {
-		b.tokens = math.Min(l.burst, b.tokens+float64(t-b.last)/float64(time.Second)*l.rate)
+		b.packages = l.packages.refill(b.packages, t-b.last)
+		b.bytes = l.bytes.refill(b.bytes, t-b.last)
 		b.last = t
 	}
-	if b.tokens >= 1 {
-		b.tokens--
-		s.buckets[id] = b
-		return true, 0
+	var wait int64
+	if l.packages.rate > 0 {
+		wait = l.packages.wait(b.packages, 1)
+	}
+	if l.bytes.rate > 0 {
+		wait = max(wait, l.bytes.wait(b.bytes, float64(size)))
+	}
+	if wait == 0 {
+		b.packages--
+		b.bytes -= float64(size)
 	}
 	s.buckets[id] = b
-	return false, time.Duration(nanos((1 - b.tokens) / l.rate))
+	return wait == 0, time.Duration(wait)
+}
+
+// full reports whether bucket b has refilled by time t.
+func (l *limiter) full(b tokenBucket, t int64) bool {
+	if t-b.last >= l.fill {
+		return true
+	}
+	return (l.packages.rate == 0 || l.packages.refill(b.packages, t-b.last) >= l.packages.burst) &&
+		(l.bytes.rate == 0 || l.bytes.refill(b.bytes, t-b.last) >= l.bytes.burst)
 }
 
 // makeRoom makes room for one more bucket in the shard at time t: when it
@@ -106,7 +149,7 @@ func (s *limiterShard) makeRoom(l *limiter, t int64) {
 	if t-s.swept >= l.fill || s.swept == 0 {
 		s.swept = t
 		for id, b := range s.buckets {
-			if t-b.last >= l.fill || b.tokens+float64(t-b.last)/float64(time.Second)*l.rate >= l.burst {
+			if l.full(b, t) {
 				delete(s.buckets, id)
 				l.onCount(-1)
 			}

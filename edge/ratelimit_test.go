@@ -67,28 +67,28 @@ func TestWrongTokensDoNotSpendTheBucket(t *testing.T) {
 func TestLimiterRefillsAndStaysBounded(t *testing.T) {
 	now := time.Unix(0, 0)
 	count := 0
-	l := newLimiter(2, 4, limiterShards, func() time.Time { return now }, func(d int) { count += d })
+	l := newLimiter(dimension{rate: 2, burst: 4}, dimension{}, limiterShards, func() time.Time { return now }, func(d int) { count += d })
 	for i := range 4 {
-		if ok, _ := l.allow(7); !ok {
+		if ok, _ := l.allow(7, 100); !ok {
 			t.Fatalf("token %d of the burst refused", i)
 		}
 	}
-	ok, wait := l.allow(7)
+	ok, wait := l.allow(7, 100)
 	if ok || wait != 500*time.Millisecond {
 		t.Fatalf("empty bucket: allow = %v, wait %v; want false, 500ms", ok, wait)
 	}
 	now = now.Add(250 * time.Millisecond)
-	if ok, wait := l.allow(7); ok || wait != 250*time.Millisecond {
+	if ok, wait := l.allow(7, 100); ok || wait != 250*time.Millisecond {
 		t.Fatalf("half a token: allow = %v, wait %v; want false, 250ms", ok, wait)
 	}
 	now = now.Add(250 * time.Millisecond)
-	if ok, _ := l.allow(7); !ok {
+	if ok, _ := l.allow(7, 100); !ok {
 		t.Fatal("refilled token refused")
 	}
 	// One bucket per shard at most: thousands of devices keep the count
 	// at the bound.
 	for id := range uint64(10_000) {
-		l.allow(id)
+		l.allow(id, 100)
 		if count > limiterShards {
 			t.Fatalf("%d buckets held after device %d, bound %d", count, id, limiterShards)
 		}
@@ -179,5 +179,35 @@ func TestSecretRotationRefusesNoPackage(t *testing.T) {
 	g := newFixture(t, func(o *Options) { o.PreviousSecret = nil }, nil)
 	if r := g.post(t, testPackage(t, 5000, true), bearerFor(testPrevSecret, 5000)); r.code != http.StatusUnauthorized {
 		t.Errorf("old token after the rotation ended: %s, want 401", describe(r))
+	}
+}
+
+// A device over its byte rate is answered 429 with a Retry-After computed
+// from its byte bucket, while another device is served.
+func TestDeviceOverItsByteRateIs429(t *testing.T) {
+	const rate = 1000 // bytes a second: nothing refills during the test
+	f := newFixture(t, func(o *Options) { o.DeviceByteRate = rate; o.DeviceByteBurst = MaxPackageBytes }, nil)
+	const noisy, quiet = 3001, 3002
+	pkg := manyMessages(t, noisy, 4000)
+	fits := MaxPackageBytes / len(pkg)
+	for i := range fits {
+		if r := f.post(t, pkg, bearerFor(testSecret, noisy)); r.code != http.StatusAccepted {
+			t.Fatalf("package %d of %d bytes within the burst: %s, want 202", i, len(pkg), describe(r))
+		}
+	}
+	r := f.post(t, pkg, bearerFor(testSecret, noisy))
+	if r.code != http.StatusTooManyRequests || r.errWord != "rate_limited" {
+		t.Fatalf("package over the byte burst: %s, want 429 rate_limited", describe(r))
+	}
+	missing := len(pkg) - (MaxPackageBytes - fits*len(pkg))
+	secs, err := strconv.Atoi(r.retryAfter)
+	if want := (missing + rate - 1) / rate; err != nil || secs < want-1 || secs > want {
+		t.Errorf("Retry-After %q, want about %d seconds for %d bytes at %d B/s", r.retryAfter, want, missing, rate)
+	}
+	if r := f.post(t, manyMessages(t, quiet, 4000), bearerFor(testSecret, quiet)); r.code != http.StatusAccepted {
+		t.Errorf("another device: %s, want 202", describe(r))
+	}
+	if _, err := New(Options{Kafka: f.kafka, Secret: testSecret, DeviceByteRate: rate, DeviceByteBurst: MaxPackageBytes - 1}); err == nil {
+		t.Error("a byte burst under the largest package was accepted")
 	}
 }

@@ -34,7 +34,7 @@ const (
 )
 
 const (
-	deviceSecret = "faults-device-secret-0123456789"
+	deviceSecret = "faults-device-secret-0123456789abcdef"
 	viewKey      = "faults-view-key-0123456789abcdef"
 )
 

@@ -254,7 +254,7 @@ func (f *Fleet) assemble(d *device, h protocol.Header, recs []rec, now uint64) *
 	body := (&plan{recs: recs}).body()
 	p := &Package{
 		Device: d.ID,
-		Token:  Token(f.cfg.Secret, d.ID),
+		Token:  f.token(f.cfg.Secret, d.ID),
 		Bytes:  protocol.AssemblePackage(nil, h, body),
 		Expect: Expect{
 			Code:       202,
@@ -371,7 +371,7 @@ func (f *Fleet) malformed(d *device, kind Fault, now uint64) (*Package, error) {
 	case FaultZeroDevice:
 		clear(b[4:12])
 		p.Expect.Device = 0
-		p.Token = Token(f.cfg.Secret, 0)
+		p.Token = f.token(f.cfg.Secret, 0)
 		err = reseal()
 	case FaultBadCount:
 		c := uint16(0)

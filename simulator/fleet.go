@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
+	"github.com/watershed-io/watershed/edge"
 )
 
 // IntRange is an inclusive range of integers.
@@ -35,6 +36,12 @@ type FleetConfig struct {
 	Devices int
 	// Secret is the edge's device secret, for the bearer tokens.
 	Secret []byte
+	// TokenVersion is the version of the devices' tokens: 1 (Token, the
+	// default) or 2 (edge.TokenV2, generation 0, valid for TokenTTL from
+	// the package's time).
+	TokenVersion int
+	// TokenTTL is how long a version 2 token is valid (default 24 h).
+	TokenTTL time.Duration
 	// Faults sets the fault rates; the zero FaultMix injects none.
 	Faults FaultMix
 	// MessagesPerPackage bounds the regular messages of a package (default
@@ -76,6 +83,15 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	}
 	if cfg.Devices < 0 {
 		return nil, fmt.Errorf("%w: %d devices", ErrConfig, cfg.Devices)
+	}
+	if cfg.TokenVersion == 0 {
+		cfg.TokenVersion = 1
+	}
+	if cfg.TokenVersion != 1 && cfg.TokenVersion != 2 {
+		return nil, fmt.Errorf("%w: token version %d (1 or 2)", ErrConfig, cfg.TokenVersion)
+	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = 24 * time.Hour
 	}
 	if cfg.MessagesPerPackage == (IntRange{}) {
 		cfg.MessagesPerPackage = defaultMessagesPerPackage
@@ -143,6 +159,18 @@ func Token(secret []byte, deviceID uint64) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
+// token returns deviceID's token under secret in the fleet's token version.
+func (f *Fleet) token(secret []byte, deviceID uint64) string {
+	if f.cfg.TokenVersion == 2 {
+		if tok, err := edge.TokenV2(secret, deviceID, f.cfg.Now().Add(f.cfg.TokenTTL), 0); err == nil {
+			return tok
+		}
+		// An expiry a token cannot hold (a clock before 1970 or after
+		// 2106): fall back to version 1 rather than send nothing.
+	}
+	return Token(secret, deviceID)
+}
+
 func nowMs(now func() time.Time) uint64 { return uint64(now().UnixMilli()) }
 
 // Next returns the fleet's next package. An error means a bug of the
@@ -182,9 +210,9 @@ func (f *Fleet) Next() (*Package, error) {
 	p.Seq = f.seq
 	// The edge checks the header (400) before the token (401).
 	if p.Expect.Code != 400 && f.chance(mix.WrongToken) {
-		p.Token = Token(f.cfg.Secret, p.Expect.Device^0x5a5a) // another device's
+		p.Token = f.token(f.cfg.Secret, p.Expect.Device^0x5a5a) // another device's
 		if f.rng.IntN(2) == 0 {
-			p.Token = Token(append([]byte("not-"), f.cfg.Secret...), p.Expect.Device)
+			p.Token = f.token(append([]byte("not-"), f.cfg.Secret...), p.Expect.Device)
 		}
 		p.Faults = append(p.Faults, FaultWrongToken)
 		p.Expect.Code = 401

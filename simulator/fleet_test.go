@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
+	"github.com/watershed-io/watershed/edge"
 )
 
 // frozen returns a clock that always says t.
@@ -122,5 +123,46 @@ func TestFleetDeterministic(t *testing.T) {
 	}
 	if !differ {
 		t.Fatal("seeds 42 and 43 generated the same packages")
+	}
+}
+
+// The fleet sends version 1 tokens by default and version 2 tokens, valid
+// for TokenTTL from the fleet's clock, when asked; wrong-token faults stay
+// wrong in either version.
+func TestFleetTokenVersions(t *testing.T) {
+	secret := []byte("s3cret")
+	for _, version := range []int{0, 1, 2} {
+		f, err := NewFleet(FleetConfig{Seed: 3, Devices: 20, Secret: secret, Faults: FaultMix{WrongToken: 0.3},
+			Now: frozen(testNow), TokenVersion: version, TokenTTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrong := 0
+		for range 200 {
+			p := next(t, f)
+			want := Token(secret, p.Device)
+			if version == 2 {
+				want, err = edge.TokenV2(secret, p.Device, testNow.Add(time.Hour), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if p.Expect.Code == 401 {
+				wrong++
+				if p.Token == want {
+					t.Fatalf("version %d: a wrong-token fault carries the device's token", version)
+				}
+				continue
+			}
+			if p.Expect.Device == p.Device && p.Token != want {
+				t.Fatalf("version %d: device %d sends %q, want %q", version, p.Device, p.Token, want)
+			}
+		}
+		if wrong == 0 {
+			t.Errorf("version %d: no wrong-token fault in 200 packages", version)
+		}
+	}
+	if _, err := NewFleet(FleetConfig{Secret: secret, TokenVersion: 3}); err == nil {
+		t.Error("token version 3 accepted")
 	}
 }

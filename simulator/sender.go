@@ -42,6 +42,10 @@ type Options struct {
 	IngestURL string
 	// Secret is the edge's device secret, for the bearer tokens.
 	Secret []byte
+	// TokenVersion and TokenTTL are FleetConfig's: version 1 (default) or
+	// 2 tokens, and how long a version 2 token is valid.
+	TokenVersion int
+	TokenTTL     time.Duration
 	// Devices is the fleet size (default 100).
 	Devices int
 	// Rate is the pace in packages per second across the fleet (resends
@@ -137,6 +141,7 @@ func New(opts Options) (*Simulator, error) {
 	fleet, err := NewFleet(FleetConfig{
 		Seed: opts.Seed, Devices: opts.Devices, Secret: opts.Secret, Faults: opts.Faults,
 		MessagesPerPackage: opts.MessagesPerPackage, Now: opts.Now,
+		TokenVersion: opts.TokenVersion, TokenTTL: opts.TokenTTL,
 	})
 	if err != nil {
 		return nil, err

@@ -39,6 +39,8 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	kf.register(fs)
 	var sf serverFlags
 	sf.register(fs)
+	var ef edgeFlags
+	ef.register(fs)
 	hostname, _ := os.Hostname()
 	prefix := envOr("WATERSHED_PREFIX", "")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to serve the edge and /healthz, /readyz on (env WATERSHED_INGEST_ADDR)")
@@ -88,6 +90,10 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
 		return 2
 	}
+	if err := ef.checkSecrets(secret, previous); err != nil {
+		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
+		return 2
+	}
 	if *maxInflight < edge.MinInFlightBytes {
 		fmt.Fprintf(stderr, "watershed ingest: --max-inflight-bytes %d is under the minimum %d\n", *maxInflight, edge.MinInFlightBytes)
 		return 2
@@ -109,8 +115,8 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
 		return 2
 	}
-	if len(secret) < 16 {
-		log.Warn("the device secret is shorter than 16 bytes; tokens are only as strong as the secret")
+	if len(secret) < minSecretLen {
+		log.Warn("--insecure-short-secret: the device secret is short; tokens are only as strong as the secret")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -130,15 +136,21 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	if previous != "" {
 		opts.PreviousSecret = []byte(previous)
 	}
+	so := sf.options(*addr, reg, log)
+	if err := ef.apply(&opts, &so); err != nil {
+		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
+		return 2
+	}
 	e, err := edge.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
 		return 1
 	}
+	defer reloadOnHangup(e.ReloadRevocations)()
 	mux := http.NewServeMux()
 	mux.Handle(edge.Path, e.Handler())
 	serve.Health(mux, e.Ready)
-	srv, err := serve.Listen(mux, sf.options(*addr, reg, log))
+	srv, err := serve.Listen(mux, so)
 	if err != nil {
 		_ = e.Close()
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)

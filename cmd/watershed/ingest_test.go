@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +33,9 @@ func clearIngestEnv(t *testing.T) {
 		"WATERSHED_DEVICE_RATE", "WATERSHED_DEVICE_BURST", "WATERSHED_TLS_CERT", "WATERSHED_TLS_KEY", "WATERSHED_MAX_REQUESTS",
 		"WATERSHED_OPS_ADDR", "WATERSHED_DEVICE_SECRET_FILE", "WATERSHED_PREVIOUS_DEVICE_SECRET_FILE",
 		"WATERSHED_KAFKA_SASL_USER", "WATERSHED_KAFKA_SASL_PASSWORD", "WATERSHED_KAFKA_SASL_PASSWORD_FILE",
+		"WATERSHED_ACCEPT_V1_TOKENS", "WATERSHED_REVOCATION_FILE", "WATERSHED_MAX_DEVICE_INFLIGHT", "WATERSHED_MAX_UNAUTHENTICATED_PER_CLIENT",
+		"WATERSHED_MAX_CONNS_PER_CLIENT", "WATERSHED_TRUSTED_PROXIES", "WATERSHED_BODY_TIMEOUT", "WATERSHED_MIN_BODY_RATE",
+		"WATERSHED_DEVICE_BYTE_RATE", "WATERSHED_DEVICE_BYTE_BURST",
 	} {
 		t.Setenv(name, "") // restores the old value after the test
 		if err := os.Unsetenv(name); err != nil {
@@ -38,6 +43,9 @@ func clearIngestEnv(t *testing.T) {
 		}
 	}
 }
+
+// longSecret is a device secret of the required length.
+const longSecret = "ingest-test-secret-0123456789abcdef"
 
 func TestIngestFlagErrors(t *testing.T) {
 	cases := []struct {
@@ -49,18 +57,24 @@ func TestIngestFlagErrors(t *testing.T) {
 	}{
 		{"missing secret", nil, []string{"--brokers", "127.0.0.1:1"}, 2, "device secret"},
 		{"empty secret from env", map[string]string{"WATERSHED_DEVICE_SECRET": ""}, []string{"--brokers", "127.0.0.1:1"}, 2, "device secret"},
-		{"missing brokers", map[string]string{"WATERSHED_DEVICE_SECRET": "s3cret-s3cret-s3cret"}, nil, 2, "brokers"},
-		{"bad timeout from env", map[string]string{"WATERSHED_PRODUCE_TIMEOUT": "soon"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "WATERSHED_PRODUCE_TIMEOUT"},
-		{"bad budget from env", map[string]string{"WATERSHED_MAX_INFLIGHT_BYTES": "lots"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "WATERSHED_MAX_INFLIGHT_BYTES"},
-		{"budget too small", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "--max-inflight-bytes", "1000"}, 2, "max-inflight-bytes"},
-		{"zero timeout", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "--produce-timeout", "0s"}, 2, "produce-timeout"},
-		{"negative device rate", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "--device-rate", "-1"}, 2, "device-rate"},
-		{"rate without burst", map[string]string{"WATERSHED_DEVICE_BURST": "0"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "device-burst"},
-		{"bad rate from env", map[string]string{"WATERSHED_DEVICE_RATE": "fast"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "WATERSHED_DEVICE_RATE"},
-		{"cert without key", map[string]string{"WATERSHED_TLS_CERT": "c.pem"}, []string{"--brokers", "b:9092", "--device-secret", "x"}, 2, "tls-key"},
-		{"no requests", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "--max-requests", "0"}, 2, "max-requests"},
+		{"missing brokers", map[string]string{"WATERSHED_DEVICE_SECRET": longSecret}, nil, 2, "brokers"},
+		{"bad timeout from env", map[string]string{"WATERSHED_PRODUCE_TIMEOUT": "soon"}, []string{"--brokers", "b:9092", "--device-secret", longSecret}, 2, "WATERSHED_PRODUCE_TIMEOUT"},
+		{"bad budget from env", map[string]string{"WATERSHED_MAX_INFLIGHT_BYTES": "lots"}, []string{"--brokers", "b:9092", "--device-secret", longSecret}, 2, "WATERSHED_MAX_INFLIGHT_BYTES"},
+		{"budget too small", nil, []string{"--brokers", "b:9092", "--device-secret", longSecret, "--max-inflight-bytes", "1000"}, 2, "max-inflight-bytes"},
+		{"zero timeout", nil, []string{"--brokers", "b:9092", "--device-secret", longSecret, "--produce-timeout", "0s"}, 2, "produce-timeout"},
+		{"negative device rate", nil, []string{"--brokers", "b:9092", "--device-secret", longSecret, "--device-rate", "-1"}, 2, "device-rate"},
+		{"rate without burst", map[string]string{"WATERSHED_DEVICE_BURST": "0"}, []string{"--brokers", "b:9092", "--device-secret", longSecret}, 2, "device-burst"},
+		{"bad rate from env", map[string]string{"WATERSHED_DEVICE_RATE": "fast"}, []string{"--brokers", "b:9092", "--device-secret", longSecret}, 2, "WATERSHED_DEVICE_RATE"},
+		{"cert without key", map[string]string{"WATERSHED_TLS_CERT": "c.pem"}, []string{"--brokers", "b:9092", "--device-secret", longSecret}, 2, "tls-key"},
+		{"no requests", nil, []string{"--brokers", "b:9092", "--device-secret", longSecret, "--max-requests", "0"}, 2, "max-requests"},
+		{"short secret", nil, []string{"--brokers", "b:9092", "--device-secret", "short-but-secret"}, 2, "--insecure-short-secret"},
+		{"short previous secret", nil, []string{"--brokers", "b:9092", "--device-secret", longSecret, "--previous-device-secret", "short-but-secret"}, 2, "previous device secret"},
+		{"bad trusted proxy", nil, []string{"--brokers", "b:9092", "--device-secret", longSecret, "--trusted-proxies", "10.0.0.0/8,proxy"}, 2, "trusted-proxies"},
+		{"byte burst under a package", nil, []string{"--brokers", "b:9092", "--device-secret", longSecret, "--device-byte-burst", "1000"}, 2, "device-byte-burst"},
+		{"no device in flight", map[string]string{"WATERSHED_MAX_DEVICE_INFLIGHT": "0"}, []string{"--brokers", "b:9092", "--device-secret", longSecret}, 2, "max-device-inflight"},
+		{"missing revocation file", nil, []string{"--brokers", "127.0.0.1:1", "--device-secret", longSecret, "--revocation-file", "/nonexistent/revoked"}, 1, "revocation file"},
 		{"unknown flag", nil, []string{"--nope"}, 2, "nope"},
-		{"extra argument", nil, []string{"--brokers", "b:9092", "--device-secret", "x", "extra"}, 2, "extra"},
+		{"extra argument", nil, []string{"--brokers", "b:9092", "--device-secret", longSecret, "extra"}, 2, "extra"},
 		{"help", nil, []string{"-h"}, 0, "WATERSHED_DEVICE_SECRET"},
 		{"missing secret file", nil, []string{"--brokers", "b:9092", "--device-secret-file", "/nonexistent/secret"}, 2, "--device-secret-file"},
 		{"secret and file", map[string]string{"WATERSHED_DEVICE_SECRET": "s", "WATERSHED_DEVICE_SECRET_FILE": "/nonexistent"}, []string{"--brokers", "b:9092"}, 2, "both set"},
@@ -76,6 +90,9 @@ func TestIngestFlagErrors(t *testing.T) {
 			if code != c.code || !strings.Contains(stderr.String(), c.says) {
 				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr.String(), c.code, c.says)
 			}
+			if strings.Contains(stderr.String(), "short-but-secret") {
+				t.Errorf("stderr shows the secret: %q", stderr.String())
+			}
 		})
 	}
 }
@@ -89,6 +106,9 @@ func TestIngestHelpDocumentsEveryEnvironmentVariable(t *testing.T) {
 		"WATERSHED_RAW_TOPIC", "WATERSHED_DLQ_TOPIC", "WATERSHED_EDGE_ID", "WATERSHED_MAX_INFLIGHT_BYTES", "WATERSHED_PRODUCE_TIMEOUT",
 		"WATERSHED_DEVICE_RATE", "WATERSHED_DEVICE_BURST", "WATERSHED_TLS_CERT", "WATERSHED_TLS_KEY", "WATERSHED_MAX_REQUESTS",
 		"WATERSHED_OPS_ADDR", "WATERSHED_DEVICE_SECRET_FILE", "WATERSHED_PREVIOUS_DEVICE_SECRET_FILE", "WATERSHED_KAFKA_SASL_PASSWORD_FILE",
+		"WATERSHED_ACCEPT_V1_TOKENS", "WATERSHED_REVOCATION_FILE", "WATERSHED_MAX_DEVICE_INFLIGHT", "WATERSHED_MAX_UNAUTHENTICATED_PER_CLIENT",
+		"WATERSHED_MAX_CONNS_PER_CLIENT", "WATERSHED_TRUSTED_PROXIES", "WATERSHED_BODY_TIMEOUT", "WATERSHED_MIN_BODY_RATE",
+		"WATERSHED_DEVICE_BYTE_RATE", "WATERSHED_DEVICE_BYTE_BURST",
 	} {
 		if !strings.Contains(stderr.String(), env) {
 			t.Errorf("usage does not mention %s", env)
@@ -140,7 +160,11 @@ func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
 	}
 	admin.Close()
 
-	const secret = "ingest-test-secret-0123456789"
+	const secret = longSecret
+	revoked := filepath.Join(t.TempDir(), "revoked")
+	if err := os.WriteFile(revoked, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("WATERSHED_KAFKA_BROKERS", strings.Join(b.Addrs(), ","))
 	t.Setenv("WATERSHED_DEVICE_SECRET", "wrong, overridden by the flag")
 	t.Setenv("WATERSHED_PREFIX", "x.")
@@ -150,7 +174,7 @@ func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
 	stderr := &lineWriter{lines: make(chan string, 64)}
 	done := make(chan int, 1)
 	go func() {
-		done <- runIngest(ctx, []string{"--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--device-secret", secret}, nil, io.Discard, stderr)
+		done <- runIngest(ctx, []string{"--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--device-secret", secret, "--revocation-file", revoked}, nil, io.Discard, stderr)
 	}()
 
 	var addr, opsURL string
@@ -185,16 +209,46 @@ func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPost, base+edge.Path, bytes.NewReader(pkg))
-	req.Header.Set("Authorization", "Bearer "+edge.Token([]byte(secret), 808))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	post := func(token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, base+edge.Path, bytes.NewReader(pkg))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body)
+	}
+	if code, body := post(edge.Token([]byte(secret), 808)); code != http.StatusAccepted {
+		t.Fatalf("POST: %d %s", code, body)
+	}
+	// A version 2 token of `watershed token`.
+	var tok bytes.Buffer
+	if code := runToken(context.Background(), []string{"--device", "808", "--ttl", "1h", "--device-secret", secret}, nil, &tok, io.Discard); code != 0 {
+		t.Fatalf("watershed token exit %d", code)
+	}
+	v2 := strings.TrimSpace(tok.String())
+	if code, body := post(v2); code != http.StatusAccepted {
+		t.Fatalf("POST with the v2 token: %d %s", code, body)
+	}
+	// Revoked on SIGHUP (or the file watcher), without a restart.
+	if err := os.WriteFile(revoked, []byte("808\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST: %d %s", resp.StatusCode, body)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for stop := time.Now().Add(30 * time.Second); ; {
+		code, body := post(v2)
+		if code == http.StatusUnauthorized {
+			break
+		}
+		if code != http.StatusAccepted || time.Now().After(stop) {
+			t.Fatalf("POST with a revoked token: %d %s", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if opsURL == "" {
 		t.Fatal("no operators' listener logged before the edge listened")
@@ -214,7 +268,7 @@ func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
 		base + "/healthz":        "ok",
 		opsURL + "/readyz":       "ready",
 		opsURL + "/healthz":      "ok",
-		opsURL + "/metrics":      `watershed_edge_requests_total{code="202"} 1`,
+		opsURL + "/metrics":      `watershed_edge_v1_tokens_total 1`,
 		opsURL + "/debug/pprof/": "goroutine",
 	} {
 		if code, body := get(url); code != http.StatusOK || !strings.Contains(body, want) {

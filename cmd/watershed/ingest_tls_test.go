@@ -41,7 +41,7 @@ func TestIngestServesTLSAndLimitsDevices(t *testing.T) {
 	}
 	admin.Close()
 	pair := testcert.Write(t, t.TempDir(), "edge")
-	const secret = "ingest-tls-secret-0123456789"
+	const secret = "ingest-tls-secret-0123456789abcdef"
 	t.Setenv("WATERSHED_KAFKA_BROKERS", strings.Join(b.Addrs(), ","))
 	t.Setenv("WATERSHED_DEVICE_SECRET", secret)
 	t.Setenv("WATERSHED_TLS_CERT", pair.CertFile)

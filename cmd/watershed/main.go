@@ -32,6 +32,7 @@ func commands() map[string]command {
 		"readings":    {"list a device's stored readings as JSON lines", runReadings},
 		"run":         {"run processor groups of the pipeline against Kafka (any subset, any number of replicas)", runRun},
 		"view":        {"serve the view API (device state) from the device-state table", runView},
+		"token":       {"print a version 2 device token (device id, expiry, key generation) for provisioning", runToken},
 		"topology":    {"print the declared pipeline (text, mermaid, dot, json) or its topic plan", runTopology},
 	}
 }

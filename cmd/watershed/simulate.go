@@ -28,6 +28,8 @@ func runSimulate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	packages := fs.Int("packages", 0, "stop after this many packages (0: no limit)")
 	seed := fs.Int64("seed", 1, "seed of the generated fleet and packages")
 	secretFlag := newSecretFlag(fs, "device-secret", "WATERSHED_DEVICE_SECRET", "device secret", "the edge's device secret", demoDeviceSecret)
+	tokenVersion := fs.Int("token-version", 1, "device token version: 1 (never expires) or 2 (device, expiry and key generation 0, signed with the device's derived key)")
+	tokenTTL := fs.Duration("token-ttl", 24*time.Hour, "how long version 2 tokens are valid")
 	faults := fs.String("faults", "on", "inject faults: on or off")
 	concurrency := fs.Int("concurrency", 16, "packages in flight at most")
 	verbose := fs.Bool("v", false, "log every retry")
@@ -70,16 +72,18 @@ func runSimulate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		return 2
 	}
 	sim, err := simulator.New(simulator.Options{
-		IngestURL:   *ingest,
-		Secret:      []byte(secret),
-		Devices:     *devices,
-		Rate:        *rate,
-		Duration:    *duration,
-		Packages:    *packages,
-		Seed:        *seed,
-		Faults:      mix,
-		Concurrency: *concurrency,
-		Logger:      log,
+		IngestURL:    *ingest,
+		Secret:       []byte(secret),
+		TokenVersion: *tokenVersion,
+		TokenTTL:     *tokenTTL,
+		Devices:      *devices,
+		Rate:         *rate,
+		Duration:     *duration,
+		Packages:     *packages,
+		Seed:         *seed,
+		Faults:       mix,
+		Concurrency:  *concurrency,
+		Logger:       log,
 		// Only the summary is printed: keep the truth's memory bounded.
 		StoredWindow: 2 * time.Hour,
 	})

@@ -279,7 +279,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(edge.Path, ed.Handler())
-	srv, err := serve.Listen(mux, serve.Options{Addr: "127.0.0.1:0", Logger: log})
+	srv, err := serve.Listen(mux, serve.Options{Addr: "127.0.0.1:0", Logger: log, DeferAdmission: edge.DefersAdmission})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

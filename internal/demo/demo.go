@@ -213,7 +213,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	ingestMux := http.NewServeMux()
 	ingestMux.Handle("/v1/packages", ed.Handler())
 	serve.Health(ingestMux, ed.Ready)
-	ingest, err := serve.Listen(ingestMux, serve.Options{Addr: opts.IngestAddr, Logger: log})
+	ingest, err := serve.Listen(ingestMux, serve.Options{Addr: opts.IngestAddr, Logger: log, DeferAdmission: edge.DefersAdmission})
 	if err != nil {
 		return nil, err
 	}

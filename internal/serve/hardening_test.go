@@ -57,6 +57,8 @@ type target struct {
 	complete func(t *testing.T) int
 	// held reports how many requests are held in the API's handler.
 	held func(t *testing.T) int
+	// pkg is the edge's legitimate package.
+	pkg []byte
 }
 
 // serveFor starts srv until the test ends.
@@ -105,14 +107,19 @@ func edgeTarget(t *testing.T) *target {
 	}
 	_ = admin.Close()
 	reg := prometheus.NewRegistry()
-	e, err := edge.New(edge.Options{Kafka: k, Secret: []byte(hardeningSecret), Registerer: reg, Logger: slog.New(slog.DiscardHandler)})
+	// The held requests of TestConcurrentRequestsAreBounded are all of one
+	// device: it may have them all in flight.
+	e, err := edge.New(edge.Options{Kafka: k, Secret: []byte(hardeningSecret), Registerer: reg, Logger: slog.New(slog.DiscardHandler),
+		MaxDeviceInFlight: 2 * maxRequests})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle(edge.Path, e.Handler())
 	serve.Health(mux, e.Ready)
-	srv, err := serve.Listen(mux, hardenedOptions(reg))
+	opts := hardenedOptions(reg)
+	opts.DeferAdmission = edge.DefersAdmission // as `watershed ingest` serves it
+	srv, err := serve.Listen(mux, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +133,7 @@ func edgeTarget(t *testing.T) *target {
 	}
 	auth := "Bearer " + edge.Token([]byte(hardeningSecret), id)
 	return &target{
-		name: "edge", srv: srv, reg: reg, okCode: http.StatusAccepted, method: http.MethodPost, path: edge.Path,
+		name: "edge", srv: srv, reg: reg, okCode: http.StatusAccepted, method: http.MethodPost, path: edge.Path, pkg: pkg,
 		request: func(w io.Writer, extra string) {
 			fmt.Fprintf(w, "POST %s HTTP/1.1\r\nHost: edge\r\nAuthorization: %s\r\n%s\r\n", edge.Path, auth, extra)
 		},
@@ -312,6 +319,12 @@ func TestHostileRequests(t *testing.T) {
 			t.Run("endless chunked body", func(t *testing.T) {
 				conn := dial(t, tg)
 				tg.request(conn, "Transfer-Encoding: chunked\r\n")
+				if tg.name == "edge" {
+					// A package header that authenticates: the edge reads
+					// on. (Bytes that are not one are answered 400 at once.)
+					h := protocol.AppendHeader(nil, protocol.Header{Version: 1, DeviceID: 42, MessageCount: 1, BodyLen: protocol.MaxBodyLen})
+					fmt.Fprintf(conn, "%x\r\n%s\r\n", len(h), h)
+				}
 				stop := make(chan struct{})
 				var wg sync.WaitGroup
 				wg.Add(1)
@@ -358,7 +371,11 @@ func TestConcurrentRequestsAreBounded(t *testing.T) {
 			for range maxRequests {
 				conn := dial(t, tg)
 				if tg.name == "edge" {
+					// An authenticated request: its package header
+					// arrives, the rest of its 100 bytes does not. (One
+					// that has not authenticated holds no slot.)
 					tg.request(conn, "Content-Length: 100\r\n")
+					conn.Write(protocol.AppendHeader(nil, protocol.Header{Version: 1, DeviceID: 42, MessageCount: 1, BodyLen: 100 - protocol.HeaderLenV1}))
 				} else {
 					tg.request(conn, "")
 				}
@@ -368,10 +385,16 @@ func TestConcurrentRequestsAreBounded(t *testing.T) {
 			for tg.held(t) < maxRequests {
 				time.Sleep(5 * time.Millisecond)
 			}
-			// A request without a key would be answered 401 at once; it
-			// is shed instead.
+			// The view sheds a request without a key, which would be
+			// answered 401 at once; the edge a complete, authenticated one
+			// (it takes its slot only after the token was checked).
 			conn := dial(t, tg)
-			fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", tg.method, tg.path)
+			if tg.name == "edge" {
+				tg.request(conn, fmt.Sprintf("Content-Length: %d\r\n", len(tg.pkg)))
+				conn.Write(tg.pkg)
+			} else {
+				fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", tg.method, tg.path)
+			}
 			shed := readAnswer(t, conn)
 			if shed.StatusCode != http.StatusServiceUnavailable {
 				t.Fatalf("request beyond the limit = %d, want 503", shed.StatusCode)

@@ -40,6 +40,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +76,17 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger receives the server's errors (default slog.Default()).
 	Logger *slog.Logger
+	// MaxConnsPerClient, when positive, bounds the open connections of one
+	// client address (an IPv6 client's /64); more are closed as soon as
+	// they are accepted (watershed_http_connections_refused_total).
+	MaxConnsPerClient int
+	// TrustedProxies are the peers exempt from MaxConnsPerClient: proxies
+	// that carry the connections of many clients.
+	TrustedProxies []netip.Prefix
+	// DeferAdmission, when set, picks the requests that take no slot of
+	// MaxConcurrentRequests on arrival: their handler takes one with Admit
+	// once the request has authenticated.
+	DeferAdmission func(*http.Request) bool
 }
 
 // DefaultMaxConcurrentRequests is the default of
@@ -131,6 +143,7 @@ func Listen(handler http.Handler, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	lim.deferred = opts.DeferAdmission
 	var tlsConfig *tls.Config
 	if opts.TLSCertFile != "" {
 		r, err := newCertReloader(opts.TLSCertFile, opts.TLSKeyFile, opts.Logger)
@@ -146,6 +159,19 @@ func Listen(handler http.Handler, opts Options) (*Server, error) {
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("serve: listen on %s: %w", opts.Addr, err)
+	}
+	if opts.MaxConnsPerClient > 0 {
+		refused := prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "watershed_http_connections_refused_total",
+			Help: "Connections closed at once because their client address held the maximum of open connections.",
+		})
+		if opts.Registerer != nil {
+			if err := opts.Registerer.Register(refused); err != nil {
+				_ = ln.Close()
+				return nil, fmt.Errorf("serve: register metrics: %w", err)
+			}
+		}
+		ln = &connLimiter{Listener: ln, exempt: opts.TrustedProxies, refused: refused, open: NewCounter[netip.Addr](opts.MaxConnsPerClient)}
 	}
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
@@ -217,6 +243,9 @@ type limiter struct {
 	next     http.Handler
 	api, ops chan struct{}
 	shed     prometheus.Counter
+	// deferred picks the requests whose handlers take their slot with
+	// Admit; nil for none.
+	deferred func(*http.Request) bool
 }
 
 func newLimiter(next http.Handler, maxRequests int, reg prometheus.Registerer) (*limiter, error) {
@@ -244,22 +273,30 @@ func (l *limiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sem := l.api
 	if isOps(r) {
 		sem = l.ops
+	} else if l.deferred != nil && l.deferred(r) {
+		l.serveDeferred(w, r)
+		return
 	}
 	select {
 	case sem <- struct{}{}:
 		defer func() { <-sem }()
 		l.next.ServeHTTP(w, r)
 	default:
-		l.shed.Inc()
-		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "no-store")
-		h.Set("Retry-After", "1")
-		// The body, if any, is not read: the connection is not reused.
-		h.Set("Connection", "close")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(overloadedBody))
+		l.shedAnswer(w)
 	}
+}
+
+// shedAnswer answers 503 to a request beyond the bound.
+func (l *limiter) shedAnswer(w http.ResponseWriter) {
+	l.shed.Inc()
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Retry-After", "1")
+	// The body, if any, is not read: the connection is not reused.
+	h.Set("Connection", "close")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(overloadedBody))
 }
 
 // Health adds the public health endpoints to mux: /healthz (the process is

@@ -1,0 +1,78 @@
+package edge
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/watershed-io/watershed/internal/serve"
+)
+
+// clientAddr returns the address that per-client limits count r under
+// (serve.ClientKey of it): the connection's peer, or, when the peer is a
+// trusted proxy, the nearest address of the proxy chain (Forwarded, else
+// X-Forwarded-For) that is not itself a trusted proxy. Without trusted
+// proxies no header is believed: any client can write them.
+func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	peer := remoteAddr(r.RemoteAddr)
+	if len(trusted) == 0 || !serve.Trusted(trusted, peer) {
+		return serve.ClientKey(peer)
+	}
+	hops := forwardedFor(r.Header.Values("Forwarded"))
+	if hops == nil {
+		for _, v := range r.Header.Values("X-Forwarded-For") {
+			for h := range strings.SplitSeq(v, ",") {
+				hops = append(hops, strings.TrimSpace(h))
+			}
+		}
+	}
+	// The right end was appended by the nearest proxy; the left end is
+	// whatever the client wrote.
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			break // an obfuscated or malformed hop: keep the last proxy
+		}
+		client = a
+		if !serve.Trusted(trusted, a) {
+			break
+		}
+	}
+	return serve.ClientKey(client)
+}
+
+// remoteAddr parses a Request.RemoteAddr ("ip:port").
+func remoteAddr(s string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr()
+	}
+	a, _ := netip.ParseAddr(s)
+	return a
+}
+
+// forwardedFor returns the for= addresses of RFC 7239 Forwarded headers,
+// in order, without ports or brackets; nil when there are none.
+func forwardedFor(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for elem := range strings.SplitSeq(v, ",") {
+			for pair := range strings.SplitSeq(elem, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+				if !ok || !strings.EqualFold(k, "for") {
+					continue
+				}
+				val = strings.Trim(val, `"`)
+				if strings.HasPrefix(val, "[") { // [v6]:port
+					if end := strings.IndexByte(val, ']'); end > 0 {
+						val = val[1:end]
+					}
+				} else if host, _, found := strings.Cut(val, ":"); found && strings.Count(val, ":") == 1 {
+					val = host
+				}
+				out = append(out, val)
+			}
+		}
+	}
+	return out
+}
