@@ -27,6 +27,8 @@ type composeService struct {
 	Command     []string          `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
+	Volumes     []string          `yaml:"volumes"`
+	DependsOn   any               `yaml:"depends_on"`
 	Deploy      struct {
 		Replicas int `yaml:"replicas"`
 	} `yaml:"deploy"`
@@ -77,7 +79,7 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &cf); err != nil {
 		t.Fatalf("docker-compose.yml does not parse: %v", err)
 	}
-	for _, s := range []string{"kafka", "cassandra", "prometheus", "ingest", "view"} {
+	for _, s := range []string{"kafka", "cassandra", "prometheus", "grafana", "ingest", "view"} {
 		if _, ok := cf.Services[s]; !ok {
 			t.Errorf("no %s service", s)
 		}
