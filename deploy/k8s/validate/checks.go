@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -62,6 +63,12 @@ func checkObject(o object) []error {
 		if v.Spec.ServiceName == "" {
 			add("spec.serviceName: the headless Service that names the replicas is required")
 		}
+		oneOf(add, "spec.podManagementPolicy", string(v.Spec.PodManagementPolicy), "", "OrderedReady", "Parallel")
+		for _, c := range v.Spec.VolumeClaimTemplates {
+			for _, m := range c.Spec.AccessModes {
+				oneOf(add, "volumeClaimTemplate "+c.Name+" accessModes", string(m), "ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+			}
+		}
 	case *corev1.ConfigMap:
 		for k := range v.Data {
 			for _, msg := range validation.IsConfigMapKey(k) {
@@ -78,7 +85,9 @@ func checkObject(o object) []error {
 		if len(v.Spec.Ports) == 0 {
 			add("spec.ports: at least one port is required")
 		}
+		oneOf(add, "spec.type", string(v.Spec.Type), "", "ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 		for _, p := range v.Spec.Ports {
+			oneOf(add, "port "+p.Name+" protocol", string(p.Protocol), "", "TCP", "UDP", "SCTP")
 			if p.Port < 1 || p.Port > 65535 {
 				add("port %q: %d is not a port number", p.Name, p.Port)
 			}
@@ -92,6 +101,17 @@ func checkObject(o object) []error {
 		}
 		if len(v.Spec.Metrics) == 0 {
 			add("spec.metrics: none: the autoscaler would scale on nothing")
+		}
+		for i, m := range v.Spec.Metrics {
+			where := fmt.Sprintf("spec.metrics[%d]", i)
+			oneOf(add, where+".type", string(m.Type), "Resource", "Pods", "Object", "External", "ContainerResource")
+			if m.Type == autoscalingv2.ResourceMetricSourceType {
+				if m.Resource == nil {
+					add("%s: type Resource needs resource", where)
+					continue
+				}
+				oneOf(add, where+".resource.target.type", string(m.Resource.Target.Type), "Utilization", "Value", "AverageValue")
+			}
 		}
 	case *policyv1.PodDisruptionBudget:
 		if (v.Spec.MinAvailable == nil) == (v.Spec.MaxUnavailable == nil) {
@@ -168,6 +188,7 @@ func checkWorkload(w workload) []error {
 		if c.Image == "" {
 			add("container %s: image is required", c.Name)
 		}
+		oneOf(add, "container "+c.Name+" imagePullPolicy", string(c.ImagePullPolicy), "", "Always", "IfNotPresent", "Never")
 		ports := map[string]int32{}
 		for _, p := range c.Ports {
 			if p.Name != "" {
@@ -176,6 +197,7 @@ func checkWorkload(w workload) []error {
 				}
 				ports[p.Name] = p.ContainerPort
 			}
+			oneOf(add, "container "+c.Name+" port protocol", string(p.Protocol), "", "TCP", "UDP", "SCTP")
 			if p.ContainerPort < 1 || p.ContainerPort > 65535 {
 				add("container %s: containerPort %d is not a port number", c.Name, p.ContainerPort)
 			}
@@ -206,6 +228,14 @@ func checkWorkload(w workload) []error {
 		}
 	}
 	return errs
+}
+
+// oneOf reports through add when value is not one of the values an
+// enumerated field takes (the types are plain strings: decoding cannot).
+func oneOf(add func(string, ...any), where, value string, allowed ...string) {
+	if !slices.Contains(allowed, value) {
+		add("%s %q: want one of %q", where, value, allowed)
+	}
 }
 
 // portKnown reports an error when a named port is not among ports.

@@ -78,6 +78,7 @@ func TestBrokenManifestsFail(t *testing.T) {
 		{"unknown kind", "kind: Service", "kind: Servce", `unknown apiVersion "v1" and kind "Servce"`},
 		{"selector does not match", "      app: web\n  template", "      app: api\n  template", "does not match the pod template's labels"},
 		{"probe names no port", "              port: http\n", "              port: htp\n", `port "htp" names no container port`},
+		{"enum value", "containerPort: 8080", "containerPort: 8080\n              protocol: TPC", `protocol "TPC"`},
 		{"no image", "          image: web:1\n", "", "image is required"},
 		{"bad name", "  name: web\nspec:\n  replicas", "  name: Web_1\nspec:\n  replicas", `metadata.name "Web_1"`},
 		{"service targets no port", "targetPort: http", "targetPort: web", `targetPort "web" is no container port`},
