@@ -40,7 +40,7 @@ unit: deps tools
 ## k8s-validate: deploy/k8s/ against the Kubernetes API types, offline (its own module; docs/deployment.md).
 .PHONY: k8s-validate
 k8s-validate:
-	cd deploy/k8s/validate && $(GO) test -count=1 . && $(GO) run . ../*.yaml
+	cd deploy/k8s/validate && $(GO) vet . && $(GO) test -count=1 . && $(GO) run . ../*.yaml
 
 ## fuzz-brief: every fuzz target for a few seconds, so they cannot rot.
 fuzz-brief:
