@@ -7,7 +7,7 @@ FUZZTIME ?= 10s
 .PHONY: test unit fuzz-brief integration faults bench vet fmt-check deps tools
 
 ## test: the whole suite: static checks, unit tests, brief fuzzing, integration on real services.
-test: deps tools fmt-check vet unit fuzz-brief integration
+test: deps tools fmt-check vet unit fuzz-brief k8s-validate integration
 
 ## deps: Go modules (the only thing unit tests need).
 deps:
@@ -36,6 +36,11 @@ tools:
 ## unit: fast tests, no external services (the embedded broker runs in process).
 unit: deps tools
 	$(GO) test -race -count=1 $(PKGS)
+
+## k8s-validate: deploy/k8s/ against the Kubernetes API types, offline (its own module; docs/deployment.md).
+.PHONY: k8s-validate
+k8s-validate:
+	cd deploy/k8s/validate && $(GO) vet . && $(GO) test -count=1 . && $(GO) run . ../*.yaml
 
 ## fuzz-brief: every fuzz target for a few seconds, so they cannot rot.
 fuzz-brief:

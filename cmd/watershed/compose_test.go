@@ -27,6 +27,8 @@ type composeService struct {
 	Command     []string          `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
+	Volumes     []string          `yaml:"volumes"`
+	DependsOn   any               `yaml:"depends_on"`
 	Deploy      struct {
 		Replicas int `yaml:"replicas"`
 	} `yaml:"deploy"`
@@ -49,6 +51,23 @@ func help(t *testing.T, name string) string {
 	return out.String() + errb.String()
 }
 
+// checkGroupsRun checks that where runs every group of the topology with
+// at least two replicas, and no other group; groupsRun counts the replicas
+// of each group it runs.
+func checkGroupsRun(t *testing.T, where string, groupsRun map[string]int) {
+	t.Helper()
+	for _, g := range processors.New(processors.Config{}).Topology.Groups() {
+		if groupsRun[g] < 2 {
+			t.Errorf("group %s runs %d replicas in %s, want 2 or more", g, groupsRun[g], where)
+		}
+	}
+	for g := range groupsRun {
+		if !slices.Contains(processors.New(processors.Config{}).Topology.Groups(), g) {
+			t.Errorf("%s runs unknown group %q", where, g)
+		}
+	}
+}
+
 // docker-compose.yml parses, and what it asks of the binary is what the
 // binary offers: subcommands, flags, environment variables, groups, ports.
 func TestComposeAgreesWithTheBinary(t *testing.T) {
@@ -60,7 +79,7 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &cf); err != nil {
 		t.Fatalf("docker-compose.yml does not parse: %v", err)
 	}
-	for _, s := range []string{"kafka", "cassandra", "prometheus", "ingest", "view"} {
+	for _, s := range []string{"kafka", "cassandra", "prometheus", "grafana", "ingest", "view"} {
 		if _, ok := cf.Services[s]; !ok {
 			t.Errorf("no %s service", s)
 		}
@@ -144,16 +163,7 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 			t.Errorf("%s: the default view key %q is shorter than %d characters: watershed view refuses it", name, m[1], views.MinKeyLength)
 		}
 	}
-	// Every group of the topology runs, with at least two replicas.
-	for _, g := range processors.New(processors.Config{}).Topology.Groups() {
-		if groupsRun[g] < 2 {
-			t.Errorf("group %s runs %d replicas in docker-compose.yml, want 2 or more", g, groupsRun[g])
-		}
-		delete(groupsRun, g)
-	}
-	for g := range groupsRun {
-		t.Errorf("docker-compose.yml runs unknown group %q", g)
-	}
+	checkGroupsRun(t, "docker-compose.yml", groupsRun)
 	// Prometheus scrapes every watershed process on its port.
 	prom, err := os.ReadFile("../../deploy/prometheus/prometheus.yml")
 	if err != nil {
