@@ -85,6 +85,9 @@ type Config struct {
 	// partition (zero: topology's defaults, 1000 rows or 5ms). A record
 	// still commits only after its rows are written.
 	SinkBatch topology.BatchOptions
+	// SinkAudit, when set, logs every record the sink group is handed and
+	// every write the store acknowledged (tests count write calls with it).
+	SinkAudit *sinks.Audit
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives the stages' logs (default slog.Default()).
