@@ -138,7 +138,10 @@ func (e *env) openStore(t *testing.T) (*cassandra.Store, string) {
 // until every one is ready.
 func (e *env) cluster(t *testing.T, cfg Config) *Cluster {
 	t.Helper()
-	cfg.Bin, cfg.Brokers, cfg.Log = e.bin, e.infra.Brokers, e.log
+	cfg.Bin, cfg.Log = e.bin, e.log
+	if len(cfg.Brokers) == 0 {
+		cfg.Brokers = e.infra.Brokers
+	}
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
