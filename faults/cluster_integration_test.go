@@ -104,6 +104,13 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		t.Fatalf("open the Cassandra store: %v", err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
+	// Both nodes know the schema before a sink replica opens it.
+	agreeCtx, agreeCancel := context.WithTimeout(ctx, time.Minute)
+	err = admin.AwaitSchemaAgreement(agreeCtx)
+	agreeCancel()
+	if err != nil {
+		t.Fatalf("schema agreement: %v", err)
+	}
 
 	dir := t.TempDir()
 	audit := filepath.Join(dir, "sink-audit.log")

@@ -125,12 +125,12 @@ func viewMismatches(rs []reconcile.Report) []map[string]any {
 }
 
 // checkStable runs reconcile.Check until it agrees, or until its answer
-// stayed the same for 20 checks in a row (the sources no longer change),
-// or 3 minutes passed, and returns the last report.
+// stayed the same for 5 checks in a row (the sources no longer change),
+// or 2 minutes passed, and returns the last report.
 func checkStable(ctx context.Context, truth simulator.Truth, src reconcile.Sources) (reconcile.Report, error) {
 	var last reconcile.Report
 	same := 0
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		r, err := reconcile.Check(ctx, truth, src)
 		if err != nil && !errors.Is(err, ErrNotCaughtUp) {
@@ -147,7 +147,7 @@ func checkStable(ctx context.Context, truth simulator.Truth, src reconcile.Sourc
 			}
 			last = r
 		}
-		if same >= 20 || time.Now().After(deadline) {
+		if same >= 5 || time.Now().After(deadline) {
 			return last, nil
 		}
 		select {
