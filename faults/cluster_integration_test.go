@@ -206,10 +206,11 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	}
 
 	// Rows: none lost, none the truth does not have, per device.
-	lost, extra, rows, extraDevices, err := countRows(ctx, store, truth)
+	lostIDs, extra, rows, extraDevices, err := countRows(ctx, store, truth)
 	if err != nil {
 		t.Fatal(err)
 	}
+	lost := len(lostIDs)
 	if lost != 0 {
 		t.Errorf("Cassandra: %d messages of accepted packages lost", lost)
 	}
@@ -245,6 +246,25 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	}
 	if unwritten != 0 {
 		t.Errorf("sink: %d messages of accepted packages were never in an acknowledged write", unwritten)
+	}
+	// Lost messages that a write the store acknowledged did hold: lost
+	// by the store, or by its read path. Their message times (wall clock
+	// of the simulator) place them among the faults.
+	var ackedLost []simulator.Identity
+	for _, id := range lostIDs {
+		if sinkAudit.Written[id] > 0 {
+			ackedLost = append(ackedLost, id)
+		}
+	}
+	ackedLostSpan := ""
+	if len(ackedLost) > 0 {
+		lo, hi := ackedLost[0].TimeMs, ackedLost[0].TimeMs
+		for _, id := range ackedLost {
+			lo, hi = min(lo, id.TimeMs), max(hi, id.TimeMs)
+		}
+		at := func(ms uint64) float64 { return time.UnixMilli(int64(ms)).Sub(f.flog.start).Seconds() }
+		ackedLostSpan = fmt.Sprintf("message times %.1fs..%.1fs after the run began", at(lo), at(hi))
+		t.Errorf("Cassandra: %d lost messages were in writes the store acknowledged (%s), first %v", len(ackedLost), ackedLostSpan, first(ackedLost, 5))
 	}
 
 	// Dead letters, per record: by reason within the truth's bounds, and

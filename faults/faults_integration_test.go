@@ -69,17 +69,17 @@ func joinHosts(h []string) string {
 	return out
 }
 
-// countRows reads every device's rows: lost counts messages of the truth
+// countRows reads every device's rows: lost lists the messages of the truth
 // missing from Cassandra, extra the rows that neither the truth's stored
 // messages nor those of packages of uncertain fate hold, on the devices
 // listed. (A row stored twice cannot be seen here: the store's primary key
 // is the message identity; duplicates are looked for at the normalized
 // topic and the sink's write calls instead.)
-func countRows(ctx context.Context, st sinks.Store, truth simulator.Truth) (lost, extra, rows int, extraDevices []uint64, err error) {
+func countRows(ctx context.Context, st sinks.Store, truth simulator.Truth) (lost []simulator.Identity, extra, rows int, extraDevices []uint64, err error) {
 	for id, d := range truth.Devices {
 		got, err := st.Readings(ctx, sinks.Query{DeviceID: id})
 		if err != nil {
-			return 0, 0, 0, nil, fmt.Errorf("rows of device %d: %w", id, err)
+			return nil, 0, 0, nil, fmt.Errorf("rows of device %d: %w", id, err)
 		}
 		rows += len(got)
 		seen := map[simulator.Identity]bool{}
@@ -99,7 +99,7 @@ func countRows(ctx context.Context, st sinks.Store, truth simulator.Truth) (lost
 		}
 		for k := range d.Stored {
 			if !seen[k] {
-				lost++
+				lost = append(lost, k)
 			}
 		}
 	}
