@@ -345,6 +345,7 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		"duplicated_messages":   len(normDups) + len(overwritten),
 		"normalized_duplicates": len(normDups), "normalized_replayed_copies": replayed,
 		"sink_overwritten": len(overwritten), "sink_unwritten": unwritten, "sink_write_calls": sinkAudit.WriteCalls,
+		"lost_after_acknowledged_write": len(ackedLost), "lost_after_acknowledged_write_span": ackedLostSpan,
 		"dlq_mismatches": len(dlqBad) + dlqCopies, "dlq_extra_copies": dlqCopies, "dlq_by_reason": dlqByReason,
 		"truth_dlq_by_reason": truth.DeadLetters, "truth_dlq_max_by_reason": truth.DeadLettersMax,
 		"view_probes": probesTotal, "view_probes_failed": probesFailed,
