@@ -24,6 +24,17 @@ type Front struct {
 	mu       sync.Mutex
 	inflight []int
 	stats    []EdgeStats
+	nextID   uint64
+	live     map[uint64]int // in-flight requests' edges, by id
+	watches  []*Watch
+}
+
+// Watch follows the requests that were in flight at one edge when it was
+// taken: how many of them then failed after connecting (their answer was
+// lost, as when the edge is killed under them).
+type Watch struct {
+	ids    map[uint64]bool
+	failed int
 }
 
 // EdgeStats counts what one edge was sent through a Front.
@@ -44,7 +55,7 @@ func NewFront(base http.RoundTripper, edges ...string) (*Front, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	f := &Front{base: base, inflight: make([]int, len(edges)), stats: make([]EdgeStats, len(edges))}
+	f := &Front{base: base, inflight: make([]int, len(edges)), stats: make([]EdgeStats, len(edges)), live: map[uint64]int{}}
 	for i, e := range edges {
 		u, err := url.Parse(e)
 		if err != nil || u.Host == "" {
@@ -75,10 +86,9 @@ func (f *Front) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			r.Body = body
 		}
-		f.add(i, 1)
+		id := f.begin(i)
 		resp, err := f.base.RoundTrip(r)
-		f.add(i, -1)
-		f.count(i, resp, err)
+		f.end(i, id, resp, err)
 		if err == nil {
 			return resp, nil
 		}
@@ -90,15 +100,27 @@ func (f *Front) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, lastErr
 }
 
-func (f *Front) add(i, n int) {
-	f.mu.Lock()
-	f.inflight[i] += n
-	f.mu.Unlock()
-}
-
-func (f *Front) count(i int, resp *http.Response, err error) {
+// begin counts a request to edge i in flight and returns its id.
+func (f *Front) begin(i int) uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.inflight[i]++
+	f.nextID++
+	f.live[f.nextID] = i
+	return f.nextID
+}
+
+// end counts the outcome of request id to edge i.
+func (f *Front) end(i int, id uint64, resp *http.Response, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inflight[i]--
+	delete(f.live, id)
+	for _, w := range f.watches {
+		if w.ids[id] && err != nil && !dialError(err) {
+			w.failed++
+		}
+	}
 	s := &f.stats[i]
 	switch {
 	case err == nil:
@@ -109,6 +131,27 @@ func (f *Front) count(i int, resp *http.Response, err error) {
 	default:
 		s.Errors++
 	}
+}
+
+// Watch starts following the requests in flight at edge i now.
+func (f *Front) Watch(i int) *Watch {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := &Watch{ids: map[uint64]bool{}}
+	for id, e := range f.live {
+		if e == i {
+			w.ids[id] = true
+		}
+	}
+	f.watches = append(f.watches, w)
+	return w
+}
+
+// Failed returns how many of w's requests failed after connecting so far.
+func (f *Front) Failed(w *Watch) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return w.failed
 }
 
 // InFlight returns the requests waiting for an answer from edge i.

@@ -7,12 +7,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"testing"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/simulator"
+	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/views"
 )
 
@@ -207,5 +211,97 @@ func TestPortsAvoidTheEphemeralRange(t *testing.T) {
 	}
 	if _, err := tiny.Free(); err == nil {
 		t.Fatal("Free() found a port in a span whose ports are all in use or given")
+	}
+}
+
+// TestFrontWatch: requests in flight at an edge when it is watched and
+// then lose their answer (the server closes their connections) are
+// counted; a request begun after the watch, or one answered, is not.
+func TestFrontWatch(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 8)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer ts.Close()
+	f, err := NewFront(nil, ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: f}
+	errs := make(chan error, 3)
+	post := func() {
+		resp, err := c.Post(ts.URL+"/v1/packages", "application/octet-stream", bytes.NewReader([]byte("pkg")))
+		if err == nil {
+			resp.Body.Close()
+		}
+		errs <- err
+	}
+	go post()
+	go post()
+	<-entered
+	<-entered
+	if n := f.InFlight(0); n != 2 {
+		t.Fatalf("in flight %d, want 2", n)
+	}
+	w := f.Watch(0)
+	ts.CloseClientConnections() // the edge dies under both requests
+	for range 2 {
+		if err := <-errs; err == nil {
+			t.Fatal("a request whose connection was closed succeeded")
+		}
+	}
+	close(release)
+	go post() // after the watch: answered, not counted
+	if err := <-errs; err != nil {
+		t.Fatalf("request after the watch: %v", err)
+	}
+	if got := f.Failed(w); got != 2 {
+		t.Fatalf("Failed = %d, want 2", got)
+	}
+}
+
+// TestSinkAuditRoundTrip: what sinks.Audit writes, ReadSinkAudit reads: a
+// record handed over twice (a replay) may be written twice, a row written
+// more often than handed over is reported, a line cut by a kill is
+// counted and skipped.
+func TestSinkAuditRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := sinks.NewAudit(f)
+	r1 := records.Reading{DeviceID: 18446744073709551615, TimeMs: 1_700_000_000_001, ContentCRC: 4294967295}
+	r2 := records.Reading{DeviceID: 7, TimeMs: 1_700_000_000_002, ContentCRC: 1}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(a.Delivered(0, 10, []records.Reading{r1, r2}))
+	must(a.Wrote([]records.Reading{r1, r2}))
+	must(a.Delivered(0, 10, []records.Reading{r1, r2})) // replayed
+	must(a.Wrote([]records.Reading{r1}))
+	must(a.Wrote([]records.Reading{r2}))
+	must(a.Wrote([]records.Reading{r2}))               // one write too many
+	if _, err := f.WriteString("w 7:17"); err != nil { // cut by a kill
+		t.Fatal(err)
+	}
+	must(f.Close())
+	got, err := ReadSinkAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id1 := simulator.Identity{DeviceID: r1.DeviceID, TimeMs: r1.TimeMs, ContentCRC: r1.ContentCRC}
+	id2 := simulator.Identity{DeviceID: r2.DeviceID, TimeMs: r2.TimeMs, ContentCRC: r2.ContentCRC}
+	if got.WriteCalls != 4 || got.Cut != 1 || got.Delivered[id1] != 2 || got.Written[id1] != 2 || got.Written[id2] != 3 {
+		t.Fatalf("audit %+v", got)
+	}
+	if ow := got.Overwritten(); len(ow) != 1 || ow[0] != id2 {
+		t.Fatalf("Overwritten = %v, want [%v]", ow, id2)
 	}
 }

@@ -47,6 +47,13 @@ func (in *Infra) Restart(ctx context.Context, service string) error {
 	return err
 }
 
+// Kill ends service or cluster node ("kafka-2", "cassandra-1") with
+// SIGKILL, as a crash would; its data stays for Resume.
+func (in *Infra) Kill(ctx context.Context, service string) error {
+	_, err := in.run(ctx, "kill", service)
+	return err
+}
+
 // Stop stops service, keeping its data.
 func (in *Infra) Stop(ctx context.Context, service string) error {
 	_, err := in.run(ctx, "stop", service)

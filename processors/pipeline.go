@@ -93,6 +93,9 @@ type Config struct {
 	// SinkBackoff is the backoff of the sink's in-place retries (zero:
 	// topology.DefaultBackoff).
 	SinkBackoff topology.Backoff
+	// SinkAudit, when set, logs every record the sink group is handed and
+	// every write the store acknowledged (tests count write calls with it).
+	SinkAudit *sinks.Audit
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives the stages' logs (default slog.Default()).

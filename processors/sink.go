@@ -42,6 +42,9 @@ func (p *Pipeline) declareSink() {
 	g := p.Topology.Processor(GroupSink, opts...)
 	batch := topology.Batch(g, p.cfg.SinkBatch, p.writeReadings)
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
+		if err := p.cfg.SinkAudit.Delivered(c.Partition(), c.Offset(), rs.Items); err != nil {
+			return err
+		}
 		return batch.Add(c, rs.Items)
 	})
 }
@@ -56,7 +59,7 @@ func (p *Pipeline) writeReadings(ctx context.Context, rows []records.Reading) er
 	err := p.cfg.Sink.Write(ctx, rows)
 	switch {
 	case err == nil:
-		return nil
+		return p.cfg.SinkAudit.Wrote(rows)
 	case errors.Is(err, sinks.ErrUnavailable):
 		return topology.Outage(err)
 	case errors.Is(err, sinks.ErrWriteFailed):

@@ -1,11 +1,14 @@
 package processors_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,7 +51,8 @@ func (s *refusingStore) Write(ctx context.Context, rs []records.Reading) error {
 // stored.
 func TestSinkBatchesAndDeadLettersRefusedRecords(t *testing.T) {
 	store := &refusingStore{memStore: newMemStore()}
-	k, p, r, ctx := runSink(t, processors.Config{Partitions: 1, Sink: store,
+	var audit lockedBuffer
+	k, p, r, ctx := runSink(t, processors.Config{Partitions: 1, Sink: store, SinkAudit: sinks.NewAudit(&audit),
 		SinkBatch: topology.BatchOptions{MaxWait: time.Second}}, processors.GroupSink)
 
 	// Twenty packages of devices 1..20 (two readings each), sent at once,
@@ -78,6 +82,54 @@ func TestSinkBatchesAndDeadLettersRefusedRecords(t *testing.T) {
 	if len(dead) != 1 || dead[0].Reason != "sink_refused" || dead[0].Stage != processors.GroupSink || string(dead[0].Key) != "33" {
 		t.Errorf("dead letters = %+v", dead)
 	}
+	// The audit saw every record handed over and logged only the writes
+	// the store acknowledged: device 33's readings in none of them.
+	store.mu.Lock()
+	writes = store.writes
+	store.mu.Unlock()
+	delivered, wrote := 0, 0
+	written := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(audit.String()), "\n") {
+		f := strings.Fields(line)
+		switch f[0] {
+		case "d":
+			delivered++
+		case "w":
+			wrote++
+			for _, id := range f[1:] {
+				written[strings.SplitN(id, ":", 2)[0]]++
+			}
+		}
+	}
+	if delivered < 26 || wrote != writes {
+		t.Errorf("audit: %d records handed over (want at least 26), %d writes logged (store acknowledged %d)", delivered, wrote, writes)
+	}
+	for _, d := range []string{"1", "20", "31", "36"} {
+		if written[d] < 2 {
+			t.Errorf("audit: device %s's readings written %d times, want 2 or more", d, written[d])
+		}
+	}
+	if written["33"] != 0 {
+		t.Errorf("audit: refused device 33 logged as written %d times", written["33"])
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // sendPackages sends one package of two readings for each device from..to

@@ -119,6 +119,10 @@ type DeviceTruth struct {
 	// Forgotten counts the stored messages a pruning Ledger dropped from
 	// Stored; Messages is len(Stored) + Forgotten.
 	Forgotten int
+	// Possible holds the messages of packages whose fate is uncertain and
+	// that are not in Stored: the pipeline may store them or not. A stored
+	// row in neither set is one the truth does not have.
+	Possible map[Identity]struct{}
 
 	// nextPrune is the size of Stored at which a pruning Ledger prunes.
 	nextPrune int
@@ -140,6 +144,7 @@ func (d *DeviceTruth) clone() *DeviceTruth {
 	c := *d
 	c.Latest = maps.Clone(d.Latest)
 	c.Stored = maps.Clone(d.Stored)
+	c.Possible = maps.Clone(d.Possible)
 	return &c
 }
 
@@ -166,6 +171,11 @@ type Truth struct {
 	// Sent counts packages that got a final answer; Unsent those given up
 	// (retries exhausted, or the context ended while retrying).
 	Sent, Unsent int
+	// Offered counts every package, sent or given up, by the answer it
+	// expected; AsExpected those whose final answer was the expected one,
+	// by that answer. Offered[202] are the valid packages offered and
+	// AsExpected[202] those accepted.
+	Offered, AsExpected map[int]int
 	// Uncertain counts attempts whose fate is unknown: timeouts, transport
 	// failures after connecting, and 503 answers (Kafka may have taken the
 	// package after all). 429 answers and failures to connect are certain
@@ -242,6 +252,8 @@ func newTruth() Truth {
 		Answers:        make(map[int]int),
 		Attempts:       make(map[string]int),
 		Faults:         make(map[Fault]int),
+		Offered:        make(map[int]int),
+		AsExpected:     make(map[int]int),
 		Devices:        make(map[uint64]*DeviceTruth),
 	}
 }
@@ -253,6 +265,8 @@ func (t *Truth) clone() Truth {
 	c.Answers = maps.Clone(t.Answers)
 	c.Attempts = maps.Clone(t.Attempts)
 	c.Faults = maps.Clone(t.Faults)
+	c.Offered = maps.Clone(t.Offered)
+	c.AsExpected = maps.Clone(t.AsExpected)
 	c.UnexpectedSamples = slices.Clone(t.UnexpectedSamples)
 	c.Devices = make(map[uint64]*DeviceTruth, len(t.Devices))
 	for id, d := range t.Devices {
@@ -329,10 +343,13 @@ func (l *Ledger) Apply(p *Package, code int, uncertain int) {
 	t := &l.t
 	t.Sent++
 	t.Answers[code]++
+	t.Offered[p.Expect.Code]++
 	for _, f := range p.Faults {
 		t.Faults[f]++
 	}
-	if code != p.Expect.Code {
+	if code == p.Expect.Code {
+		t.AsExpected[code]++
+	} else {
 		t.Unexpected++
 		if len(t.UnexpectedSamples) < 20 {
 			t.UnexpectedSamples = append(t.UnexpectedSamples,
@@ -373,6 +390,7 @@ func (l *Ledger) Unsent(p *Package, uncertain int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.t.Unsent++
+	l.t.Offered[p.Expect.Code]++
 	l.bound(p, uncertain, false)
 }
 
@@ -431,6 +449,28 @@ func (l *Ledger) bound(p *Package, uncertain int, accepted bool) {
 		d := l.device(p.Expect.Device)
 		d.Uncertain += uncertain
 		d.Max.add(add)
+		if !accepted && valid > 0 {
+			l.possible(d, p)
+		}
+	}
+}
+
+// possible adds the valid messages of p, whose fate is uncertain, to d's
+// Possible unless they are stored.
+func (l *Ledger) possible(d *DeviceTruth, p *Package) {
+	for i := range p.Expect.Records {
+		r := &p.Expect.Records[i]
+		if r.Outcome != OutcomeValid {
+			continue
+		}
+		id := Identity{DeviceID: d.ID, TimeMs: r.Message.TimeMs, ContentCRC: r.Message.ContentCRC}
+		if _, ok := d.Stored[id]; ok {
+			continue
+		}
+		if d.Possible == nil {
+			d.Possible = make(map[Identity]struct{})
+		}
+		d.Possible[id] = struct{}{}
 	}
 }
 
@@ -467,6 +507,7 @@ func (l *Ledger) store(p *Package) (Counts, map[string]int) {
 			}
 			c.Messages++
 			d.Stored[id] = StoredMessage{Identity: id, Type: m.Type, Message: *m}
+			delete(d.Possible, id)
 			d.LastSeenMs = max(d.LastSeenMs, m.TimeMs)
 			if cur, ok := d.Latest[m.Type]; !ok || m.TimeMs > cur.TimeMs {
 				d.Latest[m.Type] = Reading{TimeMs: m.TimeMs, Message: *m}
@@ -488,6 +529,11 @@ func (l *Ledger) prune(d *DeviceTruth) {
 			if id.TimeMs < horizon {
 				delete(d.Stored, id)
 				d.Forgotten++
+			}
+		}
+		for id := range d.Possible {
+			if id.TimeMs < horizon {
+				delete(d.Possible, id)
 			}
 		}
 	}

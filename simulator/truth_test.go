@@ -369,3 +369,36 @@ func TestReadingNormal(t *testing.T) {
 		t.Fatalf("battery %v", n)
 	}
 }
+
+// TestLedgerOfferedAndPossible: every package counts as offered by its
+// expected answer, accepted ones as such; the messages of a package whose
+// fate stayed uncertain are possible rows until a later copy stores them.
+func TestLedgerOfferedAndPossible(t *testing.T) {
+	f := newTestFleet(t, 17, 3, NoFaults())
+	p, q := next(t, f), next(t, f)
+	valid, _, _ := p.Expect.Counts()
+	l := NewLedger()
+	l.Apply(p, 400, 0) // unexpected
+	l.Unsent(q, 1)     // given up after an uncertain attempt
+	tr := l.Truth()
+	if tr.Offered[202] != 2 || tr.AsExpected[202] != 0 {
+		t.Fatalf("offered %v, as expected %v; want 2 offered, none accepted", tr.Offered, tr.AsExpected)
+	}
+	dq := tr.Devices[q.Device]
+	qValid, _, _ := q.Expect.Counts()
+	if dq == nil || len(dq.Possible) != qValid || len(dq.Stored) != 0 {
+		t.Fatalf("uncertain unsent package: device truth %+v, want %d possible messages", dq, qValid)
+	}
+	l.Apply(p, 202, 0)
+	l.Apply(q, 202, 0) // the resend stores what was only possible
+	tr = l.Truth()
+	if tr.Offered[202] != 4 || tr.AsExpected[202] != 2 {
+		t.Fatalf("offered %v, as expected %v; want 4 offered, 2 accepted", tr.Offered, tr.AsExpected)
+	}
+	if d := tr.Devices[q.Device]; len(d.Possible) != 0 {
+		t.Fatalf("stored messages are still possible: %d", len(d.Possible))
+	}
+	if d := tr.Devices[p.Device]; len(d.Stored) < valid {
+		t.Fatalf("device of p stores %d messages, want at least %d", len(d.Stored), valid)
+	}
+}

@@ -378,6 +378,17 @@ type PartitionLag struct {
 	Lag int64
 }
 
+// Drained returns nil when no lag in lags is above zero, else an error
+// naming the first group and partition that lags.
+func Drained(lags []PartitionLag) error {
+	for _, l := range lags {
+		if l.Lag != 0 {
+			return fmt.Errorf("group %s lags %d on %s/%d", l.Group, l.Lag, l.Topic, l.Partition)
+		}
+	}
+	return nil
+}
+
 // Lag reads the committed offsets of the runner's groups and the end of
 // every input partition from the brokers.
 func (r *Runner) Lag(ctx context.Context) ([]PartitionLag, error) {

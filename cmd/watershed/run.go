@@ -32,6 +32,7 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	store := fs.String("store", envOr("WATERSHED_STORE", "local"), "where the sink group writes readings: local (a leveldb store in <data-dir>/sink) or cassandra (--cassandra-* flags) (env WATERSHED_STORE)")
 	hotStandby := fs.Bool("hot-standby", false, "keep a copy of table partitions this process does not own, for fast failover")
 	recoverAhead := fs.Bool("recover-ahead", false, "recover newly assigned table partitions before the rebalance completes")
+	sinkAudit := fs.String("sink-audit", envOr("WATERSHED_SINK_AUDIT", ""), "append a line per record the sink group is handed and per acknowledged store write to this file (for tests that count write calls; env WATERSHED_SINK_AUDIT)")
 	tableKind := fs.String("table-storage", envOr("WATERSHED_TABLE_STORAGE", tablestore.DefaultKind), tableStorageUsage+" (env WATERSHED_TABLE_STORAGE)")
 	var pf pipelineFlags
 	var tf topicFlags
@@ -79,6 +80,15 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 			}
 			defer st.Close()
 			cfg.Sink = st
+			if *sinkAudit != "" {
+				f, err := os.OpenFile(*sinkAudit, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+				if err != nil {
+					fmt.Fprintf(stderr, "watershed run: sink audit: %v\n", err)
+					return 2
+				}
+				defer f.Close()
+				cfg.SinkAudit = sinks.NewAudit(f)
+			}
 		}
 	}
 	p := processors.New(cfg)

@@ -342,12 +342,7 @@ func (d *Demo) Drained(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, l := range lags {
-		if l.Lag != 0 {
-			return fmt.Errorf("group %s lags %d on %s/%d", l.Group, l.Lag, l.Topic, l.Partition)
-		}
-	}
-	return nil
+	return topology.Drained(lags)
 }
 
 // waitUntil polls cond until it returns nil, ctx ends or timeout passes.

@@ -5,11 +5,20 @@
 #
 #   infra.sh fetch                         jars into .infra/ (once), probe binary
 #   infra.sh start [kafka|cassandra|all]   fresh data, start, wait until ready
-#   infra.sh stop [kafka|cassandra|all]    stop what start started (by pid); data kept
-#   infra.sh resume [kafka|cassandra|all]  start again on the data of the last run
-#   infra.sh restart [kafka|cassandra|all] stop, then resume (data kept)
+#   infra.sh start cluster                 the fault test's cluster instead: 3 Kafka
+#                                          KRaft nodes (kafka-1..3) and 2 Cassandra
+#                                          nodes (cassandra-1..2), fresh data
+#   infra.sh stop [NAME|all]               stop what start started (by pid); data kept
+#   infra.sh kill NAME                     SIGKILL one service or node (a crash)
+#   infra.sh resume [NAME|all]             start again on the data of the last run
+#   infra.sh restart [NAME|all]            stop, then resume (data kept)
+#   infra.sh controller                    the cluster's active KRaft controller's node id
 #   infra.sh status                        what runs, with pid, ports and RSS
 #   infra.sh env                           WATERSHED_*=... lines for the tests
+#
+# NAME is kafka or cassandra (single mode), or a cluster node: kafka-1,
+# kafka-2, kafka-3, cassandra-1, cassandra-2; `all` is whatever the last start
+# started.
 #
 # Everything it writes lives under .infra/ at the repository root (git-ignored):
 #   .infra/m2/                  Maven's local repository (its cache)
@@ -27,6 +36,13 @@
 #   WATERSHED_STOP_TIMEOUT [30]  (seconds between TERM and KILL)
 #   WATERSHED_KAFKA_JVM_OPTS, WATERSHED_CASSANDRA_JVM_OPTS  extra JVM options
 #   WATERSHED_INFRA_DIR [.infra at the repository root]
+# The cluster (start cluster), node N of 1-3 and 1-2:
+#   WATERSHED_KAFKA_CLUSTER_PORT [19090]  kafka-N: client port +N, controller
+#       +100+N, proxied listener +200+N advertised as the proxy's port +300+N
+#   WATERSHED_KAFKA_CLUSTER_HEAP [256m]  WATERSHED_CASSANDRA_CLUSTER_HEAP [512m]
+#   cassandra-N listens on 127.0.0.N (CQL WATERSHED_CASSANDRA_PORT, storage
+#   WATERSHED_CASSANDRA_STORAGE_PORT); WATERSHED_CASSANDRA_PROXY_PORT [19042]
+#   is the port of the fault test's proxy on each node's address.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +56,10 @@ kafka_sasl_port=${WATERSHED_KAFKA_SASL_PORT:-9094}
 cassandra_port=${WATERSHED_CASSANDRA_PORT:-9042}
 cassandra_storage_port=${WATERSHED_CASSANDRA_STORAGE_PORT:-7000}
 kafka_heap=${WATERSHED_KAFKA_HEAP:-512m}
+kafka_cluster_port=${WATERSHED_KAFKA_CLUSTER_PORT:-19090}
+kafka_cluster_heap=${WATERSHED_KAFKA_CLUSTER_HEAP:-256m}
+cassandra_cluster_heap=${WATERSHED_CASSANDRA_CLUSTER_HEAP:-512m}
+cassandra_proxy_port=${WATERSHED_CASSANDRA_PROXY_PORT:-19042}
 cassandra_heap=${WATERSHED_CASSANDRA_HEAP:-1g}
 kafka_start_timeout=${WATERSHED_KAFKA_START_TIMEOUT:-120}
 cassandra_start_timeout=${WATERSHED_CASSANDRA_START_TIMEOUT:-180}
@@ -49,6 +69,7 @@ stop_timeout=${WATERSHED_STOP_TIMEOUT:-30}
 dependency_plugin=org.apache.maven.plugins:maven-dependency-plugin:3.6.1
 
 services=(kafka cassandra)
+cluster_nodes=(kafka-1 kafka-2 kafka-3 cassandra-1 cassandra-2)
 
 # Test credentials, printed by `infra.sh env` (docs/infrastructure.md). Kafka's
 # SCRAM user exists on the SASL_PLAINTEXT listener only; the PLAINTEXT one
@@ -65,7 +86,7 @@ die() {
 }
 
 usage() {
-	sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,/^# started\.$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -239,20 +260,22 @@ rss_mib() { awk '/^VmRSS:/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/
 # peak_rss_mib PID prints the peak resident set size of PID in MiB.
 peak_rss_mib() { awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo '?'; }
 
-# port_taken PORT succeeds when something accepts connections on PORT.
+# port_taken ADDRESS PORT succeeds when something accepts connections on
+# ADDRESS:PORT.
 port_taken() {
-	timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+	timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null
 }
 
+# check_ports NAME ADDRESS PORT... fails when one of the ports is taken.
 check_ports() {
-	local name=$1 port
-	shift
+	local name=$1 address=$2 port
+	shift 2
 	for port in "$@"; do
 		[[ $port =~ ^[0-9]+$ ]] || die "$name: port '$port' is not a number"
-		if port_taken "$port"; then
+		if port_taken "$address" "$port"; then
 			local who=''
 			command -v ss >/dev/null && who=$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n1)
-			die "$name: port $port on 127.0.0.1 is already taken${who:+ ($who)}; stop that process or choose other ports (WATERSHED_KAFKA_PORT, WATERSHED_KAFKA_CONTROLLER_PORT, WATERSHED_CASSANDRA_PORT, WATERSHED_CASSANDRA_STORAGE_PORT)"
+			die "$name: port $port on $address is already taken${who:+ ($who)}; stop that process or choose other ports (WATERSHED_KAFKA_PORT, WATERSHED_KAFKA_CONTROLLER_PORT, WATERSHED_CASSANDRA_PORT, WATERSHED_CASSANDRA_STORAGE_PORT)"
 		fi
 	done
 }
@@ -342,11 +365,29 @@ random_cluster_id() {
 	printf '%s\n' "$id"
 }
 
+# kafka_jvm DIR HEAP sets kafka_jvm_args to the JVM options and class path
+# of a broker whose run folder is DIR.
+kafka_jvm() {
+	local dir=$1 heap=$2
+	size_mib "$heap" >/dev/null
+	kafka_jvm_args=(
+		"-Xms$heap" "-Xmx$heap" -Xss512k
+		-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent
+		-XX:TieredStopAtLevel=1 -XX:CICompilerCount=2 -XX:-UsePerfData
+		-Djava.awt.headless=true -Djava.io.tmpdir="$dir/tmp"
+		-Dlog4j2.configurationFile="$dir/log4j2.properties"
+	)
+	# Extra options come after ours, so they win (for -XX flags the last counts).
+	local -a extra
+	read -r -a extra <<<"${WATERSHED_KAFKA_JVM_OPTS:-}"
+	kafka_jvm_args+=("${extra[@]}" -cp "$infra_dir/kafka/lib/*")
+}
+
 # launch_kafka formats fresh storage and starts the broker in the background.
 launch_kafka() {
 	local dir=$run_dir/kafka lib=$infra_dir/kafka/lib cluster_id
 	[[ -f $lib/.fetched ]] || die "kafka: jars missing; run '$0 fetch' first"
-	check_ports kafka "$kafka_port" "$kafka_controller_port" "$kafka_sasl_port"
+	check_ports kafka 127.0.0.1 "$kafka_port" "$kafka_controller_port" "$kafka_sasl_port"
 	started_at[kafka]=$(now)
 	deadlines[kafka]=$(($(date +%s) + kafka_start_timeout))
 	prepare kafka
@@ -359,18 +400,8 @@ launch_kafka() {
 		cp "$script_dir/kafka/log4j2.properties" "$dir/log4j2.properties"
 	fi
 
-	size_mib "$kafka_heap" >/dev/null
-	local -a jvm=(
-		"-Xms$kafka_heap" "-Xmx$kafka_heap" -Xss512k
-		-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent
-		-XX:TieredStopAtLevel=1 -XX:CICompilerCount=2 -XX:-UsePerfData
-		-Djava.awt.headless=true -Djava.io.tmpdir="$dir/tmp"
-		-Dlog4j2.configurationFile="$dir/log4j2.properties"
-	)
-	# Extra options come after ours, so they win (for -XX flags the last counts).
-	local -a extra
-	read -r -a extra <<<"${WATERSHED_KAFKA_JVM_OPTS:-}"
-	jvm+=("${extra[@]}" -cp "$lib/*")
+	kafka_jvm "$dir" "$kafka_heap"
+	local -a jvm=("${kafka_jvm_args[@]}")
 	cluster_id=$(random_cluster_id)
 	# The SCRAM users of the SASL_PLAINTEXT listener, one per mechanism.
 	if [[ $fresh == true ]] && ! "$java_bin" "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
@@ -396,20 +427,31 @@ await_kafka() {
 
 # ---------------------------------------------------------------- cassandra
 
-# launch_cassandra starts a node on fresh storage in the background.
+# launch_cassandra starts the single node on fresh storage in the background.
 launch_cassandra() {
-	local dir=$run_dir/cassandra lib=$infra_dir/cassandra/lib jamm
+	launch_cassandra_node cassandra 127.0.0.1 "127.0.0.1:$cassandra_storage_port" 0 PasswordAuthenticator "$cassandra_heap" 0
+}
+
+# launch_cassandra_node NAME ADDRESS SEEDS TOKEN AUTHENTICATOR HEAP RING_DELAY
+# starts a Cassandra node whose run folder is NAME, listening on ADDRESS (CQL
+# and storage ports as set), in the background. RING_DELAY (ms) is how long
+# it waits for gossip: 0 for a node alone, a few seconds for one that joins
+# or rejoins a cluster (with 0 it gives up on its seed at once).
+launch_cassandra_node() {
+	local name=$1 address=$2 seeds=$3 token=$4 authenticator=$5 heap=$6 ring_delay=$7
+	local dir=$run_dir/$name lib=$infra_dir/cassandra/lib jamm
 	[[ -f $lib/.fetched ]] || die "cassandra: jars missing; run '$0 fetch' first"
-	check_ports cassandra "$cassandra_port" "$cassandra_storage_port"
-	started_at[cassandra]=$(now)
-	deadlines[cassandra]=$(($(date +%s) + cassandra_start_timeout))
-	prepare cassandra
+	check_ports "$name" "$address" "$cassandra_port" "$cassandra_storage_port"
+	started_at[$name]=$(now)
+	deadlines[$name]=$(($(date +%s) + cassandra_start_timeout))
+	prepare "$name"
 	if [[ $fresh == true ]]; then
-		printf '127.0.0.1:%s\n' "$cassandra_port" >"$dir/addr"
+		printf '%s:%s\n' "$address" "$cassandra_port" >"$dir/addr"
 		printf '%s,%s\n' "$cassandra_port" "$cassandra_storage_port" >"$dir/ports"
 		mkdir -p "$dir/logs"
 		render "$script_dir/cassandra/cassandra.yaml" "$dir/cassandra.yaml" \
-			"CQL_PORT=$cassandra_port" "STORAGE_PORT=$cassandra_storage_port" "DATA_DIR=$dir/data"
+			"CQL_PORT=$cassandra_port" "STORAGE_PORT=$cassandra_storage_port" "DATA_DIR=$dir/data" \
+			"ADDRESS=$address" "SEEDS=$seeds" "INITIAL_TOKEN=$token" "AUTHENTICATOR=$authenticator"
 		cp "$script_dir/cassandra/logback.xml" "$dir/logback.xml"
 	fi
 
@@ -421,11 +463,11 @@ launch_cassandra() {
 	# A small initial heap: Cassandra mlockall()s the memory mapped at start-up
 	# (it runs as root here), so -Xms equal to -Xmx would pin the whole heap.
 	local xms
-	size_mib "$cassandra_heap" >/dev/null # dies on a bad size, outside $(...)
-	xms=$(size_mib "$cassandra_heap")
+	size_mib "$heap" >/dev/null # dies on a bad size, outside $(...)
+	xms=$(size_mib "$heap")
 	((xms <= 256)) || xms=256
 	local -a jvm=(
-		"-Xms${xms}m" "-Xmx$cassandra_heap" -Xss256k
+		"-Xms${xms}m" "-Xmx$heap" -Xss256k
 		-XX:+UseG1GC -XX:MaxGCPauseMillis=100 -XX:+ParallelRefProcEnabled
 		-XX:TieredStopAtLevel=1 -XX:CICompilerCount=2 -XX:-UsePerfData
 		-XX:+ExitOnOutOfMemoryError
@@ -438,7 +480,7 @@ launch_cassandra() {
 		-Dlogback.configurationFile="$dir/logback.xml"
 		-Dcassandra.skip_wait_for_gossip_to_settle=0
 		-Dcassandra.superuser_setup_delay_ms=0
-		-Dcassandra.ring_delay_ms=0
+		-Dcassandra.ring_delay_ms="$ring_delay"
 		-Dcassandra.unsafesystem=true
 		-Dcassandra.memtable.row_overhead_size=180
 		-Dcassandra.shutdown_announce_in_ms=0
@@ -452,18 +494,198 @@ launch_cassandra() {
 	local -a extra
 	read -r -a extra <<<"${WATERSHED_CASSANDRA_JVM_OPTS:-}"
 	jvm+=("${extra[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon)
-	launch cassandra "$dir/cassandra.log" "$java_bin" "${jvm[@]}"
-	log "cassandra: starting (pid $(<"$(pid_file cassandra)"), port $cassandra_port, storage $cassandra_storage_port, heap $cassandra_heap)"
+	launch "$name" "$dir/$name.log" "$java_bin" "${jvm[@]}"
+	log "$name: starting (pid $(<"$(pid_file "$name")"), $address port $cassandra_port, storage $cassandra_storage_port, heap $heap)"
 }
 
-# await_cassandra waits for the start-up log line, then for a CQL answer.
-await_cassandra() {
-	local pid
-	pid=$(<"$(pid_file cassandra)")
-	wait_ready cassandra "Starting listening for CQL clients" "${deadlines[cassandra]}"
-	probe cassandra "127.0.0.1:$cassandra_port" "${deadlines[cassandra]}" ||
-		die "cassandra: not answering CQL (log: ${run_dir#"$repo_root"/}/cassandra/cassandra.log)"
-	log "cassandra: ready in $(elapsed "${started_at[cassandra]}")s, RSS $(rss_mib "$pid") MiB"
+# await_cassandra waits for the single node.
+await_cassandra() { await_cassandra_node cassandra; }
+
+# await_cassandra_node NAME waits for the start-up log line, then for a CQL
+# answer.
+await_cassandra_node() {
+	local name=$1 pid addr
+	pid=$(<"$(pid_file "$name")")
+	addr=$(<"$run_dir/$name/addr")
+	wait_ready "$name" "Starting listening for CQL clients" "${deadlines[$name]}"
+	probe cassandra "$addr" "${deadlines[$name]}" ||
+		die "$name: not answering CQL (log: ${run_dir#"$repo_root"/}/$name/$name.log)"
+	log "$name: ready in $(elapsed "${started_at[$name]}")s, RSS $(rss_mib "$pid") MiB"
+}
+
+# ---------------------------------------------------------------- cluster
+
+# The cluster's settings are those of its start, kept in its run folder so
+# that kill, resume and env of a later call use the same ports.
+cluster_file() { printf '%s/cluster.env' "$run_dir"; }
+
+load_cluster() {
+	local file
+	file=$(cluster_file)
+	[[ -s $file ]] || return 0
+	# shellcheck source=/dev/null
+	source "$file"
+}
+
+# kafka_node_port N OFFSET prints port OFFSET+N of the cluster's span.
+kafka_node_port() { echo $((kafka_cluster_port + $2 + $1)); }
+
+# kafka_voters prints controller.quorum.voters for the three nodes.
+kafka_voters() {
+	local n out=''
+	for n in 1 2 3; do
+		out+="${out:+,}$n@127.0.0.1:$(kafka_node_port "$n" 100)"
+	done
+	printf '%s\n' "$out"
+}
+
+# launch_kafka_node N formats node N's fresh storage with the cluster's id
+# (fresh start) and starts it in the background.
+launch_kafka_node() {
+	local n=$1 name=kafka-$1 dir=$run_dir/kafka-$1 lib=$infra_dir/kafka/lib
+	local port controller external proxy
+	port=$(kafka_node_port "$n" 0)
+	controller=$(kafka_node_port "$n" 100)
+	external=$(kafka_node_port "$n" 200)
+	proxy=$(kafka_node_port "$n" 300)
+	[[ -f $lib/.fetched ]] || die "kafka: jars missing; run '$0 fetch' first"
+	check_ports "$name" 127.0.0.1 "$port" "$controller" "$external"
+	started_at[$name]=$(now)
+	deadlines[$name]=$(($(date +%s) + kafka_start_timeout))
+	prepare "$name"
+	if [[ $fresh == true ]]; then
+		printf '127.0.0.1:%s\n' "$port" >"$dir/addr"
+		printf '127.0.0.1:%s>127.0.0.1:%s\n' "$proxy" "$external" >"$dir/proxy"
+		printf '%s,%s,%s,%s\n' "$port" "$controller" "$external" "$proxy" >"$dir/ports"
+		render "$script_dir/kafka/cluster.properties" "$dir/server.properties" \
+			"NODE_ID=$n" "VOTERS=$(kafka_voters)" "KAFKA_PORT=$port" "CONTROLLER_PORT=$controller" \
+			"EXTERNAL_PORT=$external" "PROXY_PORT=$proxy" "DATA_DIR=$dir/data"
+		cp "$script_dir/kafka/log4j2.properties" "$dir/log4j2.properties"
+	fi
+	kafka_jvm "$dir" "$kafka_cluster_heap"
+	if [[ $fresh == true ]] && ! "$java_bin" "${kafka_jvm_args[@]}" kafka.tools.StorageTool format \
+		-t "$kafka_cluster_id" -c "$dir/server.properties" >>"$dir/format.log" 2>&1; then
+		tail -n 20 "$dir/format.log" >&2
+		die "$name: formatting the storage failed (log: ${dir#"$repo_root"/}/format.log)"
+	fi
+	launch "$name" "$dir/$name.log" "$java_bin" "${kafka_jvm_args[@]}" kafka.Kafka "$dir/server.properties"
+	log "$name: starting (pid $(<"$(pid_file "$name")"), port $port, controller $controller, proxied listener $external as $proxy, heap $kafka_cluster_heap)"
+}
+
+# await_kafka_node N waits for node N's start-up line, then for a metadata
+# answer from it.
+await_kafka_node() {
+	local name=kafka-$1 pid
+	pid=$(<"$(pid_file "$name")")
+	wait_ready "$name" "Kafka Server started" "${deadlines[$name]}"
+	probe kafka "$(<"$run_dir/$name/addr")" "${deadlines[$name]}" ||
+		die "$name: not answering metadata requests (log: ${run_dir#"$repo_root"/}/$name/$name.log)"
+	log "$name: ready in $(elapsed "${started_at[$name]}")s, RSS $(rss_mib "$pid") MiB"
+}
+
+# launch_cassandra_cluster_node N starts node N on 127.0.0.N, the first
+# node being the seed. Tokens split the ring in halves, so that a keyspace
+# with replication 2 has both nodes replicate everything.
+launch_cassandra_cluster_node() {
+	local n=$1 token=-9223372036854775808
+	((n == 1)) || token=0
+	launch_cassandra_node "cassandra-$n" "127.0.0.$n" "127.0.0.1:$cassandra_storage_port" "$token" \
+		AllowAllAuthenticator "$cassandra_cluster_heap" 5000
+}
+
+# launch_service NAME and await_service NAME start and wait for one service
+# or cluster node.
+launch_service() {
+	case $1 in
+	kafka | cassandra) "launch_$1" ;;
+	kafka-[123]) launch_kafka_node "${1#kafka-}" ;;
+	cassandra-[12]) launch_cassandra_cluster_node "${1#cassandra-}" ;;
+	*) die "unknown service '$1'" ;;
+	esac
+}
+
+await_service() {
+	case $1 in
+	kafka | cassandra) "await_$1" ;;
+	kafka-[123]) await_kafka_node "${1#kafka-}" ;;
+	cassandra-[12]) await_cassandra_node "$1" ;;
+	*) die "unknown service '$1'" ;;
+	esac
+}
+
+# cmd_start_cluster starts the cluster on fresh data: the three Kafka nodes
+# and the first Cassandra node side by side, then the second Cassandra node
+# once the first answers (a node joins through its seed).
+cmd_start_cluster() {
+	local name pid start
+	for name in "${services[@]}" "${cluster_nodes[@]}"; do
+		if pid=$(owned_pid "$name"); then
+			die "$name already runs (pid $pid); '$0 stop' first"
+		fi
+	done
+	need_java
+	[[ -x $infra_dir/bin/probe ]] || build_probe
+	mkdir -p "$run_dir"
+	start=$(now)
+	kafka_cluster_id=$(random_cluster_id)
+	{
+		printf 'kafka_cluster_port=%q\n' "$kafka_cluster_port"
+		printf 'kafka_cluster_heap=%q\n' "$kafka_cluster_heap"
+		printf 'kafka_cluster_id=%q\n' "$kafka_cluster_id"
+		printf 'cassandra_port=%q\n' "$cassandra_port"
+		printf 'cassandra_storage_port=%q\n' "$cassandra_storage_port"
+		printf 'cassandra_cluster_heap=%q\n' "$cassandra_cluster_heap"
+		printf 'cassandra_proxy_port=%q\n' "$cassandra_proxy_port"
+	} >"$(cluster_file)"
+	trap on_start_exit EXIT
+	for name in kafka-1 kafka-2 kafka-3 cassandra-1; do
+		launched+=("$name")
+		launch_service "$name"
+	done
+	for name in kafka-1 kafka-2 kafka-3 cassandra-1; do
+		await_service "$name"
+	done
+	launched+=(cassandra-2)
+	launch_service cassandra-2
+	await_service cassandra-2
+	trap - EXIT
+	log "started the cluster (${launched[*]}) in $(elapsed "$start")s"
+}
+
+# cmd_kill NAME ends one service or node with SIGKILL, as a crash would,
+# and waits until it is gone. Its data stays for resume.
+cmd_kill() {
+	local name=${1:-} pid
+	[[ -n $name ]] || usage
+	load_cluster
+	if ! pid=$(owned_pid "$name"); then
+		die "$name does not run"
+	fi
+	kill -KILL "$pid"
+	# Gone means reaped: a JVM's main thread turns zombie while its other
+	# threads still hold the ports, which a quick resume would then find
+	# taken.
+	local deadline=$(($(date +%s) + 30))
+	while [[ -e /proc/$pid ]] && (($(date +%s) < deadline)); do sleep 0.05; done
+	rm -f "$(pid_file "$name")"
+	log "$name: killed (SIGKILL, pid $pid)"
+}
+
+# cmd_controller prints the node id of the cluster's active KRaft
+# controller, as the quorum's leader (DescribeQuorum through a broker).
+cmd_controller() {
+	load_cluster
+	local -a addrs=()
+	local name
+	for name in kafka-1 kafka-2 kafka-3; do
+		owned_pid "$name" >/dev/null && addrs+=("$(<"$run_dir/$name/addr")")
+	done
+	((${#addrs[@]} > 0)) || die "no cluster node runs"
+	[[ -x $infra_dir/bin/probe ]] || build_probe
+	"$infra_dir/bin/probe" -timeout 30s kafka-controller "$(
+		IFS=,
+		echo "${addrs[*]}"
+	)"
 }
 
 # ---------------------------------------------------------------- commands
@@ -483,19 +705,41 @@ on_start_exit() {
 	exit "$rc"
 }
 
+# mode prints what the last start started: "single" (kafka, cassandra) or
+# "cluster" (the cluster's nodes).
+mode() {
+	local file=$run_dir/mode
+	if [[ -s $file ]]; then cat "$file"; else echo single; fi
+}
+
 # cmd_start launches the named services side by side (their JVMs start up in
 # parallel), then waits for each to be ready. Running ones are left alone.
+# A cluster node starts only on its data (resume).
 cmd_start() {
 	local what=${1:-all} name pid start
 	local -a names
 	case $what in
-	kafka | cassandra) names=("$what") ;;
-	all) names=("${services[@]}") ;;
-	*) usage ;;
+	cluster)
+		[[ $fresh == true ]] || die "resume the cluster's nodes by name, or 'resume all'"
+		mkdir -p "$run_dir"
+		printf 'cluster\n' >"$run_dir/mode"
+		cmd_start_cluster
+		return
+		;;
+	kafka-[123] | cassandra-[12])
+		[[ $fresh == false ]] || die "$what is a node of the cluster: 'start cluster', or 'resume $what' after a stop or kill"
+		names=("$what")
+		;;
+	all)
+		# A fresh start of all is the single mode; a resume of all, the last.
+		if [[ $fresh == true ]]; then names=("${services[@]}"); else mapfile -t names < <(names_of all); fi
+		;;
+	*) mapfile -t names < <(names_of "$what") ;;
 	esac
 	need_java
 	[[ -x $infra_dir/bin/probe ]] || build_probe
 	mkdir -p "$run_dir"
+	[[ $fresh == false ]] || printf 'single\n' >"$run_dir/mode"
 	start=$(now)
 	trap on_start_exit EXIT
 	for name in "${names[@]}"; do
@@ -504,10 +748,12 @@ cmd_start() {
 			continue
 		fi
 		launched+=("$name")
-		"launch_$name"
+		launch_service "$name"
+		# A Cassandra node joins through the first, which must answer first.
+		[[ $name != cassandra-1 ]] || await_service "$name"
 	done
 	for name in "${launched[@]}"; do
-		"await_$name"
+		[[ $name == cassandra-1 ]] || await_service "$name"
 	done
 	trap - EXIT
 	((${#launched[@]} == 0)) || log "started ${launched[*]} in $(elapsed "$start")s"
@@ -551,18 +797,30 @@ stop_services() {
 	done
 }
 
-# names_of WHAT prints the services WHAT names (kafka, cassandra or all).
+# names_of WHAT prints the services WHAT names: one service or node, or for
+# all, those of the last start (the single services or the cluster's nodes).
 names_of() {
 	case ${1:-all} in
-	kafka | cassandra) printf '%s\n' "$1" ;;
-	all) printf '%s\n' "${services[@]}" ;;
+	kafka | cassandra | kafka-[123] | cassandra-[12]) printf '%s\n' "$1" ;;
+	all)
+		if [[ $(mode) == cluster ]]; then
+			printf '%s\n' "${cluster_nodes[@]}"
+		else
+			printf '%s\n' "${services[@]}"
+		fi
+		;;
 	*) usage ;;
 	esac
 }
 
+# cmd_stop stops the named services; all stops whatever runs, in either mode.
 cmd_stop() {
 	local -a names
-	mapfile -t names < <(names_of "${1:-all}")
+	if [[ ${1:-all} == all ]]; then
+		names=("${services[@]}" "${cluster_nodes[@]}")
+	else
+		mapfile -t names < <(names_of "$1")
+	fi
 	stop_services "${names[@]}"
 }
 
@@ -576,6 +834,7 @@ cmd_resume() {
 	[[ ! -s $run_dir/kafka/ports ]] || IFS=, read -r kafka_port kafka_controller_port sasl_port <"$run_dir/kafka/ports"
 	kafka_sasl_port=${sasl_port:-$kafka_sasl_port}
 	[[ ! -s $run_dir/cassandra/ports ]] || IFS=, read -r cassandra_port cassandra_storage_port <"$run_dir/cassandra/ports"
+	[[ $(mode) != cluster ]] || load_cluster
 	cmd_start "${1:-all}"
 }
 
@@ -587,17 +846,21 @@ cmd_restart() {
 
 cmd_status() {
 	local name pid rc=0 ports
-	for name in "${services[@]}"; do
+	local -a names
+	mapfile -t names < <(names_of all)
+	[[ $(mode) != cluster ]] || load_cluster
+	for name in "${names[@]}"; do
 		case $name in
 		kafka) ports="$kafka_port,$kafka_controller_port,$kafka_sasl_port" ;;
 		cassandra) ports="$cassandra_port,$cassandra_storage_port" ;;
+		*) ports='' ;;
 		esac
 		if pid=$(owned_pid "$name"); then
 			[[ ! -s $run_dir/$name/ports ]] || ports=$(<"$run_dir/$name/ports")
-			printf '%-10s running  pid %-8s ports %-11s RSS %s MiB  log %s\n' "$name" "$pid" "$ports" \
+			printf '%-12s running  pid %-8s ports %-23s RSS %s MiB  log %s\n' "$name" "$pid" "$ports" \
 				"$(rss_mib "$pid")" "${run_dir#"$repo_root"/}/$name/$name.log"
 		else
-			printf '%-10s stopped\n' "$name"
+			printf '%-12s stopped\n' "$name"
 			rc=3
 		fi
 	done
@@ -627,6 +890,10 @@ service_addr_file() {
 }
 
 cmd_env() {
+	if [[ $(mode) == cluster ]]; then
+		cluster_env
+		return
+	fi
 	printf 'WATERSHED_KAFKA_BROKERS=%s\n' "$(service_addr kafka "127.0.0.1:$kafka_port")"
 	printf 'WATERSHED_CASSANDRA_HOSTS=%s\n' "$(service_addr cassandra "127.0.0.1:$cassandra_port")"
 	printf 'WATERSHED_CASSANDRA_USER=%s\n' "$cassandra_user"
@@ -635,6 +902,32 @@ cmd_env() {
 	printf 'WATERSHED_TEST_KAFKA_SASL_BROKERS=%s\n' "$(service_addr_file kafka sasl-addr "127.0.0.1:$kafka_sasl_port")"
 	printf 'WATERSHED_TEST_KAFKA_SCRAM_USER=%s\n' "$kafka_scram_user"
 	printf 'WATERSHED_TEST_KAFKA_SCRAM_PASSWORD=%s\n' "$kafka_scram_password"
+}
+
+# cluster_env prints the cluster's addresses: the nodes' direct ones, which
+# the test's own clients use, and the proxies the fault test runs in front of
+# them (listen>upstream, in node order), which its processes use. Every
+# node is listed, whether it runs or not (a killed node comes back).
+cluster_env() {
+	load_cluster
+	local n brokers='' kproxies='' hosts='' cproxies=''
+	for n in 1 2 3; do
+		brokers+="${brokers:+,}127.0.0.1:$(kafka_node_port "$n" 0)"
+		kproxies+="${kproxies:+,}127.0.0.1:$(kafka_node_port "$n" 300)>127.0.0.1:$(kafka_node_port "$n" 200)"
+	done
+	for n in 1 2; do
+		hosts+="${hosts:+,}127.0.0.$n:$cassandra_port"
+		cproxies+="${cproxies:+,}127.0.0.$n:$cassandra_proxy_port>127.0.0.$n:$cassandra_port"
+	done
+	printf 'WATERSHED_KAFKA_BROKERS=%s\n' "$brokers"
+	printf 'WATERSHED_CASSANDRA_HOSTS=%s\n' "$hosts"
+	# The cluster runs without authentication (cassandra.yaml says why); a
+	# login is accepted and ignored.
+	printf 'WATERSHED_CASSANDRA_USER=%s\n' "$cassandra_user"
+	printf 'WATERSHED_CASSANDRA_PASSWORD=%s\n' "$cassandra_password"
+	printf 'WATERSHED_TEST_INFRA_MODE=cluster\n'
+	printf 'WATERSHED_TEST_KAFKA_PROXIES=%s\n' "$kproxies"
+	printf 'WATERSHED_TEST_CASSANDRA_PROXIES=%s\n' "$cproxies"
 }
 
 main() {
@@ -646,6 +939,8 @@ main() {
 	stop) cmd_stop "$@" ;;
 	resume) cmd_resume "$@" ;;
 	restart) cmd_restart "$@" ;;
+	kill) cmd_kill "$@" ;;
+	controller) cmd_controller ;;
 	status) cmd_status ;;
 	env) cmd_env ;;
 	*) usage ;;

@@ -237,6 +237,12 @@ func (o *Options) fill() error {
 func (s *Store) cluster() *gocql.ClusterConfig {
 	o := &s.opts
 	c := gocql.NewCluster(o.Hosts...)
+	if port, ok := commonPort(o.Hosts); ok {
+		// The driver connects to the nodes it discovers on c.Port whatever
+		// the contact points' ports, so contact points on another port would
+		// reach only themselves.
+		c.Port = port
+	}
 	c.Consistency = o.Consistency
 	c.SerialConsistency = gocql.LocalSerial
 	c.Timeout = o.Timeout

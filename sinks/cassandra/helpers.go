@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
@@ -336,3 +337,21 @@ func (s slogLogger) Info(msg string, fields ...gocql.LogField) { s.log(slog.Leve
 
 // Debug implements gocql.StructuredLogger.
 func (s slogLogger) Debug(msg string, fields ...gocql.LogField) { s.log(slog.LevelDebug, msg, fields) }
+
+// commonPort returns the port that every one of hosts names ("host:port"),
+// and false when one names none or they differ.
+func commonPort(hosts []string) (int, bool) {
+	port := 0
+	for _, h := range hosts {
+		_, p, err := net.SplitHostPort(h)
+		if err != nil {
+			return 0, false
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 || (port != 0 && n != port) {
+			return 0, false
+		}
+		port = n
+	}
+	return port, port != 0
+}

@@ -361,3 +361,25 @@ func TestTypeColumns(t *testing.T) {
 		}
 	}
 }
+
+// TestCommonPort: the driver's port for discovered nodes comes from the
+// contact points only when they all name the same one.
+func TestCommonPort(t *testing.T) {
+	for _, tc := range []struct {
+		hosts []string
+		port  int
+		ok    bool
+	}{
+		{[]string{"127.0.0.1:19042", "127.0.0.2:19042"}, 19042, true},
+		{[]string{"127.0.0.1:9042"}, 9042, true},
+		{[]string{"127.0.0.1:19042", "127.0.0.2:9042"}, 0, false},
+		{[]string{"127.0.0.1", "127.0.0.2:9042"}, 0, false},
+		{[]string{"cassandra"}, 0, false},
+		{nil, 0, false},
+	} {
+		port, ok := commonPort(tc.hosts)
+		if port != tc.port || ok != tc.ok {
+			t.Errorf("commonPort(%q) = %d, %v; want %d, %v", tc.hosts, port, ok, tc.port, tc.ok)
+		}
+	}
+}

@@ -17,6 +17,9 @@ import (
 
 	"github.com/IBM/sarama"
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // KafkaVersion is the protocol version the project's sarama clients declare
@@ -179,4 +182,56 @@ func retry(ctx context.Context, service string, addrs []string, once func() erro
 		case <-time.After(RetryInterval):
 		}
 	}
+}
+
+// KafkaController returns the node id of a KRaft cluster's active
+// controller: the leader of the metadata quorum, which the brokers at addrs
+// report through a DescribeQuorum request (the metadata response's
+// controller id names a random broker in KRaft clusters, not this one). It
+// retries until an answer names a leader, or ctx ends.
+func KafkaController(ctx context.Context, addrs []string) (int32, error) {
+	if len(addrs) == 0 {
+		return 0, errors.New("probe kafka controller: no broker address given")
+	}
+	var leader int32
+	err := retry(ctx, "kafka controller", addrs, func() error {
+		var err error
+		leader, err = kafkaControllerOnce(ctx, addrs)
+		return err
+	})
+	return leader, err
+}
+
+func kafkaControllerOnce(ctx context.Context, addrs []string) (int32, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DialTimeout(AttemptTimeout), kgo.RequestRetries(0))
+	if err != nil {
+		return 0, fmt.Errorf("client: %w", err)
+	}
+	defer cl.Close()
+	rctx, cancel := context.WithTimeout(ctx, AttemptTimeout)
+	defer cancel()
+	req := kmsg.NewPtrDescribeQuorumRequest()
+	topic := kmsg.NewDescribeQuorumRequestTopic()
+	topic.Topic = "__cluster_metadata"
+	part := kmsg.NewDescribeQuorumRequestTopicPartition()
+	topic.Partitions = append(topic.Partitions, part)
+	req.Topics = append(req.Topics, topic)
+	resp, err := req.RequestWith(rctx, cl)
+	if err != nil {
+		return 0, fmt.Errorf("describe quorum: %w", err)
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return 0, fmt.Errorf("describe quorum: %w", err)
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return 0, fmt.Errorf("describe quorum: %w", err)
+			}
+			if p.LeaderID >= 0 {
+				return p.LeaderID, nil
+			}
+		}
+	}
+	return 0, errors.New("describe quorum: no leader")
 }

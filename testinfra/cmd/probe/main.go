@@ -6,6 +6,10 @@
 //
 //	probe [-timeout 60s] kafka 127.0.0.1:9092[,host:port...]
 //	probe [-timeout 60s] cassandra 127.0.0.1:9042[,host:port...]
+//	probe [-timeout 60s] kafka-controller 127.0.0.1:19091[,host:port...]
+//
+// kafka-controller prints the node id of a KRaft cluster's active
+// controller (the metadata quorum's leader) alone on its line.
 //
 // It prints one line describing the service on success and exits 0; on
 // failure it prints why to standard error and exits 1 (2 for bad usage).
@@ -33,7 +37,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: probe [-timeout 60s] kafka|cassandra host:port[,host:port...]")
+		fmt.Fprintln(stderr, "usage: probe [-timeout 60s] kafka|cassandra|kafka-controller host:port[,host:port...]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -68,8 +72,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "cassandra ready in %s: release_version %s\n",
 			time.Since(start).Round(time.Millisecond), version)
+	case "kafka-controller":
+		id, err := probe.KafkaController(ctx, addrs)
+		if err != nil {
+			fmt.Fprintf(stderr, "probe: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, id)
 	default:
-		fmt.Fprintf(stderr, "probe: unknown service %q (want kafka or cassandra)\n", service)
+		fmt.Fprintf(stderr, "probe: unknown service %q (want kafka, cassandra or kafka-controller)\n", service)
 		return 2
 	}
 	return 0

@@ -1,0 +1,238 @@
+package faults
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/IBM/sarama"
+
+	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/simulator"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// ReadTopic calls fn with every record of topic that exists when it is
+// called, partition by partition.
+func ReadTopic(ctx context.Context, k topology.Kafka, topic string, fn func(*sarama.ConsumerMessage) error) error {
+	client, err := sarama.NewClient(k.Brokers, k.Config())
+	if err != nil {
+		return fmt.Errorf("faults: client: %w", err)
+	}
+	defer client.Close()
+	c, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return fmt.Errorf("faults: consumer: %w", err)
+	}
+	defer c.Close()
+	parts, err := c.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("faults: partitions of %s: %w", topic, err)
+	}
+	for _, part := range parts {
+		end, err := client.GetOffset(topic, part, sarama.OffsetNewest)
+		if err != nil {
+			return fmt.Errorf("faults: end of %s/%d: %w", topic, part, err)
+		}
+		start, err := client.GetOffset(topic, part, sarama.OffsetOldest)
+		if err != nil {
+			return fmt.Errorf("faults: start of %s/%d: %w", topic, part, err)
+		}
+		if end <= start {
+			continue
+		}
+		pc, err := c.ConsumePartition(topic, part, start)
+		if err != nil {
+			return fmt.Errorf("faults: consume %s/%d: %w", topic, part, err)
+		}
+		for done := false; !done; {
+			select {
+			case m := <-pc.Messages():
+				if err := fn(m); err != nil {
+					pc.Close()
+					return err
+				}
+				done = m.Offset+1 >= end
+			case <-ctx.Done():
+				pc.Close()
+				return fmt.Errorf("faults: read %s/%d: %w", topic, part, ctx.Err())
+			}
+		}
+		pc.Close()
+	}
+	return nil
+}
+
+// NormalizedCopies counts, for every message identity in
+// telemetry.normalized, the raw packages it came from. A package replayed
+// after a crash emits its readings again under the same raw offset (that
+// is at-least-once, not a duplicate); an identity that came from two
+// packages passed dedupe twice.
+type NormalizedCopies struct {
+	// Records and Readings count what the topic holds.
+	Records, Readings int
+	// Sources maps each identity to its raw packages: raw offset to the
+	// copies under it.
+	Sources map[simulator.Identity]map[int64]int
+}
+
+// ReadNormalized reads topic (a telemetry.normalized) into NormalizedCopies.
+func ReadNormalized(ctx context.Context, k topology.Kafka, topic string) (NormalizedCopies, error) {
+	out := NormalizedCopies{Sources: map[simulator.Identity]map[int64]int{}}
+	unknown := int64(0)
+	err := ReadTopic(ctx, k, topic, func(m *sarama.ConsumerMessage) error {
+		rs, err := records.ReadingsCodec{}.Decode(m.Value)
+		if err != nil {
+			return fmt.Errorf("faults: %s/%d@%d: %w", topic, m.Partition, m.Offset, err)
+		}
+		out.Records++
+		src := rs.RawOffset
+		if !rs.HasIdentity() {
+			// Without the package's identity every record counts as a
+			// package of its own (negative, so it meets no real offset).
+			unknown--
+			src = unknown
+		}
+		for _, r := range rs.Items {
+			out.Readings++
+			id := simulator.Identity{DeviceID: r.DeviceID, TimeMs: r.TimeMs, ContentCRC: r.ContentCRC}
+			s := out.Sources[id]
+			if s == nil {
+				s = map[int64]int{}
+				out.Sources[id] = s
+			}
+			s[src]++
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Duplicated returns the identities that came from more than one package,
+// and the copies beyond the first that replays added.
+func (n NormalizedCopies) Duplicated() (dups []simulator.Identity, replayed int) {
+	for id, s := range n.Sources {
+		if len(s) > 1 {
+			dups = append(dups, id)
+		}
+		for _, c := range s {
+			replayed += c - 1
+		}
+	}
+	return dups, replayed
+}
+
+// SinkAudit is what the sink replicas' audit logs (sinks.Audit) say: per
+// identity, how often it was handed to the sink and how often a store
+// write that held it was acknowledged.
+type SinkAudit struct {
+	Delivered, Written map[simulator.Identity]int
+	// WriteCalls counts the acknowledged writes; Cut the lines a killed
+	// process left unfinished.
+	WriteCalls, Cut int
+}
+
+// ReadSinkAudit reads the audit logs at paths.
+func ReadSinkAudit(paths ...string) (SinkAudit, error) {
+	a := SinkAudit{Delivered: map[simulator.Identity]int{}, Written: map[simulator.Identity]int{}}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return a, fmt.Errorf("faults: sink audit: %w", err)
+		}
+		err = a.read(f)
+		f.Close()
+		if err != nil {
+			return a, fmt.Errorf("faults: sink audit %s: %w", p, err)
+		}
+	}
+	return a, nil
+}
+
+func (a *SinkAudit) read(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	for {
+		line, err := br.ReadString('\n')
+		if err == io.EOF {
+			if line != "" {
+				a.Cut++
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		f := strings.Fields(line)
+		var into map[simulator.Identity]int
+		switch {
+		case len(f) >= 3 && f[0] == "d":
+			into, f = a.Delivered, f[3:]
+		case len(f) >= 1 && f[0] == "w":
+			into, f = a.Written, f[1:]
+			a.WriteCalls++
+		default:
+			return fmt.Errorf("line %q", strings.TrimSpace(line))
+		}
+		for _, s := range f {
+			id, err := parseIdentity(s)
+			if err != nil {
+				return err
+			}
+			into[id]++
+		}
+	}
+}
+
+func parseIdentity(s string) (simulator.Identity, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return simulator.Identity{}, fmt.Errorf("identity %q", s)
+	}
+	dev, err1 := strconv.ParseUint(parts[0], 10, 64)
+	ms, err2 := strconv.ParseUint(parts[1], 10, 64)
+	crc, err3 := strconv.ParseUint(parts[2], 10, 32)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return simulator.Identity{}, fmt.Errorf("identity %q", s)
+	}
+	return simulator.Identity{DeviceID: dev, TimeMs: ms, ContentCRC: uint32(crc)}, nil
+}
+
+// Overwritten returns the identities written more often than they were
+// handed to the sink: a record written twice, which the store's primary
+// key would hide.
+func (a SinkAudit) Overwritten() []simulator.Identity {
+	var out []simulator.Identity
+	for id, w := range a.Written {
+		if w > a.Delivered[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// DeadLetterCopies counts the dead-letter topic per record (not per
+// distinct envelope): by reason, and the copies of an envelope beyond its
+// first (records.EnvelopeKey), which a replayed stage writes.
+func DeadLetterCopies(ctx context.Context, k topology.Kafka, topic string) (byReason map[string]int, extra int, err error) {
+	byReason = map[string]int{}
+	seen := map[uint64]bool{}
+	err = ReadTopic(ctx, k, topic, func(m *sarama.ConsumerMessage) error {
+		e, err := records.EnvelopeCodec{}.Decode(m.Value)
+		if err != nil {
+			byReason["<undecodable>"]++
+			return nil
+		}
+		byReason[e.Reason]++
+		key := records.EnvelopeKey(&e)
+		if seen[key] {
+			extra++
+		}
+		seen[key] = true
+		return nil
+	})
+	return byReason, extra, err
+}
