@@ -214,11 +214,16 @@ func (a SinkAudit) Overwritten() []simulator.Identity {
 	return out
 }
 
-// DeadLetterCopies counts the dead-letter topic per record (not per
-// distinct envelope): by reason, and the copies of an envelope beyond its
-// first (records.EnvelopeKey), which a replayed stage writes.
-func DeadLetterCopies(ctx context.Context, k topology.Kafka, topic string) (byReason map[string]int, extra int, err error) {
+// DeadLetterCopies counts the dead-letter topic per record: by reason, each
+// distinct envelope (records.EnvelopeKey: stage, source record, reason and
+// error, so two bad messages of one package are two records) once, and
+// apart the copies beyond an envelope's first, which a stage replayed after
+// a crash writes again (dead letters are at-least-once: no transaction ties
+// their produce to the input's commit). samples holds up to three error
+// texts per reason, to tell an unexpected reason's cause.
+func DeadLetterCopies(ctx context.Context, k topology.Kafka, topic string) (byReason map[string]int, copies int, samples map[string][]string, err error) {
 	byReason = map[string]int{}
+	samples = map[string][]string{}
 	seen := map[uint64]bool{}
 	err = ReadTopic(ctx, k, topic, func(m *sarama.ConsumerMessage) error {
 		e, err := records.EnvelopeCodec{}.Decode(m.Value)
@@ -226,13 +231,17 @@ func DeadLetterCopies(ctx context.Context, k topology.Kafka, topic string) (byRe
 			byReason["<undecodable>"]++
 			return nil
 		}
-		byReason[e.Reason]++
 		key := records.EnvelopeKey(&e)
 		if seen[key] {
-			extra++
+			copies++
+			return nil
 		}
 		seen[key] = true
+		byReason[e.Reason]++
+		if len(samples[e.Reason]) < 3 {
+			samples[e.Reason] = append(samples[e.Reason], e.Error)
+		}
 		return nil
 	})
-	return byReason, extra, err
+	return byReason, copies, samples, err
 }
