@@ -416,10 +416,11 @@ func (t *Topology) Lag(ctx context.Context, k Kafka, groups []string) ([]Partiti
 
 func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*goka.Processor, error) {
 	k := r.opts.Kafka
+	cl := newChangelog(p, r.log) // the group table's store holds only what its topic acknowledged
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),
-		goka.WithStorageBuilder(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group))),
-		goka.WithProducerBuilder(producerBuilder(k)),
+		goka.WithStorageBuilder(cl.storage(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group)))),
+		goka.WithProducerBuilder(cl.producer(producerBuilder(k))),
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
 			cfg := k.Config()
 			cfg.ClientID = clientID
