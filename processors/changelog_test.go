@@ -48,57 +48,17 @@ func TestDeviceStateReplayWritesTableTopic(t *testing.T) {
 func testDeviceStateReplay(t *testing.T, fault *kerr.Error, count int) {
 	b, k, p := startPipeline(t)
 	dir, key := t.TempDir(), strconv.Itoa(device)
-	readings := func(raw int64) records.Readings {
-		return records.Readings{DeviceID: device, RawOffset: raw, Part: -1, Version: 2,
-			Items: []records.Reading{{DeviceID: device, TimeMs: baseTime + uint64(raw), ContentCRC: uint32(raw)}}}
-	}
 
 	run := startGroup(t, k, p, processors.GroupDeviceState, dir)
-	send(t, k, p.Normalized, key, readings(1), readings(2))
+	send(t, k, p.Normalized, key, oneReading(1), oneReading(2))
 	waitCommitted(t, context.Background(), run.r)
 
 	refused := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: p.DeviceState.Name(), Err: fault, Count: count})
-	send(t, k, p.Normalized, key, readings(3))
+	send(t, k, p.Normalized, key, oneReading(3))
 	run = replayAfterFailure(t, refused, count, run, func() *groupRun { return startGroup(t, k, p, processors.GroupDeviceState, dir) })
 	run.stop(t)
 
-	local := localTable(t, dir, processors.GroupDeviceState, p.DeviceState.Name())
-	changelog := topicTable(t, k, p.DeviceState.Name())
-	sameTables(t, local, changelog)
-	for name, v := range map[string][]byte{"local table": local[key], "table topic": changelog[key]} {
-		st, err := p.DeviceState.Codec().Decode(v)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if st.Messages != 3 {
-			t.Errorf("%s: messages = %d, want 3", name, st.Messages)
-		}
-	}
-
-	// A replica rebuilt from the topic, such as the view API's.
-	view, err := topology.NewView(p.DeviceState, topology.ViewOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	viewDone := make(chan error, 1)
-	go func() { viewDone <- view.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-viewDone; err != nil {
-			t.Errorf("view: %v", err)
-		}
-	}()
-	waitUntil(t, func() error {
-		if !view.Recovered() {
-			return fmt.Errorf("view not recovered")
-		}
-		return nil
-	})
-	st, ok, err := view.Get(key)
-	if err != nil || !ok || st.Messages != 3 {
-		t.Errorf("replica: messages = %d (found %v, %v), want 3", st.Messages, ok, err)
-	}
+	checkDeviceState(t, k, p, dir, key, 3)
 }
 
 // The table topic refuses dedupe's write of a bucket entry. The package's
@@ -148,6 +108,58 @@ func testDedupeReplay(t *testing.T, fault *kerr.Error, count int) {
 	}
 	if len(resent) != 1 || len(resent[0].Items) != 0 || resent[0].Duplicates != 2 {
 		t.Errorf("the resend came out as %+v, want one record of 2 duplicates and no readings", resent)
+	}
+}
+
+// oneReading is the normalized record of package raw (its raw offset) of
+// the device: one reading.
+func oneReading(raw int64) records.Readings {
+	return records.Readings{DeviceID: device, RawOffset: raw, Part: -1, Version: 2,
+		Items: []records.Reading{{DeviceID: device, TimeMs: baseTime + uint64(raw), ContentCRC: uint32(raw)}}}
+}
+
+// checkDeviceState checks, with the device-state group stopped, that its
+// local table (in dir) and its table topic hold the same, that the device
+// (key) counts want messages in both, and in a replica rebuilt from the
+// topic.
+func checkDeviceState(t *testing.T, k topology.Kafka, p *processors.Pipeline, dir, key string, want uint64) {
+	t.Helper()
+	local := localTable(t, dir, processors.GroupDeviceState, p.DeviceState.Name())
+	changelog := topicTable(t, k, p.DeviceState.Name())
+	sameTables(t, local, changelog)
+	for name, v := range map[string][]byte{"local table": local[key], "table topic": changelog[key]} {
+		st, err := p.DeviceState.Codec().Decode(v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if st.Messages != want {
+			t.Errorf("%s: messages = %d, want %d", name, st.Messages, want)
+		}
+	}
+
+	// A replica rebuilt from the topic, such as the view API's.
+	view, err := topology.NewView(p.DeviceState, topology.ViewOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	viewDone := make(chan error, 1)
+	go func() { viewDone <- view.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-viewDone; err != nil {
+			t.Errorf("view: %v", err)
+		}
+	}()
+	waitUntil(t, func() error {
+		if !view.Recovered() {
+			return fmt.Errorf("view not recovered")
+		}
+		return nil
+	})
+	st, ok, err := view.Get(key)
+	if err != nil || !ok || st.Messages != want {
+		t.Errorf("replica: messages = %d (found %v, %v), want %d", st.Messages, ok, err, want)
 	}
 }
 
