@@ -75,7 +75,7 @@ func (c *changelog) storage(b storage.Builder) storage.Builder {
 		if err != nil || topic != c.topic {
 			return st, err
 		}
-		s := &changelogStorage{Storage: st, cl: c, partition: partition, pending: map[string]*pendingWrite{}}
+		s := &changelogStorage{Storage: st, cl: c, partition: partition, pending: map[string]pendingWrite{}}
 		c.mu.Lock()
 		c.parts[partition] = s
 		c.mu.Unlock()
@@ -178,7 +178,7 @@ type changelogStorage struct {
 
 	mu      sync.Mutex
 	mode    int
-	pending map[string]*pendingWrite
+	pending map[string]pendingWrite
 	// offset is the newest table offset in the underlying storage.
 	offset int64
 	// err is the failure to apply an acknowledged write, returned by
@@ -255,12 +255,7 @@ func (s *changelogStorage) write(key string, value []byte) error {
 		return s.err
 	}
 	w := s.pending[key]
-	if w == nil {
-		w = &pendingWrite{}
-		s.pending[key] = w
-	}
-	w.value = value
-	w.waiting++
+	s.pending[key] = pendingWrite{value: value, waiting: w.waiting + 1}
 	return nil
 }
 
@@ -310,8 +305,10 @@ func (s *changelogStorage) acked(key string, value []byte, offset int64, err err
 	}
 	// Once no write of key waits, the underlying storage holds its
 	// newest acknowledged value, which reads get from then on.
-	if w := s.pending[key]; w != nil {
-		if w.waiting--; w.waiting <= 0 {
+	if w, ok := s.pending[key]; ok {
+		if w.waiting--; w.waiting > 0 {
+			s.pending[key] = w
+		} else {
 			delete(s.pending, key)
 		}
 	}
