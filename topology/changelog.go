@@ -2,10 +2,12 @@ package topology
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"hash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
@@ -41,18 +43,16 @@ import (
 // The producer wrapper sees the acknowledgements: goka emits every table
 // write through the processor's producer and runs the promise's callbacks
 // in the order they were added, so the changelog's (added inside Emit)
-// runs before goka's, which commits the input record. The idempotent
-// producer (one request in flight per broker) reports the successes of a
-// partition in offset order.
+// runs before goka's, which commits the input record.
 type changelog struct {
 	// topic is the group table's topic, partitions its partition count.
 	topic      string
 	partitions int32
 	log        *slog.Logger
 
-	mu sync.Mutex
-	// parts holds the open storage of each partition of the table.
-	parts map[int32]*changelogStorage
+	// parts holds the open storage of each partition of the table, nil
+	// for none.
+	parts []atomic.Pointer[changelogStorage]
 }
 
 // newChangelog returns the changelog of p's group table, or nil when p has
@@ -61,7 +61,8 @@ func newChangelog(p *Processor, log *slog.Logger) *changelog {
 	if p.table == nil {
 		return nil
 	}
-	return &changelog{topic: p.table.name, partitions: p.table.partitions, log: log, parts: map[int32]*changelogStorage{}}
+	return &changelog{topic: p.table.name, partitions: p.table.partitions, log: log,
+		parts: make([]atomic.Pointer[changelogStorage], p.table.partitions)}
 }
 
 // storage wraps b: the storages of the group table are changelog storages;
@@ -75,10 +76,11 @@ func (c *changelog) storage(b storage.Builder) storage.Builder {
 		if err != nil || topic != c.topic {
 			return st, err
 		}
+		if partition < 0 || partition >= c.partitions {
+			return nil, errors.Join(fmt.Errorf("topology: table %s has a partition %d, but %d are declared", topic, partition, c.partitions), st.Close())
+		}
 		s := &changelogStorage{Storage: st, cl: c, partition: partition, pending: map[string]pendingWrite{}}
-		c.mu.Lock()
-		c.parts[partition] = s
-		c.mu.Unlock()
+		c.parts[partition].Store(s)
 		return s, nil
 	}
 }
@@ -98,28 +100,14 @@ func (c *changelog) producer(b goka.ProducerBuilder) goka.ProducerBuilder {
 	}
 }
 
-// acked hands the outcome of a table write to the storage of its
-// partition, if it is still open.
-func (c *changelog) acked(key string, value []byte, msg *sarama.ProducerMessage, err error) {
-	c.mu.Lock()
-	s := c.parts[Partition([]byte(key), c.partitions)]
-	c.mu.Unlock()
-	if s == nil {
-		return // closed: the topic has the write, the next recovery reads it
-	}
-	offset := int64(-1)
-	if err == nil && msg != nil {
-		offset = msg.Offset
-	}
-	s.acked(key, value, offset, err)
+// writer returns the open storage of the partition key belongs to, nil
+// when none is open.
+func (c *changelog) writer(key string) *changelogStorage {
+	return c.parts[partitionOf(key, c.partitions)].Load()
 }
 
 func (c *changelog) closed(s *changelogStorage) {
-	c.mu.Lock()
-	if c.parts[s.partition] == s {
-		delete(c.parts, s.partition)
-	}
-	c.mu.Unlock()
+	c.parts[s.partition].CompareAndSwap(s, nil)
 }
 
 // changelogProducer is a goka producer whose table writes report to their
@@ -140,9 +128,23 @@ func (p *changelogProducer) EmitWithHeaders(topic, key string, value []byte, hea
 	return p.watch(p.Producer.EmitWithHeaders(topic, key, value, headers), topic, key, value)
 }
 
+// watch has the outcome of a table write reported to the storage that
+// made it: goka emits the write right after storing it, on the partition's
+// goroutine, while that storage is open. Should the answer come only once
+// that storage is closed, it is dropped: the topic has the write, and the
+// next recovery reads it.
 func (p *changelogProducer) watch(promise *goka.Promise, topic, key string, value []byte) *goka.Promise {
-	if topic == p.cl.topic {
-		promise.ThenWithMessage(func(msg *sarama.ProducerMessage, err error) { p.cl.acked(key, value, msg, err) })
+	if topic != p.cl.topic {
+		return promise
+	}
+	if s := p.cl.writer(key); s != nil {
+		promise.ThenWithMessage(func(msg *sarama.ProducerMessage, err error) {
+			offset := int64(-1)
+			if err == nil && msg != nil {
+				offset = msg.Offset
+			}
+			s.acked(key, value, offset, err)
+		})
 	}
 	return promise
 }
@@ -291,16 +293,16 @@ func (s *changelogStorage) Close() error {
 
 // acked applies the outcome of a write of key to the table topic: an
 // acknowledged write at offset goes to the underlying storage with its
-// offset; a refused one (err) is dropped.
+// offset; a refused one (err) is dropped. The idempotent producer (one
+// request in flight per broker) reports a partition's acknowledgements in
+// offset order, so the storage takes the writes in the topic's order.
 func (s *changelogStorage) acked(key string, value []byte, offset int64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.mode != modeProcessing {
 		return
 	}
-	if err == nil && offset > s.offset && s.err == nil {
-		// An offset not above the stored one is a write the recovery
-		// read back already.
+	if err == nil && s.err == nil {
 		s.err = s.apply(key, value, offset)
 	}
 	// Once no write of key waits, the underlying storage holds its
@@ -321,7 +323,7 @@ func (s *changelogStorage) apply(key string, value []byte, offset int64) error {
 	} else {
 		err = s.Storage.Set(key, value)
 	}
-	if err == nil {
+	if err == nil && offset > s.offset {
 		err = s.Storage.SetOffset(offset)
 	}
 	if err != nil {
@@ -329,7 +331,7 @@ func (s *changelogStorage) apply(key string, value []byte, offset int64) error {
 		s.cl.log.Error("storing an acknowledged table write failed; the partition must restart and recover from the topic", "err", err)
 		return err
 	}
-	s.offset = offset
+	s.offset = max(s.offset, offset)
 	return nil
 }
 

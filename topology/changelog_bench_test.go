@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/topology/tablestore"
@@ -13,7 +14,7 @@ import (
 
 // BenchmarkTableWrite is a processor's table pattern per record once
 // recovered: read the key, write it, and the table topic's acknowledgement
-// (goka's SetOffset). "direct" is goka's own order (the store written
+// through the write's promise (goka's callback stores the offset). "direct" is goka's own order (the store written
 // before the topic answers); "changelog" holds the write until the
 // acknowledgement applies it with its offset. The store is the batching
 // one (the default), or goka's in-memory one, which leaves the changelog's
@@ -38,10 +39,10 @@ func BenchmarkTableWrite(b *testing.B) {
 }
 
 func benchmarkTableWrite(b *testing.B, build storage.Builder, p *Processor, withChangelog bool, value []byte) {
-	var cl *changelog
+	var prod *changelogProducer
 	if withChangelog {
-		cl = newChangelog(p, slog.New(slog.DiscardHandler))
-		build = cl.storage(build)
+		cl := newChangelog(p, slog.New(slog.DiscardHandler))
+		build, prod = cl.storage(build), &changelogProducer{cl: cl}
 	}
 	st, err := build("g-table", 0)
 	if err != nil {
@@ -62,12 +63,19 @@ func benchmarkTableWrite(b *testing.B, build storage.Builder, p *Processor, with
 		if err := st.Set(key, value); err != nil {
 			b.Fatal(err)
 		}
-		if cl != nil {
-			cl.acked(key, value, &sarama.ProducerMessage{Offset: int64(i)}, nil)
+		promise, finish := goka.NewPromiseWithFinisher()
+		if prod != nil {
+			prod.watch(promise, "g-table", key, value)
 		}
-		if err := st.SetOffset(int64(i)); err != nil {
-			b.Fatal(err)
-		}
+		promise.ThenWithMessage(func(msg *sarama.ProducerMessage, err error) { // goka's
+			if err == nil && msg.Offset != 0 {
+				err = st.SetOffset(msg.Offset)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		})
+		finish(&sarama.ProducerMessage{Offset: int64(i)}, nil)
 		i++
 	}
 	if err := st.Close(); err != nil {

@@ -55,7 +55,8 @@ type RunnerOptions struct {
 	// offset reach leveldb as one batch every 50 ms); goka's own leveldb
 	// storage, a journal write per value, is storage.DefaultBuilder. The
 	// storage is a cache of the table topic: whatever it lost in a crash
-	// is replayed from there.
+	// is replayed from there. The runner gives a group table's storage
+	// only the writes the table topic acknowledged (see changelog.go).
 	TableStorage func(dir string) storage.Builder
 	// RestartBackoff spaces the restarts of a group whose processor
 	// stopped with a recoverable error while the runner runs (default 1s
