@@ -253,6 +253,9 @@ func (s *changelogStorage) write(key string, value []byte) error {
 		return s.Storage.Set(key, value)
 	}
 	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("topology: table %s/%d: write to a closed storage", s.cl.topic, s.partition)
+	}
 	if s.err != nil {
 		return s.err
 	}
