@@ -162,8 +162,14 @@ func sendPackages(t *testing.T, k topology.Kafka, p *processors.Pipeline, from, 
 // waitCommitted waits until the runner's groups committed every record.
 func waitCommitted(t *testing.T, ctx context.Context, r *topology.Runner) {
 	t.Helper()
+	waitNoLag(t, func() ([]topology.PartitionLag, error) { return r.Lag(ctx) })
+}
+
+// waitNoLag waits until every lag lags reads is zero.
+func waitNoLag(t *testing.T, lags func() ([]topology.PartitionLag, error)) {
+	t.Helper()
 	waitUntil(t, func() error {
-		lags, err := r.Lag(ctx)
+		lags, err := lags()
 		if err != nil {
 			return err
 		}

@@ -19,10 +19,17 @@ func Hasher() hash.Hash32 { return fnv.New32a() }
 // goka's producers place it (sarama's hash partitioner over Hasher).
 // Anything that writes to a topic a goka group reads, such as the ingest
 // edge, must use it (or NewPartitioner) or co-partitioning breaks.
-func Partition(key []byte, n int32) int32 {
-	h := Hasher()
-	_, _ = h.Write(key) // hash.Hash never returns an error
-	p := int32(h.Sum32()) % n
+func Partition(key []byte, n int32) int32 { return partitionOf(string(key), n) }
+
+// partitionOf is Partition of a string key, without allocating: FNV-1a
+// computed inline, as sarama's hash partitioner reduces it.
+func partitionOf(key string, n int32) int32 {
+	h := uint32(2166136261) // FNV-1a offset basis
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619 // FNV-1a prime
+	}
+	p := int32(h) % n
 	if p < 0 {
 		p = -p
 	}

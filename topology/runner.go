@@ -55,7 +55,8 @@ type RunnerOptions struct {
 	// offset reach leveldb as one batch every 50 ms); goka's own leveldb
 	// storage, a journal write per value, is storage.DefaultBuilder. The
 	// storage is a cache of the table topic: whatever it lost in a crash
-	// is replayed from there.
+	// is replayed from there. The runner gives a group table's storage
+	// only the writes the table topic acknowledged (see changelog.go).
 	TableStorage func(dir string) storage.Builder
 	// RestartBackoff spaces the restarts of a group whose processor
 	// stopped with a recoverable error while the runner runs (default 1s
@@ -450,10 +451,11 @@ func (t *Topology) Lag(ctx context.Context, k Kafka, groups []string) ([]Partiti
 
 func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*goka.Processor, error) {
 	k := r.opts.Kafka
+	cl := newChangelog(p, r.log) // the group table's store holds only what its topic acknowledged
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),
-		goka.WithStorageBuilder(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group))),
-		goka.WithProducerBuilder(producerBuilder(k)),
+		goka.WithStorageBuilder(cl.storage(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group)))),
+		goka.WithProducerBuilder(cl.producer(producerBuilder(k))),
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
 			cfg := k.Config()
 			cfg.ClientID = clientID

@@ -23,10 +23,12 @@
 // MaxOps operations. All of them are later than the stored offset, so the
 // recovery after a restart reads them back from the table topic and the
 // table is exact again; the cost is replaying that interval, a few
-// milliseconds of messages. Values written locally whose table message was
-// never acknowledged may survive a crash ahead of the offset; that is so with
-// goka's leveldb storage too, and the input message that produced them is
-// processed again because its offset was not committed.
+// milliseconds of messages. Under a topology.Runner the storage is only
+// given writes the table topic acknowledged (the runner's changelog wrapper
+// holds the others in memory), so nothing it stores is ahead of the topic.
+// Used directly under goka, which writes the store before the topic, values
+// whose table message was never acknowledged may survive a crash ahead of the
+// offset, as with goka's own leveldb storage.
 //
 // Without Options.Sync a flush is not fsynced: a killed process loses
 // nothing that was flushed (the operating system has it), a machine that
