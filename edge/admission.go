@@ -8,19 +8,29 @@ import (
 	"github.com/watershed-io/watershed/internal/serve"
 )
 
+// Proxy headers that name a request's client address (Options.ProxyHeader).
+const (
+	HeaderXForwardedFor = "X-Forwarded-For"
+	HeaderForwarded     = "Forwarded"
+)
+
 // clientAddr returns the address that per-client limits count r under
 // (serve.ClientKey of it): the connection's peer, or, when the peer is a
-// trusted proxy, the nearest address of the proxy chain (Forwarded, else
-// X-Forwarded-For) that is not itself a trusted proxy. Without trusted
-// proxies no header is believed: any client can write them.
-func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
+// trusted proxy, the nearest address of the proxy chain in header (the one
+// header the proxies write: X-Forwarded-For or Forwarded) that is not
+// itself a trusted proxy. The other header is never read: proxies pass a
+// header they do not write through unchanged, so a client could name any
+// address in it. Without trusted proxies no header is believed.
+func clientAddr(r *http.Request, trusted []netip.Prefix, header string) netip.Addr {
 	peer := remoteAddr(r.RemoteAddr)
 	if len(trusted) == 0 || !serve.Trusted(trusted, peer) {
 		return serve.ClientKey(peer)
 	}
-	hops := forwardedFor(r.Header.Values("Forwarded"))
-	if hops == nil {
-		for _, v := range r.Header.Values("X-Forwarded-For") {
+	var hops []string
+	if header == HeaderForwarded {
+		hops = forwardedFor(r.Header.Values(HeaderForwarded))
+	} else {
+		for _, v := range r.Header.Values(HeaderXForwardedFor) {
 			for h := range strings.SplitSeq(v, ",") {
 				hops = append(hops, strings.TrimSpace(h))
 			}

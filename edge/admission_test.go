@@ -288,21 +288,24 @@ func TestConnectionsPerClientAreCapped(t *testing.T) {
 	}
 }
 
-// The client address comes from Forwarded or X-Forwarded-For only when the
-// peer is a trusted proxy, and is the nearest hop that is not one.
+// The client address comes from the proxies' header (X-Forwarded-For, or
+// Forwarded when configured; never the other) only when the peer is a
+// trusted proxy, and is the nearest hop that is not one.
 func TestClientAddressFromProxyHeadersOnlyFromTrustedProxies(t *testing.T) {
 	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	cases := []struct {
 		name, peer, xff, fwd string
 		trusted              []netip.Prefix
+		header               string
 		want                 string
 	}{
-		{"no proxies configured: the header is ignored", "192.0.2.7:5000", "198.51.100.1", "", nil, "192.0.2.7"},
-		{"untrusted peer: the header is ignored", "192.0.2.7:5000", "198.51.100.1", "", proxies, "192.0.2.7"},
-		{"trusted peer: the nearest untrusted hop", "10.1.2.3:5000", "203.0.113.9, 198.51.100.1, 10.0.0.5", "", proxies, "198.51.100.1"},
-		{"Forwarded wins over X-Forwarded-For", "10.1.2.3:5000", "198.51.100.1", `for=203.0.113.9;proto=https, for="[2001:db8:1:2::7]:443"`, proxies, "2001:db8:1:2::"},
-		{"malformed hop: the last good one", "10.1.2.3:5000", "garbage, 10.0.0.5", "", proxies, "10.0.0.5"},
-		{"IPv6 peers count by /64", "[2001:db8:aa:bb:1:2:3:4]:5000", "", "", nil, "2001:db8:aa:bb::"},
+		{"no proxies configured: the header is ignored", "192.0.2.7:5000", "198.51.100.1", "", nil, "", "192.0.2.7"},
+		{"untrusted peer: the header is ignored", "192.0.2.7:5000", "198.51.100.1", "", proxies, "", "192.0.2.7"},
+		{"trusted peer: the nearest untrusted hop", "10.1.2.3:5000", "203.0.113.9, 198.51.100.1, 10.0.0.5", "", proxies, "", "198.51.100.1"},
+		{"a Forwarded header the proxy does not write is not believed", "10.1.2.3:5000", "198.51.100.1", "for=203.0.113.66", proxies, "", "198.51.100.1"},
+		{"Forwarded when the proxies write it", "10.1.2.3:5000", "198.51.100.1", `for=203.0.113.9;proto=https, for="[2001:db8:1:2::7]:443"`, proxies, HeaderForwarded, "2001:db8:1:2::"},
+		{"malformed hop: the last good one", "10.1.2.3:5000", "garbage, 10.0.0.5", "", proxies, "", "10.0.0.5"},
+		{"IPv6 peers count by /64", "[2001:db8:aa:bb:1:2:3:4]:5000", "", "", nil, "", "2001:db8:aa:bb::"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -314,7 +317,7 @@ func TestClientAddressFromProxyHeadersOnlyFromTrustedProxies(t *testing.T) {
 			if c.fwd != "" {
 				r.Header.Set("Forwarded", c.fwd)
 			}
-			if got := clientAddr(r, c.trusted); got.String() != c.want {
+			if got := clientAddr(r, c.trusted, c.header); got.String() != c.want {
 				t.Errorf("clientAddr = %s, want %s", got, c.want)
 			}
 		})

@@ -147,10 +147,13 @@ type Options struct {
 	// address (an IPv6 client's /64) that have not authenticated yet
 	// (DefaultMaxUnauthenticatedPerClient); more are answered 429 at once.
 	MaxUnauthenticatedPerClient int
-	// TrustedProxies are the peers whose Forwarded or X-Forwarded-For
-	// headers name the client address; without them no header is
-	// believed.
+	// TrustedProxies are the peers whose ProxyHeader names the client
+	// address; without them no header is believed.
 	TrustedProxies []netip.Prefix
+	// ProxyHeader is the header the trusted proxies write the client
+	// address to: HeaderXForwardedFor (the default) or HeaderForwarded.
+	// Only that one is read.
+	ProxyHeader string
 	// BodyTimeout and MinBodyRate set each request's read deadline: the
 	// package header within BodyTimeout of the handler's start, and the
 	// rest within BodyTimeout plus its length at MinBodyRate bytes a
@@ -651,7 +654,7 @@ func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 		e.reject(w, http.StatusRequestEntityTooLarge, protocol.ReasonTooLarge.String(), protocol.ReasonTooLarge.String())
 		return
 	}
-	client := clientAddr(r, e.opts.TrustedProxies)
+	client := clientAddr(r, e.opts.TrustedProxies, e.opts.ProxyHeader)
 	if !e.unauthenticated.Acquire(client) {
 		w.Header().Set("Connection", "close")
 		e.reject(w, http.StatusTooManyRequests, reasonClientLimit, reasonOverloaded)

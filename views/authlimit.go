@@ -18,8 +18,8 @@ const (
 
 // authLimiter keeps a token bucket of failed authentications per client
 // address: each failure takes a token, tokens come back at rate a second
-// up to burst, and an address without a token is refused before its key
-// is looked at. Only failures create buckets, so clients with good keys
+// up to burst, and an address without a token has its bad keys answered
+// 429 (a good key passes regardless). Only failures create buckets, so clients with good keys
 // cost nothing, and the number of buckets is bounded.
 type authLimiter struct {
 	rate, burst float64

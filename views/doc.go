@@ -62,7 +62,7 @@
 //
 // Failed authentications are limited per client address (Options
 // AuthFailureRate and AuthFailureBurst): past the limit the address is
-// answered 429 before its key is looked at, so it cannot go on guessing.
+// answered 429 for its bad keys; a good key passes from any address.
 //
 // # Metrics
 //

@@ -406,7 +406,9 @@ func parseScope(fields []string) (Scope, error) {
 		default:
 			id, err := ParseDeviceID(it)
 			if err != nil {
-				return Scope{}, fmt.Errorf("scope item %q is not *, fleet:NAME or a device id: %w", it, err)
+				// Not the item itself: a key written in the wrong column would be
+				// printed.
+				return Scope{}, fmt.Errorf("a scope item of %d characters is not *, fleet:NAME or a device id", len(it))
 			}
 			s.Devices = append(s.Devices, id)
 		}

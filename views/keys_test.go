@@ -63,7 +63,7 @@ func TestParseKeysErrors(t *testing.T) {
 		name, keys, fleets, want string
 	}{
 		{"no scope", "# c\nkey1\n", "", "keys line 2: want KEY SCOPE"},
-		{"bad device", "key1 12x\n", "", "keys line 1: scope item \"12x\""},
+		{"bad device", "key1 12x\n", "", "keys line 1: a scope item of 3 characters"},
 		{"negative device", "key1 -1\n", "", "keys line 1"},
 		{"leading zero", "key1 0100\n", "", "keys line 1"},
 		{"star and more", "key1 *,1001\n", "", `keys line 1: "*" must be the whole scope`},

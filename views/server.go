@@ -37,9 +37,9 @@ type Options struct {
 	AllowShortKeys bool
 	// AuthFailureRate and AuthFailureBurst limit failed authentications
 	// per client address (IPv4 address or IPv6 /64): AuthFailureBurst at
-	// once, then AuthFailureRate a second. A client past its limit is
-	// answered 429 with Retry-After, whatever key it sends, until it has
-	// a token again. Defaults DefaultAuthFailureRate and
+	// once, then AuthFailureRate a second. A client past its limit has
+	// its bad keys answered 429 with Retry-After until it has a token
+	// again; a good key passes. Defaults DefaultAuthFailureRate and
 	// DefaultAuthFailureBurst; a negative rate turns the limit off.
 	AuthFailureRate  float64
 	AuthFailureBurst int
@@ -157,22 +157,23 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Allow", http.MethodGet)
 		return s.write(w, http.StatusMethodNotAllowed, bodyMethod)
 	}
-	// A client that failed too often is refused before its key is
-	// looked at, so that it cannot go on guessing; the answer is the same
-	// whatever it sends.
+	// The key is checked first: a valid key passes whatever its address
+	// did, so that clients sharing an address (a NAT, an ingress) cannot
+	// be locked out by one of them sending bad keys. A failure counts
+	// against the address, and an address that failed too often is
+	// answered 429 (keys are long: the limit is flood control, not what
+	// stops guessing).
 	keys := s.keys.Load()
 	client := clientKey(r.RemoteAddr)
-	if s.limiter != nil {
-		if wait, blocked := s.limiter.blocked(client, s.now()); blocked {
-			s.metrics.authLimited.Inc()
-			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
-			return s.write(w, http.StatusTooManyRequests, bodyTooMany)
-		}
-	}
 	sc := authenticate(keys, r.Header)
 	if sc == nil {
 		s.metrics.authFailed.Inc()
 		if s.limiter != nil {
+			if wait, blocked := s.limiter.blocked(client, s.now()); blocked {
+				s.metrics.authLimited.Inc()
+				w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+				return s.write(w, http.StatusTooManyRequests, bodyTooMany)
+			}
 			s.limiter.failed(client, s.now())
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="watershed"`)

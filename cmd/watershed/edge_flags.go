@@ -41,6 +41,7 @@ type edgeFlags struct {
 	deviceByteRate      float64
 	deviceByteBurst     int64
 	insecureShortSecret bool
+	proxyHeader         string
 }
 
 func (f *edgeFlags) register(fs *flag.FlagSet) {
@@ -49,7 +50,8 @@ func (f *edgeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.deviceInFlight, "max-device-inflight", envInt("WATERSHED_MAX_DEVICE_INFLIGHT", edge.DefaultMaxDeviceInFlight), "packages of one device handled at once; more are answered 429 (env WATERSHED_MAX_DEVICE_INFLIGHT)")
 	fs.IntVar(&f.unauthPerClient, "max-unauthenticated-per-client", envInt("WATERSHED_MAX_UNAUTHENTICATED_PER_CLIENT", edge.DefaultMaxUnauthenticatedPerClient), "requests of one client address (IPv6: its /64) not yet authenticated; more are answered 429 (env WATERSHED_MAX_UNAUTHENTICATED_PER_CLIENT)")
 	fs.IntVar(&f.connsPerClient, "max-conns-per-client", envInt("WATERSHED_MAX_CONNS_PER_CLIENT", defaultMaxConnsPerClient), "open connections of one client address (IPv6: its /64); more are closed at once; trusted proxies are exempt (env WATERSHED_MAX_CONNS_PER_CLIENT)")
-	fs.StringVar(&f.trustedProxies, "trusted-proxies", envOr("WATERSHED_TRUSTED_PROXIES", ""), "comma-separated CIDRs of proxies whose Forwarded / X-Forwarded-For headers name the client address; empty: no header is believed (env WATERSHED_TRUSTED_PROXIES)")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", envOr("WATERSHED_TRUSTED_PROXIES", ""), "comma-separated CIDRs of proxies whose --proxy-header names the client address; empty: no header is believed (env WATERSHED_TRUSTED_PROXIES)")
+	fs.StringVar(&f.proxyHeader, "proxy-header", envOr("WATERSHED_PROXY_HEADER", edge.HeaderXForwardedFor), "the header the trusted proxies write the client address to: X-Forwarded-For or Forwarded; the other is never read (env WATERSHED_PROXY_HEADER)")
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", envDuration("WATERSHED_BODY_TIMEOUT", edge.DefaultBodyTimeout), "time for a request's package header, and base of its body's deadline (env WATERSHED_BODY_TIMEOUT)")
 	fs.Int64Var(&f.minBodyRate, "min-body-rate", int64(envInt("WATERSHED_MIN_BODY_RATE", edge.DefaultMinBodyRate)), "slowest body transfer allowed, bytes a second: a body's deadline is --body-timeout plus its length at this rate (env WATERSHED_MIN_BODY_RATE)")
 	fs.Float64Var(&f.deviceByteRate, "device-byte-rate", float64(envInt("WATERSHED_DEVICE_BYTE_RATE", defaultDeviceByteRate)), "package bytes a second each device may send, sustained; more are answered 429 with Retry-After; 0 turns the limit off (env WATERSHED_DEVICE_BYTE_RATE)")
@@ -152,7 +154,11 @@ func (f *edgeFlags) apply(eo *edge.Options, so *serve.Options) error {
 	eo.RevocationFile = f.revocationFile
 	eo.MaxDeviceInFlight = f.deviceInFlight
 	eo.MaxUnauthenticatedPerClient = f.unauthPerClient
+	if f.proxyHeader != edge.HeaderXForwardedFor && f.proxyHeader != edge.HeaderForwarded {
+		return fmt.Errorf("--proxy-header %q: want %s or %s", f.proxyHeader, edge.HeaderXForwardedFor, edge.HeaderForwarded)
+	}
 	eo.TrustedProxies = proxies
+	eo.ProxyHeader = f.proxyHeader
 	eo.BodyTimeout = f.bodyTimeout
 	eo.MinBodyRate = f.minBodyRate
 	eo.DeviceByteRate = f.deviceByteRate
