@@ -169,10 +169,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	queues := make([]*sync.WaitGroup, len(r.procs))
 	for i, p := range r.procs {
 		queues[i] = &sync.WaitGroup{}
-		if p.batch != nil && p.retryOf == nil {
-			// The batches' dead letters and retries are found after
-			// their callbacks returned: they go through a producer of
-			// the runner's.
+		if (p.batch != nil && p.retryOf == nil) || p.retryOf != nil {
+			// The batches' dead letters and retries, and the outputs of
+			// retried records handled once due, are found after their
+			// callbacks returned: they go through a producer of the
+			// runner's.
 			prod, err := producerBuilder(r.opts.Kafka)(r.opts.Kafka.Brokers, clientID(r.opts.Kafka, p.group)+"-batch", Hasher)
 			if err != nil {
 				return fmt.Errorf("topology: producer of %s: %w", p.group, err)
