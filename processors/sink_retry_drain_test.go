@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/watershed-io/watershed/codecs/records"
-	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/topology"
@@ -130,11 +129,7 @@ func TestSinkRetryDrainsAfterRefusedRetryProduce(t *testing.T) {
 }
 
 func testSinkRetryRefusedProduce(t *testing.T, topic string) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b := startBroker(t)
 	k := topology.Kafka{Brokers: b.Addrs()}
 	store := &flakyStore{memStore: newMemStore()}
 	cfg := processors.Config{Partitions: 2, Sink: store,
@@ -234,4 +229,26 @@ func holds(ctx context.Context, r *topology.Runner, topic string) error {
 		}
 	}
 	return fmt.Errorf("nothing in %s yet", topic)
+}
+
+// Two replicas of the sink and its retry group, records waiting in the
+// retry topics: a rebalance that takes waiting records from one replica
+// must not set off restarts that keep the group from ever processing them.
+func TestSinkRetryTwoReplicasDrain(t *testing.T) {
+	b := startBroker(t)
+	k := topology.Kafka{Brokers: b.Addrs()}
+	store := &flakyStore{memStore: newMemStore()}
+	cfg := processors.Config{Partitions: 2, Sink: store,
+		SinkRetry:   topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 3 * time.Second}, MaxAttempts: 100},
+		SinkBackoff: topology.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
+	groups := []string{processors.GroupSink, processors.GroupSink + "-retry"}
+	p, r, ctx := runSinkOn(t, b, cfg, groups...)
+	store.mode.Store(storeFailing)
+	const packages = 40
+	sendPackages(t, k, p, 1, packages)
+	waitUntil(t, func() error { return holds(ctx, r, processors.GroupSink+"-retry-3") })
+	runSinkOn(t, b, cfg, groups...)
+	time.Sleep(4 * time.Second)
+	store.mode.Store(storeUp)
+	drainedAndStored(t, ctx, k, p, r, store.memStore, packages)
 }

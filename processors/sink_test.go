@@ -282,13 +282,20 @@ func TestSinkPausesThroughPartialOutage(t *testing.T) {
 // them.
 func runSink(t *testing.T, cfg processors.Config, groups ...string) (topology.Kafka, *processors.Pipeline, *topology.Runner, context.Context) {
 	t.Helper()
+	b := startBroker(t)
+	p, r, ctx := runSinkOn(t, b, cfg, groups...)
+	return topology.Kafka{Brokers: b.Addrs()}, p, r, ctx
+}
+
+// startBroker starts an embedded broker that the test's end stops.
+func startBroker(t *testing.T) *embedded.Broker {
+	t.Helper()
 	b, err := embedded.Start(embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	p, r, ctx := runSinkOn(t, b, cfg, groups...)
-	return topology.Kafka{Brokers: b.Addrs()}, p, r, ctx
+	return b
 }
 
 // runSinkOn starts a runner of the pipeline's groups declared with cfg on
