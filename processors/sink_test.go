@@ -288,11 +288,26 @@ func TestSinkPausesThroughPartialOutage(t *testing.T) {
 // them.
 func runSink(t *testing.T, cfg processors.Config, groups ...string) (topology.Kafka, *processors.Pipeline, *topology.Runner, context.Context) {
 	t.Helper()
+	b := startBroker(t)
+	p, r, ctx := runSinkOn(t, b, cfg, groups...)
+	return topology.Kafka{Brokers: b.Addrs()}, p, r, ctx
+}
+
+// startBroker starts an embedded broker that the test's end stops.
+func startBroker(t *testing.T) *embedded.Broker {
+	t.Helper()
 	b, err := embedded.Start(embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
+	return b
+}
+
+// runSinkOn starts a runner of the pipeline's groups declared with cfg on
+// broker b and waits until it is ready; the test's end stops it.
+func runSinkOn(t *testing.T, b *embedded.Broker, cfg processors.Config, groups ...string) (*processors.Pipeline, *topology.Runner, context.Context) {
+	t.Helper()
 	k := topology.Kafka{Brokers: b.Addrs()}
 	p := processors.New(cfg)
 	r, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
@@ -310,7 +325,7 @@ func runSink(t *testing.T, cfg processors.Config, groups ...string) (topology.Ka
 		}
 	})
 	waitUntil(t, r.Ready)
-	return k, p, r, ctx
+	return p, r, ctx
 }
 
 // deadLetters reads the pipeline's dead-letter topic.

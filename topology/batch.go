@@ -183,11 +183,27 @@ type batchRuntime struct {
 }
 
 func newBatchRuntime(p *Processor, obs observer, state *retryState, prod goka.Producer, running *sync.WaitGroup) *batchRuntime {
-	if running == nil {
-		running = &sync.WaitGroup{}
-	}
 	return &batchRuntime{p: p, w: p.batch, opts: p.batch.options(), obs: obs, state: state, prod: prod,
-		running: running, queues: map[int32]*partQueue{}}
+		running: orNew(running), queues: map[int32]*partQueue{}}
+}
+
+// orNew returns wg, or a new WaitGroup when it is nil (outside a Runner).
+func orNew(wg *sync.WaitGroup) *sync.WaitGroup {
+	if wg == nil {
+		return &sync.WaitGroup{}
+	}
+	return wg
+}
+
+// onSessionEnd wakes a queue's blocked callbacks (cond) and its goroutine
+// (signal) when its session ctx ends.
+func onSessionEnd(ctx context.Context, mu *sync.Mutex, cond *sync.Cond, signal func()) {
+	context.AfterFunc(ctx, func() {
+		mu.Lock()
+		cond.Broadcast()
+		mu.Unlock()
+		signal()
+	})
 }
 
 // queue returns the queue of the callback's partition in its current
@@ -201,12 +217,7 @@ func (rt *batchRuntime) queue(g goka.Context) *partQueue {
 		q = &partQueue{rt: rt, ctx: ctx, wake: make(chan struct{}, 1)}
 		q.cond = sync.NewCond(&q.mu)
 		rt.queues[g.Partition()] = q
-		context.AfterFunc(ctx, func() {
-			q.mu.Lock()
-			q.cond.Broadcast()
-			q.mu.Unlock()
-			q.signal()
-		})
+		onSessionEnd(ctx, &q.mu, q.cond, q.signal)
 		rt.running.Go(q.run)
 	}
 	return q
@@ -450,9 +461,12 @@ func (q *partQueue) settle(e *batchEntry) error {
 		}
 		if IsTransient(err) {
 			rt.obs.retried(p.group)
-			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(q.ctx, rt.state, err, false) {
-				tier := p.retry.tiers[0].name
-				return q.produce(tier, rec.key, rec.raw, retryHeaders(p.retry.policy, 0, rec.headers, rec.topic, rec.attempt, rec.first))
+			if p.retry != nil && local >= p.retry.policy.InPlace {
+				if !p.outage(q.ctx, rt.state, err, false) {
+					tier := p.retry.tiers[0].name
+					return q.produce(tier, rec.key, rec.raw, retryHeaders(p.retry.policy, 0, rec.headers, rec.topic, rec.attempt, rec.first))
+				}
+				base-- // an outage's attempts are not the record's own (see handle)
 			}
 			if sleepCtx(q.ctx, p.backoff.delay(local)) {
 				continue
@@ -487,6 +501,12 @@ func (q *partQueue) settle(e *batchEntry) error {
 // wait is bounded by the write timeout: without an acknowledgement the
 // input record stays uncommitted (and its output may be sent twice).
 func (q *partQueue) produce(topic, key string, value []byte, headers []Header) error {
+	return produceAcked(q.rt.prod, q.rt.p.group, topic, key, value, headers, q.rt.opts.WriteTimeout)
+}
+
+// produceAcked sends a record of group through prod and waits up to
+// timeout for the broker's acknowledgement.
+func produceAcked(prod goka.Producer, group, topic, key string, value []byte, headers []Header, timeout time.Duration) error {
 	var h goka.Headers
 	if len(headers) > 0 {
 		h = make(goka.Headers, len(headers))
@@ -495,16 +515,16 @@ func (q *partQueue) produce(topic, key string, value []byte, headers []Header) e
 		}
 	}
 	ack := make(chan error, 1)
-	q.rt.prod.EmitWithHeaders(topic, key, value, h).Then(func(err error) { ack <- err })
-	t := time.NewTimer(q.rt.opts.WriteTimeout)
+	prod.EmitWithHeaders(topic, key, value, h).Then(func(err error) { ack <- err })
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case err := <-ack:
 		if err != nil {
-			return fmt.Errorf("topology: %s: emit to %s: %w", q.rt.p.group, topic, err)
+			return fmt.Errorf("topology: %s: emit to %s: %w", group, topic, err)
 		}
 		return nil
 	case <-t.C:
-		return fmt.Errorf("%w: %s: emit to %s: no acknowledgement within %s", errAbandoned, q.rt.p.group, topic, q.rt.opts.WriteTimeout)
+		return fmt.Errorf("%w: %s: emit to %s: no acknowledgement within %s", errAbandoned, group, topic, timeout)
 	}
 }

@@ -41,6 +41,13 @@ type Context struct {
 	q     *partQueue
 	rows  any
 	nrows int
+
+	// detached is set when the record is handled after its callback
+	// returned (a retry companion's delay queue): flush then keeps the
+	// outputs in sent for the queue to produce, and a failure in outErr.
+	detached bool
+	sent     []pendingEmit
+	outErr   error
 }
 
 type tableOp int
@@ -196,6 +203,18 @@ func (c *Context) gokaCall(fn func()) {
 // once every one of them is acknowledged; under a Runner it commits once
 // every earlier record of the partition is marked too (see orderedGroup).
 func (c *Context) flush(env envelopeFactory) {
+	if c.detached {
+		c.sent = append(c.sent, c.emits...)
+		for _, d := range c.dead {
+			b, err := env(c, d.reason, d.err, d.value)
+			if err != nil {
+				c.outErr = err
+				return
+			}
+			c.sent = append(c.sent, pendingEmit{topic: c.proc.t.deadLetter, key: c.Key(), value: b})
+		}
+		return
+	}
 	c.gokaCall(func() {
 		switch c.setOp {
 		case tableSet:

@@ -60,8 +60,12 @@ func (p *Processor) groupGraph(obs observer, prod goka.Producer, env runEnv) *go
 		rt = newBatchRuntime(p, obs, state, prod, env.queues)
 	}
 	if main := p.retryOf; main != nil {
+		var rrt *retryRuntime
+		if prod != nil {
+			rrt = newRetryRuntime(p, obs, state, prod, env.queues)
+		}
 		for i, tier := range main.retry.tiers {
-			edges = append(edges, goka.Input(goka.Stream(tier.name), rawCodec{}, ordered(p.retryCallback(i, obs, state))))
+			edges = append(edges, goka.Input(goka.Stream(tier.name), rawCodec{}, ordered(p.retryCallback(i, obs, state, rrt))))
 		}
 	} else {
 		for _, in := range p.inputs {
@@ -175,12 +179,17 @@ func (p *Processor) handle(c *Context, in *inputDecl, obs observer, state *retry
 		c.reset()
 		if IsTransient(err) {
 			obs.retried(p.group)
-			if p.retry != nil && local >= p.retry.policy.InPlace && !p.outage(g.Context(), state, err, false) {
-				// The dependency answers others: the record leaves
-				// its partition for the first retry topic.
-				c.toRetry(0, in.topic.name, raw, c.attempt, first)
-				c.flush(envelopeFor(first))
-				return first, nil
+			if p.retry != nil && local >= p.retry.policy.InPlace {
+				if !p.outage(g.Context(), state, err, false) {
+					// The dependency answers others: the record leaves
+					// its partition for the first retry topic.
+					c.toRetry(0, in.topic.name, raw, c.attempt, first)
+					c.flush(envelopeFor(first))
+					return first, nil
+				}
+				// An outage: this attempt does not count against the
+				// record's retries, or a long outage would spend them.
+				base--
 			}
 			if sleepCtx(g.Context(), p.backoff.delay(local)) {
 				continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,7 +58,10 @@ const ReasonRetriesExhausted = "retries_exhausted"
 // retry topic, "<group>-retry-1", where it waits Delays[0] and is processed
 // again by the companion group "<group>-retry"; failing again, it moves to
 // the next retry topic, and after MaxAttempts attempts in all it goes to
-// the dead-letter topic with reason "retries_exhausted".
+// the dead-letter topic with reason "retries_exhausted". Attempts made in
+// place during an outage do not count. Under a Runner the companion waits
+// for each retry topic partition's records in its own delay queue, so that
+// the tiers do not hold each other up.
 type RetryPolicy struct {
 	// InPlace is the number of attempts before a record leaves its
 	// partition (default 3).
@@ -226,78 +230,240 @@ func (c *Context) headerInt(key string, def int64) int64 {
 // companion group p: it waits until the record is due, runs the main
 // processor's callback for the record's origin topic once, and on a
 // transient failure moves it on, or dead-letters it when its attempts are
-// spent.
-func (p *Processor) retryCallback(tier int, obs observer, state *retryState) goka.ProcessCallback {
+// spent. Under a Runner (rt set) the record waits in its partition's delay
+// queue instead of in the callback, so that a record of a long tier does
+// not hold up the due records of the other tiers, which goka hands to the
+// same goroutine.
+func (p *Processor) retryCallback(tier int, obs observer, state *retryState, rt *retryRuntime) goka.ProcessCallback {
 	main := p.retryOf
-	pol := main.retry.policy
 	return func(g goka.Context, msg any) {
-		start := time.Now()
 		raw, _ := msg.([]byte)
 		c := &Context{g: g, proc: p, raw: raw, obs: obs}
 		obs.consumed(p.group, string(g.Topic()))
 		origin := string(c.Header(HeaderRetryOrigin))
-		var in *inputDecl
 		for _, x := range main.inputs {
 			if x.topic.name == origin {
-				in = x
+				c.in = x
 			}
 		}
-		c.in = in
 		first := time.UnixMilli(c.headerInt(HeaderFirstFailure, time.Now().UnixMilli()))
-		attempts := int(c.headerInt(HeaderAttempts, 0))
-		if in == nil {
-			c.attempt = attempts
+		if c.in == nil {
+			c.attempt = int(c.headerInt(HeaderAttempts, 0))
 			c.DeadLetter("bad_retry_record", fmt.Errorf("topology: retried record names unknown origin %q", origin), raw)
 			c.flush(envelopeFor(first))
 			obs.deadLettered(p.group, "bad_retry_record")
 			return
 		}
 		due := time.UnixMilli(c.headerInt(HeaderRetryDue, 0))
-		if wait := time.Until(due); wait > 0 && !sleepCtx(g.Context(), wait) {
-			done := g.DeferCommit()
-			done(fmt.Errorf("%w %s: %s: waiting to retry", errAbandoned, state.ended(), c))
+		if rt != nil {
+			c.detached = true
+			rt.queue(g).enqueue(&delayed{c: c, done: g.DeferCommit(), due: due, tier: tier, first: first})
 			return
 		}
-		for {
-			c.attempt = attempts + 1
-			err := c.invoke(in, raw)
-			if err == nil {
-				c.flush(envelopeFor(first))
-				main.observeOutputs(c, obs)
-				state.succeeded()
-				break
-			}
-			c.reset()
-			if !IsTransient(err) {
-				reason := ReasonOf(err)
-				c.DeadLetter(reason, err, raw)
-				c.flush(envelopeFor(first))
-				obs.deadLettered(p.group, reason)
-				break
-			}
-			obs.retried(p.group)
-			if main.outage(g.Context(), state, err, true) {
-				// The dependency is down: wait here rather than burn the
-				// record's attempts.
-				if !sleepCtx(g.Context(), main.backoff.delay(2)) {
-					done := g.DeferCommit()
-					done(fmt.Errorf("%w %s while retrying: %s: %v", errAbandoned, state.ended(), c, err))
-					return
-				}
-				continue
-			}
-			if c.attempt >= pol.MaxAttempts {
-				c.DeadLetter(ReasonRetriesExhausted, fmt.Errorf("after %d attempts: %w", c.attempt, err), raw)
-				c.flush(envelopeFor(first))
-				obs.deadLettered(p.group, ReasonRetriesExhausted)
-				break
-			}
-			c.toRetry(tier+1, origin, raw, c.attempt, first)
+		if err := p.retryRecord(g.Context(), c, tier, due, first, obs, state); err != nil {
+			done := g.DeferCommit()
+			done(err)
+		}
+	}
+}
+
+// retryRecord waits until due, then handles c's record once (see
+// retryCallback) and queues its outputs in c. It returns an error only when
+// the record must stay uncommitted: ctx ended while it waited.
+func (p *Processor) retryRecord(ctx context.Context, c *Context, tier int, due, first time.Time, obs observer, state *retryState) error {
+	main := p.retryOf
+	pol := main.retry.policy
+	if wait := time.Until(due); wait > 0 && !sleepCtx(ctx, wait) {
+		return fmt.Errorf("%w %s: %s: waiting to retry", errAbandoned, state.ended(), c)
+	}
+	start := time.Now()
+	attempts := int(c.headerInt(HeaderAttempts, 0))
+	origin := c.in.topic.name
+	for {
+		c.attempt = attempts + 1
+		err := c.invoke(c.in, c.raw)
+		if err == nil {
 			c.flush(envelopeFor(first))
+			main.observeOutputs(c, obs)
+			state.succeeded()
 			break
 		}
-		obs.processed(p.group, time.Since(start))
+		c.reset()
+		if !IsTransient(err) {
+			reason := ReasonOf(err)
+			c.DeadLetter(reason, err, c.raw)
+			c.flush(envelopeFor(first))
+			obs.deadLettered(p.group, reason)
+			break
+		}
+		obs.retried(p.group)
+		if main.outage(ctx, state, err, true) {
+			// The dependency is down: wait here rather than burn the
+			// record's attempts.
+			if !sleepCtx(ctx, main.backoff.delay(2)) {
+				return fmt.Errorf("%w %s while retrying: %s: %v", errAbandoned, state.ended(), c, err)
+			}
+			continue
+		}
+		if c.attempt >= pol.MaxAttempts {
+			c.DeadLetter(ReasonRetriesExhausted, fmt.Errorf("after %d attempts: %w", c.attempt, err), c.raw)
+			c.flush(envelopeFor(first))
+			obs.deadLettered(p.group, ReasonRetriesExhausted)
+			break
+		}
+		c.toRetry(tier+1, origin, c.raw, c.attempt, first)
+		c.flush(envelopeFor(first))
+		break
 	}
+	obs.processed(p.group, time.Since(start))
+	return nil
+}
+
+// retryAckTimeout bounds the wait for the broker's acknowledgement of a
+// delayed retry record's outputs; without it the record stays uncommitted.
+const retryAckTimeout = 10 * time.Second
+
+// retryQueueMax bounds the records one partition of one retry topic holds
+// waiting; a full queue blocks the partition's callbacks (backpressure).
+const retryQueueMax = 4096
+
+// retryRuntime holds the delay queues of a companion group under a Runner:
+// one per retry topic partition and session, each with a goroutine that
+// handles its records in order once due and sends their outputs through
+// the runtime's producer.
+type retryRuntime struct {
+	p       *Processor
+	obs     observer
+	state   *retryState
+	prod    goka.Producer
+	running *sync.WaitGroup
+
+	mu     sync.Mutex
+	queues map[topicPartition]*delayQueue
+}
+
+func newRetryRuntime(p *Processor, obs observer, state *retryState, prod goka.Producer, running *sync.WaitGroup) *retryRuntime {
+	return &retryRuntime{p: p, obs: obs, state: state, prod: prod, running: orNew(running), queues: map[topicPartition]*delayQueue{}}
+}
+
+// delayed is a retried record waiting in its delay queue; done settles its
+// deferred commit.
+type delayed struct {
+	c     *Context
+	done  func(error)
+	due   time.Time
+	first time.Time
+	tier  int
+}
+
+// delayQueue holds the records of one retry topic partition, in offset
+// order, for one session.
+type delayQueue struct {
+	rt    *retryRuntime
+	ctx   context.Context
+	wake  chan struct{}
+	mu    sync.Mutex
+	cond  *sync.Cond
+	items []*delayed
+}
+
+// queue returns the delay queue of the callback's topic partition in its
+// current session, starting it when the partition was (re)assigned.
+func (rt *retryRuntime) queue(g goka.Context) *delayQueue {
+	ctx := g.Context()
+	k := topicPartition{string(g.Topic()), g.Partition()}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	q := rt.queues[k]
+	if q == nil || q.ctx != ctx {
+		q = &delayQueue{rt: rt, ctx: ctx, wake: make(chan struct{}, 1)}
+		q.cond = sync.NewCond(&q.mu)
+		rt.queues[k] = q
+		onSessionEnd(ctx, &q.mu, q.cond, q.signal)
+		rt.running.Go(q.run)
+	}
+	return q
+}
+
+func (q *delayQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue hands d to the queue, blocking while the queue is full.
+func (q *delayQueue) enqueue(d *delayed) {
+	q.mu.Lock()
+	for len(q.items) >= retryQueueMax && q.ctx.Err() == nil {
+		q.cond.Wait()
+	}
+	if q.ctx.Err() != nil {
+		q.mu.Unlock()
+		d.done(fmt.Errorf("%w %s: %s: waiting to retry", errAbandoned, q.rt.state.ended(), d.c))
+		return
+	}
+	q.items = append(q.items, d)
+	q.mu.Unlock()
+	q.signal()
+}
+
+// run handles the queue's records in order until the session ends; the
+// records left then stay uncommitted.
+func (q *delayQueue) run() {
+	for {
+		q.mu.Lock()
+		var d *delayed
+		if len(q.items) > 0 {
+			d = q.items[0]
+		}
+		q.mu.Unlock()
+		if q.ctx.Err() != nil {
+			q.abandon()
+			return
+		}
+		if d == nil {
+			select {
+			case <-q.wake:
+			case <-q.ctx.Done():
+			}
+			continue
+		}
+		err := q.rt.p.retryRecord(q.ctx, d.c, d.tier, d.due, d.first, q.rt.obs, q.rt.state)
+		if err == nil {
+			err = q.send(d.c)
+		}
+		q.mu.Lock()
+		q.items = q.items[1:]
+		q.cond.Broadcast()
+		q.mu.Unlock()
+		d.done(err)
+	}
+}
+
+// abandon leaves every queued record uncommitted.
+func (q *delayQueue) abandon() {
+	q.mu.Lock()
+	items := q.items
+	q.items = nil
+	q.cond.Broadcast()
+	q.mu.Unlock()
+	for _, d := range items {
+		d.done(fmt.Errorf("%w %s: %s: waiting to retry", errAbandoned, q.rt.state.ended(), d.c))
+	}
+}
+
+// send produces the outputs c queued and waits for their acknowledgements.
+func (q *delayQueue) send(c *Context) error {
+	if c.outErr != nil {
+		return c.outErr
+	}
+	for _, e := range c.sent {
+		if err := produceAcked(q.rt.prod, q.rt.p.group, e.topic, e.key, e.value, e.headers, retryAckTimeout); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var errNoRetryTarget = errors.New("retry topics need a stateless processor (no group table, no loop)")

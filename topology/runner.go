@@ -128,7 +128,8 @@ func (r *Runner) Groups() []string {
 }
 
 // Run creates missing topics, starts every group, and blocks until ctx is
-// cancelled or a processor fails for good. On cancellation each processor
+// cancelled or a processor fails for good. Brokers that do not answer at
+// start are waited for with RestartBackoff (not ready meanwhile). On cancellation each processor
 // finishes its in-flight records, commits their offsets and leaves its
 // group before Run returns. Offsets commit in order: a record's only once
 // it and every earlier record of its partition had their outputs
@@ -143,9 +144,23 @@ func (r *Runner) Groups() []string {
 // every group and Run returns it.
 func (r *Runner) Run(ctx context.Context) error {
 	if !r.opts.SkipTopicCreation {
-		plan, err := r.t.EnsureTopics(r.opts.Kafka, r.opts.Topics)
-		if err != nil {
-			return err
+		// Brokers that do not answer yet are waited for, as a group
+		// waits for them after a start (see runGroup).
+		var plan []TopicPlan
+		for attempt := 1; ; attempt++ {
+			var err error
+			plan, err = r.t.EnsureTopics(r.opts.Kafka, r.opts.Topics)
+			if err == nil {
+				break
+			}
+			if !Recoverable(err) {
+				return err
+			}
+			wait := r.opts.RestartBackoff.delay(attempt)
+			r.log.Warn("brokers not reachable; trying again", "err", err, "in", wait.String())
+			if !sleepCtx(ctx, wait) {
+				return nil
+			}
 		}
 		created := 0
 		for _, p := range plan {
@@ -167,13 +182,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	}()
 	gps := make([]*goka.Processor, len(r.procs))
 	prods := make([]goka.Producer, len(r.procs))
+	downs := make([]error, len(r.procs))
 	queues := make([]*sync.WaitGroup, len(r.procs))
 	for i, p := range r.procs {
 		queues[i] = &sync.WaitGroup{}
-		if p.batch != nil && p.retryOf == nil {
-			// The batches' dead letters and retries are found after
-			// their callbacks returned: they go through a producer of
-			// the runner's.
+		if (p.batch != nil && p.retryOf == nil) || p.retryOf != nil {
+			// The batches' dead letters and retries, and the outputs of
+			// retried records handled once due, are found after their
+			// callbacks returned: they go through a producer of the
+			// runner's.
 			prod, err := producerBuilder(r.opts.Kafka)(r.opts.Kafka.Brokers, clientID(r.opts.Kafka, p.group)+"-batch", Hasher)
 			if err != nil {
 				return fmt.Errorf("topology: producer of %s: %w", p.group, err)
@@ -182,14 +199,16 @@ func (r *Runner) Run(ctx context.Context) error {
 			prods[i] = prod
 		}
 		gp, err := r.newProcessor(p, prods[i], runEnv{stop: ctx, queues: queues[i]})
-		if err != nil {
+		if err != nil && !Recoverable(err) {
 			return err
 		}
-		gps[i] = gp
+		// Built or not (brokers away): runGroup builds a missing one
+		// with backoff.
+		gps[i], downs[i] = gp, err
 	}
 	r.mu.Lock()
 	r.running = gps
-	r.down = make([]error, len(gps))
+	r.down = downs
 	r.stopped = make([]bool, len(gps))
 	r.started = true
 	r.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -71,20 +72,57 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return 2
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	storeFailures := storeFailuresMetric()
+	reg.MustRegister(storeFailures)
+	// The operators' listener comes first, so that a process waiting for
+	// its store is seen alive and not ready.
+	var running atomic.Pointer[topology.Runner]
+	ready := func() error {
+		if r := running.Load(); r != nil {
+			return r.Ready()
+		}
+		return errStoreNotOpen
+	}
+	ops, err := listenOps(*opsAddr, reg, ready, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	if ops != nil {
+		g.Go(func() error { return ops.Serve(gctx) })
+	}
+	// fail stops the operators' listener and reports err.
+	fail := func(code int, err error) int {
+		cancel()
+		_ = g.Wait()
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return code
+	}
 	for _, p := range selected {
 		if p.Group() == cfg.Prefix+processors.GroupSink {
-			st, err := openStore(ctx, *store, *dataDir, &cf, log)
+			st, err := openWaiting(ctx, func(ctx context.Context) (sinks.Store, error) {
+				return openStore(ctx, *store, *dataDir, &cf, log)
+			}, defaultStoreWait, storeFailures, log)
 			if err != nil {
-				fmt.Fprintf(stderr, "watershed run: %v\n", err)
-				return 2
+				if ctx.Err() != nil {
+					// Stopped while waiting for the store: a clean stop.
+					_ = g.Wait()
+					log.Info("stopped")
+					return 0
+				}
+				return fail(2, err)
 			}
 			defer st.Close()
 			cfg.Sink = st
 			if *sinkAudit != "" {
 				f, err := os.OpenFile(*sinkAudit, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 				if err != nil {
-					fmt.Fprintf(stderr, "watershed run: sink audit: %v\n", err)
-					return 2
+					return fail(2, fmt.Errorf("sink audit: %w", err))
 				}
 				defer f.Close()
 				cfg.SinkAudit = sinks.NewAudit(f)
@@ -92,12 +130,9 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		}
 	}
 	p := processors.New(cfg)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := topology.NewMetrics(reg)
 	if err != nil {
-		fmt.Fprintf(stderr, "watershed run: %v\n", err)
-		return 1
+		return fail(1, err)
 	}
 	// Every process reports the dead-letter topic's depth; Prometheus
 	// deduplicates by the series' labels on aggregation.
@@ -110,22 +145,11 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		TableStorage: ts, Topics: tf.options(),
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "watershed run: %v\n", err)
-		return 2
+		return fail(2, err)
 	}
-	// A processor group has no public listener: its health, readiness
-	// and metrics are on the operators' listener.
-	ops, err := listenOps(*opsAddr, reg, runner.Ready, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "watershed run: %v\n", err)
-		return 1
-	}
+	running.Store(runner)
 	log.Info("running", "groups", runner.Groups(), "brokers", k.Brokers)
-	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return runner.Run(gctx) })
-	if ops != nil {
-		g.Go(func() error { return ops.Serve(gctx) })
-	}
 	if err := g.Wait(); err != nil {
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return 1

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/watershed-io/watershed/sinks"
+	"github.com/watershed-io/watershed/sinks/cassandra"
+)
+
+// storeWait is the capped, doubling wait between attempts to open a store
+// that is not reachable.
+type storeWait struct{ min, max time.Duration }
+
+// defaultStoreWait starts at half a second and settles at 30s.
+var defaultStoreWait = storeWait{min: 500 * time.Millisecond, max: 30 * time.Second}
+
+// errStoreNotOpen is the readiness of a process still waiting for its
+// store.
+var errStoreNotOpen = errors.New("waiting for the store to be reachable")
+
+// storeFailuresMetric counts failed attempts to open the store.
+func storeFailuresMetric() prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "watershed_store_open_failures_total",
+		Help: "Attempts to open the sink's store that failed because it was not reachable; the process keeps trying.",
+	})
+}
+
+// transientOpen reports whether an error of opening a store may pass: the
+// store was not reachable or failed on its side. A refused login is
+// permanent whatever it wraps, as is anything else (bad configuration).
+func transientOpen(err error) bool {
+	if errors.Is(err, cassandra.ErrAuthentication) {
+		return false
+	}
+	return errors.Is(err, sinks.ErrUnavailable) || errors.Is(err, sinks.ErrWriteFailed)
+}
+
+// openWaiting calls open until it returns a store, fails permanently or
+// ctx ends (then it returns ctx's error). A process restarted while its
+// store is down thus waits for it, instead of exiting and being counted
+// as a crash. failures (nil: none) counts the failed attempts.
+func openWaiting(ctx context.Context, open func(context.Context) (sinks.Store, error), w storeWait, failures prometheus.Counter, log *slog.Logger) (sinks.Store, error) {
+	d := w.min
+	for {
+		st, err := open(ctx)
+		if err == nil {
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !transientOpen(err) {
+			return nil, err
+		}
+		if failures != nil {
+			failures.Inc()
+		}
+		log.Warn("store not reachable; trying again", "in", d.String(), "err", err)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		d = min(2*d, w.max)
+	}
+}
