@@ -31,13 +31,30 @@ func TestIntegrationFaultsEdgeBrokerDown(t *testing.T) {
 	// A Fleet is not safe for concurrent use; the posts below run in
 	// parallel.
 	var fleetMu sync.Mutex
+	// busy marks the devices with a request under way: a device has at
+	// most a few packages in flight (the edge answers more 429), so each
+	// concurrent request is of another device.
+	busy := map[uint64]bool{}
 	post := func() (int, string, error) {
 		fleetMu.Lock()
-		p, err := fleet.Next()
-		fleetMu.Unlock()
+		var p *simulator.Package
+		var err error
+		for {
+			if p, err = fleet.Next(); err != nil || !busy[p.Device] {
+				break
+			}
+		}
 		if err != nil {
+			fleetMu.Unlock()
 			return 0, "", err
 		}
+		busy[p.Device] = true
+		fleetMu.Unlock()
+		defer func() {
+			fleetMu.Lock()
+			delete(busy, p.Device)
+			fleetMu.Unlock()
+		}()
 		req, err := http.NewRequest(http.MethodPost, edge.URL+simulator.PackagesPath, bytes.NewReader(p.Bytes))
 		if err != nil {
 			return 0, "", err
