@@ -481,7 +481,6 @@ launch_cassandra_node() {
 		-Dcassandra.skip_wait_for_gossip_to_settle=0
 		-Dcassandra.superuser_setup_delay_ms=0
 		-Dcassandra.ring_delay_ms="$ring_delay"
-		-Dcassandra.unsafesystem=true
 		-Dcassandra.memtable.row_overhead_size=180
 		-Dcassandra.shutdown_announce_in_ms=0
 		-Dcassandra.test.messagingService.nonGracefulShutdown=true
@@ -491,6 +490,11 @@ launch_cassandra_node() {
 		-Dio.netty.tryReflectionSetAccessible=true
 		-Djava.io.tmpdir="$dir/tmp"
 	)
+	# The single node keeps its schema without fsync (fast DDL); the
+	# cluster's nodes are killed by the fault test, and a node that comes
+	# back without the schema it acknowledged ("table does not exist")
+	# refuses writes and no longer serves the rows it holds.
+	[[ $name != cassandra ]] || jvm+=(-Dcassandra.unsafesystem=true)
 	local -a extra
 	read -r -a extra <<<"${WATERSHED_CASSANDRA_JVM_OPTS:-}"
 	jvm+=("${extra[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon)
