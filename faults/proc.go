@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -115,7 +116,9 @@ func (p *Proc) Start() error {
 		p.running = false
 		p.mu.Unlock()
 		if !e.Wanted {
-			p.log.Warn("exited by itself", "exit", e.String(), "err", err)
+			// The last lines say why: the log is gone with the test's
+			// folder by the time anyone reads the report.
+			p.log.Warn("exited by itself", "exit", e.String(), "err", err, "last_lines", lastLines(p.spec.LogPath, 3))
 		}
 		close(done)
 	}()
@@ -257,4 +260,26 @@ func (p *Ports) Free() (int, error) {
 		return port, nil
 	}
 	return 0, fmt.Errorf("faults: no free port in %d-%d after 200 tries", p.low, p.high-1)
+}
+
+// lastLines returns the last n lines of the file at path (at most its last
+// 8 KiB), or nil when it cannot be read.
+func lastLines(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	const tail = 8 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > tail {
+		if _, err := f.Seek(st.Size()-tail, io.SeekStart); err != nil {
+			return nil
+		}
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return lines[max(0, len(lines)-n):]
 }
