@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime"
@@ -305,6 +306,12 @@ func TestRecoverable(t *testing.T) {
 		{fmt.Errorf("could not commit message with key 'k3': %w", fmt.Errorf("error emitting to out: %v",
 			&sarama.ProducerError{Msg: &sarama.ProducerMessage{Topic: "out"}, Err: sarama.ErrTopicAuthorizationFailed})), true},
 		{fmt.Errorf("emit to dead letters: %w", &sarama.ProducerError{Msg: &sarama.ProducerMessage{Topic: "dl"}, Err: sarama.ErrNotEnoughReplicas}), true},
+		// goka's texts seen in the cluster fault test, chains ended by %v.
+		{fmt.Errorf("topology: processor g: %w", fmt.Errorf("Error creating topic manager: %v", fmt.Errorf("cannot connect to broker 127.0.0.1:19393: %v", io.EOF))), true},
+		{fmt.Errorf("2 errors occurred:\n\t* Error closing consumer group: %v\n\t* error consuming from group consumer: %v", io.EOF, io.EOF), true},
+		{fmt.Errorf("error processing message (partition=3): asynchronous error from callback: could not commit message with key 'k': %v",
+			fmt.Errorf("%w the partition was revoked while retrying: n/3@89: outage", errors.New("topology: record left uncommitted"))), true},
+		{errors.New("EOF handling is not supported by codec x"), false},
 	} {
 		if got := topology.Recoverable(c.err); got != c.want {
 			t.Errorf("Recoverable(%v) = %v, want %v", c.err, got, c.want)

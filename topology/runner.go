@@ -321,7 +321,10 @@ func Recoverable(err error) bool {
 	if errors.Is(err, errPolicyStop) || strings.Contains(msg, errPolicyStop.Error()) {
 		return false
 	}
-	if IsAbandoned(err) {
+	// A record left uncommitted when its partition was revoked or the
+	// processor stopped mid-retry: goka's asynchronous failure path
+	// formats it with %v, so its text is matched too.
+	if IsAbandoned(err) || strings.Contains(msg, errAbandoned.Error()) {
 		return true
 	}
 	// A producer that gave up on an emit or a table write (past its
@@ -337,8 +340,12 @@ func Recoverable(err error) bool {
 			return true
 		}
 	}
+	// goka's own texts when a broker went away under it (seen in the
+	// cluster fault test: a processor built while a broker restarted, a
+	// consumer group closed on a reset connection).
 	for _, text := range []string{sarama.ErrOutOfBrokers.Error(), sarama.ErrNotConnected.Error(),
-		syscall.ECONNREFUSED.Error(), syscall.ECONNRESET.Error(), syscall.EPIPE.Error(), "i/o timeout"} {
+		syscall.ECONNREFUSED.Error(), syscall.ECONNRESET.Error(), syscall.EPIPE.Error(), "i/o timeout",
+		"cannot connect to broker", ": " + io.EOF.Error(), ": " + io.ErrUnexpectedEOF.Error()} {
 		if strings.Contains(msg, text) {
 			return true
 		}
