@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/watershed-io/watershed/internal/serve"
 )
 
 // Defaults of Options.AuthFailureRate, AuthFailureBurst and
@@ -29,7 +31,7 @@ type authLimiter struct {
 	// (no failures anywhere) takes no lock.
 	n       atomic.Int64
 	mu      sync.Mutex
-	buckets map[netip.Prefix]*authBucket
+	buckets map[netip.Addr]*authBucket
 }
 
 // authBucket is one address's tokens at a time.
@@ -39,23 +41,18 @@ type authBucket struct {
 }
 
 func newAuthLimiter(rate float64, burst, max int) *authLimiter {
-	return &authLimiter{rate: rate, burst: float64(burst), max: max, buckets: make(map[netip.Prefix]*authBucket)}
+	return &authLimiter{rate: rate, burst: float64(burst), max: max, buckets: make(map[netip.Addr]*authBucket)}
 }
 
 // clientKey returns what a client is limited by: its IPv4 address, or the
-// /64 of its IPv6 address (one host commonly holds a whole /64). An
-// address that does not parse is limited as one shared client.
-func clientKey(remoteAddr string) netip.Prefix {
+// /64 of its IPv6 address (serve.ClientKey, as the edge counts clients);
+// the zero Addr when remoteAddr does not parse.
+func clientKey(remoteAddr string) netip.Addr {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
-		return netip.Prefix{}
+		return netip.Addr{}
 	}
-	a := ap.Addr().Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p
-	}
-	return netip.PrefixFrom(a, a.BitLen())
+	return serve.ClientKey(ap.Addr())
 }
 
 // refill brings b to now.
@@ -68,7 +65,7 @@ func (l *authLimiter) refill(b *authBucket, now time.Time) {
 
 // blocked reports whether client has no token left, and when it has one
 // again.
-func (l *authLimiter) blocked(client netip.Prefix, now time.Time) (time.Duration, bool) {
+func (l *authLimiter) blocked(client netip.Addr, now time.Time) (time.Duration, bool) {
 	if l.n.Load() == 0 {
 		return 0, false
 	}
@@ -86,7 +83,7 @@ func (l *authLimiter) blocked(client netip.Prefix, now time.Time) (time.Duration
 }
 
 // failed takes a token from client's bucket.
-func (l *authLimiter) failed(client netip.Prefix, now time.Time) {
+func (l *authLimiter) failed(client netip.Addr, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.buckets[client]
