@@ -78,6 +78,10 @@ type Options struct {
 	// Metrics is where the groups' figures come from; nil: the graph shows
 	// the topology without them.
 	Metrics Metrics
+	// Replay lets keys of scope * replay dead letters (dry runs are always
+	// allowed): replaying writes to the pipeline's topics, which a read key
+	// of the view API could not do before.
+	Replay bool
 	// MaxReads bounds the requests that read Kafka or the store at once
 	// (default 4); more are answered 503.
 	MaxReads int
@@ -232,7 +236,7 @@ func (s *Server) session(w http.ResponseWriter, _ *http.Request, acc views.Acces
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"scope": scope, "all": acc.All(), "topology": s.opts.Topology.Name,
-		"history": s.opts.Store != nil, "dead_letters": s.opts.Kafka != nil,
+		"history": s.opts.Store != nil, "dead_letters": s.opts.Kafka != nil, "replay": s.opts.Replay,
 	})
 }
 

@@ -113,6 +113,10 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("replay %s %s: %d %s, want 400 with %s", c.contentType, c.body, code, body, c.want)
 		}
 	}
+	// A replay (not a dry run) is refused unless the server allows it.
+	if code, _, body := do(t, http.MethodPost, api+"deadletters/replay", fullKey, "application/json", `{"dry_run":false}`); code != 403 || !strings.Contains(body, "replay is turned off") {
+		t.Errorf("replay while turned off: %d %s", code, body)
+	}
 	// Without Kafka, good input is answered 503, saying so.
 	if code, body := get(t, api+"deadletters?reason=out_of_range", fullKey); code != 503 || !strings.Contains(body, "no Kafka configured") {
 		t.Errorf("dead letters without Kafka: %d %s", code, body)

@@ -343,7 +343,18 @@ const maxReplayItems = 500
 
 func (s *Server) replayDeadLetters(w http.ResponseWriter, r *http.Request, _ views.Access) {
 	req, err := decodeReplay(r)
-	f, q := s.selection(w, req.filterJSON, err)
+	if err == nil {
+		_, err = req.filter(s.opts.Now()) // bad input is answered first
+	}
+	if err != nil {
+		s.fail(w, "", err)
+		return
+	}
+	if !*req.DryRun && !s.opts.Replay {
+		writeError(w, http.StatusForbidden, "replay is turned off on this server (watershed view --console-replay); dry runs are allowed")
+		return
+	}
+	f, q := s.selection(w, req.filterJSON, nil)
 	if q == nil {
 		return
 	}

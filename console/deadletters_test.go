@@ -3,6 +3,7 @@ package console
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,7 +62,7 @@ func TestDeadLettersAndAlerts(t *testing.T) {
 	}
 	send(p.Alerts.Name(), "7", alert)
 
-	_, hs := newTestServer(t, func(o *Options) {
+	s, hs := newTestServer(t, func(o *Options) {
 		o.Topology, o.Kafka, o.AlertsTopic = p.Topology.Describe(), &k, p.Alerts.Name()
 	})
 	api := hs.URL + Prefix + "api/"
@@ -135,6 +136,11 @@ func TestDeadLettersAndAlerts(t *testing.T) {
 	if r := replay(`{"stage":"edge","dry_run":true}`); r.Counts["refused"] != 1 {
 		t.Errorf("dry run of the edge's = %+v", r)
 	}
+	// Replay is off unless the server allows it; dry runs are not.
+	if code, _, body := do(t, http.MethodPost, api+"deadletters/replay", fullKey, "application/json", `{"reason":"out_of_range","dry_run":false}`); code != 403 || !strings.Contains(body, "--console-replay") {
+		t.Errorf("replay while turned off: %d %s", code, body)
+	}
+	s.opts.Replay = true
 	if r := replay(`{"reason":"out_of_range","dry_run":false}`); r.DryRun || r.Counts["replayed"] != 3 {
 		t.Errorf("replay = %+v", r)
 	}

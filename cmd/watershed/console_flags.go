@@ -19,6 +19,7 @@ type consoleFlags struct {
 	addr       string
 	prometheus string
 	metrics    string
+	replay     bool
 	cassandra  cassandraFlags
 }
 
@@ -26,6 +27,7 @@ func (c *consoleFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "console-addr", envOr("WATERSHED_CONSOLE_ADDR", ""), "address of a listener of the console's own, with --tls-cert when given (default: the console is on --ops-addr, under /console/) (env WATERSHED_CONSOLE_ADDR)")
 	fs.StringVar(&c.prometheus, "console-prometheus", envOr("WATERSHED_CONSOLE_PROMETHEUS", ""), "base URL of a Prometheus that scrapes the processes, for the console's topology figures (env WATERSHED_CONSOLE_PROMETHEUS)")
 	fs.StringVar(&c.metrics, "console-metrics", envOr("WATERSHED_CONSOLE_METRICS", ""), "the processes' /metrics URLs, comma-separated, for the console's topology figures when there is no Prometheus (env WATERSHED_CONSOLE_METRICS)")
+	fs.BoolVar(&c.replay, "console-replay", envOr("WATERSHED_CONSOLE_REPLAY", "") == "true", "let keys of scope * replay dead letters from the console (dry runs are always allowed) (env WATERSHED_CONSOLE_REPLAY=true)")
 	c.cassandra.register(fs)
 }
 

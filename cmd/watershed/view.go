@@ -109,7 +109,7 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		defer store.Close()
 	}
 	con, err := console.New(console.Options{Topology: p.Topology.Describe(), Auth: vsrv, Devices: src, Store: store,
-		Kafka: &k, AlertsTopic: p.Alerts.Name(), Metrics: metrics, Logger: log})
+		Kafka: &k, AlertsTopic: p.Alerts.Name(), Metrics: metrics, Replay: cf.replay, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1

@@ -45,6 +45,7 @@
 
   function logout(msg) {
     sessionStorage.removeItem(KEY);
+    sessionStorage.removeItem(KEY + '.replay');
     stopPoll();
     $('nav').hidden = true;
     for (const p of document.querySelectorAll('.page')) p.hidden = true;
@@ -63,7 +64,9 @@
       $('login-error').textContent = 'Log in failed: ' + msg;
       return;
     }
+    const info = await resp.json();
     sessionStorage.setItem(KEY, key);
+    sessionStorage.setItem(KEY + '.replay', info.replay ? '1' : '');
     $('key').value = '';
     start();
   }
@@ -101,7 +104,7 @@
     $('topology-name').textContent = t.name;
     $('metrics-source').textContent = t.metrics_source;
     $('metrics-error').textContent = t.metrics_error || '';
-    $('topology-at').textContent = t.at;
+    $('topology-at').textContent = t.at.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
     drawGraph(t);
     const tb = clear($('groups-table').tBodies[0]);
     for (const g of t.graph.nodes.filter((n) => n.kind === 'group')) {
@@ -280,7 +283,9 @@
         el('td', {}, it.reason), el('td', {}, it.key), el('td', {}, it.topic), el('td', {}, it.detail || '')));
     }
     dryRunFor = dry ? JSON.stringify(filterBody(false)) : null;
-    $('replay-go').disabled = !(dry && (r.counts['would-replay'] || 0) > 0);
+    const allowed = sessionStorage.getItem(KEY + '.replay') === '1';
+    $('replay-go').disabled = !(allowed && dry && (r.counts['would-replay'] || 0) > 0);
+    if (dry && !allowed) $('replay-summary').textContent += ' (replay is turned off on this server)';
     if (dry) $('replay-go').textContent = `Replay ${r.counts['would-replay'] || 0} dead letters`;
     if (!dry) loadDeadLetters();
   }
