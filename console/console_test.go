@@ -326,6 +326,18 @@ func TestTopology(t *testing.T) {
 	if g := out.Groups["decode"]; g.InPerSecond == nil || *g.InPerSecond != 5 {
 		t.Errorf("decode in/s = %v, want 5", g.InPerSecond)
 	}
+	// Another page a second later: its rate is over that second, and its
+	// sample does not become the base of the next rates (the one of 10 s
+	// stays, 2 s before the next).
+	clock = clock.Add(time.Second)
+	consumed.WithLabelValues("decode", "telemetry.raw").Add(10)
+	if g := read().Groups["decode"]; g.InPerSecond == nil || *g.InPerSecond != 10 {
+		t.Errorf("decode in/s a second later = %v, want 10", *g.InPerSecond)
+	}
+	clock = clock.Add(time.Second)
+	if g := read().Groups["decode"]; g.InPerSecond == nil || *g.InPerSecond != 5 {
+		t.Errorf("decode in/s two seconds later = %v, want 5", *g.InPerSecond)
+	}
 	// No metrics: unknown.
 	_, hs = newTestServer(t, nil)
 	code, body := get(t, hs.URL+Prefix+"api/topology", fullKey)

@@ -37,6 +37,10 @@ var MetricNames = []string{metricRecovered, metricPartitions, metricConsumed, me
 // restartWindow is how long a restart keeps a group "degraded".
 const restartWindow = 5 * time.Minute
 
+// minSampleGap is the least time between the samples rates are computed
+// from.
+const minSampleGap = 2 * time.Second
+
 // GroupMetrics are one group's figures over every process that runs it.
 // Nil pointers are figures the source did not give (yet: rates need two
 // samples of counters).
@@ -237,7 +241,12 @@ func (c *counterMetrics) Groups(ctx context.Context) (map[string]*GroupMetrics, 
 		}
 		out[g] = m
 	}
-	c.prev, c.prevAt = cur, now
+	// Pages polling at once must not shrink the interval of each other's
+	// rates: the sample is kept as the base of the next rates only once
+	// it is a while after the last.
+	if c.prev == nil || dt >= minSampleGap.Seconds() {
+		c.prev, c.prevAt = cur, now
+	}
 	return out, nil
 }
 
