@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 
+	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/console"
 	"github.com/watershed-io/watershed/sinks"
 )
@@ -52,17 +54,61 @@ func (c *consoleFlags) source() (console.Metrics, error) {
 	return console.MetricsFromEndpoints(urls, nil), nil
 }
 
-// store opens the Cassandra store of the history when --cassandra-hosts is
-// set (read-only), or returns nil.
-func (c *consoleFlags) store(ctx context.Context, log *slog.Logger) (sinks.Store, error) {
+// store returns the Cassandra store of the history when --cassandra-hosts
+// is set (read-only), or nil. It connects at its first read, and again
+// after a failure, so that the view starts and serves while Cassandra is
+// not reachable.
+func (c *consoleFlags) store(log *slog.Logger) (sinks.Store, error) {
 	if c.cassandra.hosts == "" {
 		return nil, nil
 	}
-	st, err := c.cassandra.open(ctx, log, true)
-	if err != nil {
-		return nil, fmt.Errorf("the console's store: %w", err)
+	if _, err := c.cassandra.options(log); err != nil {
+		return nil, err
 	}
-	return st, nil
+	return &lazyStore{open: func(ctx context.Context) (sinks.Store, error) {
+		return c.cassandra.open(ctx, log, true)
+	}}, nil
+}
+
+// lazyStore is a read-only store opened at its first read.
+type lazyStore struct {
+	open func(ctx context.Context) (sinks.Store, error)
+	mu   sync.Mutex
+	st   sinks.Store
+}
+
+func (l *lazyStore) get(ctx context.Context) (sinks.Store, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.st == nil {
+		st, err := l.open(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("the console's store: %w", err)
+		}
+		l.st = st
+	}
+	return l.st, nil
+}
+
+func (l *lazyStore) Readings(ctx context.Context, q sinks.Query) ([]records.Reading, error) {
+	st, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st.Readings(ctx, q)
+}
+
+func (l *lazyStore) Write(context.Context, []records.Reading) error {
+	return errors.New("the console's store is read-only")
+}
+
+func (l *lazyStore) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.st == nil {
+		return nil
+	}
+	return l.st.Close()
 }
 
 // consoleMetricsSource names the console's metrics for the log.

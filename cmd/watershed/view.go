@@ -55,6 +55,14 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return 2
 	}
 	log := newLogger(stderr)
+	store, err := cf.store(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 2
+	}
+	if store != nil {
+		defer store.Close()
+	}
 	k, err := kf.kafka(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
@@ -99,14 +107,6 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
-	}
-	store, err := cf.store(ctx, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "watershed view: %v\n", err)
-		return 1
-	}
-	if store != nil {
-		defer store.Close()
 	}
 	con, err := console.New(console.Options{Topology: p.Topology.Describe(), Auth: vsrv, Devices: src, Store: store,
 		Kafka: &k, AlertsTopic: p.Alerts.Name(), Metrics: metrics, Replay: cf.replay, Logger: log})
