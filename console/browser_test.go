@@ -252,6 +252,9 @@ func TestBrowserConsole(t *testing.T) {
 		const p = document.querySelector('#' + id + ' polyline.series');
 		return p !== null && p.getAttribute('points').split(' ').length >= 2;
 	})`)
+	waitJS("the device's alerts and history read without errors", `document.getElementById('alerts-error').textContent === ''
+		&& document.getElementById('history-error').textContent === '' && document.getElementById('state-error').textContent === ''
+		&& document.querySelectorAll('#device-alerts tbody tr').length > 0`)
 	shot("device.png")
 
 	// The dead letters: every reason the simulator injected, and a dry run.
