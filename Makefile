@@ -21,12 +21,13 @@ vet:
 	$(GO) vet -tags integration $(PKGS)
 
 ## tools: command-line tools the tests call: promtool (lints /metrics pages and
-## alert rules) and kcat (a real Kafka client), from Debian's packages, installed
-## only when missing.
+## alert rules), kcat (a real Kafka client) and chromium (the console's browser
+## test, headless), from Debian's packages, installed only when missing.
 tools:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v kcat >/dev/null || missing="$$missing kcat"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -36,6 +37,12 @@ tools:
 ## unit: fast tests, no external services (the embedded broker runs in process).
 unit: deps tools
 	$(GO) test -race -count=1 $(PKGS)
+
+## console-screenshot: the console's browser test, writing the README's screenshot
+## (docs/console-topology.png) from its run against a demo.
+.PHONY: console-screenshot
+console-screenshot: deps tools
+	WATERSHED_UPDATE_SCREENSHOT=1 $(GO) test -count=1 -run '^TestBrowserConsole$$' ./console/
 
 ## k8s-validate: deploy/k8s/ against the Kubernetes API types, offline (its own module; docs/deployment.md).
 .PHONY: k8s-validate

@@ -131,6 +131,25 @@ func (f *Filter) Match(e *records.Envelope) bool {
 	return true
 }
 
+// ParseWhen parses an RFC 3339 time, or a duration meaning that long before
+// now. The empty string is the zero time.
+func ParseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("duration %q is negative; it means that long ago", s)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration such as 1h", s)
+	}
+	return t, nil
+}
+
 // Record is one dead-letter record: its place in the dead-letter topic and
 // its decoded envelope.
 type Record struct {

@@ -35,6 +35,12 @@ type StageReasonCount struct {
 
 // Stats counts the envelopes that f matches (f.Limit bounds them too).
 func (q *Queue) Stats(ctx context.Context, f Filter) (Stats, error) {
+	return q.StatsEach(ctx, f, nil)
+}
+
+// StatsEach is Stats that also hands each matched record to each (when
+// not nil), so that a caller counts more (by time, say) in the same scan.
+func (q *Queue) StatsEach(ctx context.Context, f Filter, each func(*Record)) (Stats, error) {
 	s := Stats{Topic: q.topic, ByReason: map[string]int{}, ByStage: map[string]int{}}
 	type sr struct{ stage, reason string }
 	both := map[sr]int{}
@@ -44,6 +50,9 @@ func (q *Queue) Stats(ctx context.Context, f Filter) (Stats, error) {
 		s.ByReason[e.Reason]++
 		s.ByStage[e.Stage]++
 		both[sr{e.Stage, e.Reason}]++
+		if each != nil {
+			each(&r)
+		}
 		if s.OldestFailure.IsZero() || e.LastFailure.Before(s.OldestFailure) {
 			s.OldestFailure = e.LastFailure
 		}

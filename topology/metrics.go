@@ -25,8 +25,10 @@ import (
 //   - watershed_group_restarts_total{group}: restarts of a group's processor
 //     by the Runner after a recoverable error.
 //
-// The Runner adds watershed_consumer_lag{group,topic,partition} and
-// watershed_processor_recovered{group} at scrape time.
+// The Runner adds watershed_consumer_lag{group,topic,partition},
+// watershed_processor_recovered{group} and
+// watershed_processor_partitions{group} (input partitions assigned to the
+// process) at scrape time.
 type Metrics struct {
 	consumed    *prometheus.CounterVec
 	produced    *prometheus.CounterVec

@@ -34,7 +34,7 @@ func startReplicaIn(t *testing.T, c *counter, k topology.Kafka, dataDir string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := topology.NewRunner(c.t, topology.RunnerOptions{Kafka: k, DataDir: dataDir, Metrics: m, Logger: slog.New(slog.DiscardHandler)})
+	r, err := topology.NewRunner(c.t, topology.RunnerOptions{Kafka: k, DataDir: dataDir, Metrics: m, Registerer: reg, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +82,11 @@ func TestReplicasSharePartitionsAndHandOver(t *testing.T) {
 		}
 		return nil
 	})
+	// Each reports the partitions it owns; together they own them all.
+	pa, pb := counterValue(t, a.reg, "watershed_processor_partitions"), counterValue(t, b.reg, "watershed_processor_partitions")
+	if pa+pb != 4 || pa == 0 || pb == 0 {
+		t.Errorf("partitions owned: %v + %v, want 4 shared by both", pa, pb)
+	}
 
 	// Stop a gracefully; b takes every partition, with the table.
 	a.cancel()
@@ -90,6 +95,9 @@ func TestReplicasSharePartitionsAndHandOver(t *testing.T) {
 	}
 	send(2)
 	out = readAll(t, k, c.out.Name(), 2*keys, 90*time.Second)
+	if got := counterValue(t, b.reg, "watershed_processor_partitions"); got != 4 {
+		t.Errorf("partitions owned by the replica left: %v, want 4", got)
+	}
 	final := map[string]string{}
 	for _, m := range out {
 		final[string(m.Key)] = string(m.Value)

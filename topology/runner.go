@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -83,6 +84,9 @@ type Runner struct {
 	// stopped marks the groups that ended for good (down holds why).
 	stopped []bool
 	started bool
+	// assigned holds, per group, the partitions of its last assignment in
+	// this process (watershed_processor_partitions).
+	assigned map[string]*atomic.Int32
 }
 
 // NewRunner validates the topology and prepares the named groups.
@@ -109,7 +113,10 @@ func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
 	if opts.RestartBackoff.Max < opts.RestartBackoff.Initial {
 		opts.RestartBackoff.Max = max(DefaultRestartBackoff().Max, opts.RestartBackoff.Initial)
 	}
-	r := &Runner{t: t, opts: opts, procs: procs, log: opts.Logger}
+	r := &Runner{t: t, opts: opts, procs: procs, log: opts.Logger, assigned: make(map[string]*atomic.Int32, len(procs))}
+	for _, p := range procs {
+		r.assigned[p.group] = new(atomic.Int32)
+	}
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(&runnerCollector{r: r}); err != nil {
 			return nil, fmt.Errorf("topology: register runner metrics: %w", err)
@@ -496,6 +503,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 		goka.WithTopicManagerBuilder(topicManagerBuilder(k)),
 		goka.WithLogger(gokaLogger{r.log.With("group", p.group)}),
 		goka.WithClientID(clientID(k, p.group)),
+		goka.WithRebalanceCallback(func(a goka.Assignment) { r.assigned[p.group].Store(int32(len(a))) }),
 	}
 	if r.opts.HotStandby {
 		opts = append(opts, goka.WithHotStandby())
@@ -572,6 +580,9 @@ var (
 	recoveredDesc = prometheus.NewDesc("watershed_processor_recovered",
 		"1 when the group's tables in this process are recovered and it processes records.",
 		[]string{"group"}, nil)
+	partitionsDesc = prometheus.NewDesc("watershed_processor_partitions",
+		"Input partitions of the group assigned to this process (0 while its processor is down).",
+		[]string{"group"}, nil)
 	retryDepthDesc = prometheus.NewDesc("watershed_retry_records",
 		"Records waiting in a retry topic (not yet committed by its retry group).",
 		[]string{"group", "topic"}, nil)
@@ -583,6 +594,7 @@ var (
 func (c *runnerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagDesc
 	ch <- recoveredDesc
+	ch <- partitionsDesc
 	ch <- retryDepthDesc
 	ch <- retryAgeDesc
 }
@@ -599,6 +611,11 @@ func (c *runnerCollector) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(recoveredDesc, prometheus.GaugeValue, v, c.r.procs[i].group)
+		parts := 0.0
+		if down[i] == nil && !stopped[i] {
+			parts = float64(c.r.assigned[c.r.procs[i].group].Load())
+		}
+		ch <- prometheus.MustNewConstMetric(partitionsDesc, prometheus.GaugeValue, parts, c.r.procs[i].group)
 	}
 	if len(running) == 0 {
 		return

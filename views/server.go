@@ -1,7 +1,6 @@
 package views
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -157,27 +156,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Allow", http.MethodGet)
 		return s.write(w, http.StatusMethodNotAllowed, bodyMethod)
 	}
-	// The key is checked first: a valid key passes whatever its address
-	// did, so that clients sharing an address (a NAT, an ingress) cannot
-	// be locked out by one of them sending bad keys. A failure counts
-	// against the address, and an address that failed too often is
-	// answered 429 (keys are long: the limit is flood control, not what
-	// stops guessing).
-	keys := s.keys.Load()
-	client := clientKey(r.RemoteAddr)
-	sc := authenticate(keys, r.Header)
-	if sc == nil {
-		s.metrics.authFailed.Inc()
-		if s.limiter != nil {
-			if wait, blocked := s.limiter.blocked(client, s.now()); blocked {
-				s.metrics.authLimited.Inc()
-				w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
-				return s.write(w, http.StatusTooManyRequests, bodyTooMany)
-			}
-			s.limiter.failed(client, s.now())
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="watershed"`)
-		return s.write(w, http.StatusUnauthorized, bodyUnauthorized)
+	acc, code := s.authenticate(w, r)
+	if code != 0 {
+		return code
 	}
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
 		return s.write(w, http.StatusBadRequest, bodyQuery)
@@ -192,7 +173,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Retry-After", s.retryAfter)
 		return s.write(w, http.StatusServiceUnavailable, bodyNotReady)
 	}
-	if !keys.sees(sc, id) {
+	if !acc.Sees(id) {
 		return s.write(w, http.StatusNotFound, bodyUnknownDevice)
 	}
 	st, found, err := s.src.Get(id)
@@ -203,7 +184,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 	if !found {
 		return s.write(w, http.StatusNotFound, bodyUnknownDevice)
 	}
-	b, err := json.Marshal(newDeviceJSON(id, &st))
+	b, err := MarshalDevice(id, &st)
 	if err != nil {
 		s.log.Error("view: encode device state", "device_id", id, "error", err)
 		return s.write(w, http.StatusInternalServerError, bodyInternal)

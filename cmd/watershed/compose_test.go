@@ -152,8 +152,16 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 		} else if u, err := url.Parse(svc.Healthcheck.Test[len(svc.Healthcheck.Test)-1]); err != nil || u.Port() != checked || u.Path != "/readyz" {
 			t.Errorf("%s: health check %v does not ask /readyz on port %s", name, svc.Healthcheck.Test, checked)
 		}
+		public := []string{checked}
+		if v, ok := svc.Environment["WATERSHED_CONSOLE_ADDR"]; ok {
+			_, port, err := net.SplitHostPort(v)
+			if err != nil || port == opsPort || port == checked {
+				t.Errorf("%s: WATERSHED_CONSOLE_ADDR %q: want a port of its own", name, v)
+			}
+			public = append(public, port)
+		}
 		for _, p := range svc.Ports {
-			if !strings.HasSuffix(p, ":"+checked) || checked == opsPort {
+			if !slices.ContainsFunc(public, func(port string) bool { return strings.HasSuffix(p, ":"+port) }) || checked == opsPort {
 				t.Errorf("%s: publishes %s; only a public listener's port (not the operators' %s) may be published", name, p, opsPort)
 			}
 		}

@@ -25,7 +25,8 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	duration := fs.Duration("duration", 0, "simulate this long, drain, print the reconciliation as the last line and exit (0: run until interrupted)")
 	ingestAddr := fs.String("ingest-addr", "127.0.0.1:8080", "address of the ingest edge")
 	viewAddr := fs.String("view-addr", "127.0.0.1:8081", "address of the view API")
-	opsAddr := fs.String("ops-addr", defaultDemoOpsAddr, "address of the operators' listener: /metrics, /readyz with the reason when not ready, /debug/pprof/")
+	opsAddr := fs.String("ops-addr", defaultDemoOpsAddr, "address of the operators' listener: /metrics, /readyz with the reason when not ready, /debug/pprof/, and the console under /console/ unless --console-addr")
+	consoleAddr := fs.String("console-addr", "", "address of a listener of the console's own (default: the console is on --ops-addr)")
 	dataDir := fs.String("data-dir", "", "folder for tables, views and the local store (default: a fresh temporary folder, kept after the run)")
 	secretFlag := newSecretFlag(fs, "device-secret", "WATERSHED_DEVICE_SECRET", "device secret", "secret that keys the devices' tokens", demoDeviceSecret)
 	viewKeyFlag := newSecretFlag(fs, "view-key", "WATERSHED_VIEW_KEY", "view key", "full-scope key of the view API", demo.DefaultViewKey)
@@ -68,7 +69,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	report, err := demo.Run(ctx, demo.Options{
 		Devices: *devices, Rate: *rate, Duration: *duration,
-		IngestAddr: *ingestAddr, ViewAddr: *viewAddr, OpsAddr: *opsAddr, DataDir: *dataDir,
+		IngestAddr: *ingestAddr, ViewAddr: *viewAddr, OpsAddr: *opsAddr, ConsoleAddr: *consoleAddr, DataDir: *dataDir,
 		DeviceSecret: secret, ViewKey: viewKey, Partitions: int32(*partitions),
 		Seed: *seed, Faults: *faults, Fuse: ff.fuse, Out: stdout, Logger: log, TableStorage: ts,
 		DrainTimeout: 2*time.Minute + *duration,

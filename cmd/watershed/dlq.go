@@ -140,32 +140,13 @@ func (f *dlqFlags) filter(now time.Time) (dlq.Filter, error) {
 	if out.TimeField, err = dlq.ParseTimeField(f.timeField); err != nil {
 		return out, err
 	}
-	if out.Since, err = parseWhen(f.since, now); err != nil {
+	if out.Since, err = dlq.ParseWhen(f.since, now); err != nil {
 		return out, fmt.Errorf("--since: %w", err)
 	}
-	if out.Until, err = parseWhen(f.until, now); err != nil {
+	if out.Until, err = dlq.ParseWhen(f.until, now); err != nil {
 		return out, fmt.Errorf("--until: %w", err)
 	}
 	return out, nil
-}
-
-// parseWhen parses an RFC 3339 time, or a duration meaning that long before
-// now. The empty string is the zero time.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return time.Time{}, fmt.Errorf("duration %q is negative; it means that long ago", s)
-		}
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration such as 1h", s)
-	}
-	return t, nil
 }
 
 // dlqSetup parses a subcommand's flags and opens the queue. It returns the
@@ -232,17 +213,8 @@ func listLine(r *dlq.Record) string {
 	e := &r.Envelope
 	errLine, _, _ := strings.Cut(e.Error, "\n")
 	return fmt.Sprintf("%s  %s  %s  key=%s  from=%s/%d/%d  attempts=%d  dlq=%s  %s",
-		e.LastFailure.UTC().Format(time.RFC3339), e.Stage, e.Reason, printable(e.Key),
+		e.LastFailure.UTC().Format(time.RFC3339), e.Stage, e.Reason, dlq.Printable(e.Key),
 		e.Topic, e.Partition, e.Offset, e.Attempts, r.Coordinates(), strings.TrimRight(errLine, "\r"))
-}
-
-// printable returns b as text when it is printable UTF-8, else as hex
-// prefixed with 0x.
-func printable(b []byte) string {
-	if utf8.Valid(b) && !strings.ContainsFunc(string(b), func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return string(b)
-	}
-	return "0x" + hex.EncodeToString(b)
 }
 
 // envelopeJSON is the JSON form of a dead letter.
@@ -449,21 +421,6 @@ func writeCounts(b *strings.Builder, title string, counts map[string]int) {
 	}
 }
 
-// replayJSON is the JSON form of one replay outcome.
-type replayJSON struct {
-	Action       string    `json:"action"`
-	DLQPartition int32     `json:"dlq_partition"`
-	DLQOffset    int64     `json:"dlq_offset"`
-	Stage        string    `json:"stage"`
-	Reason       string    `json:"reason"`
-	Key          string    `json:"key"`
-	Topic        string    `json:"topic"`
-	Attempts     int       `json:"attempts"`
-	Target       string    `json:"target,omitempty"`
-	ReplayedAt   time.Time `json:"replayed_at,omitzero"`
-	Detail       string    `json:"detail,omitempty"`
-}
-
 func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f dlqFlags
 	var fuse fuseFlag
@@ -497,14 +454,10 @@ func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	for _, it := range rep.Items {
 		e := &it.Record.Envelope
 		if f.json {
-			writeErr = cmp.Or(writeErr, enc.Encode(replayJSON{
-				Action: string(it.Action), DLQPartition: it.Record.Partition, DLQOffset: it.Record.Offset,
-				Stage: e.Stage, Reason: e.Reason, Key: printable(e.Key), Topic: e.Topic, Attempts: e.Attempts,
-				Target: it.Target, ReplayedAt: it.ReplayedAt, Detail: it.Detail,
-			}))
+			writeErr = cmp.Or(writeErr, enc.Encode(it.JSON()))
 			continue
 		}
-		line := fmt.Sprintf("%-16s dlq=%s  %s  %s  key=%s  to=%s", it.Action, it.Record.Coordinates(), e.Stage, e.Reason, printable(e.Key), e.Topic)
+		line := fmt.Sprintf("%-16s dlq=%s  %s  %s  key=%s  to=%s", it.Action, it.Record.Coordinates(), e.Stage, e.Reason, dlq.Printable(e.Key), e.Topic)
 		if it.Target != "" {
 			line += "  at=" + it.Target
 		}

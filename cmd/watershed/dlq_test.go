@@ -202,14 +202,14 @@ func TestParseWhen(t *testing.T) {
 		"2026-03-01T00:00:00Z":      time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
 		"2026-03-01T01:00:00+01:00": time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
 	} {
-		got, err := parseWhen(in, now)
+		got, err := dlq.ParseWhen(in, now)
 		if err != nil || !got.Equal(want) {
-			t.Errorf("parseWhen(%q) = %v, %v; want %v", in, got, err, want)
+			t.Errorf("dlq.ParseWhen(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"-1h", "yesterday", "2026-03-01"} {
-		if _, err := parseWhen(in, now); err == nil {
-			t.Errorf("parseWhen(%q) succeeded", in)
+		if _, err := dlq.ParseWhen(in, now); err == nil {
+			t.Errorf("dlq.ParseWhen(%q) succeeded", in)
 		}
 	}
 }
@@ -376,10 +376,10 @@ func TestDLQReplay(t *testing.T) {
 	if !strings.Contains(errOut, "2 replayed, 0 already replayed, 1 refused, 0 failed") {
 		t.Errorf("replay summary: %s", errOut)
 	}
-	var items []replayJSON
+	var items []dlq.ItemJSON
 	dec := json.NewDecoder(strings.NewReader(out))
 	for dec.More() {
-		var it replayJSON
+		var it dlq.ItemJSON
 		if err := dec.Decode(&it); err != nil {
 			t.Fatal(err)
 		}

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/IBM/sarama"
 
@@ -55,24 +53,7 @@ func TestIngestServesTLSAndLimitsDevices(t *testing.T) {
 	go func() {
 		done <- runIngest(ctx, []string{"--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0"}, nil, io.Discard, stderr)
 	}()
-	var url string
-	deadline := time.After(30 * time.Second)
-	for url == "" {
-		select {
-		case line := <-stderr.lines:
-			var entry struct {
-				Msg string `json:"msg"`
-				URL string `json:"url"`
-			}
-			if err := json.Unmarshal([]byte(line), &entry); err == nil && entry.Msg == "ingest edge listening" {
-				url = entry.URL
-			}
-		case code := <-done:
-			t.Fatalf("ingest stopped with %d before listening", code)
-		case <-deadline:
-			t.Fatal("ingest did not start listening")
-		}
-	}
+	url := waitLogURL(t, stderr, done, "ingest edge listening", nil)
 	if !strings.HasPrefix(url, "https://") {
 		t.Fatalf("ingest listens on %s, want https", url)
 	}

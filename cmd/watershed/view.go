@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/watershed-io/watershed/console"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/topology"
@@ -36,6 +37,8 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	var pf pipelineFlags
 	var kf kafkaFlags
 	var sf serverFlags
+	var cf consoleFlags
+	cf.register(fs)
 	pf.register(fs)
 	kf.register(fs)
 	sf.register(fs)
@@ -46,7 +49,20 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 2
 	}
+	metrics, err := cf.source()
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 2
+	}
 	log := newLogger(stderr)
+	store, err := cf.store(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 2
+	}
+	if store != nil {
+		defer store.Close()
+	}
 	k, err := kf.kafka(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
@@ -92,10 +108,41 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
 	}
-	ops, err := listenOps(*opsAddr, reg, src.Current, log)
+	con, err := console.New(console.Options{Topology: p.Topology.Describe(), Auth: vsrv, Devices: src, Store: store,
+		Kafka: &k, AlertsTopic: p.Alerts.Name(), Metrics: metrics, Replay: cf.replay, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
+	}
+	var ops, conSrv *serve.Server
+	if *opsAddr != "" {
+		opsHandler := serve.OpsHandler(reg, src.Current)
+		if cf.addr == "" {
+			opsHandler = con.Mount(opsHandler)
+		}
+		opts := serve.OpsOptions(*opsAddr, log)
+		opts.DeferAdmission = console.DefersAdmission
+		if ops, err = serve.Listen(opsHandler, opts); err != nil {
+			fmt.Fprintf(stderr, "watershed view: %v\n", err)
+			return 1
+		}
+		log.Info("operators' listener", "url", ops.URL(), "metrics", ops.URL()+"/metrics")
+	}
+	if cf.addr != "" {
+		cmux := http.NewServeMux()
+		cmux.Handle(console.Prefix, con.Handler())
+		opts := sf.options(cf.addr, nil, log)
+		opts.DeferAdmission = console.DefersAdmission
+		if conSrv, err = serve.Listen(cmux, opts); err != nil {
+			fmt.Fprintf(stderr, "watershed view: %v\n", err)
+			return 1
+		}
+	}
+	switch {
+	case conSrv != nil:
+		log.Info("console listening", "url", conSrv.URL()+console.Prefix, "metrics", consoleMetricsSource(metrics))
+	case ops != nil:
+		log.Info("console listening", "url", ops.URL()+console.Prefix, "metrics", consoleMetricsSource(metrics))
 	}
 	log.Info("view API listening", "url", srv.URL(), "table", p.DeviceState.Name())
 	g, gctx := errgroup.WithContext(ctx)
@@ -103,6 +150,9 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	g.Go(func() error { return srv.Serve(gctx) })
 	if ops != nil {
 		g.Go(func() error { return ops.Serve(gctx) })
+	}
+	if conSrv != nil {
+		g.Go(func() error { return conSrv.Serve(gctx) })
 	}
 	// The files are watched; SIGHUP reloads at once (and, without a keys
 	// file, is harmless rather than the end of the process). The

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/watershed-io/watershed/console"
 	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/edge"
 	"github.com/watershed-io/watershed/embedded"
@@ -47,9 +48,13 @@ type Options struct {
 	// IngestAddr and ViewAddr are where the edge and the view API listen.
 	IngestAddr, ViewAddr string
 	// OpsAddr is where the operators' listener (/metrics, /readyz with
-	// detail, /debug/pprof/) listens (default "127.0.0.1:0", a free
-	// loopback port).
+	// detail, /debug/pprof/, and the console under /console/ unless
+	// ConsoleAddr is set) listens (default "127.0.0.1:0", a free loopback
+	// port).
 	OpsAddr string
+	// ConsoleAddr, when set, is where the console listens instead of the
+	// operators' listener.
+	ConsoleAddr string
 	// DataDir holds tables, views and the local store (required).
 	DataDir string
 	// DeviceSecret keys the devices' tokens.
@@ -95,6 +100,8 @@ type Demo struct {
 	IngestURL, ViewURL string
 	// OpsURL is the base URL of the operators' listener.
 	OpsURL string
+	// ConsoleURL is the console's page.
+	ConsoleURL string
 	// Kafka reaches the broker: the embedded one, or Options.Kafka.
 	Kafka topology.Kafka
 	// Pipeline is the declared pipeline.
@@ -224,14 +231,39 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	ops, err := serve.ListenOps(opts.OpsAddr, d.Registry, func() error {
+	con, err := console.New(console.Options{
+		Topology: d.Pipeline.Topology.Describe(), Auth: vsrv, Devices: d.Source, Store: d.Store,
+		Kafka: &d.Kafka, AlertsTopic: d.Pipeline.Alerts.Name(), Metrics: console.MetricsFromGatherer(d.Registry), Logger: log,
+		Replay: true, // a trial on loopback
+	})
+	if err != nil {
+		return nil, err
+	}
+	opsHandler := serve.OpsHandler(d.Registry, func() error {
 		if err := ed.Ready(); err != nil {
 			return fmt.Errorf("ingest edge: %w", err)
 		}
 		return ready()
-	}, log)
+	})
+	var conSrv *serve.Server
+	if opts.ConsoleAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle(console.Prefix, con.Handler())
+		if conSrv, err = serve.Listen(mux, serve.Options{Addr: opts.ConsoleAddr, Logger: log, DeferAdmission: console.DefersAdmission}); err != nil {
+			return nil, err
+		}
+	} else {
+		opsHandler = con.Mount(opsHandler)
+	}
+	opsOpts := serve.OpsOptions(opts.OpsAddr, log)
+	opsOpts.DeferAdmission = console.DefersAdmission
+	ops, err := serve.Listen(opsHandler, opsOpts)
 	if err != nil {
 		return nil, err
+	}
+	d.ConsoleURL = ops.URL() + console.Prefix
+	if conSrv != nil {
+		d.ConsoleURL = conSrv.URL() + console.Prefix
 	}
 	d.IngestURL, d.ViewURL, d.OpsURL = ingest.URL(), viewSrv.URL(), ops.URL()
 
@@ -243,6 +275,9 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	g.Go(func() error { return ingest.Serve(gctx) })
 	g.Go(func() error { return viewSrv.Serve(gctx) })
 	g.Go(func() error { return ops.Serve(gctx) })
+	if conSrv != nil {
+		g.Go(func() error { return conSrv.Serve(gctx) })
+	}
 
 	if err := waitUntil(gctx, 2*time.Minute, ready); err != nil {
 		cancel()
@@ -252,6 +287,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	fmt.Fprintf(opts.Out, "  ingest edge  POST %s/v1/packages (device secret from --device-secret)\n", d.IngestURL)
 	fmt.Fprintf(opts.Out, "  view API     GET  %s/v1/devices/{device_id}  (Authorization: Bearer %s)\n", d.ViewURL, shownKey(opts.ViewKey))
 	fmt.Fprintf(opts.Out, "  operators    %s/metrics  %s/readyz  %s/debug/pprof/\n", d.OpsURL, d.OpsURL, d.OpsURL)
+	fmt.Fprintf(opts.Out, "  console      %s  (log in with the view key)\n", d.ConsoleURL)
 	fmt.Fprintf(opts.Out, "  data folder  %s\n", opts.DataDir)
 	if opts.Ready != nil {
 		opts.Ready(d)

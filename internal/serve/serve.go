@@ -366,10 +366,16 @@ const OpsWriteTimeout = 90 * time.Second
 // loopback or a private network) and returns it; call Serve to start
 // answering.
 func ListenOps(addr string, gatherer prometheus.Gatherer, ready func() error, log *slog.Logger) (*Server, error) {
-	return Listen(OpsHandler(gatherer, ready), Options{
+	return Listen(OpsHandler(gatherer, ready), OpsOptions(addr, log))
+}
+
+// OpsOptions are the options of an operators' listener on addr, for a
+// caller that serves more on it (the console: mount OpsHandler beside it).
+func OpsOptions(addr string, log *slog.Logger) Options {
+	return Options{
 		Addr:                  addr,
 		WriteTimeout:          OpsWriteTimeout,
 		MaxConcurrentRequests: OpsConcurrentRequests,
 		Logger:                log,
-	})
+	}
 }
