@@ -300,6 +300,12 @@ func checkListeners(t *testing.T, where string, c k8sContainer, env, annotations
 	if annotations["prometheus.io/scrape"] != "true" || annotations["prometheus.io/port"] != opsPort || annotations["prometheus.io/path"] != "/metrics" {
 		t.Errorf("%s: Prometheus annotations %v do not scrape /metrics on the operators' port %s", where, annotations, opsPort)
 	}
+	if v, ok := env["WATERSHED_CONSOLE_ADDR"]; ok {
+		_, port, err := net.SplitHostPort(v)
+		if err != nil || ports["console"] != port || port == opsPort {
+			t.Errorf("%s: WATERSHED_CONSOLE_ADDR %q: want the container port console (%q), apart from the operators' %s", where, v, ports["console"], opsPort)
+		}
+	}
 	probed := "ops"
 	for _, k := range []string{"WATERSHED_INGEST_ADDR", "WATERSHED_VIEW_ADDR"} {
 		if v, ok := env[k]; ok {
