@@ -70,6 +70,12 @@ func TestIntegrationConformance(t *testing.T) {
 	}
 }
 
+// TestIntegrationSummaries runs the sinks.SummaryStore suite, each
+// subtest on a fresh keyspace.
+func TestIntegrationSummaries(t *testing.T) {
+	sinktest.RunSummaries(t, func(t *testing.T) sinks.SummaryStore { return open(t, testOptions(t)) })
+}
+
 // TestIntegrationMigrations opens a keyspace twice in turn and a fresh one
 // from several starters at once: every open succeeds, each version is
 // recorded once as applied, and the stores share the rows.

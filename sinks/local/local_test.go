@@ -390,3 +390,7 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 }
+
+func TestSummariesConformance(t *testing.T) {
+	sinktest.RunSummaries(t, func(t *testing.T) sinks.SummaryStore { return open(t, t.TempDir(), Options{NoSync: true}) })
+}
