@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/views"
 )
@@ -33,12 +35,15 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	viewKey := newSecretFlag(fs, "view-key", views.KeyEnv, "view key", fmt.Sprintf("one full-scope API key (or its SHA-256, sha256:HEX), at least %d characters", views.MinKeyLength), "")
 	authRate := fs.Float64("auth-failure-rate", views.DefaultAuthFailureRate, "failed authentications a second a client address may make, sustained; past them it is answered 429; negative: no limit")
 	authBurst := fs.Int("auth-failure-burst", views.DefaultAuthFailureBurst, "failed authentications a client address may make at once")
+	historyStore := fs.String("history-store", envOr("WATERSHED_HISTORY_STORE", ""), "answer /v1/devices/{id}/readings and /summaries from this store, read-only: local (<data-dir>/"+sinkSubdir+", not while a writer holds it) or cassandra (--cassandra-* flags); empty: those paths answer 404 (env WATERSHED_HISTORY_STORE)")
 	var pf pipelineFlags
 	var kf kafkaFlags
 	var sf serverFlags
+	var cf cassandraFlags
 	pf.register(fs)
 	kf.register(fs)
 	sf.register(fs)
+	cf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -76,8 +81,21 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	src := views.NewViewSource(view)
-	vsrv, err := views.New(views.Options{Source: src, Keys: keys, Logger: log, Registerer: reg,
-		AuthFailureRate: *authRate, AuthFailureBurst: *authBurst})
+	vopts := views.Options{Source: src, Keys: keys, Logger: log, Registerer: reg,
+		AuthFailureRate: *authRate, AuthFailureBurst: *authBurst}
+	if *historyStore != "" {
+		st, err := openHistoryStore(ctx, *historyStore, readingsConfig{dataDir: *dataDir, cassandra: cf}, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "watershed view: --history-store %s: %v\n", *historyStore, err)
+			return 1
+		}
+		defer st.Close()
+		vopts.Readings = st
+		if sums, ok := st.(views.SummarySource); ok {
+			vopts.Summaries = sums
+		}
+	}
+	vsrv, err := views.New(vopts)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
@@ -164,4 +182,19 @@ func mergeViewKeys(key, keysFile, fleetsFile string) (views.Keys, error) {
 		return keys, errors.New("no API keys: set " + views.KeyEnv + ", " + views.KeyEnv + "_FILE, --keys-file, --view-key-file or --view-key")
 	}
 	return keys, nil
+}
+
+// openHistoryStore opens the store of readings and summaries that the view
+// answers history from, read-only, as `watershed readings` opens it.
+func openHistoryStore(ctx context.Context, kind string, c readingsConfig, log *slog.Logger) (sinks.Store, error) {
+	backend, ok := readingsStores()[kind]
+	if !ok {
+		return nil, fmt.Errorf("unknown store (local, cassandra)")
+	}
+	if kind == "cassandra" {
+		if _, err := c.cassandra.options(log); err != nil {
+			return nil, err
+		}
+	}
+	return backend.open(ctx, c)
 }
