@@ -78,14 +78,14 @@ func (p Position) next() (Position, bool) {
 // To and After (not Limit). Stores share it so that their bounds agree.
 func (q Query) Span() (lo Position, hi *Position, ok bool) {
 	if !q.From.IsZero() {
-		ms, ok := CeilMs(q.From)
+		ms, ok := ceilMs(q.From)
 		if !ok {
 			return Position{}, nil, false
 		}
 		lo.TimeMs = ms
 	}
 	if !q.To.IsZero() {
-		if ms, ok := CeilMs(q.To); ok {
+		if ms, ok := ceilMs(q.To); ok {
 			hi = &Position{TimeMs: ms}
 		}
 	}
@@ -108,10 +108,10 @@ func (q Query) Span() (lo Position, hi *Position, ok bool) {
 	return lo, hi, hi == nil || lo.Less(*hi)
 }
 
-// CeilMs returns the smallest Unix millisecond at or after t, clamped to
+// ceilMs returns the smallest Unix millisecond at or after t, clamped to
 // 0, and false if t is past every millisecond that a time.Time can hold as
 // an int64 count (so no row is at or after it).
-func CeilMs(t time.Time) (uint64, bool) {
+func ceilMs(t time.Time) (uint64, bool) {
 	if t.Before(time.UnixMilli(0)) {
 		return 0, true
 	}

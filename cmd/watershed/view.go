@@ -68,6 +68,20 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 2
 	}
+	// The history store first: a bad one is found before Kafka is asked.
+	var history sinks.Store
+	if *historyStore != "" {
+		if _, ok := readingsStores()[*historyStore]; !ok {
+			fmt.Fprintf(stderr, "watershed view: --history-store %s: unknown store (local, cassandra)\n", *historyStore)
+			return 2
+		}
+		history, err = openHistoryStore(ctx, *historyStore, readingsConfig{dataDir: *dataDir, cassandra: cf}, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "watershed view: --history-store %s: %v\n", *historyStore, err)
+			return 1
+		}
+		defer history.Close()
+	}
 	p := processors.New(pf.config())
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
@@ -83,15 +97,9 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	src := views.NewViewSource(view)
 	vopts := views.Options{Source: src, Keys: keys, Logger: log, Registerer: reg,
 		AuthFailureRate: *authRate, AuthFailureBurst: *authBurst}
-	if *historyStore != "" {
-		st, err := openHistoryStore(ctx, *historyStore, readingsConfig{dataDir: *dataDir, cassandra: cf}, log)
-		if err != nil {
-			fmt.Fprintf(stderr, "watershed view: --history-store %s: %v\n", *historyStore, err)
-			return 1
-		}
-		defer st.Close()
-		vopts.Readings = st
-		if sums, ok := st.(views.SummarySource); ok {
+	if history != nil {
+		vopts.Readings = history
+		if sums, ok := history.(views.SummarySource); ok {
 			vopts.Summaries = sums
 		}
 	}
@@ -189,7 +197,7 @@ func mergeViewKeys(key, keysFile, fleetsFile string) (views.Keys, error) {
 func openHistoryStore(ctx context.Context, kind string, c readingsConfig, log *slog.Logger) (sinks.Store, error) {
 	backend, ok := readingsStores()[kind]
 	if !ok {
-		return nil, fmt.Errorf("unknown store (local, cassandra)")
+		return nil, errors.New("unknown store (local, cassandra)")
 	}
 	if kind == "cassandra" {
 		if _, err := c.cassandra.options(log); err != nil {
