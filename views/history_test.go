@@ -64,6 +64,47 @@ func decode[T any](t *testing.T, body []byte) T {
 	return v
 }
 
+// pageAll follows the cursors from path (which has a query string),
+// checking that every page but the last is full, and returns the readings
+// and the number of pages.
+func pageAll(t *testing.T, hs *harness, path string, limit int) ([]ReadingJSON, int) {
+	t.Helper()
+	var got []ReadingJSON
+	next := path
+	for pages := 1; ; pages++ {
+		w := hs.get(t, next, testKey)
+		if w.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", next, w.Code, w.Body)
+		}
+		p := decode[readingsJSON](t, w.Body.Bytes())
+		got = append(got, p.Readings...)
+		if p.NextCursor == nil {
+			if len(p.Readings) > limit || len(p.Readings) == 0 && pages > 1 {
+				t.Errorf("last page has %d readings (limit %d)", len(p.Readings), limit)
+			}
+			return got, pages
+		}
+		if len(p.Readings) != limit {
+			t.Errorf("page %d has %d readings, want %d", pages, len(p.Readings), limit)
+		}
+		if pages > 1000 {
+			t.Fatal("too many pages")
+		}
+		next = path + "&cursor=" + url.QueryEscape(*p.NextCursor)
+	}
+}
+
+// newestFirst checks that rs are newest first, each once.
+func newestFirst(t *testing.T, rs []ReadingJSON) {
+	t.Helper()
+	for i := 1; i < len(rs); i++ {
+		a, b := rs[i-1], rs[i]
+		if a.TimeMs < b.TimeMs || a.TimeMs == b.TimeMs && a.ContentCRC <= b.ContentCRC {
+			t.Fatalf("readings %d and %d not newest first: %+v, %+v", i-1, i, a, b)
+		}
+	}
+}
+
 // TestReadingsPaging pages through a device's readings newest first: every
 // reading comes once, in order, in full pages but the last, and the last
 // page has no cursor.
@@ -71,40 +112,11 @@ func TestReadingsPaging(t *testing.T) {
 	rs := batteryReadings(1001, 25)
 	other := batteryReadings(1002, 3)
 	hs := historyHarness(t, Keys{}, nil, append(rs, other...), nil)
-	var got []ReadingJSON
-	path := "/v1/devices/1001/readings?limit=10"
-	pages := 0
-	for {
-		w := hs.get(t, path, testKey)
-		if w.Code != http.StatusOK {
-			t.Fatalf("%s: %d %s", path, w.Code, w.Body)
-		}
-		p := decode[readingsJSON](t, w.Body.Bytes())
-		pages++
-		got = append(got, p.Readings...)
-		if p.NextCursor == nil {
-			if len(p.Readings) != 5 {
-				t.Errorf("last page has %d readings, want 5", len(p.Readings))
-			}
-			break
-		}
-		if len(p.Readings) != 10 {
-			t.Errorf("page %d has %d readings, want 10", pages, len(p.Readings))
-		}
-		if pages > 5 {
-			t.Fatal("too many pages")
-		}
-		path = "/v1/devices/1001/readings?limit=10&cursor=" + url.QueryEscape(*p.NextCursor)
-	}
+	got, pages := pageAll(t, hs, "/v1/devices/1001/readings?limit=10", 10)
 	if pages != 3 || len(got) != len(rs) {
 		t.Fatalf("%d pages, %d readings; want 3, %d", pages, len(got), len(rs))
 	}
-	for i := 1; i < len(got); i++ {
-		a, b := got[i-1], got[i]
-		if a.TimeMs < b.TimeMs || a.TimeMs == b.TimeMs && a.ContentCRC <= b.ContentCRC {
-			t.Fatalf("readings %d and %d not newest first: %+v, %+v", i-1, i, a, b)
-		}
-	}
+	newestFirst(t, got)
 	for _, r := range got {
 		if r.DeviceID != "1001" || r.Type != "battery" || r.BatteryV == nil {
 			t.Fatalf("reading %+v", r)
