@@ -1,5 +1,6 @@
-// Package views is watershed's view API: the HTTP endpoint that answers a
-// device's current state from the device-state table.
+// Package views is watershed's view API: the HTTP endpoints that answer a
+// device's current state from the device-state table, and its history
+// (readings and hourly summaries) from the store.
 //
 // # Contract
 //
@@ -47,6 +48,61 @@
 //
 // Times are RFC 3339 in UTC with milliseconds. Units are degrees, km/h, g,
 // degrees Celsius, percent and volts, as records.Reading holds them.
+//
+// # History
+//
+// With Options.Readings and Options.Summaries set (`watershed view
+// --history-store`, and the demo), two more resources answer from the store
+// of readings (the local store or Cassandra), with the same keys, scopes,
+// checks and error bodies as the device endpoint; without them they answer
+// 404 {"error":"not found"}.
+//
+// GET /v1/devices/{device_id}/readings?from=&to=&limit=&cursor= answers
+// one page of the device's stored readings with message time in [from,
+// to), newest first (descending time, then content CRC):
+//
+//	{"device_id": "1001", "from": "2024-05-01T00:00:00Z", "to": "2024-05-02T00:00:00Z",
+//	 "readings": [{"device_id": "1001", "time": "2024-05-01T23:59:58.000Z", "time_ms": 1714607998000,
+//	               "content_crc": 3735928559, "type": "gps", "lat_deg": 52.52, ...}, ...],
+//	 "next_cursor": "AQAAAY8zS1Yw3q2-7w"}
+//
+// Readings have the fields of `watershed readings` (ReadingJSON).
+// next_cursor is null on the last page; otherwise the next page is the same
+// request with cursor=NEXT_CURSOR added (a cursor is opaque: it names the
+// last reading returned, and the next page starts after it, so readings
+// stored meanwhile above it do not shift the pages).
+//
+// GET /v1/devices/{device_id}/summaries?from=&to= answers the device's
+// hourly windows that start in [from, to), oldest first: the closed ones
+// from the store ("closed": true) and, when Options.OpenWindows has one in
+// the range and the store does not hold it yet, the open window
+// ("closed": false):
+//
+//	{"device_id": "1001", "from": "...", "to": "...",
+//	 "summaries": [{"window_start": "2024-05-01T11:00:00.000Z", "window_end": "2024-05-01T12:00:00.000Z",
+//	                "closed": true, "messages": 360, "distance_m": 18234.5, "max_speed_kmh": 97.3,
+//	                "avg_speed_kmh": 41.2, "harsh_events": {"harsh_brake": 2},
+//	                "first_message": "2024-05-01T11:00:04.000Z", "last_message": "2024-05-01T11:59:58.000Z"}]}
+//
+// from and to are RFC 3339 (a zone is required; fractions allowed), from
+// inclusive, to exclusive. Without both the range is the last 24 hours up
+// to the server's clock; with one, the other is 24 hours away. limit is
+// the page size, 1 to 10,000 (default 1,000). Answers beside the device
+// endpoint's:
+//
+//	400 {"error":"malformed from: ..."}   from or to is not RFC 3339
+//	    {"error":"reversed range: ..."}   from is after to
+//	    {"error":"range over 31 days"}    to - from is longer than 31 days
+//	    {"error":"limit must be ..."}     limit is not a whole number from 1 to 10,000
+//	    {"error":"malformed cursor"}      cursor is not one this API made
+//	    {"error":"unexpected query parameter \"x\""} or a parameter given twice
+//	503 {"error":"store unavailable"}     the store is down or overloaded; with Retry-After
+//	500 {"error":"internal error"}        the store failed otherwise (the detail is logged)
+//
+// The checks run in this order: path (404), method (405), the client's
+// failed authentications (429), key (401), id and query (400), scope
+// (404), store (503, 500, 200). The device-state table's readiness is not
+// asked: the store answers for itself.
 //
 // # Keys
 //

@@ -65,6 +65,12 @@ type harness struct {
 
 func newHarness(t testing.TB, keys Keys, states ...records.DeviceState) *harness {
 	t.Helper()
+	return newHarnessWith(t, keys, nil, states...)
+}
+
+// newHarnessWith is newHarness with the options that configure sets.
+func newHarnessWith(t testing.TB, keys Keys, configure func(*Options), states ...records.DeviceState) *harness {
+	t.Helper()
 	if keys.Len() == 0 {
 		var err error
 		if keys, err = FullScopeKey(testKey); err != nil {
@@ -72,12 +78,16 @@ func newHarness(t testing.TB, keys Keys, states ...records.DeviceState) *harness
 		}
 	}
 	hs := &harness{src: newFakeSource(states...), reg: prometheus.NewRegistry(), log: &bytes.Buffer{}}
-	srv, err := New(Options{
+	opts := Options{
 		Source:     hs.src,
 		Keys:       keys,
 		Logger:     slog.New(slog.NewTextHandler(&lockedWriter{w: hs.log}, nil)),
 		Registerer: hs.reg,
-	})
+	}
+	if configure != nil {
+		configure(&opts)
+	}
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

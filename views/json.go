@@ -140,3 +140,59 @@ func eventName(c float64) string {
 	}
 	return "event(" + strconv.FormatFloat(c, 'g', -1, 64) + ")"
 }
+
+// ReadingJSON is a stored reading as the readings endpoint and `watershed
+// readings` write it: the fields meaningful for the reading's type are
+// set, the others nil and left out.
+type ReadingJSON struct {
+	DeviceID   string   `json:"device_id"`
+	Time       string   `json:"time"`
+	TimeMs     uint64   `json:"time_ms"`
+	ContentCRC uint32   `json:"content_crc"`
+	Type       string   `json:"type"`
+	LatDeg     *float64 `json:"lat_deg,omitempty"`
+	LonDeg     *float64 `json:"lon_deg,omitempty"`
+	SpeedKmh   *float64 `json:"speed_kmh,omitempty"`
+	HeadingDeg *float64 `json:"heading_deg,omitempty"`
+	Hdop       *float64 `json:"hdop,omitempty"`
+	Satellites *float64 `json:"satellites,omitempty"`
+	XG         *float64 `json:"x_g,omitempty"`
+	YG         *float64 `json:"y_g,omitempty"`
+	ZG         *float64 `json:"z_g,omitempty"`
+	RPM        *float64 `json:"rpm,omitempty"`
+	CoolantC   *float64 `json:"coolant_c,omitempty"`
+	FuelPct    *float64 `json:"fuel_pct,omitempty"`
+	EventCode  *float64 `json:"event_code,omitempty"`
+	Event      *string  `json:"event,omitempty"`
+	Severity   *float64 `json:"severity,omitempty"`
+	BatteryV   *float64 `json:"battery_v,omitempty"`
+}
+
+// NewReadingJSON returns the JSON form of r. It points into r.
+func NewReadingJSON(r *records.Reading) ReadingJSON {
+	// Every uint64 millisecond has a time (RFC 3339 or not), so a stored
+	// reading never fails to print.
+	t := time.Unix(int64(r.TimeMs/1000), int64(r.TimeMs%1000)*int64(time.Millisecond)).UTC()
+	j := ReadingJSON{
+		DeviceID:   strconv.FormatUint(r.DeviceID, 10),
+		Time:       t.Format(timeLayout),
+		TimeMs:     r.TimeMs,
+		ContentCRC: r.ContentCRC,
+		Type:       r.Type.String(),
+	}
+	switch r.Type {
+	case protocol.TypeGPS:
+		j.LatDeg, j.LonDeg, j.SpeedKmh = &r.LatDeg, &r.LonDeg, &r.SpeedKmh
+		j.HeadingDeg, j.Hdop, j.Satellites = &r.HeadingDeg, &r.Hdop, &r.Satellites
+	case protocol.TypeAccel:
+		j.XG, j.YG, j.ZG = &r.XG, &r.YG, &r.ZG
+	case protocol.TypeEngine:
+		j.RPM, j.CoolantC, j.FuelPct = &r.RPM, &r.CoolantC, &r.FuelPct
+	case protocol.TypeEvent:
+		name := eventName(r.EventCode)
+		j.EventCode, j.Event, j.Severity = &r.EventCode, &name, &r.Severity
+	case protocol.TypeBattery:
+		j.BatteryV = &r.BatteryV
+	}
+	return j
+}

@@ -23,6 +23,16 @@ type Options struct {
 	Source Source
 	// Keys are the accepted API keys. Required, with at least one key.
 	Keys Keys
+	// Readings answers GET /v1/devices/{id}/readings (a sinks.Store);
+	// nil: that path answers 404 not found.
+	Readings ReadingSource
+	// Summaries answers the closed windows of GET
+	// /v1/devices/{id}/summaries (a sinks.SummaryStore); nil: that path
+	// answers 404 not found.
+	Summaries SummarySource
+	// OpenWindows adds each device's open window to the summaries; nil:
+	// closed windows only.
+	OpenWindows OpenWindows
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Registerer receives the server's metrics; nil keeps them
@@ -50,6 +60,9 @@ type Options struct {
 // Server answers the view API. It is safe for concurrent use.
 type Server struct {
 	src        Source
+	readings   ReadingSource
+	summaries  SummarySource
+	open       OpenWindows
 	keys       atomic.Pointer[Keys]
 	allowShort bool
 	limiter    *authLimiter // nil: no limit
@@ -98,6 +111,9 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		src:        opts.Source,
+		readings:   opts.Readings,
+		summaries:  opts.Summaries,
+		open:       opts.OpenWindows,
 		allowShort: opts.AllowShortKeys,
 		now:        time.Now,
 		log:        opts.Logger,
@@ -160,6 +176,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 	if code != 0 {
 		return code
 	}
+	rest, sub, hasSub := strings.Cut(rest, "/")
+	switch {
+	case !hasSub:
+	case sub == readingsSub && s.readings != nil, sub == summariesSub && s.summaries != nil:
+		return s.serveHistory(w, r, acc, rest, sub)
+	case sub == readingsSub, sub == summariesSub:
+		return s.write(w, http.StatusNotFound, bodyNotFound)
+	default:
+		return s.write(w, http.StatusBadRequest, bodyMalformedID)
+	}
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
 		return s.write(w, http.StatusBadRequest, bodyQuery)
 	}
@@ -190,6 +216,28 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) int {
 		return s.write(w, http.StatusInternalServerError, bodyInternal)
 	}
 	return s.write(w, http.StatusOK, string(append(b, '\n')))
+}
+
+// serveHistory answers an authenticated request for the readings or the
+// summaries (sub) of device idText: id and query (400), scope (404), the
+// store (503, 500), 200. The store answers for itself, so the device-state
+// table's readiness is not asked.
+func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request, acc Access, idText, sub string) int {
+	id, err := ParseDeviceID(idText)
+	if err != nil {
+		return s.write(w, http.StatusBadRequest, bodyMalformedID)
+	}
+	q, msg := parseHistoryQuery(r.URL.RawQuery, s.now(), sub == readingsSub)
+	if msg != "" {
+		return s.write(w, http.StatusBadRequest, badRequest(msg))
+	}
+	if !acc.Sees(id) {
+		return s.write(w, http.StatusNotFound, bodyUnknownDevice)
+	}
+	if sub == readingsSub {
+		return s.serveReadings(w, r, id, q)
+	}
+	return s.serveSummaries(w, r, id, q)
 }
 
 // authenticate returns the scope of the request's bearer key, or nil when

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"sync"
 
@@ -15,14 +14,13 @@ import (
 )
 
 // consoleFlags configure the console of `watershed view`: where it
-// listens, where it reads the groups' metrics, and the store of the
-// readings' history.
+// listens and where it reads the groups' metrics. The device history comes
+// from the view's --history-store.
 type consoleFlags struct {
 	addr       string
 	prometheus string
 	metrics    string
 	replay     bool
-	cassandra  cassandraFlags
 }
 
 func (c *consoleFlags) register(fs *flag.FlagSet) {
@@ -30,7 +28,6 @@ func (c *consoleFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.prometheus, "console-prometheus", envOr("WATERSHED_CONSOLE_PROMETHEUS", ""), "base URL of a Prometheus that scrapes the processes, for the console's topology figures (env WATERSHED_CONSOLE_PROMETHEUS)")
 	fs.StringVar(&c.metrics, "console-metrics", envOr("WATERSHED_CONSOLE_METRICS", ""), "the processes' /metrics URLs, comma-separated, for the console's topology figures when there is no Prometheus (env WATERSHED_CONSOLE_METRICS)")
 	fs.BoolVar(&c.replay, "console-replay", envOr("WATERSHED_CONSOLE_REPLAY", "") == "true", "let keys of scope * replay dead letters from the console (dry runs are always allowed) (env WATERSHED_CONSOLE_REPLAY=true)")
-	c.cassandra.register(fs)
 }
 
 // source returns the metrics the flags name, nil for none.
@@ -54,23 +51,8 @@ func (c *consoleFlags) source() (console.Metrics, error) {
 	return console.MetricsFromEndpoints(urls, nil), nil
 }
 
-// store returns the Cassandra store of the history when --cassandra-hosts
-// is set (read-only), or nil. It connects at its first read, and again
-// after a failure, so that the view starts and serves while Cassandra is
-// not reachable.
-func (c *consoleFlags) store(log *slog.Logger) (sinks.Store, error) {
-	if c.cassandra.hosts == "" {
-		return nil, nil
-	}
-	if _, err := c.cassandra.options(log); err != nil {
-		return nil, err
-	}
-	return &lazyStore{open: func(ctx context.Context) (sinks.Store, error) {
-		return c.cassandra.open(ctx, log, true)
-	}}, nil
-}
-
-// lazyStore is a read-only store opened at its first read.
+// lazyStore is a read-only store opened at its first read, and again
+// after a failure to open it.
 type lazyStore struct {
 	open func(ctx context.Context) (sinks.Store, error)
 	mu   sync.Mutex
@@ -83,7 +65,7 @@ func (l *lazyStore) get(ctx context.Context) (sinks.Store, error) {
 	if l.st == nil {
 		st, err := l.open(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("the console's store: %w", err)
+			return nil, fmt.Errorf("the history store: %w", err)
 		}
 		l.st = st
 	}
@@ -99,7 +81,20 @@ func (l *lazyStore) Readings(ctx context.Context, q sinks.Query) ([]records.Read
 }
 
 func (l *lazyStore) Write(context.Context, []records.Reading) error {
-	return errors.New("the console's store is read-only")
+	return errors.New("the history store is read-only")
+}
+
+// Summaries answers from the store when it keeps summaries.
+func (l *lazyStore) Summaries(ctx context.Context, q sinks.SummaryQuery) ([]records.Summary, error) {
+	st, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sums, ok := st.(sinks.SummaryStore)
+	if !ok {
+		return nil, errors.New("the history store keeps no summaries")
+	}
+	return sums.Summaries(ctx, q)
 }
 
 func (l *lazyStore) Close() error {

@@ -43,7 +43,7 @@ func TestViewServesTheConsole(t *testing.T) {
 			"--data-dir", t.TempDir(), "--partitions", "2", "--console-metrics", metrics.URL + "/metrics",
 			// Nothing answers there: the view starts all the same and
 			// connects at the first read of the history.
-			"--cassandra-hosts", "127.0.0.1:1"}, nil, io.Discard, stderr)
+			"--history-store", "cassandra", "--cassandra-hosts", "127.0.0.1:1"}, nil, io.Discard, stderr)
 	}()
 	url := waitLogURL(t, stderr, done, "console listening", func(line string) {
 		if strings.Contains(line, key) {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,10 +17,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/watershed-io/watershed/codecs/protocol"
-	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
+	"github.com/watershed-io/watershed/views"
 )
 
 // sinkSubdir is where the local store lives under a data directory: the
@@ -174,7 +172,7 @@ func runReadings(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	w := bufio.NewWriter(stdout)
 	enc := json.NewEncoder(w)
 	for i := range rs {
-		if err := enc.Encode(newReadingJSON(&rs[i])); err != nil {
+		if err := enc.Encode(views.NewReadingJSON(&rs[i])); err != nil {
 			fmt.Fprintf(stderr, "watershed readings: %v\n", err)
 			return 1
 		}
@@ -209,59 +207,4 @@ func parseReadingsTime(s string) (time.Time, error) {
 // readingsTime returns Unix millisecond ms as a UTC time, for every uint64.
 func readingsTime(ms uint64) time.Time {
 	return time.Unix(int64(ms/1000), int64(ms%1000)*int64(time.Millisecond)).UTC()
-}
-
-// readingJSON is one line of `watershed readings`: the fields meaningful
-// for the reading's type are set, the others nil and left out.
-type readingJSON struct {
-	DeviceID   string   `json:"device_id"`
-	Time       string   `json:"time"`
-	TimeMs     uint64   `json:"time_ms"`
-	ContentCRC uint32   `json:"content_crc"`
-	Type       string   `json:"type"`
-	LatDeg     *float64 `json:"lat_deg,omitempty"`
-	LonDeg     *float64 `json:"lon_deg,omitempty"`
-	SpeedKmh   *float64 `json:"speed_kmh,omitempty"`
-	HeadingDeg *float64 `json:"heading_deg,omitempty"`
-	Hdop       *float64 `json:"hdop,omitempty"`
-	Satellites *float64 `json:"satellites,omitempty"`
-	XG         *float64 `json:"x_g,omitempty"`
-	YG         *float64 `json:"y_g,omitempty"`
-	ZG         *float64 `json:"z_g,omitempty"`
-	RPM        *float64 `json:"rpm,omitempty"`
-	CoolantC   *float64 `json:"coolant_c,omitempty"`
-	FuelPct    *float64 `json:"fuel_pct,omitempty"`
-	EventCode  *float64 `json:"event_code,omitempty"`
-	Event      *string  `json:"event,omitempty"`
-	Severity   *float64 `json:"severity,omitempty"`
-	BatteryV   *float64 `json:"battery_v,omitempty"`
-}
-
-// newReadingJSON returns the JSON form of r. It points into r.
-func newReadingJSON(r *records.Reading) readingJSON {
-	j := readingJSON{
-		DeviceID:   strconv.FormatUint(r.DeviceID, 10),
-		Time:       readingsTime(r.TimeMs).Format("2006-01-02T15:04:05.000Z07:00"),
-		TimeMs:     r.TimeMs,
-		ContentCRC: r.ContentCRC,
-		Type:       r.Type.String(),
-	}
-	switch r.Type {
-	case protocol.TypeGPS:
-		j.LatDeg, j.LonDeg, j.SpeedKmh = &r.LatDeg, &r.LonDeg, &r.SpeedKmh
-		j.HeadingDeg, j.Hdop, j.Satellites = &r.HeadingDeg, &r.Hdop, &r.Satellites
-	case protocol.TypeAccel:
-		j.XG, j.YG, j.ZG = &r.XG, &r.YG, &r.ZG
-	case protocol.TypeEngine:
-		j.RPM, j.CoolantC, j.FuelPct = &r.RPM, &r.CoolantC, &r.FuelPct
-	case protocol.TypeEvent:
-		name := "event(?)"
-		if c := r.EventCode; c >= 0 && c <= math.MaxUint8 && c == math.Trunc(c) {
-			name = protocol.EventCode(c).String()
-		}
-		j.EventCode, j.Event, j.Severity = &r.EventCode, &name, &r.Severity
-	case protocol.TypeBattery:
-		j.BatteryV = &r.BatteryV
-	}
-	return j
 }

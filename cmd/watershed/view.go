@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -18,6 +19,7 @@ import (
 	"github.com/watershed-io/watershed/console"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/views"
 )
@@ -34,14 +36,17 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	viewKey := newSecretFlag(fs, "view-key", views.KeyEnv, "view key", fmt.Sprintf("one full-scope API key (or its SHA-256, sha256:HEX), at least %d characters", views.MinKeyLength), "")
 	authRate := fs.Float64("auth-failure-rate", views.DefaultAuthFailureRate, "failed authentications a second a client address may make, sustained; past them it is answered 429; negative: no limit")
 	authBurst := fs.Int("auth-failure-burst", views.DefaultAuthFailureBurst, "failed authentications a client address may make at once")
+	historyStore := fs.String("history-store", envOr("WATERSHED_HISTORY_STORE", ""), "answer /v1/devices/{id}/readings and /summaries from this store, read-only: local (<data-dir>/"+sinkSubdir+", not while a writer holds it) or cassandra (--cassandra-* flags); empty: those paths answer 404 (env WATERSHED_HISTORY_STORE)")
 	var pf pipelineFlags
 	var kf kafkaFlags
 	var sf serverFlags
-	var cf consoleFlags
-	cf.register(fs)
+	var cf cassandraFlags
+	var conf consoleFlags
+	conf.register(fs)
 	pf.register(fs)
 	kf.register(fs)
 	sf.register(fs)
+	cf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -49,20 +54,12 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 2
 	}
-	metrics, err := cf.source()
+	metrics, err := conf.source()
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 2
 	}
 	log := newLogger(stderr)
-	store, err := cf.store(log)
-	if err != nil {
-		fmt.Fprintf(stderr, "watershed view: %v\n", err)
-		return 2
-	}
-	if store != nil {
-		defer store.Close()
-	}
 	k, err := kf.kafka(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
@@ -79,6 +76,20 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 2
 	}
+	// The history store first: a bad one is found before Kafka is asked.
+	var history sinks.Store
+	if *historyStore != "" {
+		if _, ok := readingsStores()[*historyStore]; !ok {
+			fmt.Fprintf(stderr, "watershed view: --history-store %s: unknown store (local, cassandra)\n", *historyStore)
+			return 2
+		}
+		history, err = openHistoryStore(ctx, *historyStore, readingsConfig{dataDir: *dataDir, cassandra: cf}, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "watershed view: --history-store %s: %v\n", *historyStore, err)
+			return 1
+		}
+		defer history.Close()
+	}
 	p := processors.New(pf.config())
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
@@ -92,8 +103,15 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	src := views.NewViewSource(view)
-	vsrv, err := views.New(views.Options{Source: src, Keys: keys, Logger: log, Registerer: reg,
-		AuthFailureRate: *authRate, AuthFailureBurst: *authBurst})
+	vopts := views.Options{Source: src, Keys: keys, Logger: log, Registerer: reg,
+		AuthFailureRate: *authRate, AuthFailureBurst: *authBurst}
+	if history != nil {
+		vopts.Readings = history
+		if sums, ok := history.(views.SummarySource); ok {
+			vopts.Summaries = sums
+		}
+	}
+	vsrv, err := views.New(vopts)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
@@ -108,8 +126,8 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
 	}
-	con, err := console.New(console.Options{Topology: p.Topology.Describe(), Auth: vsrv, Devices: src, Store: store,
-		Kafka: &k, AlertsTopic: p.Alerts.Name(), Metrics: metrics, Replay: cf.replay, Logger: log})
+	con, err := console.New(console.Options{Topology: p.Topology.Describe(), Auth: vsrv, Devices: src, Store: history,
+		Kafka: &k, AlertsTopic: p.Alerts.Name(), Metrics: metrics, Replay: conf.replay, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
@@ -117,7 +135,7 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	var ops, conSrv *serve.Server
 	if *opsAddr != "" {
 		opsHandler := serve.OpsHandler(reg, src.Current)
-		if cf.addr == "" {
+		if conf.addr == "" {
 			opsHandler = con.Mount(opsHandler)
 		}
 		opts := serve.OpsOptions(*opsAddr, log)
@@ -128,10 +146,10 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		}
 		log.Info("operators' listener", "url", ops.URL(), "metrics", ops.URL()+"/metrics")
 	}
-	if cf.addr != "" {
+	if conf.addr != "" {
 		cmux := http.NewServeMux()
 		cmux.Handle(console.Prefix, con.Handler())
-		opts := sf.options(cf.addr, nil, log)
+		opts := sf.options(conf.addr, nil, log)
 		opts.DeferAdmission = console.DefersAdmission
 		if conSrv, err = serve.Listen(cmux, opts); err != nil {
 			fmt.Fprintf(stderr, "watershed view: %v\n", err)
@@ -214,4 +232,23 @@ func mergeViewKeys(key, keysFile, fleetsFile string) (views.Keys, error) {
 		return keys, errors.New("no API keys: set " + views.KeyEnv + ", " + views.KeyEnv + "_FILE, --keys-file, --view-key-file or --view-key")
 	}
 	return keys, nil
+}
+
+// openHistoryStore opens the store of readings and summaries that the view
+// answers history from, read-only, as `watershed readings` opens it.
+func openHistoryStore(ctx context.Context, kind string, c readingsConfig, log *slog.Logger) (sinks.Store, error) {
+	backend, ok := readingsStores()[kind]
+	if !ok {
+		return nil, errors.New("unknown store (local, cassandra)")
+	}
+	if kind == "cassandra" {
+		if _, err := c.cassandra.options(log); err != nil {
+			return nil, err
+		}
+		// Cassandra may be down while the view starts: the view serves
+		// the devices' state all the same, and history answers 503 until
+		// the store is reached.
+		return &lazyStore{open: func(ctx context.Context) (sinks.Store, error) { return backend.open(ctx, c) }}, nil
+	}
+	return backend.open(ctx, c)
 }

@@ -36,3 +36,27 @@ func TestViewRefusesShortKeys(t *testing.T) {
 		t.Errorf("short key in the environment: exit %d, %q; want 2 without the key", code, out)
 	}
 }
+
+// watershed view --history-store opens its store before it asks Kafka: an
+// unknown kind is exit 2, a missing local store exit 1, with the reason.
+func TestViewHistoryStore(t *testing.T) {
+	for _, name := range []string{"WATERSHED_VIEW_KEYS_FILE", "WATERSHED_FLEETS_FILE", "WATERSHED_KAFKA_SASL_USER", "WATERSHED_HISTORY_STORE", "WATERSHED_OPS_ADDR"} {
+		t.Setenv(name, "")
+		os.Unsetenv(name)
+	}
+	t.Setenv("WATERSHED_VIEW_KEY", "long-enough-key-0123456789abc")
+	for _, c := range []struct {
+		store, want string
+		code        int
+	}{
+		{"nowhere", "--history-store nowhere: unknown store", 2},
+		{"local", "no local store in", 1},
+	} {
+		var out, errb bytes.Buffer
+		code := runView(context.Background(), []string{"--brokers", "127.0.0.1:1", "--data-dir", t.TempDir(), "--ops-addr", "",
+			"--history-store", c.store}, strings.NewReader(""), &out, &errb)
+		if code != c.code || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("--history-store %s: exit %d, %q; want %d with %q", c.store, code, errb.String(), c.code, c.want)
+		}
+	}
+}

@@ -206,7 +206,11 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	vsrv, err := views.New(views.Options{Source: d.Source, Keys: keys, Logger: log, Registerer: d.Registry, AllowShortKeys: true})
+	vopts := views.Options{Source: d.Source, Keys: keys, Logger: log, Registerer: d.Registry, AllowShortKeys: true, Readings: d.Store}
+	if sums, ok := d.Store.(views.SummarySource); ok {
+		vopts.Summaries = sums
+	}
+	vsrv, err := views.New(vopts)
 	if err != nil {
 		return nil, err
 	}

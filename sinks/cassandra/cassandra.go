@@ -58,6 +58,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -139,8 +140,9 @@ const (
 	writePerRow
 )
 
-// Store is a store of readings in a Cassandra keyspace. It implements
-// sinks.Store and is safe for concurrent use.
+// Store is a store of readings and summaries in a Cassandra keyspace. It
+// implements sinks.Store and sinks.SummaryStore and is safe for concurrent
+// use.
 type Store struct {
 	opts     Options
 	keyspace string
@@ -155,7 +157,10 @@ type Store struct {
 	closed bool
 }
 
-var _ sinks.Store = (*Store)(nil)
+var (
+	_ sinks.Store        = (*Store)(nil)
+	_ sinks.SummaryStore = (*Store)(nil)
+)
 
 // Open connects to the cluster, creates or migrates the schema (unless
 // opts.SkipMigrations) and returns the store. Errors that may pass (no
@@ -352,7 +357,7 @@ func (s *Store) prepareStatements() {
 		s.keyspace, all, strings.Repeat(", ?", len(cols)))
 	s.insertDay = fmt.Sprintf("INSERT INTO %s.devices_days (device_id, day) VALUES (?, ?)", s.keyspace)
 	s.selectDays = fmt.Sprintf("SELECT day FROM %s.devices_days WHERE device_id = ? AND day >= ? AND day <= ?", s.keyspace)
-	s.selectRows = fmt.Sprintf("SELECT time_ms, content_crc, type, %s FROM %s.readings WHERE device_id = ? AND day = ? AND time_ms >= ? AND time_ms < ?",
+	s.selectRows = fmt.Sprintf("SELECT time_ms, content_crc, type, %s FROM %s.readings WHERE device_id = ? AND day = ? AND (time_ms, content_crc) >= (?, ?) AND (time_ms, content_crc) < (?, ?)",
 		all, s.keyspace)
 }
 
@@ -453,8 +458,53 @@ func (s *Store) Write(ctx context.Context, readings []records.Reading) error {
 		return err
 	}
 	defer s.mu.RUnlock()
+	err := s.fanOut(ctx, func(gctx context.Context, send func(func() error)) {
+		for _, p := range partitions(readings) {
+			if gctx.Err() != nil {
+				break
+			}
+			send(func() error {
+				return s.session.Query(s.insertDay, DeviceKey(p.device), p.day).Idempotent(true).ExecContext(gctx)
+			})
+			switch s.opts.mode {
+			case writePerRow:
+				for _, r := range p.rows {
+					if gctx.Err() != nil {
+						break
+					}
+					send(func() error {
+						return s.session.Query(s.insertRow, rowArgs(r)...).Idempotent(true).ExecContext(gctx)
+					})
+				}
+			default:
+				for chunk := range slices.Chunk(p.rows, s.opts.BatchRows) {
+					if gctx.Err() != nil {
+						break
+					}
+					send(func() error {
+						b := s.session.Batch(gocql.UnloggedBatch)
+						for _, r := range chunk {
+							b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: s.insertRow, Args: rowArgs(r), Idempotent: true})
+						}
+						return b.ExecContext(gctx)
+					})
+				}
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("cassandra: write %d readings: %w", len(readings), Classify(err))
+	}
+	return nil
+}
+
+// fanOut runs the requests that queue sends, at most
+// Options.WriteConcurrency in flight per store, and returns the first
+// error, with ctx's error wrapped in when ctx is done. queue stops
+// sending when its context is done.
+func (s *Store) fanOut(ctx context.Context, queue func(gctx context.Context, send func(func() error))) error {
 	g, gctx := errgroup.WithContext(ctx)
-	send := func(f func() error) {
+	queue(gctx, func(f func() error) {
 		select {
 		case s.sem <- struct{}{}:
 		case <-gctx.Done():
@@ -464,39 +514,7 @@ func (s *Store) Write(ctx context.Context, readings []records.Reading) error {
 			defer func() { <-s.sem }()
 			return f()
 		})
-	}
-	for _, p := range partitions(readings) {
-		if gctx.Err() != nil {
-			break
-		}
-		send(func() error {
-			return s.session.Query(s.insertDay, DeviceKey(p.device), p.day).Idempotent(true).ExecContext(gctx)
-		})
-		switch s.opts.mode {
-		case writePerRow:
-			for _, r := range p.rows {
-				if gctx.Err() != nil {
-					break
-				}
-				send(func() error {
-					return s.session.Query(s.insertRow, rowArgs(r)...).Idempotent(true).ExecContext(gctx)
-				})
-			}
-		default:
-			for chunk := range slices.Chunk(p.rows, s.opts.BatchRows) {
-				if gctx.Err() != nil {
-					break
-				}
-				send(func() error {
-					b := s.session.Batch(gocql.UnloggedBatch)
-					for _, r := range chunk {
-						b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: s.insertRow, Args: rowArgs(r), Idempotent: true})
-					}
-					return b.ExecContext(gctx)
-				})
-			}
-		}
-	}
+	})
 	err := g.Wait()
 	if err == nil {
 		err = ctx.Err()
@@ -505,52 +523,27 @@ func (s *Store) Write(ctx context.Context, readings []records.Reading) error {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 			err = fmt.Errorf("%w: %w", err, cerr)
 		}
-		return fmt.Errorf("cassandra: write %d readings: %w", len(readings), Classify(err))
 	}
-	return nil
+	return err
 }
 
-// msRange returns q's bounds as Unix milliseconds [from, to), and false if
-// no row can match.
-func msRange(q sinks.Query) (from, to uint64, ok bool) {
-	to = MaxTimeMs + 1
-	if !q.From.IsZero() {
-		f, ok := ceilMs(q.From)
-		if !ok {
-			return 0, 0, false
-		}
-		from = f
+// span returns q's positions [lo, hi) within the times the table holds,
+// and false if no row can match.
+func span(q sinks.Query) (lo, hi sinks.Position, ok bool) {
+	lo, h, ok := q.Span()
+	hi = sinks.Position{TimeMs: MaxTimeMs + 1}
+	if h != nil && h.Less(hi) {
+		hi = *h
 	}
-	if !q.To.IsZero() {
-		t, ok := ceilMs(q.To)
-		if ok {
-			to = min(t, to)
-		}
-	}
-	return from, to, from < to
+	return lo, hi, ok && lo.Less(hi)
 }
 
-// ceilMs returns the smallest Unix millisecond at or after t, clamped to
-// 0, and false if t is after MaxTimeMs.
-func ceilMs(t time.Time) (uint64, bool) {
-	if t.Before(time.UnixMilli(0)) {
-		return 0, true
-	}
-	if t.After(time.UnixMilli(MaxTimeMs)) {
-		return 0, false
-	}
-	ms := uint64(t.UnixMilli())
-	if t.Nanosecond()%int(time.Millisecond) != 0 {
-		ms++
-	}
-	return ms, true
-}
-
-// Readings returns the device's rows in [q.From, q.To), ordered by message
-// time and content CRC, at most q.Limit of them if it is positive. It
-// reads the device's days in the range from devices_days, then each day's
-// partition in order until the limit is reached. A negative Limit is an
-// error.
+// Readings returns the device's rows in [q.From, q.To) after q.After,
+// ordered by message time and content CRC (newest first when q.Newest),
+// at most q.Limit of them if it is positive. It reads the device's days in
+// the range from devices_days, then each day's partition in order (in
+// reverse when q.Newest) until the limit is reached. A negative Limit is
+// an error.
 func (s *Store) Readings(ctx context.Context, q sinks.Query) ([]records.Reading, error) {
 	if err := ctxErr(ctx, "readings"); err != nil {
 		return nil, err
@@ -558,7 +551,7 @@ func (s *Store) Readings(ctx context.Context, q sinks.Query) ([]records.Reading,
 	if q.Limit < 0 {
 		return nil, fmt.Errorf("cassandra: readings: negative limit %d", q.Limit)
 	}
-	from, to, ok := msRange(q)
+	lo, hi, ok := span(q)
 	if !ok {
 		return nil, nil
 	}
@@ -573,20 +566,41 @@ func (s *Store) Readings(ctx context.Context, q sinks.Query) ([]records.Reading,
 		return nil, fmt.Errorf("cassandra: readings of device %d: %w", q.DeviceID, Classify(err))
 	}
 	dev := DeviceKey(q.DeviceID)
-	days, err := s.days(ctx, dev, Day(from), Day(to-1))
+	// hi is exclusive: (t, 0) ends on the day of t-1.
+	lastDay := Day(hi.TimeMs)
+	if hi.ContentCRC == 0 {
+		lastDay = Day(hi.TimeMs - 1)
+	}
+	days, err := s.days(ctx, dev, Day(lo.TimeMs), lastDay)
 	if err != nil {
 		return fail(err)
 	}
+	stmt := s.selectRows
+	if q.Newest {
+		slices.Reverse(days)
+		stmt += " ORDER BY time_ms DESC, content_crc DESC"
+	}
 	var out []records.Reading
 	for _, day := range days {
-		lo, hi := max(from, uint64(day)*DayMs), min(to, uint64(day+1)*DayMs)
-		var query *gocql.Query
-		if q.Limit > 0 {
-			query = s.session.Query(s.selectRows+" LIMIT ?", dev, day, int64(lo), int64(hi), q.Limit-len(out))
-		} else {
-			query = s.session.Query(s.selectRows, dev, day, int64(lo), int64(hi))
+		dlo, dhi := lo, hi
+		if start := (sinks.Position{TimeMs: uint64(day) * DayMs}); dlo.Less(start) {
+			dlo = start
 		}
-		iter := query.Idempotent(true).PageSize(5000).IterContext(ctx)
+		if end := (sinks.Position{TimeMs: uint64(day+1) * DayMs}); end.Less(dhi) {
+			dhi = end
+		}
+		hiTime, hiCRC := int64(dhi.TimeMs), int64(dhi.ContentCRC)
+		if dhi.TimeMs > MaxTimeMs {
+			// Past the last bigint: the same bound, as a CRC past the last.
+			hiTime, hiCRC = MaxTimeMs, math.MaxUint32+1
+		}
+		args := []any{dev, day, int64(dlo.TimeMs), int64(dlo.ContentCRC), hiTime, hiCRC}
+		query := stmt
+		if q.Limit > 0 {
+			query += " LIMIT ?"
+			args = append(args, q.Limit-len(out))
+		}
+		iter := s.session.Query(query, args...).Idempotent(true).PageSize(5000).IterContext(ctx)
 		var (
 			timeMs, crc int64
 			typ         int8

@@ -70,6 +70,49 @@ func TestIntegrationConformance(t *testing.T) {
 	}
 }
 
+// TestIntegrationSummaries runs the sinks.SummaryStore suite, each
+// subtest on a fresh keyspace.
+func TestIntegrationSummaries(t *testing.T) {
+	sinktest.RunSummaries(t, func(t *testing.T) sinks.SummaryStore { return open(t, testOptions(t)) })
+}
+
+// TestIntegrationMigrationUpgrade: a keyspace at schema version 1 (before
+// summaries) gets version 2 from the next writer, keeping its readings,
+// and readers refuse it until then.
+func TestIntegrationMigrationUpgrade(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions(t)
+	s := open(t, opts)
+	if err := s.Write(ctx, sinktest.Sample(5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	// Back to version 1, as a keyspace written before this version is.
+	for _, stmt := range []string{"DROP TABLE %s.summaries", "DELETE FROM %s.schema_migrations WHERE version = 2"} {
+		if err := s.session.Query(fmt.Sprintf(stmt, s.keyspace)).ExecContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	ro := opts
+	ro.SkipMigrations = true
+	if r, err := Open(ctx, ro); err == nil {
+		r.Close()
+		t.Fatal("a reader opened a keyspace at version 1")
+	}
+	s = open(t, opts)
+	defer s.Close()
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 2 {
+		t.Fatalf("SchemaVersion = %d, %v; want 2", v, err)
+	}
+	if err := s.WriteSummaries(ctx, []records.Summary{sinktest.SampleSummary(5, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Readings(ctx, sinks.Query{DeviceID: 5})
+	if err != nil || len(got) != len(sinktest.Sample(5, 0)) {
+		t.Errorf("readings after the upgrade: %d, %v", len(got), err)
+	}
+}
+
 // TestIntegrationMigrations opens a keyspace twice in turn and a fresh one
 // from several starters at once: every open succeeds, each version is
 // recorded once as applied, and the stores share the rows.

@@ -324,25 +324,33 @@ func TestRowArgs(t *testing.T) {
 	}
 }
 
-func TestMsRange(t *testing.T) {
+func TestSpan(t *testing.T) {
 	ms := func(v int64) time.Time { return time.UnixMilli(v) }
+	pos := func(t uint64, crc uint32) sinks.Position { return sinks.Position{TimeMs: t, ContentCRC: crc} }
+	at := func(t uint64, crc uint32) *sinks.Position { p := pos(t, crc); return &p }
+	end := pos(MaxTimeMs+1, 0)
 	for _, c := range []struct {
-		name     string
-		q        sinks.Query
-		from, to uint64
-		ok       bool
+		name   string
+		q      sinks.Query
+		lo, hi sinks.Position
+		ok     bool
 	}{
-		{"open", sinks.Query{}, 0, MaxTimeMs + 1, true},
-		{"bounds", sinks.Query{From: ms(5), To: ms(9)}, 5, 9, true},
-		{"sub-millisecond from rounds up", sinks.Query{From: ms(5).Add(time.Microsecond)}, 6, MaxTimeMs + 1, true},
-		{"sub-millisecond to rounds up", sinks.Query{To: ms(9).Add(time.Microsecond)}, 0, 10, true},
-		{"before the epoch", sinks.Query{From: ms(-100), To: ms(-5)}, 0, 0, false},
-		{"empty", sinks.Query{From: ms(9), To: ms(9)}, 9, 9, false},
-		{"far future from", sinks.Query{From: time.Unix(math.MaxInt64/1000, 0).Add(time.Hour)}, 0, 0, false},
+		{"open", sinks.Query{}, pos(0, 0), end, true},
+		{"bounds", sinks.Query{From: ms(5), To: ms(9)}, pos(5, 0), pos(9, 0), true},
+		{"sub-millisecond from rounds up", sinks.Query{From: ms(5).Add(time.Microsecond)}, pos(6, 0), end, true},
+		{"sub-millisecond to rounds up", sinks.Query{To: ms(9).Add(time.Microsecond)}, pos(0, 0), pos(10, 0), true},
+		{"before the epoch", sinks.Query{From: ms(-100), To: ms(-5)}, pos(0, 0), pos(0, 0), false},
+		{"empty", sinks.Query{From: ms(9), To: ms(9)}, pos(9, 0), pos(9, 0), false},
+		{"far future from", sinks.Query{From: time.Unix(math.MaxInt64/1000, 0).Add(time.Hour)}, pos(0, 0), pos(0, 0), false},
+		{"after, oldest first", sinks.Query{From: ms(5), To: ms(9), After: at(7, 3)}, pos(7, 4), pos(9, 0), true},
+		{"after the last CRC of a millisecond", sinks.Query{After: at(7, math.MaxUint32)}, pos(8, 0), end, true},
+		{"after, newest first", sinks.Query{From: ms(5), To: ms(9), After: at(7, 3), Newest: true}, pos(5, 0), pos(7, 3), true},
+		{"after beyond to, newest first", sinks.Query{From: ms(5), To: ms(9), After: at(20, 0), Newest: true}, pos(5, 0), pos(9, 0), true},
+		{"after the first row, newest first", sinks.Query{From: ms(5), After: at(5, 0), Newest: true}, pos(5, 0), pos(5, 0), false},
 	} {
-		from, to, ok := msRange(c.q)
-		if ok != c.ok || (ok && (from != c.from || to != c.to)) {
-			t.Errorf("%s: msRange = %d, %d, %v; want %d, %d, %v", c.name, from, to, ok, c.from, c.to, c.ok)
+		lo, hi, ok := span(c.q)
+		if ok != c.ok || (ok && (lo != c.lo || hi != c.hi)) {
+			t.Errorf("%s: span = %v, %v, %v; want %v, %v, %v", c.name, lo, hi, ok, c.lo, c.hi, c.ok)
 		}
 	}
 }

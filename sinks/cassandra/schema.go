@@ -58,6 +58,23 @@ func Migrations() []Migration {
 		) WITH CLUSTERING ORDER BY (day ASC)
 		  AND comment = 'watershed: the days that hold readings of each device'`,
 		}},
+		{2, "hourly summaries by device", []string{
+			`CREATE TABLE IF NOT EXISTS {ks}.summaries (
+			device_id bigint,
+			window_start bigint,
+			window_end bigint,
+			messages bigint,
+			gps_fixes bigint,
+			distance_m double,
+			max_speed_kmh double,
+			avg_speed_kmh double,
+			harsh frozen<map<int, bigint>>,
+			first_ms bigint,
+			last_ms bigint,
+			PRIMARY KEY ((device_id), window_start)
+		) WITH CLUSTERING ORDER BY (window_start ASC)
+		  AND comment = 'watershed: one row per device and closed summary window'`,
+		}},
 	}
 }
 

@@ -52,14 +52,13 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	lverrors "github.com/syndtr/goleveldb/leveldb/errors"
@@ -102,28 +101,47 @@ type Options struct {
 	wrapStorage func(storage.Storage) storage.Storage
 }
 
-// Store is a store of readings in one leveldb database. It implements
-// sinks.Store and is safe for concurrent use.
+// Store is a store of readings in one leveldb database, and of summaries
+// in a second one in its "summaries" subdirectory. It implements
+// sinks.Store and sinks.SummaryStore and is safe for concurrent use.
 type Store struct {
+	*handle // the readings
+	sums    *handle
+	wo      *opt.WriteOptions
+}
+
+// handle is one leveldb database, reopened after errors that may pass.
+type handle struct {
 	dir  string
 	opts Options
-	wo   *opt.WriteOptions
 
 	// mu guards db, stor and closed. Calls hold it shared while they use
 	// db; reopening and Close hold it exclusively.
 	mu     sync.RWMutex
-	db     *leveldb.DB // nil while the database must be reopened
+	db     *leveldb.DB // nil while the database must be (re)opened
 	stor   storage.Storage
 	closed bool
 }
 
-var _ sinks.Store = (*Store)(nil)
+var (
+	_ sinks.Store        = (*Store)(nil)
+	_ sinks.SummaryStore = (*Store)(nil)
+)
+
+// SummariesSubdir is the subdirectory of a store's directory that holds
+// its summaries.
+const SummariesSubdir = "summaries"
 
 // Open opens the store in dir, creating dir and an empty store unless
 // opts.ReadOnly is set. Only one writing Store may have dir open at a time,
-// across processes: another one fails to open.
+// across processes: another one fails to open. The summaries' database is
+// opened at its first use.
 func Open(dir string, opts Options) (*Store, error) {
-	s := &Store{dir: dir, opts: opts, wo: &opt.WriteOptions{Sync: !opts.NoSync}}
+	s := &Store{
+		handle: &handle{dir: dir, opts: opts},
+		sums:   &handle{dir: filepath.Join(dir, SummariesSubdir), opts: opts},
+		wo:     &opt.WriteOptions{Sync: !opts.NoSync},
+	}
 	db, stor, err := s.openDB()
 	if err != nil {
 		return nil, fmt.Errorf("local: open %s: %w", dir, err)
@@ -132,19 +150,19 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// openDB opens the leveldb database in s.dir.
-func (s *Store) openDB() (*leveldb.DB, storage.Storage, error) {
-	stor, err := storage.OpenFile(s.dir, s.opts.ReadOnly)
+// openDB opens the leveldb database in h.dir.
+func (h *handle) openDB() (*leveldb.DB, storage.Storage, error) {
+	stor, err := storage.OpenFile(h.dir, h.opts.ReadOnly)
 	if err != nil {
 		return nil, nil, err
 	}
 	var st storage.Storage = stor
-	if s.opts.wrapStorage != nil {
-		st = s.opts.wrapStorage(stor)
+	if h.opts.wrapStorage != nil {
+		st = h.opts.wrapStorage(stor)
 	}
 	db, err := leveldb.Open(st, &opt.Options{
-		ReadOnly:       s.opts.ReadOnly,
-		ErrorIfMissing: s.opts.ReadOnly,
+		ReadOnly:       h.opts.ReadOnly,
+		ErrorIfMissing: h.opts.ReadOnly,
 	})
 	if err != nil {
 		stor.Close()
@@ -153,56 +171,56 @@ func (s *Store) openDB() (*leveldb.DB, storage.Storage, error) {
 	return db, st, nil
 }
 
-// acquire returns the database for one call, reopening it if an earlier
-// error discarded it, with s.mu held shared: the caller must call
-// s.mu.RUnlock when done with db.
-func (s *Store) acquire() (*leveldb.DB, error) {
+// acquire returns the database for one call, (re)opening it if it is not
+// open, with h.mu held shared: the caller must call h.mu.RUnlock when done
+// with db.
+func (h *handle) acquire() (*leveldb.DB, error) {
 	for {
-		s.mu.RLock()
-		if s.closed {
-			s.mu.RUnlock()
+		h.mu.RLock()
+		if h.closed {
+			h.mu.RUnlock()
 			return nil, ErrClosed
 		}
-		if s.db != nil {
-			return s.db, nil
+		if h.db != nil {
+			return h.db, nil
 		}
-		s.mu.RUnlock()
+		h.mu.RUnlock()
 
-		s.mu.Lock()
-		if !s.closed && s.db == nil {
-			db, stor, err := s.openDB()
+		h.mu.Lock()
+		if !h.closed && h.db == nil {
+			db, stor, err := h.openDB()
 			if err != nil {
-				s.mu.Unlock()
+				h.mu.Unlock()
 				return nil, classify(fmt.Errorf("reopen: %w", err))
 			}
-			s.db, s.stor = db, stor
+			h.db, h.stor = db, stor
 		}
-		s.mu.Unlock()
+		h.mu.Unlock()
 	}
 }
 
 // discard closes db after an error that may have left it broken, so that
 // the next call reopens the database. Another call may have discarded it
 // already.
-func (s *Store) discard(db *leveldb.DB) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.db != db {
+func (h *handle) discard(db *leveldb.DB) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.db != db {
 		return
 	}
 	// The database is being dropped for an error already reported; errors
 	// of closing it add nothing, and the journal keeps its rows.
-	_ = s.db.Close()
-	_ = s.stor.Close()
-	s.db, s.stor = nil, nil
+	_ = h.db.Close()
+	_ = h.stor.Close()
+	h.db, h.stor = nil, nil
 }
 
 // fail classifies err from db and discards db when the error may pass, so
 // that a retry starts from a freshly opened database.
-func (s *Store) fail(db *leveldb.DB, op string, err error) error {
+func (h *handle) fail(db *leveldb.DB, op string, err error) error {
 	err = classify(err)
 	if errors.Is(err, sinks.ErrUnavailable) {
-		s.discard(db)
+		h.discard(db)
 	}
 	return fmt.Errorf("local: %s: %w", op, err)
 }
@@ -289,49 +307,24 @@ func (s *Store) Write(ctx context.Context, readings []records.Reading) error {
 	return nil
 }
 
-// keyRange returns the key range of q's rows, and false if it is empty.
+// keyRange returns the key range of q's rows (From, To and After), and
+// false if it is empty.
 func keyRange(q sinks.Query) (*util.Range, bool) {
-	dev := binary.BigEndian.AppendUint64(nil, q.DeviceID)
-	r := util.BytesPrefix(dev)
-	if !q.From.IsZero() {
-		from, ok := ceilMs(q.From)
-		if !ok {
-			return nil, false
-		}
-		r.Start = AppendKey(nil, q.DeviceID, from, 0)
+	lo, hi, ok := q.Span()
+	if !ok {
+		return nil, false
 	}
-	if !q.To.IsZero() {
-		to, ok := ceilMs(q.To)
-		if ok {
-			r.Limit = AppendKey(nil, q.DeviceID, to, 0)
-		}
-		if bytes.Compare(r.Start, r.Limit) >= 0 && r.Limit != nil {
-			return nil, false
-		}
+	r := util.BytesPrefix(binary.BigEndian.AppendUint64(nil, q.DeviceID))
+	r.Start = AppendKey(nil, q.DeviceID, lo.TimeMs, lo.ContentCRC)
+	if hi != nil {
+		r.Limit = AppendKey(nil, q.DeviceID, hi.TimeMs, hi.ContentCRC)
 	}
 	return r, true
 }
 
-// ceilMs returns the smallest Unix millisecond at or after t, clamped to
-// 0, and false if t is past every millisecond that a time.Time can hold as
-// an int64 count (so no row is at or after it).
-func ceilMs(t time.Time) (uint64, bool) {
-	if t.Before(time.UnixMilli(0)) {
-		return 0, true
-	}
-	if t.Unix() >= math.MaxInt64/1000 {
-		return 0, false
-	}
-	ms := uint64(t.UnixMilli())
-	if t.Nanosecond()%int(time.Millisecond) != 0 {
-		ms++
-	}
-	return ms, true
-}
-
-// Readings returns the device's rows in [q.From, q.To), ordered by message
-// time and content CRC, at most q.Limit of them if it is positive. A
-// negative Limit is an error.
+// Readings returns the device's rows in [q.From, q.To) after q.After,
+// ordered by message time and content CRC (newest first when q.Newest),
+// at most q.Limit of them if it is positive. A negative Limit is an error.
 func (s *Store) Readings(ctx context.Context, q sinks.Query) ([]records.Reading, error) {
 	if err := ctxErr(ctx, "readings"); err != nil {
 		return nil, err
@@ -376,7 +369,7 @@ func (s *Store) Count(ctx context.Context, deviceID uint64) (int, error) {
 }
 
 // scan calls fn on each row of q's key range (ignoring q.Limit) in key
-// order until fn returns false or an error. Rows whose key is not KeyLen
+// order, or in reverse when q.Newest, until fn returns false or an error. Rows whose key is not KeyLen
 // long are corruption.
 func (s *Store) scan(ctx context.Context, op string, q sinks.Query, fn func(iterator.Iterator) (bool, error)) error {
 	r, ok := keyRange(q)
@@ -388,8 +381,12 @@ func (s *Store) scan(ctx context.Context, op string, q sinks.Query, fn func(iter
 		return fmt.Errorf("local: %s: %w", op, err)
 	}
 	it := db.NewIterator(r, &opt.ReadOptions{DontFillCache: q.Limit == 0})
+	step, first := it.Next, it.First
+	if q.Newest {
+		step, first = it.Prev, it.Last
+	}
 	var ferr error
-	for n := 0; it.Next(); n++ {
+	for n, ok := 0, first(); ok; n, ok = n+1, step() {
 		if n%ctxCheckEvery == ctxCheckEvery-1 {
 			if ferr = ctxErr(ctx, op); ferr != nil {
 				break
@@ -462,25 +459,30 @@ func (s *Store) Devices(ctx context.Context) ([]uint64, error) {
 	return ids, nil
 }
 
-// Close waits for the calls in progress, then closes the database. Calls
+// Close waits for the calls in progress, then closes the databases. Calls
 // after Close fail with ErrClosed; closing twice is not an error.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	return errors.Join(s.handle.close(), s.sums.close())
+}
+
+// close closes h's database.
+func (h *handle) close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
 		return nil
 	}
-	s.closed = true
-	if s.db == nil {
+	h.closed = true
+	if h.db == nil {
 		return nil
 	}
-	err := s.db.Close()
-	if serr := s.stor.Close(); err == nil {
+	err := h.db.Close()
+	if serr := h.stor.Close(); err == nil {
 		err = serr
 	}
-	s.db, s.stor = nil, nil
+	h.db, h.stor = nil, nil
 	if err != nil {
-		return fmt.Errorf("local: close %s: %w", s.dir, err)
+		return fmt.Errorf("local: close %s: %w", h.dir, err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"sync/atomic"
@@ -388,5 +389,49 @@ func BenchmarkWrite(b *testing.B) {
 				b.ReportMetric(float64(next.Load()*40)/b.Elapsed().Seconds(), "rows/s")
 			})
 		}
+	}
+}
+
+func TestSummariesConformance(t *testing.T) {
+	sinktest.RunSummaries(t, func(t *testing.T) sinks.SummaryStore { return open(t, t.TempDir(), Options{NoSync: true}) })
+}
+
+// A read-only store reads the summaries written before, and a store
+// written before summaries existed (no summaries database) has none.
+func TestReadOnlySummaries(t *testing.T) {
+	ctx := context.Background()
+	old := t.TempDir()
+	s := open(t, old, Options{})
+	mustWrite(t, s, sinktest.Sample(3, 0))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro := open(t, old, Options{ReadOnly: true})
+	if got, err := ro.Summaries(ctx, sinks.SummaryQuery{DeviceID: 3}); err != nil || got != nil {
+		t.Errorf("summaries of a store without any: %v, %v", got, err)
+	}
+	ro.Close()
+
+	dir := t.TempDir()
+	s = open(t, dir, Options{})
+	want := []records.Summary{sinktest.SampleSummary(3, 0), sinktest.SampleSummary(3, 1)}
+	if err := s.WriteSummaries(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, s, sinktest.Sample(3, 0))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro = open(t, dir, Options{ReadOnly: true})
+	defer ro.Close()
+	got, err := ro.Summaries(ctx, sinks.SummaryQuery{DeviceID: 3})
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("read-only summaries = %+v, %v; want %+v", got, err, want)
+	}
+	if n, err := ro.Count(ctx, 3); err != nil || n != len(sinktest.Sample(3, 0)) {
+		t.Errorf("readings beside the summaries: %d, %v", n, err)
+	}
+	if err := ro.WriteSummaries(ctx, want); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("WriteSummaries on a read-only store: %v", err)
 	}
 }

@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) sinks.Store) {
 		{"IdempotentRewrite", testIdempotentRewrite},
 		{"IdentityDistinguishes", testIdentityDistinguishes},
 		{"QueryBounds", testQueryBounds},
+		{"Paging", testPaging},
 		{"OtherDevicesInvisible", testOtherDevicesInvisible},
 		{"EmptyWrite", testEmptyWrite},
 		{"ConcurrentWriters", testConcurrentWriters},
@@ -41,14 +42,25 @@ func Run(t *testing.T, open func(t *testing.T) sinks.Store) {
 		{"LargeBatch", testLargeBatch},
 		{"HighDeviceIDs", testHighDeviceIDs},
 	}
+	runEach(t, open, tests)
+}
+
+// runEach runs each test as a subtest on a store that open returns, closed
+// when the subtest ends if it has a Close method.
+func runEach[S any](t *testing.T, open func(t *testing.T) S, tests []struct {
+	name string
+	fn   func(t *testing.T, s S)
+}) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
+			if c, ok := any(s).(interface{ Close() error }); ok {
+				t.Cleanup(func() {
+					if err := c.Close(); err != nil {
+						t.Errorf("Close: %v", err)
+					}
+				})
+			}
 			tc.fn(t, s)
 		})
 	}
@@ -117,16 +129,17 @@ func sorted(rs []records.Reading) []records.Reading {
 	return out
 }
 
-// equal reports the first difference between got and want.
-func equal(t *testing.T, what string, got, want []records.Reading) {
+// equal reports the first difference between got and want, rows of the
+// same store.
+func equal[T any](t *testing.T, what string, got, want []T) {
 	t.Helper()
 	if len(got) != len(want) {
-		t.Errorf("%s: got %d readings, want %d\ngot:  %+v\nwant: %+v", what, len(got), len(want), got, want)
+		t.Errorf("%s: got %d rows, want %d\ngot:  %+v\nwant: %+v", what, len(got), len(want), got, want)
 		return
 	}
 	for i := range got {
 		if !reflect.DeepEqual(got[i], want[i]) {
-			t.Errorf("%s: reading %d:\ngot:  %+v\nwant: %+v", what, i, got[i], want[i])
+			t.Errorf("%s: row %d:\ngot:  %+v\nwant: %+v", what, i, got[i], want[i])
 			return
 		}
 	}
@@ -223,6 +236,81 @@ func testQueryBounds(t *testing.T, s sinks.Store) {
 		got := query(t, s, c.q)
 		equal(t, c.name, got, c.want)
 	}
+}
+
+// testPaging pages through three days of a device's rows, newest first
+// and oldest first, each page resuming after the last row of the one
+// before; two rows share each millisecond, one with the largest CRC.
+func testPaging(t *testing.T, s sinks.Store) {
+	const dev = 43
+	const dayMs = 24 * 60 * 60 * 1000
+	var all []records.Reading
+	for day := uint64(0); day < 3; day++ {
+		for i := uint64(0); i < 7; i++ {
+			for _, crc := range []uint32{math.MaxUint32, 7} {
+				all = append(all, records.Reading{DeviceID: dev, TimeMs: baseMs + day*dayMs + i*1000, ContentCRC: crc,
+					Type: protocol.TypeBattery, BatteryV: float64(i)})
+			}
+		}
+	}
+	write(t, s, all)
+	write(t, s, []records.Reading{{DeviceID: dev + 1, TimeMs: baseMs + 1500, ContentCRC: 1, Type: protocol.TypeBattery}})
+	asc := sorted(all)
+	desc := slices.Clone(asc)
+	slices.Reverse(desc)
+	within := func(rs []records.Reading, from, to uint64) []records.Reading {
+		var out []records.Reading
+		for _, r := range rs {
+			if r.TimeMs >= from && r.TimeMs < to {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	page := func(q sinks.Query) [][]records.Reading {
+		var pages [][]records.Reading
+		for n := 0; ; n++ {
+			if n > len(all) {
+				t.Fatalf("%+v: more pages than rows", q)
+			}
+			got := query(t, s, q)
+			if len(got) > q.Limit {
+				t.Fatalf("%+v: %d rows, over the limit", q, len(got))
+			}
+			if len(got) == 0 {
+				return pages
+			}
+			pages = append(pages, got)
+			last := got[len(got)-1]
+			q.After = &sinks.Position{TimeMs: last.TimeMs, ContentCRC: last.ContentCRC}
+		}
+	}
+	from, to := uint64(baseMs+3000), uint64(baseMs+2*dayMs+5000)
+	for _, c := range []struct {
+		name string
+		q    sinks.Query
+		want []records.Reading
+	}{
+		{"newest first", sinks.Query{DeviceID: dev, Newest: true, Limit: 4}, desc},
+		{"newest first, one a page", sinks.Query{DeviceID: dev, Newest: true, Limit: 1}, desc},
+		{"newest first in a range", sinks.Query{DeviceID: dev, Newest: true, Limit: 5, From: msTime(from), To: msTime(to)}, within(desc, from, to)},
+		{"oldest first in a range", sinks.Query{DeviceID: dev, Limit: 5, From: msTime(from), To: msTime(to)}, within(asc, from, to)},
+		{"oldest first", sinks.Query{DeviceID: dev, Limit: 3}, asc},
+	} {
+		pages := page(c.q)
+		if want := (len(c.want) + c.q.Limit - 1) / c.q.Limit; len(pages) != want {
+			t.Errorf("%s: %d pages, want %d", c.name, len(pages), want)
+		}
+		for i, p := range pages[:max(len(pages)-1, 0)] {
+			if len(p) != c.q.Limit {
+				t.Errorf("%s: page %d has %d rows, want a full page of %d", c.name, i, len(p), c.q.Limit)
+			}
+		}
+		equal(t, c.name, slices.Concat(pages...), c.want)
+	}
+	// A cursor past the range's end, newest first, starts at the end.
+	equal(t, "after beyond to", query(t, s, sinks.Query{DeviceID: dev, Newest: true, From: msTime(from), To: msTime(to),
+		After: &sinks.Position{TimeMs: baseMs + 9*dayMs}}), within(desc, from, to))
 }
 
 func testOtherDevicesInvisible(t *testing.T, s sinks.Store) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/tester"
 	"github.com/watershed-io/watershed/codecs/records"
@@ -49,8 +50,11 @@ func New(tb testing.TB, topo *topology.Topology, groups ...string) *Driver {
 	d := &Driver{tb: tb, topo: topo, gt: tester.New(tb), trackers: map[string]*tester.QueueTracker{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var done []chan error
-	for _, p := range procs {
-		gp, err := p.NewGokaProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}))
+	for i, p := range procs {
+		building := true
+		gp, err := p.NewGokaProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}),
+			goka.WithConsumerSaramaBuilder(d.consumers(i, &building)))
+		building = false
 		if err != nil {
 			cancel()
 			tb.Fatalf("topologytest: %v", err)
@@ -78,6 +82,28 @@ func New(tb testing.TB, topo *topology.Topology, groups ...string) *Driver {
 		d.trackers[name] = d.gt.NewQueueTracker(name)
 	}
 	return d
+}
+
+// consumers returns the sarama consumer builder of processor i. goka
+// builds a processor's lookup views while the processor is built
+// (*building), with the processor's client ID, and the processor's own
+// consumer (its table and joins) when it runs. The tester's consumer of a
+// client takes one partition consumer per topic, so a processor that both
+// joins and looks up a table had its view and its join race for the
+// table's topic, and the loser failed ("Got duplicate consume partition").
+// Each view gets a client of its own instead, as a separate sarama
+// consumer would have with Kafka. The clients are registered while the
+// processor is built, before any Send waits for the tester's clients.
+func (d *Driver) consumers(i int, building *bool) goka.SaramaConsumerBuilder {
+	views := 0
+	return func(brokers []string, clientID string) (sarama.Consumer, error) {
+		if *building {
+			views++
+			gg := goka.DefineGroup(goka.Group("topologytest-lookup-" + strconv.Itoa(i) + "-" + strconv.Itoa(views)))
+			clientID = d.gt.RegisterGroupGraph(gg)
+		}
+		return d.gt.ConsumerBuilder()(brokers, clientID)
+	}
 }
 
 // Send encodes v with s's codec and delivers it to s's consumers, then

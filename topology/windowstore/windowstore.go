@@ -1,0 +1,550 @@
+// Package windowstore is a windowed store on goleveldb: per key, windows
+// identified by their start time, each with an end time and a value, kept
+// in time segments so that retention drops whole segments.
+//
+// # Layout
+//
+// A window belongs to the segment of its start time, start /
+// SegmentInterval; each segment is its own leveldb database in
+// Dir/seg-<segment start ms>. Retention therefore removes a directory
+// (Expire), never rewrites or deletes keys one by one, and a store's size
+// is bounded by the segments its retention keeps.
+//
+// Inside a segment a window is stored under its own key, the record key
+// (length-prefixed, so that "a" and "ab" never share a range) followed by
+// its start, so a record updates one window without reading or rewriting
+// the key's others:
+//
+//	'w' uvarint(len(key)) key start(8 bytes)  ->  end(8 bytes) value
+//	'e' end(8 bytes) uvarint(len(key)) key start(8 bytes)  ->  (empty)
+//
+// The second entry indexes windows by end time: Ending visits the windows
+// that end in a range, in end order, reading index entries of those
+// windows only (plus one seek per segment), whatever else the store holds;
+// a stream-time clock closes due windows with it at a cost in proportion
+// to the due ones. Times are Unix milliseconds, big-endian, non-negative.
+//
+// # Changelog
+//
+// Put and Delete return the Change they made, which the caller writes to
+// the store's changelog topic (ChangeKey, ChangeValue); Restore applies
+// changes read back from it, tombstones included, and is idempotent, so a
+// store rebuilt from the topic equals the one that wrote it. Windows older
+// than the retention may come back in a restore (a compacted topic keeps
+// them): call Expire with the restored stream time afterwards.
+//
+// Writes are not fsynced (Options.Sync): the changelog is the durable copy,
+// as it is for goka's tables.
+package windowstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/filter"
+	"github.com/syndtr/goleveldb/leveldb/iterator"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/util"
+)
+
+// Errors of the store.
+var (
+	// ErrExpired is returned by Put for a window whose segment retention
+	// has dropped: the window is later than the retention allows.
+	ErrExpired = errors.New("windowstore: window older than the retention")
+	// ErrClosed is wrapped by the errors of calls on a closed Store.
+	ErrClosed = errors.New("windowstore: closed")
+	// ErrTime is returned for a negative time or an end before the start.
+	ErrTime = errors.New("windowstore: window times out of range")
+)
+
+// Options configure a Store.
+type Options struct {
+	// Dir holds the segments' databases (required; created if missing).
+	Dir string
+	// SegmentInterval is the span of window start times of one segment, in
+	// milliseconds (required). Retention drops segments whole, so it is the
+	// granularity of retention: a few per retention period.
+	SegmentInterval int64
+	// Retention is how long, in milliseconds of stream time, a segment is
+	// kept after its last start time: Expire(t) drops the segments whose
+	// start times all lie before t - Retention. It must cover the longest
+	// window and its grace period (required, positive).
+	Retention int64
+	// Sync fsyncs every write. Off by default: the changelog is the
+	// durable copy.
+	Sync bool
+}
+
+// Window is one stored window of a key.
+type Window struct {
+	Key        []byte
+	Start, End int64
+	Value      []byte
+}
+
+// Change is one changelog record: the window (Key, Start) now has End and
+// Value, or is deleted when Value is nil.
+type Change struct {
+	Key        []byte
+	Start, End int64
+	Value      []byte
+}
+
+// Store is a windowed store. It is safe for concurrent use.
+type Store struct {
+	opts Options
+	wo   *opt.WriteOptions
+
+	mu       sync.RWMutex
+	segments map[int64]*leveldb.DB // by segment number
+	// expiredBelow is the first segment number still kept: Expire dropped
+	// every one below it.
+	expiredBelow int64
+	closed       bool
+
+	// scanned counts the index entries Ending read (tests check that it
+	// reads only what it returns).
+	scanned int64
+}
+
+// segmentPrefix starts a segment's directory name.
+const segmentPrefix = "seg-"
+
+// Open opens the store in opts.Dir with the segments already there.
+func Open(opts Options) (*Store, error) {
+	if opts.Dir == "" || opts.SegmentInterval <= 0 || opts.Retention <= 0 {
+		return nil, errors.New("windowstore: Options need Dir, a positive SegmentInterval and a positive Retention")
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("windowstore: %w", err)
+	}
+	s := &Store{opts: opts, wo: &opt.WriteOptions{Sync: opts.Sync}, segments: map[int64]*leveldb.DB{}, expiredBelow: math.MinInt64}
+	entries, err := os.ReadDir(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("windowstore: %w", err)
+	}
+	for _, e := range entries {
+		startMs, ok := strings.CutPrefix(e.Name(), segmentPrefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		ms, err := strconv.ParseInt(startMs, 10, 64)
+		if err != nil || ms%opts.SegmentInterval != 0 {
+			s.closeAll()
+			return nil, fmt.Errorf("windowstore: %s: not a segment of interval %d ms", e.Name(), opts.SegmentInterval)
+		}
+		db, err := openSegment(filepath.Join(opts.Dir, e.Name()))
+		if err != nil {
+			s.closeAll()
+			return nil, err
+		}
+		s.segments[ms/opts.SegmentInterval] = db
+	}
+	return s, nil
+}
+
+// openSegment opens (or creates) one segment's database.
+func openSegment(dir string) (*leveldb.DB, error) {
+	db, err := leveldb.OpenFile(dir, &opt.Options{Filter: filter.NewBloomFilter(10)})
+	if err != nil {
+		return nil, fmt.Errorf("windowstore: open segment %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// segmentDir returns the directory of segment n.
+func (s *Store) segmentDir(n int64) string {
+	return filepath.Join(s.opts.Dir, segmentPrefix+strconv.FormatInt(n*s.opts.SegmentInterval, 10))
+}
+
+// segmentOf returns the segment number of a window start.
+func (s *Store) segmentOf(start int64) int64 { return start / s.opts.SegmentInterval }
+
+// segment returns segment n, opening it when create is set and it does not
+// exist; nil when it does not exist (or is expired). The caller holds s.mu
+// (exclusively when create is set).
+func (s *Store) segment(n int64, create bool) (*leveldb.DB, error) {
+	if db := s.segments[n]; db != nil || !create {
+		return db, nil
+	}
+	db, err := openSegment(s.segmentDir(n))
+	if err != nil {
+		return nil, err
+	}
+	s.segments[n] = db
+	return db, nil
+}
+
+// appendKey appends the length-prefixed record key.
+func appendKey(b, key []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	return append(b, key...)
+}
+
+// windowKey returns the key of window (key, start).
+func windowKey(key []byte, start int64) []byte {
+	b := appendKey(append(make([]byte, 0, 1+binary.MaxVarintLen64+len(key)+8), 'w'), key)
+	return binary.BigEndian.AppendUint64(b, uint64(start))
+}
+
+// indexKey returns the end-time index entry of window (key, start).
+func indexKey(end int64, key []byte, start int64) []byte {
+	b := binary.BigEndian.AppendUint64(append(make([]byte, 0, 1+8+binary.MaxVarintLen64+len(key)+8), 'e'), uint64(end))
+	b = appendKey(b, key)
+	return binary.BigEndian.AppendUint64(b, uint64(start))
+}
+
+// Put sets window (key, start) to end and value, replacing what it held,
+// and returns the change to write to the changelog. A window in a segment
+// that Expire dropped is refused with ErrExpired.
+func (s *Store) Put(key []byte, start, end int64, value []byte) (Change, error) {
+	if start < 0 || end < start {
+		return Change{}, fmt.Errorf("%w: [%d, %d)", ErrTime, start, end)
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	c := Change{Key: key, Start: start, End: end, Value: value}
+	return c, s.apply(c, false)
+}
+
+// Delete removes window (key, start), if there is one, and returns the
+// tombstone to write to the changelog.
+func (s *Store) Delete(key []byte, start int64) (Change, error) {
+	if start < 0 {
+		return Change{}, fmt.Errorf("%w: start %d", ErrTime, start)
+	}
+	c := Change{Key: key, Start: start}
+	return c, s.apply(c, false)
+}
+
+// Restore applies a change read from the changelog. Applying it again
+// changes nothing. A change of an expired segment is skipped.
+func (s *Store) Restore(c Change) error {
+	if c.Start < 0 || (c.Value != nil && c.End < c.Start) {
+		return fmt.Errorf("%w: [%d, %d)", ErrTime, c.Start, c.End)
+	}
+	return s.apply(c, true)
+}
+
+// apply writes c: the window and its index entry in one batch, and the old
+// index entry removed when the end moved.
+func (s *Store) apply(c Change, restoring bool) error {
+	n := s.segmentOf(c.Start)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if n < s.expiredBelow {
+		if restoring {
+			return nil
+		}
+		return fmt.Errorf("%w: window at %d ms", ErrExpired, c.Start)
+	}
+	db, err := s.segment(n, c.Value != nil)
+	if err != nil || db == nil {
+		return err
+	}
+	wk := windowKey(c.Key, c.Start)
+	old, err := db.Get(wk, nil)
+	switch {
+	case errors.Is(err, leveldb.ErrNotFound):
+		old = nil
+	case err != nil:
+		return fmt.Errorf("windowstore: read window: %w", err)
+	case len(old) < 8:
+		return fmt.Errorf("windowstore: corrupt window %x", wk)
+	}
+	b := new(leveldb.Batch)
+	if old != nil {
+		oldEnd := int64(binary.BigEndian.Uint64(old))
+		if c.Value == nil || oldEnd != c.End {
+			b.Delete(indexKey(oldEnd, c.Key, c.Start))
+		}
+	}
+	if c.Value == nil {
+		if old == nil {
+			return nil
+		}
+		b.Delete(wk)
+	} else {
+		b.Put(wk, append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(c.Value)), uint64(c.End)), c.Value...))
+		b.Put(indexKey(c.End, c.Key, c.Start), nil)
+	}
+	if err := db.Write(b, s.wo); err != nil {
+		return fmt.Errorf("windowstore: write window: %w", err)
+	}
+	return nil
+}
+
+// Fetch returns key's windows that start in [from, to), ordered by start.
+func (s *Store) Fetch(key []byte, from, to int64) ([]Window, error) {
+	if from < 0 {
+		from = 0
+	}
+	if to <= from {
+		return nil, nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	prefix := appendKey([]byte{'w'}, key)
+	var out []Window
+	for _, n := range s.segmentsBetween(s.segmentOf(from), s.segmentOf(to-1)) {
+		r := &util.Range{
+			Start: binary.BigEndian.AppendUint64(slices.Clone(prefix), uint64(from)),
+			Limit: binary.BigEndian.AppendUint64(slices.Clone(prefix), uint64(to)),
+		}
+		it := s.segments[n].NewIterator(r, nil)
+		for it.Next() {
+			k, v := it.Key(), it.Value()
+			if len(v) < 8 || len(k) != len(prefix)+8 {
+				it.Release()
+				return nil, fmt.Errorf("windowstore: corrupt window %x", k)
+			}
+			out = append(out, Window{Key: slices.Clone(key), Start: int64(binary.BigEndian.Uint64(k[len(prefix):])),
+				End: int64(binary.BigEndian.Uint64(v)), Value: slices.Clone(v[8:])})
+		}
+		it.Release()
+		if err := it.Error(); err != nil {
+			return nil, fmt.Errorf("windowstore: fetch: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// segmentsBetween returns the numbers of the open segments in [lo, hi],
+// ascending. The caller holds s.mu.
+func (s *Store) segmentsBetween(lo, hi int64) []int64 {
+	var ns []int64
+	for n := range s.segments {
+		if n >= lo && n <= hi {
+			ns = append(ns, n)
+		}
+	}
+	slices.Sort(ns)
+	return ns
+}
+
+// Ending calls fn with each window that ends in [from, to), ordered by end
+// (then key and start), until fn returns false. It reads the index entries
+// of those windows only, one seek per segment that may hold them (those
+// starting before to), so a caller closing windows by stream time pays
+// for the due ones, not for all. fn must not call the store's writing
+// methods (the store is locked for reading).
+func (s *Store) Ending(from, to int64, fn func(Window) bool) error {
+	if from < 0 {
+		from = 0
+	}
+	if to <= from {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	// A window ending before to starts before it; later segments hold none.
+	var its []*segmentCursor
+	defer func() {
+		for _, c := range its {
+			c.it.Release()
+		}
+	}()
+	for _, n := range s.segmentsBetween(math.MinInt64, s.segmentOf(to-1)) {
+		r := &util.Range{
+			Start: binary.BigEndian.AppendUint64([]byte{'e'}, uint64(from)),
+			Limit: binary.BigEndian.AppendUint64([]byte{'e'}, uint64(to)),
+		}
+		c := &segmentCursor{db: s.segments[n], it: s.segments[n].NewIterator(r, nil)}
+		its = append(its, c)
+		if err := c.next(); err != nil {
+			return err
+		}
+	}
+	// Merge the segments' index ranges in end order.
+	for {
+		var best *segmentCursor
+		for _, c := range its {
+			if c.ok && (best == nil || bytes.Compare(c.it.Key(), best.it.Key()) < 0) {
+				best = c
+			}
+		}
+		if best == nil {
+			return nil
+		}
+		s.scanned++
+		w, err := best.window()
+		if err != nil {
+			return err
+		}
+		if !fn(w) {
+			return nil
+		}
+		if err := best.next(); err != nil {
+			return err
+		}
+	}
+}
+
+// segmentCursor walks one segment's end-time index.
+type segmentCursor struct {
+	db *leveldb.DB
+	it iterator.Iterator
+	ok bool // it is at an entry
+}
+
+func (c *segmentCursor) next() error {
+	c.ok = c.it.Next()
+	if !c.ok {
+		if err := c.it.Error(); err != nil {
+			return fmt.Errorf("windowstore: ending: %w", err)
+		}
+	}
+	return nil
+}
+
+// window reads the window of the current index entry.
+func (c *segmentCursor) window() (Window, error) {
+	k := c.it.Key()
+	bad := func() (Window, error) { return Window{}, fmt.Errorf("windowstore: corrupt index entry %x", k) }
+	if len(k) < 1+8+1+8 {
+		return bad()
+	}
+	end := int64(binary.BigEndian.Uint64(k[1:]))
+	n, w := binary.Uvarint(k[9:])
+	if w <= 0 || uint64(len(k)) != 9+uint64(w)+n+8 {
+		return bad()
+	}
+	key := slices.Clone(k[9+w : len(k)-8])
+	start := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+	v, err := c.db.Get(windowKey(key, start), nil)
+	if err != nil || len(v) < 8 || int64(binary.BigEndian.Uint64(v)) != end {
+		return Window{}, fmt.Errorf("windowstore: index entry %x without its window: %v", k, err)
+	}
+	return Window{Key: key, Start: start, End: end, Value: v[8:]}, nil
+}
+
+// Expire drops, whole, every segment whose windows all start before
+// streamTime - Retention, and refuses windows there from now on. It
+// returns how many segments it dropped.
+func (s *Store) Expire(streamTime int64) (int, error) {
+	limit := streamTime - s.opts.Retention
+	// Segment n's starts are below (n+1)*interval: it goes when that is at
+	// or before limit.
+	below := floorDiv(limit, s.opts.SegmentInterval)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	if below > s.expiredBelow {
+		s.expiredBelow = below
+	}
+	dropped := 0
+	for n, db := range s.segments {
+		if n >= below {
+			continue
+		}
+		if err := db.Close(); err != nil {
+			return dropped, fmt.Errorf("windowstore: close segment %d: %w", n, err)
+		}
+		delete(s.segments, n)
+		if err := os.RemoveAll(s.segmentDir(n)); err != nil {
+			return dropped, fmt.Errorf("windowstore: remove segment %d: %w", n, err)
+		}
+		dropped++
+	}
+	return dropped, nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// Segments returns the start times of the segments on disk, ascending.
+func (s *Store) Segments() []int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ns := s.segmentsBetween(math.MinInt64, math.MaxInt64)
+	for i := range ns {
+		ns[i] *= s.opts.SegmentInterval
+	}
+	return ns
+}
+
+// Close closes every segment. Calls after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.closeAll()
+}
+
+// closeAll closes the open segments.
+func (s *Store) closeAll() error {
+	var errs []error
+	for n, db := range s.segments {
+		if err := db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("windowstore: close segment %d: %w", n, err))
+		}
+		delete(s.segments, n)
+	}
+	return errors.Join(errs...)
+}
+
+// ChangeKey returns the changelog record key of c: the length-prefixed
+// record key and the window start, so that a compacted changelog keeps the
+// newest change of each window.
+func ChangeKey(c Change) []byte {
+	return binary.BigEndian.AppendUint64(appendKey(nil, c.Key), uint64(c.Start))
+}
+
+// ChangeValue returns the changelog record value of c: nil (a tombstone)
+// for a deletion, else the end (8 bytes big-endian) and the value.
+func ChangeValue(c Change) []byte {
+	if c.Value == nil {
+		return nil
+	}
+	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(c.Value)), uint64(c.End)), c.Value...)
+}
+
+// ParseChange returns the change of a changelog record written with
+// ChangeKey and ChangeValue.
+func ParseChange(key, value []byte) (Change, error) {
+	n, w := binary.Uvarint(key)
+	if w <= 0 || uint64(len(key)) != uint64(w)+n+8 {
+		return Change{}, fmt.Errorf("windowstore: malformed changelog key %x", key)
+	}
+	c := Change{Key: slices.Clone(key[w : len(key)-8]), Start: int64(binary.BigEndian.Uint64(key[len(key)-8:]))}
+	if value == nil {
+		return c, nil
+	}
+	if len(value) < 8 {
+		return Change{}, fmt.Errorf("windowstore: malformed changelog value of %d bytes", len(value))
+	}
+	c.End = int64(binary.BigEndian.Uint64(value))
+	c.Value = slices.Clone(value[8:])
+	return c, nil
+}
