@@ -15,15 +15,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/internal/serve"
-	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/views"
 )
 
 // runView implements `watershed view`: the view API over the device-state
 // table of an external Kafka. Any number of view servers may run.
-func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func runView(ctx context.Context, groups *assembly.Registry, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("view", "view --brokers B [--addr A] [--keys-file F] [flags]", stderr)
 	addr := fs.String("addr", envOr("WATERSHED_VIEW_ADDR", "127.0.0.1:8081"), "address of the view API and its /healthz, /readyz (env WATERSHED_VIEW_ADDR)")
 	opsAddr := registerOpsAddr(fs, defaultViewOpsAddr)
@@ -33,10 +33,10 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	viewKey := newSecretFlag(fs, "view-key", views.KeyEnv, "view key", fmt.Sprintf("one full-scope API key (or its SHA-256, sha256:HEX), at least %d characters", views.MinKeyLength), "")
 	authRate := fs.Float64("auth-failure-rate", views.DefaultAuthFailureRate, "failed authentications a second a client address may make, sustained; past them it is answered 429; negative: no limit")
 	authBurst := fs.Int("auth-failure-burst", views.DefaultAuthFailureBurst, "failed authentications a client address may make at once")
-	var pf pipelineFlags
+	var pf settingsFlags
 	var kf kafkaFlags
 	var sf serverFlags
-	pf.register(fs)
+	pf.register(fs, groups)
 	kf.register(fs)
 	sf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
@@ -63,7 +63,11 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 2
 	}
-	p := processors.New(pf.config())
+	p, err := pf.build(nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 2
+	}
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1

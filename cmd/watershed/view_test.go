@@ -25,7 +25,7 @@ func TestViewRefusesShortKeys(t *testing.T) {
 	}
 	run := func(args ...string) (int, string) {
 		var out, errb bytes.Buffer
-		code := runView(context.Background(), append([]string{"--brokers", "127.0.0.1:1"}, args...), strings.NewReader(""), &out, &errb)
+		code := runView(context.Background(), registry(), append([]string{"--brokers", "127.0.0.1:1"}, args...), strings.NewReader(""), &out, &errb)
 		return code, out.String() + errb.String()
 	}
 	if code, out := run("--keys-file", keys); code != 2 || !strings.Contains(out, keys+" line 3") || !strings.Contains(out, "shorter than 24") || strings.Contains(out, short) {
