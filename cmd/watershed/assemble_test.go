@@ -21,6 +21,7 @@ import (
 	"github.com/watershed-io/watershed/examples/speeding"
 	"github.com/watershed-io/watershed/internal/poll"
 	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/settings"
 	"github.com/watershed-io/watershed/topology"
 )
 
@@ -317,5 +318,64 @@ func TestNoCommandDeclaresItsOwnPipeline(t *testing.T) {
 		if bytes.Contains(src, []byte("processors.New(")) {
 			t.Errorf("%s declares the pipeline with processors.New instead of the registry", f)
 		}
+	}
+}
+
+// tail shows a table's deletion as null and a topic without a declared
+// codec (a loop or retry topic) in hex.
+func TestTailRecordForms(t *testing.T) {
+	a, err := registry().Build(processors.Config{}, settings.Values{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	table, err := a.Topic("device-state-table")
+	if err != nil || !table.Table {
+		t.Fatalf("device-state-table: %+v, %v", table, err)
+	}
+	loop, err := a.Topic("dedupe-loop")
+	if err != nil || loop.Decode != nil {
+		t.Fatalf("dedupe-loop: %+v, %v", loop, err)
+	}
+	for _, c := range []struct {
+		topic assembly.Topic
+		value []byte
+		want  string
+	}{
+		{table, nil, `"value":null`},
+		{loop, []byte{1, 2}, `"value_hex":"0102"`},
+	} {
+		out.Reset()
+		if err := printRecord(enc, c.topic, &sarama.ConsumerMessage{Topic: c.topic.Name, Key: []byte("7"), Value: c.value}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), c.want) {
+			t.Errorf("%s: %s, want %s", c.topic.Name, out.String(), c.want)
+		}
+	}
+	if err := printRecord(enc, table, &sarama.ConsumerMessage{Topic: table.Name, Key: []byte("7"), Value: []byte{0xff}}); err == nil ||
+		!strings.Contains(err.Error(), "not a records.DeviceState") {
+		t.Errorf("a refused table value: %v", err)
+	}
+}
+
+// The guide's registration step shows groups.go as it is, with the
+// example's line added.
+func TestGuideShowsTheRegistration(t *testing.T) {
+	guide, err := os.ReadFile("../../docs/adding-a-processor.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("groups.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const head = "func registry() *assembly.Registry {\n\treturn assembly.New(\n"
+	if !bytes.Contains(src, []byte(head)) {
+		t.Fatalf("groups.go no longer declares the registry as the guide shows:\n%s", src)
+	}
+	if !bytes.Contains(guide, []byte("```go\n"+head+"\t\tspeeding.Group(),\n\t)\n}\n```")) {
+		t.Error("docs/adding-a-processor.md does not show the registration as groups.go has it")
 	}
 }
