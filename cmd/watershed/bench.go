@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/internal/bench"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/topology/tablestore"
@@ -15,7 +16,7 @@ import (
 // runBench implements `watershed bench`: a fixed, seeded workload through
 // the whole pipeline (HTTP edge and every stage), embedded by default, and
 // a report in markdown (and with --json, the JSON report as the last line).
-func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench", "bench [--rate N] [--duration D] [--json] [flags]", stderr)
 	var o bench.Options
 	brokers := fs.String("brokers", "", "run against this Kafka cluster, comma-separated (default: the embedded broker)")
@@ -29,7 +30,6 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.DurationVar(&o.Duration, "duration", 60e9, "measured window")
 	fs.DurationVar(&o.Warmup, "warmup", 10e9, "warmup before the window")
 	fs.IntVar(&o.Workers, "workers", 256, "HTTP sender workers (keep-alive connections)")
-	partitions := fs.Int("partitions", 8, "partitions of every pipeline topic")
 	fs.DurationVar(&o.FlushInterval, "flush-interval", 0, "producers' flush interval (default: the topology's)")
 	fetchMin := fs.Int("fetch-min-bytes", 0, "consumers' fetch minimum in bytes (default: sarama's, 1)")
 	fs.DurationVar(&o.FetchMaxWait, "fetch-max-wait", 0, "consumers' longest fetch wait (default: sarama's, 500ms)")
@@ -39,8 +39,8 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cf.register(fs)
 	fs.StringVar(&o.TableStorage, "table-storage", tablestore.DefaultKind, tableStorageUsage)
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
-	var ff fuseFlag
-	ff.register(fs, false)
+	var sf settingsFlags
+	sf.register(fs, reg)
 	noBaselines := fs.Bool("no-baselines", false, "skip the baselines")
 	dataDir := fs.String("data-dir", "", "folder for tables, view and store (default: a temporary folder, removed after)")
 	jsonOut := fs.Bool("json", false, "print the JSON report as the last line")
@@ -72,10 +72,15 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		fmt.Fprintf(stderr, "watershed bench: %v\n", err)
 		return 2
 	}
-	o.Partitions = int32(*partitions)
+	values, cfg, err := sf.values()
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed bench: %v\n", err)
+		return 2
+	}
+	o.Registry, o.Settings = reg, values
+	o.Partitions, o.Fuse = cfg.Partitions, cfg.Fuse
 	o.FetchMinBytes = int32(*fetchMin)
 	o.NoBaselines = *noBaselines
-	o.Fuse = ff.fuse
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			o.Brokers = append(o.Brokers, b)

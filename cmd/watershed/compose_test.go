@@ -9,12 +9,15 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/settings"
 	"github.com/watershed-io/watershed/views"
 )
 
@@ -43,34 +46,57 @@ var (
 	flagName       = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
 )
 
-// help returns the -h text of a subcommand.
+// help returns the -h text of a subcommand of the binary.
 func help(t *testing.T, name string) string {
 	t.Helper()
+	return helpOf(registry(), name)
+}
+
+// helpOf returns the -h text of a subcommand on registry reg.
+func helpOf(reg *assembly.Registry, name string) string {
 	var out, errb bytes.Buffer
-	dispatch(context.Background(), []string{name, "-h"}, strings.NewReader(""), &out, &errb)
+	dispatchWith(context.Background(), reg, []string{name, "-h"}, strings.NewReader(""), &out, &errb)
 	return out.String() + errb.String()
 }
 
-// checkGroupsRun checks that where runs every group of the topology with
-// at least two replicas, and no other group; groupsRun counts the replicas
-// of each group it runs.
+// checkGroupsRun checks that where runs every group of the binary's
+// registry with at least two replicas, and no other group.
 func checkGroupsRun(t *testing.T, where string, groupsRun map[string]int) {
 	t.Helper()
-	for _, g := range processors.New(processors.Config{}).Topology.Groups() {
-		if groupsRun[g] < 2 {
-			t.Errorf("group %s runs %d replicas in %s, want 2 or more", g, groupsRun[g], where)
-		}
-	}
-	for g := range groupsRun {
-		if !slices.Contains(processors.New(processors.Config{}).Topology.Groups(), g) {
-			t.Errorf("%s runs unknown group %q", where, g)
-		}
+	for _, p := range groupProblems(t, registry(), where, groupsRun) {
+		t.Error(p)
 	}
 }
 
-// docker-compose.yml parses, and what it asks of the binary is what the
-// binary offers: subcommands, flags, environment variables, groups, ports.
-func TestComposeAgreesWithTheBinary(t *testing.T) {
+// groupProblems says where where does not run every group of the registry
+// with at least two replicas, or runs another group; groupsRun counts the
+// replicas of each group it runs. Added groups are the registry's, so a
+// deployment file that runs an added group is accepted.
+func groupProblems(t *testing.T, reg *assembly.Registry, where string, groupsRun map[string]int) []string {
+	t.Helper()
+	a, err := reg.Build(processors.Config{}, settings.Values{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := a.Topology.Groups()
+	var out []string
+	for _, g := range groups {
+		if groupsRun[g] < 2 {
+			out = append(out, fmt.Sprintf("group %s runs %d replicas in %s, want 2 or more", g, groupsRun[g], where))
+		}
+	}
+	for g := range groupsRun {
+		if !slices.Contains(groups, g) {
+			out = append(out, fmt.Sprintf("%s runs unknown group %q", where, g))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// readCompose parses docker-compose.yml.
+func readCompose(t *testing.T) composeFile {
+	t.Helper()
 	raw, err := os.ReadFile("../../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -79,9 +105,26 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &cf); err != nil {
 		t.Fatalf("docker-compose.yml does not parse: %v", err)
 	}
+	return cf
+}
+
+// docker-compose.yml parses, and what it asks of the binary is what the
+// binary offers: subcommands, flags, environment variables, groups, ports.
+func TestComposeAgreesWithTheBinary(t *testing.T) {
+	for _, p := range composeProblems(t, registry(), readCompose(t), readScrapes(t)) {
+		t.Error(p)
+	}
+}
+
+// composeProblems checks a compose file, and the ports Prometheus scrapes
+// its services on, against the binary built with registry reg.
+func composeProblems(t *testing.T, reg *assembly.Registry, cf composeFile, scraped map[string]string) []string {
+	t.Helper()
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	for _, s := range []string{"kafka", "cassandra", "prometheus", "grafana", "ingest", "view"} {
 		if _, ok := cf.Services[s]; !ok {
-			t.Errorf("no %s service", s)
+			bad("no %s service", s)
 		}
 	}
 	// Variables every command reads besides its flags' own.
@@ -94,22 +137,22 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 			continue
 		}
 		if len(svc.Command) == 0 {
-			t.Errorf("%s: no command", name)
+			bad("%s: no command", name)
 			continue
 		}
 		sub := svc.Command[0]
 		if _, ok := cmds[sub]; !ok {
-			t.Errorf("%s: watershed has no %q command", name, sub)
+			bad("%s: watershed has no %q command", name, sub)
 			continue
 		}
-		h := help(t, sub)
+		h := helpOf(reg, sub)
 		flags := flagName.FindAllStringSubmatch(h, -1)
 		known := func(f string) bool {
 			return slices.ContainsFunc(flags, func(m []string) bool { return m[1] == f })
 		}
 		for i, a := range svc.Command[1:] {
 			if f, ok := strings.CutPrefix(a, "--"); ok && !known(f) {
-				t.Errorf("%s: watershed %s has no flag --%s", name, sub, f)
+				bad("%s: watershed %s has no flag --%s", name, sub, f)
 			}
 			if a == "--groups" {
 				for _, g := range strings.Split(svc.Command[i+2], ",") {
@@ -120,7 +163,7 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 		envs := envName.FindAllString(h, -1)
 		for k := range svc.Environment {
 			if !slices.Contains(envs, k) && !slices.Contains(common, k) {
-				t.Errorf("%s: watershed %s does not read %s", name, sub, k)
+				bad("%s: watershed %s does not read %s", name, sub, k)
 			}
 		}
 		if sub == "topology" {
@@ -133,7 +176,7 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 		// operators' listener).
 		_, opsPort, err := net.SplitHostPort(svc.Environment["WATERSHED_OPS_ADDR"])
 		if err != nil {
-			t.Errorf("%s: no operators' listener address in its environment (WATERSHED_OPS_ADDR %q)", name, svc.Environment["WATERSHED_OPS_ADDR"])
+			bad("%s: no operators' listener address in its environment (WATERSHED_OPS_ADDR %q)", name, svc.Environment["WATERSHED_OPS_ADDR"])
 			continue
 		}
 		opsPorts[name] = opsPort
@@ -142,37 +185,49 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 			if v, ok := svc.Environment[k]; ok {
 				_, port, err := net.SplitHostPort(v)
 				if err != nil || port == opsPort {
-					t.Errorf("%s: %s %q: want a port of its own", name, k, v)
+					bad("%s: %s %q: want a port of its own", name, k, v)
 				}
 				checked = port
 			}
 		}
 		if len(svc.Healthcheck.Test) == 0 {
-			t.Errorf("%s: no health check", name)
+			bad("%s: no health check", name)
 		} else if u, err := url.Parse(svc.Healthcheck.Test[len(svc.Healthcheck.Test)-1]); err != nil || u.Port() != checked || u.Path != "/readyz" {
-			t.Errorf("%s: health check %v does not ask /readyz on port %s", name, svc.Healthcheck.Test, checked)
+			bad("%s: health check %v does not ask /readyz on port %s", name, svc.Healthcheck.Test, checked)
 		}
 		public := []string{checked}
 		if v, ok := svc.Environment["WATERSHED_CONSOLE_ADDR"]; ok {
 			_, port, err := net.SplitHostPort(v)
 			if err != nil || port == opsPort || port == checked {
-				t.Errorf("%s: WATERSHED_CONSOLE_ADDR %q: want a port of its own", name, v)
+				bad("%s: WATERSHED_CONSOLE_ADDR %q: want a port of its own", name, v)
 			}
 			public = append(public, port)
 		}
 		for _, p := range svc.Ports {
 			if !slices.ContainsFunc(public, func(port string) bool { return strings.HasSuffix(p, ":"+port) }) || checked == opsPort {
-				t.Errorf("%s: publishes %s; only a public listener's port (not the operators' %s) may be published", name, p, opsPort)
+				bad("%s: publishes %s; only a public listener's port (not the operators' %s) may be published", name, p, opsPort)
 			}
 		}
 		// Trial defaults of secrets (${VAR:-default}) pass the length
 		// rules of the commands that take them.
 		if m := composeDefault.FindStringSubmatch(svc.Environment[views.KeyEnv]); m != nil && len(m[1]) < views.MinKeyLength {
-			t.Errorf("%s: the default view key %q is shorter than %d characters: watershed view refuses it", name, m[1], views.MinKeyLength)
+			bad("%s: the default view key %q is shorter than %d characters: watershed view refuses it", name, m[1], views.MinKeyLength)
 		}
 	}
-	checkGroupsRun(t, "docker-compose.yml", groupsRun)
+	problems = append(problems, groupProblems(t, reg, "docker-compose.yml", groupsRun)...)
 	// Prometheus scrapes every watershed process on its port.
+	for name, port := range opsPorts {
+		if scraped[name] != port {
+			bad("prometheus scrapes %s on %q, it serves /metrics on its operators' listener, port %s", name, scraped[name], port)
+		}
+	}
+	return problems
+}
+
+// readScrapes returns the port deploy/prometheus/prometheus.yml scrapes
+// each compose service on.
+func readScrapes(t *testing.T) map[string]string {
+	t.Helper()
 	prom, err := os.ReadFile("../../deploy/prometheus/prometheus.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -196,9 +251,5 @@ func TestComposeAgreesWithTheBinary(t *testing.T) {
 			}
 		}
 	}
-	for name, port := range opsPorts {
-		if scraped[name] != port {
-			t.Errorf("prometheus scrapes %s on %q, it serves /metrics on its operators' listener, port %s", name, scraped[name], port)
-		}
-	}
+	return scraped
 }

@@ -39,7 +39,7 @@ func TestViewServesTheConsole(t *testing.T) {
 	stderr := &lineWriter{lines: make(chan string, 256)}
 	done := make(chan int, 1)
 	go func() {
-		done <- runView(ctx, []string{"--brokers", strings.Join(b.Addrs(), ","), "--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0",
+		done <- runView(ctx, registry(), []string{"--brokers", strings.Join(b.Addrs(), ","), "--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0",
 			"--data-dir", t.TempDir(), "--partitions", "2", "--console-metrics", metrics.URL + "/metrics",
 			// Nothing answers there: the view starts all the same and
 			// connects at the first read of the history.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/internal/demo"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
@@ -18,7 +19,7 @@ const demoDeviceSecret = "demo-secret"
 
 // runDemo implements `watershed demo`: the whole pipeline in one process on
 // the embedded default, with the device simulator.
-func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func runDemo(ctx context.Context, reg *assembly.Registry, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("demo", "demo [--devices N] [--rate R] [--duration D] [flags]", stderr)
 	devices := fs.Int("devices", 100, "simulated devices (0: no simulator)")
 	rate := fs.Float64("rate", 50, "simulated packages per second across the fleet")
@@ -30,17 +31,21 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	dataDir := fs.String("data-dir", "", "folder for tables, views and the local store (default: a fresh temporary folder, kept after the run)")
 	secretFlag := newSecretFlag(fs, "device-secret", "WATERSHED_DEVICE_SECRET", "device secret", "secret that keys the devices' tokens", demoDeviceSecret)
 	viewKeyFlag := newSecretFlag(fs, "view-key", "WATERSHED_VIEW_KEY", "view key", "full-scope key of the view API", demo.DefaultViewKey)
-	partitions := fs.Int("partitions", envInt("WATERSHED_PARTITIONS", 8), "partitions of every topic (env WATERSHED_PARTITIONS)")
 	seed := fs.Int64("seed", 1, "seed of the simulated fleet")
 	faults := fs.Bool("faults", true, "inject every fault the pipeline must handle")
-	var ff fuseFlag
-	ff.register(fs, false)
+	var sf settingsFlags
+	sf.register(fs, reg)
 	tableKind := fs.String("table-storage", tablestore.DefaultKind, tableStorageUsage)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	if *devices < 0 || *rate <= 0 || *partitions < 1 || *duration < 0 {
-		fmt.Fprintln(stderr, "watershed demo: --devices must be >= 0, --rate > 0, --partitions >= 1, --duration >= 0")
+	if *devices < 0 || *rate <= 0 || *duration < 0 {
+		fmt.Fprintln(stderr, "watershed demo: --devices must be >= 0, --rate > 0, --duration >= 0")
+		return 2
+	}
+	values, _, err := sf.values()
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed demo: %v\n", err)
 		return 2
 	}
 	log := newLogger(stderr)
@@ -70,8 +75,8 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	report, err := demo.Run(ctx, demo.Options{
 		Devices: *devices, Rate: *rate, Duration: *duration,
 		IngestAddr: *ingestAddr, ViewAddr: *viewAddr, OpsAddr: *opsAddr, ConsoleAddr: *consoleAddr, DataDir: *dataDir,
-		DeviceSecret: secret, ViewKey: viewKey, Partitions: int32(*partitions),
-		Seed: *seed, Faults: *faults, Fuse: ff.fuse, Out: stdout, Logger: log, TableStorage: ts,
+		DeviceSecret: secret, ViewKey: viewKey, Registry: reg, Settings: values,
+		Seed: *seed, Faults: *faults, Out: stdout, Logger: log, TableStorage: ts,
 		DrainTimeout: 2*time.Minute + *duration,
 	})
 	if err != nil {

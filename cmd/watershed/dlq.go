@@ -15,10 +15,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/edge"
-	"github.com/watershed-io/watershed/processors"
 )
 
 const dlqUsage = `dlq <list|show|stats|replay> [flags]
@@ -34,7 +34,7 @@ Run 'watershed dlq <subcommand> -h' for its flags. See docs/dead-letters.md.`
 // runDLQ implements `watershed dlq list|show|stats|replay`: it reads, counts
 // and replays the dead-letter topic. It exits 0 when done, 1 on a failure
 // (Kafka, a missing record, a failed replay) and 2 on a usage error.
-func runDLQ(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func runDLQ(ctx context.Context, reg *assembly.Registry, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprintf(stderr, "usage: watershed %s\n", dlqUsage)
 		return 2
@@ -44,13 +44,13 @@ func runDLQ(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		fmt.Fprintf(stdout, "usage: watershed %s\n", dlqUsage)
 		return 0
 	case "list":
-		return dlqList(ctx, args[1:], stdout, stderr)
+		return dlqList(ctx, reg, args[1:], stdout, stderr)
 	case "show":
-		return dlqShow(ctx, args[1:], stdout, stderr)
+		return dlqShow(ctx, reg, args[1:], stdout, stderr)
 	case "stats":
-		return dlqStats(ctx, args[1:], stdout, stderr)
+		return dlqStats(ctx, reg, args[1:], stdout, stderr)
 	case "replay":
-		return dlqReplay(ctx, args[1:], stdout, stderr)
+		return dlqReplay(ctx, reg, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "watershed dlq: unknown subcommand %q\n\nusage: watershed %s\n", args[0], dlqUsage)
 	return 2
@@ -59,10 +59,12 @@ func runDLQ(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 // dlqFlags are the flags every dlq subcommand shares: where the topic is
 // and, for all but show, which dead letters to select.
 type dlqFlags struct {
-	kafka  kafkaFlags
-	prefix string
-	topic  string
-	json   bool
+	kafka    kafkaFlags
+	settings settingsFlags
+	topic    string
+	json     bool
+	// pipeline is the declared assembly, once the flags are parsed.
+	pipeline *assembly.Assembly
 
 	stage, reason, device string
 	since, until          string
@@ -73,9 +75,9 @@ type dlqFlags struct {
 	limit                 int
 }
 
-func (f *dlqFlags) register(fs *flag.FlagSet, filters bool) {
+func (f *dlqFlags) register(fs *flag.FlagSet, reg *assembly.Registry, filters bool) {
 	f.kafka.register(fs)
-	fs.StringVar(&f.prefix, "prefix", envOr("WATERSHED_PREFIX", ""), "prefix of every topic and group name (env WATERSHED_PREFIX)")
+	f.settings.register(fs, reg)
 	fs.StringVar(&f.topic, "topic", "", "the dead-letter topic (default the pipeline's, with the prefix)")
 	fs.BoolVar(&f.json, "json", false, "print JSON")
 	if !filters {
@@ -108,17 +110,12 @@ func (f *dlqFlags) register(fs *flag.FlagSet, filters bool) {
 	fs.IntVar(&f.limit, "limit", 0, "stop after this many dead letters (0: no limit)")
 }
 
-// pipeline returns the declared pipeline of the prefix.
-func (f *dlqFlags) pipeline() *processors.Pipeline {
-	return processors.New(processors.Config{Prefix: f.prefix})
-}
-
 // deadLetterTopic returns --topic or the pipeline's dead-letter topic.
 func (f *dlqFlags) deadLetterTopic() string {
 	if f.topic != "" {
 		return f.topic
 	}
-	return f.pipeline().Topology.DeadLetterTopic()
+	return f.pipeline.Topology.DeadLetterTopic()
 }
 
 // filter returns the selection of the flags, with times relative to now.
@@ -126,8 +123,8 @@ func (f *dlqFlags) filter(now time.Time) (dlq.Filter, error) {
 	var out dlq.Filter
 	if f.stage != "" {
 		out.Stages = []string{f.stage}
-		if f.prefix != "" && f.stage != edge.Stage && !strings.HasPrefix(f.stage, f.prefix) {
-			out.Stages = append(out.Stages, f.prefix+f.stage)
+		if prefix := f.pipeline.Config().Prefix; prefix != "" && f.stage != edge.Stage && !strings.HasPrefix(f.stage, prefix) {
+			out.Stages = append(out.Stages, prefix+f.stage)
 		}
 	}
 	out.Reason, out.Device, out.Topic = f.reason, f.device, f.source
@@ -151,14 +148,19 @@ func (f *dlqFlags) filter(now time.Time) (dlq.Filter, error) {
 
 // dlqSetup parses a subcommand's flags and opens the queue. It returns the
 // exit code to stop with, or -1 and the queue (which the caller closes).
-func dlqSetup(name, usage string, args []string, stderr io.Writer, f *dlqFlags, filters bool, extra func(*flag.FlagSet)) (*dlq.Queue, dlq.Filter, int) {
+func dlqSetup(name, usage string, reg *assembly.Registry, args []string, stderr io.Writer, f *dlqFlags, filters bool, extra func(*flag.FlagSet)) (*dlq.Queue, dlq.Filter, int) {
 	fs := newFlagSet("dlq "+name, usage, stderr)
-	f.register(fs, filters)
+	f.register(fs, reg, filters)
 	if extra != nil {
 		extra(fs)
 	}
 	if code := parseFlags(fs, args); code >= 0 {
 		return nil, dlq.Filter{}, code
+	}
+	var err error
+	if f.pipeline, err = f.settings.build(nil); err != nil {
+		fmt.Fprintf(stderr, "watershed dlq %s: %v\n", name, err)
+		return nil, dlq.Filter{}, 2
 	}
 	var filter dlq.Filter
 	if filters {
@@ -182,9 +184,9 @@ func dlqSetup(name, usage string, args []string, stderr io.Writer, f *dlqFlags, 
 	return q, filter, -1
 }
 
-func dlqList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func dlqList(ctx context.Context, reg *assembly.Registry, args []string, stdout, stderr io.Writer) int {
 	var f dlqFlags
-	q, filter, code := dlqSetup("list", "dlq list [flags]", args, stderr, &f, true, nil)
+	q, filter, code := dlqSetup("list", "dlq list [flags]", reg, args, stderr, &f, true, nil)
 	if code >= 0 {
 		return code
 	}
@@ -319,11 +321,11 @@ func decodeValue(out *envelopeJSON, v []byte) {
 	out.ValueHex = hex.EncodeToString(v)
 }
 
-func dlqShow(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func dlqShow(ctx context.Context, reg *assembly.Registry, args []string, stdout, stderr io.Writer) int {
 	var f dlqFlags
 	partition, offset := int64(-1), int64(-1)
 	withHex := false
-	q, _, code := dlqSetup("show", "dlq show --partition P --offset O [flags]", args, stderr, &f, false, func(fs *flag.FlagSet) {
+	q, _, code := dlqSetup("show", "dlq show --partition P --offset O [flags]", reg, args, stderr, &f, false, func(fs *flag.FlagSet) {
 		fs.Int64Var(&partition, "partition", -1, "the dead letter's partition in the dead-letter topic (required)")
 		fs.Int64Var(&offset, "offset", -1, "the dead letter's offset in the dead-letter topic (required)")
 		fs.BoolVar(&withHex, "hex", false, "print the value in hex also when it is a package")
@@ -357,9 +359,9 @@ func dlqShow(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func dlqStats(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func dlqStats(ctx context.Context, reg *assembly.Registry, args []string, stdout, stderr io.Writer) int {
 	var f dlqFlags
-	q, filter, code := dlqSetup("stats", "dlq stats [flags]", args, stderr, &f, true, nil)
+	q, filter, code := dlqSetup("stats", "dlq stats [flags]", reg, args, stderr, &f, true, nil)
 	if code >= 0 {
 		return code
 	}
@@ -421,14 +423,10 @@ func writeCounts(b *strings.Builder, title string, counts map[string]int) {
 	}
 }
 
-func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func dlqReplay(ctx context.Context, reg *assembly.Registry, args []string, stdout, stderr io.Writer) int {
 	var f dlqFlags
-	var fuse fuseFlag
 	opts := dlq.ReplayOptions{DryRun: true}
-	q, filter, code := dlqSetup("replay", "dlq replay [--dry-run=false] [flags]", args, stderr, &f, true, func(fs *flag.FlagSet) {
-		// The fusion decides which topics have a consumer: a stage fused
-		// away has no input topic, so its dead letters cannot go back.
-		fuse.register(fs, true)
+	q, filter, code := dlqSetup("replay", "dlq replay [--dry-run=false] [flags]", reg, args, stderr, &f, true, func(fs *flag.FlagSet) {
 		fs.BoolVar(&opts.DryRun, "dry-run", true, "list what would be replayed and write nothing; --dry-run=false replays")
 		fs.BoolVar(&opts.IncludeEdge, "include-edge", false, "also replay the ingest edge's rejections (malformed packages the decode stage rejects again unless the cause was fixed)")
 		fs.IntVar(&opts.MaxAttempts, "max-attempts", 0, "refuse dead letters with at least this many attempts (0: no limit)")
@@ -437,13 +435,10 @@ func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return code
 	}
 	defer q.Close()
-	fusion, err := fuse.value()
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
+	// The fusion (--fuse) decides which topics have a consumer: a stage
+	// fused away has no input topic, so its dead letters cannot go back.
 	dead := q.Topic()
-	for _, t := range processors.New(processors.Config{Prefix: f.prefix, Fuse: fusion}).Topology.Topics() {
+	for _, t := range f.pipeline.Topology.Topics() {
 		if t != dead {
 			opts.Topics = append(opts.Topics, t)
 		}

@@ -94,7 +94,7 @@ func (c *dlqTestCluster) run(t *testing.T, args ...string) (code int, stdout, st
 	t.Helper()
 	var out, errOut bytes.Buffer
 	all := append([]string{args[0], "--brokers", c.brokers, "--prefix", "x."}, args[1:]...)
-	code = runDLQ(context.Background(), all, strings.NewReader(""), &out, &errOut)
+	code = runDLQ(context.Background(), registry(), all, strings.NewReader(""), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -249,14 +249,14 @@ func TestDLQUsage(t *testing.T) {
 		}
 	}
 	var out, errOut bytes.Buffer
-	if code := runDLQ(context.Background(), nil, nil, &out, &errOut); code != 2 {
+	if code := runDLQ(context.Background(), registry(), nil, nil, &out, &errOut); code != 2 {
 		t.Errorf("no subcommand: exit %d", code)
 	}
-	if code := runDLQ(context.Background(), []string{"purge"}, nil, &out, &errOut); code != 2 {
+	if code := runDLQ(context.Background(), registry(), []string{"purge"}, nil, &out, &errOut); code != 2 {
 		t.Errorf("unknown subcommand: exit %d", code)
 	}
 	t.Setenv("WATERSHED_KAFKA_BROKERS", "")
-	if code := runDLQ(context.Background(), []string{"list"}, nil, &out, &errOut); code != 2 {
+	if code := runDLQ(context.Background(), registry(), []string{"list"}, nil, &out, &errOut); code != 2 {
 		t.Errorf("no brokers: exit %d", code)
 	}
 	if code, _, _ := c.run(t, "show", "--partition", "0", "--offset", "999"); code != 1 {

@@ -11,11 +11,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/lovoo/goka/storage"
 
+	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/settings"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
@@ -66,22 +67,45 @@ func parseFlags(fs *flag.FlagSet, args []string) int {
 	return -1
 }
 
-// pipelineFlags are the flags that shape the declared pipeline; every
-// process of an installation must agree on them.
-type pipelineFlags struct {
-	prefix       string
-	partitions   int
-	dedupeWindow time.Duration
+// settingsFlags are the declared settings of the pipeline and of every
+// group of the registry (package settings), bound to a command's flags:
+// every process of an installation must agree on them.
+type settingsFlags struct {
+	reg     *assembly.Registry
+	binding *settings.Binding
 }
 
-func (p *pipelineFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&p.prefix, "prefix", envOr("WATERSHED_PREFIX", ""), "prefix of every topic and group name (env WATERSHED_PREFIX)")
-	fs.IntVar(&p.partitions, "partitions", envInt("WATERSHED_PARTITIONS", 8), "partitions of every pipeline topic (env WATERSHED_PARTITIONS)")
-	fs.DurationVar(&p.dedupeWindow, "dedupe-window", 24*time.Hour, "how long message identities are remembered for cross-package dedupe")
+func (s *settingsFlags) register(fs *flag.FlagSet, reg *assembly.Registry) {
+	s.reg = reg
+	s.binding = settings.Bind(fs, reg.Sections(), nil)
 }
 
-func (p *pipelineFlags) config() processors.Config {
-	return processors.Config{Prefix: p.prefix, Partitions: int32(p.partitions), DedupeWindow: p.dedupeWindow}
+// values resolves the settings and returns them with the pipeline's
+// configuration they describe.
+func (s *settingsFlags) values() (settings.Values, processors.Config, error) {
+	v, err := s.binding.Resolve()
+	if err != nil {
+		return v, processors.Config{}, err
+	}
+	cfg := processors.ConfigFrom(v)
+	if cfg.Partitions < 1 {
+		return v, cfg, fmt.Errorf("--partitions %d: want 1 or more", cfg.Partitions)
+	}
+	return v, cfg, nil
+}
+
+// build resolves the settings and declares the assembly; with, when set,
+// adds to the pipeline's configuration what the command runs it with (its
+// store, its logger).
+func (s *settingsFlags) build(with func(*processors.Config)) (*assembly.Assembly, error) {
+	v, cfg, err := s.values()
+	if err != nil {
+		return nil, err
+	}
+	if with != nil {
+		with(&cfg)
+	}
+	return s.reg.Build(cfg, v)
 }
 
 // topicFlags are the settings of the topics a process creates.
@@ -178,31 +202,6 @@ func newLogger(stderr io.Writer) *slog.Logger {
 	}
 	return slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
-
-// fuseFlag is --fuse, the pipeline's stage fusion (processors.Fusion).
-type fuseFlag struct {
-	fuse processors.Fusion
-	// envErr is WATERSHED_FUSE's parse error, reported after the flags.
-	envErr error
-}
-
-// register adds --fuse to fs; with env, its default is WATERSHED_FUSE.
-func (f *fuseFlag) register(fs *flag.FlagSet, env bool) {
-	usage := "stages to fuse into the group after them: none, all, or a comma-separated list of decode (into dedupe) and alerts (into device-state); every process of an installation must agree"
-	if env {
-		usage += " (env WATERSHED_FUSE)"
-	}
-	fs.TextVar(&f.fuse, "fuse", processors.FuseNone, usage)
-	// The environment's value is set after TextVar, which sets the default.
-	if v, ok := os.LookupEnv("WATERSHED_FUSE"); ok && env {
-		if err := f.fuse.UnmarshalText([]byte(v)); err != nil {
-			f.envErr = fmt.Errorf("WATERSHED_FUSE: %w", err)
-		}
-	}
-}
-
-// value returns the fusion, or WATERSHED_FUSE's error.
-func (f *fuseFlag) value() (processors.Fusion, error) { return f.fuse, f.envErr }
 
 // tableStorageUsage is the help of --table-storage.
 const tableStorageUsage = "groups' table storage: batched (values and the table offset reach leveldb as one batch every 50 ms; a crash loses at most that, replayed from the table topic) or leveldb (goka's: a journal write per value and per offset)"

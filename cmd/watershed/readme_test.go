@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/watershed-io/watershed/assembly"
+	"github.com/watershed-io/watershed/settings"
 )
 
 func readme(t *testing.T) string {
@@ -33,10 +37,51 @@ func TestReadmeShowsTheDeclaredTopology(t *testing.T) {
 
 var flagLine = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
 
+var update = flag.Bool("update", false, "rewrite the README's generated settings reference")
+
+// settingsReference returns the generated block of the README.
+func settingsReference(t *testing.T, reg *assembly.Registry) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := settings.WriteReference(&b, reg.Sections()); err != nil {
+		t.Fatal(err)
+	}
+	return "<!-- settings:begin -->\n" + b.String() + "<!-- settings:end -->"
+}
+
+var settingsBlock = regexp.MustCompile(`(?s)<!-- settings:begin -->.*<!-- settings:end -->`)
+
+// The README's settings reference is the one the declarations generate.
+func TestReadmeSettingsReference(t *testing.T) {
+	doc := readme(t)
+	want := settingsReference(t, registry())
+	if !settingsBlock.MatchString(doc) {
+		t.Fatal("README.md has no <!-- settings:begin --> ... <!-- settings:end --> block")
+	}
+	if *update {
+		doc = settingsBlock.ReplaceAllLiteralString(doc, want)
+		if err := os.WriteFile("../../README.md", []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if got := settingsBlock.FindString(doc); got != want {
+		t.Errorf("README.md's settings reference differs from the declarations; run go test ./cmd/watershed -run TestReadmeSettingsReference -update\nwant:\n%s", want)
+	}
+}
+
 // Every flag of every command is documented in the README, in its
-// command's section.
+// command's section; a declared setting in the generated settings
+// reference, to which the section links.
 func TestReadmeDocumentsEveryFlag(t *testing.T) {
 	doc := readme(t)
+	isSetting := map[string]bool{settings.ConfigFlag: true}
+	for _, sec := range registry().Sections() {
+		for _, st := range sec.Settings {
+			isSetting[st.Spec().Name] = true
+		}
+	}
+	reference := settingsBlock.FindString(doc)
 	names := make([]string, 0)
 	for name := range commands() {
 		names = append(names, name)
@@ -55,6 +100,15 @@ func TestReadmeDocumentsEveryFlag(t *testing.T) {
 			section = section[:end+3]
 		}
 		for _, m := range flagLine.FindAllStringSubmatch(errb.String()+out.String(), -1) {
+			if isSetting[m[1]] {
+				if !strings.Contains(section, "(#settings)") {
+					t.Errorf("README's watershed %s section does not link the settings it takes (#settings)", name)
+				}
+				if m[1] != settings.ConfigFlag && !strings.Contains(reference, "`--"+m[1]+"`") {
+					t.Errorf("README's settings reference lacks --%s", m[1])
+				}
+				continue
+			}
 			if !strings.Contains(section, "`--"+m[1]+"`") {
 				t.Errorf("README's watershed %s section lacks --%s", name, m[1])
 			}

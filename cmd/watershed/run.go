@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/watershed-io/watershed/assembly"
+	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/sinks"
@@ -25,24 +27,22 @@ import (
 // runRun implements `watershed run`: any subset of the pipeline's processor
 // groups against an external Kafka. Many processes running the same group
 // share its partitions.
-func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "run --brokers B [--groups decode,dedupe,...] [--fuse decode,alerts] [flags]", stderr)
 	groups := fs.String("groups", envOr("WATERSHED_GROUPS", ""), "processor groups to run, comma-separated (default all; env WATERSHED_GROUPS)")
 	dataDir := fs.String("data-dir", envOr("WATERSHED_DATA_DIR", "data"), "folder for the local copies of tables (env WATERSHED_DATA_DIR)")
 	opsAddr := registerOpsAddr(fs, defaultRunOpsAddr)
-	store := fs.String("store", envOr("WATERSHED_STORE", "local"), "where the sink group writes readings: local (a leveldb store in <data-dir>/sink) or cassandra (--cassandra-* flags) (env WATERSHED_STORE)")
+	storeKind := fs.String("store", envOr("WATERSHED_STORE", "local"), "where the sink group writes readings: local (a leveldb store in <data-dir>/sink) or cassandra (--cassandra-* flags) (env WATERSHED_STORE)")
 	hotStandby := fs.Bool("hot-standby", false, "keep a copy of table partitions this process does not own, for fast failover")
 	recoverAhead := fs.Bool("recover-ahead", false, "recover newly assigned table partitions before the rebalance completes")
 	sinkAudit := fs.String("sink-audit", envOr("WATERSHED_SINK_AUDIT", ""), "append a line per record the sink group is handed and per acknowledged store write to this file (for tests that count write calls; env WATERSHED_SINK_AUDIT)")
 	tableKind := fs.String("table-storage", envOr("WATERSHED_TABLE_STORAGE", tablestore.DefaultKind), tableStorageUsage+" (env WATERSHED_TABLE_STORAGE)")
-	var pf pipelineFlags
+	var sf settingsFlags
 	var tf topicFlags
 	var kf kafkaFlags
 	var cf cassandraFlags
-	var ff fuseFlag
-	pf.register(fs)
+	sf.register(fs, reg)
 	tf.register(fs)
-	ff.register(fs, true)
 	kf.register(fs)
 	cf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
@@ -59,23 +59,36 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return 2
 	}
-	cfg := pf.config()
-	cfg.Logger = log
-	if cfg.Fuse, err = ff.value(); err != nil {
-		fmt.Fprintf(stderr, "watershed run: %v\n", err)
-		return 2
+	// The store is opened once the groups are known, and only for the
+	// sink; the pipeline is declared once, with a place for it.
+	var store openedStore
+	var audit *sinks.Audit
+	if *sinkAudit != "" {
+		f, err := os.OpenFile(*sinkAudit, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintf(stderr, "watershed run: sink audit: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		audit = sinks.NewAudit(f)
 	}
-	names := splitList(*groups)
-	probe := processors.New(cfg)
-	selected, err := probe.Topology.Select(names)
+	p, err := sf.build(func(cfg *processors.Config) {
+		cfg.Logger, cfg.Sink, cfg.SinkAudit = log, &store, audit
+	})
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return 2
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	names := splitList(*groups)
+	selected, err := p.Topology.Select(names)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 2
+	}
+	metricsReg := prometheus.NewRegistry()
+	metricsReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	storeFailures := storeFailuresMetric()
-	reg.MustRegister(storeFailures)
+	metricsReg.MustRegister(storeFailures)
 	// The operators' listener comes first, so that a process waiting for
 	// its store is seen alive and not ready.
 	var running atomic.Pointer[topology.Runner]
@@ -85,7 +98,7 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		}
 		return errStoreNotOpen
 	}
-	ops, err := listenOps(*opsAddr, reg, ready, log)
+	ops, err := listenOps(*opsAddr, metricsReg, ready, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return 1
@@ -103,10 +116,10 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return code
 	}
-	for _, p := range selected {
-		if p.Group() == cfg.Prefix+processors.GroupSink {
+	for _, proc := range selected {
+		if proc.Group() == p.Config().Prefix+processors.GroupSink {
 			st, err := openWaiting(ctx, func(ctx context.Context) (sinks.Store, error) {
-				return openStore(ctx, *store, *dataDir, &cf, log)
+				return openStore(ctx, *storeKind, *dataDir, &cf, log)
 			}, defaultStoreWait, storeFailures, log)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -118,19 +131,10 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 				return fail(2, err)
 			}
 			defer st.Close()
-			cfg.Sink = st
-			if *sinkAudit != "" {
-				f, err := os.OpenFile(*sinkAudit, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-				if err != nil {
-					return fail(2, fmt.Errorf("sink audit: %w", err))
-				}
-				defer f.Close()
-				cfg.SinkAudit = sinks.NewAudit(f)
-			}
+			store.set(st)
 		}
 	}
-	p := processors.New(cfg)
-	metrics, err := topology.NewMetrics(reg)
+	metrics, err := topology.NewMetrics(metricsReg)
 	if err != nil {
 		return fail(1, err)
 	}
@@ -138,10 +142,10 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	// deduplicates by the series' labels on aggregation.
 	depth := dlq.NewDepthCollector(k, p.DeadLetters.Name())
 	defer depth.Close()
-	reg.MustRegister(depth)
+	metricsReg.MustRegister(depth)
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
 		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Metrics: metrics,
-		Registerer: reg, Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
+		Registerer: metricsReg, Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
 		TableStorage: ts, Topics: tf.options(),
 	})
 	if err != nil {
@@ -157,6 +161,54 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	log.Info("stopped")
 	return 0
 }
+
+// openedStore is the sink's store, set once it is open: the pipeline is
+// declared before the run knows whether it runs the sink.
+type openedStore struct {
+	st atomic.Pointer[sinks.Store]
+}
+
+func (o *openedStore) set(st sinks.Store) { o.st.Store(&st) }
+
+func (o *openedStore) get() (sinks.Store, error) {
+	if p := o.st.Load(); p != nil {
+		return *p, nil
+	}
+	return nil, processors.ErrNoSink
+}
+
+// Write implements sinks.Store.
+func (o *openedStore) Write(ctx context.Context, rows []records.Reading) error {
+	st, err := o.get()
+	if err != nil {
+		return err
+	}
+	return st.Write(ctx, rows)
+}
+
+// Readings implements sinks.Store.
+func (o *openedStore) Readings(ctx context.Context, q sinks.Query) ([]records.Reading, error) {
+	st, err := o.get()
+	if err != nil {
+		return nil, err
+	}
+	return st.Readings(ctx, q)
+}
+
+// Ping implements sinks.Pinger when the store does.
+func (o *openedStore) Ping(ctx context.Context) error {
+	st, err := o.get()
+	if err != nil {
+		return err
+	}
+	if p, ok := st.(sinks.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// Close does nothing: the run closes the store it opened.
+func (o *openedStore) Close() error { return nil }
 
 // openStore opens the store that the sink group writes to.
 func openStore(ctx context.Context, kind, dataDir string, cf *cassandraFlags, log *slog.Logger) (sinks.Store, error) {

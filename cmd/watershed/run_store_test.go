@@ -58,7 +58,7 @@ func TestRunWaitsForUnreachableStore(t *testing.T) {
 	var stderr syncBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- runRun(ctx, []string{"--brokers", closedAddr(t), "--groups", "sink,sink-retry",
+		code <- runRun(ctx, registry(), []string{"--brokers", closedAddr(t), "--groups", "sink,sink-retry",
 			"--data-dir", t.TempDir(), "--ops-addr", "127.0.0.1:0",
 			"--store", "cassandra", "--cassandra-hosts", closedAddr(t)}, nil, io.Discard, &stderr)
 	}()

@@ -5,36 +5,33 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/topology"
 )
 
 // runTopology implements `watershed topology`: it prints the declared
 // pipeline, or with --plan the topics it would create on a cluster.
-func runTopology(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func runTopology(_ context.Context, reg *assembly.Registry, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("topology", "topology [--format text|mermaid|dot|json] [--fuse decode,alerts] [--plan|--create --brokers B]", stderr)
 	format := fs.String("format", "text", "output format: text, mermaid, dot or json")
 	plan := fs.Bool("plan", false, "print the topic plan against --brokers (a dry run: nothing is created)")
 	create := fs.Bool("create", false, "create the missing topics on --brokers and print the plan (processes also do this when they start)")
-	var pf pipelineFlags
+	var sf settingsFlags
 	var tf topicFlags
 	var kf kafkaFlags
-	var ff fuseFlag
-	pf.register(fs)
+	sf.register(fs, reg)
 	tf.register(fs)
-	ff.register(fs, true)
 	kf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	cfg := pf.config()
-	var err error
-	if cfg.Fuse, err = ff.value(); err != nil {
+	v, cfg, err := sf.values()
+	if err != nil {
 		fmt.Fprintf(stderr, "watershed topology: %v\n", err)
 		return 2
 	}
-	p := processors.New(cfg)
-	if err := p.Topology.Validate(); err != nil {
+	p, err := reg.Build(cfg, v) // validates
+	if err != nil {
 		fmt.Fprintf(stderr, "watershed topology: %v\n", err)
 		return 1
 	}

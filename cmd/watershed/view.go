@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/console"
 	"github.com/watershed-io/watershed/internal/serve"
-	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/views"
@@ -26,7 +26,7 @@ import (
 
 // runView implements `watershed view`: the view API over the device-state
 // table of an external Kafka. Any number of view servers may run.
-func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func runView(ctx context.Context, groups *assembly.Registry, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("view", "view --brokers B [--addr A] [--keys-file F] [flags]", stderr)
 	addr := fs.String("addr", envOr("WATERSHED_VIEW_ADDR", "127.0.0.1:8081"), "address of the view API and its /healthz, /readyz (env WATERSHED_VIEW_ADDR)")
 	opsAddr := registerOpsAddr(fs, defaultViewOpsAddr)
@@ -37,13 +37,13 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	authRate := fs.Float64("auth-failure-rate", views.DefaultAuthFailureRate, "failed authentications a second a client address may make, sustained; past them it is answered 429; negative: no limit")
 	authBurst := fs.Int("auth-failure-burst", views.DefaultAuthFailureBurst, "failed authentications a client address may make at once")
 	historyStore := fs.String("history-store", envOr("WATERSHED_HISTORY_STORE", ""), "answer /v1/devices/{id}/readings and /summaries from this store, read-only: local (<data-dir>/"+sinkSubdir+", not while a writer holds it) or cassandra (--cassandra-* flags); empty: those paths answer 404 (env WATERSHED_HISTORY_STORE)")
-	var pf pipelineFlags
+	var pf settingsFlags
 	var kf kafkaFlags
 	var sf serverFlags
 	var cf cassandraFlags
 	var conf consoleFlags
 	conf.register(fs)
-	pf.register(fs)
+	pf.register(fs, groups)
 	kf.register(fs)
 	sf.register(fs)
 	cf.register(fs)
@@ -90,7 +90,11 @@ func runView(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		}
 		defer history.Close()
 	}
-	p := processors.New(pf.config())
+	p, err := pf.build(nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 2
+	}
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1

@@ -25,7 +25,7 @@ func TestViewRefusesShortKeys(t *testing.T) {
 	}
 	run := func(args ...string) (int, string) {
 		var out, errb bytes.Buffer
-		code := runView(context.Background(), append([]string{"--brokers", "127.0.0.1:1"}, args...), strings.NewReader(""), &out, &errb)
+		code := runView(context.Background(), registry(), append([]string{"--brokers", "127.0.0.1:1"}, args...), strings.NewReader(""), &out, &errb)
 		return code, out.String() + errb.String()
 	}
 	if code, out := run("--keys-file", keys); code != 2 || !strings.Contains(out, keys+" line 3") || !strings.Contains(out, "shorter than 24") || strings.Contains(out, short) {
@@ -53,7 +53,7 @@ func TestViewHistoryStore(t *testing.T) {
 		{"local", "no local store in", 1},
 	} {
 		var out, errb bytes.Buffer
-		code := runView(context.Background(), []string{"--brokers", "127.0.0.1:1", "--data-dir", t.TempDir(), "--ops-addr", "",
+		code := runView(context.Background(), registry(), []string{"--brokers", "127.0.0.1:1", "--data-dir", t.TempDir(), "--ops-addr", "",
 			"--history-store", c.store}, strings.NewReader(""), &out, &errb)
 		if code != c.code || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("--history-store %s: exit %d, %q; want %d with %q", c.store, code, errb.String(), c.code, c.want)

@@ -29,12 +29,14 @@ import (
 	"github.com/IBM/sarama"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/edge"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/internal/poll"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/settings"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
@@ -96,6 +98,13 @@ type Options struct {
 	TableStorage string
 	// Fuse is the pipeline's stage fusion (processors.Config.Fuse).
 	Fuse processors.Fusion
+	// Registry declares the pipeline and the groups added to it (nil: the
+	// pipeline alone); they all run.
+	Registry *assembly.Registry
+	// Settings are the pipeline's and the groups' settings (zero: their
+	// defaults). Partitions and Fuse win over theirs, and a run's prefix
+	// is put before theirs.
+	Settings settings.Values
 	// NoBaselines skips the baselines.
 	NoBaselines bool
 	// MeasureRecovery restarts the groups after the run, on their local
@@ -170,7 +179,7 @@ const deviceSecret = "bench-secret"
 // env is a running pipeline.
 type env struct {
 	kafka    topology.Kafka
-	pipeline *processors.Pipeline
+	pipeline *assembly.Assembly
 	store    sinks.Store
 	runner   *topology.Runner
 	edge     *edge.Edge
@@ -250,7 +259,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		defer ls.Close()
 		store = ls
 	}
-	p := processors.New(processors.Config{Prefix: prefix, Partitions: opts.Partitions, Fuse: opts.Fuse, Sink: measuringStore{Store: store, t: tr}, Logger: log})
+	reg := opts.Registry
+	if reg == nil {
+		reg = assembly.New()
+	}
+	cfg := processors.ConfigFrom(opts.Settings)
+	cfg.Prefix = prefix + cfg.Prefix
+	cfg.Partitions, cfg.Fuse = opts.Partitions, opts.Fuse
+	cfg.Sink, cfg.Logger = measuringStore{Store: store, t: tr}, log
+	p, err := reg.Build(cfg, opts.Settings)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/console"
 	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/edge"
@@ -30,6 +31,7 @@ import (
 	"github.com/watershed-io/watershed/internal/reconcile"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/processors"
+	"github.com/watershed-io/watershed/settings"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
@@ -85,10 +87,17 @@ type Options struct {
 	// DataDir. Run does not close it.
 	Store sinks.Store
 	// Prefix of every topic and group name (processors.Config.Prefix), so
-	// that runs on a shared cluster do not meet.
+	// that runs on a shared cluster do not meet; set, it wins over
+	// Settings, as Partitions and Fuse do.
 	Prefix string
 	// Fuse is the pipeline's stage fusion (processors.Config.Fuse).
 	Fuse processors.Fusion
+	// Registry declares the pipeline and the groups added to it (nil: the
+	// pipeline alone).
+	Registry *assembly.Registry
+	// Settings are the pipeline's and the added groups' settings (zero:
+	// their defaults).
+	Settings settings.Values
 	// TableStorage builds the groups' table storage
 	// (topology.RunnerOptions.TableStorage; nil: the runner's default).
 	TableStorage func(dir string) storage.Builder
@@ -104,8 +113,8 @@ type Demo struct {
 	ConsoleURL string
 	// Kafka reaches the broker: the embedded one, or Options.Kafka.
 	Kafka topology.Kafka
-	// Pipeline is the declared pipeline.
-	Pipeline *processors.Pipeline
+	// Pipeline is the declared pipeline with the registry's groups.
+	Pipeline *assembly.Assembly
 	// Store is the store of readings: a local store, or Options.Store.
 	Store sinks.Store
 	// Runner runs every processor group.
@@ -170,7 +179,25 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		d.Store = st
 	}
 
-	d.Pipeline = processors.New(processors.Config{Prefix: opts.Prefix, Partitions: opts.Partitions, Fuse: opts.Fuse, Sink: d.Store, Logger: log})
+	reg := opts.Registry
+	if reg == nil {
+		reg = assembly.New()
+	}
+	cfg := processors.ConfigFrom(opts.Settings)
+	if opts.Prefix != "" {
+		cfg.Prefix = opts.Prefix
+	}
+	if opts.Partitions != 0 {
+		cfg.Partitions = opts.Partitions
+	}
+	if opts.Fuse != processors.FuseNone {
+		cfg.Fuse = opts.Fuse
+	}
+	cfg.Sink, cfg.Logger = d.Store, log
+	var err error
+	if d.Pipeline, err = reg.Build(cfg, opts.Settings); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
 	if _, err := d.Pipeline.Topology.EnsureTopics(d.Kafka, topology.TopicOptions{}); err != nil {
 		return nil, err
 	}
@@ -293,6 +320,14 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	fmt.Fprintf(opts.Out, "  operators    %s/metrics  %s/readyz  %s/debug/pprof/\n", d.OpsURL, d.OpsURL, d.OpsURL)
 	fmt.Fprintf(opts.Out, "  console      %s  (log in with the view key)\n", d.ConsoleURL)
 	fmt.Fprintf(opts.Out, "  data folder  %s\n", opts.DataDir)
+	// What the added groups write, and how to see it.
+	prefixFlag := ""
+	if cfg.Prefix != "" {
+		prefixFlag = "--prefix " + cfg.Prefix + " "
+	}
+	for _, t := range d.Pipeline.Outputs() {
+		fmt.Fprintf(opts.Out, "  output       watershed tail --brokers %s %s--from-beginning %s\n", d.Kafka.Brokers[0], prefixFlag, t)
+	}
 	if opts.Ready != nil {
 		opts.Ready(d)
 	}
