@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,6 +265,22 @@ func waitUntil(t *testing.T, cond func() error) {
 	}
 }
 
+// stopped returns the error of a run that was told to stop (done receives
+// it), or fails the test with every goroutine's stack when the run has not
+// ended within a minute: a stop that hangs fails its test instead of
+// holding the package until the test binary's timeout.
+func stopped(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Minute):
+		buf := make([]byte, 4<<20)
+		t.Fatalf("the run did not stop within a minute; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
+		return nil
+	}
+}
+
 // partialOutageStore is a memStore that, while down, fails every write as
 // the Cassandra store does when a replica of a replicated keyspace is down
 // (LOCAL_QUORUM cannot be met), while its ping still answers.
@@ -380,7 +397,7 @@ func runSinkOn(t *testing.T, b *embedded.Broker, cfg processors.Config, groups .
 	go func() { done <- r.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := stopped(t, done); err != nil {
 			t.Errorf("run: %v", err)
 		}
 	})
