@@ -49,7 +49,13 @@ func killChild(spec string) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- r.Run(context.Background()) }()
-	for r.Ready() != nil {
+	// Bounded, so that a child that never gets ready exits and the
+	// parent's read of "ready" fails instead of waiting forever.
+	deadline := time.Now().Add(time.Minute)
+	for err := r.Ready(); err != nil; err = r.Ready() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("child not ready within a minute: %w", err)
+		}
 		select {
 		case err := <-done:
 			return fmt.Errorf("child run: %w", err)

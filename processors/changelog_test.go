@@ -147,7 +147,7 @@ func checkDeviceState(t *testing.T, k topology.Kafka, p *processors.Pipeline, di
 	go func() { viewDone <- view.Run(ctx) }()
 	defer func() {
 		cancel()
-		if err := <-viewDone; err != nil {
+		if err := stopped(t, viewDone); err != nil {
 			t.Errorf("view: %v", err)
 		}
 	}()
@@ -202,7 +202,7 @@ func startGroup(t *testing.T, k topology.Kafka, p *processors.Pipeline, group, d
 func (g *groupRun) stop(t *testing.T) {
 	t.Helper()
 	g.cancel()
-	if err := <-g.done; err != nil {
+	if err := stopped(t, g.done); err != nil {
 		t.Errorf("run: %v", err)
 	}
 }

@@ -112,7 +112,7 @@ func TestSinkRetryDrainsThroughRebalances(t *testing.T) {
 		store.mode.Store(int32([]int{storeDown, storeFailing}[i]))
 		time.Sleep(700 * time.Millisecond)
 		cancel2()
-		if err := <-done; err != nil {
+		if err := stopped(t, done); err != nil {
 			t.Logf("second runner: %v", err)
 		}
 	}

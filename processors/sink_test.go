@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -133,7 +134,11 @@ func (l *lockedBuffer) String() string {
 }
 
 // sendPackages sends one package of two readings for each device from..to
-// at once.
+// and waits until the broker acknowledged them all. It takes the
+// acknowledgements while it sends: the producer hands them over one by one
+// (sarama's Successes channel is unbuffered), so a sender that reads them
+// only after its last send blocks the producer, and itself, as soon as the
+// producer's buffers are full (with small batches, under load).
 func sendPackages(t *testing.T, k topology.Kafka, p *processors.Pipeline, from, to uint64) {
 	t.Helper()
 	prod, err := sarama.NewAsyncProducer(k.Brokers, k.ProducerConfig())
@@ -141,22 +146,78 @@ func sendPackages(t *testing.T, k topology.Kafka, p *processors.Pipeline, from, 
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	for d := from; d <= to; d++ {
-		rs := records.Readings{DeviceID: d, Items: []records.Reading{
-			{DeviceID: d, TimeMs: baseTime, ContentCRC: 1}, {DeviceID: d, TimeMs: baseTime + 1, ContentCRC: 2}}}
-		v, err := p.Normalized.Codec().Encode(rs)
+	deadline := time.NewTimer(60 * time.Second)
+	defer deadline.Stop()
+	var next *sarama.ProducerMessage
+	sent, acked := 0, 0
+	for d := from; d <= to || acked < sent; {
+		var input chan<- *sarama.ProducerMessage // nil (no send) once all are sent
+		if d <= to {
+			input = prod.Input()
+			if next == nil {
+				next = packageMessage(t, p, d)
+			}
+		}
+		select {
+		case input <- next:
+			next = nil
+			d++
+			sent++
+		case <-prod.Successes():
+			acked++
+		case err := <-prod.Errors():
+			t.Fatal(err)
+		case <-deadline.C:
+			t.Fatalf("%d of %d packages sent, %d acknowledged after 60s", sent, to-from+1, acked)
+		}
+	}
+}
+
+// sendPackages takes the producer's acknowledgements while it sends: with
+// batches of about one message (a flush interval of a microsecond), many
+// more packages than the producer buffers are sent without the helper
+// blocking on itself.
+func TestSendPackagesInSmallBatches(t *testing.T) {
+	b := startBroker(t)
+	k := topology.Kafka{Brokers: b.Addrs(), FlushInterval: time.Microsecond}
+	p := processors.New(processors.Config{Partitions: 1})
+	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const packages = 800
+	sendPackages(t, k, p, 1, packages)
+	client, err := sarama.NewClient(k.Brokers, k.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	parts, err := client.Partitions(p.Normalized.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var end int64
+	for _, part := range parts {
+		n, err := client.GetOffset(p.Normalized.Name(), part, sarama.OffsetNewest)
 		if err != nil {
 			t.Fatal(err)
 		}
-		prod.Input() <- &sarama.ProducerMessage{Topic: p.Normalized.Name(), Key: sarama.StringEncoder(strconv.FormatUint(d, 10)), Value: sarama.ByteEncoder(v)}
+		end += n
 	}
-	for d := from; d <= to; d++ {
-		select {
-		case <-prod.Successes():
-		case err := <-prod.Errors():
-			t.Fatal(err)
-		}
+	if end != packages {
+		t.Errorf("%s holds %d records, want %d", p.Normalized.Name(), end, packages)
 	}
+}
+
+// packageMessage is the message of device d's package of two readings.
+func packageMessage(t *testing.T, p *processors.Pipeline, d uint64) *sarama.ProducerMessage {
+	t.Helper()
+	rs := records.Readings{DeviceID: d, Items: []records.Reading{
+		{DeviceID: d, TimeMs: baseTime, ContentCRC: 1}, {DeviceID: d, TimeMs: baseTime + 1, ContentCRC: 2}}}
+	v, err := p.Normalized.Codec().Encode(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sarama.ProducerMessage{Topic: p.Normalized.Name(), Key: sarama.StringEncoder(strconv.FormatUint(d, 10)), Value: sarama.ByteEncoder(v)}
 }
 
 // waitCommitted waits until the runner's groups committed every record.
@@ -201,6 +262,22 @@ func waitUntil(t *testing.T, cond func() error) {
 			t.Fatalf("condition not met after 60s: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stopped returns the error of a run that was told to stop (done receives
+// it), or fails the test with every goroutine's stack when the run has not
+// ended within a minute: a stop that hangs fails its test instead of
+// holding the package until the test binary's timeout.
+func stopped(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Minute):
+		buf := make([]byte, 4<<20)
+		t.Fatalf("the run did not stop within a minute; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
+		return nil
 	}
 }
 
@@ -320,7 +397,7 @@ func runSinkOn(t *testing.T, b *embedded.Broker, cfg processors.Config, groups .
 	go func() { done <- r.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := stopped(t, done); err != nil {
 			t.Errorf("run: %v", err)
 		}
 	})

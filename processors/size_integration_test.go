@@ -43,7 +43,7 @@ func TestIntegrationLargestPackage(t *testing.T) {
 	go func() { done <- r.Run(runCtx) }()
 	defer func() {
 		stop()
-		if err := <-done; err != nil {
+		if err := stopped(t, done); err != nil {
 			t.Errorf("run: %v", err)
 		}
 	}()
