@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/topology/deadletter"
 )
 
 // HeaderValueTruncated marks a dead-letter envelope whose value was cut to
@@ -30,8 +30,8 @@ const maxCutKey = 1 << 10
 // Stage, reason, topic, partition, offset, times and attempts are always
 // kept, so the dead letter still says what failed, where and why. It
 // reports whether e was cut.
-func encodeEnvelope(e records.Envelope, limit int) ([]byte, bool, error) {
-	b := records.AppendEnvelope(nil, e)
+func encodeEnvelope(e deadletter.Envelope, limit int) ([]byte, bool, error) {
+	b := deadletter.Append(nil, e)
 	if len(b) <= limit {
 		return b, false, nil
 	}
@@ -39,17 +39,17 @@ func encodeEnvelope(e records.Envelope, limit int) ([]byte, bool, error) {
 	if len(e.Error) > maxCutError {
 		e.Error = strings.ToValidUTF8(e.Error[:maxCutError], "") + " [cut]"
 	}
-	marker := records.Header{Key: HeaderValueTruncated, Value: []byte(strconv.Itoa(len(value)))}
+	marker := deadletter.Header{Key: HeaderValueTruncated, Value: []byte(strconv.Itoa(len(value)))}
 	e.Headers = append(slices.Clone(e.Headers), marker)
 	room := func() int {
 		e.Value = nil
 		// The value's length prefix grows from one byte to at most
 		// MaxVarintLen64.
-		return limit - len(records.AppendEnvelope(nil, e)) - binary.MaxVarintLen64
+		return limit - len(deadletter.Append(nil, e)) - binary.MaxVarintLen64
 	}
 	n := room()
 	if n < 0 {
-		e.Headers = []records.Header{marker}
+		e.Headers = []deadletter.Header{marker}
 		e.Key = e.Key[:min(len(e.Key), maxCutKey)]
 		if n = room(); n < 0 {
 			return nil, false, fmt.Errorf("topology: a dead-letter envelope does not fit in %d bytes even without its value", limit)
@@ -58,5 +58,5 @@ func encodeEnvelope(e records.Envelope, limit int) ([]byte, bool, error) {
 	if value != nil {
 		e.Value = value[:min(n, len(value))]
 	}
-	return records.AppendEnvelope(nil, e), true, nil
+	return deadletter.Append(nil, e), true, nil
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
-	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/topology/deadletter"
 )
 
 // rawCodec passes record bytes through goka untouched. Every goka edge of a
@@ -264,7 +264,7 @@ func newEnvelope(rec *recordInfo, reason string, err error, value []byte) ([]byt
 	if first.IsZero() {
 		first = now
 	}
-	e := records.Envelope{
+	e := deadletter.Envelope{
 		Stage:        rec.group,
 		Reason:       reason,
 		Topic:        rec.topic,
@@ -281,7 +281,7 @@ func newEnvelope(rec *recordInfo, reason string, err error, value []byte) ([]byt
 		e.Error = err.Error()
 	}
 	for _, h := range rec.headers {
-		e.Headers = append(e.Headers, records.Header{Key: h.Key, Value: h.Value})
+		e.Headers = append(e.Headers, deadletter.Header{Key: h.Key, Value: h.Value})
 	}
 	return encodeEnvelope(e, MaxDeadLetterBytes)
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/watershed-io/watershed/codecs"
 )
 
 // Handler is a processor's callback for one input record of type V.
@@ -156,7 +154,7 @@ func Consume[V any](p *Processor, s Stream[V], fn Handler[V]) {
 	p.inputs = append(p.inputs, &inputDecl{topic: s.decl, handle: typedHandler(s.codec, fn)})
 }
 
-func typedHandler[V any](codec codecs.Codec[V], fn Handler[V]) func(*Context, string, []byte) error {
+func typedHandler[V any](codec Codec[V], fn Handler[V]) func(*Context, string, []byte) error {
 	return func(c *Context, key string, raw []byte) error {
 		v, err := codec.Decode(raw)
 		if err != nil {
@@ -169,7 +167,7 @@ func typedHandler[V any](codec codecs.Codec[V], fn Handler[V]) func(*Context, st
 // Output is a processor's handle for emitting to a stream.
 type Output[V any] struct {
 	decl  *topicDecl
-	codec codecs.Codec[V]
+	codec Codec[V]
 	group string
 }
 
@@ -208,7 +206,7 @@ func (o Output[V]) topicName() string {
 
 // Persist gives p a group table of type V, the compacted topic
 // "<group>-table". The table is co-partitioned with p's inputs.
-func Persist[V any](p *Processor, codec codecs.Codec[V], opts ...TopicOption) Table[V] {
+func Persist[V any](p *Processor, codec Codec[V], opts ...TopicOption) Table[V] {
 	d := &topicDecl{
 		name:       p.group + "-table",
 		kind:       kindTable,
@@ -274,7 +272,7 @@ func (tb Table[V]) Delete(c *Context) error {
 // any key.
 type LookupTable[V any] struct {
 	decl  *topicDecl
-	codec codecs.Codec[V]
+	codec Codec[V]
 	group string
 }
 
@@ -310,7 +308,7 @@ func (l LookupTable[V]) Get(c *Context, key string) (V, bool, error) {
 // the current record's key.
 type JoinedTable[V any] struct {
 	decl  *topicDecl
-	codec codecs.Codec[V]
+	codec Codec[V]
 	group string
 }
 
@@ -345,12 +343,12 @@ func (j JoinedTable[V]) Get(c *Context) (V, bool, error) {
 // Loopback is a processor's handle for sending records to other keys of its
 // own group table (goka's loop topic "<group>-loop").
 type Loopback[V any] struct {
-	codec codecs.Codec[V]
+	codec Codec[V]
 	group string
 }
 
 // Loop declares p's loop topic with values of type V, handled by fn.
-func Loop[V any](p *Processor, codec codecs.Codec[V], fn Handler[V]) Loopback[V] {
+func Loop[V any](p *Processor, codec Codec[V], fn Handler[V]) Loopback[V] {
 	d := &topicDecl{
 		name:       p.group + "-loop",
 		kind:       kindLoop,

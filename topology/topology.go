@@ -5,9 +5,13 @@ import (
 	"reflect"
 	"sort"
 
-	"github.com/watershed-io/watershed/codecs"
-	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/topology/codec"
+	"github.com/watershed-io/watershed/topology/deadletter"
 )
+
+// Codec encodes and decodes the values of a topic: see codec.Codec. Every
+// typed edge of a topology carries one.
+type Codec[T any] = codec.Codec[T]
 
 // DefaultPartitions is the partition count of a topic whose declaration does
 // not name one.
@@ -68,8 +72,8 @@ func New(name string, opts ...Option) *Topology {
 	d := &topicDecl{
 		name:       t.deadLetter,
 		kind:       kindStream,
-		valueType:  typeName[records.Envelope](),
-		codecName:  codecName(records.EnvelopeCodec{}),
+		valueType:  typeName[deadletter.Envelope](),
+		codecName:  codecName(deadletter.Codec{}),
 		key:        "key",
 		partitions: DefaultPartitions,
 		deadLetter: true,
@@ -89,8 +93,8 @@ func (t *Topology) DeadLetterTopic() string { return t.deadLetter }
 
 // DeadLetters returns the dead-letter topic as a stream, so that a
 // processor can consume the envelopes (every processor produces to it).
-func (t *Topology) DeadLetters() Stream[records.Envelope] {
-	return Stream[records.Envelope]{decl: t.topics[t.deadLetter], codec: records.EnvelopeCodec{}}
+func (t *Topology) DeadLetters() Stream[deadletter.Envelope] {
+	return Stream[deadletter.Envelope]{decl: t.topics[t.deadLetter], codec: deadletter.Codec{}}
 }
 
 // Processors returns the declared processor groups in declaration order.
@@ -194,12 +198,12 @@ func External(producer string) TopicOption { return func(d *topicDecl) { d.exter
 // that their codecs agree by construction.
 type Stream[V any] struct {
 	decl  *topicDecl
-	codec codecs.Codec[V]
+	codec Codec[V]
 }
 
 // NewStream declares a topic (named before the prefix) carrying values of
 // type V encoded by codec.
-func NewStream[V any](t *Topology, name string, codec codecs.Codec[V], opts ...TopicOption) Stream[V] {
+func NewStream[V any](t *Topology, name string, codec Codec[V], opts ...TopicOption) Stream[V] {
 	d := &topicDecl{
 		name:       t.prefix + name,
 		kind:       kindStream,
@@ -222,14 +226,14 @@ func NewStream[V any](t *Topology, name string, codec codecs.Codec[V], opts ...T
 func (s Stream[V]) Name() string { return s.decl.name }
 
 // Codec returns the stream's value codec.
-func (s Stream[V]) Codec() codecs.Codec[V] { return s.codec }
+func (s Stream[V]) Codec() Codec[V] { return s.codec }
 
 // Table is a group table of type V: the compacted topic "<group>-table"
 // written by one processor group and readable by others through lookups,
 // joins and views.
 type Table[V any] struct {
 	decl  *topicDecl
-	codec codecs.Codec[V]
+	codec Codec[V]
 	group string
 }
 
@@ -237,7 +241,7 @@ type Table[V any] struct {
 func (t Table[V]) Name() string { return t.decl.name }
 
 // Codec returns the table's value codec.
-func (t Table[V]) Codec() codecs.Codec[V] { return t.codec }
+func (t Table[V]) Codec() Codec[V] { return t.codec }
 
 // Partitions returns the table's partition count.
 func (t Table[V]) Partitions() int32 { return t.decl.partitions }

@@ -16,8 +16,8 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/tester"
-	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/deadletter"
 )
 
 // Driver runs a topology on goka's tester.
@@ -128,9 +128,9 @@ func Read[V any](d *Driver, s topology.Stream[V]) []Record[V] {
 
 // DeadLetters returns the envelopes sent to the dead-letter topic since the
 // last call.
-func (d *Driver) DeadLetters() []records.Envelope {
+func (d *Driver) DeadLetters() []deadletter.Envelope {
 	d.tb.Helper()
-	var out []records.Envelope
+	var out []deadletter.Envelope
 	for _, r := range Read(d, d.topo.DeadLetters()) {
 		out = append(out, r.Value)
 	}

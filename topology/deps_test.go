@@ -1,0 +1,35 @@
+package topology_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// deps lists the packages pkg depends on (go list -deps, tests excluded),
+// and the module's path.
+func deps(t *testing.T, pkg string) (module string, out []string) {
+	t.Helper()
+	mod, err := exec.Command("go", "list", "-m").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	list, err := exec.Command("go", "list", "-deps", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	return strings.TrimSpace(string(mod)), strings.Fields(string(list))
+}
+
+// TestFrameworkStandsAlone holds the framework to importing nothing of the
+// application built on it: no package of the module outside topology/.
+func TestFrameworkStandsAlone(t *testing.T) {
+	for _, pkg := range []string{".", "./topologytest"} {
+		module, list := deps(t, pkg)
+		for _, d := range list {
+			if strings.HasPrefix(d, module+"/") && d != module+"/topology" && !strings.HasPrefix(d, module+"/topology/") {
+				t.Errorf("%s depends on %s, a package of the application", pkg, d)
+			}
+		}
+	}
+}
