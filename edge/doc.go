@@ -62,7 +62,7 @@
 // The raw record's key is the device_id in decimal, its value the package
 // bytes as received, and it carries two headers: HeaderReceivedMs (the
 // receive time in Unix milliseconds, decimal ASCII; read it back with
-// ReceivedAt) and HeaderEdgeID. Records are placed with
+// ingest.ReceivedAt) and HeaderEdgeID. Records are placed with
 // topology.NewPartitioner, the partitioner goka assumes, and produced with
 // topology.Kafka.ProducerConfig (acks from all in-sync replicas,
 // idempotent). A dead-lettered package is a records.Envelope with Stage

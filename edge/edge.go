@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/ingest"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/topology"
 )
@@ -26,10 +27,10 @@ import (
 // Defaults of Options.
 const (
 	// DefaultRawTopic is the topic accepted packages are written to.
-	DefaultRawTopic = "telemetry.raw"
+	DefaultRawTopic = ingest.RawTopic
 	// DefaultDeadLetterTopic is the topic rejected but authenticated
 	// packages are written to.
-	DefaultDeadLetterTopic = "telemetry.dlq"
+	DefaultDeadLetterTopic = ingest.DeadLetterTopic
 	// DefaultMaxInFlightBytes bounds the request-body bytes held at once.
 	DefaultMaxInFlightBytes = 64 << 20
 	// DefaultProduceTimeout bounds the wait for Kafka's acknowledgement.
@@ -70,7 +71,7 @@ const MinInFlightBytes = MaxPackageBytes + 4<<10
 const maxEdgeIDLen = 255
 
 // Stage is the Stage of the dead-letter envelopes the edge writes.
-const Stage = "edge"
+const Stage = ingest.Stage
 
 // Path is where Handler serves the package endpoint (method POST).
 const Path = "/v1/packages"
@@ -765,7 +766,7 @@ func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := strconv.FormatUint(h.DeviceID, 10)
-	ms := string(appendReceivedMs(nil, received))
+	ms := string(ingest.AppendReceivedMs(nil, received))
 	headers := []sarama.RecordHeader{
 		{Key: []byte(HeaderReceivedMs), Value: []byte(ms)},
 		{Key: []byte(HeaderEdgeID), Value: []byte(e.opts.EdgeID)},

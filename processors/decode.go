@@ -8,7 +8,7 @@ import (
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
-	"github.com/watershed-io/watershed/edge"
+	"github.com/watershed-io/watershed/ingest"
 	"github.com/watershed-io/watershed/topology"
 )
 
@@ -89,7 +89,7 @@ func (p *Pipeline) decode(c *topology.Context, s *decodeScratch, raw []byte) (re
 // receivedMs returns the time the edge received the record's package: its
 // header, or else the record's own timestamp, or else now.
 func (p *Pipeline) receivedMs(c *topology.Context) int64 {
-	if t, err := edge.ReceivedAt(c.Header); err == nil {
+	if t, err := ingest.ReceivedAt(c.Header); err == nil {
 		return t.UnixMilli()
 	}
 	if ts := c.Timestamp(); !ts.IsZero() {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/ingest"
 	"github.com/watershed-io/watershed/topology"
 )
 
@@ -12,7 +13,7 @@ import (
 // dead letters, to count rejections), alerts and the sink.
 
 // StageEdge is the stage name the ingest edge writes on its dead letters.
-const StageEdge = "edge"
+const StageEdge = ingest.Stage
 
 // descDeviceState describes the device-state stage, on its own group or
 // fused.

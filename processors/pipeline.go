@@ -29,17 +29,18 @@ import (
 
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/ingest"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/topology"
 )
 
 // The default names of the pipeline's topics, before the prefix.
 const (
-	TopicRaw        = "telemetry.raw"
+	TopicRaw        = ingest.RawTopic
 	TopicDecoded    = "telemetry.decoded"
 	TopicNormalized = "telemetry.normalized"
 	TopicAlerts     = "telemetry.alerts"
-	TopicDeadLetter = "telemetry.dlq"
+	TopicDeadLetter = ingest.DeadLetterTopic
 )
 
 // The processor groups, before the prefix.
@@ -51,8 +52,9 @@ const (
 	GroupSink        = "sink"
 )
 
-// KeyDeviceID is what every pipeline topic is keyed by.
-const KeyDeviceID = "device_id"
+// KeyDeviceID is what every pipeline topic is keyed by, as the edge keys
+// the raw topic.
+const KeyDeviceID = ingest.KeyDeviceID
 
 // Config configures the pipeline. The zero value is usable apart from Sink,
 // which only the sink group needs.
