@@ -14,6 +14,7 @@ import (
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 )
 
 var errDown = errors.New("store down")
@@ -128,11 +129,11 @@ func runTopo(t *testing.T, tp *topology.Topology, k topology.Kafka, groups []str
 	t.Helper()
 	opts := topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Groups: groups, Logger: slog.New(slog.DiscardHandler)}
 	if reg != nil {
-		m, err := topology.NewMetrics(reg)
+		m, err := promhooks.New(reg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts.Metrics = m
+		opts.Hooks = []topology.Hook{m}
 	}
 	return runWith(t, tp, opts)
 }

@@ -33,3 +33,14 @@ func TestFrameworkStandsAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameworkCoreHasNoPrometheus holds the core to its hooks: metrics
+// reach Prometheus through topology/promhooks only.
+func TestFrameworkCoreHasNoPrometheus(t *testing.T) {
+	_, list := deps(t, ".")
+	for _, d := range list {
+		if strings.HasPrefix(d, "github.com/prometheus/") {
+			t.Errorf("topology depends on %s", d)
+		}
+	}
+}

@@ -91,30 +91,6 @@ func (p *Processor) groupGraph(obs observer, prod goka.Producer, env runEnv) *go
 	return goka.DefineGroup(goka.Group(p.group), edges...)
 }
 
-// observer receives what the callbacks do, for metrics. The zero observer
-// records nothing.
-type observer interface {
-	consumed(group, topic string)
-	produced(group, topic string, n int)
-	deadLettered(group, reason string)
-	retried(group string)
-	batchWritten(group string, records, rows int)
-	skipped(group, reason string)
-	processed(group string, d time.Duration)
-	deadLetterTruncated(group string)
-}
-
-type nopObserver struct{}
-
-func (nopObserver) consumed(string, string)         {}
-func (nopObserver) produced(string, string, int)    {}
-func (nopObserver) deadLettered(string, string)     {}
-func (nopObserver) retried(string)                  {}
-func (nopObserver) batchWritten(string, int, int)   {}
-func (nopObserver) skipped(string, string)          {}
-func (nopObserver) processed(string, time.Duration) {}
-func (nopObserver) deadLetterTruncated(string)      {}
-
 // callback wraps a typed handler into goka's callback: it runs the handler,
 // recovers its panics, retries transient errors with backoff, and sends
 // permanent failures to the dead-letter topic, so that one bad record never

@@ -19,6 +19,7 @@ import (
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 )
 
 // A rebalance that takes a partition whose batch is not written yet leaves
@@ -32,11 +33,11 @@ func TestRunnerRestartsGroupAfterRevocation(t *testing.T) {
 
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
-	m, err := topology.NewMetrics(reg)
+	m, err := promhooks.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runA := runWith(t, a.t, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Metrics: m,
+	runA := runWith(t, a.t, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Hooks: []topology.Hook{m},
 		Logger:         slog.New(slog.NewTextHandler(logs, nil)),
 		RestartBackoff: topology.Backoff{Initial: time.Second, Max: 2 * time.Second}})
 	lines(t, k, a.in.Name(), 10, 2)
@@ -191,11 +192,11 @@ func (r *restartable) outage(t *testing.T, run *running, reg prometheus.Gatherer
 
 func outageOptions(t *testing.T, k topology.Kafka, reg prometheus.Registerer) topology.RunnerOptions {
 	t.Helper()
-	m, err := topology.NewMetrics(reg)
+	m, err := promhooks.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Metrics: m, Logger: slog.New(slog.DiscardHandler),
+	return topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Hooks: []topology.Hook{m}, Logger: slog.New(slog.DiscardHandler),
 		RestartBackoff: topology.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}}
 }
 
@@ -266,11 +267,11 @@ func TestRunnerStopsOnStopPolicy(t *testing.T) {
 		return nil
 	})
 	reg := prometheus.NewRegistry()
-	m, err := topology.NewMetrics(reg)
+	m, err := promhooks.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := runWith(t, tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Metrics: m,
+	run := runWith(t, tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Hooks: []topology.Hook{m},
 		Logger: slog.New(slog.DiscardHandler), RestartBackoff: topology.Backoff{Initial: 10 * time.Millisecond, Max: 10 * time.Millisecond}})
 	produce(t, k, in.Name(), "a", "good", "b", "bad")
 	select {

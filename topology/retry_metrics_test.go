@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 )
 
 // A record waiting in a retry topic shows in the retry depth and age
@@ -29,8 +30,11 @@ func TestRetryTopicMetrics(t *testing.T) {
 		return emit.Emit(c, key, v)
 	})
 	reg := prometheus.NewRegistry()
-	r, err := topology.NewRunner(tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Registerer: reg, Logger: slog.New(slog.DiscardHandler)})
+	r, err := topology.NewRunner(tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := promhooks.RegisterRunner(reg, r, nil); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

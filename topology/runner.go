@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +17,6 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
@@ -32,10 +30,9 @@ type RunnerOptions struct {
 	// DataDir holds the local copies of group tables and lookups, one
 	// folder per group. Required.
 	DataDir string
-	// Metrics receive the processors' counters; nil records none.
-	Metrics *Metrics
-	// Registerer, when set, gets the lag and recovery collectors.
-	Registerer prometheus.Registerer
+	// Hooks are told what the processors do (see Hook); package
+	// topology/promhooks turns them into Prometheus metrics.
+	Hooks []Hook
 	// Logger receives the runner's and goka's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Topics configure the topics the runner creates before starting.
@@ -74,6 +71,7 @@ type Runner struct {
 	opts  RunnerOptions
 	procs []*Processor
 	log   *slog.Logger
+	hooks *hookSet
 
 	mu      sync.Mutex
 	running []*goka.Processor
@@ -109,13 +107,7 @@ func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
 	if opts.RestartBackoff.Max < opts.RestartBackoff.Initial {
 		opts.RestartBackoff.Max = max(DefaultRestartBackoff().Max, opts.RestartBackoff.Initial)
 	}
-	r := &Runner{t: t, opts: opts, procs: procs, log: opts.Logger}
-	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(&runnerCollector{r: r}); err != nil {
-			return nil, fmt.Errorf("topology: register runner metrics: %w", err)
-		}
-	}
-	return r, nil
+	return &Runner{t: t, opts: opts, procs: procs, log: opts.Logger, hooks: newHookSet(opts.Hooks)}, nil
 }
 
 // Groups returns the groups this runner runs.
@@ -243,9 +235,7 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod goka.Producer, queues *sync.WaitGroup) error {
 	p := r.procs[i]
 	bo := r.opts.RestartBackoff
-	if m := r.opts.Metrics; m != nil {
-		m.restarts.WithLabelValues(p.group) // shown at 0 before any restart
-	}
+	r.hooks.groupStarted(p.group)
 	for attempt := 1; ; attempt++ {
 		var err error
 		started := time.Now()
@@ -285,9 +275,7 @@ func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod g
 		}
 		wait := bo.delay(attempt)
 		r.setDown(i, err)
-		if m := r.opts.Metrics; m != nil {
-			m.restarted(p.group) // counted when decided, so that it shows while the group waits
-		}
+		r.hooks.groupRestarted(p.group) // told when decided, so that it shows while the group waits
 		r.log.Warn("processor stopped with a recoverable error; restarting it", "group", p.group, "err", err, "in", wait)
 		if !sleepCtx(ctx, wait) {
 			return nil
@@ -503,7 +491,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 	if r.opts.RecoverAhead {
 		opts = append(opts, goka.WithRecoverAhead())
 	}
-	gp, err := goka.NewProcessor(k.Brokers, p.groupGraph(observerFor(r.opts.Metrics), prod, env), opts...)
+	gp, err := goka.NewProcessor(k.Brokers, p.groupGraph(r.hooks, prod, env), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("topology: processor %s: %w", p.group, err)
 	}
@@ -562,69 +550,55 @@ func (g gokaLogger) Print(v ...any)            { g.l.Info(fmt.Sprint(v...), "com
 func (g gokaLogger) Println(v ...any)          { g.l.Info(fmt.Sprint(v...), "component", "goka") }
 func (g gokaLogger) Printf(f string, v ...any) { g.l.Info(fmt.Sprintf(f, v...), "component", "goka") }
 
-// runnerCollector reports consumer lag and recovery at scrape time.
-type runnerCollector struct{ r *Runner }
-
-var (
-	lagDesc = prometheus.NewDesc("watershed_consumer_lag",
-		"Records in an input partition that the group has not committed yet.",
-		[]string{"group", "topic", "partition"}, nil)
-	recoveredDesc = prometheus.NewDesc("watershed_processor_recovered",
-		"1 when the group's tables in this process are recovered and it processes records.",
-		[]string{"group"}, nil)
-	retryDepthDesc = prometheus.NewDesc("watershed_retry_records",
-		"Records waiting in a retry topic (not yet committed by its retry group).",
-		[]string{"group", "topic"}, nil)
-	retryAgeDesc = prometheus.NewDesc("watershed_retry_oldest_age_seconds",
-		"Age of the oldest record waiting in a retry topic (0 when none waits).",
-		[]string{"group", "topic"}, nil)
-)
-
-func (c *runnerCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- lagDesc
-	ch <- recoveredDesc
-	ch <- retryDepthDesc
-	ch <- retryAgeDesc
+// GroupStatus is the state of one group of a Runner.
+type GroupStatus struct {
+	Group string
+	// Retries is set on a companion retry group.
+	Retries bool
+	// Recovered is set when the group's tables in this process are
+	// recovered and it processes records.
+	Recovered bool
 }
 
-func (c *runnerCollector) Collect(ch chan<- prometheus.Metric) {
-	c.r.mu.Lock()
-	running := append([]*goka.Processor(nil), c.r.running...)
-	down := append([]error(nil), c.r.down...)
-	stopped := append([]bool(nil), c.r.stopped...)
-	c.r.mu.Unlock()
-	for i, gp := range running {
-		v := 0.0
-		if down[i] == nil && !stopped[i] && gp.Recovered() {
-			v = 1
+// Status returns the state of each group of the runner, in order, or nil
+// before Run started them.
+func (r *Runner) Status() []GroupStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.started {
+		return nil
+	}
+	out := make([]GroupStatus, len(r.procs))
+	for i, p := range r.procs {
+		out[i] = GroupStatus{Group: p.group, Retries: p.retryOf != nil}
+		if r.down[i] == nil && !r.stopped[i] && r.running[i] != nil && r.running[i].Recovered() {
+			out[i].Recovered = true
 		}
-		ch <- prometheus.MustNewConstMetric(recoveredDesc, prometheus.GaugeValue, v, c.r.procs[i].group)
 	}
-	if len(running) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	lags, err := c.r.Lag(ctx)
-	if err != nil {
-		c.r.log.Warn("consumer lag unavailable", "err", err)
-		return
-	}
-	for _, l := range lags {
-		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(l.Lag), l.Group, l.Topic, strconv.Itoa(int(l.Partition)))
-	}
-	c.collectRetries(ctx, ch, lags)
+	return out
 }
 
-// collectRetries reports the depth of every retry topic this runner
-// consumes and the age of its oldest waiting record (read at the group's
-// committed offset).
-func (c *runnerCollector) collectRetries(ctx context.Context, ch chan<- prometheus.Metric, lags []PartitionLag) {
+// RetryBacklog is what waits in one retry topic for its retry group.
+type RetryBacklog struct {
+	Group string
+	Topic string
+	// Records are the records not yet committed by the group.
+	Records int64
+	// Oldest is the timestamp of the oldest of them (zero when none
+	// waits or it is unknown).
+	Oldest time.Time
+}
+
+// RetryBacklog reports, from the runner's lags (see Lag), the depth of
+// every retry topic this runner consumes and the time of its oldest waiting
+// record (read at the group's committed offset).
+func (r *Runner) RetryBacklog(ctx context.Context, lags []PartitionLag) []RetryBacklog {
 	type key struct{ group, topic string }
 	depth := map[key]int64{}
 	oldest := map[key]time.Time{}
+	var order []key
 	companion := map[string]bool{}
-	for _, p := range c.r.procs {
+	for _, p := range r.procs {
 		companion[p.group] = p.retryOf != nil
 	}
 	var consumer sarama.Consumer
@@ -638,14 +612,17 @@ func (c *runnerCollector) collectRetries(ctx context.Context, ch chan<- promethe
 			continue
 		}
 		k := key{l.Group, l.Topic}
+		if _, ok := depth[k]; !ok {
+			order = append(order, k)
+		}
 		depth[k] += l.Lag
 		if l.Lag == 0 {
 			continue
 		}
 		if consumer == nil {
 			var err error
-			if consumer, err = sarama.NewConsumer(c.r.opts.Kafka.Brokers, c.r.opts.Kafka.Config()); err != nil {
-				c.r.log.Warn("retry topic age unavailable", "err", err)
+			if consumer, err = sarama.NewConsumer(r.opts.Kafka.Brokers, r.opts.Kafka.Config()); err != nil {
+				r.log.Warn("retry topic age unavailable", "err", err)
 				continue
 			}
 		}
@@ -653,14 +630,11 @@ func (c *runnerCollector) collectRetries(ctx context.Context, ch chan<- promethe
 			oldest[k] = ts
 		}
 	}
-	for k, n := range depth {
-		ch <- prometheus.MustNewConstMetric(retryDepthDesc, prometheus.GaugeValue, float64(n), k.group, k.topic)
-		age := 0.0
-		if ts := oldest[k]; !ts.IsZero() {
-			age = time.Since(ts).Seconds()
-		}
-		ch <- prometheus.MustNewConstMetric(retryAgeDesc, prometheus.GaugeValue, age, k.group, k.topic)
+	out := make([]RetryBacklog, 0, len(order))
+	for _, k := range order {
+		out = append(out, RetryBacklog{Group: k.group, Topic: k.topic, Records: depth[k], Oldest: oldest[k]})
 	}
+	return out
 }
 
 // firstTimestamp reads the timestamp of the first uncommitted record of a

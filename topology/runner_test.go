@@ -16,6 +16,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 )
 
 // counter is a small topology used across the runner tests: it counts
@@ -143,15 +144,18 @@ func TestRunnerOnEmbeddedBroker(t *testing.T) {
 	c := newCounter(4)
 	c.transient.Store(2)
 	reg := prometheus.NewRegistry()
-	m, err := topology.NewMetrics(reg)
+	m, err := promhooks.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, err := topology.NewRunner(c.t, topology.RunnerOptions{
-		Kafka: k, DataDir: t.TempDir(), Metrics: m, Registerer: reg,
+		Kafka: k, DataDir: t.TempDir(), Hooks: []topology.Hook{m},
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := promhooks.RegisterRunner(reg, r, nil); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

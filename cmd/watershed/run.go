@@ -19,6 +19,7 @@ import (
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -130,7 +131,7 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		}
 	}
 	p := processors.New(cfg)
-	metrics, err := topology.NewMetrics(reg)
+	metrics, err := promhooks.New(reg)
 	if err != nil {
 		return fail(1, err)
 	}
@@ -140,11 +141,14 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	defer depth.Close()
 	reg.MustRegister(depth)
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
-		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Metrics: metrics,
-		Registerer: reg, Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
+		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Hooks: []topology.Hook{metrics},
+		Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
 		TableStorage: ts, Topics: tf.options(),
 	})
 	if err != nil {
+		return fail(2, err)
+	}
+	if err := promhooks.RegisterRunner(reg, runner, log); err != nil {
 		return fail(2, err)
 	}
 	running.Store(runner)
