@@ -33,8 +33,8 @@ func TestReplayAfterFixAndReplayThatFailsAgain(t *testing.T) {
 	var broken atomic.Bool
 	broken.Store(true)
 	tp := topology.New("rp")
-	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"), topology.Partitions(2))
-	out := topology.NewStream(tp, "out", codecs.String{}, topology.Partitions(2))
+	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"), topology.WithPartitions(2))
+	out := topology.NewStream(tp, "out", codecs.String{}, topology.WithPartitions(2))
 	p := tp.Processor("work")
 	emit := topology.Produce(p, out)
 	topology.Consume(p, in, func(c *topology.Context, key, v string) error {

@@ -29,7 +29,7 @@ const descDecode = "decode packages (snappy, frames, CRCs, intra-package duplica
 func (p *Pipeline) declareDecode() {
 	// A group fused from dedupe wrote its dead letters of raw packages
 	// under dedupe's name: their replays are this group's now.
-	g := p.Topology.Processor(GroupDecode, topology.Describe(descDecode), topology.TakesReplaysFor(GroupDedupe))
+	g := p.Topology.Processor(GroupDecode, topology.WithDescription(descDecode), topology.TakesReplaysFor(GroupDedupe))
 	out := topology.Produce(g, p.Decoded)
 	topology.Consume(g, p.Raw, p.decodeThen(func(c *topology.Context, _ string, b records.Batch) error {
 		return out.Emit(c, strconv.FormatUint(b.DeviceID, 10), b)

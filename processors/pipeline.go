@@ -149,7 +149,7 @@ type Pipeline struct {
 // New declares the pipeline.
 func New(cfg Config) *Pipeline {
 	cfg.defaults()
-	parts := topology.Partitions(cfg.Partitions)
+	parts := topology.WithPartitions(cfg.Partitions)
 	byDevice := topology.KeyedBy(KeyDeviceID)
 	t := topology.New("telemetry",
 		topology.WithPrefix(cfg.Prefix),
@@ -178,3 +178,18 @@ func New(cfg Config) *Pipeline {
 
 // Config returns the pipeline's configuration with defaults applied.
 func (p *Pipeline) Config() Config { return p.cfg }
+
+// CheckGroups reports whether the named groups (all when empty) can run
+// with this configuration.
+func (p *Pipeline) CheckGroups(groups []string) error {
+	procs, err := p.Topology.Select(groups)
+	if err != nil {
+		return err
+	}
+	for _, g := range procs {
+		if g.Group() == p.cfg.Prefix+GroupSink && p.cfg.Sink == nil {
+			return ErrNoSink
+		}
+	}
+	return nil
+}

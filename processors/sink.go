@@ -33,7 +33,7 @@ func (p *Pipeline) declareSink() {
 		}
 	}
 	opts := []topology.ProcessorOption{
-		topology.Describe("write every reading to the store, batched across records; offsets commit only after the store acknowledged"),
+		topology.WithDescription("write every reading to the store, batched across records; offsets commit only after the store acknowledged"),
 		topology.WithRetryTopics(retry),
 	}
 	if p.cfg.SinkBackoff != (topology.Backoff{}) {

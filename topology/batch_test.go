@@ -108,7 +108,7 @@ type batchTopo struct {
 
 func newBatchTopo(store *rowStore, opts topology.BatchOptions) *batchTopo {
 	b := &batchTopo{t: topology.New("bt")}
-	b.in = topology.NewStream(b.t, "lines", codecs.String{}, topology.External("test"), topology.Partitions(2))
+	b.in = topology.NewStream(b.t, "lines", codecs.String{}, topology.External("test"), topology.WithPartitions(2))
 	p := b.t.Processor("sink",
 		topology.RetryBackoff(topology.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}),
 		topology.WithRetryTopics(topology.RetryPolicy{InPlace: 2, Delays: []time.Duration{time.Hour}, Probe: store.ping}))

@@ -31,8 +31,8 @@ type copyTopo struct {
 
 func newCopyTopo(outPartitions int32) *copyTopo {
 	c := &copyTopo{t: topology.New("cp")}
-	c.in = topology.NewStream(c.t, "in", codecs.String{}, topology.External("test"), topology.Partitions(1))
-	c.out = topology.NewStream(c.t, "out", codecs.String{}, topology.Partitions(outPartitions))
+	c.in = topology.NewStream(c.t, "in", codecs.String{}, topology.External("test"), topology.WithPartitions(1))
+	c.out = topology.NewStream(c.t, "out", codecs.String{}, topology.WithPartitions(outPartitions))
 	p := c.t.Processor("copy")
 	emit := topology.Produce(p, c.out)
 	topology.Consume(p, c.in, func(ctx *topology.Context, key, v string) error {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/watershed-io/watershed/topology/deadletter"
 )
@@ -59,4 +60,48 @@ func encodeEnvelope(e deadletter.Envelope, limit int) ([]byte, bool, error) {
 		e.Value = value[:min(n, len(value))]
 	}
 	return deadletter.Append(nil, e), true, nil
+}
+
+// envelopeFor returns the factory of dead-letter envelopes for a record
+// whose first failure was at first (zero when it did not fail itself).
+func envelopeFor(first time.Time) envelopeFactory {
+	return func(c *Context, reason string, err error, value []byte) ([]byte, error) {
+		rec := c.info(first)
+		b, cut, encErr := newEnvelope(&rec, reason, err, value)
+		if cut && c.obs != nil {
+			c.obs.deadLetterTruncated(c.proc.group)
+		}
+		return b, encErr
+	}
+}
+
+// newEnvelope encodes the dead-letter envelope of a failure of record rec
+// (whose first failure is now when rec.first is zero), cut down to
+// MaxDeadLetterBytes if it is larger; it reports whether it was cut.
+func newEnvelope(rec *recordInfo, reason string, err error, value []byte) ([]byte, bool, error) {
+	now := time.Now()
+	first := rec.first
+	if first.IsZero() {
+		first = now
+	}
+	e := deadletter.Envelope{
+		Stage:        rec.group,
+		Reason:       reason,
+		Topic:        rec.topic,
+		Partition:    rec.partition,
+		Offset:       rec.offset,
+		Key:          []byte(rec.key),
+		Value:        value,
+		Timestamp:    rec.timestamp,
+		Attempts:     rec.attempt,
+		FirstFailure: first,
+		LastFailure:  now,
+	}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	for _, h := range rec.headers {
+		e.Headers = append(e.Headers, deadletter.Header{Key: h.Key, Value: h.Value})
+	}
+	return encodeEnvelope(e, MaxDeadLetterBytes)
 }

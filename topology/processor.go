@@ -85,9 +85,9 @@ type inputDecl struct {
 // ProcessorOption configures a processor group.
 type ProcessorOption func(*Processor)
 
-// Describe sets the one-line description printed by the topology's
-// description.
-func Describe(text string) ProcessorOption { return func(p *Processor) { p.description = text } }
+// WithDescription sets the group's one-line description, printed by
+// Topology.Describe.
+func WithDescription(text string) ProcessorOption { return func(p *Processor) { p.description = text } }
 
 // OnFailure sets the failure policy for permanent errors.
 func OnFailure(policy FailurePolicy) ProcessorOption {

@@ -258,7 +258,7 @@ func TestRunnerWithTableOutlivesBrokerOutage(t *testing.T) {
 func TestRunnerStopsOnStopPolicy(t *testing.T) {
 	k := topology.Kafka{Brokers: startBroker(t)}
 	tp := topology.New("st")
-	in := topology.NewStream(tp, "words", codecs.String{}, topology.External("test"), topology.Partitions(1))
+	in := topology.NewStream(tp, "words", codecs.String{}, topology.External("test"), topology.WithPartitions(1))
 	p := tp.Processor("strict", topology.OnFailure(topology.Stop))
 	topology.Consume(p, in, func(c *topology.Context, key, v string) error {
 		if v == "bad" {

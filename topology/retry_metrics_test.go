@@ -18,8 +18,8 @@ import (
 func TestRetryTopicMetrics(t *testing.T) {
 	k := topology.Kafka{Brokers: startBroker(t)}
 	tp := topology.New("rm")
-	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"), topology.Partitions(2))
-	out := topology.NewStream(tp, "out", codecs.String{}, topology.Partitions(2))
+	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"), topology.WithPartitions(2))
+	out := topology.NewStream(tp, "out", codecs.String{}, topology.WithPartitions(2))
 	p := tp.Processor("w", topology.RetryBackoff(topology.Backoff{Initial: time.Millisecond, Max: time.Millisecond}),
 		topology.WithRetryTopics(topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{time.Hour}}))
 	emit := topology.Produce(p, out)

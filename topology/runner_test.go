@@ -33,10 +33,10 @@ type counter struct {
 func newCounter(partitions int32) *counter {
 	c := &counter{}
 	c.t = topology.New("test")
-	c.in = topology.NewStream(c.t, "numbers", codecs.String{}, topology.Partitions(partitions), topology.External("test producer"))
-	c.out = topology.NewStream(c.t, "sums", codecs.String{}, topology.Partitions(partitions))
+	c.in = topology.NewStream(c.t, "numbers", codecs.String{}, topology.WithPartitions(partitions), topology.External("test producer"))
+	c.out = topology.NewStream(c.t, "sums", codecs.String{}, topology.WithPartitions(partitions))
 	p := c.t.Processor("count", topology.RetryBackoff(topology.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}))
-	c.table = topology.Persist(p, codecs.JSON[int]{}, topology.Partitions(partitions))
+	c.table = topology.Persist(p, codecs.JSON[int]{}, topology.WithPartitions(partitions))
 	emit := topology.Produce(p, c.out)
 	topology.Consume(p, c.in, func(ctx *topology.Context, key string, v string) error {
 		switch v {

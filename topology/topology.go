@@ -182,8 +182,8 @@ func codecName(c any) string {
 // TopicOption configures a declared stream.
 type TopicOption func(*topicDecl)
 
-// Partitions sets a topic's partition count.
-func Partitions(n int32) TopicOption { return func(d *topicDecl) { d.partitions = n } }
+// WithPartitions sets a topic's partition count.
+func WithPartitions(n int32) TopicOption { return func(d *topicDecl) { d.partitions = n } }
 
 // KeyedBy names what a topic's keys are (such as "device_id"). Inputs that
 // are co-partitioned with a group table must be keyed by the same thing.

@@ -29,9 +29,9 @@ func TestViewSourceOnEmbeddedBroker(t *testing.T) {
 	k := topology.Kafka{Brokers: b.Addrs()}
 
 	top := topology.New("viewtest")
-	in := topology.NewStream(top, "states", records.DeviceStateCodec{}, topology.Partitions(2), topology.External("test"))
+	in := topology.NewStream(top, "states", records.DeviceStateCodec{}, topology.WithPartitions(2), topology.External("test"))
 	p := top.Processor("device-state")
-	table := topology.Persist(p, records.DeviceStateCodec{}, topology.Partitions(2))
+	table := topology.Persist(p, records.DeviceStateCodec{}, topology.WithPartitions(2))
 	topology.Consume(p, in, func(ctx *topology.Context, _ string, s records.DeviceState) error {
 		return table.Set(ctx, s)
 	})

@@ -30,11 +30,11 @@ func Declare(p *processors.Pipeline, limitKmh float64) (topology.Stream[Event], 
 	// The output topic is keyed by device like every pipeline topic, with
 	// the same partition count so that it could be joined later.
 	out := topology.NewStream(t, "telemetry.speeding", codecs.JSON[Event]{},
-		topology.Partitions(cfg.Partitions), topology.KeyedBy(processors.KeyDeviceID))
+		topology.WithPartitions(cfg.Partitions), topology.KeyedBy(processors.KeyDeviceID))
 
-	g := t.Processor("speeding", topology.Describe("count and report GPS readings over the speed limit"))
+	g := t.Processor("speeding", topology.WithDescription("count and report GPS readings over the speed limit"))
 	counts := topology.Persist(g, codecs.JSON[int]{},
-		topology.Partitions(cfg.Partitions), topology.KeyedBy(processors.KeyDeviceID))
+		topology.WithPartitions(cfg.Partitions), topology.KeyedBy(processors.KeyDeviceID))
 	emit := topology.Produce(g, out)
 
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {

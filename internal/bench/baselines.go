@@ -188,8 +188,8 @@ func saramaBaseline(ctx context.Context, k topology.Kafka, group, topic string, 
 
 func gokaBaseline(ctx context.Context, k topology.Kafka, prefix string, parts int32, dataDir string, total uint64, perRecord float64, out *Baseline, log *slog.Logger) error {
 	t := topology.New("bench-noop", topology.WithPrefix(prefix),
-		topology.WithDeadLetterTopic(processors.TopicDeadLetter, topology.Partitions(parts), topology.KeyedBy(processors.KeyDeviceID)))
-	raw := topology.NewStream(t, processors.TopicRaw, codecs.Bytes{}, topology.Partitions(parts),
+		topology.WithDeadLetterTopic(processors.TopicDeadLetter, topology.WithPartitions(parts), topology.KeyedBy(processors.KeyDeviceID)))
+	raw := topology.NewStream(t, processors.TopicRaw, codecs.Bytes{}, topology.WithPartitions(parts),
 		topology.KeyedBy(processors.KeyDeviceID), topology.External("ingest edge"))
 	rc := newRateCounter(total)
 	g := t.Processor("bench-baseline-goka-noop-" + strconv.FormatInt(time.Now().UnixNano(), 36))
