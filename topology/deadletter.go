@@ -24,6 +24,11 @@ const maxCutError = 4 << 10
 // do not fit.
 const maxCutKey = 1 << 10
 
+// deadLetterKey is the Kafka key of the dead letter of a record keyed by
+// key: the key itself, cut to maxCutKey bytes, so that the key and an
+// envelope of MaxDeadLetterBytes fit in a record of MaxRecordBytes.
+func deadLetterKey(key string) string { return key[:min(len(key), maxCutKey)] }
+
 // encodeEnvelope encodes e in at most limit bytes. An envelope that does
 // not fit is cut down: its error text to 4 KiB, then its value to what is
 // left, marked with HeaderValueTruncated; if the key and headers alone do

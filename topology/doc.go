@@ -32,7 +32,8 @@
 //     Outage pauses the partition until the dependency answers. Any other
 //     error (Reject names its reason) sends the record to the dead-letter
 //     topic as a deadletter.Envelope, or stops the group under the Stop
-//     policy (OnFailure).
+//     policy (OnFailure). One function decides for every record, whoever
+//     handles it (the record handler, a Batcher, the retry group).
 //   - Validate checks the declaration (producers, co-partitioning, keys);
 //     Describe prints it (text, Mermaid, DOT, JSON); EnsureTopics creates
 //     its topics.

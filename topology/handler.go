@@ -42,7 +42,7 @@ func (p *Processor) callback(in *inputDecl, obs observer, state *retryState, rt 
 // handle runs the handler of one record with the processor's failure
 // policy. It returns when the record first failed (zero if it did not), and
 // an error only when the record must stay uncommitted (the processor stops
-// while retrying it).
+// while retrying it, or fails under the Stop policy).
 func (p *Processor) handle(c *Context, in *inputDecl, obs observer, state *retryState) (time.Time, error) {
 	g, raw := c.g, c.raw
 	obs.consumed(p.group, in.topic.name)
@@ -72,40 +72,40 @@ func (p *Processor) handle(c *Context, in *inputDecl, obs observer, state *retry
 			first = time.Now()
 		}
 		c.reset()
-		if IsTransient(err) {
-			obs.retried(p.group)
-			if p.retry != nil && local >= p.retry.policy.InPlace {
-				if !p.outage(g.Context(), state, err, false) {
-					// The dependency answers others: the record leaves
-					// its partition for the first retry topic.
-					c.toRetry(0, in.topic.name, raw, c.attempt, first)
-					c.flush(envelopeFor(first))
-					return first, nil
-				}
+		v := p.decide(g.Context(), state, obs, failure{err: err, origin: fromInput, local: local, attempt: c.attempt,
+			deadLetterInput: in.topic.deadLetter, retryBytes: c.retryBytes(), what: c})
+		switch v.action {
+		case retryInPlace:
+			if v.outage {
 				// An outage: this attempt does not count against the
 				// record's retries, or a long outage would spend them.
 				base--
 			}
-			if sleepCtx(g.Context(), p.backoff.delay(local)) {
+			if sleepCtx(g.Context(), v.wait) {
 				continue
 			}
 			return first, fmt.Errorf("%w %s while retrying: %s: %v", errAbandoned, state.ended(), c, err)
-		}
-		if p.policy == Stop {
-			g.Fail(fmt.Errorf("topology: %s (%w): %w", c, errPolicyStop, err))
-			return first, nil // not reached: Fail panics
-		}
-		reason := ReasonOf(err)
-		if in.topic.deadLetter {
-			// A failed dead letter stays where it is: sending it to
-			// the dead-letter topic again would loop.
-			obs.skipped(p.group, reason)
+		case toRetryTopic:
+			// The dependency answers others: the record leaves its
+			// partition for the retry topic.
+			c.toRetry(v.tier, in.topic.name, raw, c.attempt, first)
+			c.flush(envelopeFor(first))
+			return first, nil
+		case stop:
+			g.Fail(v.err)
+			// goka returns from Fail, instead of panicking, once the
+			// partition's session ended (a rebalance drains it): the
+			// record must still not commit.
+			return first, v.err
+		case skip:
+			obs.skipped(p.group, v.reason)
+			return first, nil
+		default:
+			c.DeadLetter(v.reason, v.err, raw)
+			c.flush(envelopeFor(first))
+			obs.deadLettered(p.group, v.reason)
 			return first, nil
 		}
-		c.DeadLetter(reason, err, raw)
-		c.flush(envelopeFor(first))
-		obs.deadLettered(p.group, reason)
-		return first, nil
 	}
 }
 

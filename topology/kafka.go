@@ -97,6 +97,38 @@ const (
 	MaxDeadLetterBytes = MaxRecordBytes - 8<<10
 )
 
+// recordFraming is what a Kafka record takes beyond its key, value and
+// headers, as sarama's producer counts it against MaxRecordBytes (its
+// varint lengths, attributes, timestamp and offset deltas), and
+// headerFraming what each header takes beyond its key and value.
+const (
+	recordFraming = 36
+	headerFraming = 10
+)
+
+// retryHeaderBytes bounds what the bookkeeping headers of a retry topic add
+// to a record (four headers with decimal values).
+const retryHeaderBytes = 4 * (32 + 20 + headerFraming)
+
+// recordBytes is the size of a record as the producer counts it against
+// MaxRecordBytes.
+func recordBytes(key string, value []byte, headers []Header) int {
+	n := recordFraming + len(key) + len(value)
+	for _, h := range headers {
+		n += len(h.Key) + len(h.Value) + headerFraming
+	}
+	return n
+}
+
+// fits returns nil when a record of key, value and headers fits in
+// MaxRecordBytes, or a Reject too_large naming topic.
+func fits(topic, key string, value []byte, headers []Header) error {
+	if n := recordBytes(key, value, headers); n > MaxRecordBytes {
+		return Reject(ReasonTooLarge, fmt.Errorf("topology: a record of %d bytes for %q exceeds %d", n, topic, MaxRecordBytes))
+	}
+	return nil
+}
+
 // Config returns a base sarama configuration: version, client id, TLS, consumers starting at the oldest offset, goka's co-partitioning
 // rebalance strategy.
 func (k Kafka) Config() *sarama.Config {

@@ -193,6 +193,11 @@ func (o Output[V]) Emit(c *Context, key string, v V, headers ...Header) error {
 	if err != nil {
 		return fmt.Errorf("topology: encode for %q: %w", o.decl.name, err)
 	}
+	// A record the producer would refuse fails the group on every
+	// restart: refuse it here, so that the input is dead-lettered.
+	if err := fits(o.decl.name, key, b, headers); err != nil {
+		return err
+	}
 	c.queueEmit(o.decl.name, key, b, headers)
 	return nil
 }
@@ -254,6 +259,9 @@ func (tb Table[V]) Set(c *Context, v V) error {
 	b, err := tb.codec.Encode(v)
 	if err != nil {
 		return fmt.Errorf("topology: encode for %q: %w", tb.decl.name, err)
+	}
+	if err := fits(tb.decl.name, c.Key(), b, nil); err != nil {
+		return err
 	}
 	c.queueSet(b)
 	return nil
@@ -374,6 +382,9 @@ func (l Loopback[V]) Send(c *Context, key string, v V) error {
 	b, err := l.codec.Encode(v)
 	if err != nil {
 		return fmt.Errorf("topology: encode loop value: %w", err)
+	}
+	if err := fits(l.group+"-loop", key, b, nil); err != nil {
+		return err
 	}
 	c.queueLoop(key, b)
 	return nil

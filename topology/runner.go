@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -294,65 +291,43 @@ func (r *Runner) setDown(i int, err error) {
 }
 
 // Recoverable reports whether a processor that stopped with err may be
-// started again in the same process: it left a record uncommitted when it
-// lost a partition (IsAbandoned), its producer gave up on a record's
-// output, or it lost its connection to the brokers. A failure of a
-// processor with the Stop policy is not.
+// started again in the same process. Every error is, such as a record left
+// uncommitted when the processor lost a partition (IsAbandoned), an emit
+// the producer gave up on, or a lost connection to the brokers, except
+// those a restart cannot fix, which end Run:
+//
+//   - a failure under the Stop policy (ErrStopPolicy);
+//   - authentication and authorization refused by the brokers;
+//   - a record too large for the brokers or the producer;
+//   - configuration: the client's (sarama.ConfigurationError), a topic that
+//     differs from its declaration (ErrTopicMismatch), an invalid topology
+//     (*ValidationError), an unknown group.
 func Recoverable(err error) bool {
-	// goka formats some of its errors with %v, which ends the chain: a
-	// callback's panic (how the Stop policy fails a processor) and the
-	// clients it builds at start. Their text is all that is left.
 	if err == nil {
 		return false
 	}
+	// goka formats some of its errors with %v, which ends the chain (a
+	// callback's panic, how the Stop policy fails a processor): its text
+	// is all that is left.
 	msg := err.Error()
-	if errors.Is(err, errPolicyStop) || strings.Contains(msg, errPolicyStop.Error()) {
-		return false
-	}
-	// A record left uncommitted when its partition was revoked or the
-	// processor stopped mid-retry: goka's asynchronous failure path
-	// formats it with %v, so its text is matched too.
-	if IsAbandoned(err) || strings.Contains(msg, errAbandoned.Error()) {
-		return true
-	}
-	// A producer that gave up on an emit or a table write (past its
-	// retries): the record stays uncommitted (see orderedGroup) and a new
-	// processor sends it again.
-	var perr *sarama.ProducerError
-	if errors.As(err, &perr) || strings.Contains(msg, "kafka: Failed to produce message to topic") {
-		return true
-	}
-	for _, target := range []error{sarama.ErrOutOfBrokers, sarama.ErrNotConnected, sarama.ErrBrokerNotAvailable,
-		sarama.ErrClosedClient, io.EOF, io.ErrUnexpectedEOF, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	// goka's own texts when a broker went away under it (seen in the
-	// cluster fault test: a processor built while a broker restarted, a
-	// consumer group closed on a reset connection).
-	for _, text := range []string{sarama.ErrOutOfBrokers.Error(), sarama.ErrNotConnected.Error(),
-		syscall.ECONNREFUSED.Error(), syscall.ECONNRESET.Error(), syscall.EPIPE.Error(), "i/o timeout",
-		"cannot connect to broker", ": " + io.EOF.Error(), ": " + io.ErrUnexpectedEOF.Error()} {
+	for _, text := range []string{ErrStopPolicy.Error(), sarama.ErrMessageSizeTooLarge.Error(), "larger than configured Producer.MaxMessageBytes"} {
 		if strings.Contains(msg, text) {
-			return true
+			return false
 		}
 	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return true
-	}
-	var kerr sarama.KError
-	if errors.As(err, &kerr) {
-		switch kerr {
-		case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable,
-			sarama.ErrOffsetsLoadInProgress, sarama.ErrRebalanceInProgress, sarama.ErrRequestTimedOut,
-			sarama.ErrLeaderNotAvailable, sarama.ErrNotLeaderForPartition, sarama.ErrNetworkException,
-			sarama.ErrUnknownMemberId, sarama.ErrIllegalGeneration:
-			return true
+	for _, target := range []error{
+		sarama.ErrSASLAuthenticationFailed, sarama.ErrUnsupportedSASLMechanism, sarama.ErrIllegalSASLState,
+		sarama.ErrTopicAuthorizationFailed, sarama.ErrGroupAuthorizationFailed, sarama.ErrClusterAuthorizationFailed,
+		sarama.ErrTransactionalIDAuthorizationFailed, sarama.ErrDelegationTokenAuthorizationFailed,
+		sarama.ErrMessageSizeTooLarge, sarama.ErrInvalidConfig, ErrTopicMismatch, ErrUnknownGroup,
+	} {
+		if errors.Is(err, target) {
+			return false
 		}
 	}
-	return false
+	var cfg sarama.ConfigurationError
+	var invalid *ValidationError
+	return !errors.As(err, &cfg) && !errors.As(err, &invalid)
 }
 
 // Ready returns nil when every processor of the runner has recovered its
