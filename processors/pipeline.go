@@ -56,8 +56,8 @@ const (
 // the raw topic.
 const KeyDeviceID = ingest.KeyDeviceID
 
-// Config configures the pipeline. The zero value is usable apart from Sink,
-// which only the sink group needs.
+// Config configures the pipeline. The zero value is usable; the sink
+// group's store is a resource given to the Runner (see Store).
 type Config struct {
 	// Prefix is prepended to every topic and group name.
 	Prefix string
@@ -81,8 +81,6 @@ type Config struct {
 	// Fuse is the set of stages that run fused into the group after them
 	// (default none). Every process of an installation must agree on it.
 	Fuse Fusion
-	// Sink receives every stored reading; required to run the sink group.
-	Sink sinks.Store
 	// SinkBatch batches the sink's writes across the records of a
 	// partition (zero: topology's defaults, 1000 rows or 5ms). A record
 	// still commits only after its rows are written.
@@ -178,18 +176,3 @@ func New(cfg Config) *Pipeline {
 
 // Config returns the pipeline's configuration with defaults applied.
 func (p *Pipeline) Config() Config { return p.cfg }
-
-// CheckGroups reports whether the named groups (all when empty) can run
-// with this configuration.
-func (p *Pipeline) CheckGroups(groups []string) error {
-	procs, err := p.Topology.Select(groups)
-	if err != nil {
-		return err
-	}
-	for _, g := range procs {
-		if g.Group() == p.cfg.Prefix+GroupSink && p.cfg.Sink == nil {
-			return ErrNoSink
-		}
-	}
-	return nil
-}

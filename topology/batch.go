@@ -75,6 +75,9 @@ type Batcher[R any] struct {
 func Batch[R any](p *Processor, opts BatchOptions, write func(ctx context.Context, rows []R) error) *Batcher[R] {
 	opts.defaults()
 	b := &Batcher[R]{p: p, opts: opts, write: write}
+	if !p.t.open("%q declares a batcher", p.group) {
+		return b
+	}
 	if p.batch != nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q declares two batchers", p.group))
 	}

@@ -75,6 +75,8 @@ type Processor struct {
 	// replaysFor are other groups (full names) whose replayed records this
 	// group processes as its own.
 	replaysFor []string
+	// uses names the resources the group needs at run time.
+	uses []string
 }
 
 type inputDecl struct {
@@ -122,6 +124,9 @@ func (t *Topology) Processor(group string, opts ...ProcessorOption) *Processor {
 	for _, o := range opts {
 		o(p)
 	}
+	if !t.open("processor group %q", p.group) {
+		return p
+	}
 	for _, q := range t.procs {
 		if q.group == p.group {
 			t.declErrs = append(t.declErrs, fmt.Errorf("processor group %q declared twice", p.group))
@@ -147,6 +152,9 @@ func (p *Processor) Group() string { return p.group }
 // stream's codec and passed to fn. A record that does not decode goes to
 // the dead-letter topic with reason "decode_error".
 func Consume[V any](p *Processor, s Stream[V], fn Handler[V]) {
+	if !p.t.open("%q consumes %q", p.group, s.topicName()) {
+		return
+	}
 	if s.decl == nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q consumes an undeclared stream", p.group))
 		return
@@ -174,6 +182,9 @@ type Output[V any] struct {
 // Produce declares that p emits to stream s and returns the handle to emit
 // with.
 func Produce[V any](p *Processor, s Stream[V]) Output[V] {
+	if !p.t.open("%q produces %q", p.group, s.topicName()) {
+		return Output[V]{}
+	}
 	if s.decl == nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q produces an undeclared stream", p.group))
 		return Output[V]{}
@@ -224,6 +235,9 @@ func Persist[V any](p *Processor, codec Codec[V], opts ...TopicOption) Table[V] 
 	}
 	for _, o := range opts {
 		o(d)
+	}
+	if !p.t.open("%q persists a table", p.group) {
+		return Table[V]{decl: d, codec: codec, group: p.group}
 	}
 	if p.table != nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q declares two group tables", p.group))
@@ -287,6 +301,9 @@ type LookupTable[V any] struct {
 // Lookup declares that p reads table tb by arbitrary keys (a goka lookup:
 // every partition of tb is kept locally).
 func Lookup[V any](p *Processor, tb Table[V]) LookupTable[V] {
+	if !p.t.open("%q looks up a table", p.group) {
+		return LookupTable[V]{}
+	}
 	if tb.decl == nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q looks up an undeclared table", p.group))
 		return LookupTable[V]{}
@@ -323,6 +340,9 @@ type JoinedTable[V any] struct {
 // Join declares that p reads table tb by the current record's key; tb must
 // be co-partitioned with p's inputs.
 func Join[V any](p *Processor, tb Table[V]) JoinedTable[V] {
+	if !p.t.open("%q joins a table", p.group) {
+		return JoinedTable[V]{}
+	}
 	if tb.decl == nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q joins an undeclared table", p.group))
 		return JoinedTable[V]{}
@@ -365,6 +385,9 @@ func Loop[V any](p *Processor, codec Codec[V], fn Handler[V]) Loopback[V] {
 		key:        "key",
 		partitions: DefaultPartitions,
 		owner:      p.group,
+	}
+	if !p.t.open("%q declares a loop", p.group) {
+		return Loopback[V]{codec: codec, group: p.group}
 	}
 	if p.loop != nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q declares two loops", p.group))

@@ -27,6 +27,9 @@ type RunnerOptions struct {
 	// DataDir holds the local copies of group tables and lookups, one
 	// folder per group. Required.
 	DataDir string
+	// Resources are the values of the resources the groups use (see
+	// Resource); NewRunner refuses a group without one it uses.
+	Resources []Provided
 	// Hooks are told what the processors do (see Hook); package
 	// topology/promhooks turns them into Prometheus metrics.
 	Hooks []Hook
@@ -82,7 +85,7 @@ type Runner struct {
 
 // NewRunner validates the topology and prepares the named groups.
 func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
-	if err := t.Validate(); err != nil {
+	if _, err := t.Build(); err != nil {
 		return nil, err
 	}
 	if err := opts.Kafka.validate(); err != nil {
@@ -93,6 +96,9 @@ func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
 	}
 	procs, err := t.Select(opts.Groups)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkResources(procs, opts.Resources); err != nil {
 		return nil, err
 	}
 	if opts.Logger == nil {
@@ -159,7 +165,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		r.log.Info("topics ready", "created", created, "total", len(plan))
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// The processors' contexts derive from ctx: they carry the resources.
+	ctx, cancel := context.WithCancel(WithResources(ctx, r.opts.Resources...))
 	defer cancel()
 	var producers []goka.Producer
 	defer func() {

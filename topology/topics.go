@@ -74,7 +74,7 @@ func (t *Topology) EnsureTopics(k Kafka, opts TopicOptions) ([]TopicPlan, error)
 	if err != nil {
 		return nil, fmt.Errorf("topology: list topics: %w", err)
 	}
-	plan := t.plan(k, opts, existing)
+	plan := t.topicPlan(k, opts, existing)
 	var mismatches []string
 	for _, p := range plan {
 		if p.Action == "mismatch" {
@@ -140,7 +140,7 @@ func (t *Topology) waitTopics(k Kafka, plan []TopicPlan) error {
 	return nil
 }
 
-func (t *Topology) plan(k Kafka, opts TopicOptions, existing map[string]sarama.TopicDetail) []TopicPlan {
+func (t *Topology) topicPlan(k Kafka, opts TopicOptions, existing map[string]sarama.TopicDetail) []TopicPlan {
 	if opts.StreamRetention == 0 {
 		opts.StreamRetention = 7 * 24 * time.Hour
 	}

@@ -18,9 +18,9 @@ type Codec[T any] = codec.Codec[T]
 const DefaultPartitions = 8
 
 // Topology is one declared application: its topics, its processor groups,
-// and the edges between them. Declare everything first, then Validate (the
-// Runner and the test driver validate on their own), then run any subset of
-// its groups.
+// and the edges between them. Declare everything first, then Build (or
+// Validate, the Runner or the test driver, which build it), then run any
+// subset of its groups.
 //
 // A Topology is not safe for concurrent declaration; once declared it is
 // read-only and may be shared.
@@ -36,6 +36,12 @@ type Topology struct {
 	// declared twice), so that declaration reads as straight-line code and
 	// Validate reports every problem at once.
 	declErrs []error
+	// sealed is set by Build: later declarations are ignored and kept in
+	// lateErrs. built or buildErr is Build's outcome.
+	sealed   bool
+	lateErrs []error
+	built    *Plan
+	buildErr error
 }
 
 // Option configures a Topology.
@@ -215,6 +221,9 @@ func NewStream[V any](t *Topology, name string, codec Codec[V], opts ...TopicOpt
 	for _, o := range opts {
 		o(d)
 	}
+	if !t.open("stream %q", d.name) {
+		return Stream[V]{decl: d, codec: codec}
+	}
 	if codec == nil {
 		t.declErrs = append(t.declErrs, fmt.Errorf("stream %q has no codec", d.name))
 	}
@@ -224,6 +233,13 @@ func NewStream[V any](t *Topology, name string, codec Codec[V], opts ...TopicOpt
 
 // Name returns the full topic name.
 func (s Stream[V]) Name() string { return s.decl.name }
+
+func (s Stream[V]) topicName() string {
+	if s.decl == nil {
+		return "<undeclared>"
+	}
+	return s.decl.name
+}
 
 // Codec returns the stream's value codec.
 func (s Stream[V]) Codec() Codec[V] { return s.codec }

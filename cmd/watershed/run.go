@@ -104,6 +104,8 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return code
 	}
+	// The groups' resources: the sink's store when it runs here.
+	var resources []topology.Provided
 	for _, p := range selected {
 		if p.Group() == cfg.Prefix+processors.GroupSink {
 			st, err := openWaiting(ctx, func(ctx context.Context) (sinks.Store, error) {
@@ -119,7 +121,7 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 				return fail(2, err)
 			}
 			defer st.Close()
-			cfg.Sink = st
+			resources = append(resources, topology.Provide(processors.Store, st))
 			if *sinkAudit != "" {
 				f, err := os.OpenFile(*sinkAudit, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 				if err != nil {
@@ -143,7 +145,7 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
 		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Hooks: []topology.Hook{metrics},
 		Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
-		TableStorage: ts, Topics: tf.options(),
+		TableStorage: ts, Topics: tf.options(), Resources: resources,
 	})
 	if err != nil {
 		return fail(2, err)

@@ -250,7 +250,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		defer ls.Close()
 		store = ls
 	}
-	p := processors.New(processors.Config{Prefix: prefix, Partitions: opts.Partitions, Fuse: opts.Fuse, Sink: measuringStore{Store: store, t: tr}, Logger: log})
+	p := processors.New(processors.Config{Prefix: prefix, Partitions: opts.Partitions, Fuse: opts.Fuse, Logger: log})
 	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -260,7 +260,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
 		Kafka: k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,
-		TableStorage: ts,
+		TableStorage: ts, Resources: []topology.Provided{topology.Provide[sinks.Store](processors.Store, measuringStore{Store: store, t: tr})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)

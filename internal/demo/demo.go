@@ -164,7 +164,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		d.Store = st
 	}
 
-	d.Pipeline = processors.New(processors.Config{Prefix: opts.Prefix, Partitions: opts.Partitions, Fuse: opts.Fuse, Sink: d.Store, Logger: log})
+	d.Pipeline = processors.New(processors.Config{Prefix: opts.Prefix, Partitions: opts.Partitions, Fuse: opts.Fuse, Logger: log})
 	if _, err := d.Pipeline.Topology.EnsureTopics(d.Kafka, topology.TopicOptions{}); err != nil {
 		return nil, err
 	}
@@ -178,7 +178,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	d.Runner, err = topology.NewRunner(d.Pipeline.Topology, topology.RunnerOptions{
 		Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "state"), Hooks: []topology.Hook{metrics},
 		Logger: log, SkipTopicCreation: true,
-		TableStorage: opts.TableStorage,
+		TableStorage: opts.TableStorage, Resources: []topology.Provided{topology.Provide(processors.Store, d.Store)},
 	})
 	if err != nil {
 		return nil, err
