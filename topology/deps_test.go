@@ -2,6 +2,7 @@ package topology_test
 
 import (
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -41,6 +42,27 @@ func TestFrameworkCoreHasNoPrometheus(t *testing.T) {
 	for _, d := range list {
 		if strings.HasPrefix(d, "github.com/prometheus/") {
 			t.Errorf("topology depends on %s", d)
+		}
+	}
+}
+
+// TestExportedAPINamesNoGokaOrSarama holds goka's and sarama's types out of
+// topology's exported API, as go doc shows it. Kafka.Config and
+// Kafka.ProducerConfig, which the edge, the views and the tools build their
+// own sarama clients with, are the last two left; no other may appear.
+func TestExportedAPINamesNoGokaOrSarama(t *testing.T) {
+	out, err := exec.Command("go", "doc", "-all", ".").Output()
+	if err != nil {
+		t.Fatalf("go doc: %v", err)
+	}
+	left := map[string]bool{
+		"func (k Kafka) Config() *sarama.Config":         true,
+		"func (k Kafka) ProducerConfig() *sarama.Config": true,
+	}
+	typ := regexp.MustCompile(`\b(goka|sarama|storage)\.[A-Z]`)
+	for _, line := range strings.Split(string(out), "\n") {
+		if typ.MatchString(line) && !left[strings.TrimSpace(line)] {
+			t.Errorf("the exported API names a goka or sarama type: %s", strings.TrimSpace(line))
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/lovoo/goka"
+
+	"github.com/watershed-io/watershed/topology/internal/gokabind"
 )
 
 // rawCodec passes record bytes through goka untouched. Every goka edge of a
@@ -87,10 +89,17 @@ func (p *Processor) groupGraph(obs observer, prod goka.Producer, env runEnv) *go
 	return goka.DefineGroup(goka.Group(p.group), edges...)
 }
 
-// NewGokaProcessor builds the goka processor of p with the given goka
-// options and no metrics. It is for test drivers (goka.WithTester) and
-// tools; the Runner builds its processors itself.
-func (p *Processor) NewGokaProcessor(brokers []string, opts ...goka.ProcessorOption) (*goka.Processor, error) {
+// Binding returns the group's goka binding, for the framework's test
+// driver; its type is internal to the framework.
+func (p *Processor) Binding() gokabind.Binding { return gokaBinding{p} }
+
+// gokaBinding builds the goka processor of p outside a Runner.
+type gokaBinding struct{ p *Processor }
+
+// NewProcessor builds the goka processor of the group with the given goka
+// options and no hooks (goka.WithTester for a test driver).
+func (b gokaBinding) NewProcessor(brokers []string, opts ...goka.ProcessorOption) (*goka.Processor, error) {
+	p := b.p
 	gp, err := goka.NewProcessor(brokers, p.groupGraph(nopObserver{}, nil, runEnv{}), append([]goka.ProcessorOption{goka.WithHasher(Hasher)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("topology: processor %s: %w", p.group, err)

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"hash"
@@ -18,7 +19,8 @@ func Hasher() hash.Hash32 { return fnv.New32a() }
 // Partition returns the partition of key among n partitions exactly as
 // goka's producers place it (sarama's hash partitioner over Hasher).
 // Anything that writes to a topic a goka group reads, such as the ingest
-// edge, must use it (or NewPartitioner) or co-partitioning breaks.
+// edge, must use it (or a producer of ProducerConfig) or co-partitioning
+// breaks.
 func Partition(key []byte, n int32) int32 { return partitionOf(string(key), n) }
 
 // partitionOf is Partition of a string key, without allocating: FNV-1a
@@ -36,9 +38,9 @@ func partitionOf(key string, n int32) int32 {
 	return p
 }
 
-// NewPartitioner is the sarama partitioner of topology topics, for
-// producers outside goka.
-func NewPartitioner(topic string) sarama.Partitioner {
+// newPartitioner is the sarama partitioner of topology topics, which
+// ProducerConfig sets.
+func newPartitioner(topic string) sarama.Partitioner {
 	return sarama.NewCustomHashPartitioner(Hasher)(topic)
 }
 
@@ -48,9 +50,9 @@ func NewPartitioner(topic string) sarama.Partitioner {
 type Kafka struct {
 	// Brokers are the bootstrap addresses.
 	Brokers []string
-	// Version is the protocol version to speak; the zero value means
-	// DefaultKafkaVersion.
-	Version sarama.KafkaVersion
+	// Version is the protocol version to speak, such as "3.6.0"; empty
+	// means DefaultKafkaVersion.
+	Version string
 	// ClientID names this process to the brokers.
 	ClientID string
 	// TLS, when set, encrypts the connections.
@@ -73,9 +75,9 @@ type Kafka struct {
 	FetchMaxWait  time.Duration
 }
 
-// DefaultKafkaVersion returns the protocol version spoken when none is set. It
+// DefaultKafkaVersion is the protocol version spoken when none is set. It
 // works with Kafka 2.8 to 4.1 and the embedded broker.
-func DefaultKafkaVersion() sarama.KafkaVersion { return sarama.V3_6_0_0 }
+const DefaultKafkaVersion = "3.6.0"
 
 // Record size limits of a topology. The ingest edge accepts packages of up
 // to 1,048,612 bytes, which Kafka's default max.message.bytes (1,048,588)
@@ -133,10 +135,8 @@ func fits(topic, key string, value []byte, headers []Header) error {
 // rebalance strategy.
 func (k Kafka) Config() *sarama.Config {
 	c := sarama.NewConfig()
-	c.Version = k.Version
-	if c.Version == (sarama.KafkaVersion{}) {
-		c.Version = DefaultKafkaVersion()
-	}
+	// validate refused a version that does not parse.
+	c.Version, _ = sarama.ParseKafkaVersion(cmp.Or(k.Version, DefaultKafkaVersion))
 	if k.ClientID != "" {
 		c.ClientID = k.ClientID
 	}
@@ -171,7 +171,7 @@ func (k Kafka) ProducerConfig() *sarama.Config {
 	c.Producer.Retry.Backoff = 100 * time.Millisecond
 	c.Producer.Return.Successes = true
 	c.Producer.Return.Errors = true
-	c.Producer.Partitioner = NewPartitioner
+	c.Producer.Partitioner = newPartitioner
 	c.Producer.Compression = sarama.CompressionSnappy
 	c.Producer.Flush.Frequency = k.FlushInterval
 	if c.Producer.Flush.Frequency == 0 {
@@ -192,6 +192,9 @@ func (k Kafka) replication() int16 {
 func (k Kafka) validate() error {
 	if len(k.Brokers) == 0 {
 		return fmt.Errorf("topology: no Kafka brokers given")
+	}
+	if _, err := sarama.ParseKafkaVersion(cmp.Or(k.Version, DefaultKafkaVersion)); err != nil {
+		return fmt.Errorf("topology: Kafka version %q: %w", k.Version, err)
 	}
 	return k.SASL.validate()
 }

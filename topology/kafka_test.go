@@ -29,8 +29,8 @@ func TestPartitionMatchesGokaProducers(t *testing.T) {
 			if got := topology.Partition([]byte(key), n); got != want {
 				t.Fatalf("Partition(%q, %d) = %d, goka's producer says %d", key, n, got, want)
 			}
-			if got, _ := topology.NewPartitioner("t").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, n); got != want {
-				t.Fatalf("NewPartitioner(%q, %d) = %d, want %d", key, n, got, want)
+			if got, _ := (topology.Kafka{}).ProducerConfig().Producer.Partitioner("t").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, n); got != want {
+				t.Fatalf("ProducerConfig's partitioner(%q, %d) = %d, want %d", key, n, got, want)
 			}
 		}
 	}

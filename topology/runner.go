@@ -15,6 +15,7 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 
+	"github.com/watershed-io/watershed/topology/internal/gokabind"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -47,14 +48,15 @@ type RunnerOptions struct {
 	// rebalance completes.
 	RecoverAhead bool
 	// TableStorage, when set, builds the local storage of a group's
-	// tables in the folder it is given. The default is tablestore's
-	// batching storage with its default options (writes and the table
-	// offset reach leveldb as one batch every 50 ms); goka's own leveldb
-	// storage, a journal write per value, is storage.DefaultBuilder. The
-	// storage is a cache of the table topic: whatever it lost in a crash
-	// is replayed from there. The runner gives a group table's storage
-	// only the writes the table topic acknowledged (see changelog.go).
-	TableStorage func(dir string) storage.Builder
+	// tables in the folder it is given: use tablestore.ForKind. The
+	// default is tablestore's batching storage with its default options
+	// (writes and the table offset reach leveldb as one batch every 50
+	// ms); goka's own leveldb storage, a journal write per value, is the
+	// kind tablestore.KindLevelDB. The storage is a cache of the table
+	// topic: whatever it lost in a crash is replayed from there. The
+	// runner gives a group table's storage only the writes the table topic
+	// acknowledged (see changelog.go).
+	TableStorage gokabind.TableStorage
 	// RestartBackoff spaces the restarts of a group whose processor
 	// stopped with a recoverable error while the runner runs (default 1s
 	// doubling up to 30s; see Run).
@@ -306,7 +308,7 @@ func (r *Runner) setDown(i int, err error) {
 //   - a failure under the Stop policy (ErrStopPolicy);
 //   - authentication and authorization refused by the brokers;
 //   - a record too large for the brokers or the producer;
-//   - configuration: the client's (sarama.ConfigurationError), a topic that
+//   - configuration: the client's (sarama's configuration errors), a topic that
 //     differs from its declaration (ErrTopicMismatch), an invalid topology
 //     (*ValidationError), an unknown group.
 func Recoverable(err error) bool {

@@ -76,7 +76,7 @@ func NewWith(tb testing.TB, topo *topology.Topology, opts Options) *Driver {
 	ctx, cancel := context.WithCancel(topology.WithResources(context.Background(), opts.Resources...))
 	var done []chan error
 	for _, p := range procs {
-		gp, err := p.NewGokaProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}))
+		gp, err := p.Binding().NewProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}))
 		if err != nil {
 			cancel()
 			tb.Fatalf("topologytest: %v", err)
