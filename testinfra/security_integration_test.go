@@ -27,7 +27,7 @@ func TestIntegrationKafkaSASLSCRAM(t *testing.T) {
 	topic := CreateTopic(t, Kafka(t), 1)
 	for _, mech := range []string{topology.SCRAMSHA256, topology.SCRAMSHA512} {
 		t.Run(mech, func(t *testing.T) {
-			k := topology.Kafka{Brokers: brokers, Version: probe.KafkaVersion, ClientID: "watershed-sasl-test",
+			k := topology.Kafka{Brokers: brokers, Version: probe.KafkaVersion.String(), ClientID: "watershed-sasl-test",
 				SASL: topology.SASL{Mechanism: mech, User: user, Password: password}}
 			producer, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
 			if err != nil {
@@ -70,7 +70,7 @@ func TestIntegrationKafkaSASLSCRAM(t *testing.T) {
 			}
 		})
 	}
-	none := topology.Kafka{Brokers: brokers, Version: probe.KafkaVersion}
+	none := topology.Kafka{Brokers: brokers, Version: probe.KafkaVersion.String()}
 	if c, err := sarama.NewClient(none.Brokers, noRetry(none.Config())); err == nil {
 		c.Close()
 		t.Error("the SASL listener answered a client without a login")
