@@ -15,6 +15,7 @@ import (
 	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // The replay cases of the dead-letter issue, on the real framework and the
@@ -58,7 +59,7 @@ func TestReplayAfterFixAndReplayThatFailsAgain(t *testing.T) {
 	}()
 	waitReady(t, r)
 
-	prod, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	prod, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestReplayAfterFixAndReplayThatFailsAgain(t *testing.T) {
 	if err != nil || rep.Count(dlq.ActionReplayed) != 1 {
 		t.Fatalf("replay after the fix: %+v, %v", rep, err)
 	}
-	c, err := sarama.NewConsumer(k.Brokers, k.Config())
+	c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}

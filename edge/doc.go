@@ -63,7 +63,7 @@
 // bytes as received, and it carries two headers: HeaderReceivedMs (the
 // receive time in Unix milliseconds, decimal ASCII; read it back with
 // ingest.ReceivedAt) and HeaderEdgeID. Records are produced with
-// topology.Kafka.ProducerConfig (the partitioner goka assumes, acks from
+// kafkaclient.ProducerConfig (the partitioner goka assumes, acks from
 // all in-sync replicas, idempotent). A dead-lettered package is a records.Envelope with Stage
 // "edge", the same key, the same headers, Topic set to the raw topic and
 // Partition and Offset -1.

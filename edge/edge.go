@@ -22,6 +22,7 @@ import (
 	"github.com/watershed-io/watershed/ingest"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // Defaults of Options.
@@ -81,7 +82,7 @@ var ErrClosed = errors.New("edge: closed")
 
 // Options configure an Edge. Zero values take the defaults shown.
 type Options struct {
-	// Kafka reaches the cluster; the producer uses Kafka.ProducerConfig().
+	// Kafka reaches the cluster; the producer uses kafkaclient.ProducerConfig(Kafka).
 	Kafka topology.Kafka
 	// RawTopic receives accepted packages (DefaultRawTopic).
 	RawTopic string
@@ -323,7 +324,7 @@ func New(opts Options) (*Edge, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := sarama.NewClient(opts.Kafka.Brokers, opts.Kafka.ProducerConfig())
+	client, err := sarama.NewClient(opts.Kafka.Brokers, kafkaclient.ProducerConfig(opts.Kafka))
 	if err != nil {
 		return nil, fmt.Errorf("edge: connect to Kafka: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/cassandra"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // refusingStore is a memStore that counts its writes and refuses for good
@@ -136,7 +137,7 @@ func (l *lockedBuffer) String() string {
 // at once.
 func sendPackages(t *testing.T, k topology.Kafka, p *processors.Pipeline, from, to uint64) {
 	t.Helper()
-	prod, err := sarama.NewAsyncProducer(k.Brokers, k.ProducerConfig())
+	prod, err := sarama.NewAsyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func TestChangelogHotStandbyCopiesReachTheStore(t *testing.T) {
 		return nil
 	})
 
-	prod, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	prod, err := sarama.NewSyncProducer(k.Brokers, k.producerConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/lovoo/goka"
+	"github.com/watershed-io/watershed/topology/internal/kafkacfg"
 )
 
 // Hasher returns the key hash of every topology topic: 32-bit FNV-1a, the
@@ -19,7 +19,7 @@ func Hasher() hash.Hash32 { return fnv.New32a() }
 // Partition returns the partition of key among n partitions exactly as
 // goka's producers place it (sarama's hash partitioner over Hasher).
 // Anything that writes to a topic a goka group reads, such as the ingest
-// edge, must use it (or a producer of ProducerConfig) or co-partitioning
+// edge, must use it (or a producer of kafkaclient.ProducerConfig) or co-partitioning
 // breaks.
 func Partition(key []byte, n int32) int32 { return partitionOf(string(key), n) }
 
@@ -38,15 +38,9 @@ func partitionOf(key string, n int32) int32 {
 	return p
 }
 
-// newPartitioner is the sarama partitioner of topology topics, which
-// ProducerConfig sets.
-func newPartitioner(topic string) sarama.Partitioner {
-	return sarama.NewCustomHashPartitioner(Hasher)(topic)
-}
-
-// Kafka holds the settings to reach a Kafka cluster. Its methods return a
-// fresh sarama configuration on every call, since sarama and goka builders
-// change the configurations they are given.
+// Kafka holds the settings to reach a Kafka cluster, as plain values;
+// package topology/kafkaclient builds sarama configurations from them for
+// clients beside the Runner.
 type Kafka struct {
 	// Brokers are the bootstrap addresses.
 	Brokers []string
@@ -131,56 +125,19 @@ func fits(topic, key string, value []byte, headers []Header) error {
 	return nil
 }
 
-// Config returns a base sarama configuration: version, client id, TLS, consumers starting at the oldest offset, goka's co-partitioning
-// rebalance strategy.
-func (k Kafka) Config() *sarama.Config {
-	c := sarama.NewConfig()
-	// validate refused a version that does not parse.
-	c.Version, _ = sarama.ParseKafkaVersion(cmp.Or(k.Version, DefaultKafkaVersion))
-	if k.ClientID != "" {
-		c.ClientID = k.ClientID
-	}
-	if k.TLS != nil {
-		c.Net.TLS.Enable = true
-		c.Net.TLS.Config = k.TLS
-	}
-	k.SASL.apply(c)
-	c.Consumer.Return.Errors = true
-	c.Consumer.Offsets.Initial = sarama.OffsetOldest
-	c.Consumer.MaxProcessingTime = time.Second
-	if k.FetchMinBytes > 0 {
-		c.Consumer.Fetch.Min = k.FetchMinBytes
-	}
-	if k.FetchMaxWait > 0 {
-		c.Consumer.MaxWaitTime = k.FetchMaxWait
-	}
-	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{goka.CopartitioningStrategy}
-	return c
+// settings are k's settings for the client configurations.
+func (k Kafka) settings() kafkacfg.Settings {
+	return kafkacfg.Settings{Version: cmp.Or(k.Version, DefaultKafkaVersion), ClientID: k.ClientID, TLS: k.TLS,
+		SASLMechanism: k.SASL.Mechanism, SASLUser: k.SASL.User, SASLPassword: k.SASL.Password, FlushInterval: k.FlushInterval,
+		FetchMinBytes: k.FetchMinBytes, FetchMaxWait: k.FetchMaxWait, MaxMessageBytes: MaxRecordBytes}
 }
 
-// ProducerConfig returns a producer configuration that is safe for what a
-// caller acknowledges: acks from all in-sync replicas, idempotence (which
-// needs one open request per connection), the topology's partitioner, and
-// success and error reporting.
-func (k Kafka) ProducerConfig() *sarama.Config {
-	c := k.Config()
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Idempotent = true
-	c.Net.MaxOpenRequests = 1
-	c.Producer.Retry.Max = 10
-	c.Producer.Retry.Backoff = 100 * time.Millisecond
-	c.Producer.Return.Successes = true
-	c.Producer.Return.Errors = true
-	c.Producer.Partitioner = newPartitioner
-	c.Producer.Compression = sarama.CompressionSnappy
-	c.Producer.Flush.Frequency = k.FlushInterval
-	if c.Producer.Flush.Frequency == 0 {
-		c.Producer.Flush.Frequency = 10 * time.Millisecond
-	}
-	c.Producer.Flush.Bytes = 256 * 1024
-	c.Producer.MaxMessageBytes = MaxRecordBytes
-	return c
-}
+// config is the base sarama configuration of k (see kafkaclient.Config).
+func (k Kafka) config() *sarama.Config { return kafkacfg.Config(k.settings()) }
+
+// producerConfig is k's producer configuration (see
+// kafkaclient.ProducerConfig).
+func (k Kafka) producerConfig() *sarama.Config { return kafkacfg.ProducerConfig(k.settings()) }
 
 func (k Kafka) replication() int16 {
 	if k.Replication < 1 {

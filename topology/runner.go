@@ -401,7 +401,7 @@ func (t *Topology) Lag(ctx context.Context, k Kafka, groups []string) ([]Partiti
 	if err != nil {
 		return nil, err
 	}
-	client, err := sarama.NewClient(k.Brokers, k.Config())
+	client, err := sarama.NewClient(k.Brokers, k.config())
 	if err != nil {
 		return nil, fmt.Errorf("topology: connect: %w", err)
 	}
@@ -455,7 +455,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 		goka.WithStorageBuilder(cl.storage(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group)))),
 		goka.WithProducerBuilder(cl.producer(producerBuilder(k))),
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
-			cfg := k.Config()
+			cfg := k.config()
 			cfg.ClientID = clientID
 			cg, err := sarama.NewConsumerGroup(brokers, group, cfg)
 			if err != nil {
@@ -500,7 +500,7 @@ func clientID(k Kafka, group string) string {
 // time, since goka's own builder writes into the one it is given.
 func producerBuilder(k Kafka) goka.ProducerBuilder {
 	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
-		cfg := k.ProducerConfig()
+		cfg := k.producerConfig()
 		cfg.ClientID = clientID
 		cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
 		return goka.NewProducer(brokers, cfg)
@@ -509,7 +509,7 @@ func producerBuilder(k Kafka) goka.ProducerBuilder {
 
 func saramaConsumerBuilder(k Kafka) goka.SaramaConsumerBuilder {
 	return func(brokers []string, clientID string) (sarama.Consumer, error) {
-		cfg := k.Config()
+		cfg := k.config()
 		cfg.ClientID = clientID
 		return sarama.NewConsumer(brokers, cfg)
 	}
@@ -523,7 +523,7 @@ func topicManagerBuilder(k Kafka) goka.TopicManagerBuilder {
 		tmc.NoCreate = true
 		tmc.Table.Replication = int(k.replication())
 		tmc.Stream.Replication = int(k.replication())
-		return goka.NewTopicManager(brokers, k.Config(), tmc)
+		return goka.NewTopicManager(brokers, k.config(), tmc)
 	}
 }
 
@@ -605,7 +605,7 @@ func (r *Runner) RetryBacklog(ctx context.Context, lags []PartitionLag) []RetryB
 		}
 		if consumer == nil {
 			var err error
-			if consumer, err = sarama.NewConsumer(r.opts.Kafka.Brokers, r.opts.Kafka.Config()); err != nil {
+			if consumer, err = sarama.NewConsumer(r.opts.Kafka.Brokers, r.opts.Kafka.config()); err != nil {
 				r.log.Warn("retry topic age unavailable", "err", err)
 				continue
 			}

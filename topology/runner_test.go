@@ -16,6 +16,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 	"github.com/watershed-io/watershed/topology/promhooks"
 )
 
@@ -77,7 +78,7 @@ func startBroker(t *testing.T) []string {
 
 func produce(t *testing.T, k topology.Kafka, topic string, kv ...string) {
 	t.Helper()
-	p, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	p, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func readAll(t *testing.T, k topology.Kafka, topic string, n int, timeout time.D
 // timeout passes (false), and returns what it read.
 func readUntil(t *testing.T, k topology.Kafka, topic string, timeout time.Duration, enough func([]*sarama.ConsumerMessage) bool) ([]*sarama.ConsumerMessage, bool) {
 	t.Helper()
-	c, err := sarama.NewConsumer(k.Brokers, k.Config())
+	c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}

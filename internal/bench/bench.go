@@ -39,6 +39,7 @@ import (
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -363,7 +364,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 // followTable consumes every partition of a table topic and feeds the
 // tracker.
 func followTable(ctx context.Context, k topology.Kafka, topic string, parts int32, tr *tracker) (sarama.Consumer, error) {
-	c, err := sarama.NewConsumer(k.Brokers, k.Config())
+	c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		return nil, fmt.Errorf("bench: table consumer: %w", err)
 	}
@@ -772,7 +773,7 @@ func recoveryTime(ctx context.Context, t *topology.Topology, ro topology.RunnerO
 // deleteTopics deletes the topics of a run on an external cluster (those
 // whose names start with its prefix), logging what it cannot delete.
 func deleteTopics(k topology.Kafka, prefix string, log *slog.Logger) {
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		log.Warn("bench: cannot delete the run's topics", "prefix", prefix, "err", err)
 		return
