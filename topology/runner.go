@@ -395,8 +395,12 @@ func (r *Runner) Lag(ctx context.Context) ([]PartitionLag, error) {
 }
 
 // Lag reads the consumer lag of the named groups (all when empty) on their
-// input topics, including loop topics.
+// input topics, including loop and retry topics. It builds the topology
+// (see Build).
 func (t *Topology) Lag(ctx context.Context, k Kafka, groups []string) ([]PartitionLag, error) {
+	if _, err := t.Build(); err != nil {
+		return nil, err
+	}
 	procs, err := t.Select(groups)
 	if err != nil {
 		return nil, err
