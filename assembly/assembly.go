@@ -223,7 +223,7 @@ func (d *Declaration) Processor(opts ...topology.ProcessorOption) *topology.Proc
 // TopicOptions are the options of a topic co-partitioned with the
 // pipeline's: its partition count, keyed by device id.
 func (d *Declaration) TopicOptions() []topology.TopicOption {
-	return []topology.TopicOption{topology.Partitions(d.Config().Partitions), topology.KeyedBy(processors.KeyDeviceID)}
+	return []topology.TopicOption{topology.WithPartitions(d.Config().Partitions), topology.KeyedBy(processors.KeyDeviceID)}
 }
 
 // Stream returns the declared stream called name (before the prefix, as

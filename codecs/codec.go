@@ -8,16 +8,16 @@ package codecs
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/watershed-io/watershed/topology/codec"
 )
 
-// Codec encodes and decodes values of one type to and from record bytes.
+// Codec encodes and decodes values of one type to and from record bytes:
+// the framework's codec.Codec, which every codec here implements.
 //
 // Implementations must be safe for concurrent use and must never panic on
 // hostile input: Decode returns an error instead.
-type Codec[T any] interface {
-	Encode(v T) ([]byte, error)
-	Decode(b []byte) (T, error)
-}
+type Codec[T any] = codec.Codec[T]
 
 // String is the codec for UTF-8 string values.
 type String struct{}

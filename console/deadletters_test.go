@@ -13,6 +13,7 @@ import (
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // TestDeadLettersAndAlerts runs the endpoints that read Kafka against the
@@ -29,7 +30,7 @@ func TestDeadLettersAndAlerts(t *testing.T) {
 	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	prod, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	prod, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}

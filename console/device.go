@@ -14,6 +14,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 	"github.com/watershed-io/watershed/views"
 )
 
@@ -225,7 +226,7 @@ func (s *Server) alerts(ctx context.Context, id uint64) ([]alertJSON, error) {
 // readTail reads up to n of the newest records of one partition and
 // returns those keep accepts, oldest first.
 func readTail(ctx context.Context, k topology.Kafka, topic string, partition int32, n int64, keep func(*sarama.ConsumerMessage) bool) ([]*sarama.ConsumerMessage, error) {
-	cfg := k.Config()
+	cfg := kafkaclient.Config(k)
 	cfg.Consumer.MaxWaitTime = 20 * time.Millisecond
 	client, err := sarama.NewClient(k.Brokers, cfg)
 	if err != nil {

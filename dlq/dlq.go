@@ -32,6 +32,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // TimeField names the envelope time a Filter's time range applies to.
@@ -313,7 +314,7 @@ func (q *Queue) Get(ctx context.Context, partition int32, offset int64) (Record,
 // their end: a fetch that finds no new record returns soon, since closing a
 // partition's reader waits for the fetch in flight.
 func readerConfig(k topology.Kafka) *sarama.Config {
-	c := k.Config()
+	c := kafkaclient.Config(k)
 	c.Consumer.MaxWaitTime = 20 * time.Millisecond
 	return c
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -497,7 +498,7 @@ func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 // returns its "partition/offset".
 func writeEnvelope(t *testing.T, k topology.Kafka, e records.Envelope) string {
 	t.Helper()
-	p, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	p, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}

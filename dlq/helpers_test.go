@@ -10,6 +10,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // Topics of the test cluster: two partitions each.
@@ -28,7 +29,7 @@ func startCluster(t *testing.T) topology.Kafka {
 	}
 	t.Cleanup(b.Close)
 	k := topology.Kafka{Brokers: b.Addrs()}
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func writeFixture(t *testing.T, k topology.Kafka) fixture {
 		Timestamp: at(5 * time.Hour), Attempts: 1, FirstFailure: at(5 * time.Hour), LastFailure: at(5 * time.Hour)}
 
 	f := fixture{envs: envs, pkg: pkg}
-	p, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	p, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}

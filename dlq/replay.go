@@ -11,6 +11,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/edge"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // Headers that Replay adds to every replayed record, replacing any of the
@@ -228,7 +229,7 @@ func (q *Queue) Replay(ctx context.Context, f Filter, opts ReplayOptions) (Repla
 	if err := q.ensureReplayedTopic(ctx); err != nil {
 		return rep, err
 	}
-	producer, err := sarama.NewSyncProducer(q.k.Brokers, q.k.ProducerConfig())
+	producer, err := sarama.NewSyncProducer(q.k.Brokers, kafkaclient.ProducerConfig(q.k))
 	if err != nil {
 		return rep, fmt.Errorf("dlq: producer: %w", err)
 	}
@@ -436,7 +437,7 @@ func (q *Queue) readMarkers(ctx context.Context) (map[string]marker, error) {
 // missing and waits until its partition is known.
 func (q *Queue) ensureReplayedTopic(ctx context.Context) error {
 	name := ReplayedTopic(q.topic)
-	admin, err := sarama.NewClusterAdmin(q.k.Brokers, q.k.Config())
+	admin, err := sarama.NewClusterAdmin(q.k.Brokers, kafkaclient.Config(q.k))
 	if err != nil {
 		return fmt.Errorf("dlq: connect to %v: %w", q.k.Brokers, err)
 	}

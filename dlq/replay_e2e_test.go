@@ -15,6 +15,7 @@ import (
 	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // The replay cases of the dead-letter issue, on the real framework and the
@@ -33,8 +34,8 @@ func TestReplayAfterFixAndReplayThatFailsAgain(t *testing.T) {
 	var broken atomic.Bool
 	broken.Store(true)
 	tp := topology.New("rp")
-	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"), topology.Partitions(2))
-	out := topology.NewStream(tp, "out", codecs.String{}, topology.Partitions(2))
+	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"), topology.WithPartitions(2))
+	out := topology.NewStream(tp, "out", codecs.String{}, topology.WithPartitions(2))
 	p := tp.Processor("work")
 	emit := topology.Produce(p, out)
 	topology.Consume(p, in, func(c *topology.Context, key, v string) error {
@@ -58,7 +59,7 @@ func TestReplayAfterFixAndReplayThatFailsAgain(t *testing.T) {
 	}()
 	waitReady(t, r)
 
-	prod, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	prod, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestReplayAfterFixAndReplayThatFailsAgain(t *testing.T) {
 	if err != nil || rep.Count(dlq.ActionReplayed) != 1 {
 		t.Fatalf("replay after the fix: %+v, %v", rep, err)
 	}
-	c, err := sarama.NewConsumer(k.Brokers, k.Config())
+	c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,10 +62,9 @@
 // The raw record's key is the device_id in decimal, its value the package
 // bytes as received, and it carries two headers: HeaderReceivedMs (the
 // receive time in Unix milliseconds, decimal ASCII; read it back with
-// ReceivedAt) and HeaderEdgeID. Records are placed with
-// topology.NewPartitioner, the partitioner goka assumes, and produced with
-// topology.Kafka.ProducerConfig (acks from all in-sync replicas,
-// idempotent). A dead-lettered package is a records.Envelope with Stage
+// ingest.ReceivedAt) and HeaderEdgeID. Records are produced with
+// kafkaclient.ProducerConfig (the partitioner goka assumes, acks from
+// all in-sync replicas, idempotent). A dead-lettered package is a records.Envelope with Stage
 // "edge", the same key, the same headers, Topic set to the raw topic and
 // Partition and Offset -1.
 //

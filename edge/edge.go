@@ -19,17 +19,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/ingest"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // Defaults of Options.
 const (
 	// DefaultRawTopic is the topic accepted packages are written to.
-	DefaultRawTopic = "telemetry.raw"
+	DefaultRawTopic = ingest.RawTopic
 	// DefaultDeadLetterTopic is the topic rejected but authenticated
 	// packages are written to.
-	DefaultDeadLetterTopic = "telemetry.dlq"
+	DefaultDeadLetterTopic = ingest.DeadLetterTopic
 	// DefaultMaxInFlightBytes bounds the request-body bytes held at once.
 	DefaultMaxInFlightBytes = 64 << 20
 	// DefaultProduceTimeout bounds the wait for Kafka's acknowledgement.
@@ -70,7 +72,7 @@ const MinInFlightBytes = MaxPackageBytes + 4<<10
 const maxEdgeIDLen = 255
 
 // Stage is the Stage of the dead-letter envelopes the edge writes.
-const Stage = "edge"
+const Stage = ingest.Stage
 
 // Path is where Handler serves the package endpoint (method POST).
 const Path = "/v1/packages"
@@ -80,7 +82,7 @@ var ErrClosed = errors.New("edge: closed")
 
 // Options configure an Edge. Zero values take the defaults shown.
 type Options struct {
-	// Kafka reaches the cluster; the producer uses Kafka.ProducerConfig().
+	// Kafka reaches the cluster; the producer uses kafkaclient.ProducerConfig(Kafka).
 	Kafka topology.Kafka
 	// RawTopic receives accepted packages (DefaultRawTopic).
 	RawTopic string
@@ -322,7 +324,7 @@ func New(opts Options) (*Edge, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := sarama.NewClient(opts.Kafka.Brokers, opts.Kafka.ProducerConfig())
+	client, err := sarama.NewClient(opts.Kafka.Brokers, kafkaclient.ProducerConfig(opts.Kafka))
 	if err != nil {
 		return nil, fmt.Errorf("edge: connect to Kafka: %w", err)
 	}
@@ -765,7 +767,7 @@ func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := strconv.FormatUint(h.DeviceID, 10)
-	ms := string(appendReceivedMs(nil, received))
+	ms := string(ingest.AppendReceivedMs(nil, received))
 	headers := []sarama.RecordHeader{
 		{Key: []byte(HeaderReceivedMs), Value: []byte(ms)},
 		{Key: []byte(HeaderEdgeID), Value: []byte(e.opts.EdgeID)},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/ingest"
 	"github.com/watershed-io/watershed/topology"
 )
 
@@ -53,7 +54,7 @@ func TestAcceptedRecordsAreUnchangedWithHeadersOnTheGoodPartition(t *testing.T) 
 		if h[HeaderReceivedMs] != msString(testNow) || h[HeaderEdgeID] != testEdgeID || len(h) != 2 {
 			t.Errorf("key %s: headers %v", key, h)
 		}
-		at, err := ReceivedAt(func(k string) []byte {
+		at, err := ingest.ReceivedAt(func(k string) []byte {
 			for _, rh := range m.Headers {
 				if string(rh.Key) == k {
 					return rh.Value
@@ -610,32 +611,6 @@ func TestToken(t *testing.T) {
 	}
 	if (verifier{current: []byte("a")}).verify(Token(nil, 1), 1) {
 		t.Error("without a previous secret, the empty key's token is accepted")
-	}
-}
-
-func TestReceivedAt(t *testing.T) {
-	lookup := func(v []byte) func(string) []byte {
-		return func(k string) []byte {
-			if k == HeaderReceivedMs {
-				return v
-			}
-			return nil
-		}
-	}
-	at, err := ReceivedAt(lookup([]byte("1773500000123")))
-	if err != nil || !at.Equal(time.UnixMilli(1773500000123)) || at.Location() != time.UTC {
-		t.Errorf("ReceivedAt = %v, %v", at, err)
-	}
-	if _, err := ReceivedAt(lookup(nil)); !errors.Is(err, ErrNoReceivedTime) {
-		t.Errorf("absent header: %v", err)
-	}
-	for _, bad := range []string{"", "-1", "+5", " 5", "5 ", "1e3", "0x10", "99999999999999999999", "9223372036854775808"} {
-		if _, err := ReceivedAt(lookup([]byte(bad))); !errors.Is(err, ErrBadReceivedTime) {
-			t.Errorf("ReceivedAt(%q) = %v, want ErrBadReceivedTime", bad, err)
-		}
-	}
-	if got := string(appendReceivedMs(nil, testNow)); got != msString(testNow) {
-		t.Errorf("appendReceivedMs = %s", got)
 	}
 }
 

@@ -1,65 +1,14 @@
 package edge
 
-import (
-	"errors"
-	"fmt"
-	"strconv"
-	"time"
-)
+import "github.com/watershed-io/watershed/ingest"
 
 // Record header names the edge writes on every raw and dead-lettered
-// record.
+// record: the pipeline's contract, defined in package ingest.
 const (
-	// HeaderReceivedMs holds the time the edge received the package, in
-	// Unix milliseconds as decimal ASCII. The validate stage measures
-	// future_timestamp against it.
-	HeaderReceivedMs = "watershed-received-ms"
+	// HeaderReceivedMs holds the time the edge received the package (see
+	// ingest.HeaderReceivedMs; read it back with ingest.ReceivedAt).
+	HeaderReceivedMs = ingest.HeaderReceivedMs
 	// HeaderEdgeID holds the id of the edge replica that received the
 	// package.
-	HeaderEdgeID = "watershed-edge"
+	HeaderEdgeID = ingest.HeaderEdgeID
 )
-
-// ErrNoReceivedTime is returned by ReceivedAt when the record has no
-// HeaderReceivedMs header.
-var ErrNoReceivedTime = errors.New("edge: no " + HeaderReceivedMs + " header")
-
-// ErrBadReceivedTime is wrapped by the errors of ParseReceivedMs.
-var ErrBadReceivedTime = errors.New("edge: malformed " + HeaderReceivedMs + " header")
-
-// ReceivedAt returns the receive time that the edge wrote on a record, given
-// the record's header lookup, such as (*topology.Context).Header:
-//
-//	t, err := edge.ReceivedAt(ctx.Header)
-//
-// It returns ErrNoReceivedTime when the header is absent, and an error
-// wrapping ErrBadReceivedTime when it is malformed. The time is in UTC.
-func ReceivedAt(header func(key string) []byte) (time.Time, error) {
-	v := header(HeaderReceivedMs)
-	if v == nil {
-		return time.Time{}, ErrNoReceivedTime
-	}
-	return ParseReceivedMs(v)
-}
-
-// ParseReceivedMs parses a HeaderReceivedMs value: Unix milliseconds as
-// non-negative decimal ASCII without sign or spaces. The time is in UTC.
-func ParseReceivedMs(v []byte) (time.Time, error) {
-	if len(v) == 0 || len(v) > 19 {
-		return time.Time{}, fmt.Errorf("%w: %q", ErrBadReceivedTime, v)
-	}
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return time.Time{}, fmt.Errorf("%w: %q", ErrBadReceivedTime, v)
-		}
-	}
-	ms, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %w", ErrBadReceivedTime, err)
-	}
-	return time.UnixMilli(ms).UTC(), nil
-}
-
-// appendReceivedMs appends the header value for t.
-func appendReceivedMs(b []byte, t time.Time) []byte {
-	return strconv.AppendInt(b, t.UnixMilli(), 10)
-}

@@ -20,6 +20,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 const (
@@ -55,7 +56,7 @@ func startKafka(tb testing.TB) (*embedded.Broker, topology.Kafka) {
 	}
 	tb.Cleanup(b.Close)
 	k := topology.Kafka{Brokers: b.Addrs(), ClientID: "edge-test"}
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func testRecord(t testing.TB) []byte {
 // generous deadline (a liveness bound, not a timing assertion).
 func readTopic(t testing.TB, k topology.Kafka, topic string, n int) []*sarama.ConsumerMessage {
 	t.Helper()
-	c, err := sarama.NewConsumer(k.Brokers, k.Config())
+	c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +250,7 @@ func readTopic(t testing.TB, k topology.Kafka, topic string, n int) []*sarama.Co
 // partitions' newest offsets).
 func topicSize(t testing.TB, k topology.Kafka, topic string) int64 {
 	t.Helper()
-	c, err := sarama.NewClient(k.Brokers, k.Config())
+	c, err := sarama.NewClient(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}

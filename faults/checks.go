@@ -14,12 +14,13 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // ReadTopic calls fn with every record of topic that exists when it is
 // called, partition by partition.
 func ReadTopic(ctx context.Context, k topology.Kafka, topic string, fn func(*sarama.ConsumerMessage) error) error {
-	client, err := sarama.NewClient(k.Brokers, k.Config())
+	client, err := sarama.NewClient(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		return fmt.Errorf("faults: client: %w", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/watershed-io/watershed/testinfra"
 	"github.com/watershed-io/watershed/testinfra/probe"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // Environment of the cluster that `infra.sh start cluster` runs and
@@ -137,7 +138,7 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	saramaClient, err := sarama.NewClient(e.infra.Brokers, e.kafka.Config())
+	saramaClient, err := sarama.NewClient(e.infra.Brokers, kafkaclient.Config(e.kafka))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -257,7 +258,7 @@ func lagZero(r *topology.Runner) bool {
 
 func send[V any](t *testing.T, k topology.Kafka, s topology.Stream[V], key string, vs ...V) {
 	t.Helper()
-	prod, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	prod, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +309,7 @@ type topicRecord struct {
 // readTopic reads partition 0 of a topic from its start to its end.
 func readTopic(t *testing.T, k topology.Kafka, topic string) []topicRecord {
 	t.Helper()
-	client, err := sarama.NewClient(k.Brokers, k.Config())
+	client, err := sarama.NewClient(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}

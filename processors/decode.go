@@ -8,7 +8,7 @@ import (
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
-	"github.com/watershed-io/watershed/edge"
+	"github.com/watershed-io/watershed/ingest"
 	"github.com/watershed-io/watershed/topology"
 )
 
@@ -29,7 +29,7 @@ const descDecode = "decode packages (snappy, frames, CRCs, intra-package duplica
 func (p *Pipeline) declareDecode() {
 	// A group fused from dedupe wrote its dead letters of raw packages
 	// under dedupe's name: their replays are this group's now.
-	g := p.Topology.Processor(GroupDecode, topology.Describe(descDecode), topology.TakesReplaysFor(GroupDedupe))
+	g := p.Topology.Processor(GroupDecode, topology.WithDescription(descDecode), topology.TakesReplaysFor(GroupDedupe))
 	out := topology.Produce(g, p.Decoded)
 	topology.Consume(g, p.Raw, p.decodeThen(func(c *topology.Context, _ string, b records.Batch) error {
 		return out.Emit(c, strconv.FormatUint(b.DeviceID, 10), b)
@@ -89,7 +89,7 @@ func (p *Pipeline) decode(c *topology.Context, s *decodeScratch, raw []byte) (re
 // receivedMs returns the time the edge received the record's package: its
 // header, or else the record's own timestamp, or else now.
 func (p *Pipeline) receivedMs(c *topology.Context) int64 {
-	if t, err := edge.ReceivedAt(c.Header); err == nil {
+	if t, err := ingest.ReceivedAt(c.Header); err == nil {
 		return t.UnixMilli()
 	}
 	if ts := c.Timestamp(); !ts.IsZero() {

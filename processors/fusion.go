@@ -105,9 +105,9 @@ func (f *Fusion) UnmarshalText(b []byte) error {
 // of inner's dead letters, which were aimed at inner's group.
 func (p *Pipeline) stageGroup(name, desc string, fused bool, inner, innerDesc string) *topology.Processor {
 	if !fused {
-		return p.Topology.Processor(name, topology.Describe(desc))
+		return p.Topology.Processor(name, topology.WithDescription(desc))
 	}
 	return p.Topology.Processor(name,
-		topology.Describe(fmt.Sprintf("fused stages %s+%s: %s; then %s", inner, name, innerDesc, desc)),
+		topology.WithDescription(fmt.Sprintf("fused stages %s+%s: %s; then %s", inner, name, innerDesc, desc)),
 		topology.TakesReplaysFor(inner))
 }

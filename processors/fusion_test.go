@@ -1,6 +1,7 @@
 package processors_test
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -41,7 +42,7 @@ func TestParseFusion(t *testing.T) {
 // alerts groups; its groups say which stages they run, and each runs on
 // its own.
 func TestFusedTopology(t *testing.T) {
-	p := processors.New(processors.Config{Fuse: processors.FuseAll, Sink: newMemStore()})
+	p := processors.New(processors.Config{Fuse: processors.FuseAll})
 	if err := p.Topology.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +67,14 @@ func TestFusedTopology(t *testing.T) {
 	if _, err := p.Topology.Select([]string{"decode"}); err == nil {
 		t.Error("the fused pipeline selects a decode group")
 	}
-	if err := p.CheckGroups([]string{"dedupe"}); err != nil {
+	// The fused dedupe group runs without the sink's store; the sink
+	// does not.
+	k := topology.Kafka{Brokers: []string{"unused:9092"}}
+	if _, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Groups: []string{"dedupe"}}); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Groups: []string{"sink"}}); !errors.Is(err, topology.ErrMissingResource) {
+		t.Fatalf("a runner of the sink without a store: %v, want ErrMissingResource", err)
 	}
 
 	// The fused dedupe group alone turns raw packages into readings.

@@ -29,17 +29,18 @@ import (
 
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/ingest"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/topology"
 )
 
 // The default names of the pipeline's topics, before the prefix.
 const (
-	TopicRaw        = "telemetry.raw"
+	TopicRaw        = ingest.RawTopic
 	TopicDecoded    = "telemetry.decoded"
 	TopicNormalized = "telemetry.normalized"
 	TopicAlerts     = "telemetry.alerts"
-	TopicDeadLetter = "telemetry.dlq"
+	TopicDeadLetter = ingest.DeadLetterTopic
 )
 
 // The processor groups, before the prefix.
@@ -51,11 +52,12 @@ const (
 	GroupSink        = "sink"
 )
 
-// KeyDeviceID is what every pipeline topic is keyed by.
-const KeyDeviceID = "device_id"
+// KeyDeviceID is what every pipeline topic is keyed by, as the edge keys
+// the raw topic.
+const KeyDeviceID = ingest.KeyDeviceID
 
-// Config configures the pipeline. The zero value is usable apart from Sink,
-// which only the sink group needs.
+// Config configures the pipeline. The zero value is usable; the sink
+// group's store is a resource given to the Runner (see Store).
 type Config struct {
 	// Prefix is prepended to every topic and group name.
 	Prefix string
@@ -79,8 +81,6 @@ type Config struct {
 	// Fuse is the set of stages that run fused into the group after them
 	// (default none). Every process of an installation must agree on it.
 	Fuse Fusion
-	// Sink receives every stored reading; required to run the sink group.
-	Sink sinks.Store
 	// SinkBatch batches the sink's writes across the records of a
 	// partition (zero: topology's defaults, 1000 rows or 5ms). A record
 	// still commits only after its rows are written.
@@ -147,7 +147,7 @@ type Pipeline struct {
 // New declares the pipeline.
 func New(cfg Config) *Pipeline {
 	cfg.defaults()
-	parts := topology.Partitions(cfg.Partitions)
+	parts := topology.WithPartitions(cfg.Partitions)
 	byDevice := topology.KeyedBy(KeyDeviceID)
 	t := topology.New("telemetry",
 		topology.WithPrefix(cfg.Prefix),

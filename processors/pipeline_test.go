@@ -88,10 +88,10 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg processors.Config) *fixture {
 	store := newMemStore()
-	cfg.Sink = store
 	cfg.Now = func() time.Time { return received }
 	p := processors.New(cfg)
-	return &fixture{t: t, p: p, d: topologytest.New(t, p.Topology), store: store}
+	d := topologytest.NewWith(t, p.Topology, topologytest.Options{Resources: []topology.Provided{topology.Provide(processors.Store, sinks.Store(store))}})
+	return &fixture{t: t, p: p, d: d, store: store}
 }
 
 // send delivers a package to the raw topic as the edge would.

@@ -13,7 +13,13 @@ import (
 // The sink group writes every reading of telemetry.normalized to the store.
 
 // ErrNoSink is returned when the sink group is run without a store.
-var ErrNoSink = errors.New("processors: the sink group needs a store (Config.Sink)")
+var ErrNoSink = errors.New("processors: the sink group needs a store (processors.Store)")
+
+// Store is the sink group's store, a resource handed to the Runner
+// (topology.Provide(processors.Store, store) in RunnerOptions.Resources)
+// rather than to the declaration: describing the pipeline or running its
+// other groups needs none.
+var Store = topology.NewResource[sinks.Store]("store")
 
 func (p *Pipeline) declareSink() {
 	// A write the store fails (sinks.ErrWriteFailed) and keeps failing while
@@ -23,23 +29,25 @@ func (p *Pipeline) declareSink() {
 	retry := p.cfg.SinkRetry
 	if retry.Probe == nil {
 		retry.Probe = func(ctx context.Context) error {
-			if pinger, ok := p.cfg.Sink.(sinks.Pinger); ok {
-				return pinger.Ping(ctx)
-			}
-			if p.cfg.Sink == nil {
+			store, ok := Store.Get(ctx)
+			if !ok || store == nil {
 				return ErrNoSink
+			}
+			if pinger, ok := store.(sinks.Pinger); ok {
+				return pinger.Ping(ctx)
 			}
 			return nil
 		}
 	}
 	opts := []topology.ProcessorOption{
-		topology.Describe("write every reading to the store, batched across records; offsets commit only after the store acknowledged"),
+		topology.WithDescription("write every reading to the store, batched across records; offsets commit only after the store acknowledged"),
 		topology.WithRetryTopics(retry),
 	}
 	if p.cfg.SinkBackoff != (topology.Backoff{}) {
 		opts = append(opts, topology.RetryBackoff(p.cfg.SinkBackoff))
 	}
 	g := p.Topology.Processor(GroupSink, opts...)
+	topology.Uses(g, Store)
 	batch := topology.Batch(g, p.cfg.SinkBatch, p.writeReadings)
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
 		if err := p.cfg.SinkAudit.Delivered(c.Partition(), c.Offset(), rs.Items); err != nil {
@@ -53,10 +61,11 @@ func (p *Pipeline) declareSink() {
 // a store that is down (an outage: wait in place) from a write it failed
 // (retry) and from rows it refuses (dead letters).
 func (p *Pipeline) writeReadings(ctx context.Context, rows []records.Reading) error {
-	if p.cfg.Sink == nil {
+	store, ok := Store.Get(ctx)
+	if !ok || store == nil {
 		return topology.Transient(ErrNoSink)
 	}
-	err := p.cfg.Sink.Write(ctx, rows)
+	err := store.Write(ctx, rows)
 	switch {
 	case err == nil:
 		return p.cfg.SinkAudit.Wrote(rows)

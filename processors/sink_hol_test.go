@@ -48,8 +48,7 @@ func (s *failingDevices) Ping(context.Context) error { return nil }
 // one goroutine.
 func TestSinkRetryTierNotBlockedByLaterTier(t *testing.T) {
 	store := &failingDevices{memStore: newMemStore(), poison: map[uint64]bool{999: true}, fails: map[uint64]int{}}
-	k, p, r, ctx := runSink(t, processors.Config{Partitions: 1, Sink: store,
-		SinkRetry:   topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, time.Hour}, MaxAttempts: 100},
+	k, p, r, ctx := runSink(t, store, processors.Config{Partitions: 1, SinkRetry: topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, time.Hour}, MaxAttempts: 100},
 		SinkBackoff: topology.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}},
 		processors.GroupSink, processors.GroupSink+"-retry")
 	sendPackages(t, k, p, 999, 999)

@@ -55,8 +55,7 @@ func (s *flakyStore) Ping(context.Context) error {
 // again, also when an outage hits them while they wait there.
 func TestSinkRetryDrainsAfterOutage(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
-	k, p, r, ctx := runSink(t, processors.Config{Partitions: 2, Sink: store,
-		SinkRetry:   topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}, MaxAttempts: 100},
+	k, p, r, ctx := runSink(t, store, processors.Config{Partitions: 2, SinkRetry: topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}, MaxAttempts: 100},
 		SinkBackoff: topology.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}},
 		processors.GroupSink, processors.GroupSink+"-retry")
 	store.mode.Store(storeFailing)
@@ -91,17 +90,16 @@ func TestSinkRetryDrainsAfterOutage(t *testing.T) {
 // The same while a second replica joins and leaves the groups mid-retry.
 func TestSinkRetryDrainsThroughRebalances(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
-	cfg := processors.Config{Partitions: 2, Sink: store,
-		SinkRetry:   topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{50 * time.Millisecond, 300 * time.Millisecond, time.Second}, MaxAttempts: 100},
+	cfg := processors.Config{Partitions: 2, SinkRetry: topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{50 * time.Millisecond, 300 * time.Millisecond, time.Second}, MaxAttempts: 100},
 		SinkBackoff: topology.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
 	groups := []string{processors.GroupSink, processors.GroupSink + "-retry"}
-	k, p, r, ctx := runSink(t, cfg, groups...)
+	k, p, r, ctx := runSink(t, store, cfg, groups...)
 	store.mode.Store(storeFailing)
 	const packages = 40
 	sendPackages(t, k, p, 1, packages)
 	for i := range 2 {
 		r2, err := topology.NewRunner(processors.New(cfg).Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
-			Groups: groups, Logger: slog.New(slog.DiscardHandler)})
+			Groups: groups, Logger: slog.New(slog.DiscardHandler), Resources: []topology.Provided{topology.Provide[sinks.Store](processors.Store, store)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,10 +130,9 @@ func testSinkRetryRefusedProduce(t *testing.T, topic string) {
 	b := startBroker(t)
 	k := topology.Kafka{Brokers: b.Addrs()}
 	store := &flakyStore{memStore: newMemStore()}
-	cfg := processors.Config{Partitions: 2, Sink: store,
-		SinkRetry:   topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}, MaxAttempts: 100},
+	cfg := processors.Config{Partitions: 2, SinkRetry: topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}, MaxAttempts: 100},
 		SinkBackoff: topology.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
-	p, r, ctx := runSinkOn(t, b, cfg, processors.GroupSink, processors.GroupSink+"-retry")
+	p, r, ctx := runSinkOn(t, b, store, cfg, processors.GroupSink, processors.GroupSink+"-retry")
 	store.mode.Store(storeFailing)
 	fault := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Err: kerr.NotEnoughReplicas, Count: 11})
 	const packages = 40
@@ -152,8 +149,7 @@ func testSinkRetryRefusedProduce(t *testing.T, topic string) {
 // fetches; they drain once the store takes writes.
 func TestSinkRetryDrainsManyWaiting(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
-	k, p, r, ctx := runSink(t, processors.Config{Partitions: 1, Sink: store,
-		SinkRetry:   topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}, MaxAttempts: 100},
+	k, p, r, ctx := runSink(t, store, processors.Config{Partitions: 1, SinkRetry: topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}, MaxAttempts: 100},
 		SinkBackoff: topology.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}},
 		processors.GroupSink, processors.GroupSink+"-retry")
 	store.mode.Store(storeFailing)
@@ -176,8 +172,7 @@ func TestSinkRetryDrainsManyWaiting(t *testing.T) {
 func TestSinkOutageAttemptsDoNotExhaustRetries(t *testing.T) {
 	store := &flakyStore{memStore: newMemStore()}
 	const maxAttempts = 5
-	k, p, r, ctx := runSink(t, processors.Config{Partitions: 1, Sink: store,
-		SinkRetry:   topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond}, MaxAttempts: maxAttempts},
+	k, p, r, ctx := runSink(t, store, processors.Config{Partitions: 1, SinkRetry: topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond}, MaxAttempts: maxAttempts},
 		SinkBackoff: topology.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond}},
 		processors.GroupSink, processors.GroupSink+"-retry")
 	store.mode.Store(storeDown)
@@ -238,16 +233,15 @@ func TestSinkRetryTwoReplicasDrain(t *testing.T) {
 	b := startBroker(t)
 	k := topology.Kafka{Brokers: b.Addrs()}
 	store := &flakyStore{memStore: newMemStore()}
-	cfg := processors.Config{Partitions: 2, Sink: store,
-		SinkRetry:   topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 3 * time.Second}, MaxAttempts: 100},
+	cfg := processors.Config{Partitions: 2, SinkRetry: topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 3 * time.Second}, MaxAttempts: 100},
 		SinkBackoff: topology.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
 	groups := []string{processors.GroupSink, processors.GroupSink + "-retry"}
-	p, r, ctx := runSinkOn(t, b, cfg, groups...)
+	p, r, ctx := runSinkOn(t, b, store, cfg, groups...)
 	store.mode.Store(storeFailing)
 	const packages = 40
 	sendPackages(t, k, p, 1, packages)
 	waitUntil(t, func() error { return holds(ctx, r, processors.GroupSink+"-retry-3") })
-	runSinkOn(t, b, cfg, groups...)
+	runSinkOn(t, b, store, cfg, groups...)
 	time.Sleep(4 * time.Second)
 	store.mode.Store(storeUp)
 	drainedAndStored(t, ctx, k, p, r, store.memStore, packages)

@@ -23,6 +23,7 @@ import (
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/cassandra"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // refusingStore is a memStore that counts its writes and refuses for good
@@ -53,7 +54,7 @@ func (s *refusingStore) Write(ctx context.Context, rs []records.Reading) error {
 func TestSinkBatchesAndDeadLettersRefusedRecords(t *testing.T) {
 	store := &refusingStore{memStore: newMemStore()}
 	var audit lockedBuffer
-	k, p, r, ctx := runSink(t, processors.Config{Partitions: 1, Sink: store, SinkAudit: sinks.NewAudit(&audit),
+	k, p, r, ctx := runSink(t, store, processors.Config{Partitions: 1, SinkAudit: sinks.NewAudit(&audit),
 		SinkBatch: topology.BatchOptions{MaxWait: time.Second}}, processors.GroupSink)
 
 	// Twenty packages of devices 1..20 (two readings each), sent at once,
@@ -141,7 +142,7 @@ func (l *lockedBuffer) String() string {
 // producer's buffers are full (with small batches, under load).
 func sendPackages(t *testing.T, k topology.Kafka, p *processors.Pipeline, from, to uint64) {
 	t.Helper()
-	prod, err := sarama.NewAsyncProducer(k.Brokers, k.ProducerConfig())
+	prod, err := sarama.NewAsyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func TestSendPackagesInSmallBatches(t *testing.T) {
 	}
 	const packages = 800
 	sendPackages(t, k, p, 1, packages)
-	client, err := sarama.NewClient(k.Brokers, k.Config())
+	client, err := sarama.NewClient(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,8 +312,7 @@ func (s *partialOutageStore) Ping(context.Context) error { return nil }
 func TestSinkPausesThroughPartialOutage(t *testing.T) {
 	store := &partialOutageStore{memStore: newMemStore()}
 	const attempts = 4
-	k, p, r, ctx := runSink(t, processors.Config{Partitions: 1, Sink: store,
-		SinkRetry:   topology.RetryPolicy{InPlace: 2, Delays: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}, MaxAttempts: attempts},
+	k, p, r, ctx := runSink(t, store, processors.Config{Partitions: 1, SinkRetry: topology.RetryPolicy{InPlace: 2, Delays: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}, MaxAttempts: attempts},
 		SinkBackoff: topology.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}},
 		processors.GroupSink, processors.GroupSink+"-retry")
 
@@ -361,12 +361,12 @@ func TestSinkPausesThroughPartialOutage(t *testing.T) {
 }
 
 // runSink starts an embedded broker and a runner of the pipeline's groups
-// declared with cfg, and waits until it is ready; the test's end stops
-// them.
-func runSink(t *testing.T, cfg processors.Config, groups ...string) (topology.Kafka, *processors.Pipeline, *topology.Runner, context.Context) {
+// declared with cfg, with store as the sink's, and waits until it is ready;
+// the test's end stops them.
+func runSink(t *testing.T, store sinks.Store, cfg processors.Config, groups ...string) (topology.Kafka, *processors.Pipeline, *topology.Runner, context.Context) {
 	t.Helper()
 	b := startBroker(t)
-	p, r, ctx := runSinkOn(t, b, cfg, groups...)
+	p, r, ctx := runSinkOn(t, b, store, cfg, groups...)
 	return topology.Kafka{Brokers: b.Addrs()}, p, r, ctx
 }
 
@@ -382,13 +382,14 @@ func startBroker(t *testing.T) *embedded.Broker {
 }
 
 // runSinkOn starts a runner of the pipeline's groups declared with cfg on
-// broker b and waits until it is ready; the test's end stops it.
-func runSinkOn(t *testing.T, b *embedded.Broker, cfg processors.Config, groups ...string) (*processors.Pipeline, *topology.Runner, context.Context) {
+// broker b, with store as the sink's, and waits until it is ready; the
+// test's end stops it.
+func runSinkOn(t *testing.T, b *embedded.Broker, store sinks.Store, cfg processors.Config, groups ...string) (*processors.Pipeline, *topology.Runner, context.Context) {
 	t.Helper()
 	k := topology.Kafka{Brokers: b.Addrs()}
 	p := processors.New(cfg)
 	r, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
-		Groups: groups, Logger: slog.New(slog.DiscardHandler)})
+		Groups: groups, Logger: slog.New(slog.DiscardHandler), Resources: []topology.Provided{topology.Provide(processors.Store, store)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/watershed-io/watershed/sinks/cassandra"
 	"github.com/watershed-io/watershed/testinfra/probe"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // The broker's SASL_PLAINTEXT listener takes the SCRAM login of
@@ -27,9 +28,9 @@ func TestIntegrationKafkaSASLSCRAM(t *testing.T) {
 	topic := CreateTopic(t, Kafka(t), 1)
 	for _, mech := range []string{topology.SCRAMSHA256, topology.SCRAMSHA512} {
 		t.Run(mech, func(t *testing.T) {
-			k := topology.Kafka{Brokers: brokers, Version: probe.KafkaVersion, ClientID: "watershed-sasl-test",
+			k := topology.Kafka{Brokers: brokers, Version: probe.KafkaVersion.String(), ClientID: "watershed-sasl-test",
 				SASL: topology.SASL{Mechanism: mech, User: user, Password: password}}
-			producer, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+			producer, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 			if err != nil {
 				t.Fatalf("producer with the right password: %v", err)
 			}
@@ -38,7 +39,7 @@ func TestIntegrationKafkaSASLSCRAM(t *testing.T) {
 				t.Fatalf("produce: %v", err)
 			}
 			producer.Close()
-			consumer, err := sarama.NewConsumer(k.Brokers, k.Config())
+			consumer, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +61,7 @@ func TestIntegrationKafkaSASLSCRAM(t *testing.T) {
 
 			wrong := k
 			wrong.SASL.Password = password + "-wrong"
-			if c, err := sarama.NewClient(wrong.Brokers, noRetry(wrong.Config())); err == nil {
+			if c, err := sarama.NewClient(wrong.Brokers, noRetry(kafkaclient.Config(wrong))); err == nil {
 				c.Close()
 				t.Error("a wrong password was accepted")
 			} else if !errors.Is(err, sarama.ErrSASLAuthenticationFailed) && !errors.Is(err, sarama.ErrOutOfBrokers) {
@@ -70,8 +71,8 @@ func TestIntegrationKafkaSASLSCRAM(t *testing.T) {
 			}
 		})
 	}
-	none := topology.Kafka{Brokers: brokers, Version: probe.KafkaVersion}
-	if c, err := sarama.NewClient(none.Brokers, noRetry(none.Config())); err == nil {
+	none := topology.Kafka{Brokers: brokers, Version: probe.KafkaVersion.String()}
+	if c, err := sarama.NewClient(none.Brokers, noRetry(kafkaclient.Config(none))); err == nil {
 		c.Close()
 		t.Error("the SASL listener answered a client without a login")
 	}

@@ -75,6 +75,9 @@ type Batcher[R any] struct {
 func Batch[R any](p *Processor, opts BatchOptions, write func(ctx context.Context, rows []R) error) *Batcher[R] {
 	opts.defaults()
 	b := &Batcher[R]{p: p, opts: opts, write: write}
+	if !p.t.open("%q declares a batcher", p.group) {
+		return b
+	}
 	if p.batch != nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q declares two batchers", p.group))
 	}
@@ -145,6 +148,14 @@ type recordInfo struct {
 	attempt   int
 	first     time.Time
 }
+
+// String names the record: group, topic, partition, offset and key.
+func (r *recordInfo) String() string {
+	return fmt.Sprintf("%s %s/%d@%d key=%q", r.group, r.topic, r.partition, r.offset, r.key)
+}
+
+// retryBytes is the size of the record as it would go to a retry topic.
+func (r *recordInfo) retryBytes() int { return recordBytes(r.key, r.raw, r.headers) + retryHeaderBytes }
 
 // info snapshots the current record.
 func (c *Context) info(first time.Time) recordInfo {
@@ -459,39 +470,37 @@ func (q *partQueue) settle(e *batchEntry) error {
 		if rec.first.IsZero() {
 			rec.first = time.Now()
 		}
-		if IsTransient(err) {
-			rt.obs.retried(p.group)
-			if p.retry != nil && local >= p.retry.policy.InPlace {
-				if !p.outage(q.ctx, rt.state, err, false) {
-					tier := p.retry.tiers[0].name
-					return q.produce(tier, rec.key, rec.raw, retryHeaders(p.retry.policy, 0, rec.headers, rec.topic, rec.attempt, rec.first))
-				}
+		v := p.decide(q.ctx, rt.state, rt.obs, failure{err: err, origin: fromBatch, local: local, attempt: rec.attempt,
+			deadLetterInput: e.in.topic.deadLetter, retryBytes: rec.retryBytes(), what: &rec})
+		switch v.action {
+		case retryInPlace:
+			if v.outage {
 				base-- // an outage's attempts are not the record's own (see handle)
 			}
-			if sleepCtx(q.ctx, p.backoff.delay(local)) {
+			if sleepCtx(q.ctx, v.wait) {
 				continue
 			}
-			return fmt.Errorf("%w %s while retrying: %s/%d@%d: %v", errAbandoned, rt.state.ended(), rec.topic, rec.partition, rec.offset, err)
-		}
-		if p.policy == Stop {
-			return fmt.Errorf("topology: %s %s/%d@%d (%w): %w", p.group, rec.topic, rec.partition, rec.offset, errPolicyStop, err)
-		}
-		reason := ReasonOf(err)
-		if e.in.topic.deadLetter {
-			rt.obs.skipped(p.group, reason)
+			return fmt.Errorf("%w %s while retrying: %s: %v", errAbandoned, rt.state.ended(), &rec, err)
+		case toRetryTopic:
+			tier := p.retry.tiers[v.tier].name
+			return q.produce(tier, rec.key, rec.raw, retryHeaders(p.retry.policy, v.tier, rec.headers, rec.topic, rec.attempt, rec.first))
+		case stop:
+			return v.err
+		case skip:
+			rt.obs.skipped(p.group, v.reason)
 			return nil
 		}
-		b, cut, encErr := newEnvelope(&rec, reason, err, rec.raw)
+		b, cut, encErr := newEnvelope(&rec, v.reason, v.err, rec.raw)
 		if encErr != nil {
 			return encErr
 		}
 		if cut {
 			rt.obs.deadLetterTruncated(p.group)
 		}
-		if err := q.produce(p.t.deadLetter, rec.key, b, nil); err != nil {
+		if err := q.produce(p.t.deadLetter, deadLetterKey(rec.key), b, nil); err != nil {
 			return err
 		}
-		rt.obs.deadLettered(p.group, reason)
+		rt.obs.deadLettered(p.group, v.reason)
 		return nil
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 )
 
 var errDown = errors.New("store down")
@@ -107,7 +108,7 @@ type batchTopo struct {
 
 func newBatchTopo(store *rowStore, opts topology.BatchOptions) *batchTopo {
 	b := &batchTopo{t: topology.New("bt")}
-	b.in = topology.NewStream(b.t, "lines", codecs.String{}, topology.External("test"), topology.Partitions(2))
+	b.in = topology.NewStream(b.t, "lines", codecs.String{}, topology.External("test"), topology.WithPartitions(2))
 	p := b.t.Processor("sink",
 		topology.RetryBackoff(topology.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}),
 		topology.WithRetryTopics(topology.RetryPolicy{InPlace: 2, Delays: []time.Duration{time.Hour}, Probe: store.ping}))
@@ -128,11 +129,11 @@ func runTopo(t *testing.T, tp *topology.Topology, k topology.Kafka, groups []str
 	t.Helper()
 	opts := topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Groups: groups, Logger: slog.New(slog.DiscardHandler)}
 	if reg != nil {
-		m, err := topology.NewMetrics(reg)
+		m, err := promhooks.New(reg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts.Metrics = m
+		opts.Hooks = []topology.Hook{m}
 	}
 	return runWith(t, tp, opts)
 }

@@ -22,7 +22,7 @@ import (
 func BenchmarkTableWrite(b *testing.B) {
 	tp := New("t")
 	p := tp.Processor("g")
-	Persist(p, codecs.String{}, Partitions(1))
+	Persist(p, codecs.String{}, WithPartitions(1))
 	value := make([]byte, 100)
 	stores := []struct {
 		name  string

@@ -30,7 +30,7 @@ func newTable(t *testing.T, dir string, base storage.Builder, recovered ...[2]st
 	t.Helper()
 	tp := New("t")
 	p := tp.Processor("g")
-	Persist(p, codecs.String{}, Partitions(1))
+	Persist(p, codecs.String{}, WithPartitions(1))
 	cl := newChangelog(p, slog.New(slog.DiscardHandler))
 	if cl == nil || cl.topic != "g-table" {
 		t.Fatalf("changelog of a processor with a table: %+v", cl)

@@ -28,9 +28,9 @@ func TestChangelogHotStandbyCopiesReachTheStore(t *testing.T) {
 	t.Cleanup(b.Close)
 	k := Kafka{Brokers: b.Addrs()}
 	tp := New("t")
-	in := NewStream(tp, "in", codecs.String{}, Partitions(4), External("test"))
+	in := NewStream(tp, "in", codecs.String{}, WithPartitions(4), External("test"))
 	p := tp.Processor("copy")
-	tb := Persist(p, codecs.String{}, Partitions(4))
+	tb := Persist(p, codecs.String{}, WithPartitions(4))
 	Consume(p, in, func(c *Context, _ string, v string) error { return tb.Set(c, v) })
 
 	type run struct {
@@ -67,7 +67,7 @@ func TestChangelogHotStandbyCopiesReachTheStore(t *testing.T) {
 		return nil
 	})
 
-	prod, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	prod, err := sarama.NewSyncProducer(k.Brokers, k.producerConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 )
 
 // copyTopo copies `in` (one partition) to `out`. Each record takes longer
@@ -30,8 +31,8 @@ type copyTopo struct {
 
 func newCopyTopo(outPartitions int32) *copyTopo {
 	c := &copyTopo{t: topology.New("cp")}
-	c.in = topology.NewStream(c.t, "in", codecs.String{}, topology.External("test"), topology.Partitions(1))
-	c.out = topology.NewStream(c.t, "out", codecs.String{}, topology.Partitions(outPartitions))
+	c.in = topology.NewStream(c.t, "in", codecs.String{}, topology.External("test"), topology.WithPartitions(1))
+	c.out = topology.NewStream(c.t, "out", codecs.String{}, topology.WithPartitions(outPartitions))
 	p := c.t.Processor("copy")
 	emit := topology.Produce(p, c.out)
 	topology.Consume(p, c.in, func(ctx *topology.Context, key, v string) error {
@@ -120,11 +121,11 @@ func TestFailedEmitIsNotCommittedPast(t *testing.T) {
 			fault := b.Fault(c.fault(cp.out.Name()))
 
 			reg := prometheus.NewRegistry()
-			m, err := topology.NewMetrics(reg)
+			m, err := promhooks.New(reg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts := topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Metrics: m, Logger: slog.New(slog.DiscardHandler),
+			opts := topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Hooks: []topology.Hook{m}, Logger: slog.New(slog.DiscardHandler),
 				RestartBackoff: topology.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}}
 			run := runWith(t, cp.t, opts)
 			var kv []string
@@ -148,7 +149,7 @@ func TestFailedEmitIsNotCommittedPast(t *testing.T) {
 					if err := run.r.Ready(); err == nil || strings.Contains(err.Error(), "recovering") {
 						t.Errorf("ready after the runner stopped says %v", err)
 					}
-					opts.Metrics, opts.DataDir = nil, t.TempDir()
+					opts.Hooks, opts.DataDir = nil, t.TempDir()
 					run, restarted = startRunner(t, cp.t, opts), true
 				default:
 				}

@@ -126,8 +126,8 @@ func (c *Context) Headers() []Header {
 func (c *Context) Context() context.Context { return c.g.Context() }
 
 // DeadLetter sends value to the dead-letter topic with reason, as a record
-// derived from the current one (same key, topic, partition, offset and
-// headers), while the current record's own processing goes on. The decode
+// derived from the current one (same key, cut to 1 KiB; same topic,
+// partition, offset and headers), while the current record's own processing goes on. The decode
 // stage uses it for the single bad messages of an otherwise good package.
 func (c *Context) DeadLetter(reason string, err error, value []byte) {
 	c.dead = append(c.dead, pendingDead{reason: reason, err: err, value: value})
@@ -211,7 +211,7 @@ func (c *Context) flush(env envelopeFactory) {
 				c.outErr = err
 				return
 			}
-			c.sent = append(c.sent, pendingEmit{topic: c.proc.t.deadLetter, key: c.Key(), value: b})
+			c.sent = append(c.sent, pendingEmit{topic: c.proc.t.deadLetter, key: deadLetterKey(c.Key()), value: b})
 		}
 		return
 	}
@@ -235,7 +235,7 @@ func (c *Context) flush(env envelopeFactory) {
 				// encode; stopping beats losing it.
 				c.g.Fail(err)
 			}
-			c.g.Emit(goka.Stream(c.proc.t.deadLetter), c.g.Key(), b)
+			c.g.Emit(goka.Stream(c.proc.t.deadLetter), deadLetterKey(c.g.Key()), b)
 		}
 	})
 }
@@ -254,6 +254,11 @@ func headerOption(hs []Header) []goka.ContextOption {
 // envelopeFactory builds the dead-letter record for a failure of the
 // current record.
 type envelopeFactory func(c *Context, reason string, err error, value []byte) ([]byte, error)
+
+// retryBytes is the size of the record as it would go to a retry topic.
+func (c *Context) retryBytes() int {
+	return recordBytes(c.Key(), c.raw, c.Headers()) + retryHeaderBytes
+}
 
 // String names the record: group, topic, partition, offset and key.
 func (c *Context) String() string {

@@ -6,8 +6,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
-	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/topology/deadletter"
 )
 
 // HeaderValueTruncated marks a dead-letter envelope whose value was cut to
@@ -23,6 +24,11 @@ const maxCutError = 4 << 10
 // do not fit.
 const maxCutKey = 1 << 10
 
+// deadLetterKey is the Kafka key of the dead letter of a record keyed by
+// key: the key itself, cut to maxCutKey bytes, so that the key and an
+// envelope of MaxDeadLetterBytes fit in a record of MaxRecordBytes.
+func deadLetterKey(key string) string { return key[:min(len(key), maxCutKey)] }
+
 // encodeEnvelope encodes e in at most limit bytes. An envelope that does
 // not fit is cut down: its error text to 4 KiB, then its value to what is
 // left, marked with HeaderValueTruncated; if the key and headers alone do
@@ -30,8 +36,8 @@ const maxCutKey = 1 << 10
 // Stage, reason, topic, partition, offset, times and attempts are always
 // kept, so the dead letter still says what failed, where and why. It
 // reports whether e was cut.
-func encodeEnvelope(e records.Envelope, limit int) ([]byte, bool, error) {
-	b := records.AppendEnvelope(nil, e)
+func encodeEnvelope(e deadletter.Envelope, limit int) ([]byte, bool, error) {
+	b := deadletter.Append(nil, e)
 	if len(b) <= limit {
 		return b, false, nil
 	}
@@ -39,17 +45,17 @@ func encodeEnvelope(e records.Envelope, limit int) ([]byte, bool, error) {
 	if len(e.Error) > maxCutError {
 		e.Error = strings.ToValidUTF8(e.Error[:maxCutError], "") + " [cut]"
 	}
-	marker := records.Header{Key: HeaderValueTruncated, Value: []byte(strconv.Itoa(len(value)))}
+	marker := deadletter.Header{Key: HeaderValueTruncated, Value: []byte(strconv.Itoa(len(value)))}
 	e.Headers = append(slices.Clone(e.Headers), marker)
 	room := func() int {
 		e.Value = nil
 		// The value's length prefix grows from one byte to at most
 		// MaxVarintLen64.
-		return limit - len(records.AppendEnvelope(nil, e)) - binary.MaxVarintLen64
+		return limit - len(deadletter.Append(nil, e)) - binary.MaxVarintLen64
 	}
 	n := room()
 	if n < 0 {
-		e.Headers = []records.Header{marker}
+		e.Headers = []deadletter.Header{marker}
 		e.Key = e.Key[:min(len(e.Key), maxCutKey)]
 		if n = room(); n < 0 {
 			return nil, false, fmt.Errorf("topology: a dead-letter envelope does not fit in %d bytes even without its value", limit)
@@ -58,5 +64,49 @@ func encodeEnvelope(e records.Envelope, limit int) ([]byte, bool, error) {
 	if value != nil {
 		e.Value = value[:min(n, len(value))]
 	}
-	return records.AppendEnvelope(nil, e), true, nil
+	return deadletter.Append(nil, e), true, nil
+}
+
+// envelopeFor returns the factory of dead-letter envelopes for a record
+// whose first failure was at first (zero when it did not fail itself).
+func envelopeFor(first time.Time) envelopeFactory {
+	return func(c *Context, reason string, err error, value []byte) ([]byte, error) {
+		rec := c.info(first)
+		b, cut, encErr := newEnvelope(&rec, reason, err, value)
+		if cut && c.obs != nil {
+			c.obs.deadLetterTruncated(c.proc.group)
+		}
+		return b, encErr
+	}
+}
+
+// newEnvelope encodes the dead-letter envelope of a failure of record rec
+// (whose first failure is now when rec.first is zero), cut down to
+// MaxDeadLetterBytes if it is larger; it reports whether it was cut.
+func newEnvelope(rec *recordInfo, reason string, err error, value []byte) ([]byte, bool, error) {
+	now := time.Now()
+	first := rec.first
+	if first.IsZero() {
+		first = now
+	}
+	e := deadletter.Envelope{
+		Stage:        rec.group,
+		Reason:       reason,
+		Topic:        rec.topic,
+		Partition:    rec.partition,
+		Offset:       rec.offset,
+		Key:          []byte(rec.key),
+		Value:        value,
+		Timestamp:    rec.timestamp,
+		Attempts:     rec.attempt,
+		FirstFailure: first,
+		LastFailure:  now,
+	}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	for _, h := range rec.headers {
+		e.Headers = append(e.Headers, deadletter.Header{Key: h.Key, Value: h.Value})
+	}
+	return encodeEnvelope(e, MaxDeadLetterBytes)
 }

@@ -44,9 +44,14 @@ type GroupDescription struct {
 	OnFailure   string   `json:"on_failure"`
 }
 
-// Describe returns the topology's description.
+// Describe returns the topology's description. It builds the topology
+// (see Build), and describes it even when it does not validate.
 func (t *Topology) Describe() Description {
-	t.finalizeRetries()
+	_, _ = t.Build()
+	return t.describe()
+}
+
+func (t *Topology) describe() Description {
 	d := Description{Name: t.name, DeadLetterTopic: t.deadLetter}
 	producers := map[string][]string{}
 	for _, p := range t.procs {

@@ -14,6 +14,10 @@ const (
 	ReasonCallbackError = "callback_error"
 	// ReasonPanic: the callback panicked.
 	ReasonPanic = "panic"
+	// ReasonTooLarge: an output of the record (an emit, a loopback, a
+	// table write, its move to a retry topic) would not fit in a Kafka
+	// record of MaxRecordBytes.
+	ReasonTooLarge = "too_large"
 )
 
 // RejectError is a permanent failure of one record, with the reason that
@@ -112,6 +116,6 @@ func ReasonOf(err error) string {
 // partition processes it again. The errors that wrap it say which.
 var errAbandoned = errors.New("topology: record left uncommitted")
 
-// errPolicyStop marks the failure of a processor whose policy is Stop: it
-// ends the Runner rather than restarting the group.
-var errPolicyStop = errors.New("failed under the Stop policy")
+// ErrStopPolicy is wrapped by the failure of a processor whose policy is
+// Stop: it ends the Runner rather than restarting the group.
+var ErrStopPolicy = errors.New("failed under the Stop policy")

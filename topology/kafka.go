@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"hash"
@@ -8,7 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/lovoo/goka"
+	"github.com/watershed-io/watershed/topology/internal/kafkacfg"
 )
 
 // Hasher returns the key hash of every topology topic: 32-bit FNV-1a, the
@@ -18,7 +19,8 @@ func Hasher() hash.Hash32 { return fnv.New32a() }
 // Partition returns the partition of key among n partitions exactly as
 // goka's producers place it (sarama's hash partitioner over Hasher).
 // Anything that writes to a topic a goka group reads, such as the ingest
-// edge, must use it (or NewPartitioner) or co-partitioning breaks.
+// edge, must use it (or a producer of kafkaclient.ProducerConfig) or co-partitioning
+// breaks.
 func Partition(key []byte, n int32) int32 { return partitionOf(string(key), n) }
 
 // partitionOf is Partition of a string key, without allocating: FNV-1a
@@ -36,21 +38,15 @@ func partitionOf(key string, n int32) int32 {
 	return p
 }
 
-// NewPartitioner is the sarama partitioner of topology topics, for
-// producers outside goka.
-func NewPartitioner(topic string) sarama.Partitioner {
-	return sarama.NewCustomHashPartitioner(Hasher)(topic)
-}
-
-// Kafka holds the settings to reach a Kafka cluster. Its methods return a
-// fresh sarama configuration on every call, since sarama and goka builders
-// change the configurations they are given.
+// Kafka holds the settings to reach a Kafka cluster, as plain values;
+// package topology/kafkaclient builds sarama configurations from them for
+// clients beside the Runner.
 type Kafka struct {
 	// Brokers are the bootstrap addresses.
 	Brokers []string
-	// Version is the protocol version to speak; the zero value means
-	// DefaultKafkaVersion.
-	Version sarama.KafkaVersion
+	// Version is the protocol version to speak, such as "3.6.0"; empty
+	// means DefaultKafkaVersion.
+	Version string
 	// ClientID names this process to the brokers.
 	ClientID string
 	// TLS, when set, encrypts the connections.
@@ -73,9 +69,9 @@ type Kafka struct {
 	FetchMaxWait  time.Duration
 }
 
-// DefaultKafkaVersion returns the protocol version spoken when none is set. It
+// DefaultKafkaVersion is the protocol version spoken when none is set. It
 // works with Kafka 2.8 to 4.1 and the embedded broker.
-func DefaultKafkaVersion() sarama.KafkaVersion { return sarama.V3_6_0_0 }
+const DefaultKafkaVersion = "3.6.0"
 
 // Record size limits of a topology. The ingest edge accepts packages of up
 // to 1,048,612 bytes, which Kafka's default max.message.bytes (1,048,588)
@@ -97,58 +93,51 @@ const (
 	MaxDeadLetterBytes = MaxRecordBytes - 8<<10
 )
 
-// Config returns a base sarama configuration: version, client id, TLS, consumers starting at the oldest offset, goka's co-partitioning
-// rebalance strategy.
-func (k Kafka) Config() *sarama.Config {
-	c := sarama.NewConfig()
-	c.Version = k.Version
-	if c.Version == (sarama.KafkaVersion{}) {
-		c.Version = DefaultKafkaVersion()
+// recordFraming is what a Kafka record takes beyond its key, value and
+// headers, as sarama's producer counts it against MaxRecordBytes (its
+// varint lengths, attributes, timestamp and offset deltas), and
+// headerFraming what each header takes beyond its key and value.
+const (
+	recordFraming = 36
+	headerFraming = 10
+)
+
+// retryHeaderBytes bounds what the bookkeeping headers of a retry topic add
+// to a record (four headers with decimal values).
+const retryHeaderBytes = 4 * (32 + 20 + headerFraming)
+
+// recordBytes is the size of a record as the producer counts it against
+// MaxRecordBytes.
+func recordBytes(key string, value []byte, headers []Header) int {
+	n := recordFraming + len(key) + len(value)
+	for _, h := range headers {
+		n += len(h.Key) + len(h.Value) + headerFraming
 	}
-	if k.ClientID != "" {
-		c.ClientID = k.ClientID
-	}
-	if k.TLS != nil {
-		c.Net.TLS.Enable = true
-		c.Net.TLS.Config = k.TLS
-	}
-	k.SASL.apply(c)
-	c.Consumer.Return.Errors = true
-	c.Consumer.Offsets.Initial = sarama.OffsetOldest
-	c.Consumer.MaxProcessingTime = time.Second
-	if k.FetchMinBytes > 0 {
-		c.Consumer.Fetch.Min = k.FetchMinBytes
-	}
-	if k.FetchMaxWait > 0 {
-		c.Consumer.MaxWaitTime = k.FetchMaxWait
-	}
-	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{goka.CopartitioningStrategy}
-	return c
+	return n
 }
 
-// ProducerConfig returns a producer configuration that is safe for what a
-// caller acknowledges: acks from all in-sync replicas, idempotence (which
-// needs one open request per connection), the topology's partitioner, and
-// success and error reporting.
-func (k Kafka) ProducerConfig() *sarama.Config {
-	c := k.Config()
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Idempotent = true
-	c.Net.MaxOpenRequests = 1
-	c.Producer.Retry.Max = 10
-	c.Producer.Retry.Backoff = 100 * time.Millisecond
-	c.Producer.Return.Successes = true
-	c.Producer.Return.Errors = true
-	c.Producer.Partitioner = NewPartitioner
-	c.Producer.Compression = sarama.CompressionSnappy
-	c.Producer.Flush.Frequency = k.FlushInterval
-	if c.Producer.Flush.Frequency == 0 {
-		c.Producer.Flush.Frequency = 10 * time.Millisecond
+// fits returns nil when a record of key, value and headers fits in
+// MaxRecordBytes, or a Reject too_large naming topic.
+func fits(topic, key string, value []byte, headers []Header) error {
+	if n := recordBytes(key, value, headers); n > MaxRecordBytes {
+		return Reject(ReasonTooLarge, fmt.Errorf("topology: a record of %d bytes for %q exceeds %d", n, topic, MaxRecordBytes))
 	}
-	c.Producer.Flush.Bytes = 256 * 1024
-	c.Producer.MaxMessageBytes = MaxRecordBytes
-	return c
+	return nil
 }
+
+// settings are k's settings for the client configurations.
+func (k Kafka) settings() kafkacfg.Settings {
+	return kafkacfg.Settings{Version: cmp.Or(k.Version, DefaultKafkaVersion), ClientID: k.ClientID, TLS: k.TLS,
+		SASLMechanism: k.SASL.Mechanism, SASLUser: k.SASL.User, SASLPassword: k.SASL.Password, FlushInterval: k.FlushInterval,
+		FetchMinBytes: k.FetchMinBytes, FetchMaxWait: k.FetchMaxWait, MaxMessageBytes: MaxRecordBytes}
+}
+
+// config is the base sarama configuration of k (see kafkaclient.Config).
+func (k Kafka) config() *sarama.Config { return kafkacfg.Config(k.settings()) }
+
+// producerConfig is k's producer configuration (see
+// kafkaclient.ProducerConfig).
+func (k Kafka) producerConfig() *sarama.Config { return kafkacfg.ProducerConfig(k.settings()) }
 
 func (k Kafka) replication() int16 {
 	if k.Replication < 1 {
@@ -160,6 +149,9 @@ func (k Kafka) replication() int16 {
 func (k Kafka) validate() error {
 	if len(k.Brokers) == 0 {
 		return fmt.Errorf("topology: no Kafka brokers given")
+	}
+	if _, err := sarama.ParseKafkaVersion(cmp.Or(k.Version, DefaultKafkaVersion)); err != nil {
+		return fmt.Errorf("topology: Kafka version %q: %w", k.Version, err)
 	}
 	return k.SASL.validate()
 }

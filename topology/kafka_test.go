@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // The partition of a key must be what goka's producers compute, or records
@@ -29,8 +30,8 @@ func TestPartitionMatchesGokaProducers(t *testing.T) {
 			if got := topology.Partition([]byte(key), n); got != want {
 				t.Fatalf("Partition(%q, %d) = %d, goka's producer says %d", key, n, got, want)
 			}
-			if got, _ := topology.NewPartitioner("t").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, n); got != want {
-				t.Fatalf("NewPartitioner(%q, %d) = %d, want %d", key, n, got, want)
+			if got, _ := kafkaclient.ProducerConfig(topology.Kafka{}).Producer.Partitioner("t").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, n); got != want {
+				t.Fatalf("ProducerConfig's partitioner(%q, %d) = %d, want %d", key, n, got, want)
 			}
 		}
 	}
@@ -39,7 +40,7 @@ func TestPartitionMatchesGokaProducers(t *testing.T) {
 // Records produced by goka land on topology.Partition's partition.
 func TestGokaEmitterLandsOnPartition(t *testing.T) {
 	k := topology.Kafka{Brokers: startBroker(t)}
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestGokaEmitterLandsOnPartition(t *testing.T) {
 	}
 	em, err := goka.NewEmitter(k.Brokers, "landing", new(rawString),
 		goka.WithEmitterProducerBuilder(func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
-			cfg := k.ProducerConfig()
+			cfg := kafkaclient.ProducerConfig(k)
 			cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
 			return goka.NewProducer(brokers, cfg)
 		}))
@@ -78,11 +79,11 @@ func (rawString) Encode(v any) ([]byte, error) { return []byte(v.(string)), nil 
 func (rawString) Decode(b []byte) (any, error) { return string(b), nil }
 
 func TestFetchSettings(t *testing.T) {
-	c := topology.Kafka{}.Config()
+	c := kafkaclient.Config(topology.Kafka{})
 	if c.Consumer.Fetch.Min != 1 || c.Consumer.MaxWaitTime != 500*time.Millisecond {
 		t.Errorf("defaults: fetch min %d, max wait %v; want sarama's 1 and 500ms", c.Consumer.Fetch.Min, c.Consumer.MaxWaitTime)
 	}
-	c = topology.Kafka{FetchMinBytes: 64 << 10, FetchMaxWait: 10 * time.Millisecond}.Config()
+	c = kafkaclient.Config(topology.Kafka{FetchMinBytes: 64 << 10, FetchMaxWait: 10 * time.Millisecond})
 	if c.Consumer.Fetch.Min != 64<<10 || c.Consumer.MaxWaitTime != 10*time.Millisecond {
 		t.Errorf("fetch min %d, max wait %v; want 65536 and 10ms", c.Consumer.Fetch.Min, c.Consumer.MaxWaitTime)
 	}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/watershed-io/watershed/codecs"
 )
 
 // Handler is a processor's callback for one input record of type V.
@@ -77,6 +75,8 @@ type Processor struct {
 	// replaysFor are other groups (full names) whose replayed records this
 	// group processes as its own.
 	replaysFor []string
+	// uses names the resources the group needs at run time.
+	uses []string
 }
 
 type inputDecl struct {
@@ -87,9 +87,9 @@ type inputDecl struct {
 // ProcessorOption configures a processor group.
 type ProcessorOption func(*Processor)
 
-// Describe sets the one-line description printed by the topology's
-// description.
-func Describe(text string) ProcessorOption { return func(p *Processor) { p.description = text } }
+// WithDescription sets the group's one-line description, printed by
+// Topology.Describe.
+func WithDescription(text string) ProcessorOption { return func(p *Processor) { p.description = text } }
 
 // OnFailure sets the failure policy for permanent errors.
 func OnFailure(policy FailurePolicy) ProcessorOption {
@@ -124,6 +124,9 @@ func (t *Topology) Processor(group string, opts ...ProcessorOption) *Processor {
 	for _, o := range opts {
 		o(p)
 	}
+	if !t.open("processor group %q", p.group) {
+		return p
+	}
 	for _, q := range t.procs {
 		if q.group == p.group {
 			t.declErrs = append(t.declErrs, fmt.Errorf("processor group %q declared twice", p.group))
@@ -149,6 +152,9 @@ func (p *Processor) Group() string { return p.group }
 // stream's codec and passed to fn. A record that does not decode goes to
 // the dead-letter topic with reason "decode_error".
 func Consume[V any](p *Processor, s Stream[V], fn Handler[V]) {
+	if !p.t.open("%q consumes %q", p.group, s.topicName()) {
+		return
+	}
 	if s.decl == nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q consumes an undeclared stream", p.group))
 		return
@@ -156,7 +162,7 @@ func Consume[V any](p *Processor, s Stream[V], fn Handler[V]) {
 	p.inputs = append(p.inputs, &inputDecl{topic: s.decl, handle: typedHandler(s.codec, fn)})
 }
 
-func typedHandler[V any](codec codecs.Codec[V], fn Handler[V]) func(*Context, string, []byte) error {
+func typedHandler[V any](codec Codec[V], fn Handler[V]) func(*Context, string, []byte) error {
 	return func(c *Context, key string, raw []byte) error {
 		v, err := codec.Decode(raw)
 		if err != nil {
@@ -169,13 +175,16 @@ func typedHandler[V any](codec codecs.Codec[V], fn Handler[V]) func(*Context, st
 // Output is a processor's handle for emitting to a stream.
 type Output[V any] struct {
 	decl  *topicDecl
-	codec codecs.Codec[V]
+	codec Codec[V]
 	group string
 }
 
 // Produce declares that p emits to stream s and returns the handle to emit
 // with.
 func Produce[V any](p *Processor, s Stream[V]) Output[V] {
+	if !p.t.open("%q produces %q", p.group, s.topicName()) {
+		return Output[V]{}
+	}
 	if s.decl == nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q produces an undeclared stream", p.group))
 		return Output[V]{}
@@ -195,6 +204,11 @@ func (o Output[V]) Emit(c *Context, key string, v V, headers ...Header) error {
 	if err != nil {
 		return fmt.Errorf("topology: encode for %q: %w", o.decl.name, err)
 	}
+	// A record the producer would refuse fails the group on every
+	// restart: refuse it here, so that the input is dead-lettered.
+	if err := fits(o.decl.name, key, b, headers); err != nil {
+		return err
+	}
 	c.queueEmit(o.decl.name, key, b, headers)
 	return nil
 }
@@ -208,7 +222,7 @@ func (o Output[V]) topicName() string {
 
 // Persist gives p a group table of type V, the compacted topic
 // "<group>-table". The table is co-partitioned with p's inputs.
-func Persist[V any](p *Processor, codec codecs.Codec[V], opts ...TopicOption) Table[V] {
+func Persist[V any](p *Processor, codec Codec[V], opts ...TopicOption) Table[V] {
 	d := &topicDecl{
 		name:       p.group + "-table",
 		kind:       kindTable,
@@ -221,6 +235,9 @@ func Persist[V any](p *Processor, codec codecs.Codec[V], opts ...TopicOption) Ta
 	}
 	for _, o := range opts {
 		o(d)
+	}
+	if !p.t.open("%q persists a table", p.group) {
+		return Table[V]{decl: d, codec: codec, group: p.group}
 	}
 	if p.table != nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q declares two group tables", p.group))
@@ -257,6 +274,9 @@ func (tb Table[V]) Set(c *Context, v V) error {
 	if err != nil {
 		return fmt.Errorf("topology: encode for %q: %w", tb.decl.name, err)
 	}
+	if err := fits(tb.decl.name, c.Key(), b, nil); err != nil {
+		return err
+	}
 	c.queueSet(b)
 	return nil
 }
@@ -274,13 +294,16 @@ func (tb Table[V]) Delete(c *Context) error {
 // any key.
 type LookupTable[V any] struct {
 	decl  *topicDecl
-	codec codecs.Codec[V]
+	codec Codec[V]
 	group string
 }
 
 // Lookup declares that p reads table tb by arbitrary keys (a goka lookup:
 // every partition of tb is kept locally).
 func Lookup[V any](p *Processor, tb Table[V]) LookupTable[V] {
+	if !p.t.open("%q looks up a table", p.group) {
+		return LookupTable[V]{}
+	}
 	if tb.decl == nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q looks up an undeclared table", p.group))
 		return LookupTable[V]{}
@@ -310,13 +333,16 @@ func (l LookupTable[V]) Get(c *Context, key string) (V, bool, error) {
 // the current record's key.
 type JoinedTable[V any] struct {
 	decl  *topicDecl
-	codec codecs.Codec[V]
+	codec Codec[V]
 	group string
 }
 
 // Join declares that p reads table tb by the current record's key; tb must
 // be co-partitioned with p's inputs.
 func Join[V any](p *Processor, tb Table[V]) JoinedTable[V] {
+	if !p.t.open("%q joins a table", p.group) {
+		return JoinedTable[V]{}
+	}
 	if tb.decl == nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q joins an undeclared table", p.group))
 		return JoinedTable[V]{}
@@ -345,12 +371,12 @@ func (j JoinedTable[V]) Get(c *Context) (V, bool, error) {
 // Loopback is a processor's handle for sending records to other keys of its
 // own group table (goka's loop topic "<group>-loop").
 type Loopback[V any] struct {
-	codec codecs.Codec[V]
+	codec Codec[V]
 	group string
 }
 
 // Loop declares p's loop topic with values of type V, handled by fn.
-func Loop[V any](p *Processor, codec codecs.Codec[V], fn Handler[V]) Loopback[V] {
+func Loop[V any](p *Processor, codec Codec[V], fn Handler[V]) Loopback[V] {
 	d := &topicDecl{
 		name:       p.group + "-loop",
 		kind:       kindLoop,
@@ -359,6 +385,9 @@ func Loop[V any](p *Processor, codec codecs.Codec[V], fn Handler[V]) Loopback[V]
 		key:        "key",
 		partitions: DefaultPartitions,
 		owner:      p.group,
+	}
+	if !p.t.open("%q declares a loop", p.group) {
+		return Loopback[V]{codec: codec, group: p.group}
 	}
 	if p.loop != nil {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q declares two loops", p.group))
@@ -376,6 +405,9 @@ func (l Loopback[V]) Send(c *Context, key string, v V) error {
 	b, err := l.codec.Encode(v)
 	if err != nil {
 		return fmt.Errorf("topology: encode loop value: %w", err)
+	}
+	if err := fits(l.group+"-loop", key, b, nil); err != nil {
+		return err
 	}
 	c.queueLoop(key, b)
 	return nil

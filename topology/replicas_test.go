@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -30,12 +31,15 @@ func startReplica(t *testing.T, c *counter, k topology.Kafka) *replica {
 func startReplicaIn(t *testing.T, c *counter, k topology.Kafka, dataDir string) *replica {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := topology.NewMetrics(reg)
+	m, err := promhooks.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := topology.NewRunner(c.t, topology.RunnerOptions{Kafka: k, DataDir: dataDir, Metrics: m, Registerer: reg, Logger: slog.New(slog.DiscardHandler)})
+	r, err := topology.NewRunner(c.t, topology.RunnerOptions{Kafka: k, DataDir: dataDir, Hooks: []topology.Hook{m}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := promhooks.RegisterRunner(reg, r, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

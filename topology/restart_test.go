@@ -19,6 +19,7 @@ import (
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 )
 
 // A rebalance that takes a partition whose batch is not written yet leaves
@@ -32,11 +33,11 @@ func TestRunnerRestartsGroupAfterRevocation(t *testing.T) {
 
 	logs := &syncBuffer{}
 	reg := prometheus.NewRegistry()
-	m, err := topology.NewMetrics(reg)
+	m, err := promhooks.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runA := runWith(t, a.t, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Metrics: m,
+	runA := runWith(t, a.t, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Hooks: []topology.Hook{m},
 		Logger:         slog.New(slog.NewTextHandler(logs, nil)),
 		RestartBackoff: topology.Backoff{Initial: time.Second, Max: 2 * time.Second}})
 	lines(t, k, a.in.Name(), 10, 2)
@@ -191,11 +192,11 @@ func (r *restartable) outage(t *testing.T, run *running, reg prometheus.Gatherer
 
 func outageOptions(t *testing.T, k topology.Kafka, reg prometheus.Registerer) topology.RunnerOptions {
 	t.Helper()
-	m, err := topology.NewMetrics(reg)
+	m, err := promhooks.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Metrics: m, Logger: slog.New(slog.DiscardHandler),
+	return topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Hooks: []topology.Hook{m}, Logger: slog.New(slog.DiscardHandler),
 		RestartBackoff: topology.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}}
 }
 
@@ -257,7 +258,7 @@ func TestRunnerWithTableOutlivesBrokerOutage(t *testing.T) {
 func TestRunnerStopsOnStopPolicy(t *testing.T) {
 	k := topology.Kafka{Brokers: startBroker(t)}
 	tp := topology.New("st")
-	in := topology.NewStream(tp, "words", codecs.String{}, topology.External("test"), topology.Partitions(1))
+	in := topology.NewStream(tp, "words", codecs.String{}, topology.External("test"), topology.WithPartitions(1))
 	p := tp.Processor("strict", topology.OnFailure(topology.Stop))
 	topology.Consume(p, in, func(c *topology.Context, key, v string) error {
 		if v == "bad" {
@@ -266,11 +267,11 @@ func TestRunnerStopsOnStopPolicy(t *testing.T) {
 		return nil
 	})
 	reg := prometheus.NewRegistry()
-	m, err := topology.NewMetrics(reg)
+	m, err := promhooks.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := runWith(t, tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Metrics: m,
+	run := runWith(t, tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Hooks: []topology.Hook{m},
 		Logger: slog.New(slog.DiscardHandler), RestartBackoff: topology.Backoff{Initial: 10 * time.Millisecond, Max: 10 * time.Millisecond}})
 	produce(t, k, in.Name(), "a", "good", "b", "bad")
 	select {
@@ -295,7 +296,8 @@ func TestRecoverable(t *testing.T) {
 		want bool
 	}{
 		{nil, false},
-		{errors.New("codec mismatch"), false},
+		// Every error not on the deny-list is (see TestRecoverableDenyList).
+		{errors.New("codec mismatch"), true},
 		{fmt.Errorf("consuming: %w", sarama.ErrOutOfBrokers), true},
 		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
 		{fmt.Errorf("Error creating the kafka client: %v", sarama.ErrOutOfBrokers), true},
@@ -311,7 +313,7 @@ func TestRecoverable(t *testing.T) {
 		{fmt.Errorf("2 errors occurred:\n\t* Error closing consumer group: %v\n\t* error consuming from group consumer: %v", io.EOF, io.EOF), true},
 		{fmt.Errorf("error processing message (partition=3): asynchronous error from callback: could not commit message with key 'k': %v",
 			fmt.Errorf("%w the partition was revoked while retrying: n/3@89: outage", errors.New("topology: record left uncommitted"))), true},
-		{errors.New("EOF handling is not supported by codec x"), false},
+		{errors.New("EOF handling is not supported by codec x"), true},
 	} {
 		if got := topology.Recoverable(c.err); got != c.want {
 			t.Errorf("Recoverable(%v) = %v, want %v", c.err, got, c.want)

@@ -272,14 +272,13 @@ func (p *Processor) retryCallback(tier int, obs observer, state *retryState, rt 
 // the record must stay uncommitted: ctx ended while it waited.
 func (p *Processor) retryRecord(ctx context.Context, c *Context, tier int, due, first time.Time, obs observer, state *retryState) error {
 	main := p.retryOf
-	pol := main.retry.policy
 	if wait := time.Until(due); wait > 0 && !sleepCtx(ctx, wait) {
 		return fmt.Errorf("%w %s: %s: waiting to retry", errAbandoned, state.ended(), c)
 	}
 	start := time.Now()
 	attempts := int(c.headerInt(HeaderAttempts, 0))
 	origin := c.in.topic.name
-	for {
+	for local := 1; ; local++ {
 		c.attempt = attempts + 1
 		err := c.invoke(c.in, c.raw)
 		if err == nil {
@@ -289,29 +288,27 @@ func (p *Processor) retryRecord(ctx context.Context, c *Context, tier int, due, 
 			break
 		}
 		c.reset()
-		if !IsTransient(err) {
-			reason := ReasonOf(err)
-			c.DeadLetter(reason, err, c.raw)
-			c.flush(envelopeFor(first))
-			obs.deadLettered(p.group, reason)
-			break
-		}
-		obs.retried(p.group)
-		if main.outage(ctx, state, err, true) {
-			// The dependency is down: wait here rather than burn the
-			// record's attempts.
-			if !sleepCtx(ctx, main.backoff.delay(2)) {
+		v := p.decide(ctx, state, obs, failure{err: err, origin: fromRetryTopic, local: local, attempt: c.attempt, tier: tier,
+			deadLetterInput: c.in.topic.deadLetter, retryBytes: c.retryBytes(), what: c})
+		if v.action == retryInPlace {
+			// Only an outage keeps a retried record in place: its
+			// attempts are not spent meanwhile.
+			if !sleepCtx(ctx, v.wait) {
 				return fmt.Errorf("%w %s while retrying: %s: %v", errAbandoned, state.ended(), c, err)
 			}
 			continue
 		}
-		if c.attempt >= pol.MaxAttempts {
-			c.DeadLetter(ReasonRetriesExhausted, fmt.Errorf("after %d attempts: %w", c.attempt, err), c.raw)
-			c.flush(envelopeFor(first))
-			obs.deadLettered(p.group, ReasonRetriesExhausted)
-			break
+		if v.action == stop {
+			return v.err
 		}
-		c.toRetry(tier+1, origin, c.raw, c.attempt, first)
+		if v.action == toRetryTopic {
+			c.toRetry(v.tier, origin, c.raw, c.attempt, first)
+		} else if v.action == skip {
+			obs.skipped(p.group, v.reason)
+		} else {
+			c.DeadLetter(v.reason, v.err, c.raw)
+			obs.deadLettered(p.group, v.reason)
+		}
 		c.flush(envelopeFor(first))
 		break
 	}

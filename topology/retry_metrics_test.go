@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 )
 
 // A record waiting in a retry topic shows in the retry depth and age
@@ -17,8 +18,8 @@ import (
 func TestRetryTopicMetrics(t *testing.T) {
 	k := topology.Kafka{Brokers: startBroker(t)}
 	tp := topology.New("rm")
-	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"), topology.Partitions(2))
-	out := topology.NewStream(tp, "out", codecs.String{}, topology.Partitions(2))
+	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"), topology.WithPartitions(2))
+	out := topology.NewStream(tp, "out", codecs.String{}, topology.WithPartitions(2))
 	p := tp.Processor("w", topology.RetryBackoff(topology.Backoff{Initial: time.Millisecond, Max: time.Millisecond}),
 		topology.WithRetryTopics(topology.RetryPolicy{InPlace: 1, Delays: []time.Duration{time.Hour}}))
 	emit := topology.Produce(p, out)
@@ -29,8 +30,11 @@ func TestRetryTopicMetrics(t *testing.T) {
 		return emit.Emit(c, key, v)
 	})
 	reg := prometheus.NewRegistry()
-	r, err := topology.NewRunner(tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Registerer: reg, Logger: slog.New(slog.DiscardHandler)})
+	r, err := topology.NewRunner(tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := promhooks.RegisterRunner(reg, r, nil); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -5,22 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
-	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/watershed-io/watershed/topology/internal/gokabind"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -33,10 +29,12 @@ type RunnerOptions struct {
 	// DataDir holds the local copies of group tables and lookups, one
 	// folder per group. Required.
 	DataDir string
-	// Metrics receive the processors' counters; nil records none.
-	Metrics *Metrics
-	// Registerer, when set, gets the lag and recovery collectors.
-	Registerer prometheus.Registerer
+	// Resources are the values of the resources the groups use (see
+	// Resource); NewRunner refuses a group without one it uses.
+	Resources []Provided
+	// Hooks are told what the processors do (see Hook); package
+	// topology/promhooks turns them into Prometheus metrics.
+	Hooks []Hook
 	// Logger receives the runner's and goka's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Topics configure the topics the runner creates before starting.
@@ -51,14 +49,15 @@ type RunnerOptions struct {
 	// rebalance completes.
 	RecoverAhead bool
 	// TableStorage, when set, builds the local storage of a group's
-	// tables in the folder it is given. The default is tablestore's
-	// batching storage with its default options (writes and the table
-	// offset reach leveldb as one batch every 50 ms); goka's own leveldb
-	// storage, a journal write per value, is storage.DefaultBuilder. The
-	// storage is a cache of the table topic: whatever it lost in a crash
-	// is replayed from there. The runner gives a group table's storage
-	// only the writes the table topic acknowledged (see changelog.go).
-	TableStorage func(dir string) storage.Builder
+	// tables in the folder it is given: use tablestore.ForKind. The
+	// default is tablestore's batching storage with its default options
+	// (writes and the table offset reach leveldb as one batch every 50
+	// ms); goka's own leveldb storage, a journal write per value, is the
+	// kind tablestore.KindLevelDB. The storage is a cache of the table
+	// topic: whatever it lost in a crash is replayed from there. The
+	// runner gives a group table's storage only the writes the table topic
+	// acknowledged (see changelog.go).
+	TableStorage gokabind.TableStorage
 	// RestartBackoff spaces the restarts of a group whose processor
 	// stopped with a recoverable error while the runner runs (default 1s
 	// doubling up to 30s; see Run).
@@ -75,6 +74,7 @@ type Runner struct {
 	opts  RunnerOptions
 	procs []*Processor
 	log   *slog.Logger
+	hooks *hookSet
 
 	mu      sync.Mutex
 	running []*goka.Processor
@@ -85,13 +85,13 @@ type Runner struct {
 	stopped []bool
 	started bool
 	// assigned holds, per group, the partitions of its last assignment in
-	// this process (watershed_processor_partitions).
+	// this process (GroupStatus.Partitions).
 	assigned map[string]*atomic.Int32
 }
 
 // NewRunner validates the topology and prepares the named groups.
 func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
-	if err := t.Validate(); err != nil {
+	if _, err := t.Build(); err != nil {
 		return nil, err
 	}
 	if err := opts.Kafka.validate(); err != nil {
@@ -104,6 +104,9 @@ func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkResources(procs, opts.Resources); err != nil {
+		return nil, err
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -113,14 +116,10 @@ func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
 	if opts.RestartBackoff.Max < opts.RestartBackoff.Initial {
 		opts.RestartBackoff.Max = max(DefaultRestartBackoff().Max, opts.RestartBackoff.Initial)
 	}
-	r := &Runner{t: t, opts: opts, procs: procs, log: opts.Logger, assigned: make(map[string]*atomic.Int32, len(procs))}
+	r := &Runner{t: t, opts: opts, procs: procs, log: opts.Logger, hooks: newHookSet(opts.Hooks),
+		assigned: make(map[string]*atomic.Int32, len(procs))}
 	for _, p := range procs {
 		r.assigned[p.group] = new(atomic.Int32)
-	}
-	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(&runnerCollector{r: r}); err != nil {
-			return nil, fmt.Errorf("topology: register runner metrics: %w", err)
-		}
 	}
 	return r, nil
 }
@@ -177,7 +176,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		r.log.Info("topics ready", "created", created, "total", len(plan))
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// The processors' contexts derive from ctx: they carry the resources.
+	ctx, cancel := context.WithCancel(WithResources(ctx, r.opts.Resources...))
 	defer cancel()
 	var producers []goka.Producer
 	defer func() {
@@ -250,9 +250,7 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod goka.Producer, queues *sync.WaitGroup) error {
 	p := r.procs[i]
 	bo := r.opts.RestartBackoff
-	if m := r.opts.Metrics; m != nil {
-		m.restarts.WithLabelValues(p.group) // shown at 0 before any restart
-	}
+	r.hooks.groupStarted(p.group)
 	for attempt := 1; ; attempt++ {
 		var err error
 		started := time.Now()
@@ -292,9 +290,7 @@ func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod g
 		}
 		wait := bo.delay(attempt)
 		r.setDown(i, err)
-		if m := r.opts.Metrics; m != nil {
-			m.restarted(p.group) // counted when decided, so that it shows while the group waits
-		}
+		r.hooks.groupRestarted(p.group) // told when decided, so that it shows while the group waits
 		r.log.Warn("processor stopped with a recoverable error; restarting it", "group", p.group, "err", err, "in", wait)
 		if !sleepCtx(ctx, wait) {
 			return nil
@@ -313,65 +309,43 @@ func (r *Runner) setDown(i int, err error) {
 }
 
 // Recoverable reports whether a processor that stopped with err may be
-// started again in the same process: it left a record uncommitted when it
-// lost a partition (IsAbandoned), its producer gave up on a record's
-// output, or it lost its connection to the brokers. A failure of a
-// processor with the Stop policy is not.
+// started again in the same process. Every error is, such as a record left
+// uncommitted when the processor lost a partition (IsAbandoned), an emit
+// the producer gave up on, or a lost connection to the brokers, except
+// those a restart cannot fix, which end Run:
+//
+//   - a failure under the Stop policy (ErrStopPolicy);
+//   - authentication and authorization refused by the brokers;
+//   - a record too large for the brokers or the producer;
+//   - configuration: the client's (sarama's configuration errors), a topic that
+//     differs from its declaration (ErrTopicMismatch), an invalid topology
+//     (*ValidationError), an unknown group.
 func Recoverable(err error) bool {
-	// goka formats some of its errors with %v, which ends the chain: a
-	// callback's panic (how the Stop policy fails a processor) and the
-	// clients it builds at start. Their text is all that is left.
 	if err == nil {
 		return false
 	}
+	// goka formats some of its errors with %v, which ends the chain (a
+	// callback's panic, how the Stop policy fails a processor): its text
+	// is all that is left.
 	msg := err.Error()
-	if errors.Is(err, errPolicyStop) || strings.Contains(msg, errPolicyStop.Error()) {
-		return false
-	}
-	// A record left uncommitted when its partition was revoked or the
-	// processor stopped mid-retry: goka's asynchronous failure path
-	// formats it with %v, so its text is matched too.
-	if IsAbandoned(err) || strings.Contains(msg, errAbandoned.Error()) {
-		return true
-	}
-	// A producer that gave up on an emit or a table write (past its
-	// retries): the record stays uncommitted (see orderedGroup) and a new
-	// processor sends it again.
-	var perr *sarama.ProducerError
-	if errors.As(err, &perr) || strings.Contains(msg, "kafka: Failed to produce message to topic") {
-		return true
-	}
-	for _, target := range []error{sarama.ErrOutOfBrokers, sarama.ErrNotConnected, sarama.ErrBrokerNotAvailable,
-		sarama.ErrClosedClient, io.EOF, io.ErrUnexpectedEOF, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	// goka's own texts when a broker went away under it (seen in the
-	// cluster fault test: a processor built while a broker restarted, a
-	// consumer group closed on a reset connection).
-	for _, text := range []string{sarama.ErrOutOfBrokers.Error(), sarama.ErrNotConnected.Error(),
-		syscall.ECONNREFUSED.Error(), syscall.ECONNRESET.Error(), syscall.EPIPE.Error(), "i/o timeout",
-		"cannot connect to broker", ": " + io.EOF.Error(), ": " + io.ErrUnexpectedEOF.Error()} {
+	for _, text := range []string{ErrStopPolicy.Error(), sarama.ErrMessageSizeTooLarge.Error(), "larger than configured Producer.MaxMessageBytes"} {
 		if strings.Contains(msg, text) {
-			return true
+			return false
 		}
 	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return true
-	}
-	var kerr sarama.KError
-	if errors.As(err, &kerr) {
-		switch kerr {
-		case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable,
-			sarama.ErrOffsetsLoadInProgress, sarama.ErrRebalanceInProgress, sarama.ErrRequestTimedOut,
-			sarama.ErrLeaderNotAvailable, sarama.ErrNotLeaderForPartition, sarama.ErrNetworkException,
-			sarama.ErrUnknownMemberId, sarama.ErrIllegalGeneration:
-			return true
+	for _, target := range []error{
+		sarama.ErrSASLAuthenticationFailed, sarama.ErrUnsupportedSASLMechanism, sarama.ErrIllegalSASLState,
+		sarama.ErrTopicAuthorizationFailed, sarama.ErrGroupAuthorizationFailed, sarama.ErrClusterAuthorizationFailed,
+		sarama.ErrTransactionalIDAuthorizationFailed, sarama.ErrDelegationTokenAuthorizationFailed,
+		sarama.ErrMessageSizeTooLarge, sarama.ErrInvalidConfig, ErrTopicMismatch, ErrUnknownGroup,
+	} {
+		if errors.Is(err, target) {
+			return false
 		}
 	}
-	return false
+	var cfg sarama.ConfigurationError
+	var invalid *ValidationError
+	return !errors.As(err, &cfg) && !errors.As(err, &invalid)
 }
 
 // Ready returns nil when every processor of the runner has recovered its
@@ -430,13 +404,17 @@ func (r *Runner) Lag(ctx context.Context) ([]PartitionLag, error) {
 }
 
 // Lag reads the consumer lag of the named groups (all when empty) on their
-// input topics, including loop topics.
+// input topics, including loop and retry topics. It builds the topology
+// (see Build).
 func (t *Topology) Lag(ctx context.Context, k Kafka, groups []string) ([]PartitionLag, error) {
+	if _, err := t.Build(); err != nil {
+		return nil, err
+	}
 	procs, err := t.Select(groups)
 	if err != nil {
 		return nil, err
 	}
-	client, err := sarama.NewClient(k.Brokers, k.Config())
+	client, err := sarama.NewClient(k.Brokers, k.config())
 	if err != nil {
 		return nil, fmt.Errorf("topology: connect: %w", err)
 	}
@@ -490,7 +468,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 		goka.WithStorageBuilder(cl.storage(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group)))),
 		goka.WithProducerBuilder(cl.producer(producerBuilder(k))),
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
-			cfg := k.Config()
+			cfg := k.config()
 			cfg.ClientID = clientID
 			cg, err := sarama.NewConsumerGroup(brokers, group, cfg)
 			if err != nil {
@@ -511,7 +489,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 	if r.opts.RecoverAhead {
 		opts = append(opts, goka.WithRecoverAhead())
 	}
-	gp, err := goka.NewProcessor(k.Brokers, p.groupGraph(observerFor(r.opts.Metrics), prod, env), opts...)
+	gp, err := goka.NewProcessor(k.Brokers, p.groupGraph(r.hooks, prod, env), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("topology: processor %s: %w", p.group, err)
 	}
@@ -536,7 +514,7 @@ func clientID(k Kafka, group string) string {
 // time, since goka's own builder writes into the one it is given.
 func producerBuilder(k Kafka) goka.ProducerBuilder {
 	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
-		cfg := k.ProducerConfig()
+		cfg := k.producerConfig()
 		cfg.ClientID = clientID
 		cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
 		return goka.NewProducer(brokers, cfg)
@@ -545,7 +523,7 @@ func producerBuilder(k Kafka) goka.ProducerBuilder {
 
 func saramaConsumerBuilder(k Kafka) goka.SaramaConsumerBuilder {
 	return func(brokers []string, clientID string) (sarama.Consumer, error) {
-		cfg := k.Config()
+		cfg := k.config()
 		cfg.ClientID = clientID
 		return sarama.NewConsumer(brokers, cfg)
 	}
@@ -559,7 +537,7 @@ func topicManagerBuilder(k Kafka) goka.TopicManagerBuilder {
 		tmc.NoCreate = true
 		tmc.Table.Replication = int(k.replication())
 		tmc.Stream.Replication = int(k.replication())
-		return goka.NewTopicManager(brokers, k.Config(), tmc)
+		return goka.NewTopicManager(brokers, k.config(), tmc)
 	}
 }
 
@@ -570,78 +548,61 @@ func (g gokaLogger) Print(v ...any)            { g.l.Info(fmt.Sprint(v...), "com
 func (g gokaLogger) Println(v ...any)          { g.l.Info(fmt.Sprint(v...), "component", "goka") }
 func (g gokaLogger) Printf(f string, v ...any) { g.l.Info(fmt.Sprintf(f, v...), "component", "goka") }
 
-// runnerCollector reports consumer lag and recovery at scrape time.
-type runnerCollector struct{ r *Runner }
-
-var (
-	lagDesc = prometheus.NewDesc("watershed_consumer_lag",
-		"Records in an input partition that the group has not committed yet.",
-		[]string{"group", "topic", "partition"}, nil)
-	recoveredDesc = prometheus.NewDesc("watershed_processor_recovered",
-		"1 when the group's tables in this process are recovered and it processes records.",
-		[]string{"group"}, nil)
-	partitionsDesc = prometheus.NewDesc("watershed_processor_partitions",
-		"Input partitions of the group assigned to this process (0 while its processor is down).",
-		[]string{"group"}, nil)
-	retryDepthDesc = prometheus.NewDesc("watershed_retry_records",
-		"Records waiting in a retry topic (not yet committed by its retry group).",
-		[]string{"group", "topic"}, nil)
-	retryAgeDesc = prometheus.NewDesc("watershed_retry_oldest_age_seconds",
-		"Age of the oldest record waiting in a retry topic (0 when none waits).",
-		[]string{"group", "topic"}, nil)
-)
-
-func (c *runnerCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- lagDesc
-	ch <- recoveredDesc
-	ch <- partitionsDesc
-	ch <- retryDepthDesc
-	ch <- retryAgeDesc
+// GroupStatus is the state of one group of a Runner.
+type GroupStatus struct {
+	Group string
+	// Retries is set on a companion retry group.
+	Retries bool
+	// Recovered is set when the group's tables in this process are
+	// recovered and it processes records.
+	Recovered bool
+	// Partitions is the number of input partitions assigned to the group
+	// in this process (0 while its processor is down).
+	Partitions int
 }
 
-func (c *runnerCollector) Collect(ch chan<- prometheus.Metric) {
-	c.r.mu.Lock()
-	running := append([]*goka.Processor(nil), c.r.running...)
-	down := append([]error(nil), c.r.down...)
-	stopped := append([]bool(nil), c.r.stopped...)
-	c.r.mu.Unlock()
-	for i, gp := range running {
-		v := 0.0
-		if down[i] == nil && !stopped[i] && gp.Recovered() {
-			v = 1
+// Status returns the state of each group of the runner, in order, or nil
+// before Run started them.
+func (r *Runner) Status() []GroupStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.started {
+		return nil
+	}
+	out := make([]GroupStatus, len(r.procs))
+	for i, p := range r.procs {
+		out[i] = GroupStatus{Group: p.group, Retries: p.retryOf != nil}
+		if r.down[i] == nil && !r.stopped[i] && r.running[i] != nil && r.running[i].Recovered() {
+			out[i].Recovered = true
 		}
-		ch <- prometheus.MustNewConstMetric(recoveredDesc, prometheus.GaugeValue, v, c.r.procs[i].group)
-		parts := 0.0
-		if down[i] == nil && !stopped[i] {
-			parts = float64(c.r.assigned[c.r.procs[i].group].Load())
+		if r.down[i] == nil && !r.stopped[i] {
+			out[i].Partitions = int(r.assigned[p.group].Load())
 		}
-		ch <- prometheus.MustNewConstMetric(partitionsDesc, prometheus.GaugeValue, parts, c.r.procs[i].group)
 	}
-	if len(running) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	lags, err := c.r.Lag(ctx)
-	if err != nil {
-		c.r.log.Warn("consumer lag unavailable", "err", err)
-		return
-	}
-	for _, l := range lags {
-		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(l.Lag), l.Group, l.Topic, strconv.Itoa(int(l.Partition)))
-	}
-	c.collectRetries(ctx, ch, lags)
+	return out
 }
 
-// collectRetries reports the depth of every retry topic this runner
-// consumes and the age of its oldest waiting record (read at the group's
-// committed offset).
-func (c *runnerCollector) collectRetries(ctx context.Context, ch chan<- prometheus.Metric, lags []PartitionLag) {
+// RetryBacklog is what waits in one retry topic for its retry group.
+type RetryBacklog struct {
+	Group string
+	Topic string
+	// Records are the records not yet committed by the group.
+	Records int64
+	// Oldest is the timestamp of the oldest of them (zero when none
+	// waits or it is unknown).
+	Oldest time.Time
+}
+
+// RetryBacklog reports, from the runner's lags (see Lag), the depth of
+// every retry topic this runner consumes and the time of its oldest waiting
+// record (read at the group's committed offset).
+func (r *Runner) RetryBacklog(ctx context.Context, lags []PartitionLag) []RetryBacklog {
 	type key struct{ group, topic string }
 	depth := map[key]int64{}
 	oldest := map[key]time.Time{}
+	var order []key
 	companion := map[string]bool{}
-	for _, p := range c.r.procs {
+	for _, p := range r.procs {
 		companion[p.group] = p.retryOf != nil
 	}
 	var consumer sarama.Consumer
@@ -655,14 +616,17 @@ func (c *runnerCollector) collectRetries(ctx context.Context, ch chan<- promethe
 			continue
 		}
 		k := key{l.Group, l.Topic}
+		if _, ok := depth[k]; !ok {
+			order = append(order, k)
+		}
 		depth[k] += l.Lag
 		if l.Lag == 0 {
 			continue
 		}
 		if consumer == nil {
 			var err error
-			if consumer, err = sarama.NewConsumer(c.r.opts.Kafka.Brokers, c.r.opts.Kafka.Config()); err != nil {
-				c.r.log.Warn("retry topic age unavailable", "err", err)
+			if consumer, err = sarama.NewConsumer(r.opts.Kafka.Brokers, r.opts.Kafka.config()); err != nil {
+				r.log.Warn("retry topic age unavailable", "err", err)
 				continue
 			}
 		}
@@ -670,14 +634,11 @@ func (c *runnerCollector) collectRetries(ctx context.Context, ch chan<- promethe
 			oldest[k] = ts
 		}
 	}
-	for k, n := range depth {
-		ch <- prometheus.MustNewConstMetric(retryDepthDesc, prometheus.GaugeValue, float64(n), k.group, k.topic)
-		age := 0.0
-		if ts := oldest[k]; !ts.IsZero() {
-			age = time.Since(ts).Seconds()
-		}
-		ch <- prometheus.MustNewConstMetric(retryAgeDesc, prometheus.GaugeValue, age, k.group, k.topic)
+	out := make([]RetryBacklog, 0, len(order))
+	for _, k := range order {
+		out = append(out, RetryBacklog{Group: k.group, Topic: k.topic, Records: depth[k], Oldest: oldest[k]})
 	}
+	return out
 }
 
 // firstTimestamp reads the timestamp of the first uncommitted record of a

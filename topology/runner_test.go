@@ -16,6 +16,8 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
+	"github.com/watershed-io/watershed/topology/promhooks"
 )
 
 // counter is a small topology used across the runner tests: it counts
@@ -32,10 +34,10 @@ type counter struct {
 func newCounter(partitions int32) *counter {
 	c := &counter{}
 	c.t = topology.New("test")
-	c.in = topology.NewStream(c.t, "numbers", codecs.String{}, topology.Partitions(partitions), topology.External("test producer"))
-	c.out = topology.NewStream(c.t, "sums", codecs.String{}, topology.Partitions(partitions))
+	c.in = topology.NewStream(c.t, "numbers", codecs.String{}, topology.WithPartitions(partitions), topology.External("test producer"))
+	c.out = topology.NewStream(c.t, "sums", codecs.String{}, topology.WithPartitions(partitions))
 	p := c.t.Processor("count", topology.RetryBackoff(topology.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}))
-	c.table = topology.Persist(p, codecs.JSON[int]{}, topology.Partitions(partitions))
+	c.table = topology.Persist(p, codecs.JSON[int]{}, topology.WithPartitions(partitions))
 	emit := topology.Produce(p, c.out)
 	topology.Consume(p, c.in, func(ctx *topology.Context, key string, v string) error {
 		switch v {
@@ -76,7 +78,7 @@ func startBroker(t *testing.T) []string {
 
 func produce(t *testing.T, k topology.Kafka, topic string, kv ...string) {
 	t.Helper()
-	p, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	p, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func readAll(t *testing.T, k topology.Kafka, topic string, n int, timeout time.D
 // timeout passes (false), and returns what it read.
 func readUntil(t *testing.T, k topology.Kafka, topic string, timeout time.Duration, enough func([]*sarama.ConsumerMessage) bool) ([]*sarama.ConsumerMessage, bool) {
 	t.Helper()
-	c, err := sarama.NewConsumer(k.Brokers, k.Config())
+	c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,15 +145,18 @@ func TestRunnerOnEmbeddedBroker(t *testing.T) {
 	c := newCounter(4)
 	c.transient.Store(2)
 	reg := prometheus.NewRegistry()
-	m, err := topology.NewMetrics(reg)
+	m, err := promhooks.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, err := topology.NewRunner(c.t, topology.RunnerOptions{
-		Kafka: k, DataDir: t.TempDir(), Metrics: m, Registerer: reg,
+		Kafka: k, DataDir: t.TempDir(), Hooks: []topology.Hook{m},
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := promhooks.RegisterRunner(reg, r, nil); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

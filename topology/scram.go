@@ -3,9 +3,6 @@ package topology
 import (
 	"encoding/json"
 	"fmt"
-
-	"github.com/IBM/sarama"
-	"github.com/xdg-go/scram"
 )
 
 // SASL mechanisms of Kafka.SASL.
@@ -65,50 +62,3 @@ func (s SASL) validate() error {
 		return fmt.Errorf("topology: unknown Kafka SASL mechanism %q (%s or %s)", s.Mechanism, SCRAMSHA256, SCRAMSHA512)
 	}
 }
-
-// apply sets the SASL settings of c.
-func (s SASL) apply(c *sarama.Config) {
-	if s.Mechanism == "" {
-		return
-	}
-	c.Net.SASL.Enable = true
-	c.Net.SASL.Handshake = true
-	c.Net.SASL.User = s.User
-	c.Net.SASL.Password = s.Password
-	hash := scram.SHA256
-	c.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
-	if s.Mechanism == SCRAMSHA512 {
-		hash = scram.SHA512
-		c.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
-	}
-	c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: hash} }
-}
-
-// scramClient is sarama's SCRAMClient on github.com/xdg-go/scram: one
-// conversation per connection.
-type scramClient struct {
-	hash scram.HashGeneratorFcn
-	conv *scram.ClientConversation
-}
-
-// Begin starts a conversation for the user.
-func (c *scramClient) Begin(user, password, authzID string) error {
-	client, err := c.hash.NewClient(user, password, authzID)
-	if err != nil {
-		return fmt.Errorf("topology: SCRAM client: %w", err)
-	}
-	c.conv = client.NewConversation()
-	return nil
-}
-
-// Step answers the server's challenge.
-func (c *scramClient) Step(challenge string) (string, error) {
-	resp, err := c.conv.Step(challenge)
-	if err != nil {
-		return "", fmt.Errorf("topology: SCRAM step: %w", err)
-	}
-	return resp, nil
-}
-
-// Done reports whether the conversation ended.
-func (c *scramClient) Done() bool { return c.conv.Done() }

@@ -29,7 +29,7 @@ func TestSCRAMClientTalksToAServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		for password, ok := range map[string]bool{"right-password": true, "wrong-password": false} {
-			c := Kafka{Brokers: []string{"b:9092"}, SASL: SASL{Mechanism: mech, User: "watershed", Password: password}}.Config()
+			c := Kafka{Brokers: []string{"b:9092"}, SASL: SASL{Mechanism: mech, User: "watershed", Password: password}}.config()
 			if !c.Net.SASL.Enable || c.Net.SASL.User != "watershed" {
 				t.Fatalf("%s: SASL settings %+v", mech, c.Net.SASL)
 			}
@@ -66,11 +66,11 @@ func TestSASLValidation(t *testing.T) {
 			t.Errorf("%+v accepted", s)
 		}
 	}
-	c := Kafka{Brokers: []string{"b:9092"}, SASL: SASL{Mechanism: SCRAMSHA512, User: "u", Password: "p"}}.Config()
+	c := Kafka{Brokers: []string{"b:9092"}, SASL: SASL{Mechanism: SCRAMSHA512, User: "u", Password: "p"}}.config()
 	if c.Net.SASL.Mechanism != sarama.SASLTypeSCRAMSHA512 {
 		t.Errorf("mechanism %q", c.Net.SASL.Mechanism)
 	}
-	if (Kafka{Brokers: []string{"b:9092"}}).Config().Net.SASL.Enable {
+	if (Kafka{Brokers: []string{"b:9092"}}).config().Net.SASL.Enable {
 		t.Error("SASL enabled without a mechanism")
 	}
 }

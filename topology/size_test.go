@@ -23,7 +23,7 @@ import (
 func TestLargestRecordIsDeadLetteredCutToFit(t *testing.T) {
 	k := topology.Kafka{Brokers: startBroker(t)}
 	tp := topology.New("big")
-	in := topology.NewStream(tp, "in", codecs.Bytes{}, topology.External("test"), topology.Partitions(1))
+	in := topology.NewStream(tp, "in", codecs.Bytes{}, topology.External("test"), topology.WithPartitions(1))
 	p := tp.Processor("refuse")
 	topology.Consume(p, in, func(c *topology.Context, key string, v []byte) error {
 		return topology.Reject("too_odd", fmt.Errorf("%d bytes", len(v)))

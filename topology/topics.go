@@ -65,7 +65,7 @@ func (t *Topology) EnsureTopics(k Kafka, opts TopicOptions) ([]TopicPlan, error)
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, k.config())
 	if err != nil {
 		return nil, fmt.Errorf("topology: connect to %v: %w", k.Brokers, err)
 	}
@@ -74,7 +74,7 @@ func (t *Topology) EnsureTopics(k Kafka, opts TopicOptions) ([]TopicPlan, error)
 	if err != nil {
 		return nil, fmt.Errorf("topology: list topics: %w", err)
 	}
-	plan := t.plan(k, opts, existing)
+	plan := t.topicPlan(k, opts, existing)
 	var mismatches []string
 	for _, p := range plan {
 		if p.Action == "mismatch" {
@@ -118,7 +118,7 @@ func (t *Topology) EnsureTopics(k Kafka, opts TopicOptions) ([]TopicPlan, error)
 // waitTopics waits until the brokers report the created topics with their
 // partitions, since processors fail when an input is not there yet.
 func (t *Topology) waitTopics(k Kafka, plan []TopicPlan) error {
-	client, err := sarama.NewClient(k.Brokers, k.Config())
+	client, err := sarama.NewClient(k.Brokers, k.config())
 	if err != nil {
 		return fmt.Errorf("topology: connect to %v: %w", k.Brokers, err)
 	}
@@ -140,7 +140,7 @@ func (t *Topology) waitTopics(k Kafka, plan []TopicPlan) error {
 	return nil
 }
 
-func (t *Topology) plan(k Kafka, opts TopicOptions, existing map[string]sarama.TopicDetail) []TopicPlan {
+func (t *Topology) topicPlan(k Kafka, opts TopicOptions, existing map[string]sarama.TopicDetail) []TopicPlan {
 	if opts.StreamRetention == 0 {
 		opts.StreamRetention = 7 * 24 * time.Hour
 	}

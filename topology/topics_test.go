@@ -9,6 +9,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 func TestEnsureTopics(t *testing.T) {
@@ -24,7 +25,7 @@ func TestEnsureTopics(t *testing.T) {
 			t.Errorf("dry run on an empty cluster: %+v", p)
 		}
 	}
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func TestDeadLetterRetentionBytes(t *testing.T) {
 func TestEnsureTopicsRaisesMaxMessageBytes(t *testing.T) {
 	k := topology.Kafka{Brokers: startBroker(t)}
 	c := newCounter(4)
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}

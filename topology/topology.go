@@ -5,18 +5,22 @@ import (
 	"reflect"
 	"sort"
 
-	"github.com/watershed-io/watershed/codecs"
-	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/topology/codec"
+	"github.com/watershed-io/watershed/topology/deadletter"
 )
+
+// Codec encodes and decodes the values of a topic: see codec.Codec. Every
+// typed edge of a topology carries one.
+type Codec[T any] = codec.Codec[T]
 
 // DefaultPartitions is the partition count of a topic whose declaration does
 // not name one.
 const DefaultPartitions = 8
 
 // Topology is one declared application: its topics, its processor groups,
-// and the edges between them. Declare everything first, then Validate (the
-// Runner and the test driver validate on their own), then run any subset of
-// its groups.
+// and the edges between them. Declare everything first, then Build (or
+// Validate, the Runner or the test driver, which build it), then run any
+// subset of its groups.
 //
 // A Topology is not safe for concurrent declaration; once declared it is
 // read-only and may be shared.
@@ -32,6 +36,12 @@ type Topology struct {
 	// declared twice), so that declaration reads as straight-line code and
 	// Validate reports every problem at once.
 	declErrs []error
+	// sealed is set by Build: later declarations are ignored and kept in
+	// lateErrs. built or buildErr is Build's outcome.
+	sealed   bool
+	lateErrs []error
+	built    *Plan
+	buildErr error
 }
 
 // Option configures a Topology.
@@ -68,8 +78,8 @@ func New(name string, opts ...Option) *Topology {
 	d := &topicDecl{
 		name:       t.deadLetter,
 		kind:       kindStream,
-		valueType:  typeName[records.Envelope](),
-		codecName:  codecName(records.EnvelopeCodec{}),
+		valueType:  typeName[deadletter.Envelope](),
+		codecName:  codecName(deadletter.Codec{}),
 		key:        "key",
 		partitions: DefaultPartitions,
 		deadLetter: true,
@@ -89,8 +99,8 @@ func (t *Topology) DeadLetterTopic() string { return t.deadLetter }
 
 // DeadLetters returns the dead-letter topic as a stream, so that a
 // processor can consume the envelopes (every processor produces to it).
-func (t *Topology) DeadLetters() Stream[records.Envelope] {
-	return Stream[records.Envelope]{decl: t.topics[t.deadLetter], codec: records.EnvelopeCodec{}}
+func (t *Topology) DeadLetters() Stream[deadletter.Envelope] {
+	return Stream[deadletter.Envelope]{decl: t.topics[t.deadLetter], codec: deadletter.Codec{}}
 }
 
 // Processors returns the declared processor groups in declaration order.
@@ -178,8 +188,8 @@ func codecName(c any) string {
 // TopicOption configures a declared stream.
 type TopicOption func(*topicDecl)
 
-// Partitions sets a topic's partition count.
-func Partitions(n int32) TopicOption { return func(d *topicDecl) { d.partitions = n } }
+// WithPartitions sets a topic's partition count.
+func WithPartitions(n int32) TopicOption { return func(d *topicDecl) { d.partitions = n } }
 
 // KeyedBy names what a topic's keys are (such as "device_id"). Inputs that
 // are co-partitioned with a group table must be keyed by the same thing.
@@ -194,12 +204,12 @@ func External(producer string) TopicOption { return func(d *topicDecl) { d.exter
 // that their codecs agree by construction.
 type Stream[V any] struct {
 	decl  *topicDecl
-	codec codecs.Codec[V]
+	codec Codec[V]
 }
 
 // NewStream declares a topic (named before the prefix) carrying values of
 // type V encoded by codec.
-func NewStream[V any](t *Topology, name string, codec codecs.Codec[V], opts ...TopicOption) Stream[V] {
+func NewStream[V any](t *Topology, name string, codec Codec[V], opts ...TopicOption) Stream[V] {
 	d := &topicDecl{
 		name:       t.prefix + name,
 		kind:       kindStream,
@@ -211,6 +221,9 @@ func NewStream[V any](t *Topology, name string, codec codecs.Codec[V], opts ...T
 	for _, o := range opts {
 		o(d)
 	}
+	if !t.open("stream %q", d.name) {
+		return Stream[V]{decl: d, codec: codec}
+	}
 	if codec == nil {
 		t.declErrs = append(t.declErrs, fmt.Errorf("stream %q has no codec", d.name))
 	}
@@ -221,15 +234,22 @@ func NewStream[V any](t *Topology, name string, codec codecs.Codec[V], opts ...T
 // Name returns the full topic name.
 func (s Stream[V]) Name() string { return s.decl.name }
 
+func (s Stream[V]) topicName() string {
+	if s.decl == nil {
+		return "<undeclared>"
+	}
+	return s.decl.name
+}
+
 // Codec returns the stream's value codec.
-func (s Stream[V]) Codec() codecs.Codec[V] { return s.codec }
+func (s Stream[V]) Codec() Codec[V] { return s.codec }
 
 // Table is a group table of type V: the compacted topic "<group>-table"
 // written by one processor group and readable by others through lookups,
 // joins and views.
 type Table[V any] struct {
 	decl  *topicDecl
-	codec codecs.Codec[V]
+	codec Codec[V]
 	group string
 }
 
@@ -237,7 +257,7 @@ type Table[V any] struct {
 func (t Table[V]) Name() string { return t.decl.name }
 
 // Codec returns the table's value codec.
-func (t Table[V]) Codec() codecs.Codec[V] { return t.codec }
+func (t Table[V]) Codec() Codec[V] { return t.codec }
 
 // Partitions returns the table's partition count.
 func (t Table[V]) Partitions() int32 { return t.decl.partitions }

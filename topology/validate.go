@@ -27,10 +27,16 @@ func (e *ValidationError) Unwrap() []error { return e.Problems }
 // every consumed topic has a producer (a processor, or an External
 // declaration), co-partitioned inputs, joins and group tables agree on
 // partition count and key, and every processor has an input. It returns a
-// *ValidationError naming each processor and edge at fault.
+// *ValidationError naming each processor and edge at fault. It builds the
+// topology (see Build): declaring ends here.
 func (t *Topology) Validate() error {
-	problems := append([]error(nil), t.declErrs...)
-	problems = append(problems, t.finalizeRetries()...)
+	_, err := t.Build()
+	return err
+}
+
+// check runs the checks of Validate on the finalized declaration.
+func (t *Topology) check() []error {
+	var problems []error
 	add := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
 
 	produced := map[string][]string{}
@@ -94,10 +100,7 @@ func (t *Topology) Validate() error {
 			add("topic %q is not a valid Kafka topic name", d.name)
 		}
 	}
-	if len(problems) == 0 {
-		return nil
-	}
-	return &ValidationError{Problems: problems}
+	return problems
 }
 
 // checkCopartitioning checks that everything p reads by the current key

@@ -47,9 +47,9 @@ func TestValidateRefusesBrokenTopologies(t *testing.T) {
 		}, []string{`group "p" declared twice`}},
 		{"co-partition count differs", func() *topology.Topology {
 			tp := topology.New("x")
-			s := topology.NewStream(tp, "a", codecs.String{}, topology.External("me"), topology.Partitions(4))
+			s := topology.NewStream(tp, "a", codecs.String{}, topology.External("me"), topology.WithPartitions(4))
 			p := tp.Processor("p")
-			topology.Persist(p, codecs.String{}, topology.Partitions(8))
+			topology.Persist(p, codecs.String{}, topology.WithPartitions(8))
 			topology.Consume(p, s, nop[string])
 			return tp
 		}, []string{`processor "p"`, `"p-table" has 8 partitions`, `"a" has 4`}},

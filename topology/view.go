@@ -9,14 +9,13 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
-	"github.com/watershed-io/watershed/codecs"
 )
 
 // View is a local, continuously updated copy of a group table, typed. It
 // serves reads by key from any process, such as the view API.
 type View[V any] struct {
 	v     *goka.View
-	codec codecs.Codec[V]
+	codec Codec[V]
 	name  string
 	// caughtUp is set once the view has recovered: from then on its local
 	// copy answers, even while it reconnects or catches up again.

@@ -13,6 +13,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // TestViewSourceOnEmbeddedBroker writes device states to a device-state
@@ -29,9 +30,9 @@ func TestViewSourceOnEmbeddedBroker(t *testing.T) {
 	k := topology.Kafka{Brokers: b.Addrs()}
 
 	top := topology.New("viewtest")
-	in := topology.NewStream(top, "states", records.DeviceStateCodec{}, topology.Partitions(2), topology.External("test"))
+	in := topology.NewStream(top, "states", records.DeviceStateCodec{}, topology.WithPartitions(2), topology.External("test"))
 	p := top.Processor("device-state")
-	table := topology.Persist(p, records.DeviceStateCodec{}, topology.Partitions(2))
+	table := topology.Persist(p, records.DeviceStateCodec{}, topology.WithPartitions(2))
 	topology.Consume(p, in, func(ctx *topology.Context, _ string, s records.DeviceState) error {
 		return table.Set(ctx, s)
 	})
@@ -43,7 +44,7 @@ func TestViewSourceOnEmbeddedBroker(t *testing.T) {
 	// stored under another device's key.
 	v1, v2 := stateV1(), stateV2()
 	wrong := records.DeviceState{DeviceID: 7, Version: 1}
-	prod, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	prod, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}

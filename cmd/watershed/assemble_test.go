@@ -23,6 +23,7 @@ import (
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/settings"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // withSpeeding is the binary's registry with the guide's example group
@@ -95,7 +96,7 @@ func TestSettingsAreChecked(t *testing.T) {
 // produce writes one record to topic, partitioned as the topology does.
 func produce(t *testing.T, k topology.Kafka, topic, key string, value []byte) {
 	t.Helper()
-	p, err := sarama.NewSyncProducer(k.Brokers, k.ProducerConfig())
+	p, err := sarama.NewSyncProducer(k.Brokers, kafkaclient.ProducerConfig(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func runAndTail(t *testing.T, addrs []string, prefix string) {
 			"--data-dir", t.TempDir(), "--ops-addr", "", "--speeding-limit-kmh", "100", "--prefix", prefix}, nil, &syncBuffer{}, &runErr)
 	}()
 	// The run creates the topics it needs.
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}

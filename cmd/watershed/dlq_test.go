@@ -15,6 +15,7 @@ import (
 	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // dlqTestCluster is an embedded broker with the raw, normalized and
@@ -35,7 +36,7 @@ func newDLQTestCluster(t *testing.T) *dlqTestCluster {
 	}
 	t.Cleanup(b.Close)
 	c := &dlqTestCluster{k: topology.Kafka{Brokers: b.Addrs()}, coords: map[string]string{}, brokers: strings.Join(b.Addrs(), ",")}
-	admin, err := sarama.NewClusterAdmin(c.k.Brokers, c.k.Config())
+	admin, err := sarama.NewClusterAdmin(c.k.Brokers, kafkaclient.Config(c.k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func newDLQTestCluster(t *testing.T) *dlqTestCluster {
 			Key: []byte("9"), Value: []byte{0xde, 0xad}, Headers: []records.Header{{Key: "trace", Value: []byte("t-1")}},
 			Timestamp: t0.Add(2 * time.Hour), Attempts: 4, FirstFailure: t0.Add(time.Hour), LastFailure: t0.Add(2 * time.Hour)},
 	}
-	p, err := sarama.NewSyncProducer(c.k.Brokers, c.k.ProducerConfig())
+	p, err := sarama.NewSyncProducer(c.k.Brokers, kafkaclient.ProducerConfig(c.k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,12 +102,12 @@ func (c *dlqTestCluster) run(t *testing.T, args ...string) (code int, stdout, st
 // records returns the records of topic.
 func (c *dlqTestCluster) records(t *testing.T, topic string) []*sarama.ConsumerMessage {
 	t.Helper()
-	consumer, err := sarama.NewConsumer(c.k.Brokers, c.k.Config())
+	consumer, err := sarama.NewConsumer(c.k.Brokers, kafkaclient.Config(c.k))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer consumer.Close()
-	client, err := sarama.NewClient(c.k.Brokers, c.k.Config())
+	client, err := sarama.NewClient(c.k.Brokers, kafkaclient.Config(c.k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +439,7 @@ func TestDLQReplay(t *testing.T) {
 // the pipeline runs unfused.
 func TestDLQReplayRefusesFusedAwayTopic(t *testing.T) {
 	c := newDLQTestCluster(t)
-	admin, err := sarama.NewClusterAdmin(c.k.Brokers, c.k.Config())
+	admin, err := sarama.NewClusterAdmin(c.k.Brokers, kafkaclient.Config(c.k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +453,7 @@ func TestDLQReplayRefusesFusedAwayTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := sarama.NewSyncProducer(c.k.Brokers, c.k.ProducerConfig())
+	p, err := sarama.NewSyncProducer(c.k.Brokers, kafkaclient.ProducerConfig(c.k))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/watershed-io/watershed/edge"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // clearIngestEnv unsets every variable runIngest reads, for this test.
@@ -149,7 +150,7 @@ func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
 	}
 	defer b.Close()
 	k := topology.Kafka{Brokers: b.Addrs()}
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +285,7 @@ func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
 
 	// The record is in the prefixed raw topic, with the edge id from the
 	// environment.
-	c, err := sarama.NewConsumer(k.Brokers, k.Config())
+	c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}

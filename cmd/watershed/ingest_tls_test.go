@@ -16,6 +16,7 @@ import (
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/internal/testcert"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // `watershed ingest` with TLS and a per-device rate from the environment
@@ -28,7 +29,7 @@ func TestIngestServesTLSAndLimitsDevices(t *testing.T) {
 	}
 	defer b.Close()
 	k := topology.Kafka{Brokers: b.Addrs()}
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}

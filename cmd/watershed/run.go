@@ -15,12 +15,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/watershed-io/watershed/assembly"
-	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/dlq"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -60,8 +60,7 @@ func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Rea
 		return 2
 	}
 	// The store is opened once the groups are known, and only for the
-	// sink; the pipeline is declared once, with a place for it.
-	var store openedStore
+	// sink; it reaches the sink through the runner's resources.
 	var audit *sinks.Audit
 	if *sinkAudit != "" {
 		f, err := os.OpenFile(*sinkAudit, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -73,7 +72,7 @@ func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Rea
 		audit = sinks.NewAudit(f)
 	}
 	p, err := sf.build(func(cfg *processors.Config) {
-		cfg.Logger, cfg.Sink, cfg.SinkAudit = log, &store, audit
+		cfg.Logger, cfg.SinkAudit = log, audit
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
@@ -116,6 +115,8 @@ func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Rea
 		fmt.Fprintf(stderr, "watershed run: %v\n", err)
 		return code
 	}
+	// The groups' resources: the sink's store when it runs here.
+	var resources []topology.Provided
 	for _, proc := range selected {
 		if proc.Group() == p.Config().Prefix+processors.GroupSink {
 			st, err := openWaiting(ctx, func(ctx context.Context) (sinks.Store, error) {
@@ -131,10 +132,10 @@ func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Rea
 				return fail(2, err)
 			}
 			defer st.Close()
-			store.set(st)
+			resources = append(resources, topology.Provide(processors.Store, st))
 		}
 	}
-	metrics, err := topology.NewMetrics(metricsReg)
+	metrics, err := promhooks.New(metricsReg)
 	if err != nil {
 		return fail(1, err)
 	}
@@ -144,11 +145,14 @@ func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Rea
 	defer depth.Close()
 	metricsReg.MustRegister(depth)
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
-		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Metrics: metrics,
-		Registerer: metricsReg, Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
-		TableStorage: ts, Topics: tf.options(),
+		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Hooks: []topology.Hook{metrics},
+		Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
+		TableStorage: ts, Topics: tf.options(), Resources: resources,
 	})
 	if err != nil {
+		return fail(2, err)
+	}
+	if err := promhooks.RegisterRunner(metricsReg, runner, log); err != nil {
 		return fail(2, err)
 	}
 	running.Store(runner)
@@ -161,54 +165,6 @@ func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Rea
 	log.Info("stopped")
 	return 0
 }
-
-// openedStore is the sink's store, set once it is open: the pipeline is
-// declared before the run knows whether it runs the sink.
-type openedStore struct {
-	st atomic.Pointer[sinks.Store]
-}
-
-func (o *openedStore) set(st sinks.Store) { o.st.Store(&st) }
-
-func (o *openedStore) get() (sinks.Store, error) {
-	if p := o.st.Load(); p != nil {
-		return *p, nil
-	}
-	return nil, processors.ErrNoSink
-}
-
-// Write implements sinks.Store.
-func (o *openedStore) Write(ctx context.Context, rows []records.Reading) error {
-	st, err := o.get()
-	if err != nil {
-		return err
-	}
-	return st.Write(ctx, rows)
-}
-
-// Readings implements sinks.Store.
-func (o *openedStore) Readings(ctx context.Context, q sinks.Query) ([]records.Reading, error) {
-	st, err := o.get()
-	if err != nil {
-		return nil, err
-	}
-	return st.Readings(ctx, q)
-}
-
-// Ping implements sinks.Pinger when the store does.
-func (o *openedStore) Ping(ctx context.Context) error {
-	st, err := o.get()
-	if err != nil {
-		return err
-	}
-	if p, ok := st.(sinks.Pinger); ok {
-		return p.Ping(ctx)
-	}
-	return nil
-}
-
-// Close does nothing: the run closes the store it opened.
-func (o *openedStore) Close() error { return nil }
 
 // openStore opens the store that the sink group writes to.
 func openStore(ctx context.Context, kind, dataDir string, cf *cassandraFlags, log *slog.Logger) (sinks.Store, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/watershed-io/watershed/assembly"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // tailLine is one record as `watershed tail` prints it.
@@ -83,7 +84,7 @@ func runTail(ctx context.Context, reg *assembly.Registry, args []string, _ io.Re
 		fmt.Fprintf(stderr, "watershed tail: %v\n", err)
 		return 2
 	}
-	cfg := k.Config()
+	cfg := kafkaclient.Config(k)
 	cfg.Consumer.MaxWaitTime = 50 * time.Millisecond
 	consumer, err := sarama.NewConsumer(k.Brokers, cfg)
 	if err != nil {

@@ -2,19 +2,23 @@ package records
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/watershed-io/watershed/topology/deadletter"
 )
 
 // ErrCorrupt is wrapped by every decode error caused by malformed record
-// bytes (truncated, over-long, or otherwise inconsistent).
-var ErrCorrupt = errors.New("records: corrupt record")
+// bytes (truncated, over-long, or otherwise inconsistent). It is the
+// dead-letter envelope's deadletter.ErrCorrupt, so that one test serves
+// every record format.
+var ErrCorrupt = deadletter.ErrCorrupt
 
 // ErrVersion is wrapped by the decode error for a record whose format
-// version this reader does not know (written by a newer writer, or garbage).
-var ErrVersion = errors.New("records: unknown record format version")
+// version this reader does not know (written by a newer writer, or
+// garbage): deadletter.ErrVersion.
+var ErrVersion = deadletter.ErrVersion
 
 // appendString appends s as a uvarint length followed by its bytes.
 func appendString(b []byte, s string) []byte {

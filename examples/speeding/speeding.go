@@ -54,7 +54,7 @@ func Declare(d *assembly.Declaration, limitKmh float64) (topology.Stream[Event],
 	// count, so that it could be joined later.
 	out := assembly.NewStream(d, Topic, codecs.JSON[Event]{})
 
-	g := d.Processor(topology.Describe("count and report GPS readings over the speed limit"))
+	g := d.Processor(topology.WithDescription("count and report GPS readings over the speed limit"))
 	counts := assembly.Persist(d, g, codecs.JSON[int]{})
 	emit := topology.Produce(g, out)
 

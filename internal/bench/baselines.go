@@ -17,6 +17,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // Baselines bound what the pipeline can do, measured on the raw topic the
@@ -76,7 +77,7 @@ func runBaselines(ctx context.Context, k topology.Kafka, prefix string, parts in
 }
 
 func endOffsets(k topology.Kafka, topic string, parts int32) (uint64, error) {
-	c, err := sarama.NewClient(k.Brokers, k.Config())
+	c, err := sarama.NewClient(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		return 0, fmt.Errorf("bench: connect: %w", err)
 	}
@@ -160,7 +161,7 @@ func (h countingHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Co
 }
 
 func saramaBaseline(ctx context.Context, k topology.Kafka, group, topic string, total uint64, perRecord float64, out *Baseline) error {
-	cfg := k.Config()
+	cfg := kafkaclient.Config(k)
 	cg, err := sarama.NewConsumerGroup(k.Brokers, group, cfg)
 	if err != nil {
 		return fmt.Errorf("bench: sarama baseline: %w", err)
@@ -188,8 +189,8 @@ func saramaBaseline(ctx context.Context, k topology.Kafka, group, topic string, 
 
 func gokaBaseline(ctx context.Context, k topology.Kafka, prefix string, parts int32, dataDir string, total uint64, perRecord float64, out *Baseline, log *slog.Logger) error {
 	t := topology.New("bench-noop", topology.WithPrefix(prefix),
-		topology.WithDeadLetterTopic(processors.TopicDeadLetter, topology.Partitions(parts), topology.KeyedBy(processors.KeyDeviceID)))
-	raw := topology.NewStream(t, processors.TopicRaw, codecs.Bytes{}, topology.Partitions(parts),
+		topology.WithDeadLetterTopic(processors.TopicDeadLetter, topology.WithPartitions(parts), topology.KeyedBy(processors.KeyDeviceID)))
+	raw := topology.NewStream(t, processors.TopicRaw, codecs.Bytes{}, topology.WithPartitions(parts),
 		topology.KeyedBy(processors.KeyDeviceID), topology.External("ingest edge"))
 	rc := newRateCounter(total)
 	g := t.Processor("bench-baseline-goka-noop-" + strconv.FormatInt(time.Now().UnixNano(), 36))

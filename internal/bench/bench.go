@@ -41,6 +41,7 @@ import (
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -266,7 +267,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	cfg := processors.ConfigFrom(opts.Settings)
 	cfg.Prefix = prefix + cfg.Prefix
 	cfg.Partitions, cfg.Fuse = opts.Partitions, opts.Fuse
-	cfg.Sink, cfg.Logger = measuringStore{Store: store, t: tr}, log
+	cfg.Logger = log
 	p, err := reg.Build(cfg, opts.Settings)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -280,7 +281,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
 		Kafka: k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,
-		TableStorage: ts,
+		TableStorage: ts, Resources: []topology.Provided{topology.Provide[sinks.Store](processors.Store, measuringStore{Store: store, t: tr})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -383,7 +384,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 // followTable consumes every partition of a table topic and feeds the
 // tracker.
 func followTable(ctx context.Context, k topology.Kafka, topic string, parts int32, tr *tracker) (sarama.Consumer, error) {
-	c, err := sarama.NewConsumer(k.Brokers, k.Config())
+	c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		return nil, fmt.Errorf("bench: table consumer: %w", err)
 	}
@@ -792,7 +793,7 @@ func recoveryTime(ctx context.Context, t *topology.Topology, ro topology.RunnerO
 // deleteTopics deletes the topics of a run on an external cluster (those
 // whose names start with its prefix), logging what it cannot delete.
 func deleteTopics(k topology.Kafka, prefix string, log *slog.Logger) {
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		log.Warn("bench: cannot delete the run's topics", "prefix", prefix, "err", err)
 		return

@@ -36,6 +36,7 @@ import (
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/promhooks"
 	"github.com/watershed-io/watershed/views"
 )
 
@@ -193,7 +194,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	if opts.Fuse != processors.FuseNone {
 		cfg.Fuse = opts.Fuse
 	}
-	cfg.Sink, cfg.Logger = d.Store, log
+	cfg.Logger = log
 	var err error
 	if d.Pipeline, err = reg.Build(cfg, opts.Settings); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
@@ -201,7 +202,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	if _, err := d.Pipeline.Topology.EnsureTopics(d.Kafka, topology.TopicOptions{}); err != nil {
 		return nil, err
 	}
-	metrics, err := topology.NewMetrics(d.Registry)
+	metrics, err := promhooks.New(d.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -209,11 +210,14 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	defer depth.Close()
 	d.Registry.MustRegister(depth)
 	d.Runner, err = topology.NewRunner(d.Pipeline.Topology, topology.RunnerOptions{
-		Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "state"), Metrics: metrics,
-		Registerer: d.Registry, Logger: log, SkipTopicCreation: true,
-		TableStorage: opts.TableStorage,
+		Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "state"), Hooks: []topology.Hook{metrics},
+		Logger: log, SkipTopicCreation: true,
+		TableStorage: opts.TableStorage, Resources: []topology.Provided{topology.Provide(processors.Store, d.Store)},
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := promhooks.RegisterRunner(d.Registry, d.Runner, log); err != nil {
 		return nil, err
 	}
 	ed, err := edge.New(edge.Options{

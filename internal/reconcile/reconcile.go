@@ -16,6 +16,7 @@ import (
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // Outcome counts what became of the messages and packages.
@@ -275,12 +276,12 @@ func messageLevel(r protocol.Reason) bool {
 // envelopes are counted under "<undecodable>", each one.
 func DeadLetterCounter(k topology.Kafka, topic string) func(ctx context.Context) (map[string]int, error) {
 	return func(ctx context.Context) (map[string]int, error) {
-		c, err := sarama.NewConsumer(k.Brokers, k.Config())
+		c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: consumer: %w", err)
 		}
 		defer c.Close()
-		client, err := sarama.NewClient(k.Brokers, k.Config())
+		client, err := sarama.NewClient(k.Brokers, kafkaclient.Config(k))
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: client: %w", err)
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/internal/serve"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 	"github.com/watershed-io/watershed/views"
 )
 
@@ -96,7 +97,7 @@ func edgeTarget(t *testing.T) *target {
 	}
 	t.Cleanup(b.Close)
 	k := topology.Kafka{Brokers: b.Addrs(), ClientID: "hardening"}
-	admin, err := sarama.NewClusterAdmin(k.Brokers, k.Config())
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
 	if err != nil {
 		t.Fatal(err)
 	}

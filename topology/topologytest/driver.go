@@ -17,8 +17,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/tester"
-	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/deadletter"
 )
 
 // Driver runs a topology on goka's tester.
@@ -36,23 +36,49 @@ type Record[V any] struct {
 	Headers map[string][]byte
 }
 
-// New validates topo and starts the named groups (all when none are named)
+// New builds topo and starts the named groups (all when none are named)
 // on a fresh tester. The processors stop when the test ends.
 func New(tb testing.TB, topo *topology.Topology, groups ...string) *Driver {
 	tb.Helper()
-	if err := topo.Validate(); err != nil {
+	return NewWith(tb, topo, Options{Groups: groups})
+}
+
+// Options configure NewWith.
+type Options struct {
+	// Groups are the groups to run (all when empty).
+	Groups []string
+	// Resources are the values of the resources the groups use (see
+	// topology.Resource), as a Runner gets them.
+	Resources []topology.Provided
+}
+
+// NewWith is New with options: the groups to run and their resources.
+func NewWith(tb testing.TB, topo *topology.Topology, opts Options) *Driver {
+	tb.Helper()
+	if _, err := topo.Build(); err != nil {
 		tb.Fatalf("topologytest: %v", err)
 	}
-	procs, err := topo.Select(groups)
+	procs, err := topo.Select(opts.Groups)
 	if err != nil {
 		tb.Fatalf("topologytest: %v", err)
 	}
+	have := map[string]bool{}
+	for _, r := range opts.Resources {
+		have[r.Name()] = true
+	}
+	for _, p := range procs {
+		for _, name := range p.Resources() {
+			if !have[name] {
+				tb.Fatalf("topologytest: group %q uses resource %q, which Options.Resources lacks", p.Group(), name)
+			}
+		}
+	}
 	d := &Driver{tb: tb, topo: topo, gt: tester.New(tb), trackers: map[string]*tester.QueueTracker{}}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(topology.WithResources(context.Background(), opts.Resources...))
 	var done []chan error
 	for i, p := range procs {
 		building := true
-		gp, err := p.NewGokaProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}),
+		gp, err := p.Binding().NewProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}),
 			goka.WithConsumerSaramaBuilder(d.consumers(i, &building)))
 		building = false
 		if err != nil {
@@ -154,9 +180,9 @@ func Read[V any](d *Driver, s topology.Stream[V]) []Record[V] {
 
 // DeadLetters returns the envelopes sent to the dead-letter topic since the
 // last call.
-func (d *Driver) DeadLetters() []records.Envelope {
+func (d *Driver) DeadLetters() []deadletter.Envelope {
 	d.tb.Helper()
-	var out []records.Envelope
+	var out []deadletter.Envelope
 	for _, r := range Read(d, d.topo.DeadLetters()) {
 		out = append(out, r.Value)
 	}

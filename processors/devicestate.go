@@ -5,14 +5,15 @@ import (
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/ingest"
 	"github.com/watershed-io/watershed/topology"
 )
 
-// The stages after dedupe read telemetry.normalized: device-state (with the
-// dead letters, to count rejections), alerts and the sink.
+// The device-state group keeps each device's counters and latest readings
+// from telemetry.normalized, and counts the device's dead letters.
 
 // StageEdge is the stage name the ingest edge writes on its dead letters.
-const StageEdge = "edge"
+const StageEdge = ingest.Stage
 
 // descDeviceState describes the device-state stage, on its own group or
 // fused.
@@ -124,59 +125,4 @@ func messageLevel(r protocol.Reason) bool {
 		return true
 	}
 	return false
-}
-
-// descAlerts describes the alerts stage, on its own group or fused.
-const descAlerts = "alerts: events of high severity and engine coolant over the threshold"
-
-// declareAlerts declares the alerts group of an unfused pipeline. It takes
-// the replays aimed at device-state too: a dead letter of the fused group
-// names device-state, and once the stages run apart its alerts must not be
-// skipped as meant for another group (as decode takes dedupe's replays).
-func (p *Pipeline) declareAlerts() {
-	g := p.Topology.Processor(GroupAlerts, topology.Describe(descAlerts), topology.TakesReplaysFor(GroupDeviceState))
-	out := topology.Produce(g, p.Alerts)
-	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
-		return p.emitAlerts(c, out, key, &rs)
-	})
-}
-
-// emitAlerts emits the alerts of one Readings record.
-func (p *Pipeline) emitAlerts(c *topology.Context, out topology.Output[records.Alert], key string, rs *records.Readings) error {
-	for _, a := range p.alertsOf(rs) {
-		if err := out.Emit(c, key, a); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (p *Pipeline) alertsOf(rs *records.Readings) []records.Alert {
-	var out []records.Alert
-	for _, r := range rs.Items {
-		switch {
-		case r.Type == protocol.TypeEvent && r.Severity >= p.cfg.AlertSeverity:
-			out = append(out, records.Alert{DeviceID: r.DeviceID, TimeMs: r.TimeMs, ContentCRC: r.ContentCRC,
-				Kind: records.AlertEvent, EventCode: uint8(r.EventCode), Severity: uint8(r.Severity)})
-		case r.Type == protocol.TypeEngine && r.CoolantC > p.cfg.CoolantAlertC:
-			out = append(out, records.Alert{DeviceID: r.DeviceID, TimeMs: r.TimeMs, ContentCRC: r.ContentCRC,
-				Kind: records.AlertCoolant, CoolantC: r.CoolantC})
-		}
-	}
-	return out
-}
-
-// CheckGroups reports whether the named groups (all when empty) can run
-// with this configuration.
-func (p *Pipeline) CheckGroups(groups []string) error {
-	procs, err := p.Topology.Select(groups)
-	if err != nil {
-		return err
-	}
-	for _, g := range procs {
-		if g.Group() == p.cfg.Prefix+GroupSink && p.cfg.Sink == nil {
-			return ErrNoSink
-		}
-	}
-	return nil
 }

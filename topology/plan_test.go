@@ -1,0 +1,94 @@
+package topology_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/watershed-io/watershed/codecs"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// Build finalizes the declaration once and seals it: a declaration made
+// after it is reported and changes neither the plan nor what Describe and
+// Validate read.
+func TestBuildSealsTheDeclaration(t *testing.T) {
+	tp := topology.New("sealed")
+	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"))
+	out := topology.NewStream(tp, "out", codecs.String{})
+	p := tp.Processor("copy", topology.WithRetryTopics(topology.RetryPolicy{Delays: []time.Duration{time.Second}}))
+	emit := topology.Produce(p, out)
+	topology.Consume(p, in, func(c *topology.Context, key, v string) error { return emit.Emit(c, key, v) })
+	plan, err := tp.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := tp.Build()
+	if err != nil || again != plan {
+		t.Fatalf("a second Build = %p, %v; want the same plan", again, err)
+	}
+	topics, groups := plan.Topics(), plan.Groups()
+	if !slices.Equal(groups, []string{"copy", "copy-retry"}) || !slices.Contains(topics, "copy-retry-1") {
+		t.Fatalf("plan: groups %v, topics %v", groups, topics)
+	}
+	desc := plan.Describe()
+
+	late := topology.NewStream(tp, "late", codecs.String{}, topology.External("test"))
+	q := tp.Processor("late")
+	topology.Consume(q, late, func(*topology.Context, string, string) error { return nil })
+	topology.Consume(p, late, func(*topology.Context, string, string) error { return nil })
+
+	if _, err := tp.Build(); !errors.Is(err, topology.ErrBuilt) {
+		t.Errorf("Build after late declarations = %v, want ErrBuilt", err)
+	}
+	if err := tp.Validate(); !errors.Is(err, topology.ErrBuilt) {
+		t.Errorf("Validate after late declarations = %v, want ErrBuilt", err)
+	}
+	var v *topology.ValidationError
+	if errors.As(tp.Validate(), &v) && len(v.Problems) != 4 {
+		t.Errorf("%d problems, want one per late declaration: %v", len(v.Problems), v)
+	}
+	if !slices.Equal(plan.Topics(), topics) || !slices.Equal(plan.Groups(), groups) || !slices.Equal(tp.Groups(), groups) {
+		t.Errorf("late declarations changed the plan: groups %v, topics %v", plan.Groups(), plan.Topics())
+	}
+	if d := tp.Describe(); len(d.Groups) != len(desc.Groups) || len(d.Groups[0].Inputs) != 1 {
+		t.Errorf("late declarations changed the description: %+v", d.Groups)
+	}
+}
+
+// A resource is handed to the Runner, not to the declaration: a runner of
+// a group that uses one is refused without it, and the group's callbacks
+// read it from their context.
+func TestResourcesComeFromTheRunner(t *testing.T) {
+	type store struct{ name string }
+	db := topology.NewResource[*store]("db")
+	tp := topology.New("res")
+	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"), topology.WithPartitions(1))
+	out := topology.NewStream(tp, "out", codecs.String{})
+	p := tp.Processor("use")
+	topology.Uses(p, db)
+	emit := topology.Produce(p, out)
+	topology.Consume(p, in, func(c *topology.Context, key, v string) error {
+		s, ok := db.Get(c.Context())
+		if !ok {
+			return errors.New("no store")
+		}
+		return emit.Emit(c, key, s.name)
+	})
+	k := topology.Kafka{Brokers: startBroker(t)}
+	if _, err := topology.NewRunner(tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir()}); !errors.Is(err, topology.ErrMissingResource) {
+		t.Fatalf("a runner without the resource: %v, want ErrMissingResource", err)
+	}
+	run := runWith(t, tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Resources: []topology.Provided{topology.Provide(db, &store{name: "the store"})}})
+	produce(t, k, in.Name(), "a", "x")
+	if got := readAll(t, k, out.Name(), 1, 30*time.Second); string(got[0].Value) != "the store" {
+		t.Errorf("emitted %q, want the provided store's name", got[0].Value)
+	}
+	run.stop(t)
+	if _, ok := db.Get(context.Background()); ok {
+		t.Error("a resource outside a runner's context")
+	}
+}
