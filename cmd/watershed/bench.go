@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"github.com/watershed-io/watershed/internal/bench"
+	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
@@ -47,6 +49,11 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the window to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile at the window's end to this file")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	catchUp := fs.Bool("catch-up", false, "fill the raw topic first, then time each group draining it from empty state")
+	var co bench.CatchUpOptions
+	fs.Int64Var(&co.Messages, "catch-up-messages", 3_000_000, "messages in the raw topic of a catch-up run")
+	variants := fs.String("catch-up-fuse", "none,all", "the fusions a catch-up run measures, comma-separated (each none, all, decode or alerts)")
+	fs.IntVar(&co.Rounds, "rounds", 1, "catch-up rounds (the variants alternate within each)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -123,6 +130,29 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	default:
 		fmt.Fprintf(stderr, "watershed bench: --store %q: want local or cassandra\n", *store)
 		return 2
+	}
+	if *catchUp {
+		for _, v := range strings.Split(*variants, ",") {
+			f, err := processors.ParseFusion(v)
+			if err != nil {
+				fmt.Fprintf(stderr, "watershed bench: --catch-up-fuse: %v\n", err)
+				return 2
+			}
+			co.Variants = append(co.Variants, f)
+		}
+		rep, err := bench.CatchUp(ctx, o, co)
+		if err != nil {
+			return fail(err)
+		}
+		if err := rep.Markdown(stdout); err != nil {
+			return fail(err)
+		}
+		if *jsonOut {
+			if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+				return fail(err)
+			}
+		}
+		return 0
 	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
