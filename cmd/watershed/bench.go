@@ -43,7 +43,7 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
 	var ff fuseFlag
 	ff.register(fs, false)
-	noBaselines := fs.Bool("no-baselines", false, "skip the baselines")
+	noBaselines := fs.Bool("no-baselines", false, "skip the baselines (with --catch-up: the plain goka peer)")
 	dataDir := fs.String("data-dir", "", "folder for tables, view and store (default: a temporary folder, removed after)")
 	jsonOut := fs.Bool("json", false, "print the JSON report as the last line")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the window to this file")
@@ -140,6 +140,7 @@ func runBench(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 			}
 			co.Variants = append(co.Variants, f)
 		}
+		co.NoPeer = *noBaselines
 		rep, err := bench.CatchUp(ctx, o, co)
 		if err != nil {
 			return fail(err)

@@ -68,10 +68,10 @@ func TestRunBrief(t *testing.T) {
 			t.Errorf("no figures of stage %s: %+v", g, rep.Stages)
 		}
 	}
-	if rep.Baselines == nil || rep.Baselines.SaramaConsumer.Records == 0 || rep.Baselines.GokaNoop.Records == 0 || rep.Baselines.DecodeFloor.Records == 0 {
+	if rep.Baselines == nil || rep.Baselines.SaramaConsumer.Records == 0 || rep.Baselines.GokaNoop.Records == 0 || rep.Baselines.DecodeFloor.Records == 0 || rep.Baselines.GokaPeer.Records == 0 {
 		t.Errorf("baselines incomplete: %+v", rep.Baselines)
 	}
-	if len(rep.Ratios) < 3 {
+	if len(rep.Ratios) < 5 {
 		t.Errorf("ratios incomplete: %v", rep.Ratios)
 	}
 
@@ -79,7 +79,7 @@ func TestRunBrief(t *testing.T) {
 	if err := rep.Markdown(&md); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"messages/s end to end", "send to view p50", "| decode |", "decoder floor", "No problems."} {
+	for _, want := range []string{"messages/s end to end", "send to view p50", "| decode |", "decoder floor", "plain goka pipeline", "No problems."} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown report lacks %q:\n%s", want, md.String())
 		}
@@ -219,7 +219,10 @@ func TestCatchUpBrief(t *testing.T) {
 	if err := rep.Markdown(&md); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| 1 | none | decode |", "**total**", "no problems"} {
+	if len(rep.Peers) != 1 || rep.Peers[0].Records != rep.Packages || rep.Peers[0].CPUSecondsPer10kMessages <= 0 {
+		t.Errorf("goka peer: %+v, want one drain of %d packages", rep.Peers, rep.Packages)
+	}
+	for _, want := range []string{"| 1 | none | decode |", "**total**", "plain goka peer", "no problems"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
 		}

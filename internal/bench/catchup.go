@@ -45,6 +45,9 @@ type CatchUpOptions struct {
 	Variants []processors.Fusion
 	// Rounds repeats the variants, alternating (default 1).
 	Rounds int
+	// NoPeer skips the plain goka pipeline's drain after each round's
+	// variants.
+	NoPeer bool
 }
 
 // CatchUpReport is what a catch-up run measured.
@@ -56,6 +59,9 @@ type CatchUpReport struct {
 	Packages uint64       `json:"raw_packages"`
 	Messages uint64       `json:"raw_messages"`
 	Runs     []CatchUpRun `json:"runs"`
+	// Peers are the plain goka pipeline's drains of the same raw topic,
+	// one a round (see gokaPeer).
+	Peers []Baseline `json:"goka_peers,omitempty"`
 }
 
 // CatchUpRun is one drain of the raw topic by one variant's groups.
@@ -157,6 +163,14 @@ func CatchUp(ctx context.Context, opts Options, co CatchUpOptions) (*CatchUpRepo
 			}
 			rep.Runs = append(rep.Runs, *run)
 		}
+		if !co.NoPeer {
+			var b Baseline
+			if err := catchUpPeer(ctx, &opts, w, round, &b); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(opts.Progress, "bench: round %d: plain goka peer %.4f CPU s per 10k messages\n", round, b.CPUSecondsPer10kMessages)
+			rep.Peers = append(rep.Peers, b)
+		}
 	}
 	return rep, nil
 }
@@ -256,6 +270,38 @@ func catchUpOnce(ctx context.Context, opts *Options, w *workload, fuse processor
 		run.Problems = append(run.Problems, fmt.Sprintf("the device-state table counts %d messages (stored, duplicate or invalid); the raw topic carries %d", progress, w.viewAdds))
 	}
 	return run, nil
+}
+
+// catchUpPeer fills a raw topic with the workload and drains it with the
+// plain goka pipeline (gokaPeer).
+func catchUpPeer(ctx context.Context, opts *Options, w *workload, round int, out *Baseline) error {
+	dir := filepath.Join(opts.DataDir, fmt.Sprintf("catchup-%d-peer", round))
+	defer os.RemoveAll(dir)
+	k := topology.Kafka{Brokers: opts.Brokers, ClientID: "watershed-bench"}
+	prefix := ""
+	if len(opts.Brokers) == 0 {
+		broker, err := embedded.Start(embedded.Options{Logger: opts.Logger})
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer broker.Close()
+		k.Brokers = broker.Addrs()
+	} else {
+		prefix = "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "."
+		defer deleteTopics(k, prefix, opts.Logger)
+	}
+	p := processors.New(processors.Config{Prefix: prefix, Partitions: opts.Partitions})
+	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if err := fillRaw(ctx, k, p.Raw.Name(), w); err != nil {
+		return err
+	}
+	perRecord := 0.0
+	if w.accepted > 0 {
+		perRecord = float64(w.rawMessages) / float64(w.accepted)
+	}
+	return gokaPeer(ctx, k, p.Raw.Name(), prefix, opts.Partitions, dir, w.accepted, perRecord, out)
 }
 
 // fillRaw writes the workload's accepted packages into the raw topic as
@@ -465,6 +511,16 @@ func (r *CatchUpReport) Markdown(w io.Writer) error {
 				g.ReadySeconds, g.DrainSeconds, g.SettleSeconds, g.MessagesPerSecond, g.CPUSeconds, g.CPUSecondsPer10kMessages)
 		}
 		fmt.Fprintf(&b, "| %d | %s | **total** | | | %.1f | | | %.2f | **%.4f** |\n", run.Round, run.Fuse, run.DrainSeconds, run.CPUSeconds, run.CPUSecondsPer10kMessages)
+	}
+	for i, peer := range r.Peers {
+		ratio := 0.0
+		for _, run := range r.Runs {
+			if run.Round == i+1 && run.Fuse == "none" && run.CPUSecondsPer10kMessages > 0 {
+				ratio = peer.CPUSecondsPer10kMessages / run.CPUSecondsPer10kMessages
+			}
+		}
+		fmt.Fprintf(&b, "| %d | plain goka peer (one record per message; decode and device state only) | | %d | | %.1f | | %.0f | %.2f | %.4f (%.2f x unfused) |\n",
+			i+1, peer.Records, peer.Seconds, peer.MessagesPerSecond, peer.CPUSecondsPer10kMessages*float64(r.Messages)/10_000, peer.CPUSecondsPer10kMessages, ratio)
 	}
 	b.WriteString("\n")
 	for _, run := range r.Runs {
