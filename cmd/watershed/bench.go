@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/internal/bench"
+	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
@@ -41,12 +43,17 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
 	var sf settingsFlags
 	sf.register(fs, reg)
-	noBaselines := fs.Bool("no-baselines", false, "skip the baselines")
+	noBaselines := fs.Bool("no-baselines", false, "skip the baselines (with --catch-up: the plain goka peer)")
 	dataDir := fs.String("data-dir", "", "folder for tables, view and store (default: a temporary folder, removed after)")
 	jsonOut := fs.Bool("json", false, "print the JSON report as the last line")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the window to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile at the window's end to this file")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	catchUp := fs.Bool("catch-up", false, "fill the raw topic first, then time each group draining it from empty state")
+	var co bench.CatchUpOptions
+	fs.Int64Var(&co.Messages, "catch-up-messages", 3_000_000, "messages in the raw topic of a catch-up run")
+	variants := fs.String("catch-up-fuse", "none,all", "the fusions a catch-up run measures, comma-separated (each none, all, decode or alerts)")
+	fs.IntVar(&co.Rounds, "rounds", 1, "catch-up rounds (the variants alternate within each)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -128,6 +135,30 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 	default:
 		fmt.Fprintf(stderr, "watershed bench: --store %q: want local or cassandra\n", *store)
 		return 2
+	}
+	if *catchUp {
+		for _, v := range strings.Split(*variants, ",") {
+			f, err := processors.ParseFusion(v)
+			if err != nil {
+				fmt.Fprintf(stderr, "watershed bench: --catch-up-fuse: %v\n", err)
+				return 2
+			}
+			co.Variants = append(co.Variants, f)
+		}
+		co.NoPeer = *noBaselines
+		rep, err := bench.CatchUp(ctx, o, co)
+		if err != nil {
+			return fail(err)
+		}
+		if err := rep.Markdown(stdout); err != nil {
+			return fail(err)
+		}
+		if *jsonOut {
+			if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+				return fail(err)
+			}
+		}
+		return 0
 	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {

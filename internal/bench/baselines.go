@@ -32,6 +32,10 @@ type Baselines struct {
 	// DecodeFloor decodes every accepted package once on one goroutine:
 	// snappy, CRCs and frames, the decoder's floor.
 	DecodeFloor Baseline `json:"decode_floor"`
+	// GokaPeer is a plain goka pipeline written the way goka's examples
+	// are (one JSON record per message; decode and a device-state table
+	// only), draining the raw topic: see gokaPeer.
+	GokaPeer Baseline `json:"goka_peer"`
 }
 
 // Baseline is one baseline's rate; messages are the records' package
@@ -73,6 +77,9 @@ func runBaselines(ctx context.Context, k topology.Kafka, prefix string, parts in
 		return nil, err
 	}
 	decodeFloor(w, &b.DecodeFloor)
+	if err := gokaPeer(ctx, k, raw, prefix, parts, dataDir+"-peer", total, perRecord, &b.GokaPeer); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 

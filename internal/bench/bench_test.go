@@ -68,10 +68,10 @@ func TestRunBrief(t *testing.T) {
 			t.Errorf("no figures of stage %s: %+v", g, rep.Stages)
 		}
 	}
-	if rep.Baselines == nil || rep.Baselines.SaramaConsumer.Records == 0 || rep.Baselines.GokaNoop.Records == 0 || rep.Baselines.DecodeFloor.Records == 0 {
+	if rep.Baselines == nil || rep.Baselines.SaramaConsumer.Records == 0 || rep.Baselines.GokaNoop.Records == 0 || rep.Baselines.DecodeFloor.Records == 0 || rep.Baselines.GokaPeer.Records == 0 {
 		t.Errorf("baselines incomplete: %+v", rep.Baselines)
 	}
-	if len(rep.Ratios) < 3 {
+	if len(rep.Ratios) < 5 {
 		t.Errorf("ratios incomplete: %v", rep.Ratios)
 	}
 
@@ -79,7 +79,7 @@ func TestRunBrief(t *testing.T) {
 	if err := rep.Markdown(&md); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"messages/s end to end", "send to view p50", "| decode |", "decoder floor", "No problems."} {
+	for _, want := range []string{"messages/s end to end", "send to view p50", "| decode |", "decoder floor", "plain goka pipeline", "No problems."} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown report lacks %q:\n%s", want, md.String())
 		}
@@ -160,4 +160,72 @@ func TestStateProgress(t *testing.T) {
 	if !ok || dev != 1<<63 || prog != 303 {
 		t.Errorf("stateProgress = %d %d %v", dev, prog, ok)
 	}
+}
+
+// TestCatchUpBrief fills a small raw topic and drains it unfused and fused,
+// checking that every group drained what it should and that the store and
+// the device-state table agree with the workload. Nothing about timing is
+// asserted.
+func TestCatchUpBrief(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every group of the pipeline twice")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := CatchUp(ctx, Options{
+		Devices: 300, Partitions: 4, Faults: simulator.DefaultFaultMix(), FaultsName: "default",
+		Seed: 7, DataDir: t.TempDir(),
+	}, CatchUpOptions{Messages: 20_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Packages == 0 || rep.Messages == 0 {
+		t.Fatalf("empty raw topic: %+v", rep)
+	}
+	want := map[string][]string{
+		"none":          {"decode", "dedupe", "device-state", "alerts", "sink", "sink-retry"},
+		"decode,alerts": {"dedupe", "device-state", "sink", "sink-retry"},
+	}
+	if len(rep.Runs) != 2 {
+		t.Fatalf("%d runs, want 2", len(rep.Runs))
+	}
+	for _, run := range rep.Runs {
+		if len(run.Problems) > 0 {
+			t.Errorf("fuse %s: problems %q", run.Fuse, run.Problems)
+		}
+		var names []string
+		var sum float64
+		for _, g := range run.Groups {
+			names = append(names, g.Group)
+			sum += g.CPUSecondsPer10kMessages
+			if g.CPUSeconds <= 0 {
+				t.Errorf("fuse %s, group %s: CPU %v", run.Fuse, g.Group, g.CPUSeconds)
+			}
+		}
+		if !reflect.DeepEqual(names, want[run.Fuse]) {
+			t.Errorf("fuse %s: groups %v, want %v", run.Fuse, names, want[run.Fuse])
+		}
+		if math.Abs(sum-run.CPUSecondsPer10kMessages) > 1e-9 || run.CPUSecondsPer10kMessages <= 0 {
+			t.Errorf("fuse %s: total %v, groups sum to %v", run.Fuse, run.CPUSecondsPer10kMessages, sum)
+		}
+		// The first group reads every raw record; dedupe reads its input
+		// and its loop's records, so at least as many.
+		first := run.Groups[0]
+		if first.Records < rep.Packages || run.Fuse == "none" && first.Records != rep.Packages {
+			t.Errorf("fuse %s: %s drained %d records, the raw topic holds %d", run.Fuse, first.Group, first.Records, rep.Packages)
+		}
+	}
+	var md bytes.Buffer
+	if err := rep.Markdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Peers) != 1 || rep.Peers[0].Records != rep.Packages || rep.Peers[0].CPUSecondsPer10kMessages <= 0 {
+		t.Errorf("goka peer: %+v, want one drain of %d packages", rep.Peers, rep.Packages)
+	}
+	for _, want := range []string{"| 1 | none | decode |", "**total**", "plain goka peer", "no problems"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	checkNumbers(t, "report", reflect.ValueOf(*rep))
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/sinks/cassandra"
 	"github.com/watershed-io/watershed/testinfra"
@@ -55,5 +56,34 @@ func TestIntegrationBenchKafkaCassandra(t *testing.T) {
 	}
 	if rep.ViewSamples == 0 || rep.StoreSamples == 0 {
 		t.Errorf("no latency samples: view %d, store %d", rep.ViewSamples, rep.StoreSamples)
+	}
+}
+
+// TestIntegrationCatchUpKafka runs a small catch-up against the real Kafka
+// of the integration scripts: every group drains its inputs, the store and
+// the device-state table agree with the workload, and the goka peer drains
+// the same raw topic. Nothing about timing is asserted.
+func TestIntegrationCatchUpKafka(t *testing.T) {
+	brokers := testinfra.Kafka(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := CatchUp(ctx, Options{
+		Brokers: brokers, Devices: 200, Partitions: 4, Seed: 5, DataDir: t.TempDir(),
+	}, CatchUpOptions{Messages: 10_000, Variants: []processors.Fusion{processors.FuseNone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Runs) != 1 || len(rep.Peers) != 1 {
+		t.Fatalf("%d runs and %d peers, want 1 and 1", len(rep.Runs), len(rep.Peers))
+	}
+	run := rep.Runs[0]
+	if len(run.Problems) > 0 {
+		t.Errorf("problems: %q", run.Problems)
+	}
+	if !strings.HasPrefix(run.Broker, "kafka ") || len(run.Groups) == 0 || run.Groups[0].Records != rep.Packages {
+		t.Errorf("broker %q, groups %+v, raw packages %d", run.Broker, run.Groups, rep.Packages)
+	}
+	if rep.Peers[0].Records != rep.Packages {
+		t.Errorf("the goka peer drained %d of %d packages", rep.Peers[0].Records, rep.Packages)
 	}
 }

@@ -282,6 +282,10 @@ func (r *Report) finish() {
 		ratio("pipeline_to_sarama_consumer", b.SaramaConsumer.MessagesPerSecond)
 		ratio("pipeline_to_goka_noop", b.GokaNoop.MessagesPerSecond)
 		ratio("pipeline_to_decode_floor", b.DecodeFloor.MessagesPerSecond)
+		ratio("pipeline_to_goka_peer", b.GokaPeer.MessagesPerSecond)
+		if b.GokaPeer.CPUSecondsPer10kMessages > 0 {
+			r.Ratios["cpu_per_message_to_goka_peer"] = r.CPUSecondsPer10kMessages / b.GokaPeer.CPUSecondsPer10kMessages
+		}
 		if b.DecodeFloor.CPUSecondsPer10kMessages > 0 {
 			r.Ratios["cpu_per_message_to_decode_floor"] = r.CPUSecondsPer10kMessages / b.DecodeFloor.CPUSecondsPer10kMessages
 		}
@@ -364,6 +368,7 @@ func (r *Report) Markdown(w io.Writer) error {
 			{"sarama consumer group, raw topic, consume only", "pipeline_to_sarama_consumer", bl.SaramaConsumer},
 			{"goka processor doing nothing, raw topic", "pipeline_to_goka_noop", bl.GokaNoop},
 			{"decoder floor (snappy + CRCs + frames, one core)", "pipeline_to_decode_floor", bl.DecodeFloor},
+			{"plain goka pipeline, one record per message (decode, device-state table), draining the raw topic", "pipeline_to_goka_peer", bl.GokaPeer},
 		} {
 			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.4f | %.3f |\n", x.name, x.v.RecordsPerSecond, x.v.MessagesPerSecond, x.v.CPUSecondsPer10kMessages, r.Ratios[x.key])
 		}
