@@ -481,6 +481,9 @@ func (q *partQueue) settle(e *batchEntry) error {
 			rt.obs.skipped(p.group, reason)
 			return nil
 		}
+		if !admitDeadLetter(q.ctx, rec.topic, rec.partition, rec.offset, reason, rec.raw) {
+			return nil // written before this replay (see deadonce.go)
+		}
 		b, cut, encErr := newEnvelope(&rec, reason, err, rec.raw)
 		if encErr != nil {
 			return encErr
@@ -488,7 +491,12 @@ func (q *partQueue) settle(e *batchEntry) error {
 		if cut {
 			rt.obs.deadLetterTruncated(p.group)
 		}
-		if err := q.produce(p.t.deadLetter, rec.key, b, nil); err != nil {
+		if q.ctx.Err() != nil {
+			// The partition's next owner may have read its dead letters
+			// back already: it decides.
+			return fmt.Errorf("%w %s: %s/%d@%d: not dead-lettered", errAbandoned, rt.state.ended(), rec.topic, rec.partition, rec.offset)
+		}
+		if err := q.produce(p.t.deadLetter, rec.key, b, []Header{originHeader(rec.partition)}); err != nil {
 			return err
 		}
 		rt.obs.deadLettered(p.group, reason)

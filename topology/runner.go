@@ -355,12 +355,14 @@ func Recoverable(err error) bool {
 		return true
 	}
 	var kerr sarama.KError
-	if errors.As(err, &kerr) {
-		switch kerr {
-		case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable,
-			sarama.ErrOffsetsLoadInProgress, sarama.ErrRebalanceInProgress, sarama.ErrRequestTimedOut,
-			sarama.ErrLeaderNotAvailable, sarama.ErrNotLeaderForPartition, sarama.ErrNetworkException,
-			sarama.ErrUnknownMemberId, sarama.ErrIllegalGeneration:
+	isKErr := errors.As(err, &kerr)
+	for _, k := range []sarama.KError{sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable,
+		sarama.ErrOffsetsLoadInProgress, sarama.ErrRebalanceInProgress, sarama.ErrRequestTimedOut,
+		sarama.ErrLeaderNotAvailable, sarama.ErrNotLeaderForPartition, sarama.ErrNetworkException,
+		sarama.ErrUnknownMemberId, sarama.ErrIllegalGeneration} {
+		// Matched by text too: goka sets partitions up with %v (a leader
+		// that moved while a broker was killed).
+		if isKErr && kerr == k || strings.Contains(msg, k.Error()) {
 			return true
 		}
 	}
@@ -485,12 +487,12 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
 			cfg := k.Config()
 			cfg.ClientID = clientID
-			cg, err := sarama.NewConsumerGroup(brokers, group, cfg)
+			client, err := sarama.NewClient(brokers, cfg)
 			if err != nil {
 				return nil, err
 			}
-			// Offsets commit in order (see orderedGroup).
-			return orderedGroup{cg}, nil
+			// Offsets commit in order, dead letters once (see orderedGroup).
+			return newOrderedGroup(client, group, r.t.deadLetter, r.log)
 		}),
 		goka.WithConsumerSaramaBuilder(saramaConsumerBuilder(k)),
 		goka.WithTopicManagerBuilder(topicManagerBuilder(k)),
@@ -530,7 +532,7 @@ func producerBuilder(k Kafka) goka.ProducerBuilder {
 	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
 		cfg := k.ProducerConfig()
 		cfg.ClientID = clientID
-		cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
+		cfg.Producer.Partitioner = originPartitioner(hasher) // dead letters by origin (deadonce.go)
 		return goka.NewProducer(brokers, cfg)
 	}
 }
