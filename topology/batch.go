@@ -481,7 +481,7 @@ func (q *partQueue) settle(e *batchEntry) error {
 			rt.obs.skipped(p.group, reason)
 			return nil
 		}
-		if !admitDeadLetter(q.ctx, rec.topic, rec.partition, rec.offset, reason, rec.raw) {
+		if !admitDeadLetter(q.ctx, rec.topic, rec.partition, rec.offset, reason, err, rec.raw) {
 			return nil // written before this replay (see deadonce.go)
 		}
 		b, cut, encErr := newEnvelope(&rec, reason, err, rec.raw)

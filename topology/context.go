@@ -250,7 +250,7 @@ func (c *Context) flush(env envelopeFactory) {
 // admitDeadLetter reports whether d is to be written: not when a replay
 // finds it written before (see deadonce.go).
 func (c *Context) admitDeadLetter(d pendingDead) bool {
-	return admitDeadLetter(c.g.Context(), c.Topic(), c.Partition(), c.Offset(), d.reason, d.value)
+	return admitDeadLetter(c.g.Context(), c.Topic(), c.Partition(), c.Offset(), d.reason, d.err, d.value)
 }
 
 func headerOption(hs []Header) []goka.ContextOption {

@@ -116,13 +116,14 @@ type deadLetterBound struct{ record, from int64 }
 
 // foundEnvelope identifies an envelope by its record, reason and value (a
 // hash of the value as written, which may be cut to fit, and the length
-// of the original).
+// of the original), and its error text's hash.
 type foundEnvelope struct {
 	record    int64
 	reason    string
 	size      int
 	written   int
 	sum       uint64
+	errSum    uint64
 	reWritten bool
 }
 
@@ -166,9 +167,12 @@ func parseDeadLetterMeta(s string) (target int32, from int64, ok bool) {
 // admitDeadLetter reports whether a dead letter of the record at offset
 // of topic/partition, handled in ctx's session, is to be written: false
 // when the session found it written before (the record is replayed). A
-// written one is remembered until the record commits. Outside a session of
-// an orderedGroup every dead letter is written.
-func admitDeadLetter(ctx context.Context, topic string, partition int32, offset int64, reason string, value []byte) bool {
+// found envelope matches once, by reason and value, one with the same
+// error text first (the decode stage's dead letters of one package share
+// the package as value; an error text may differ on a replay). A written
+// one is remembered until the record commits. Outside a session of an
+// orderedGroup every dead letter is written.
+func admitDeadLetter(ctx context.Context, topic string, partition int32, offset int64, reason string, err error, value []byte) bool {
 	tr, ok := ctx.Value(commitsKey{}).(*commitTracker)
 	if !ok || tr.dl == nil {
 		return true
@@ -180,20 +184,32 @@ func admitDeadLetter(ctx context.Context, topic string, partition int32, offset 
 	if d == nil {
 		return true
 	}
-	for i := range d.found {
-		f := &d.found[i]
-		if f.reWritten || f.record != offset || f.reason != reason || f.size != len(value) || f.written > len(value) {
-			continue
-		}
-		if maphash.Bytes(tr.dl.seed, value[:f.written]) == f.sum {
-			f.reWritten = true
-			tr.dl.log.Info("dead letter written before this replay; not written again", "group", tr.dl.group,
-				"topic", topic, "partition", partition, "offset", offset, "reason", reason)
-			return false
+	errSum := maphash.String(tr.dl.seed, errorText(err))
+	for _, sameError := range []bool{true, false} {
+		for i := range d.found {
+			f := &d.found[i]
+			if f.reWritten || f.record != offset || f.reason != reason || f.size != len(value) || f.written > len(value) ||
+				sameError && f.errSum != errSum {
+				continue
+			}
+			if maphash.Bytes(tr.dl.seed, value[:f.written]) == f.sum {
+				f.reWritten = true
+				tr.dl.log.Info("dead letter written before this replay; not written again", "group", tr.dl.group,
+					"topic", topic, "partition", partition, "offset", offset, "reason", reason)
+				return false
+			}
 		}
 	}
 	d.sent = append(d.sent, deadLetterBound{record: offset, from: d.floor})
 	return true
+}
+
+// errorText is the error text of an envelope of err.
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // originHeader is the header that places a dead letter of a record of
@@ -238,6 +254,9 @@ type claimState struct {
 // processes any record: it reads back the envelopes its replays must not
 // write again, and commits each partition's starting offset with metadata.
 func (l *deadLetterLog) setup(s sarama.ConsumerGroupSession, tr *commitTracker) error {
+	if len(s.Claims()) == 0 {
+		return nil // a member with no partition (more members than partitions)
+	}
 	ctx, cancel := context.WithTimeout(s.Context(), deadLetterReadTimeout)
 	defer cancel()
 	parts, err := l.client.Partitions(l.topic)
@@ -391,7 +410,7 @@ func (l *deadLetterLog) take(m *sarama.ConsumerMessage, claims []*claimState) {
 			}
 		}
 		c.d.found = append(c.d.found, foundEnvelope{record: e.Offset, reason: e.Reason, size: size, written: len(e.Value),
-			sum: maphash.Bytes(l.seed, e.Value)})
+			sum: maphash.Bytes(l.seed, e.Value), errSum: maphash.String(l.seed, e.Error)})
 		c.d.sent = append(c.d.sent, deadLetterBound{record: e.Offset, from: m.Offset})
 	}
 }
