@@ -216,8 +216,10 @@ func (a SinkAudit) Overwritten() []simulator.Identity {
 
 // DeadLetterCopies counts every record of the dead-letter topic by
 // reason, and apart how many of them are copies of an earlier one: the
-// same stage, source record, reason and value (the edge's envelopes, which
-// have no source record, by records.EnvelopeKey). The framework writes
+// same stage, source record, reason, error and value (the decode stage's
+// message-level dead letters of one package share its value and differ by
+// the error, which names the message; the edge's envelopes, which have no
+// source record, by records.EnvelopeKey). The framework writes
 // each dead letter once, also across replays (docs/reliability.md), so a
 // copy is a failure. samples holds up to three error texts per reason, to
 // tell an unexpected reason's cause.
@@ -232,7 +234,7 @@ func DeadLetterCopies(ctx context.Context, k topology.Kafka, topic string) (byRe
 			return nil
 		}
 		byReason[e.Reason]++
-		id := fmt.Sprintf("%s\x00%s\x00%d\x00%d\x00%s\x00%s", e.Stage, e.Topic, e.Partition, e.Offset, e.Reason, e.Value)
+		id := fmt.Sprintf("%s\x00%s\x00%d\x00%d\x00%s\x00%s\x00%s", e.Stage, e.Topic, e.Partition, e.Offset, e.Reason, e.Error, e.Value)
 		if e.Partition < 0 || e.Offset < 0 {
 			id = strconv.FormatUint(records.EnvelopeKey(&e), 16)
 		}

@@ -20,8 +20,6 @@ import (
 
 	"github.com/watershed-io/watershed/internal/reconcile"
 	"github.com/watershed-io/watershed/simulator"
-	"github.com/watershed-io/watershed/sinks/cassandra"
-	"github.com/watershed-io/watershed/testinfra"
 	"github.com/watershed-io/watershed/testinfra/probe"
 	"github.com/watershed-io/watershed/topology"
 )
@@ -89,28 +87,7 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	e.kafka.Replication = clusterTopicReplicas
 	pfx := prefix(t)
 	pipeline := e.ensureTopics(t, pfx, partitions)
-	keyspace := testinfra.KeyspaceName(t)
-	admin := testinfra.CassandraSession(t, e.infra.CassandraHosts, "")
-	if err := admin.Query(fmt.Sprintf("CREATE KEYSPACE %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': %d}",
-		keyspace, clusterCassandraRF)).Exec(); err != nil {
-		t.Fatalf("create keyspace: %v", err)
-	}
-	t.Cleanup(func() { _ = admin.Query("DROP KEYSPACE IF EXISTS " + keyspace).Exec() })
-	user, password := testinfra.CassandraLogin(t)
-	openCtx, openCancel := context.WithTimeout(ctx, 2*time.Minute)
-	store, err := cassandra.Open(openCtx, cassandra.Options{Hosts: e.infra.CassandraHosts, Keyspace: keyspace, Logger: e.log, Username: user, Password: password})
-	openCancel()
-	if err != nil {
-		t.Fatalf("open the Cassandra store: %v", err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	// Both nodes know the schema before a sink replica opens it.
-	agreeCtx, agreeCancel := context.WithTimeout(ctx, time.Minute)
-	err = admin.AwaitSchemaAgreement(agreeCtx)
-	agreeCancel()
-	if err != nil {
-		t.Fatalf("schema agreement: %v", err)
-	}
+	store, keyspace := e.openStore(t, clusterCassandraRF)
 
 	dir := t.TempDir()
 	audit := filepath.Join(dir, "sink-audit.log")
