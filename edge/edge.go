@@ -320,10 +320,8 @@ func New(opts Options) (*Edge, error) {
 			return nil, err
 		}
 	}
-	m, err := newMetrics(opts.Registerer)
-	if err != nil {
-		return nil, err
-	}
+	// Connect before registering the metrics, so that New may be called
+	// again with the same registry while the brokers are away.
 	client, err := sarama.NewClient(opts.Kafka.Brokers, kafkaclient.ProducerConfig(opts.Kafka))
 	if err != nil {
 		return nil, fmt.Errorf("edge: connect to Kafka: %w", err)
@@ -332,6 +330,12 @@ func New(opts Options) (*Edge, error) {
 	if err != nil {
 		_ = client.Close()
 		return nil, fmt.Errorf("edge: start producer: %w", err)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		_ = producer.Close()
+		_ = client.Close()
+		return nil, err
 	}
 	e := &Edge{
 		opts:       opts,

@@ -215,30 +215,34 @@ func (a SinkAudit) Overwritten() []simulator.Identity {
 	return out
 }
 
-// DeadLetterCopies counts the dead-letter topic per record: by reason, each
-// distinct envelope (records.EnvelopeKey: stage, source record, reason and
-// error, so two bad messages of one package are two records) once, and
-// apart the copies beyond an envelope's first, which a stage replayed after
-// a crash writes again (dead letters are at-least-once: no transaction ties
-// their produce to the input's commit). samples holds up to three error
-// texts per reason, to tell an unexpected reason's cause.
+// DeadLetterCopies counts every record of the dead-letter topic by
+// reason, and apart how many of them are copies of an earlier one: the
+// same stage, source record, reason, error and value (the decode stage's
+// message-level dead letters of one package share its value and differ by
+// the error, which names the message; the edge's envelopes, which have no
+// source record, by records.EnvelopeKey). The framework writes
+// each dead letter once, also across replays (docs/reliability.md), so a
+// copy is a failure. samples holds up to three error texts per reason, to
+// tell an unexpected reason's cause.
 func DeadLetterCopies(ctx context.Context, k topology.Kafka, topic string) (byReason map[string]int, copies int, samples map[string][]string, err error) {
 	byReason = map[string]int{}
 	samples = map[string][]string{}
-	seen := map[uint64]bool{}
+	seen := map[string]bool{}
 	err = ReadTopic(ctx, k, topic, func(m *sarama.ConsumerMessage) error {
 		e, err := records.EnvelopeCodec{}.Decode(m.Value)
 		if err != nil {
 			byReason["<undecodable>"]++
 			return nil
 		}
-		key := records.EnvelopeKey(&e)
-		if seen[key] {
-			copies++
-			return nil
-		}
-		seen[key] = true
 		byReason[e.Reason]++
+		id := fmt.Sprintf("%s\x00%s\x00%d\x00%d\x00%s\x00%s\x00%s", e.Stage, e.Topic, e.Partition, e.Offset, e.Reason, e.Error, e.Value)
+		if e.Partition < 0 || e.Offset < 0 {
+			id = strconv.FormatUint(records.EnvelopeKey(&e), 16)
+		}
+		if seen[id] {
+			copies++
+		}
+		seen[id] = true
 		if len(samples[e.Reason]) < 3 {
 			samples[e.Reason] = append(samples[e.Reason], e.Error)
 		}

@@ -5,6 +5,7 @@ package faults
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -119,20 +120,30 @@ func (e *env) ensureTopics(t *testing.T, prefix string, partitions int) *process
 	return p
 }
 
-// openStore opens the readings store in a keyspace of its own (dropped at
-// the end), creating its schema before the sink replicas start.
-func (e *env) openStore(t *testing.T) (*cassandra.Store, string) {
+// openStore opens the readings store in a keyspace of its own with
+// replication rf (dropped at the end), creating its schema before the sink
+// replicas start; every node knows the schema when it returns.
+func (e *env) openStore(t *testing.T, rf int) (*cassandra.Store, string) {
 	t.Helper()
-	ks := testinfra.CreateKeyspace(t, e.infra.CassandraHosts)
+	keyspace := testinfra.KeyspaceName(t)
+	admin := testinfra.CassandraSession(t, e.infra.CassandraHosts, "")
+	if err := admin.Query(fmt.Sprintf("CREATE KEYSPACE %s WITH replication = {'class': 'SimpleStrategy', 'replication_factor': %d}",
+		keyspace, rf)).Exec(); err != nil {
+		t.Fatalf("create keyspace: %v", err)
+	}
+	t.Cleanup(func() { _ = admin.Query("DROP KEYSPACE IF EXISTS " + keyspace).Exec() })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	user, password := testinfra.CassandraLogin(t)
-	st, err := cassandra.Open(ctx, cassandra.Options{Hosts: e.infra.CassandraHosts, Keyspace: ks, Logger: e.log, Username: user, Password: password})
+	st, err := cassandra.Open(ctx, cassandra.Options{Hosts: e.infra.CassandraHosts, Keyspace: keyspace, Logger: e.log, Username: user, Password: password})
 	if err != nil {
 		t.Fatalf("open the Cassandra store: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	return st, ks
+	if err := admin.AwaitSchemaAgreement(ctx); err != nil {
+		t.Fatalf("schema agreement: %v", err)
+	}
+	return st, keyspace
 }
 
 // cluster starts cfg's processes, kills them all at the end, and waits

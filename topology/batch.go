@@ -490,6 +490,9 @@ func (q *partQueue) settle(e *batchEntry) error {
 			rt.obs.skipped(p.group, v.reason)
 			return nil
 		}
+		if !admitDeadLetter(q.ctx, rec.topic, rec.partition, rec.offset, v.reason, v.err, rec.raw) {
+			return nil // written before this replay (see deadonce.go)
+		}
 		b, cut, encErr := newEnvelope(&rec, v.reason, v.err, rec.raw)
 		if encErr != nil {
 			return encErr
@@ -497,7 +500,12 @@ func (q *partQueue) settle(e *batchEntry) error {
 		if cut {
 			rt.obs.deadLetterTruncated(p.group)
 		}
-		if err := q.produce(p.t.deadLetter, deadLetterKey(rec.key), b, nil); err != nil {
+		if q.ctx.Err() != nil {
+			// The partition's next owner may have read its dead letters
+			// back already: it decides.
+			return fmt.Errorf("%w %s: %s/%d@%d: not dead-lettered", errAbandoned, rt.state.ended(), rec.topic, rec.partition, rec.offset)
+		}
+		if err := q.produce(p.t.deadLetter, deadLetterKey(rec.key), b, []Header{originHeader(rec.partition)}); err != nil {
 			return err
 		}
 		rt.obs.deadLettered(p.group, v.reason)

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -27,8 +28,12 @@ import (
 // record that fails stays pending, so the partition commits nothing past it
 // until its session ends and a new one processes it again.
 
-// orderedGroup is a sarama consumer group whose sessions commit in order.
-type orderedGroup struct{ sarama.ConsumerGroup }
+// orderedGroup is a sarama consumer group whose sessions commit in order,
+// and, with dl, write each dead letter once (see deadonce.go).
+type orderedGroup struct {
+	sarama.ConsumerGroup
+	dl *deadLetterLog
+}
 
 // commitsKey is the context key of a session's commitTracker: the contexts
 // goka gives callbacks derive from the session's.
@@ -37,7 +42,7 @@ type commitsKey struct{}
 // Consume runs one session: its tracker lives as long as it does, so each
 // session starts with none pending.
 func (g orderedGroup) Consume(ctx context.Context, topics []string, h sarama.ConsumerGroupHandler) error {
-	tr := &commitTracker{parts: map[topicPartition]*partCommits{}}
+	tr := &commitTracker{parts: map[topicPartition]*partCommits{}, dl: g.dl}
 	return g.ConsumerGroup.Consume(context.WithValue(ctx, commitsKey{}, tr), topics, &orderedHandler{h: h, tr: tr})
 }
 
@@ -49,6 +54,12 @@ type orderedHandler struct {
 
 func (o *orderedHandler) Setup(s sarama.ConsumerGroupSession) error {
 	o.sess = &orderedSession{ConsumerGroupSession: s, tr: o.tr}
+	if dl := o.tr.dl; dl != nil {
+		if err := dl.setup(s, o.tr); err != nil {
+			return fmt.Errorf("%w: %s: dead letters not read back: %w", errAbandoned, dl.group, err)
+		}
+		go dl.raiseFloors(s, o.tr)
+	}
 	return o.h.Setup(o.sess)
 }
 
@@ -81,6 +92,7 @@ type topicPartition struct {
 type commitTracker struct {
 	mu    sync.Mutex
 	parts map[topicPartition]*partCommits
+	dl    *deadLetterLog // nil: dead letters are not tracked
 }
 
 func (t *commitTracker) part(topic string, partition int32) *partCommits {
@@ -104,6 +116,9 @@ type partCommits struct {
 	head    int
 	// marked is the highest mark seen, forwarded the last one sent on.
 	marked, forwarded int64
+	// dl, when set, tracks the partition's dead letters and gives its
+	// commits their metadata.
+	dl *partDeadLetters
 }
 
 type pendingRecord struct {
@@ -144,6 +159,9 @@ func (p *partCommits) mark(s sarama.ConsumerGroupSession, topic string, partitio
 	}
 	if upto > p.forwarded {
 		p.forwarded = upto
+		if p.dl != nil {
+			metadata = p.dl.metadata(upto)
+		}
 		s.MarkOffset(topic, partition, upto, metadata)
 	}
 }

@@ -206,12 +206,16 @@ func (c *Context) flush(env envelopeFactory) {
 	if c.detached {
 		c.sent = append(c.sent, c.emits...)
 		for _, d := range c.dead {
+			if !c.admitDeadLetter(d) {
+				continue
+			}
 			b, err := env(c, d.reason, d.err, d.value)
 			if err != nil {
 				c.outErr = err
 				return
 			}
-			c.sent = append(c.sent, pendingEmit{topic: c.proc.t.deadLetter, key: deadLetterKey(c.Key()), value: b})
+			c.sent = append(c.sent, pendingEmit{topic: c.proc.t.deadLetter, key: deadLetterKey(c.Key()), value: b,
+				headers: []Header{originHeader(c.Partition())}})
 		}
 		return
 	}
@@ -229,15 +233,24 @@ func (c *Context) flush(env envelopeFactory) {
 			c.g.Loopback(e.key, e.value)
 		}
 		for _, d := range c.dead {
+			if !c.admitDeadLetter(d) {
+				continue
+			}
 			b, err := env(c, d.reason, d.err, d.value)
 			if err != nil {
 				// Only a record no Kafka record could hold fails to
 				// encode; stopping beats losing it.
 				c.g.Fail(err)
 			}
-			c.g.Emit(goka.Stream(c.proc.t.deadLetter), deadLetterKey(c.g.Key()), b)
+			c.g.Emit(goka.Stream(c.proc.t.deadLetter), deadLetterKey(c.g.Key()), b, headerOption([]Header{originHeader(c.Partition())})...)
 		}
 	})
+}
+
+// admitDeadLetter reports whether d is to be written: not when a replay
+// finds it written before (see deadonce.go).
+func (c *Context) admitDeadLetter(d pendingDead) bool {
+	return admitDeadLetter(c.g.Context(), c.Topic(), c.Partition(), c.Offset(), d.reason, d.err, d.value)
 }
 
 func headerOption(hs []Header) []goka.ContextOption {

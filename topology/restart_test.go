@@ -314,6 +314,10 @@ func TestRecoverable(t *testing.T) {
 		{fmt.Errorf("error processing message (partition=3): asynchronous error from callback: could not commit message with key 'k': %v",
 			fmt.Errorf("%w the partition was revoked while retrying: n/3@89: outage", errors.New("topology: record left uncommitted"))), true},
 		{errors.New("EOF handling is not supported by codec x"), true},
+		// A table partition set up while its leader moved (a broker
+		// SIGKILLed in the cluster fault test), through goka's %v.
+		{fmt.Errorf("error setting up (partition=1): Setup failed. Cannot start processor for partition 1: %v",
+			fmt.Errorf("Error getting oldest offset for topic/partition t/1: %v", sarama.ErrNotLeaderForPartition)), true},
 	} {
 		if got := topology.Recoverable(c.err); got != c.want {
 			t.Errorf("Recoverable(%v) = %v, want %v", c.err, got, c.want)

@@ -455,6 +455,11 @@ func (q *delayQueue) send(c *Context) error {
 	if c.outErr != nil {
 		return c.outErr
 	}
+	if q.ctx.Err() != nil {
+		// The partition's next owner may have read its dead letters back
+		// already (see deadonce.go): the record stays uncommitted.
+		return fmt.Errorf("%w %s: %s: outputs not sent", errAbandoned, q.rt.state.ended(), c)
+	}
 	for _, e := range c.sent {
 		if err := produceAcked(q.rt.prod, q.rt.p.group, e.topic, e.key, e.value, e.headers, retryAckTimeout); err != nil {
 			return err

@@ -470,12 +470,12 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
 			cfg := k.config()
 			cfg.ClientID = clientID
-			cg, err := sarama.NewConsumerGroup(brokers, group, cfg)
+			client, err := sarama.NewClient(brokers, cfg)
 			if err != nil {
 				return nil, err
 			}
-			// Offsets commit in order (see orderedGroup).
-			return orderedGroup{cg}, nil
+			// Offsets commit in order, dead letters once (see orderedGroup).
+			return newOrderedGroup(client, group, r.t.deadLetter, r.log)
 		}),
 		goka.WithConsumerSaramaBuilder(saramaConsumerBuilder(k)),
 		goka.WithTopicManagerBuilder(topicManagerBuilder(k)),
@@ -516,7 +516,7 @@ func producerBuilder(k Kafka) goka.ProducerBuilder {
 	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
 		cfg := k.producerConfig()
 		cfg.ClientID = clientID
-		cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
+		cfg.Producer.Partitioner = originPartitioner(hasher) // dead letters by origin (deadonce.go)
 		return goka.NewProducer(brokers, cfg)
 	}
 }

@@ -141,8 +141,11 @@ func runIngest(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
 		return 2
 	}
-	e, err := edge.New(opts)
+	e, err := edgeWaiting(ctx, opts, defaultStoreWait, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			return 0 // stopped while waiting for the brokers: nothing to finish
+		}
 		fmt.Fprintf(stderr, "watershed ingest: %v\n", err)
 		return 1
 	}

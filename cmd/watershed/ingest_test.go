@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -312,5 +313,38 @@ func TestIngestServesTheEdgeAndStopsGracefully(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("exit %d after cancel, want 0", code)
+	}
+}
+
+// An edge started while no broker answers (restarted during a network
+// fault) waits for the brokers instead of exiting, and stops cleanly
+// while it waits.
+func TestIngestWaitsForTheBrokersAtStart(t *testing.T) {
+	clearIngestEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	away := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- runIngest(ctx, []string{"--brokers", away, "--addr", "127.0.0.1:0", "--device-secret", longSecret}, nil, io.Discard, io.Discard)
+	}()
+	select {
+	case code := <-done:
+		t.Fatalf("ingest exited with %d while the brokers were away, want it to wait", code)
+	case <-time.After(3 * time.Second):
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("ingest stopped while waiting with %d, want 0", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ingest did not stop while waiting for the brokers")
 	}
 }
