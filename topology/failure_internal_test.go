@@ -49,3 +49,38 @@ type stringCodec struct{}
 
 func (stringCodec) Encode(s string) ([]byte, error) { return []byte(s), nil }
 func (stringCodec) Decode(b []byte) (string, error) { return string(b), nil }
+
+// A record too large for a retry topic cannot succeed: it takes the
+// permanent-failure path, so the Stop policy stops on it and a record of
+// the dead-letter topic is skipped, never dead-lettered again.
+func TestTooLargeRetryRecordFollowsThePolicy(t *testing.T) {
+	up := func(context.Context) error { return nil }
+	for _, tc := range []struct {
+		name   string
+		policy FailurePolicy
+		dlq    bool
+		want   action
+	}{
+		{"stop", Stop, false, stop},
+		{"dead-letter input", DeadLetter, true, skip},
+		{"dead letter", DeadLetter, false, deadLetter},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := New("tl")
+			p := tp.Processor("big", OnFailure(tc.policy), WithRetryTopics(RetryPolicy{InPlace: 1, Probe: up}))
+			v := p.decide(context.Background(), &retryState{}, nopObserver{}, failure{
+				err: Transient(errors.New("busy")), origin: fromInput, local: 1, attempt: 1,
+				deadLetterInput: tc.dlq, retryBytes: MaxRecordBytes + 1, what: stringer("rec")})
+			if v.action != tc.want {
+				t.Fatalf("action %d, want %d (%v)", v.action, tc.want, v.err)
+			}
+			if tc.want != stop && v.reason != ReasonTooLarge {
+				t.Fatalf("reason %q, want %q", v.reason, ReasonTooLarge)
+			}
+		})
+	}
+}
+
+type stringer string
+
+func (s stringer) String() string { return string(s) }
