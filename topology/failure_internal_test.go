@@ -84,3 +84,31 @@ func TestTooLargeRetryRecordFollowsThePolicy(t *testing.T) {
 type stringer string
 
 func (s stringer) String() string { return string(s) }
+
+// A retried record naming an origin that is not an input cannot succeed:
+// under the Stop policy the retry group stops on it instead of
+// dead-lettering it, and the record stays uncommitted.
+func TestBadRetryRecordFollowsStopPolicy(t *testing.T) {
+	tp := New("br")
+	in := NewStream(tp, "in", stringCodec{}, External("test"))
+	p := tp.Processor("strict", OnFailure(Stop), WithRetryTopics(RetryPolicy{InPlace: 1}))
+	Consume(p, in, func(c *Context, key, v string) error { return nil })
+	if err := tp.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	g := &drainingGoka{fakeGoka: fakeGoka{ctx: ctx, offset: 3, done: make(chan error, 1)}}
+	p.retry.companion.retryCallback(0, nopObserver{}, &retryState{}, nil)(g, []byte("orphan"))
+	if !errors.Is(g.failed, ErrStopPolicy) {
+		t.Fatalf("the retry group did not stop under the Stop policy: %v", g.failed)
+	}
+	select {
+	case err := <-g.done:
+		if err == nil {
+			t.Fatal("the record's commit was settled without an error: it is committed")
+		}
+	default:
+		t.Fatal("the callback returned without deferring the record's commit: goka commits it")
+	}
+}

@@ -249,9 +249,18 @@ func (p *Processor) retryCallback(tier int, obs observer, state *retryState, rt 
 		first := time.UnixMilli(c.headerInt(HeaderFirstFailure, time.Now().UnixMilli()))
 		if c.in == nil {
 			c.attempt = int(c.headerInt(HeaderAttempts, 0))
-			c.DeadLetter("bad_retry_record", fmt.Errorf("topology: retried record names unknown origin %q", origin), raw)
+			err := Reject("bad_retry_record", fmt.Errorf("topology: retried record names unknown origin %q", origin))
+			v := p.decide(g.Context(), state, obs, failure{err: err, origin: fromRetryTopic, attempt: c.attempt, what: c})
+			if v.action == stop {
+				g.Fail(v.err)
+				// goka returns from Fail during a drain: keep the
+				// record uncommitted (see handle).
+				g.DeferCommit()(v.err)
+				return
+			}
+			c.DeadLetter(v.reason, v.err, raw)
 			c.flush(envelopeFor(first))
-			obs.deadLettered(p.group, "bad_retry_record")
+			obs.deadLettered(p.group, v.reason)
 			return
 		}
 		due := time.UnixMilli(c.headerInt(HeaderRetryDue, 0))
