@@ -232,8 +232,11 @@ func (c *Context) flush(env envelopeFactory) {
 			b, err := env(c, d.reason, d.err, d.value)
 			if err != nil {
 				// Only a record no Kafka record could hold fails to
-				// encode; stopping beats losing it.
+				// encode; stopping beats losing it. goka returns from
+				// Fail during a drain: the record must not commit.
 				c.g.Fail(err)
+				c.g.DeferCommit()(err)
+				return
 			}
 			c.g.Emit(goka.Stream(c.proc.t.deadLetter), deadLetterKey(c.g.Key()), b)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/lovoo/goka"
 )
 
 // drainingGoka is a goka context whose session ended (a rebalance drains
@@ -110,5 +112,41 @@ func TestBadRetryRecordFollowsStopPolicy(t *testing.T) {
 		}
 	default:
 		t.Fatal("the callback returned without deferring the record's commit: goka commits it")
+	}
+}
+
+// emitCountingGoka is a draining goka context that counts its emits.
+type emitCountingGoka struct {
+	drainingGoka
+	emits int
+}
+
+func (f *emitCountingGoka) Emit(goka.Stream, string, any, ...goka.ContextOption) { f.emits++ }
+
+// A dead letter whose envelope fails to encode fails the processor; while
+// the partition drains (goka's Fail returns) nothing is emitted in its
+// place and the record stays uncommitted.
+func TestDeadLetterEncodeFailureDuringDrainIsNotCommitted(t *testing.T) {
+	tp := New("de")
+	p := tp.Processor("p")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	g := &emitCountingGoka{drainingGoka: drainingGoka{fakeGoka: fakeGoka{ctx: ctx, offset: 3, done: make(chan error, 1)}}}
+	c := &Context{g: g, proc: p, raw: []byte("v")}
+	c.DeadLetter("bad", errors.New("bad"), []byte("v"))
+	c.flush(func(*Context, string, error, []byte) ([]byte, error) { return nil, errors.New("cannot encode") })
+	if g.failed == nil {
+		t.Fatal("the encode failure did not fail the processor")
+	}
+	if g.emits != 0 {
+		t.Fatalf("%d records emitted in place of the dead letter", g.emits)
+	}
+	select {
+	case err := <-g.done:
+		if err == nil {
+			t.Fatal("the record's commit was settled without an error: it is committed")
+		}
+	default:
+		t.Fatal("flush returned without deferring the record's commit: goka commits it")
 	}
 }
