@@ -150,3 +150,67 @@ func TestDeadLetterEncodeFailureDuringDrainIsNotCommitted(t *testing.T) {
 		t.Fatal("flush returned without deferring the record's commit: goka commits it")
 	}
 }
+
+// topicGoka is a goka context that records the topics of its emits.
+type topicGoka struct {
+	fakeGoka
+	topics []string
+}
+
+func (f *topicGoka) Emit(s goka.Stream, _ string, _ any, _ ...goka.ContextOption) {
+	f.topics = append(f.topics, string(s))
+}
+
+// An output refused as too large fails the record even when the callback
+// ignores the refusal and returns nil: the input is dead-lettered, not
+// committed without its output.
+func TestIgnoredTooLargeOutputFailsTheRecord(t *testing.T) {
+	tp := New("ig")
+	in := NewStream(tp, "in", stringCodec{}, External("test"))
+	out := NewStream(tp, "out", stringCodec{})
+	p := tp.Processor("careless")
+	o := Produce(p, out)
+	Consume(p, in, func(c *Context, key, v string) error {
+		_ = o.Emit(c, key, string(make([]byte, MaxRecordBytes+1)))
+		return nil
+	})
+	if err := tp.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	g := &topicGoka{fakeGoka: fakeGoka{ctx: context.Background(), offset: 3, done: make(chan error, 1)}}
+	p.callback(p.inputs[0], nopObserver{}, &retryState{}, nil)(g, []byte("v"))
+	if len(g.topics) != 1 || g.topics[0] != tp.DeadLetterTopic() {
+		t.Fatalf("emitted to %v, want only the dead-letter topic %q", g.topics, tp.DeadLetterTopic())
+	}
+}
+
+// retriedGoka is a record of a retry topic whose origin is in.
+type retriedGoka struct {
+	topicGoka
+	origin string
+}
+
+func (f *retriedGoka) Headers() goka.Headers {
+	return goka.Headers{HeaderRetryOrigin: []byte(f.origin), HeaderAttempts: []byte("1")}
+}
+
+// The retry group fails a retried record whose output was refused as well.
+func TestIgnoredTooLargeOutputFailsTheRetriedRecord(t *testing.T) {
+	tp := New("ir")
+	in := NewStream(tp, "in", stringCodec{}, External("test"))
+	out := NewStream(tp, "out", stringCodec{})
+	p := tp.Processor("careless", WithRetryTopics(RetryPolicy{InPlace: 1}))
+	o := Produce(p, out)
+	Consume(p, in, func(c *Context, key, v string) error {
+		_ = o.Emit(c, key, string(make([]byte, MaxRecordBytes+1)))
+		return nil
+	})
+	if err := tp.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	g := &retriedGoka{topicGoka: topicGoka{fakeGoka: fakeGoka{ctx: context.Background(), offset: 3, done: make(chan error, 1)}}, origin: in.Name()}
+	p.retry.companion.retryCallback(0, nopObserver{}, &retryState{}, nil)(g, []byte("v"))
+	if len(g.topics) != 1 || g.topics[0] != tp.DeadLetterTopic() {
+		t.Fatalf("emitted to %v, want only the dead-letter topic %q", g.topics, tp.DeadLetterTopic())
+	}
+}
