@@ -112,7 +112,7 @@ func TestBrowserConsole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range console.MetricNames {
+	for _, name := range console.MetricNames() {
 		if !strings.Contains(string(page), "\n"+name+"{") {
 			t.Errorf("the demo's /metrics has no %s", name)
 		}
