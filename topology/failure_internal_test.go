@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/lovoo/goka"
@@ -213,4 +214,47 @@ func TestIgnoredTooLargeOutputFailsTheRetriedRecord(t *testing.T) {
 	if len(g.topics) != 1 || g.topics[0] != tp.DeadLetterTopic() {
 		t.Fatalf("emitted to %v, want only the dead-letter topic %q", g.topics, tp.DeadLetterTopic())
 	}
+}
+
+// Once a retried record of a delay queue settles with an error (here the
+// Stop policy), the later records of the queue inherit it: they are not
+// handled, so their outputs are not sent ahead of the record that stopped.
+func TestDelayQueueLaterRecordsInheritAFailure(t *testing.T) {
+	tp := New("dq")
+	in := NewStream(tp, "in", stringCodec{}, External("test"))
+	p := tp.Processor("strict", OnFailure(Stop), WithRetryTopics(RetryPolicy{InPlace: 1}))
+	var handled sync.Map
+	Consume(p, in, func(c *Context, key, v string) error {
+		handled.Store(v, true)
+		if v == "bad" {
+			return errors.New("cannot go on")
+		}
+		return nil
+	})
+	if err := tp.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var running sync.WaitGroup
+	comp := p.retry.companion
+	rt := newRetryRuntime(comp, nopObserver{}, &retryState{stop: context.Background()}, nil, &running)
+	g := &fakeGoka{ctx: ctx, offset: 3}
+	q := rt.queue(g)
+	var done [2]chan error
+	for i, v := range []string{"bad", "good"} {
+		done[i] = make(chan error, 1)
+		c := &Context{g: g, proc: comp, in: p.inputs[0], raw: []byte(v), obs: nopObserver{}, detached: true}
+		q.enqueue(&delayed{c: c, done: func(err error) { done[i] <- err }})
+	}
+	for i, name := range []string{"bad", "good"} {
+		if err := <-done[i]; err == nil {
+			t.Errorf("record %q settled without an error: it commits after the stop", name)
+		}
+	}
+	if _, ok := handled.Load("good"); ok {
+		t.Error("the record after the stop was handled (its outputs would be sent)")
+	}
+	cancel()
+	running.Wait()
 }

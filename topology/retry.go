@@ -371,6 +371,9 @@ type delayQueue struct {
 	mu    sync.Mutex
 	cond  *sync.Cond
 	items []*delayed
+	// failed is the error the queue's records settle with once one
+	// failed; only run uses it.
+	failed error
 }
 
 // queue returns the delay queue of the callback's topic partition in its
@@ -435,9 +438,16 @@ func (q *delayQueue) run() {
 			}
 			continue
 		}
-		err := q.rt.p.retryRecord(q.ctx, d.c, d.tier, d.due, d.first, q.rt.obs, q.rt.state)
+		// After a record failed, the later ones inherit its failure (as
+		// in a batch's partition queue): handling them would send their
+		// outputs again on the restart that replays them.
+		err := q.failed
 		if err == nil {
-			err = q.send(d.c)
+			err = q.rt.p.retryRecord(q.ctx, d.c, d.tier, d.due, d.first, q.rt.obs, q.rt.state)
+			if err == nil {
+				err = q.send(d.c)
+			}
+			q.failed = err
 		}
 		q.mu.Lock()
 		q.items = q.items[1:]
