@@ -35,8 +35,9 @@ tools:
 	fi
 
 ## unit: fast tests, no external services (the embedded broker runs in process).
+## The console's browser test fails here without chromium instead of skipping.
 unit: deps tools
-	$(GO) test -race -count=1 $(PKGS)
+	WATERSHED_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 $(PKGS)
 
 ## console-screenshot: the console's browser test, writing the README's screenshot
 ## (docs/console-topology.png) from its run against a demo.

@@ -43,11 +43,32 @@ func chromium(t *testing.T) string {
 		}
 	}
 	msg := "no chromium on the PATH (make tools installs Debian's package)"
-	if os.Getenv("CI") == "true" {
+	if chromiumRequired() {
 		t.Fatal(msg)
 	}
-	t.Skip(msg + "; under CI=true this fails")
+	t.Skip(msg + "; under CI=true or WATERSHED_REQUIRE_CHROMIUM=1 (make unit) this fails")
 	return ""
+}
+
+// chromiumRequired reports whether a missing chromium fails the browser
+// test instead of skipping it: in CI, and in make unit, whose tools step
+// installs it.
+func chromiumRequired() bool {
+	return os.Getenv("CI") == "true" || os.Getenv("WATERSHED_REQUIRE_CHROMIUM") == "1"
+}
+
+// make unit sets WATERSHED_REQUIRE_CHROMIUM=1, and then a missing chromium
+// is a failure, not a skip.
+func TestChromiumRequiredUnderMakeUnit(t *testing.T) {
+	t.Setenv("CI", "")
+	t.Setenv("WATERSHED_REQUIRE_CHROMIUM", "")
+	if chromiumRequired() {
+		t.Fatal("chromium required with neither CI nor WATERSHED_REQUIRE_CHROMIUM set: a developer's go test would fail")
+	}
+	t.Setenv("WATERSHED_REQUIRE_CHROMIUM", "1")
+	if !chromiumRequired() {
+		t.Fatal("WATERSHED_REQUIRE_CHROMIUM=1 does not require chromium")
+	}
 }
 
 // TestBrowserConsole drives the console in headless Chromium against a
@@ -112,7 +133,7 @@ func TestBrowserConsole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range console.MetricNames {
+	for _, name := range console.MetricNames() {
 		if !strings.Contains(string(page), "\n"+name+"{") {
 			t.Errorf("the demo's /metrics has no %s", name)
 		}

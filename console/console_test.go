@@ -452,7 +452,7 @@ func TestMetricsFromPrometheus(t *testing.T) {
 	}
 	for _, q := range queries {
 		named := false
-		for _, n := range MetricNames {
+		for _, n := range MetricNames() {
 			named = named || strings.Contains(q, n)
 		}
 		if !named {
@@ -469,5 +469,19 @@ func TestMetricsFromPrometheus(t *testing.T) {
 	m, _ = MetricsFromPrometheus(bad.URL, nil)
 	if _, err := m.Groups(context.Background()); err == nil || !strings.Contains(err.Error(), "bad query") {
 		t.Errorf("error answer: %v", err)
+	}
+}
+
+// MetricNames hands out a fresh slice: a caller changing it changes
+// nothing for the next.
+func TestMetricNamesIsAFreshSlice(t *testing.T) {
+	a := MetricNames()
+	if len(a) == 0 {
+		t.Fatal("no metric names")
+	}
+	want := a[0]
+	a[0] = "changed"
+	if got := MetricNames()[0]; got != want {
+		t.Fatalf("MetricNames()[0] = %q after a caller changed its copy, want %q", got, want)
 	}
 }

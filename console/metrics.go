@@ -30,9 +30,11 @@ const (
 	metricRestarts   = "watershed_group_restarts_total"
 )
 
-// MetricNames are the metrics the console reads, for tests that check
+// MetricNames returns the metrics the console reads, for tests that check
 // the processes export them.
-var MetricNames = []string{metricRecovered, metricPartitions, metricConsumed, metricProduced, metricDead, metricLag, metricRestarts}
+func MetricNames() []string {
+	return []string{metricRecovered, metricPartitions, metricConsumed, metricProduced, metricDead, metricLag, metricRestarts}
+}
 
 // restartWindow is how long a restart keeps a group "degraded".
 const restartWindow = 5 * time.Minute

@@ -35,6 +35,10 @@ type Context struct {
 	set     []byte
 	setOp   tableOp
 	attempt int
+	// refused is the first output refused in this attempt (too large):
+	// the record fails with it whatever the callback returns, or it would
+	// commit without that output.
+	refused error
 
 	// q is the partition's batch queue when the processor batches under
 	// a Runner; rows are what the callback added to the batch.
@@ -78,6 +82,16 @@ func (c *Context) reset() {
 	c.set = nil
 	c.setOp = tableNone
 	c.rows, c.nrows = nil, 0
+	c.refused = nil
+}
+
+// refuse records err, an output refused for the current attempt, and
+// returns it.
+func (c *Context) refuse(err error) error {
+	if c.refused == nil {
+		c.refused = err
+	}
+	return err
 }
 
 // Key returns the record's key.
@@ -239,8 +253,11 @@ func (c *Context) flush(env envelopeFactory) {
 			b, err := env(c, d.reason, d.err, d.value)
 			if err != nil {
 				// Only a record no Kafka record could hold fails to
-				// encode; stopping beats losing it.
+				// encode; stopping beats losing it. goka returns from
+				// Fail during a drain: the record must not commit.
 				c.g.Fail(err)
+				c.g.DeferCommit()(err)
+				return
 			}
 			c.g.Emit(goka.Stream(c.proc.t.deadLetter), deadLetterKey(c.g.Key()), b, headerOption([]Header{originHeader(c.Partition())})...)
 		}

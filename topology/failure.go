@@ -90,7 +90,7 @@ type verdict struct {
 //   - Any other error stops the group under the Stop policy; otherwise the
 //     record is dead-lettered with its reason (see ReasonOf), or skipped
 //     when it was read from the dead-letter topic.
-//   - A record too large for a retry topic is dead-lettered as too_large.
+//   - A record too large for a retry topic fails permanently as too_large.
 //
 // It may probe the group's dependency (RetryPolicy.Probe) and tells obs of
 // each transient failure.
@@ -121,8 +121,7 @@ func (p *Processor) decide(ctx context.Context, state *retryState, obs observer,
 			tier = min(f.tier+1, len(main.retry.tiers)-1)
 		}
 		if f.retryBytes > MaxRecordBytes {
-			return verdict{action: deadLetter, reason: ReasonTooLarge,
-				err: fmt.Errorf("a retry record of %d bytes exceeds %d: %w", f.retryBytes, MaxRecordBytes, f.err)}
+			return main.permanent(f, ReasonTooLarge, fmt.Errorf("a retry record of %d bytes exceeds %d: %w", f.retryBytes, MaxRecordBytes, f.err))
 		}
 		return verdict{action: toRetryTopic, tier: tier}
 	}

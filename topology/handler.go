@@ -134,7 +134,14 @@ func (c *Context) invoke(in *inputDecl, raw []byte) (err error) {
 		}
 		err = Reject(ReasonPanic, fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
 	}()
-	return in.handle(c, c.g.Key(), raw)
+	c.refused = nil
+	err = in.handle(c, c.g.Key(), raw)
+	if c.refused != nil {
+		// An output was refused: the record fails even if the
+		// callback ignored it.
+		err = c.refused
+	}
+	return err
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -22,6 +22,8 @@ var ErrBuilt = errors.New("declared after Build")
 // Build is ignored and reported (ErrBuilt) by every later Build and
 // Validate. Build may be called again: it returns the same plan.
 func (t *Topology) Build() (*Plan, error) {
+	t.buildMu.Lock()
+	defer t.buildMu.Unlock()
 	if !t.sealed {
 		t.sealed = true
 		problems := append([]error(nil), t.declErrs...)

@@ -92,3 +92,26 @@ func TestResourcesComeFromTheRunner(t *testing.T) {
 		t.Error("a resource outside a runner's context")
 	}
 }
+
+// A topology may be shared: Describe and Validate, which both build it, may
+// run at once on an unbuilt topology (run with -race).
+func TestConcurrentBuildIsSafe(t *testing.T) {
+	tp := topology.New("shared")
+	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"))
+	p := tp.Processor("p", topology.WithRetryTopics(topology.RetryPolicy{}))
+	topology.Consume(p, in, func(c *topology.Context, key, v string) error { return nil })
+	errs := make(chan error, 8)
+	groups := make(chan int, 8)
+	for range 4 {
+		go func() { errs <- tp.Validate() }()
+		go func() { groups <- len(tp.Describe().Groups) }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("Validate: %v", err)
+		}
+		if n := <-groups; n != 2 {
+			t.Errorf("Describe shows %d groups, want 2 (the group and its retry companion)", n)
+		}
+	}
+}

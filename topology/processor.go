@@ -195,7 +195,9 @@ func Produce[V any](p *Processor, s Stream[V]) Output[V] {
 
 // Emit encodes v and queues it for the stream under key. It is sent when
 // the callback returns nil, and the input record is committed only after
-// the broker acknowledged it.
+// the broker acknowledged it. A record too large for Kafka is refused, and
+// the input record then fails with that refusal whatever the callback
+// returns (so do Table.Set and Loopback.Send).
 func (o Output[V]) Emit(c *Context, key string, v V, headers ...Header) error {
 	if o.decl == nil || !c.is(o.group) {
 		return fmt.Errorf("topology: emit to %q from %q: the stream is not an output of this processor", o.topicName(), c.proc.group)
@@ -207,7 +209,7 @@ func (o Output[V]) Emit(c *Context, key string, v V, headers ...Header) error {
 	// A record the producer would refuse fails the group on every
 	// restart: refuse it here, so that the input is dead-lettered.
 	if err := fits(o.decl.name, key, b, headers); err != nil {
-		return err
+		return c.refuse(err)
 	}
 	c.queueEmit(o.decl.name, key, b, headers)
 	return nil
@@ -275,7 +277,7 @@ func (tb Table[V]) Set(c *Context, v V) error {
 		return fmt.Errorf("topology: encode for %q: %w", tb.decl.name, err)
 	}
 	if err := fits(tb.decl.name, c.Key(), b, nil); err != nil {
-		return err
+		return c.refuse(err)
 	}
 	c.queueSet(b)
 	return nil
@@ -407,7 +409,7 @@ func (l Loopback[V]) Send(c *Context, key string, v V) error {
 		return fmt.Errorf("topology: encode loop value: %w", err)
 	}
 	if err := fits(l.group+"-loop", key, b, nil); err != nil {
-		return err
+		return c.refuse(err)
 	}
 	c.queueLoop(key, b)
 	return nil

@@ -249,9 +249,18 @@ func (p *Processor) retryCallback(tier int, obs observer, state *retryState, rt 
 		first := time.UnixMilli(c.headerInt(HeaderFirstFailure, time.Now().UnixMilli()))
 		if c.in == nil {
 			c.attempt = int(c.headerInt(HeaderAttempts, 0))
-			c.DeadLetter("bad_retry_record", fmt.Errorf("topology: retried record names unknown origin %q", origin), raw)
+			err := Reject("bad_retry_record", fmt.Errorf("topology: retried record names unknown origin %q", origin))
+			v := p.decide(g.Context(), state, obs, failure{err: err, origin: fromRetryTopic, attempt: c.attempt, what: c})
+			if v.action == stop {
+				g.Fail(v.err)
+				// goka returns from Fail during a drain: keep the
+				// record uncommitted (see handle).
+				g.DeferCommit()(v.err)
+				return
+			}
+			c.DeadLetter(v.reason, v.err, raw)
 			c.flush(envelopeFor(first))
-			obs.deadLettered(p.group, "bad_retry_record")
+			obs.deadLettered(p.group, v.reason)
 			return
 		}
 		due := time.UnixMilli(c.headerInt(HeaderRetryDue, 0))
@@ -362,6 +371,9 @@ type delayQueue struct {
 	mu    sync.Mutex
 	cond  *sync.Cond
 	items []*delayed
+	// failed is the error the queue's records settle with once one
+	// failed; only run uses it.
+	failed error
 }
 
 // queue returns the delay queue of the callback's topic partition in its
@@ -426,9 +438,16 @@ func (q *delayQueue) run() {
 			}
 			continue
 		}
-		err := q.rt.p.retryRecord(q.ctx, d.c, d.tier, d.due, d.first, q.rt.obs, q.rt.state)
+		// After a record failed, the later ones inherit its failure (as
+		// in a batch's partition queue): handling them would send their
+		// outputs again on the restart that replays them.
+		err := q.failed
 		if err == nil {
-			err = q.send(d.c)
+			err = q.rt.p.retryRecord(q.ctx, d.c, d.tier, d.due, d.first, q.rt.obs, q.rt.state)
+			if err == nil {
+				err = q.send(d.c)
+			}
+			q.failed = err
 		}
 		q.mu.Lock()
 		q.items = q.items[1:]

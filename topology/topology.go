@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"sync"
 
 	"github.com/watershed-io/watershed/topology/codec"
 	"github.com/watershed-io/watershed/topology/deadletter"
@@ -37,7 +38,9 @@ type Topology struct {
 	// Validate reports every problem at once.
 	declErrs []error
 	// sealed is set by Build: later declarations are ignored and kept in
-	// lateErrs. built or buildErr is Build's outcome.
+	// lateErrs. built or buildErr is Build's outcome. buildMu serializes
+	// Build, which Validate, Describe, Lag and NewRunner all call.
+	buildMu  sync.Mutex
 	sealed   bool
 	lateErrs []error
 	built    *Plan
