@@ -110,6 +110,10 @@ type partDeadLetters struct {
 	// found are the envelopes of records not yet committed, read when the
 	// session started: their replays do not write them again.
 	found []foundEnvelope
+	// meta and metaFrom are the last metadata written and its offset:
+	// most commits repeat it, and a commit is marked per record.
+	meta     string
+	metaFrom int64
 }
 
 type deadLetterBound struct{ record, from int64 }
@@ -146,7 +150,10 @@ func (d *partDeadLetters) metadata(upto int64) string {
 		}
 	}
 	d.found = found
-	return deadLetterMetaPrefix + strconv.Itoa(int(d.target)) + ":" + strconv.FormatInt(from, 10)
+	if d.meta == "" || d.metaFrom != from {
+		d.meta, d.metaFrom = deadLetterMetaPrefix+strconv.Itoa(int(d.target))+":"+strconv.FormatInt(from, 10), from
+	}
+	return d.meta
 }
 
 // parseDeadLetterMeta reads commit metadata written by metadata.

@@ -12,8 +12,8 @@ import (
 	"github.com/watershed-io/watershed/sinks/cassandra"
 )
 
-// storeWait is the capped, doubling wait between attempts to open a store
-// that is not reachable.
+// storeWait is the capped, doubling wait between attempts to reach a store
+// (or the brokers) that is not reachable.
 type storeWait struct{ min, max time.Duration }
 
 // defaultStoreWait starts at half a second and settles at 30s.
@@ -46,27 +46,37 @@ func transientOpen(err error) bool {
 // store is down thus waits for it, instead of exiting and being counted
 // as a crash. failures (nil: none) counts the failed attempts.
 func openWaiting(ctx context.Context, open func(context.Context) (sinks.Store, error), w storeWait, failures prometheus.Counter, log *slog.Logger) (sinks.Store, error) {
+	return waitFor(ctx, "store", open, transientOpen, w, failures, log)
+}
+
+// waitFor calls open until it succeeds, fails with an error transient
+// does not accept (returned at once), or ctx ends (then it returns ctx's
+// error), waiting w's capped, doubling time between attempts. failures
+// (nil: none) counts the failed attempts; what names the awaited part in
+// the log.
+func waitFor[T any](ctx context.Context, what string, open func(context.Context) (T, error), transient func(error) bool, w storeWait, failures prometheus.Counter, log *slog.Logger) (T, error) {
+	var zero T
 	d := w.min
 	for {
-		st, err := open(ctx)
+		v, err := open(ctx)
 		if err == nil {
-			return st, nil
+			return v, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return zero, ctx.Err()
 		}
-		if !transientOpen(err) {
-			return nil, err
+		if !transient(err) {
+			return zero, err
 		}
 		if failures != nil {
 			failures.Inc()
 		}
-		log.Warn("store not reachable; trying again", "in", d.String(), "err", err)
+		log.Warn(what+" not reachable; trying again", "in", d.String(), "err", err)
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return zero, ctx.Err()
 		case <-t.C:
 		}
 		d = min(2*d, w.max)

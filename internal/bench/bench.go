@@ -251,26 +251,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	start := time.Now()
 	tr := newTracker(start, w.devices)
-	store := opts.Store
-	if store == nil {
-		ls, err := local.Open(filepath.Join(opts.DataDir, "sink"), local.Options{NoSync: opts.StoreNoSync})
-		if err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-		defer ls.Close()
-		store = ls
-	}
-	reg := opts.Registry
-	if reg == nil {
-		reg = assembly.New()
-	}
-	cfg := processors.ConfigFrom(opts.Settings)
-	cfg.Prefix = prefix + cfg.Prefix
-	cfg.Partitions, cfg.Fuse = opts.Partitions, opts.Fuse
-	cfg.Logger = log
-	p, err := reg.Build(cfg, opts.Settings)
+	store, closeStore, err := openStore(opts, opts.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+		return nil, err
+	}
+	defer closeStore()
+	p, err := declare(opts, prefix, opts.Fuse, log)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -822,4 +810,34 @@ func benchRetention(noBaselines bool) *embedded.Retention {
 		keep = append(keep, processors.TopicRaw)
 	}
 	return embedded.DefaultRetention(keep...)
+}
+
+// openStore returns opts.Store, or a local store in dir/sink and its
+// closing.
+func openStore(opts Options, dir string) (sinks.Store, func(), error) {
+	if opts.Store != nil {
+		return opts.Store, func() {}, nil
+	}
+	ls, err := local.Open(filepath.Join(dir, "sink"), local.Options{NoSync: opts.StoreNoSync})
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	return ls, func() { _ = ls.Close() }, nil
+}
+
+// declare declares the pipeline with opts' registry and settings, its
+// names under prefix, with opts' partitions and the fusion fuse.
+func declare(opts Options, prefix string, fuse processors.Fusion, log *slog.Logger) (*assembly.Assembly, error) {
+	reg := opts.Registry
+	if reg == nil {
+		reg = assembly.New()
+	}
+	cfg := processors.ConfigFrom(opts.Settings)
+	cfg.Prefix = prefix + cfg.Prefix
+	cfg.Partitions, cfg.Fuse, cfg.Logger = opts.Partitions, fuse, log
+	p, err := reg.Build(cfg, opts.Settings)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return p, nil
 }

@@ -18,14 +18,12 @@ import (
 	"github.com/IBM/sarama"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/edge"
 	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/sinks"
-	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/kafkaclient"
 	"github.com/watershed-io/watershed/topology/tablestore"
@@ -204,26 +202,14 @@ func catchUpOnce(ctx context.Context, opts *Options, w *workload, fuse processor
 		defer deleteTopics(k, prefix, log)
 	}
 	var rows atomic.Uint64
-	store := opts.Store
-	if store == nil {
-		lo := local.Options{NoSync: opts.StoreNoSync}
-		ls, err := local.Open(filepath.Join(dir, "sink"), lo)
-		if err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-		defer ls.Close()
-		store = ls
-	}
-	reg := opts.Registry
-	if reg == nil {
-		reg = assembly.New()
-	}
-	cfg := processors.ConfigFrom(opts.Settings)
-	cfg.Prefix = prefix + cfg.Prefix
-	cfg.Partitions, cfg.Fuse, cfg.Logger = opts.Partitions, fuse, log
-	p, err := reg.Build(cfg, opts.Settings)
+	store, closeStore, err := openStore(*opts, dir)
 	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+		return nil, err
+	}
+	defer closeStore()
+	p, err := declare(*opts, prefix, fuse, log)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
