@@ -28,6 +28,10 @@ type Context struct {
 	// obs receives what happens to the record beyond its callback's
 	// outcome (a dead letter cut to fit); nil outside the callbacks.
 	obs observer
+	// clock is the group's stream and wall clock; recordTime the
+	// record's time (see clock.go).
+	clock      *streamClock
+	recordTime time.Time
 
 	emits   []pendingEmit
 	loops   []pendingEmit

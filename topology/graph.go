@@ -45,6 +45,8 @@ type runEnv struct {
 	// queues counts the goroutines of the batch queues, so that the
 	// Runner closes the batch producers only after they ended.
 	queues *sync.WaitGroup
+	// clock tells wall-clock time (nil: the system's).
+	clock Clock
 }
 
 // groupGraph builds the goka group graph of p. The callbacks report to obs.
@@ -52,7 +54,7 @@ type runEnv struct {
 // Batcher); without one, its callbacks write at once.
 func (p *Processor) groupGraph(obs observer, prod goka.Producer, env runEnv) *goka.GroupGraph {
 	var edges []goka.Edge
-	state := &retryState{stop: env.stop}
+	state := &retryState{stop: env.stop, clock: newStreamClock(env.clock)}
 	var rt *batchRuntime
 	if p.batch != nil && p.retryOf == nil && prod != nil {
 		rt = newBatchRuntime(p, obs, state, prod, env.queues)

@@ -19,7 +19,7 @@ func (p *Processor) callback(in *inputDecl, obs observer, state *retryState, rt 
 	return func(g goka.Context, msg any) {
 		start := time.Now()
 		raw, _ := msg.([]byte)
-		c := &Context{g: g, proc: p, in: in, raw: raw, obs: obs}
+		c := &Context{g: g, proc: p, in: in, raw: raw, obs: obs, clock: state.clock}
 		if rt != nil {
 			c.q = rt.queue(g)
 		}

@@ -159,15 +159,16 @@ func Consume[V any](p *Processor, s Stream[V], fn Handler[V]) {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q consumes an undeclared stream", p.group))
 		return
 	}
-	p.inputs = append(p.inputs, &inputDecl{topic: s.decl, handle: typedHandler(s.codec, fn)})
+	p.inputs = append(p.inputs, &inputDecl{topic: s.decl, handle: typedHandler(s.decl, s.codec, fn)})
 }
 
-func typedHandler[V any](codec Codec[V], fn Handler[V]) func(*Context, string, []byte) error {
+func typedHandler[V any](d *topicDecl, codec Codec[V], fn Handler[V]) func(*Context, string, []byte) error {
 	return func(c *Context, key string, raw []byte) error {
 		v, err := codec.Decode(raw)
 		if err != nil {
 			return Reject(ReasonDecodeError, err)
 		}
+		c.observeTime(recordTimeOf(d, key, v, c))
 		return fn(c, key, v)
 	}
 }
@@ -395,7 +396,7 @@ func Loop[V any](p *Processor, codec Codec[V], fn Handler[V]) Loopback[V] {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q declares two loops", p.group))
 	}
 	p.t.addTopic(d)
-	p.loop = &inputDecl{topic: d, handle: typedHandler(codec, fn)}
+	p.loop = &inputDecl{topic: d, handle: typedHandler(d, codec, fn)}
 	return Loopback[V]{codec: codec, group: p.group}
 }
 

@@ -142,6 +142,8 @@ type retryState struct {
 	// a session that ends while it is live lost its partition to a
 	// rebalance. Nil outside the Runner.
 	stop context.Context
+	// clock is the group's stream and wall clock.
+	clock *streamClock
 }
 
 // ended says why a partition's session ended, for the error of a record
@@ -238,7 +240,7 @@ func (p *Processor) retryCallback(tier int, obs observer, state *retryState, rt 
 	main := p.retryOf
 	return func(g goka.Context, msg any) {
 		raw, _ := msg.([]byte)
-		c := &Context{g: g, proc: p, raw: raw, obs: obs}
+		c := &Context{g: g, proc: p, raw: raw, obs: obs, clock: state.clock}
 		obs.consumed(p.group, string(g.Topic()))
 		origin := string(c.Header(HeaderRetryOrigin))
 		for _, x := range main.inputs {

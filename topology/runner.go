@@ -62,6 +62,9 @@ type RunnerOptions struct {
 	// stopped with a recoverable error while the runner runs (default 1s
 	// doubling up to 30s; see Run).
 	RestartBackoff Backoff
+	// Clock tells the processors wall-clock time (Context.Now; default
+	// SystemClock).
+	Clock Clock
 }
 
 // DefaultRestartBackoff is the RestartBackoff of a runner that sets none.
@@ -205,7 +208,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			producers = append(producers, prod)
 			prods[i] = prod
 		}
-		gp, err := r.newProcessor(p, prods[i], runEnv{stop: ctx, queues: queues[i]})
+		gp, err := r.newProcessor(p, prods[i], runEnv{stop: ctx, queues: queues[i], clock: r.opts.Clock})
 		if err != nil && !Recoverable(err) {
 			return err
 		}
@@ -257,7 +260,7 @@ func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod g
 		if gp == nil {
 			// Building connects to the brokers: it fails like a run
 			// while they are away.
-			gp, err = r.newProcessor(p, prod, runEnv{stop: ctx, queues: queues})
+			gp, err = r.newProcessor(p, prod, runEnv{stop: ctx, queues: queues, clock: r.opts.Clock})
 			if err == nil {
 				r.mu.Lock()
 				r.running[i], r.down[i] = gp, nil

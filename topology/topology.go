@@ -103,7 +103,7 @@ func (t *Topology) DeadLetterTopic() string { return t.deadLetter }
 // DeadLetters returns the dead-letter topic as a stream, so that a
 // processor can consume the envelopes (every processor produces to it).
 func (t *Topology) DeadLetters() Stream[deadletter.Envelope] {
-	return Stream[deadletter.Envelope]{decl: t.topics[t.deadLetter], codec: deadletter.Codec{}}
+	return Stream[deadletter.Envelope]{t: t, decl: t.topics[t.deadLetter], codec: deadletter.Codec{}}
 }
 
 // Processors returns the declared processor groups in declaration order.
@@ -165,6 +165,9 @@ type topicDecl struct {
 	owner      string // for tables and loops: the group that writes it
 	deadLetter bool
 	retention  string // free text for the plan, e.g. "compact"
+	// recordTime is the stream's RecordTime[V] (see Stream.TimedBy), nil
+	// for the Kafka timestamp.
+	recordTime any
 }
 
 func (t *Topology) addTopic(d *topicDecl) {
@@ -206,6 +209,7 @@ func External(producer string) TopicOption { return func(d *topicDecl) { d.exter
 // NewStream and shared by the processors that produce and consume it, so
 // that their codecs agree by construction.
 type Stream[V any] struct {
+	t     *Topology
 	decl  *topicDecl
 	codec Codec[V]
 }
@@ -225,13 +229,13 @@ func NewStream[V any](t *Topology, name string, codec Codec[V], opts ...TopicOpt
 		o(d)
 	}
 	if !t.open("stream %q", d.name) {
-		return Stream[V]{decl: d, codec: codec}
+		return Stream[V]{t: t, decl: d, codec: codec}
 	}
 	if codec == nil {
 		t.declErrs = append(t.declErrs, fmt.Errorf("stream %q has no codec", d.name))
 	}
 	t.addTopic(d)
-	return Stream[V]{decl: d, codec: codec}
+	return Stream[V]{t: t, decl: d, codec: codec}
 }
 
 // Name returns the full topic name.
