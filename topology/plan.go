@@ -71,3 +71,8 @@ func (pl *Plan) DeadLetterTopic() string { return pl.t.deadLetter }
 
 // Describe returns the plan's description.
 func (pl *Plan) Describe() Description { return pl.t.describe() }
+
+// Select returns the plan's processor groups of the given names (all when
+// none is named), in declaration order; a name may omit the prefix. An
+// unknown name is an error wrapping ErrUnknownGroup.
+func (pl *Plan) Select(groups []string) ([]*Processor, error) { return pl.t.Select(groups) }

@@ -209,7 +209,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	depth := dlq.NewDepthCollector(d.Kafka, d.Pipeline.DeadLetters.Name())
 	defer depth.Close()
 	d.Registry.MustRegister(depth)
-	d.Runner, err = topology.NewRunner(d.Pipeline.Topology, topology.RunnerOptions{
+	d.Runner, err = topology.NewRunner(d.Pipeline.Plan, topology.RunnerOptions{
 		Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "state"), Hooks: []topology.Hook{metrics},
 		Logger: log, SkipTopicCreation: true,
 		TableStorage: opts.TableStorage, Resources: []topology.Provided{topology.Provide(processors.Store, d.Store)},

@@ -55,10 +55,11 @@ type Options struct {
 // NewWith is New with options: the groups to run and their resources.
 func NewWith(tb testing.TB, topo *topology.Topology, opts Options) *Driver {
 	tb.Helper()
-	if _, err := topo.Build(); err != nil {
+	plan, err := topo.Build()
+	if err != nil {
 		tb.Fatalf("topologytest: %v", err)
 	}
-	procs, err := topo.Select(opts.Groups)
+	procs, err := plan.Select(opts.Groups)
 	if err != nil {
 		tb.Fatalf("topologytest: %v", err)
 	}
@@ -104,7 +105,7 @@ func NewWith(tb testing.TB, topo *topology.Topology, opts Options) *Driver {
 	})
 	// Track every topic from the start, so Read returns everything emitted
 	// since the driver started.
-	for _, name := range topo.Topics() {
+	for _, name := range plan.Topics() {
 		d.trackers[name] = d.gt.NewQueueTracker(name)
 	}
 	return d
