@@ -16,7 +16,6 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 
-	"github.com/watershed-io/watershed/topology/internal/gokabind"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -57,7 +56,7 @@ type RunnerOptions struct {
 	// topic: whatever it lost in a crash is replayed from there. The
 	// runner gives a group table's storage only the writes the table topic
 	// acknowledged (see changelog.go).
-	TableStorage gokabind.TableStorage
+	TableStorage tablestore.Factory
 	// RestartBackoff spaces the restarts of a group whose processor
 	// stopped with a recoverable error while the runner runs (default 1s
 	// doubling up to 30s; see Run).

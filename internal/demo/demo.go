@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -37,6 +36,7 @@ import (
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/promhooks"
+	"github.com/watershed-io/watershed/topology/tablestore"
 	"github.com/watershed-io/watershed/views"
 )
 
@@ -101,7 +101,7 @@ type Options struct {
 	Settings settings.Values
 	// TableStorage builds the groups' table storage
 	// (topology.RunnerOptions.TableStorage; nil: the runner's default).
-	TableStorage func(dir string) storage.Builder
+	TableStorage tablestore.Factory
 }
 
 // Demo is a running demo.

@@ -19,6 +19,7 @@ import (
 	"github.com/lovoo/goka/tester"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/deadletter"
+	"github.com/watershed-io/watershed/topology/internal/gokabind"
 )
 
 // Driver runs a topology on goka's tester.
@@ -78,8 +79,13 @@ func NewWith(tb testing.TB, topo *topology.Topology, opts Options) *Driver {
 	ctx, cancel := context.WithCancel(topology.WithResources(context.Background(), opts.Resources...))
 	var done []chan error
 	for i, p := range procs {
+		bind := &gokabind.Request{Group: p.Group()}
+		if err := plan.Bind(bind); err != nil {
+			cancel()
+			tb.Fatalf("topologytest: %v", err)
+		}
 		building := true
-		gp, err := p.Binding().NewProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}),
+		gp, err := bind.Binding.NewProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}),
 			goka.WithConsumerSaramaBuilder(d.consumers(i, &building)))
 		building = false
 		if err != nil {
