@@ -95,7 +95,7 @@ func (r *Registry) Check() error {
 }
 
 // Build declares the pipeline of cfg and then every group, with the
-// settings in v, and validates the whole topology.
+// settings in v, and builds the whole topology (Assembly.Plan).
 func (r *Registry) Build(cfg processors.Config, v settings.Values) (*Assembly, error) {
 	if err := r.Check(); err != nil {
 		return nil, err
@@ -122,9 +122,11 @@ func (r *Registry) Build(cfg processors.Config, v settings.Values) (*Assembly, e
 		}
 		a.added = append(a.added, prefix+g.Name)
 	}
-	if err := p.Topology.Validate(); err != nil {
+	plan, err := p.Topology.Build()
+	if err != nil {
 		return nil, err
 	}
+	a.Plan = plan
 	return a, nil
 }
 
@@ -132,6 +134,8 @@ func (r *Registry) Build(cfg processors.Config, v settings.Values) (*Assembly, e
 // also holds the added groups, and every topic's codec by name.
 type Assembly struct {
 	*processors.Pipeline
+	// Plan is the built topology, which a Runner runs.
+	Plan   *topology.Plan
 	topics map[string]topic
 	added  []string
 }

@@ -44,7 +44,11 @@ func TestReplayAfterFixAndReplayThatFailsAgain(t *testing.T) {
 		}
 		return emit.Emit(c, key, v)
 	})
-	r, err := topology.NewRunner(tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	plan, err := tp.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := topology.NewRunner(plan, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,11 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		t.Errorf("processes not ready 3 minutes after the faults: %v", err)
 	}
 	lagZero := func() error {
-		lags, err := pipeline.Topology.Lag(ctx, e.kafka, nil)
+		plan, err := pipeline.Topology.Build()
+		if err != nil {
+			return err
+		}
+		lags, err := plan.Lag(ctx, e.kafka, nil)
 		if err != nil {
 			return err
 		}

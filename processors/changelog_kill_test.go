@@ -42,7 +42,11 @@ func TestMain(m *testing.M) {
 func killChild(spec string) error {
 	dir, broker, _ := strings.Cut(spec, ",")
 	p := processors.New(processors.Config{Partitions: 1, Now: func() time.Time { return received }})
-	r, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: topology.Kafka{Brokers: []string{broker}},
+	plan, err := p.Topology.Build()
+	if err != nil {
+		return err
+	}
+	r, err := topology.NewRunner(plan, topology.RunnerOptions{Kafka: topology.Kafka{Brokers: []string{broker}},
 		DataDir: dir, Groups: []string{processors.GroupDeviceState}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
@@ -121,6 +125,6 @@ func TestDeviceStateReplayAfterKill(t *testing.T) {
 func waitLag(t *testing.T, k topology.Kafka, p *processors.Pipeline, group string) {
 	t.Helper()
 	waitNoLag(t, func() ([]topology.PartitionLag, error) {
-		return p.Topology.Lag(context.Background(), k, []string{group})
+		return builtPlan(t, p.Topology).Lag(context.Background(), k, []string{group})
 	})
 }

@@ -186,7 +186,7 @@ type groupRun struct {
 // startGroup runs group on the data folder dir and waits until it is ready.
 func startGroup(t *testing.T, k topology.Kafka, p *processors.Pipeline, group, dir string) *groupRun {
 	t.Helper()
-	r, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: dir, Groups: []string{group},
+	r, err := topology.NewRunner(builtPlan(t, p.Topology), topology.RunnerOptions{Kafka: k, DataDir: dir, Groups: []string{group},
 		Logger: slog.New(slog.DiscardHandler), RestartBackoff: topology.Backoff{Initial: 100 * time.Millisecond, Max: time.Second}})
 	if err != nil {
 		t.Fatal(err)

@@ -70,10 +70,10 @@ func TestFusedTopology(t *testing.T) {
 	// The fused dedupe group runs without the sink's store; the sink
 	// does not.
 	k := topology.Kafka{Brokers: []string{"unused:9092"}}
-	if _, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Groups: []string{"dedupe"}}); err != nil {
+	if _, err := topology.NewRunner(builtPlan(t, p.Topology), topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Groups: []string{"dedupe"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Groups: []string{"sink"}}); !errors.Is(err, topology.ErrMissingResource) {
+	if _, err := topology.NewRunner(builtPlan(t, p.Topology), topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Groups: []string{"sink"}}); !errors.Is(err, topology.ErrMissingResource) {
 		t.Fatalf("a runner of the sink without a store: %v, want ErrMissingResource", err)
 	}
 

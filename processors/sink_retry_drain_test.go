@@ -98,7 +98,7 @@ func TestSinkRetryDrainsThroughRebalances(t *testing.T) {
 	const packages = 40
 	sendPackages(t, k, p, 1, packages)
 	for i := range 2 {
-		r2, err := topology.NewRunner(processors.New(cfg).Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
+		r2, err := topology.NewRunner(builtPlan(t, processors.New(cfg).Topology), topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
 			Groups: groups, Logger: slog.New(slog.DiscardHandler), Resources: []topology.Provided{topology.Provide[sinks.Store](processors.Store, store)}})
 		if err != nil {
 			t.Fatal(err)

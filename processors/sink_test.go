@@ -388,7 +388,7 @@ func runSinkOn(t *testing.T, b *embedded.Broker, store sinks.Store, cfg processo
 	t.Helper()
 	k := topology.Kafka{Brokers: b.Addrs()}
 	p := processors.New(cfg)
-	r, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
+	r, err := topology.NewRunner(builtPlan(t, p.Topology), topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
 		Groups: groups, Logger: slog.New(slog.DiscardHandler), Resources: []topology.Provided{topology.Provide(processors.Store, store)}})
 	if err != nil {
 		t.Fatal(err)

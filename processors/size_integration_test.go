@@ -31,7 +31,7 @@ func TestIntegrationLargestPackage(t *testing.T) {
 	k := topology.Kafka{Brokers: testinfra.Kafka(t), ClientID: "size-test"}
 	prefix := testinfra.UniqueName(t, "sz", 40) + "."
 	p := processors.New(processors.Config{Prefix: prefix, Partitions: 1, Logger: slog.New(slog.DiscardHandler)})
-	r, err := topology.NewRunner(p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
+	r, err := topology.NewRunner(builtPlan(t, p.Topology), topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
 		Groups: []string{processors.GroupDecode}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,11 @@
 //	[speeding]
 //	speeding-limit-kmh = 110
 //
+// A setting declared with Secret (a password, an API key, a token) never
+// shows its value: --help and the reference show no default, and its value
+// (a SecretValue) and any Values holding it print "[redacted]" through fmt,
+// slog and text encodings.
+//
 // Declarations are values (a Var is immutable); the values a command
 // resolves live in the Values it returns, so nothing here is package state.
 package settings
@@ -28,6 +33,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -52,6 +58,8 @@ type Spec struct {
 	Default string
 	// Help says what the setting does.
 	Help string
+	// Secret marks a setting whose value is never shown (see Secret).
+	Secret bool
 }
 
 // Setting is a declared setting; Var is the only implementation.
@@ -133,6 +141,69 @@ func Text[T encoding.TextMarshaler, P interface {
 		func(fs *flag.FlagSet, p *T, n string, d T, u string) { fs.TextVar(P(p), n, d, u) })
 }
 
+// Secret declares a secret setting: a password, an API key, a token. It has
+// no default (an empty SecretValue when not given), and neither --help nor
+// the reference nor a printed SecretValue or Values shows its value.
+func Secret(name, help string) Var[SecretValue] {
+	v := newVar("secret", name, SecretValue{}, "", help+"; secret: prefer the environment or the config file, as a flag is visible to the machine's other users",
+		func(s string) (SecretValue, error) { return NewSecret(s), nil },
+		func(fs *flag.FlagSet, p *SecretValue, n string, _ SecretValue, u string) { fs.Var(secretFlag{p}, n, u) })
+	v.spec.Secret = true
+	return v
+}
+
+// redacted is what a secret prints as.
+const redacted = "[redacted]"
+
+// SecretValue is the value of a secret setting. It prints as "[redacted]"
+// (or as nothing when empty) whichever way it is printed: fmt with any
+// verb, slog, encoding.TextMarshaler (so JSON). Reveal returns the value.
+type SecretValue struct {
+	// v is behind a pointer so that even a printer that reads unexported
+	// fields by reflection (fmt on a struct holding a Values) shows an
+	// address, not the secret.
+	v *string
+}
+
+// NewSecret returns the secret value s (for Var.With and tests).
+func NewSecret(s string) SecretValue { return SecretValue{v: &s} }
+
+// Reveal returns the secret, for the code that uses it.
+func (s SecretValue) Reveal() string {
+	if s.v == nil {
+		return ""
+	}
+	return *s.v
+}
+
+// String returns "[redacted]", or "" when the secret is empty.
+func (s SecretValue) String() string {
+	if s.Reveal() == "" {
+		return ""
+	}
+	return redacted
+}
+
+// Format prints String for every verb, %#v and %x included.
+func (s SecretValue) Format(f fmt.State, _ rune) { io.WriteString(f, s.String()) }
+
+// LogValue keeps the secret out of logs.
+func (s SecretValue) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText keeps the secret out of text and JSON encodings.
+func (s SecretValue) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// secretFlag is the flag of a secret setting: its String is always empty,
+// so that the flag package shows no default and never echoes a value.
+type secretFlag struct{ p *SecretValue }
+
+func (f secretFlag) String() string { return "" }
+
+func (f secretFlag) Set(s string) error {
+	*f.p = NewSecret(s)
+	return nil
+}
+
 // Spec returns the setting's description.
 func (v Var[T]) Spec() Spec { return v.spec }
 
@@ -176,9 +247,42 @@ func (v Var[T]) parse(s string) (any, error) {
 func (v Var[T]) defaultValue() any { return v.def }
 
 // Values are the resolved settings of one command. The zero value holds
-// none, so every Get returns its default.
+// none, so every Get returns its default. Printed (fmt, slog) they show
+// every setting as name=value, secrets redacted.
 type Values struct {
 	m map[string]any
+}
+
+// String returns the settings as "name=value" pairs sorted by name, the
+// values of secret settings redacted.
+func (v Values) String() string {
+	var b strings.Builder
+	for i, name := range v.names() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%v", name, v.m[name])
+	}
+	return b.String()
+}
+
+// LogValue logs the settings as a group, the values of secret settings
+// redacted.
+func (v Values) LogValue() slog.Value {
+	attrs := make([]slog.Attr, 0, len(v.m))
+	for _, name := range v.names() {
+		attrs = append(attrs, slog.Any(name, v.m[name]))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+func (v Values) names() []string {
+	names := make([]string, 0, len(v.m))
+	for name := range v.m {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Section is the settings of one part of a program: the pipeline's, or one
@@ -278,7 +382,7 @@ func (b *Binding) Resolve() (Values, error) {
 			if text, ok := b.lookup(sp.Env); ok {
 				v, err := st.parse(text)
 				if err != nil {
-					errs = append(errs, fmt.Errorf("%s=%q: not a %s: %w", sp.Env, text, sp.Type, err))
+					errs = append(errs, fmt.Errorf("%s=%s: not a %s: %w", sp.Env, shown(sp, text), sp.Type, err))
 					continue
 				}
 				vals.m[sp.Name] = v
@@ -287,7 +391,7 @@ func (b *Binding) Resolve() (Values, error) {
 			if e, ok := file[s.Name][sp.Name]; ok {
 				v, err := st.parse(e.value)
 				if err != nil {
-					errs = append(errs, fmt.Errorf("%s:%d: %s = %q: not a %s: %w", path, e.line, sp.Name, e.value, sp.Type, err))
+					errs = append(errs, fmt.Errorf("%s:%d: %s = %s: not a %s: %w", path, e.line, sp.Name, shown(sp, e.value), sp.Type, err))
 					continue
 				}
 				vals.m[sp.Name] = v
@@ -299,6 +403,14 @@ func (b *Binding) Resolve() (Values, error) {
 	return vals, errors.Join(errs...)
 }
 
+// shown is how an error quotes a setting's text: never a secret's.
+func shown(sp Spec, text string) string {
+	if sp.Secret {
+		return redacted
+	}
+	return strconv.Quote(text)
+}
+
 type entry struct {
 	value string
 	line  int
@@ -307,11 +419,13 @@ type entry struct {
 // parseConfig reads a config file, refusing unknown sections and keys.
 func parseConfig(path string, raw []byte, sections []Section) (map[string]map[string]entry, error) {
 	known := map[string][]string{}
+	secret := map[string]bool{} // sections with a secret setting
 	var sectionNames []string
 	for _, s := range sections {
 		sectionNames = append(sectionNames, s.Name)
 		for _, st := range s.Settings {
 			known[s.Name] = append(known[s.Name], st.Spec().Name)
+			secret[s.Name] = secret[s.Name] || st.Spec().Secret
 		}
 	}
 	out := map[string]map[string]entry{}
@@ -339,6 +453,10 @@ func parseConfig(path string, raw []byte, sections []Section) (map[string]map[st
 			key, value, ok := strings.Cut(line, "=")
 			key, value = strings.TrimSpace(key), strings.TrimSpace(value)
 			if !ok || key == "" {
+				if secret[section] {
+					// The malformed line may be a secret's.
+					return nil, fmt.Errorf("%s:%d: want key = value", path, n)
+				}
 				return nil, fmt.Errorf("%s:%d: %q: want key = value", path, n, line)
 			}
 			if section == "" {

@@ -149,7 +149,7 @@ func runWith(t *testing.T, tp *topology.Topology, opts topology.RunnerOptions) *
 // startRunner starts a runner of tp with opts.
 func startRunner(t *testing.T, tp *topology.Topology, opts topology.RunnerOptions) *running {
 	t.Helper()
-	r, err := topology.NewRunner(tp, opts)
+	r, err := topology.NewRunner(build(t, tp), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func lines(t *testing.T, k topology.Kafka, topic string, n, rows int) {
 
 func lagOf(t *testing.T, tp *topology.Topology, k topology.Kafka, group string) int64 {
 	t.Helper()
-	lags, err := tp.Lag(context.Background(), k, []string{group})
+	lags, err := build(t, tp).Lag(context.Background(), k, []string{group})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,11 @@ func TestChangelogHotStandbyCopiesReachTheStore(t *testing.T) {
 		done   chan error
 	}
 	start := func(dir string) run {
-		r, err := NewRunner(tp, RunnerOptions{Kafka: k, DataDir: dir, HotStandby: true, Logger: slog.New(slog.DiscardHandler)})
+		plan, err := tp.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewRunner(plan, RunnerOptions{Kafka: k, DataDir: dir, HotStandby: true, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}

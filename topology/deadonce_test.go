@@ -278,7 +278,11 @@ func TestDeadLetterOnceAfterKill(t *testing.T) {
 func deadOnceChild(spec string) error {
 	dir, broker, _ := strings.Cut(spec, ",")
 	s := newSplitTopo()
-	r, err := topology.NewRunner(s.t, s.options(topology.Kafka{Brokers: []string{broker}}, dir))
+	plan, err := s.t.Build()
+	if err != nil {
+		return err
+	}
+	r, err := topology.NewRunner(plan, s.options(topology.Kafka{Brokers: []string{broker}}, dir))
 	if err != nil {
 		return err
 	}

@@ -37,9 +37,11 @@
 //   - Validate checks the declaration (producers, co-partitioning, keys);
 //     Describe prints it (text, Mermaid, DOT, JSON); EnsureTopics creates
 //     its topics.
-//   - A Runner (NewRunner) runs a set of groups in this process: it commits
-//     a partition's offsets in order, restarts a group after a recoverable
-//     error, and reports through Hooks (package topology/promhooks wires
+//   - Build ends the declaration and returns the sealed Plan, which the
+//     Runner runs and lag queries (Plan.Lag) read.
+//   - A Runner (NewRunner, from the Plan) runs a set of groups in this
+//     process: it commits a partition's offsets in order, restarts a group
+//     after a recoverable error, and reports through Hooks (package topology/promhooks wires
 //     them to Prometheus). A View serves a group table from any process.
 //   - Package topology/topologytest drives a whole topology in a unit test
 //     without a broker, through the very callbacks the Runner runs.

@@ -6,8 +6,6 @@ import (
 	"sync"
 
 	"github.com/lovoo/goka"
-
-	"github.com/watershed-io/watershed/topology/internal/gokabind"
 )
 
 // rawCodec passes record bytes through goka untouched. Every goka edge of a
@@ -90,10 +88,6 @@ func (p *Processor) groupGraph(obs observer, prod goka.Producer, env runEnv) *go
 	}
 	return goka.DefineGroup(goka.Group(p.group), edges...)
 }
-
-// Binding returns the group's goka binding, for the framework's test
-// driver; its type is internal to the framework.
-func (p *Processor) Binding() gokabind.Binding { return gokaBinding{p} }
 
 // gokaBinding builds the goka processor of p outside a Runner.
 type gokaBinding struct{ p *Processor }

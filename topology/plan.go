@@ -3,6 +3,8 @@ package topology
 import (
 	"errors"
 	"fmt"
+
+	"github.com/watershed-io/watershed/topology/internal/gokabind"
 )
 
 // Plan is a built topology: its declaration finalized once (retry topics
@@ -71,3 +73,27 @@ func (pl *Plan) DeadLetterTopic() string { return pl.t.deadLetter }
 
 // Describe returns the plan's description.
 func (pl *Plan) Describe() Description { return pl.t.describe() }
+
+// Select returns the plan's processor groups of the given names (all when
+// none is named), in declaration order; a name may omit the prefix. An
+// unknown name is an error wrapping ErrUnknownGroup.
+func (pl *Plan) Select(groups []string) ([]*Processor, error) { return pl.t.Select(groups) }
+
+// Bind is for the framework's own test driver (package
+// topology/topologytest), which runs groups on goka's tester: req is a
+// request of a package internal to the framework, which Bind fills with
+// the named group's goka binding (its very callbacks). Code outside the
+// framework cannot make one, and Bind refuses any other value, so that
+// goka stays out of this package's API.
+func (pl *Plan) Bind(req any) error {
+	r, ok := req.(*gokabind.Request)
+	if !ok || r == nil {
+		return fmt.Errorf("topology: Bind takes a request of the framework's test driver, not %T", req)
+	}
+	procs, err := pl.Select([]string{r.Group})
+	if err != nil {
+		return err
+	}
+	r.Binding = gokaBinding{procs[0]}
+	return nil
+}

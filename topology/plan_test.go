@@ -3,6 +3,7 @@ package topology_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"testing"
@@ -79,7 +80,7 @@ func TestResourcesComeFromTheRunner(t *testing.T) {
 		return emit.Emit(c, key, s.name)
 	})
 	k := topology.Kafka{Brokers: startBroker(t)}
-	if _, err := topology.NewRunner(tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir()}); !errors.Is(err, topology.ErrMissingResource) {
+	if _, err := topology.NewRunner(build(t, tp), topology.RunnerOptions{Kafka: k, DataDir: t.TempDir()}); !errors.Is(err, topology.ErrMissingResource) {
 		t.Fatalf("a runner without the resource: %v, want ErrMissingResource", err)
 	}
 	run := runWith(t, tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Resources: []topology.Provided{topology.Provide(db, &store{name: "the store"})}})
@@ -113,5 +114,70 @@ func TestConcurrentBuildIsSafe(t *testing.T) {
 		if n := <-groups; n != 2 {
 			t.Errorf("Describe shows %d groups, want 2 (the group and its retry companion)", n)
 		}
+	}
+}
+
+// The Runner and lag queries read the sealed plan: a runner is made from
+// the plan Build returned, runs its groups, and the plan's Lag covers every
+// input of them (loop and retry topics included) even after a late
+// declaration, which Build reports but the plan ignores.
+func TestRunnerAndLagReadThePlan(t *testing.T) {
+	k := topology.Kafka{Brokers: startBroker(t)}
+	tp := topology.New("planlag")
+	in := topology.NewStream(tp, "in", codecs.String{}, topology.External("test"), topology.WithPartitions(2))
+	p := tp.Processor("p")
+	topology.Persist(p, codecs.String{}, topology.WithPartitions(2))
+	loop := topology.Loop(p, codecs.String{}, func(*topology.Context, string, string) error { return nil })
+	topology.Consume(p, in, func(c *topology.Context, key, v string) error { return loop.Send(c, key, v) })
+	q := tp.Processor("q", topology.WithRetryTopics(topology.RetryPolicy{Delays: []time.Duration{time.Hour}}))
+	topology.Consume(q, in, func(*topology.Context, string, string) error { return nil })
+	plan, err := tp.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topology.NewRunner(nil, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir()}); err == nil {
+		t.Error("a runner without a plan")
+	}
+	if _, err := topology.NewRunner(plan, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Groups: []string{"nope"}}); !errors.Is(err, topology.ErrUnknownGroup) {
+		t.Errorf("a runner of an unknown group: %v, want ErrUnknownGroup", err)
+	}
+	late := tp.Processor("late")
+	topology.Consume(late, in, func(*topology.Context, string, string) error { return nil })
+	if _, err := tp.Build(); !errors.Is(err, topology.ErrBuilt) {
+		t.Fatalf("Build after a late declaration = %v, want ErrBuilt", err)
+	}
+	r, err := topology.NewRunner(plan, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Groups(); !slices.Equal(got, []string{"p", "q", "q-retry"}) {
+		t.Fatalf("runner groups %v, want the plan's", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	waitFor(t, 60*time.Second, r.Ready)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	lags, err := plan.Lag(context.Background(), k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, l := range lags {
+		got[l.Group+" "+l.Topic]++
+		if l.Lag != 0 || l.End != 0 {
+			t.Errorf("lag of an empty topic: %+v", l)
+		}
+	}
+	want := map[string]int{"p in": 2, "p p-loop": 2, "q in": 2, "q-retry q-retry-1": 2}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("lag covers %v, want %v", got, want)
+	}
+	rl, err := r.Lag(context.Background())
+	if err != nil || len(rl) != len(lags) {
+		t.Errorf("Runner.Lag: %d partitions, %v; want the plan's %d", len(rl), err, len(lags))
 	}
 }

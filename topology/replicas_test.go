@@ -35,7 +35,7 @@ func startReplicaIn(t *testing.T, c *counter, k topology.Kafka, dataDir string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := topology.NewRunner(c.t, topology.RunnerOptions{Kafka: k, DataDir: dataDir, Hooks: []topology.Hook{m}, Logger: slog.New(slog.DiscardHandler)})
+	r, err := topology.NewRunner(build(t, c.t), topology.RunnerOptions{Kafka: k, DataDir: dataDir, Hooks: []topology.Hook{m}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

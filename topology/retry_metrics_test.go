@@ -30,7 +30,7 @@ func TestRetryTopicMetrics(t *testing.T) {
 		return emit.Emit(c, key, v)
 	})
 	reg := prometheus.NewRegistry()
-	r, err := topology.NewRunner(tp, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	r, err := topology.NewRunner(build(t, tp), topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestRetryTopicMetrics(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown while a retry waits: %v", err)
 	}
-	lags, err := tp.Lag(context.Background(), k, []string{"w-retry"})
+	lags, err := build(t, tp).Lag(context.Background(), k, []string{"w-retry"})
 	if err != nil {
 		t.Fatal(err)
 	}

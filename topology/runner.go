@@ -16,7 +16,6 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 
-	"github.com/watershed-io/watershed/topology/internal/gokabind"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -57,7 +56,7 @@ type RunnerOptions struct {
 	// topic: whatever it lost in a crash is replayed from there. The
 	// runner gives a group table's storage only the writes the table topic
 	// acknowledged (see changelog.go).
-	TableStorage gokabind.TableStorage
+	TableStorage tablestore.Factory
 	// RestartBackoff spaces the restarts of a group whose processor
 	// stopped with a recoverable error while the runner runs (default 1s
 	// doubling up to 30s; see Run).
@@ -73,6 +72,8 @@ func DefaultRestartBackoff() Backoff { return Backoff{Initial: time.Second, Max:
 // Runner runs a set of processor groups of a topology in this process. Many
 // processes running the same group share its partitions.
 type Runner struct {
+	plan *Plan
+	// t is the plan's topology, sealed: the runner only reads it.
 	t     *Topology
 	opts  RunnerOptions
 	procs []*Processor
@@ -92,18 +93,20 @@ type Runner struct {
 	assigned map[string]*atomic.Int32
 }
 
-// NewRunner validates the topology and prepares the named groups.
-func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
-	if _, err := t.Build(); err != nil {
-		return nil, err
+// NewRunner prepares the named groups of a built plan (see Topology.Build)
+// to run on opts.Kafka.
+func NewRunner(plan *Plan, opts RunnerOptions) (*Runner, error) {
+	if plan == nil {
+		return nil, errors.New("topology: runner needs a built plan (Topology.Build)")
 	}
+	t := plan.t
 	if err := opts.Kafka.validate(); err != nil {
 		return nil, err
 	}
 	if opts.DataDir == "" {
 		return nil, errors.New("topology: runner needs a data folder for its tables")
 	}
-	procs, err := t.Select(opts.Groups)
+	procs, err := plan.Select(opts.Groups)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +122,7 @@ func NewRunner(t *Topology, opts RunnerOptions) (*Runner, error) {
 	if opts.RestartBackoff.Max < opts.RestartBackoff.Initial {
 		opts.RestartBackoff.Max = max(DefaultRestartBackoff().Max, opts.RestartBackoff.Initial)
 	}
-	r := &Runner{t: t, opts: opts, procs: procs, log: opts.Logger, hooks: newHookSet(opts.Hooks),
+	r := &Runner{plan: plan, t: t, opts: opts, procs: procs, log: opts.Logger, hooks: newHookSet(opts.Hooks),
 		assigned: make(map[string]*atomic.Int32, len(procs))}
 	for _, p := range procs {
 		r.assigned[p.group] = new(atomic.Int32)
@@ -158,7 +161,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		var plan []TopicPlan
 		for attempt := 1; ; attempt++ {
 			var err error
-			plan, err = r.t.EnsureTopics(r.opts.Kafka, r.opts.Topics)
+			plan, err = r.t.ensureTopics(r.opts.Kafka, r.opts.Topics)
 			if err == nil {
 				break
 			}
@@ -403,17 +406,13 @@ func Drained(lags []PartitionLag) error {
 // Lag reads the committed offsets of the runner's groups and the end of
 // every input partition from the brokers.
 func (r *Runner) Lag(ctx context.Context) ([]PartitionLag, error) {
-	return r.t.Lag(ctx, r.opts.Kafka, r.Groups())
+	return r.plan.Lag(ctx, r.opts.Kafka, r.Groups())
 }
 
-// Lag reads the consumer lag of the named groups (all when empty) on their
-// input topics, including loop and retry topics. It builds the topology
-// (see Build).
-func (t *Topology) Lag(ctx context.Context, k Kafka, groups []string) ([]PartitionLag, error) {
-	if _, err := t.Build(); err != nil {
-		return nil, err
-	}
-	procs, err := t.Select(groups)
+// Lag reads the consumer lag of the plan's named groups (all when empty)
+// on their input topics, including loop and retry topics.
+func (pl *Plan) Lag(ctx context.Context, k Kafka, groups []string) ([]PartitionLag, error) {
+	procs, err := pl.Select(groups)
 	if err != nil {
 		return nil, err
 	}

@@ -66,6 +66,16 @@ func newCounter(partitions int32) *counter {
 	return c
 }
 
+// build returns the plan of tp, failing the test when it does not build.
+func build(t testing.TB, tp *topology.Topology) *topology.Plan {
+	t.Helper()
+	plan, err := tp.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
 func startBroker(t *testing.T) []string {
 	t.Helper()
 	b, err := embedded.Start(embedded.Options{})
@@ -149,7 +159,7 @@ func TestRunnerOnEmbeddedBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := topology.NewRunner(c.t, topology.RunnerOptions{
+	r, err := topology.NewRunner(build(t, c.t), topology.RunnerOptions{
 		Kafka: k, DataDir: t.TempDir(), Hooks: []topology.Hook{m},
 		Logger: slog.New(slog.DiscardHandler),
 	})

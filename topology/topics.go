@@ -65,6 +65,12 @@ func (t *Topology) EnsureTopics(k Kafka, opts TopicOptions) ([]TopicPlan, error)
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
+	return t.ensureTopics(k, opts)
+}
+
+// ensureTopics is EnsureTopics of a built topology (a Runner's plan, which
+// late declarations do not change).
+func (t *Topology) ensureTopics(k Kafka, opts TopicOptions) ([]TopicPlan, error) {
 	admin, err := sarama.NewClusterAdmin(k.Brokers, k.config())
 	if err != nil {
 		return nil, fmt.Errorf("topology: connect to %v: %w", k.Brokers, err)

@@ -39,7 +39,7 @@ type Topology struct {
 	declErrs []error
 	// sealed is set by Build: later declarations are ignored and kept in
 	// lateErrs. built or buildErr is Build's outcome. buildMu serializes
-	// Build, which Validate, Describe, Lag and NewRunner all call.
+	// Build, which Validate, Describe and EnsureTopics call.
 	buildMu  sync.Mutex
 	sealed   bool
 	lateErrs []error

@@ -21,7 +21,7 @@ func TestViewKeepsAnsweringWhileReconnecting(t *testing.T) {
 	defer b.Close()
 	k := topology.Kafka{Brokers: b.Addrs()}
 	c := newCounter(2)
-	r, err := topology.NewRunner(c.t, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	r, err := topology.NewRunner(build(t, c.t), topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

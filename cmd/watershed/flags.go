@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lovoo/goka/storage"
-
 	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/settings"
@@ -208,7 +206,7 @@ const tableStorageUsage = "groups' table storage: batched (values and the table 
 
 // tableStorage returns the topology.RunnerOptions.TableStorage of a
 // --table-storage value.
-func tableStorage(kind string, log *slog.Logger) (func(dir string) storage.Builder, error) {
+func tableStorage(kind string, log *slog.Logger) (tablestore.Factory, error) {
 	ts, err := tablestore.ForKind(kind, tablestore.Options{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("--table-storage: %w", err)

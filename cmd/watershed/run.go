@@ -144,7 +144,7 @@ func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Rea
 	depth := dlq.NewDepthCollector(k, p.DeadLetters.Name())
 	defer depth.Close()
 	metricsReg.MustRegister(depth)
-	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
+	runner, err := topology.NewRunner(p.Plan, topology.RunnerOptions{
 		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Hooks: []topology.Hook{metrics},
 		Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
 		TableStorage: ts, Topics: tf.options(), Resources: resources,

@@ -205,7 +205,11 @@ func gokaBaseline(ctx context.Context, k topology.Kafka, prefix string, parts in
 		rc.add()
 		return nil
 	})
-	r, err := topology.NewRunner(t, topology.RunnerOptions{Kafka: k, DataDir: dataDir, Logger: log, SkipTopicCreation: true})
+	plan, err := t.Build()
+	if err != nil {
+		return fmt.Errorf("bench: goka baseline: %w", err)
+	}
+	r, err := topology.NewRunner(plan, topology.RunnerOptions{Kafka: k, DataDir: dataDir, Logger: log, SkipTopicCreation: true})
 	if err != nil {
 		return fmt.Errorf("bench: goka baseline: %w", err)
 	}

@@ -267,7 +267,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	runner, err := topology.NewRunner(p.Topology, topology.RunnerOptions{
+	runner, err := topology.NewRunner(p.Plan, topology.RunnerOptions{
 		Kafka: k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,
 		TableStorage: ts, Resources: []topology.Provided{topology.Provide[sinks.Store](processors.Store, measuringStore{Store: store, t: tr})},
 	})
@@ -348,11 +348,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			Kafka: k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,
 			TableStorage: ts,
 		}
-		warm, err := recoveryTime(ctx, p.Topology, runnerOpts, "")
+		warm, err := recoveryTime(ctx, p.Plan, runnerOpts, "")
 		if err != nil {
 			return nil, err
 		}
-		cold, err := recoveryTime(ctx, p.Topology, runnerOpts, filepath.Join(opts.DataDir, "state", "tables"))
+		cold, err := recoveryTime(ctx, p.Plan, runnerOpts, filepath.Join(opts.DataDir, "state", "tables"))
 		if err != nil {
 			return nil, err
 		}
@@ -755,13 +755,13 @@ func waitUntil(ctx context.Context, timeout time.Duration, cond func() error) er
 
 // recoveryTime starts the groups again (after removing wipe, when set)
 // and returns how long they took to be ready, rebalance included.
-func recoveryTime(ctx context.Context, t *topology.Topology, ro topology.RunnerOptions, wipe string) (time.Duration, error) {
+func recoveryTime(ctx context.Context, plan *topology.Plan, ro topology.RunnerOptions, wipe string) (time.Duration, error) {
 	if wipe != "" {
 		if err := os.RemoveAll(wipe); err != nil {
 			return 0, fmt.Errorf("bench: %w", err)
 		}
 	}
-	r, err := topology.NewRunner(t, ro)
+	r, err := topology.NewRunner(plan, ro)
 	if err != nil {
 		return 0, fmt.Errorf("bench: %w", err)
 	}

@@ -237,7 +237,7 @@ func catchUpOnce(ctx context.Context, opts *Options, w *workload, fuse processor
 	}
 	msgs := float64(w.rawMessages)
 	for _, g := range p.Topology.Groups() {
-		cg, err := drainGroup(ctx, p.Topology, ro, g)
+		cg, err := drainGroup(ctx, p.Plan, ro, g)
 		if err != nil {
 			return nil, err
 		}
@@ -378,9 +378,9 @@ produce:
 
 // drainGroup runs one group alone from empty state until every record of
 // its inputs is committed.
-func drainGroup(ctx context.Context, t *topology.Topology, ro topology.RunnerOptions, group string) (*CatchUpGroup, error) {
+func drainGroup(ctx context.Context, plan *topology.Plan, ro topology.RunnerOptions, group string) (*CatchUpGroup, error) {
 	ro.Groups = []string{group}
-	r, err := topology.NewRunner(t, ro)
+	r, err := topology.NewRunner(plan, ro)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -37,6 +36,7 @@ import (
 	"github.com/watershed-io/watershed/sinks/local"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/promhooks"
+	"github.com/watershed-io/watershed/topology/tablestore"
 	"github.com/watershed-io/watershed/views"
 )
 
@@ -101,7 +101,7 @@ type Options struct {
 	Settings settings.Values
 	// TableStorage builds the groups' table storage
 	// (topology.RunnerOptions.TableStorage; nil: the runner's default).
-	TableStorage func(dir string) storage.Builder
+	TableStorage tablestore.Factory
 }
 
 // Demo is a running demo.
@@ -209,7 +209,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	depth := dlq.NewDepthCollector(d.Kafka, d.Pipeline.DeadLetters.Name())
 	defer depth.Close()
 	d.Registry.MustRegister(depth)
-	d.Runner, err = topology.NewRunner(d.Pipeline.Topology, topology.RunnerOptions{
+	d.Runner, err = topology.NewRunner(d.Pipeline.Plan, topology.RunnerOptions{
 		Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "state"), Hooks: []topology.Hook{metrics},
 		Logger: log, SkipTopicCreation: true,
 		TableStorage: opts.TableStorage, Resources: []topology.Provided{topology.Provide(processors.Store, d.Store)},

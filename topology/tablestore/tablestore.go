@@ -470,9 +470,13 @@ const (
 // Kinds lists the names ForKind accepts.
 func Kinds() []string { return []string{KindLevelDB, KindBatched} }
 
-// ForKind returns the topology.RunnerOptions.TableStorage of a kind; opts
-// configure KindBatched.
-func ForKind(kind string, opts Options) (func(dir string) storage.Builder, error) {
+// Factory builds the goka storage of a processor group's tables in the
+// folder it is given: the topology.RunnerOptions.TableStorage. ForKind
+// returns one; Builder, bound to its options, is one.
+type Factory func(dir string) storage.Builder
+
+// ForKind returns the Factory of a kind; opts configure KindBatched.
+func ForKind(kind string, opts Options) (Factory, error) {
 	switch kind {
 	case KindLevelDB:
 		return storage.DefaultBuilder, nil

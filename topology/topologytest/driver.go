@@ -19,6 +19,7 @@ import (
 	"github.com/lovoo/goka/tester"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/deadletter"
+	"github.com/watershed-io/watershed/topology/internal/gokabind"
 )
 
 // Driver runs a topology on goka's tester.
@@ -55,10 +56,11 @@ type Options struct {
 // NewWith is New with options: the groups to run and their resources.
 func NewWith(tb testing.TB, topo *topology.Topology, opts Options) *Driver {
 	tb.Helper()
-	if _, err := topo.Build(); err != nil {
+	plan, err := topo.Build()
+	if err != nil {
 		tb.Fatalf("topologytest: %v", err)
 	}
-	procs, err := topo.Select(opts.Groups)
+	procs, err := plan.Select(opts.Groups)
 	if err != nil {
 		tb.Fatalf("topologytest: %v", err)
 	}
@@ -77,8 +79,13 @@ func NewWith(tb testing.TB, topo *topology.Topology, opts Options) *Driver {
 	ctx, cancel := context.WithCancel(topology.WithResources(context.Background(), opts.Resources...))
 	var done []chan error
 	for i, p := range procs {
+		bind := &gokabind.Request{Group: p.Group()}
+		if err := plan.Bind(bind); err != nil {
+			cancel()
+			tb.Fatalf("topologytest: %v", err)
+		}
 		building := true
-		gp, err := p.Binding().NewProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}),
+		gp, err := bind.Binding.NewProcessor(nil, goka.WithTester(d.gt), goka.WithLogger(quiet{}),
 			goka.WithConsumerSaramaBuilder(d.consumers(i, &building)))
 		building = false
 		if err != nil {
@@ -104,7 +111,7 @@ func NewWith(tb testing.TB, topo *topology.Topology, opts Options) *Driver {
 	})
 	// Track every topic from the start, so Read returns everything emitted
 	// since the driver started.
-	for _, name := range topo.Topics() {
+	for _, name := range plan.Topics() {
 		d.trackers[name] = d.gt.NewQueueTracker(name)
 	}
 	return d
