@@ -67,7 +67,7 @@ func (d Drain) String() string {
 // retried (the brokers may still be recovering).
 func WaitDrained(ctx context.Context, b DrainBounds, lags func(context.Context) ([]topology.PartitionLag, error)) (Drain, error) {
 	start := time.Now()
-	var d Drain
+	d := Drain{Lagging: []topology.PartitionLag{}} // a list in the report, also when empty
 	lowest, lowAt := int64(-1), start
 	var lastErr error
 	for {
