@@ -79,38 +79,110 @@ type NormalizedCopies struct {
 	// Sources maps each identity to its raw packages: raw offset to the
 	// copies under it.
 	Sources map[simulator.Identity]map[int64]int
+	// Unrecognised are the copies (same device, raw offset and part as an
+	// earlier record) that device-state cannot tell from a new package: no
+	// longer among the records.AppliedLimit keys it keeps per device when
+	// they arrive (the topic's order, dead letters aside). Each one counts
+	// its messages twice in the views.
+	Unrecognised []LateCopy
+
+	devices map[uint64]*appliedKeys
+	unknown int64
+}
+
+// LateCopy is a copy of a Readings record in telemetry.normalized that came
+// after more of its device's packages than device-state remembers.
+type LateCopy struct {
+	DeviceID  uint64
+	RawOffset int64
+	Part      int64
+	Messages  int
+	// Partition and Offset place the copy, First its first record.
+	Partition int32
+	Offset    int64
+	First     int64
+}
+
+// LateCopies sums Unrecognised by device: the messages each device's view
+// counts twice.
+func (n NormalizedCopies) LateCopies() map[uint64]int {
+	out := map[uint64]int{}
+	for _, c := range n.Unrecognised {
+		out[c.DeviceID] += c.Messages
+	}
+	return out
+}
+
+// appliedKeys follows device-state's bookkeeping of one device: the keys
+// of its last records.AppliedLimit records, and where each key came first.
+type appliedKeys struct {
+	state records.DeviceState
+	first map[uint64]int64
 }
 
 // ReadNormalized reads topic (a telemetry.normalized) into NormalizedCopies.
 func ReadNormalized(ctx context.Context, k topology.Kafka, topic string) (NormalizedCopies, error) {
-	out := NormalizedCopies{Sources: map[simulator.Identity]map[int64]int{}}
-	unknown := int64(0)
+	out := NewNormalizedCopies()
 	err := ReadTopic(ctx, k, topic, func(m *sarama.ConsumerMessage) error {
 		rs, err := records.ReadingsCodec{}.Decode(m.Value)
 		if err != nil {
 			return fmt.Errorf("faults: %s/%d@%d: %w", topic, m.Partition, m.Offset, err)
 		}
-		out.Records++
-		src := rs.RawOffset
-		if !rs.HasIdentity() {
-			// Without the package's identity every record counts as a
-			// package of its own (negative, so it meets no real offset).
-			unknown--
-			src = unknown
-		}
-		for _, r := range rs.Items {
-			out.Readings++
-			id := simulator.Identity{DeviceID: r.DeviceID, TimeMs: r.TimeMs, ContentCRC: r.ContentCRC}
-			s := out.Sources[id]
-			if s == nil {
-				s = map[int64]int{}
-				out.Sources[id] = s
-			}
-			s[src]++
-		}
+		out.Add(m.Partition, m.Offset, &rs)
 		return nil
 	})
-	return out, err
+	return *out, err
+}
+
+// NewNormalizedCopies returns an empty NormalizedCopies to Add records to.
+func NewNormalizedCopies() *NormalizedCopies {
+	return &NormalizedCopies{Sources: map[simulator.Identity]map[int64]int{}, devices: map[uint64]*appliedKeys{}}
+}
+
+// Add counts the record of telemetry.normalized at offset of partition;
+// each partition's records are added in offset order.
+func (n *NormalizedCopies) Add(partition int32, offset int64, rs *records.Readings) {
+	n.Records++
+	src := rs.RawOffset
+	if rs.HasIdentity() {
+		n.follow(partition, offset, rs)
+	} else {
+		// Without the package's identity every record counts as a
+		// package of its own (negative, so it meets no real offset).
+		n.unknown--
+		src = n.unknown
+	}
+	for _, r := range rs.Items {
+		n.Readings++
+		id := simulator.Identity{DeviceID: r.DeviceID, TimeMs: r.TimeMs, ContentCRC: r.ContentCRC}
+		s := n.Sources[id]
+		if s == nil {
+			s = map[int64]int{}
+			n.Sources[id] = s
+		}
+		s[src]++
+	}
+}
+
+// follow applies rs to its device's keys as device-state does, and notes a
+// copy that comes too late to be recognised.
+func (n *NormalizedCopies) follow(partition int32, offset int64, rs *records.Readings) {
+	d := n.devices[rs.DeviceID]
+	if d == nil {
+		d = &appliedKeys{first: map[uint64]int64{}}
+		n.devices[rs.DeviceID] = d
+	}
+	k := records.ReadingsKey(rs.RawOffset, rs.Part)
+	if d.state.WasApplied(k) {
+		return
+	}
+	d.state.MarkApplied(k)
+	if first, seen := d.first[k]; seen {
+		n.Unrecognised = append(n.Unrecognised, LateCopy{DeviceID: rs.DeviceID, RawOffset: rs.RawOffset, Part: rs.Part,
+			Messages: len(rs.Items), Partition: partition, Offset: offset, First: first})
+		return
+	}
+	d.first[k] = offset
 }
 
 // Duplicated returns the identities that came from more than one package,

@@ -60,7 +60,8 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	replicas := int(envNumber(t, EnvReplicas, 2))
 	rate := envNumber(t, EnvRate, 25)
 	const partitions = 4
-	ctx, cancel := context.WithTimeout(context.Background(), duration+20*time.Minute)
+	drainBounds := DrainBoundsFor(duration)
+	ctx, cancel := context.WithTimeout(context.Background(), duration+drainBounds.Max+20*time.Minute)
 	defer cancel()
 
 	kspecs, err := ParseProxySpecs("kafka", os.Getenv(envKafkaProxies))
@@ -154,29 +155,38 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	sum := truth.Summary()
 	t.Logf("simulator: %d packages answered, %d given up, %d uncertain attempts, answers %v", sum.Sent, sum.Unsent, sum.Uncertain, sum.Answers)
 
-	// Drain: every process ready, then every group's lag zero.
-	// A process that does not recover, or a group that does not drain,
-	// fails the test; the checks below still run, so that the report holds
-	// every figure.
+	// Drain: every process ready, then every group's lag zero. The wait
+	// lasts as long as the lag keeps falling (a slow machine drains
+	// slowly), within generous bounds. A process that does not recover,
+	// or a group that does not drain, fails the test with the lag it saw;
+	// the checks below still run, so that the report holds every figure.
 	drainStart := time.Now()
 	if err := c.WaitReady(ctx, 3*time.Minute); err != nil {
 		t.Errorf("processes not ready 3 minutes after the faults: %v", err)
 	}
-	lagZero := func() error {
-		plan, err := pipeline.Topology.Build()
-		if err != nil {
-			return err
-		}
-		lags, err := plan.Lag(ctx, e.kafka, nil)
-		if err != nil {
-			return err
-		}
-		return topology.Drained(lags)
+	plan, err := pipeline.Topology.Build()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := Poll(ctx, 4*time.Minute, 500*time.Millisecond, lagZero); err != nil {
-		t.Errorf("the pipeline did not drain within 4 minutes: %v", err)
+	lags := func(ctx context.Context) ([]topology.PartitionLag, error) {
+		return plan.Lag(ctx, e.kafka, nil)
+	}
+	lagZero := func() error {
+		ls, err := lags(ctx)
+		if err != nil {
+			return err
+		}
+		return topology.Drained(ls)
+	}
+	drain, err := WaitDrained(ctx, drainBounds, lags)
+	if err != nil {
+		t.Errorf("the pipeline did not drain: %v", err)
 	}
 	drained := time.Since(drainStart)
+	undrained := ""
+	if !drain.Drained() {
+		undrained = fmt.Sprintf(" (the pipeline had not drained: %d records of lag, so these may not be lost)", drain.Total)
+	}
 
 	// Answers and acceptance.
 	offered, accepted := truth.Offered[202], truth.AsExpected[202]
@@ -194,7 +204,7 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	}
 	lost := len(lostIDs)
 	if lost != 0 {
-		t.Errorf("Cassandra: %d messages of accepted packages lost", lost)
+		t.Errorf("Cassandra: %d messages of accepted packages lost%s", lost, undrained)
 	}
 	if extra != 0 {
 		t.Errorf("Cassandra: %d rows the truth does not have, on devices %v", extra, extraDevices)
@@ -227,7 +237,7 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		}
 	}
 	if unwritten != 0 {
-		t.Errorf("sink: %d messages of accepted packages were never in an acknowledged write", unwritten)
+		t.Errorf("sink: %d messages of accepted packages were never in an acknowledged write%s", unwritten, undrained)
 	}
 	// Lost messages that a write the store acknowledged did hold: lost
 	// by the store, or by its read path. Their message times (wall clock
@@ -277,7 +287,11 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 			t.Fatalf("%s: %v", v.Name(), err)
 		}
 		if !last.OK {
-			t.Errorf("%s disagrees with the truth: %d mismatches, first: %q", v.Name(), last.MismatchCount, last.Mismatches)
+			t.Errorf("%s disagrees with the truth: %d mismatches, first: %q%s", v.Name(), last.MismatchCount, last.Mismatches, undrained)
+			if late := norm.LateCopies(); len(late) > 0 {
+				t.Logf("telemetry.normalized holds copies too late for device-state to recognise; messages counted twice by device: %v; first copies %+v",
+					late, norm.Unrecognised[:min(5, len(norm.Unrecognised))])
+			}
 		}
 		reports = append(reports, last)
 	}
@@ -338,6 +352,8 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		"self_exits": selfExits, "self_exits_by_process": c.UnexpectedExits(),
 		"edge_requests_in_flight_at_kill": f.edgeInFlight.Load(),
 		"duration_seconds":                simTook.Seconds(), "drain_seconds": drained.Seconds(),
+		"drained": drain.Drained(), "lag_at_drain_end": drain.Total, "lagging_at_drain_end": drain.Lagging,
+		"normalized_late_copies": len(norm.Unrecognised), "normalized_late_copy_messages_by_device": norm.LateCopies(),
 		"rate": rate, "replicas_per_group": replicas, "processes": len(c.Nodes()), "partitions": partitions,
 		"packages_answered": sum.Sent, "packages_unsent": sum.Unsent, "uncertain_attempts": sum.Uncertain,
 		"answers": sum.Answers, "attempts": sum.Attempts, "messages": sum.Messages, "rows": rows,

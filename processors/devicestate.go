@@ -40,7 +40,11 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 		if err != nil {
 			return err
 		}
-		// A replayed record (same package identity) is applied once.
+		if replayed(c, &st) {
+			return nil
+		}
+		// A copy of a record an upstream stage wrote again when it replayed
+		// (same package identity, another offset) is applied once.
 		if rs.HasIdentity() {
 			k := records.ReadingsKey(rs.RawOffset, rs.Part)
 			if st.WasApplied(k) {
@@ -68,6 +72,9 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 		if err != nil {
 			return err
 		}
+		if replayed(c, &st) {
+			return nil
+		}
 		// A stage that replays a record writes its dead letters again: an
 		// envelope is counted once by its identity.
 		k := records.EnvelopeKey(&e)
@@ -83,6 +90,19 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 		}
 		return p.DeviceState.Set(c, st)
 	})
+}
+
+// replayed reports whether the record of c was applied to st already (the
+// group replays its input since the last commit after a crash, a restart
+// or a rebalance) and otherwise marks it applied: every state written from
+// here on says how far into the record's input partition it got.
+func replayed(c *topology.Context, st *records.DeviceState) bool {
+	src := records.InputSource(c.Topic(), c.Partition())
+	if st.Replayed(src, c.Offset()) {
+		return true
+	}
+	st.MarkInput(src, c.Offset())
+	return false
 }
 
 // deviceFailure reports whether a dead letter is the device's doing: the

@@ -130,7 +130,9 @@ func runFleet(t *testing.T, fuse processors.Fusion, packages int) outcome {
 	o := outcome{rows: f.store.rows, states: map[string]records.DeviceState{}, dead: map[string]int{}, stages: map[string]int{}}
 	for _, k := range topologytest.TableKeys(f.d, f.p.DeviceState) {
 		st, _ := topologytest.TableValue(f.d, f.p.DeviceState, k)
-		st.Applied = nil // keys of envelopes name their stage
+		// Replay bookkeeping: keys of envelopes name their stage, and the
+		// inputs' order is the order the groups handled them in.
+		st.Applied, st.Inputs = nil, nil
 		o.states[k] = st
 	}
 	for _, a := range topologytest.Read(f.d, f.p.Alerts) {

@@ -88,3 +88,48 @@ func BenchmarkOrderedCommits(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOrderedCommitsDeadLetters is BenchmarkOrderedCommits with the
+// commit metadata of dead-letters-once (deadonce.go) against without, in
+// one run: "plain" is a group without it; "once" marks each record with
+// the partition's metadata (reused while its offset holds); "once-moving"
+// also moves the floor every 1,000 records (the read of the partition's
+// end, every 5 s in a run) and notes a dead letter every 100 records, so
+// that the metadata is rebuilt often.
+func BenchmarkOrderedCommitsDeadLetters(b *testing.B) {
+	for _, c := range []struct {
+		name       string
+		once       bool
+		moveEvery  int64
+		deadLetter int64
+	}{{"plain", false, 0, 0}, {"once", true, 0, 0}, {"once-moving", true, 1000, 100}} {
+		b.Run(c.name, func(b *testing.B) {
+			real := &markLog{}
+			tr := &commitTracker{parts: map[topicPartition]*partCommits{}}
+			s := &orderedSession{ConsumerGroupSession: real, tr: tr}
+			p := tr.part("in", 0)
+			if c.once {
+				p.dl = &partDeadLetters{target: 0, floor: 1}
+			}
+			off := int64(0)
+			for b.Loop() {
+				p.register(off)
+				if c.moveEvery > 0 {
+					p.mu.Lock()
+					if off%c.moveEvery == 0 {
+						p.dl.floor = off
+					}
+					if off%c.deadLetter == 0 {
+						p.dl.sent = append(p.dl.sent, deadLetterBound{record: off, from: p.dl.floor})
+					}
+					p.mu.Unlock()
+				}
+				s.MarkOffset("in", 0, off+1, "")
+				if len(real.marks) > 1024 {
+					real.marks = real.marks[:0]
+				}
+				off++
+			}
+		})
+	}
+}

@@ -64,7 +64,24 @@ type RunnerOptions struct {
 	// Clock tells the processors wall-clock time (Context.Now; default
 	// SystemClock).
 	Clock Clock
+	// RestartLimit ends Run when a group's processor stopped this many
+	// times in a row with the same recoverable error, each time within
+	// RestartBackoff.Max of its start: a fault a restart in place does not
+	// mend (a folder that cannot be written, a missing file) then stops
+	// the process, whose supervisor shows and restarts it, instead of a
+	// group restarting for ever. Brokers that cannot be reached are waited
+	// for without a limit, as at start. 0 means DefaultRestartLimit; a
+	// negative limit restarts for ever.
+	RestartLimit int
 }
+
+// DefaultRestartLimit is the RestartLimit of a runner that sets none: with
+// the default backoff, about two and a half minutes of the same failure.
+const DefaultRestartLimit = 10
+
+// ErrRestartLimit is in the error Run returns when a group reached its
+// RestartLimit.
+var ErrRestartLimit = errors.New("topology: restart limit reached")
 
 // DefaultRestartBackoff is the RestartBackoff of a runner that sets none.
 func DefaultRestartBackoff() Backoff { return Backoff{Initial: time.Second, Max: 30 * time.Second} }
@@ -122,6 +139,9 @@ func NewRunner(plan *Plan, opts RunnerOptions) (*Runner, error) {
 	if opts.RestartBackoff.Max < opts.RestartBackoff.Initial {
 		opts.RestartBackoff.Max = max(DefaultRestartBackoff().Max, opts.RestartBackoff.Initial)
 	}
+	if opts.RestartLimit == 0 {
+		opts.RestartLimit = DefaultRestartLimit
+	}
 	r := &Runner{plan: plan, t: t, opts: opts, procs: procs, log: opts.Logger, hooks: newHookSet(opts.Hooks),
 		assigned: make(map[string]*atomic.Int32, len(procs))}
 	for _, p := range procs {
@@ -151,9 +171,10 @@ func (r *Runner) Groups() []string {
 // (a record left uncommitted when a rebalance took its partition, an emit
 // the producer gave up on, a lost connection to the brokers; see
 // Recoverable) is started again with a new
-// processor after RestartBackoff, alone: the other groups go on. Any other
-// error, such as a failure of a processor with the Stop policy, stops
-// every group and Run returns it.
+// processor after RestartBackoff, alone: the other groups go on; after
+// RestartLimit alike failures in a row (ErrRestartLimit) it stops as for
+// an error that is not recoverable. Any other error, such as a failure of
+// a processor with the Stop policy, stops every group and Run returns it.
 func (r *Runner) Run(ctx context.Context) error {
 	if !r.opts.SkipTopicCreation {
 		// Brokers that do not answer yet are waited for, as a group
@@ -256,6 +277,7 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod goka.Producer, queues *sync.WaitGroup) error {
 	p := r.procs[i]
 	bo := r.opts.RestartBackoff
+	var streak restartStreak
 	r.hooks.groupStarted(p.group)
 	for attempt := 1; ; attempt++ {
 		var err error
@@ -291,7 +313,12 @@ func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod g
 		if !Recoverable(err) {
 			return fmt.Errorf("topology: processor %s: %w", p.group, err)
 		}
-		if time.Since(started) > bo.Max {
+		quick := time.Since(started) <= bo.Max
+		if n := streak.fail(err, quick); r.opts.RestartLimit > 0 && n >= r.opts.RestartLimit {
+			return fmt.Errorf("topology: processor %s: %w: it stopped %d times in a row the same way, each within %v of its start: %w",
+				p.group, ErrRestartLimit, n, bo.Max, err)
+		}
+		if !quick {
 			attempt = 1 // it ran well for a while: start the backoff over
 		}
 		wait := bo.delay(attempt)

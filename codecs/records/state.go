@@ -35,6 +35,60 @@ type DeviceState struct {
 	// recently applied to the state, oldest first, at most AppliedLimit
 	// (format version 2). See MarkApplied.
 	Applied []uint64
+	// Inputs holds, for each input partition whose records updated the
+	// state, the offset of the newest one applied, most recently updated
+	// last, at most InputsLimit (format version 3). See Replayed.
+	Inputs []InputOffset
+}
+
+// InputOffset is the offset of the newest record applied to a state from
+// one input partition (Source: InputSource of its topic and partition).
+type InputOffset struct {
+	Source uint64
+	Offset int64
+}
+
+// InputsLimit bounds DeviceState.Inputs: a device's records come from one
+// partition of each input topic (and of a retry topic, if any).
+const InputsLimit = 4
+
+// InputSource identifies an input partition in DeviceState.Inputs: a hash
+// of its topic and partition.
+func InputSource(topic string, partition int32) uint64 {
+	h := fnvBytes(fnvOffset, []byte{'I'})
+	h = fnvString(h, topic)
+	return fnvUint(h, uint64(int64(partition)))
+}
+
+// Replayed reports whether the record at offset of the input partition src
+// was applied already: a group replays the records of a partition since its
+// last commit, however many, and every state it wrote while handling them
+// says how far it got. Unlike Applied, this bound does not depend on how
+// many of the device's records a replay covers; Applied remains for the
+// copies an upstream stage writes again (other offsets, same identity).
+func (s *DeviceState) Replayed(src uint64, offset int64) bool {
+	for _, in := range s.Inputs {
+		if in.Source == src {
+			return offset <= in.Offset
+		}
+	}
+	return false
+}
+
+// MarkInput records the record at offset of the input partition src as
+// applied, forgetting the least recently updated partition beyond
+// InputsLimit.
+func (s *DeviceState) MarkInput(src uint64, offset int64) {
+	for i, in := range s.Inputs {
+		if in.Source == src {
+			s.Inputs = append(slices.Delete(s.Inputs, i, i+1), InputOffset{src, max(offset, in.Offset)})
+			return
+		}
+	}
+	if n := len(s.Inputs); n >= InputsLimit {
+		s.Inputs = slices.Delete(s.Inputs, 0, n-InputsLimit+1)
+	}
+	s.Inputs = append(s.Inputs, InputOffset{src, offset})
 }
 
 // AppliedLimit bounds DeviceState.Applied. The stages are at least once: a
@@ -159,7 +213,11 @@ func (s *DeviceState) Observe(r Reading) bool {
 // Version 2 appends the Applied keys: count (uvarint) and each as 8 bytes
 // big-endian (hashes do not shrink as varints). Version 1 is still read
 // (Applied then is empty).
-const deviceStateVersion = 2
+//
+// Version 3 appends the Inputs: count (uvarint) and each as Source (8
+// bytes big-endian) and Offset (varint). Versions 1 and 2 are still read
+// (Inputs then is empty).
+const deviceStateVersion = 3
 
 // DeviceStateCodec encodes and decodes DeviceState values. It implements
 // codecs.Codec[DeviceState].
@@ -167,7 +225,7 @@ type DeviceStateCodec struct{}
 
 // Encode returns the record bytes of s.
 func (DeviceStateCodec) Encode(s DeviceState) ([]byte, error) {
-	b := make([]byte, 0, 48+32*len(s.Latest)+8*len(s.Applied))
+	b := make([]byte, 0, 48+32*len(s.Latest)+8*len(s.Applied)+16*len(s.Inputs))
 	b = append(b, deviceStateVersion)
 	for _, v := range []uint64{s.DeviceID, s.Messages, s.Duplicates, s.Invalid, s.PackagesRejected, s.LastSeenMs} {
 		b = binary.AppendUvarint(b, v)
@@ -182,6 +240,11 @@ func (DeviceStateCodec) Encode(s DeviceState) ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(len(s.Applied)))
 	for _, k := range s.Applied {
 		b = binary.BigEndian.AppendUint64(b, k)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.Inputs)))
+	for _, in := range s.Inputs {
+		b = binary.BigEndian.AppendUint64(b, in.Source)
+		b = binary.AppendVarint(b, in.Offset)
 	}
 	return b, nil
 }
@@ -215,11 +278,15 @@ func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 		if n := r.length("applied count", 8); n > 0 {
 			s.Applied = make([]uint64, n)
 			for i := range s.Applied {
-				p := r.raw("applied key", 8)
-				if p == nil {
-					break
-				}
-				s.Applied[i] = binary.BigEndian.Uint64(p)
+				s.Applied[i] = r.fixed64("applied key")
+			}
+		}
+	}
+	if v >= 3 {
+		if n := r.length("input count", 9); n > 0 {
+			s.Inputs = make([]InputOffset, n)
+			for i := range s.Inputs {
+				s.Inputs[i] = InputOffset{Source: r.fixed64("input source"), Offset: r.varint("input offset")}
 			}
 		}
 	}

@@ -15,6 +15,8 @@ func TestDeviceStateRoundTrip(t *testing.T) {
 	s.Observe(Reading{DeviceID: s.DeviceID, TimeMs: 7, Type: protocol.TypeAccel, XG: -1.5, YG: 0.001, ZG: 16})
 	s.MarkApplied(ReadingsKey(100, -1))
 	s.MarkApplied(1<<64 - 1)
+	s.MarkInput(InputSource("telemetry.normalized", 3), 1<<40)
+	s.MarkInput(InputSource("telemetry.deadletters", 0), 0)
 	b, err := DeviceStateCodec{}.Encode(s)
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +64,52 @@ func TestDeviceStateDecodesVersion1(t *testing.T) {
 	want := DeviceState{DeviceID: 7, Messages: 3, Duplicates: 1, LastSeenMs: 9, Version: 2, Firmware: 0x0102}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("got %+v, want %+v", s, want)
+	}
+}
+
+// A version 2 state still decodes, with its applied keys and no inputs.
+func TestDeviceStateDecodesVersion2(t *testing.T) {
+	s, err := DeviceStateCodec{}.Decode([]byte{2, 7, 3, 1, 0, 0, 9, 2, 0x82, 0x02, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DeviceState{DeviceID: 7, Messages: 3, Duplicates: 1, LastSeenMs: 9, Version: 2, Firmware: 0x0102, Applied: []uint64{5}}
+	if !reflect.DeepEqual(s, want) {
+		t.Fatalf("got %+v, want %+v", s, want)
+	}
+}
+
+// A record at or below the newest offset applied from its input partition
+// is a replay, whatever the number of records in between; other partitions
+// are told apart, and the least recently updated one is forgotten first.
+func TestDeviceStateReplayedByInputOffset(t *testing.T) {
+	var s DeviceState
+	norm, dead := InputSource("n", 0), InputSource("d", 0)
+	if norm == InputSource("n", 1) || norm == dead {
+		t.Fatal("distinct partitions share a source")
+	}
+	for off := range int64(10 * AppliedLimit) {
+		if s.Replayed(norm, off) {
+			t.Fatalf("offset %d taken for a replay before it was applied", off)
+		}
+		s.MarkInput(norm, off)
+	}
+	if !s.Replayed(norm, 0) || !s.Replayed(norm, 10*AppliedLimit-1) || s.Replayed(norm, 10*AppliedLimit) {
+		t.Error("not every applied offset, and only those, is a replay")
+	}
+	if s.Replayed(dead, 0) {
+		t.Error("another partition's record taken for a replay")
+	}
+	s.MarkInput(dead, 5)
+	s.MarkInput(norm, 3) // never moves back
+	if !s.Replayed(norm, 10*AppliedLimit-1) {
+		t.Error("an older offset moved the input back")
+	}
+	for i := range int32(InputsLimit - 1) {
+		s.MarkInput(InputSource("r", i), 1)
+	}
+	if len(s.Inputs) != InputsLimit || s.Replayed(dead, 5) || !s.Replayed(norm, 1) {
+		t.Errorf("inputs %+v: want %d, the least recently updated (d) forgotten", s.Inputs, InputsLimit)
 	}
 }
 
@@ -133,6 +181,8 @@ func FuzzDeviceStateDecode(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte{1, 7, 3, 1, 0, 0, 9, 2, 0x82, 0x02, 0})
 	b, _ = DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, Applied: []uint64{1, 2}})
+	f.Add(b)
+	b, _ = DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, Inputs: []InputOffset{{Source: 1, Offset: -1}, {Source: 2, Offset: 1 << 50}}})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c DeviceStateCodec

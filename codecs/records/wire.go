@@ -227,6 +227,15 @@ func (r *reader) fixed32(what string) uint32 {
 	return binary.BigEndian.Uint32(p)
 }
 
+// fixed64 reads 8 bytes big-endian (hashes, which varints would lengthen).
+func (r *reader) fixed64(what string) uint64 {
+	p := r.raw(what, 8)
+	if p == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(p)
+}
+
 // appendScaled appends x compactly and losslessly: as zigzag(k)<<1 in a
 // uvarint when x == k/scale exactly for an integer k with |k| < 2^52 (what
 // values converted from the wire's integer units are), and otherwise as a
