@@ -35,6 +35,16 @@ type DeviceState struct {
 	// recently applied to the state, oldest first, at most AppliedLimit
 	// (format version 2). See MarkApplied.
 	Applied []uint64
+	// ReceivedMs is the edge's receive time of the device's newest
+	// package, Unix ms (0: none; format version 3). The silence timer is
+	// due ReceivedMs plus the threshold.
+	ReceivedMs int64
+	// Silent is set while the device is silent: a device_silent alert went
+	// out and no package came since (format version 3).
+	Silent bool
+	// SilentAlerts and BackAlerts count the device_silent and device_back
+	// alerts raised for the device (format version 3).
+	SilentAlerts, BackAlerts uint64
 }
 
 // AppliedLimit bounds DeviceState.Applied. The stages are at least once: a
@@ -159,7 +169,11 @@ func (s *DeviceState) Observe(r Reading) bool {
 // Version 2 appends the Applied keys: count (uvarint) and each as 8 bytes
 // big-endian (hashes do not shrink as varints). Version 1 is still read
 // (Applied then is empty).
-const deviceStateVersion = 2
+//
+// Version 3 appends ReceivedMs (varint), Silent (1 byte, 0 or 1),
+// SilentAlerts and BackAlerts (uvarints); versions 1 and 2 are still read
+// (those then are zero).
+const deviceStateVersion = 3
 
 // DeviceStateCodec encodes and decodes DeviceState values. It implements
 // codecs.Codec[DeviceState].
@@ -179,11 +193,15 @@ func (DeviceStateCodec) Encode(s DeviceState) ([]byte, error) {
 		b = binary.AppendUvarint(b, s.Latest[i].TimeMs)
 		b = appendReadingBody(b, &s.Latest[i])
 	}
-	b = binary.AppendUvarint(b, uint64(len(s.Applied)))
-	for _, k := range s.Applied {
-		b = binary.BigEndian.AppendUint64(b, k)
+	b = appendKeys(b, s.Applied)
+	b = binary.AppendVarint(b, s.ReceivedMs)
+	silent := byte(0)
+	if s.Silent {
+		silent = 1
 	}
-	return b, nil
+	b = append(b, silent)
+	b = binary.AppendUvarint(b, s.SilentAlerts)
+	return binary.AppendUvarint(b, s.BackAlerts), nil
 }
 
 // Decode parses record bytes written by any version of Encode.
@@ -212,19 +230,49 @@ func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 		}
 	}
 	if v >= 2 {
-		if n := r.length("applied count", 8); n > 0 {
-			s.Applied = make([]uint64, n)
-			for i := range s.Applied {
-				p := r.raw("applied key", 8)
-				if p == nil {
-					break
-				}
-				s.Applied[i] = binary.BigEndian.Uint64(p)
-			}
+		s.Applied = r.keys("applied")
+	}
+	if v >= 3 {
+		s.ReceivedMs = r.varint("received")
+		switch r.byte1("silent") {
+		case 0:
+		case 1:
+			s.Silent = true
+		default:
+			r.fail("silent")
 		}
+		s.SilentAlerts = r.uvarint("silent alerts")
+		s.BackAlerts = r.uvarint("back alerts")
 	}
 	if err := r.finish("device state"); err != nil {
 		return DeviceState{}, err
 	}
 	return s, nil
+}
+
+// appendKeys appends 64-bit keys: their count (uvarint) and each as 8
+// bytes big-endian (hashes do not shrink as varints).
+func appendKeys(b []byte, keys []uint64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = binary.BigEndian.AppendUint64(b, k)
+	}
+	return b
+}
+
+// keys reads what appendKeys wrote (nil for none).
+func (r *reader) keys(what string) []uint64 {
+	n := r.length(what+" count", 8)
+	if n == 0 {
+		return nil
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		p := r.raw(what+" key", 8)
+		if p == nil {
+			return nil
+		}
+		out[i] = binary.BigEndian.Uint64(p)
+	}
+	return out
 }
