@@ -29,6 +29,9 @@ type TopicDescription struct {
 	ProducedBy string `json:"produced_by,omitempty"`
 	// External is set when ProducedBy is outside the topology.
 	External bool `json:"external,omitempty"`
+	// Partitioner names the topic's partitioner when it is not the
+	// default (goka's hash): "murmur2".
+	Partitioner string `json:"partitioner,omitempty"`
 }
 
 // GroupDescription describes one processor group.
@@ -75,10 +78,14 @@ func (t *Topology) describe() Description {
 		if td.deadLetter {
 			producer = "every group"
 		}
-		d.Topics = append(d.Topics, TopicDescription{
+		desc := TopicDescription{
 			Name: td.name, Kind: td.kind.String(), ValueType: td.valueType, Codec: td.codecName,
 			Key: td.key, Partitions: td.partitions, Cleanup: cleanup, ProducedBy: producer, External: td.external != "",
-		})
+		}
+		if td.partitioner != GokaHash {
+			desc.Partitioner = td.partitioner.String()
+		}
+		d.Topics = append(d.Topics, desc)
 	}
 	for _, p := range t.procs {
 		g := GroupDescription{Group: p.group, Description: p.description, Inputs: []string{}, Outputs: []string{}}
