@@ -2,10 +2,12 @@ package processors_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
@@ -87,5 +89,75 @@ func TestSummariesStreamDeclared(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("telemetry.summaries is not declared")
+	}
+}
+
+// summaryStore is a memStore that keeps summaries and fails their first
+// writes with err.
+type summaryStore struct {
+	*memStore
+	err      error
+	failures int
+	attempts int
+	rows     map[[2]uint64]records.Summary
+}
+
+func (s *summaryStore) WriteSummaries(_ context.Context, ss []records.Summary) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts++
+	if s.failures > 0 {
+		s.failures--
+		return s.err
+	}
+	for _, x := range ss {
+		s.rows[[2]uint64{x.DeviceID, x.WindowStartMs}] = x
+	}
+	return nil
+}
+
+func (s *summaryStore) Summaries(_ context.Context, q sinks.SummaryQuery) ([]records.Summary, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []records.Summary
+	for k, x := range s.rows {
+		if k[0] == q.DeviceID {
+			out = append(out, x)
+		}
+	}
+	return out, nil
+}
+
+// A summary the store fails to write is retried as readings are: in place
+// while the store is unavailable, through the retry topics when it fails
+// the write while it answers; it is stored in the end, and nothing is
+// dead-lettered.
+func TestSinkRetriesSummaries(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		err      error
+		failures int
+	}{
+		{"outage", fmt.Errorf("down: %w", sinks.ErrUnavailable), 3},
+		{"failed writes", fmt.Errorf("timeout: %w", sinks.ErrWriteFailed), 4},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			store := &summaryStore{memStore: newMemStore(), err: c.err, failures: c.failures, rows: map[[2]uint64]records.Summary{}}
+			p := processors.New(processors.Config{
+				SinkRetry:   topology.RetryPolicy{InPlace: 2, Delays: []time.Duration{time.Millisecond, 2 * time.Millisecond}, MaxAttempts: 8},
+				SinkBackoff: topology.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond},
+			})
+			d := topologytest.NewWith(t, p.Topology, topologytest.Options{Groups: []string{processors.GroupSink, processors.GroupSink + "-retry"},
+				Resources: []topology.Provided{topology.Provide(processors.Store, sinks.Store(store))}})
+			s := summary(device, 0, 3)
+			topologytest.Send(d, p.Summaries, strconv.Itoa(device), s)
+			got, _ := store.Summaries(context.Background(), sinks.SummaryQuery{DeviceID: device})
+			if len(got) != 1 || !reflect.DeepEqual(got[0], s) || store.attempts != c.failures+1 {
+				t.Fatalf("stored %+v after %d attempts", got, store.attempts)
+			}
+			if dl := d.DeadLetters(); len(dl) != 0 {
+				t.Errorf("dead letters: %+v", dl)
+			}
+		})
 	}
 }
