@@ -66,6 +66,15 @@ func (p Partitioner) NewHash() hash.Hash32 {
 
 func (p Partitioner) hasher() func() hash.Hash32 { return p.NewHash }
 
+// partitionOf is Partition of a string key, without allocating for
+// GokaHash.
+func (p Partitioner) partitionOf(key string, n int32) int32 {
+	if p == Murmur2 {
+		return p.Partition([]byte(key), n)
+	}
+	return partitionOf(key, n)
+}
+
 // PartitionedBy declares the partitioner of a stream or table (default
 // GokaHash).
 func PartitionedBy(p Partitioner) TopicOption { return func(d *topicDecl) { d.partitioner = p } }
