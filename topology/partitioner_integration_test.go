@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/watershed-io/watershed/testinfra"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/kafkaclient"
@@ -44,7 +43,7 @@ func TestIntegrationMurmur2MatchesKafkaProducers(t *testing.T) {
 		t.Fatalf("kcat: %v\n%s", err, out)
 	}
 	byUs := testinfra.CreateTopic(t, brokers, n)
-	produceWith(t, kafkaclient.ProducerConfigFor(k, topology.Murmur2), brokers, byUs, keys)
+	produceWith(t, kafkaclient.ProducerConfigFor(k, topology.Murmur2), brokers, byUs, keys, func(string) string { return "go" })
 
 	moved := 0
 	for _, topic := range []string{byKcat, byUs} {
@@ -60,20 +59,5 @@ func TestIntegrationMurmur2MatchesKafkaProducers(t *testing.T) {
 	}
 	if moved < len(keys)/2 {
 		t.Fatalf("bad test: goka's hash agrees with murmur2 on %d of %d keys", len(keys)-moved, len(keys))
-	}
-}
-
-// produceWith sends a record per key to topic with a producer of cfg.
-func produceWith(t *testing.T, cfg *sarama.Config, brokers []string, topic string, keys []string) {
-	t.Helper()
-	p, err := sarama.NewSyncProducer(brokers, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	for _, key := range keys {
-		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder("go")}); err != nil {
-			t.Fatal(err)
-		}
 	}
 }

@@ -2,12 +2,15 @@ package topology_test
 
 import (
 	"fmt"
+
+	"github.com/IBM/sarama"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/watershed-io/watershed/codecs"
 	"github.com/watershed-io/watershed/topology"
+	"github.com/watershed-io/watershed/topology/kafkaclient"
 )
 
 // The default partitioner is goka's, as topology.Partition computes it.
@@ -159,6 +162,73 @@ func TestRunnerProducesWithDeclaredPartitioner(t *testing.T) {
 		}
 		if moved == 0 {
 			t.Fatalf("bad test: the two partitioners agree on every key")
+		}
+	}
+}
+
+// A join of topics that a Kafka producer wrote with its default
+// partitioner: the names (a Murmur2 stream into a Murmur2 group table)
+// and the orders (a Murmur2 stream) meet in the same partitions, so every
+// order finds its name.
+func TestJoinOfMurmur2Topics(t *testing.T) {
+	k := topology.Kafka{Brokers: startBroker(t)}
+	murmur := topology.PartitionedBy(topology.Murmur2)
+	tp := topology.New("kjoin")
+	names := topology.NewStream(tp, "names", codecs.String{}, topology.WithPartitions(6), topology.External("java producer"), murmur)
+	orders := topology.NewStream(tp, "orders", codecs.String{}, topology.WithPartitions(6), topology.External("java producer"), murmur)
+	enriched := topology.NewStream(tp, "enriched", codecs.String{}, topology.WithPartitions(6))
+	owner := tp.Processor("names")
+	table := topology.Persist(owner, codecs.String{}, topology.WithPartitions(6), murmur)
+	topology.Consume(owner, names, func(c *topology.Context, key, v string) error { return table.Set(c, v) })
+	p := tp.Processor("enrich")
+	joined := topology.Join(p, table)
+	out := topology.Produce(p, enriched)
+	topology.Consume(p, orders, func(c *topology.Context, key, v string) error {
+		name, ok, err := joined.Get(c)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			name = "?"
+		}
+		return out.Emit(c, key, v+" for "+name)
+	})
+	defer runTopo(t, tp, k, nil, nil).stop(t)
+
+	var keys []string
+	moved := 0
+	for i := range 40 {
+		keys = append(keys, fmt.Sprint(500+i))
+		if topology.Murmur2.Partition([]byte(keys[i]), 6) != topology.GokaHash.Partition([]byte(keys[i]), 6) {
+			moved++
+		}
+	}
+	if moved < 20 {
+		t.Fatalf("bad test: goka's hash agrees with murmur2 on %d of 40 keys", 40-moved)
+	}
+	produceWith(t, kafkaclient.ProducerConfigFor(k, topology.Murmur2), k.Brokers, names.Name(), keys, func(key string) string { return "name-" + key })
+	// The orders follow once every name is in its table.
+	readAll(t, k, table.Name(), len(keys), 30*time.Second)
+	produceWith(t, kafkaclient.ProducerConfigFor(k, topology.Murmur2), k.Brokers, orders.Name(), keys, func(key string) string { return "order-" + key })
+	for _, m := range readAll(t, k, enriched.Name(), len(keys), 30*time.Second) {
+		if want := "order-" + string(m.Key) + " for name-" + string(m.Key); string(m.Value) != want {
+			t.Errorf("key %s enriched to %q, want %q", m.Key, m.Value, want)
+		}
+	}
+}
+
+// produceWith sends a record per key, its value value(key), to topic with
+// a producer of cfg.
+func produceWith(t *testing.T, cfg *sarama.Config, brokers []string, topic string, keys []string, value func(string) string) {
+	t.Helper()
+	p, err := sarama.NewSyncProducer(brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, key := range keys {
+		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(value(key))}); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
