@@ -169,8 +169,12 @@ func (d Description) writeText(w io.Writer) error {
 		if by == "" {
 			by = "processors"
 		}
+		key := t.Key
+		if t.Partitioner != "" {
+			key += " by " + t.Partitioner
+		}
 		fmt.Fprintf(&b, "  %-34s %-6s %2d partitions  key=%-10s %s via %s, %s (produced by %s)\n",
-			t.Name, t.Kind, t.Partitions, t.Key, t.ValueType, t.Codec, t.Cleanup, by)
+			t.Name, t.Kind, t.Partitions, key, t.ValueType, t.Codec, t.Cleanup, by)
 	}
 	for _, g := range d.Groups {
 		fmt.Fprintf(&b, "\ngroup %s", g.Group)

@@ -118,6 +118,13 @@ func TestDescribeShowsPartitioner(t *testing.T) {
 	if !strings.Contains(out.String(), `"partitioner": "murmur2"`) || strings.Count(out.String(), `"partitioner"`) != 1 {
 		t.Errorf("description:\n%s", out.String())
 	}
+	out.Reset()
+	if err := tp.Describe().Write(&out, topology.FormatText); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "key=key by murmur2") || strings.Count(out.String(), "murmur2") != 1 {
+		t.Errorf("text description:\n%s", out.String())
+	}
 }
 
 // A processor emitting to a stream declared Murmur2 writes each record to
