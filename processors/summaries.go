@@ -3,6 +3,7 @@ package processors
 import (
 	"math"
 	"slices"
+	"time"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
@@ -10,8 +11,10 @@ import (
 
 // The hourly summary of a device, as a pure aggregator over the pipeline's
 // normalized readings: the windowed aggregation of the summaries group
-// calls InitSummary when a window opens, AddSummary for each record and
-// Summarize when it emits. The result depends only on the set of readings
+// (topology.Aggregate over telemetry.normalized timed by SummaryTime,
+// tumbling hours with 10 minutes' grace) starts from the zero
+// records.SummaryAcc, calls AddSummary for each record and Summarize when
+// the window closes. The result depends only on the set of readings
 // (and packages) added, not on the order they arrive in: the aggregate
 // keeps every GPS fix of the window sorted by message time (a fix that
 // arrives late may fall between any two, so nothing less gives the
@@ -53,11 +56,54 @@ func InitSummary(deviceID, startMs uint64) records.SummaryAcc {
 	return records.SummaryAcc{DeviceID: deviceID, WindowStartMs: startMs, WindowEndMs: startMs + records.SummaryWindowMs}
 }
 
+// SummaryTime is the record time of a normalized record for the hourly
+// windows (Stream.TimedBy): the message time of its first reading; zero
+// (the Kafka timestamp) for a record without readings, which adds nothing.
+func SummaryTime(_ string, rs records.Readings) time.Time {
+	if len(rs.Items) == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(rs.Items[0].TimeMs))
+}
+
+// SplitByWindow splits a package's readings by hourly window, in the order
+// the windows first appear, each part with the package's other fields (and
+// identity: each window's aggregate applies its part once). A record
+// goes to the window of its SummaryTime only, so a package whose readings
+// span two hours must be split before it is aggregated; the dedupe
+// stage's bucket parts never span two when the bucket divides an hour (the
+// default, 10 minutes, does), its unbucketed part may.
+func SplitByWindow(rs records.Readings) []records.Readings {
+	var out []records.Readings
+	index := map[uint64]int{}
+	for _, r := range rs.Items {
+		w := SummaryWindow(r.TimeMs)
+		i, ok := index[w]
+		if !ok {
+			i = len(out)
+			index[w] = i
+			part := rs
+			part.Items = nil
+			out = append(out, part)
+		}
+		out[i].Items = append(out[i].Items, r)
+	}
+	return out
+}
+
 // AddSummary adds the readings of rs that fall in acc's window to acc and
-// reports whether it changed acc. A package with an identity (see
+// reports whether it changed acc. An aggregate without a window (the zero
+// SummaryAcc, as an aggregation's init returns it) takes rs's device and
+// the window of its SummaryTime. A package with an identity (see
 // records.Readings.HasIdentity) is added once: a replayed record changes
 // nothing.
 func AddSummary(acc *records.SummaryAcc, rs *records.Readings) bool {
+	if acc.WindowEndMs == 0 {
+		if len(rs.Items) == 0 {
+			return false
+		}
+		*acc = InitSummary(rs.DeviceID, SummaryWindow(rs.Items[0].TimeMs))
+	}
 	var key uint64
 	if rs.HasIdentity() {
 		key = records.ReadingsKey(rs.RawOffset, rs.Part)

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
@@ -219,4 +220,61 @@ func randomWindow(rng *rand.Rand, n int) []records.Reading {
 		}
 	}
 	return out
+}
+
+// The aggregation's init returns the zero aggregate: the first record
+// gives it its device and window, by its SummaryTime.
+func TestAddSummaryToZeroAggregate(t *testing.T) {
+	var acc records.SummaryAcc
+	empty := pkg(1)
+	if AddSummary(&acc, &empty) || acc.WindowEndMs != 0 {
+		t.Fatalf("an empty record set the window: %+v", acc)
+	}
+	p := pkg(2, engine(w0+hourMs+5, 1), engine(w0+2*hourMs, 2))
+	if !AddSummary(&acc, &p) {
+		t.Fatal("nothing added")
+	}
+	want := InitSummary(9, w0+hourMs)
+	if acc.DeviceID != 9 || acc.WindowStartMs != want.WindowStartMs || acc.WindowEndMs != want.WindowEndMs || acc.Messages != 1 {
+		t.Fatalf("aggregate %+v", acc)
+	}
+	if got := SummaryTime("9", p); !got.Equal(time.UnixMilli(w0 + hourMs + 5)) {
+		t.Errorf("SummaryTime = %v", got)
+	}
+	if !SummaryTime("9", empty).IsZero() {
+		t.Error("SummaryTime of an empty record is not zero")
+	}
+}
+
+// A package spanning windows splits into one part per window, every
+// reading in exactly one, the package's fields on each; aggregating the
+// parts in the windows of their SummaryTime counts every reading once.
+func TestSplitByWindow(t *testing.T) {
+	p := pkg(7, engine(w0+hourMs+1, 1), engine(w0+5, 2), gps(w0+hourMs+2, 3, 1, 1, 10), engine(w0+6, 4), engine(w0+3*hourMs, 5))
+	p.ReceivedMs, p.Duplicates = 99, 2
+	parts := SplitByWindow(p)
+	if len(parts) != 3 {
+		t.Fatalf("%d parts: %+v", len(parts), parts)
+	}
+	n := 0
+	for _, part := range parts {
+		w := SummaryWindow(part.Items[0].TimeMs)
+		for _, r := range part.Items {
+			if SummaryWindow(r.TimeMs) != w {
+				t.Errorf("part of window %d holds a reading at %d", w, r.TimeMs)
+			}
+		}
+		if part.RawOffset != 7 || part.ReceivedMs != 99 || part.Duplicates != 2 || part.DeviceID != 9 {
+			t.Errorf("part lost the package's fields: %+v", part)
+		}
+		var acc records.SummaryAcc
+		AddSummary(&acc, &part)
+		n += int(acc.Messages)
+	}
+	if n != len(p.Items) || parts[0].Items[0].ContentCRC != 1 || len(parts[0].Items) != 2 {
+		t.Errorf("%d readings aggregated of %d; parts %+v", n, len(p.Items), parts)
+	}
+	if len(SplitByWindow(pkg(8))) != 0 {
+		t.Error("an empty package has parts")
+	}
 }
