@@ -14,6 +14,14 @@ import (
 // from the device's wall-clock timer. Both are pure and idempotent, so a
 // replayed record or a timer firing again after a crash raises nothing
 // twice: the state, written with the alert, says what was raised.
+//
+// Wiring them (topology.Timer): the record callback calls NoteReceived and
+// arms the device's wall-clock timer (AtWallTime) at the due time it
+// returns, with the armed receive time (st.ReceivedMs) as the timer's
+// value; a timer callback cannot read the group table, so it loops the
+// armed time back to the device's key (Loopback), and the loop handler
+// calls SilenceDue with it and Context.Now, writes the state and emits
+// the alert.
 
 // DefaultSilence is the default silence threshold.
 const DefaultSilence = 10 * time.Minute
@@ -39,12 +47,14 @@ func NoteReceived(st *records.DeviceState, receivedMs int64, threshold time.Dura
 }
 
 // SilenceDue decides at wall-clock time now, when the device's silence
-// timer fires, whether the device is silent. It returns the device_silent
-// alert to raise, or, when the device sent since the timer was set (or
-// the timer fired early), when the timer is due instead (zero: no timer,
-// as for a device already silent or one never heard of).
-func SilenceDue(st *records.DeviceState, now time.Time, threshold time.Duration) (silent *records.Alert, reschedule time.Time) {
-	if st.Silent || st.ReceivedMs == 0 {
+// timer armed for receive time armedMs fires, whether the device is
+// silent. It returns the device_silent alert to raise, or, when the timer
+// fired early, when it is due instead. A timer armed for an older receive
+// time than the state's raises nothing and returns no time: the newer
+// package's record armed the timer again (as it does for a device already
+// silent or one never heard of).
+func SilenceDue(st *records.DeviceState, armedMs int64, now time.Time, threshold time.Duration) (silent *records.Alert, reschedule time.Time) {
+	if st.Silent || st.ReceivedMs == 0 || armedMs != st.ReceivedMs {
 		return nil, time.Time{}
 	}
 	due := silenceDue(st, threshold)

@@ -31,7 +31,7 @@ func TestSilenceDecisions(t *testing.T) {
 		{name: "first package", received: 0, due: at(th)},
 		{name: "a timer fired early is moved to the due time", fire: true, now: 5 * time.Minute, due: at(th)},
 		{name: "a package moves the due time", received: 2 * time.Minute, due: at(2*time.Minute + th)},
-		{name: "the old timer fires: moved", fire: true, now: th, due: at(2*time.Minute + th)},
+		{name: "the old timer fires, armed for the newest package: moved", fire: true, now: th, due: at(2*time.Minute + th)},
 		{name: "due: device_silent", fire: true, now: 2*time.Minute + th + time.Second,
 			alert:  &records.Alert{DeviceID: 5, Kind: records.AlertSilent, TimeMs: uint64(ms(2*time.Minute + th)), SinceMs: uint64(ms(2 * time.Minute))},
 			silent: true, counts: [2]uint64{1, 0}},
@@ -47,7 +47,7 @@ func TestSilenceDecisions(t *testing.T) {
 		var alert *records.Alert
 		var due time.Time
 		if s.fire {
-			alert, due = SilenceDue(&st, at(s.now), th)
+			alert, due = SilenceDue(&st, st.ReceivedMs, at(s.now), th)
 		} else {
 			alert, due = NoteReceived(&st, ms(s.received), th)
 		}
@@ -67,7 +67,7 @@ func TestSilenceDecisions(t *testing.T) {
 func TestSilenceStateSurvivesTheTable(t *testing.T) {
 	st := records.DeviceState{DeviceID: 5}
 	NoteReceived(&st, 1_000_000, time.Minute)
-	if a, _ := SilenceDue(&st, time.UnixMilli(1_060_000), time.Minute); a == nil {
+	if a, _ := SilenceDue(&st, 1_000_000, time.UnixMilli(1_060_000), time.Minute); a == nil {
 		t.Fatal("no device_silent at the due time")
 	}
 	b, err := records.DeviceStateCodec{}.Encode(st)
@@ -78,10 +78,25 @@ func TestSilenceStateSurvivesTheTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, _ := SilenceDue(&back, time.UnixMilli(2_000_000), time.Minute); a != nil {
+	if a, _ := SilenceDue(&back, 1_000_000, time.UnixMilli(2_000_000), time.Minute); a != nil {
 		t.Errorf("a second device_silent after the table: %+v", a)
 	}
 	if a, _ := NoteReceived(&back, 2_000_000, time.Minute); a == nil || a.Kind != records.AlertBack || back.BackAlerts != 1 {
 		t.Errorf("device_back after the table: %+v, state %+v", a, back)
+	}
+}
+
+// A timer armed for an older package than the state's newest (a package
+// came after the timer was armed, and its record armed it again) raises
+// nothing, however late it fires.
+func TestSilenceTimerOfAnOlderPackage(t *testing.T) {
+	st := records.DeviceState{DeviceID: 5}
+	NoteReceived(&st, 1_000_000, time.Minute)
+	NoteReceived(&st, 1_030_000, time.Minute)
+	if a, due := SilenceDue(&st, 1_000_000, time.UnixMilli(1_070_000), time.Minute); a != nil || !due.IsZero() || st.Silent {
+		t.Fatalf("the first package's timer: %+v, %v, state %+v", a, due, st)
+	}
+	if a, _ := SilenceDue(&st, 1_030_000, time.UnixMilli(1_090_000), time.Minute); a == nil || a.SinceMs != 1_030_000 || a.TimeMs != 1_090_000 {
+		t.Fatalf("the newest package's timer: %+v", a)
 	}
 }

@@ -105,7 +105,7 @@ func pipeline(pkgs []sent, asOf int64) ([]records.Summary, []records.Alert) {
 	fire := func(until int64) {
 		for _, id := range []uint64{11, 12, 13} {
 			if d, ok := due[id]; ok && !d.IsZero() && d.UnixMilli() <= until {
-				a, again := processors.SilenceDue(states[id], d, processors.DefaultSilence)
+				a, again := processors.SilenceDue(states[id], states[id].ReceivedMs, d, processors.DefaultSilence)
 				if a != nil {
 					alerts = append(alerts, *a)
 				}
