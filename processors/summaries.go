@@ -152,7 +152,8 @@ func AddReading(acc *records.SummaryAcc, r *records.Reading) bool {
 }
 
 // Summarize returns the summary of an aggregate: the distance along its
-// fixes in time order, their highest and mean speed, and its counts.
+// fixes in time order, their highest and mean speed, and its counts. An
+// aggregate nothing was added to (Messages 0) has no summary to emit.
 func Summarize(acc *records.SummaryAcc) records.Summary {
 	s := records.Summary{
 		DeviceID: acc.DeviceID, WindowStartMs: acc.WindowStartMs, WindowEndMs: acc.WindowEndMs,
