@@ -156,4 +156,14 @@ func TestSummaries(t *testing.T) {
 	if w := truth.Summaries(SummaryOptions{Partition: part})[0]; w.Certain || !w.Closed {
 		t.Errorf("a message handled about when the window closed: %+v", w)
 	}
+	// Device 3's window holds a message of a package whose fate is
+	// unknown (given up after a timeout): uncertain.
+	if w := got[2]; !w.Certain {
+		t.Fatalf("device 3 before: %+v", w)
+	}
+	l.Unsent(accepted(7, 3, eventAt(w0+20, 70, protocol.EventHarshBrake)), 1)
+	truth = l.Truth()
+	if w := truth.Summaries(SummaryOptions{Partition: part})[2]; w.DeviceID != 3 || w.Certain {
+		t.Errorf("a window with a message of unknown fate: %+v", w)
+	}
 }
