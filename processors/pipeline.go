@@ -15,7 +15,8 @@
 //   - device-state: each device's counters and latest readings, served by the
 //     view API; it also counts the dead letters of each device.
 //   - alerts: events of severity 3 and up, and engine coolant over 120 C.
-//   - sink: writes every reading to the store (local or Cassandra).
+//   - sink: writes every reading to the store (local or Cassandra), and
+//     every hourly summary of telemetry.summaries (see consumeSummaries).
 //
 // Every topic between groups is keyed by the device id in decimal, so all
 // groups are co-partitioned; records carry one package each, not one
@@ -40,6 +41,7 @@ const (
 	TopicDecoded    = "telemetry.decoded"
 	TopicNormalized = "telemetry.normalized"
 	TopicAlerts     = "telemetry.alerts"
+	TopicSummaries  = "telemetry.summaries"
 	TopicDeadLetter = ingest.DeadLetterTopic
 )
 
@@ -78,6 +80,10 @@ type Config struct {
 	// AlertSeverity raises an alert for events of at least this severity
 	// (default 3).
 	AlertSeverity float64
+	// Silence is how long the edge must have received nothing from a
+	// device before it is silent (default DefaultSilence; see
+	// NoteReceived and SilenceDue).
+	Silence time.Duration
 	// Fuse is the set of stages that run fused into the group after them
 	// (default none). Every process of an installation must agree on it.
 	Fuse Fusion
@@ -121,6 +127,9 @@ func (c *Config) defaults() {
 	if c.AlertSeverity == 0 {
 		c.AlertSeverity = 3
 	}
+	if c.Silence == 0 {
+		c.Silence = DefaultSilence
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -137,6 +146,7 @@ type Pipeline struct {
 	Decoded     topology.Stream[records.Batch] // the zero Stream when decode is fused into dedupe
 	Normalized  topology.Stream[records.Readings]
 	Alerts      topology.Stream[records.Alert]
+	Summaries   topology.Stream[records.Summary]
 	DeadLetters topology.Stream[records.Envelope]
 	DeviceState topology.Table[records.DeviceState]
 	Dedupe      topology.Table[records.DedupeEntry]
@@ -160,6 +170,7 @@ func New(cfg Config) *Pipeline {
 	}
 	p.Normalized = topology.NewStream(t, TopicNormalized, records.ReadingsCodec{}, parts, byDevice)
 	p.Alerts = topology.NewStream(t, TopicAlerts, records.AlertCodec{}, parts, byDevice)
+	p.Summaries = topology.NewStream(t, TopicSummaries, records.SummaryCodec{}, parts, byDevice, summariesProducer())
 	p.DeadLetters = t.DeadLetters()
 
 	if !cfg.Fuse.Has(FuseDecode) {

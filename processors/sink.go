@@ -10,7 +10,8 @@ import (
 	"github.com/watershed-io/watershed/topology"
 )
 
-// The sink group writes every reading of telemetry.normalized to the store.
+// The sink group writes every reading of telemetry.normalized to the store
+// (and every summary of telemetry.summaries: summariessink.go).
 
 // ErrNoSink is returned when the sink group is run without a store.
 var ErrNoSink = errors.New("processors: the sink group needs a store (processors.Store)")
@@ -40,7 +41,7 @@ func (p *Pipeline) declareSink() {
 		}
 	}
 	opts := []topology.ProcessorOption{
-		topology.WithDescription("write every reading to the store, batched across records; offsets commit only after the store acknowledged"),
+		topology.WithDescription("write every reading to the store, batched across records, and every hourly summary; offsets commit only after the store acknowledged"),
 		topology.WithRetryTopics(retry),
 	}
 	if p.cfg.SinkBackoff != (topology.Backoff{}) {
@@ -55,6 +56,7 @@ func (p *Pipeline) declareSink() {
 		}
 		return batch.Add(c, rs.Items)
 	})
+	p.consumeSummaries(g)
 }
 
 // writeReadings writes rows of one or many records to the store and tells
@@ -65,15 +67,8 @@ func (p *Pipeline) writeReadings(ctx context.Context, rows []records.Reading) er
 	if !ok || store == nil {
 		return topology.Transient(ErrNoSink)
 	}
-	err := store.Write(ctx, rows)
-	switch {
-	case err == nil:
-		return p.cfg.SinkAudit.Wrote(rows)
-	case errors.Is(err, sinks.ErrUnavailable):
-		return topology.Outage(err)
-	case errors.Is(err, sinks.ErrWriteFailed):
-		return topology.Transient(err)
-	default:
-		return topology.Reject("sink_refused", fmt.Errorf("store refused %d readings: %w", len(rows), err))
+	if err := storeOutcome(store.Write(ctx, rows), fmt.Sprintf("%d readings", len(rows))); err != nil {
+		return err
 	}
+	return p.cfg.SinkAudit.Wrote(rows)
 }

@@ -31,23 +31,11 @@ func TestIntegrationLargestPackage(t *testing.T) {
 	k := topology.Kafka{Brokers: testinfra.Kafka(t), ClientID: "size-test"}
 	prefix := testinfra.UniqueName(t, "sz", 40) + "."
 	p := processors.New(processors.Config{Prefix: prefix, Partitions: 1, Logger: slog.New(slog.DiscardHandler)})
-	r, err := topology.NewRunner(builtPlan(t, p.Topology), topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
-		Groups: []string{processors.GroupDecode}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := stopped(t, done); err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
-	testinfra.Eventually(t, 90*time.Second, 100*time.Millisecond, r.Ready)
+	r, stop := runReady(t, ctx, p.Topology, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(),
+		Groups: []string{processors.GroupDecode}, Logger: slog.New(slog.DiscardHandler)})
+	defer stop()
 
 	secret := []byte("size-test-device-secret-01234567")
 	e, err := edge.New(edge.Options{Kafka: k, RawTopic: p.Raw.Name(), DeadLetterTopic: p.DeadLetters.Name(),
@@ -118,4 +106,29 @@ func reasons(es []records.Envelope) []string {
 		out = append(out, e.Reason)
 	}
 	return out
+}
+
+// runReady starts a runner of tp with opts on real Kafka, waits until it is
+// ready, and returns it with the function that stops it and checks its
+// outcome.
+func runReady(t *testing.T, ctx context.Context, tp *topology.Topology, opts topology.RunnerOptions) (r *topology.Runner, stop func()) {
+	t.Helper()
+	r, err := topology.NewRunner(builtPlan(t, tp), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	stop = func() {
+		cancel()
+		if err := stopped(t, done); err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}
+	if err := testinfra.WaitFor(90*time.Second, 100*time.Millisecond, r.Ready); err != nil {
+		stop()
+		t.Fatalf("runner not ready: %v", err)
+	}
+	return r, stop
 }

@@ -227,14 +227,16 @@ func (s *Simulator) send(ctx context.Context, p *Package) {
 	rng := rand.New(rand.NewPCG(uint64(s.opts.Seed), uint64(p.Seq)))
 	uncertain := 0
 	for attempt := 1; ; attempt++ {
+		sent := s.opts.Now()
 		code, retryAfter, err := s.post(ctx, p)
+		answered := s.opts.Now()
 		s.ledger.Attempt(code)
 		if err == nil && code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable {
 			if code != p.Expect.Code {
 				s.log.Warn("unexpected answer", "package", p.Seq, "device", p.Device, "faults", p.Faults,
 					"status", code, "expected", p.Expect.Code)
 			}
-			s.ledger.Apply(p, code, uncertain)
+			s.ledger.ApplyAt(p, code, uncertain, Between(sent, answered))
 			return
 		}
 		// A 429 means the edge shed the package before writing it, and a

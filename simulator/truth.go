@@ -86,6 +86,9 @@ type StoredMessage struct {
 	// Message is the decoded message of its first stored copy (OffsetMs
 	// and CRC are that copy's; a re-batched copy differs in both).
 	Message protocol.Message
+	// Received bounds when the edge received that copy (see
+	// Ledger.ApplyAt; zero when unknown).
+	Received Interval
 }
 
 // DeviceTruth is the expected view of one device.
@@ -123,6 +126,12 @@ type DeviceTruth struct {
 	// that are not in Stored: the pipeline may store them or not. A stored
 	// row in neither set is one the truth does not have.
 	Possible map[Identity]struct{}
+	// Received bounds the edge's receive time of every package of the
+	// device that reaches the normalized stream (accepted and decoded),
+	// in the order the answers came (see Ledger.ApplyAt); Unclocked
+	// counts those applied without times (Ledger.Apply).
+	Received  []Interval
+	Unclocked int
 
 	// nextPrune is the size of Stored at which a pruning Ledger prunes.
 	nextPrune int
@@ -145,6 +154,7 @@ func (d *DeviceTruth) clone() *DeviceTruth {
 	c.Latest = maps.Clone(d.Latest)
 	c.Stored = maps.Clone(d.Stored)
 	c.Possible = maps.Clone(d.Possible)
+	c.Received = slices.Clone(d.Received)
 	return &c
 }
 
@@ -337,7 +347,17 @@ func (l *Ledger) device(id uint64) *DeviceTruth {
 // earlier attempts whose fate is unknown (timeouts, 503s). 202 applies
 // the package's expected records (or its decoder rejection); 422 counts a
 // rejected package; 400, 401, 413 and any other answer keep nothing.
+// Without the request's times, the truth of silences has a hole (see
+// ApplyAt).
 func (l *Ledger) Apply(p *Package, code int, uncertain int) {
+	l.ApplyAt(p, code, uncertain, Interval{})
+}
+
+// ApplyAt is Apply with the times of the request that got the answer:
+// from when it was sent to when the answer came, which bounds the edge's
+// receive time of the package (on one clock; the edge's may differ by its
+// skew).
+func (l *Ledger) ApplyAt(p *Package, code int, uncertain int, received Interval) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	t := &l.t
@@ -360,7 +380,7 @@ func (l *Ledger) Apply(p *Package, code int, uncertain int) {
 	var dlq map[string]int
 	switch code {
 	case 202:
-		got, dlq = l.store(p)
+		got, dlq = l.store(p, received)
 	case 422:
 		reason := "unknown"
 		if p.Expect.Code == 422 {
@@ -474,13 +494,19 @@ func (l *Ledger) possible(d *DeviceTruth, p *Package) {
 	}
 }
 
-// store applies an accepted package p and returns what it added.
-func (l *Ledger) store(p *Package) (Counts, map[string]int) {
+// store applies an accepted package p, received by the edge within
+// received, and returns what it added.
+func (l *Ledger) store(p *Package, received Interval) (Counts, map[string]int) {
 	d := l.device(p.Expect.Device)
 	if p.Expect.Reject != protocol.ReasonNone {
 		c := Counts{PackagesRejected: 1, DeadLetters: 1}
 		d.Counts.add(c)
 		return c, map[string]int{p.Expect.Reject.String(): 1}
+	}
+	if received.Known() {
+		d.Received = append(d.Received, received)
+	} else {
+		d.Unclocked++
 	}
 	d.Version = p.Expect.Version
 	if p.Expect.Version >= 2 {
@@ -506,7 +532,7 @@ func (l *Ledger) store(p *Package) (Counts, map[string]int) {
 				continue
 			}
 			c.Messages++
-			d.Stored[id] = StoredMessage{Identity: id, Type: m.Type, Message: *m}
+			d.Stored[id] = StoredMessage{Identity: id, Type: m.Type, Message: *m, Received: received}
 			delete(d.Possible, id)
 			d.LastSeenMs = max(d.LastSeenMs, m.TimeMs)
 			if cur, ok := d.Latest[m.Type]; !ok || m.TimeMs > cur.TimeMs {

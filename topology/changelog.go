@@ -48,7 +48,10 @@ type changelog struct {
 	// topic is the group table's topic, partitions its partition count.
 	topic      string
 	partitions int32
-	log        *slog.Logger
+	// partitioner places the table's keys (the partition whose storage
+	// goka writes a key to).
+	partitioner Partitioner
+	log         *slog.Logger
 
 	// parts holds the open storage of each partition of the table, nil
 	// for none.
@@ -61,7 +64,7 @@ func newChangelog(p *Processor, log *slog.Logger) *changelog {
 	if p.table == nil {
 		return nil
 	}
-	return &changelog{topic: p.table.name, partitions: p.table.partitions, log: log,
+	return &changelog{topic: p.table.name, partitions: p.table.partitions, partitioner: p.table.partitioner, log: log,
 		parts: make([]atomic.Pointer[changelogStorage], p.table.partitions)}
 }
 
@@ -103,7 +106,7 @@ func (c *changelog) producer(b goka.ProducerBuilder) goka.ProducerBuilder {
 // writer returns the open storage of the partition key belongs to, nil
 // when none is open.
 func (c *changelog) writer(key string) *changelogStorage {
-	return c.parts[partitionOf(key, c.partitions)].Load()
+	return c.parts[c.partitioner.partitionOf(key, c.partitions)].Load()
 }
 
 func (c *changelog) closed(s *changelogStorage) {

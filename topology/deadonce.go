@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/maphash"
 	"log/slog"
 	"strconv"
@@ -225,10 +224,9 @@ func originHeader(partition int32) Header {
 	return Header{Key: HeaderOriginPartition, Value: []byte(strconv.Itoa(int(partition)))}
 }
 
-// originPartitioner partitions records by key with hasher, except those
+// originPartitioner partitions records by key with byKey, except those
 // with HeaderOriginPartition, which go to that partition mod the count.
-func originPartitioner(hasher func() hash.Hash32) sarama.PartitionerConstructor {
-	byKey := sarama.NewCustomHashPartitioner(hasher)
+func originPartitioner(byKey sarama.PartitionerConstructor) sarama.PartitionerConstructor {
 	return func(topic string) sarama.Partitioner { return originPartition{byKey(topic)} }
 }
 

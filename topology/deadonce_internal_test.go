@@ -73,7 +73,7 @@ func TestAdmitDeadLetterSkipsWhatWasFound(t *testing.T) {
 // Dead letters go to their origin partition mod the partition count;
 // other records by key.
 func TestOriginPartitioner(t *testing.T) {
-	p := originPartitioner(Hasher)("dlq")
+	p := originPartitioner(byTopicPartitioner(nil, Hasher))("dlq")
 	m := &sarama.ProducerMessage{Topic: "dlq", Key: sarama.StringEncoder("k"),
 		Headers: []sarama.RecordHeader{{Key: []byte(HeaderOriginPartition), Value: []byte("5")}}}
 	if got, err := p.Partition(m, 4); err != nil || got != 1 {

@@ -29,6 +29,9 @@ type TopicDescription struct {
 	ProducedBy string `json:"produced_by,omitempty"`
 	// External is set when ProducedBy is outside the topology.
 	External bool `json:"external,omitempty"`
+	// Partitioner names the topic's partitioner when it is not the
+	// default (goka's hash): "murmur2".
+	Partitioner string `json:"partitioner,omitempty"`
 }
 
 // GroupDescription describes one processor group.
@@ -75,10 +78,14 @@ func (t *Topology) describe() Description {
 		if td.deadLetter {
 			producer = "every group"
 		}
-		d.Topics = append(d.Topics, TopicDescription{
+		desc := TopicDescription{
 			Name: td.name, Kind: td.kind.String(), ValueType: td.valueType, Codec: td.codecName,
 			Key: td.key, Partitions: td.partitions, Cleanup: cleanup, ProducedBy: producer, External: td.external != "",
-		})
+		}
+		if td.partitioner != GokaHash {
+			desc.Partitioner = td.partitioner.String()
+		}
+		d.Topics = append(d.Topics, desc)
 	}
 	for _, p := range t.procs {
 		g := GroupDescription{Group: p.group, Description: p.description, Inputs: []string{}, Outputs: []string{}}
@@ -162,8 +169,12 @@ func (d Description) writeText(w io.Writer) error {
 		if by == "" {
 			by = "processors"
 		}
+		key := t.Key
+		if t.Partitioner != "" {
+			key += " by " + t.Partitioner
+		}
 		fmt.Fprintf(&b, "  %-34s %-6s %2d partitions  key=%-10s %s via %s, %s (produced by %s)\n",
-			t.Name, t.Kind, t.Partitions, t.Key, t.ValueType, t.Codec, t.Cleanup, by)
+			t.Name, t.Kind, t.Partitions, key, t.ValueType, t.Codec, t.Cleanup, by)
 	}
 	for _, g := range d.Groups {
 		fmt.Fprintf(&b, "\ngroup %s", g.Group)

@@ -20,7 +20,8 @@ func Hasher() hash.Hash32 { return fnv.New32a() }
 // goka's producers place it (sarama's hash partitioner over Hasher).
 // Anything that writes to a topic a goka group reads, such as the ingest
 // edge, must use it (or a producer of kafkaclient.ProducerConfig) or co-partitioning
-// breaks.
+// breaks. It is GokaHash's; a topic declared with another partitioner
+// (PartitionedBy) is placed by Topology.PartitionerOf(topic).Partition.
 func Partition(key []byte, n int32) int32 { return partitionOf(string(key), n) }
 
 // partitionOf is Partition of a string key, without allocating: FNV-1a

@@ -225,7 +225,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			// retried records handled once due, are found after their
 			// callbacks returned: they go through a producer of the
 			// runner's.
-			prod, err := producerBuilder(r.opts.Kafka)(r.opts.Kafka.Brokers, clientID(r.opts.Kafka, p.group)+"-batch", Hasher)
+			prod, err := producerBuilder(r.opts.Kafka, r.t.partitioners())(r.opts.Kafka.Brokers, clientID(r.opts.Kafka, p.group)+"-batch", Hasher)
 			if err != nil {
 				return fmt.Errorf("topology: producer of %s: %w", p.group, err)
 			}
@@ -495,7 +495,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),
 		goka.WithStorageBuilder(cl.storage(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group)))),
-		goka.WithProducerBuilder(cl.producer(producerBuilder(k))),
+		goka.WithProducerBuilder(cl.producer(producerBuilder(k, r.t.partitioners()))),
 		goka.WithConsumerGroupBuilder(func(brokers []string, group, clientID string) (sarama.ConsumerGroup, error) {
 			cfg := k.config()
 			cfg.ClientID = clientID
@@ -541,11 +541,12 @@ func clientID(k Kafka, group string) string {
 
 // producerBuilder builds goka producers from a fresh configuration each
 // time, since goka's own builder writes into the one it is given.
-func producerBuilder(k Kafka) goka.ProducerBuilder {
+// parts are the topics not placed by hasher (Topology.partitioners).
+func producerBuilder(k Kafka, parts map[string]Partitioner) goka.ProducerBuilder {
 	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
 		cfg := k.producerConfig()
 		cfg.ClientID = clientID
-		cfg.Producer.Partitioner = originPartitioner(hasher) // dead letters by origin (deadonce.go)
+		cfg.Producer.Partitioner = originPartitioner(byTopicPartitioner(parts, hasher)) // dead letters by origin (deadonce.go)
 		return goka.NewProducer(brokers, cfg)
 	}
 }

@@ -168,6 +168,8 @@ type topicDecl struct {
 	// recordTime is the stream's RecordTime[V] (see Stream.TimedBy), nil
 	// for the Kafka timestamp.
 	recordTime any
+	// partitioner places the topic's keys (PartitionedBy).
+	partitioner Partitioner
 }
 
 func (t *Topology) addTopic(d *topicDecl) {

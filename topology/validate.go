@@ -116,7 +116,7 @@ func (t *Topology) checkCopartitioning(p *Processor) []error {
 		copart = append(copart, p.table)
 	}
 	if len(copart) == 0 {
-		return nil
+		return checkPartitioners(p, nil)
 	}
 	var problems []error
 	ref := copart[0]
@@ -133,7 +133,7 @@ func (t *Topology) checkCopartitioning(p *Processor) []error {
 	if p.loop != nil {
 		p.loop.topic.partitions = ref.partitions
 	}
-	return problems
+	return append(problems, checkPartitioners(p, copart)...)
 }
 
 // ErrUnknownGroup is returned when a run names a group the topology lacks.

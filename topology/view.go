@@ -48,7 +48,7 @@ func NewView[V any](tb Table[V], opts ViewOptions) (*View[V], error) {
 	}
 	k := opts.Kafka
 	gv, err := goka.NewView(k.Brokers, goka.Table(tb.decl.name), rawCodec{},
-		goka.WithViewHasher(Hasher),
+		goka.WithViewHasher(tb.decl.partitioner.hasher()),
 		goka.WithViewStorageBuilder(storage.DefaultBuilder(filepath.Join(opts.DataDir, "views"))),
 		goka.WithViewConsumerSaramaBuilder(saramaConsumerBuilder(k)),
 		goka.WithViewTopicManagerBuilder(topicManagerBuilder(k)),

@@ -39,6 +39,16 @@ type DeviceState struct {
 	// state, the offset of the newest one applied, most recently updated
 	// last, at most InputsLimit (format version 3). See Replayed.
 	Inputs []InputOffset
+	// ReceivedMs is the edge's receive time of the device's newest
+	// package, Unix ms (0: none; format version 3). The silence timer is
+	// due ReceivedMs plus the threshold.
+	ReceivedMs int64
+	// Silent is set while the device is silent: a device_silent alert went
+	// out and no package came since (format version 3).
+	Silent bool
+	// SilentAlerts and BackAlerts count the device_silent and device_back
+	// alerts raised for the device (format version 3).
+	SilentAlerts, BackAlerts uint64
 }
 
 // InputOffset is the offset of the newest record applied to a state from
@@ -215,8 +225,9 @@ func (s *DeviceState) Observe(r Reading) bool {
 // (Applied then is empty).
 //
 // Version 3 appends the Inputs: count (uvarint) and each as Source (8
-// bytes big-endian) and Offset (varint). Versions 1 and 2 are still read
-// (Inputs then is empty).
+// bytes big-endian) and Offset (varint); then ReceivedMs (varint), Silent
+// (1 byte, 0 or 1), SilentAlerts and BackAlerts (uvarints). Versions 1
+// and 2 are still read (those then are empty or zero).
 const deviceStateVersion = 3
 
 // DeviceStateCodec encodes and decodes DeviceState values. It implements
@@ -237,16 +248,20 @@ func (DeviceStateCodec) Encode(s DeviceState) ([]byte, error) {
 		b = binary.AppendUvarint(b, s.Latest[i].TimeMs)
 		b = appendReadingBody(b, &s.Latest[i])
 	}
-	b = binary.AppendUvarint(b, uint64(len(s.Applied)))
-	for _, k := range s.Applied {
-		b = binary.BigEndian.AppendUint64(b, k)
-	}
+	b = appendKeys(b, s.Applied)
 	b = binary.AppendUvarint(b, uint64(len(s.Inputs)))
 	for _, in := range s.Inputs {
 		b = binary.BigEndian.AppendUint64(b, in.Source)
 		b = binary.AppendVarint(b, in.Offset)
 	}
-	return b, nil
+	b = binary.AppendVarint(b, s.ReceivedMs)
+	silent := byte(0)
+	if s.Silent {
+		silent = 1
+	}
+	b = append(b, silent)
+	b = binary.AppendUvarint(b, s.SilentAlerts)
+	return binary.AppendUvarint(b, s.BackAlerts), nil
 }
 
 // Decode parses record bytes written by any version of Encode.
@@ -275,12 +290,7 @@ func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 		}
 	}
 	if v >= 2 {
-		if n := r.length("applied count", 8); n > 0 {
-			s.Applied = make([]uint64, n)
-			for i := range s.Applied {
-				s.Applied[i] = r.fixed64("applied key")
-			}
-		}
+		s.Applied = r.keys("applied")
 	}
 	if v >= 3 {
 		if n := r.length("input count", 9); n > 0 {
@@ -289,9 +299,46 @@ func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 				s.Inputs[i] = InputOffset{Source: r.fixed64("input source"), Offset: r.varint("input offset")}
 			}
 		}
+		s.ReceivedMs = r.varint("received")
+		switch r.byte1("silent") {
+		case 0:
+		case 1:
+			s.Silent = true
+		default:
+			r.fail("silent")
+		}
+		s.SilentAlerts = r.uvarint("silent alerts")
+		s.BackAlerts = r.uvarint("back alerts")
 	}
 	if err := r.finish("device state"); err != nil {
 		return DeviceState{}, err
 	}
 	return s, nil
+}
+
+// appendKeys appends 64-bit keys: their count (uvarint) and each as 8
+// bytes big-endian (hashes do not shrink as varints).
+func appendKeys(b []byte, keys []uint64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = binary.BigEndian.AppendUint64(b, k)
+	}
+	return b
+}
+
+// keys reads what appendKeys wrote (nil for none).
+func (r *reader) keys(what string) []uint64 {
+	n := r.length(what+" count", 8)
+	if n == 0 {
+		return nil
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		p := r.raw(what+" key", 8)
+		if p == nil {
+			return nil
+		}
+		out[i] = binary.BigEndian.Uint64(p)
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package records
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ func TestDeviceStateRoundTrip(t *testing.T) {
 	s.MarkApplied(1<<64 - 1)
 	s.MarkInput(InputSource("telemetry.normalized", 3), 1<<40)
 	s.MarkInput(InputSource("telemetry.deadletters", 0), 0)
+	s.ReceivedMs, s.Silent, s.SilentAlerts, s.BackAlerts = 1700000000456, true, 3, 2
 	b, err := DeviceStateCodec{}.Encode(s)
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +115,25 @@ func TestDeviceStateReplayedByInputOffset(t *testing.T) {
 	}
 }
 
+// A version 2 state (before the silence fields) still decodes, and a
+// silent flag other than 0 or 1 is corrupt.
+func TestDeviceStateVersions2And3(t *testing.T) {
+	v2 := []byte{2, 7, 3, 1, 0, 0, 9, 2, 0x82, 0x02, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5}
+	s, err := DeviceStateCodec{}.Decode(v2)
+	want := DeviceState{DeviceID: 7, Messages: 3, Duplicates: 1, LastSeenMs: 9, Version: 2, Firmware: 0x0102, Applied: []uint64{5}}
+	if err != nil || !reflect.DeepEqual(s, want) {
+		t.Fatalf("version 2: %+v, %v; want %+v", s, err, want)
+	}
+	b, _ := DeviceStateCodec{}.Encode(DeviceState{DeviceID: 7, Silent: true})
+	if b[len(b)-3] != 1 {
+		t.Fatalf("bad test: silent byte at %d of % x", len(b)-3, b)
+	}
+	b[len(b)-3] = 2
+	if _, err := (DeviceStateCodec{}).Decode(b); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("silent byte 2: error %v, want corrupt", err)
+	}
+}
+
 // The applied keys are bounded, oldest forgotten first.
 func TestDeviceStateAppliedIsBounded(t *testing.T) {
 	var s DeviceState
@@ -183,6 +204,7 @@ func FuzzDeviceStateDecode(f *testing.F) {
 	b, _ = DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, Applied: []uint64{1, 2}})
 	f.Add(b)
 	b, _ = DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, Inputs: []InputOffset{{Source: 1, Offset: -1}, {Source: 2, Offset: 1 << 50}}})
+	b, _ = DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, ReceivedMs: -4, Silent: true, SilentAlerts: 2, BackAlerts: 1})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c DeviceStateCodec

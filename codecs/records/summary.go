@@ -3,7 +3,6 @@ package records
 import (
 	"encoding/binary"
 	"math"
-	"slices"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 )
@@ -62,16 +61,7 @@ func (SummaryCodec) Encode(s Summary) ([]byte, error) {
 	}
 	b = binary.AppendUvarint(b, s.FirstMs)
 	b = binary.AppendUvarint(b, s.LastMs)
-	codes := make([]protocol.EventCode, 0, len(s.Harsh))
-	for c := range s.Harsh {
-		codes = append(codes, c)
-	}
-	slices.Sort(codes)
-	b = binary.AppendUvarint(b, uint64(len(codes)))
-	for _, c := range codes {
-		b = append(b, byte(c))
-		b = binary.AppendUvarint(b, s.Harsh[c])
-	}
+	b = appendHarsh(b, s.Harsh)
 	return b, nil
 }
 
@@ -96,21 +86,7 @@ func (SummaryCodec) Decode(b []byte) (Summary, error) {
 	}
 	s.FirstMs = r.uvarint("first message")
 	s.LastMs = r.uvarint("last message")
-	n := r.bounded("harsh kinds", math.MaxUint8+1)
-	last := -1
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		c := r.byte1("harsh kind")
-		count := r.uvarint("harsh count")
-		if int(c) <= last {
-			r.fail("harsh kinds out of order")
-			break
-		}
-		last = int(c)
-		if s.Harsh == nil {
-			s.Harsh = make(map[protocol.EventCode]uint64, n)
-		}
-		s.Harsh[protocol.EventCode(c)] = count
-	}
+	s.Harsh = r.harsh()
 	if err := r.finish("summary"); err != nil {
 		return Summary{}, err
 	}

@@ -32,3 +32,12 @@ func Config(k topology.Kafka) *sarama.Config { return kafkacfg.Config(settings(k
 // partitioner (topology.Partition), records up to topology.MaxRecordBytes,
 // and success and error reporting.
 func ProducerConfig(k topology.Kafka) *sarama.Config { return kafkacfg.ProducerConfig(settings(k)) }
+
+// ProducerConfigFor is ProducerConfig for a producer of topics placed by
+// p (a topic declared PartitionedBy(p); the Runner's own producers follow
+// each topic's declaration by themselves).
+func ProducerConfigFor(k topology.Kafka, p topology.Partitioner) *sarama.Config {
+	c := ProducerConfig(k)
+	c.Producer.Partitioner = sarama.NewCustomHashPartitioner(p.NewHash)
+	return c
+}

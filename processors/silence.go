@@ -1,0 +1,78 @@
+package processors
+
+import (
+	"time"
+
+	"github.com/watershed-io/watershed/codecs/records"
+)
+
+// Silent devices, the decisions: a device the edge has received nothing
+// from for the silence threshold (wall clock, against the edge's receive
+// time of its packages) gets one device_silent alert, and one device_back
+// when it sends again; the device state counts both. The device-state
+// group calls NoteReceived for every package it applies and SilenceDue
+// from the device's wall-clock timer. Both are pure and idempotent, so a
+// replayed record or a timer firing again after a crash raises nothing
+// twice: the state, written with the alert, says what was raised.
+//
+// Wiring them (topology.Timer): the record callback calls NoteReceived and
+// arms the device's wall-clock timer (AtWallTime) at the due time it
+// returns, with the armed receive time (st.ReceivedMs) as the timer's
+// value; a timer callback cannot read the group table, so it loops the
+// armed time back to the device's key (Loopback), and the loop handler
+// calls SilenceDue with it and Context.Now, writes the state and emits
+// the alert.
+
+// DefaultSilence is the default silence threshold.
+const DefaultSilence = 10 * time.Minute
+
+// NoteReceived applies the edge's receive time of one of the device's
+// packages (records.Readings.ReceivedMs) to st. It returns the
+// device_back alert to raise when the device was silent, and when the
+// device's silence timer is due: the newest receive time plus threshold
+// (zero when the package carries no receive time and none is known).
+//
+// A package received before a newer one (records of one device may be
+// handled out of receive order) does not move the due time back; one that
+// ends a silence raises device_back even so, since device_silent is out.
+func NoteReceived(st *records.DeviceState, receivedMs int64, threshold time.Duration) (back *records.Alert, due time.Time) {
+	since := st.ReceivedMs
+	st.ReceivedMs = max(st.ReceivedMs, receivedMs)
+	if st.Silent {
+		st.Silent = false
+		st.BackAlerts++
+		back = &records.Alert{DeviceID: st.DeviceID, Kind: records.AlertBack, TimeMs: nonNegative(receivedMs), SinceMs: nonNegative(since)}
+	}
+	return back, silenceDue(st, threshold)
+}
+
+// SilenceDue decides at wall-clock time now, when the device's silence
+// timer armed for receive time armedMs fires, whether the device is
+// silent. It returns the device_silent alert to raise, or, when the timer
+// fired early, when it is due instead. A timer armed for an older receive
+// time than the state's raises nothing and returns no time: the newer
+// package's record armed the timer again (as it does for a device already
+// silent or one never heard of).
+func SilenceDue(st *records.DeviceState, armedMs int64, now time.Time, threshold time.Duration) (silent *records.Alert, reschedule time.Time) {
+	if st.Silent || st.ReceivedMs == 0 || armedMs != st.ReceivedMs {
+		return nil, time.Time{}
+	}
+	due := silenceDue(st, threshold)
+	if now.Before(due) {
+		return nil, due
+	}
+	st.Silent = true
+	st.SilentAlerts++
+	return &records.Alert{DeviceID: st.DeviceID, Kind: records.AlertSilent, TimeMs: uint64(due.UnixMilli()), SinceMs: nonNegative(st.ReceivedMs)}, time.Time{}
+}
+
+// silenceDue is when st's device becomes silent, zero without a receive
+// time.
+func silenceDue(st *records.DeviceState, threshold time.Duration) time.Time {
+	if st.ReceivedMs <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(st.ReceivedMs).Add(threshold)
+}
+
+func nonNegative(ms int64) uint64 { return uint64(max(ms, 0)) }
