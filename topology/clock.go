@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/watershed-io/watershed/topology/internal/timectl"
 )
 
 // Clock tells wall-clock time to the processors of a Runner
@@ -65,11 +67,17 @@ func recordTimeOf[V any](d *topicDecl, key string, v V, c *Context) time.Time {
 type streamClock struct {
 	wall  Clock
 	parts sync.Map // int32 -> *atomic.Int64 (Unix ns; 0 = none yet)
+	// driven is set when no Clock was given: a test driver's context may
+	// carry one (see Context.Now).
+	driven bool
+	// rt is the group's framework-owned state in this processor (nil:
+	// none; see state.go).
+	rt *timeRuntime
 }
 
 func newStreamClock(wall Clock) *streamClock {
 	if wall == nil {
-		wall = SystemClock{}
+		return &streamClock{wall: SystemClock{}, driven: true}
 	}
 	return &streamClock{wall: wall}
 }
@@ -141,6 +149,11 @@ func (c *Context) StreamTime() time.Time {
 func (c *Context) Now() time.Time {
 	if c.clock == nil {
 		return time.Now()
+	}
+	if c.clock.driven {
+		if ctl := timectl.From(c.g.Context()); ctl != nil {
+			return ctl.Now()
+		}
 	}
 	return c.clock.wall.Now()
 }
