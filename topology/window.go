@@ -60,7 +60,7 @@ const (
 	// reason "late". It is the default.
 	LateDeadLetter LatePolicy = iota
 	// LateSkip drops it, counted by the runner's HookSkipped with
-	// reason "late" (watershed_records_skipped_total in promhooks).
+	// reason "late" (watershed_processor_skipped_total in promhooks).
 	LateSkip
 )
 

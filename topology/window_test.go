@@ -216,3 +216,16 @@ func TestInvalidWindowsRefused(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+// Retry topics do not carry windows and timers: Validate refuses a group
+// with both.
+func TestStateRefusesRetryTopics(t *testing.T) {
+	topo := topology.New("retrystate")
+	in := topology.NewStream(topo, "in", codecs.String{}, topology.External("test"))
+	p := topo.Processor("g", topology.WithRetryTopics(topology.RetryPolicy{}))
+	topology.Aggregate(p, in, topology.Tumbling(time.Hour), func() int { return 0 },
+		func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{})
+	if err := topo.Validate(); err == nil || !strings.Contains(err.Error(), "retry topics") {
+		t.Errorf("Validate: %v", err)
+	}
+}
