@@ -467,11 +467,20 @@ func hasDue(s *windowstore.Store, now int64) bool {
 // stateTx is what a callback did to the framework-owned state: the writes
 // it queued, applied when it returns nil, and what to do once applied.
 type stateTx struct {
-	ops   []stateOp
+	ops []stateOp
+	// last indexes ops: the newest of each window, so that reads stay
+	// cheap when a tick fires many timers.
+	last  map[opKey]int
 	after []func()
 	// key, when set, is the key of the timer being fired: Context.Key
 	// returns it.
 	key *string
+}
+
+type opKey struct {
+	store *windowstore.Store
+	start int64
+	key   string
 }
 
 type stateOp struct {
@@ -508,25 +517,31 @@ func (c *Context) statePart() (*partState, error) {
 
 // put queues window (key, start) of store with end and value.
 func (tx *stateTx) put(st *stateDecl, store *windowstore.Store, key []byte, start, end int64, value []byte) {
-	tx.ops = append(tx.ops, stateOp{st: st, store: store, c: windowstore.Change{Key: key, Start: start, End: end, Value: value}})
+	tx.add(stateOp{st: st, store: store, c: windowstore.Change{Key: key, Start: start, End: end, Value: value}})
 }
 
 // del queues the deletion of window (key, start) of store.
 func (tx *stateTx) del(st *stateDecl, store *windowstore.Store, key []byte, start int64) {
-	tx.ops = append(tx.ops, stateOp{st: st, store: store, c: windowstore.Change{Key: key, Start: start}})
+	tx.add(stateOp{st: st, store: store, c: windowstore.Change{Key: key, Start: start}})
+}
+
+func (tx *stateTx) add(op stateOp) {
+	if tx.last == nil {
+		tx.last = map[opKey]int{}
+	}
+	tx.last[opKey{op.store, op.c.Start, string(op.c.Key)}] = len(tx.ops)
+	tx.ops = append(tx.ops, op)
 }
 
 // get reads window (key, start) of store, seeing the writes queued.
 func (tx *stateTx) get(store *windowstore.Store, key []byte, start int64) (windowstore.Window, bool, error) {
 	if tx != nil {
-		for i := len(tx.ops) - 1; i >= 0; i-- {
+		if i, ok := tx.last[opKey{store, start, string(key)}]; ok {
 			op := tx.ops[i]
-			if op.store == store && op.c.Start == start && string(op.c.Key) == string(key) {
-				if op.c.Value == nil {
-					return windowstore.Window{}, false, nil
-				}
-				return windowstore.Window{Key: key, Start: start, End: op.c.End, Value: op.c.Value}, true, nil
+			if op.c.Value == nil {
+				return windowstore.Window{}, false, nil
 			}
+			return windowstore.Window{Key: key, Start: start, End: op.c.End, Value: op.c.Value}, true, nil
 		}
 	}
 	return store.Get(key, start)

@@ -55,7 +55,9 @@ func BenchmarkWindowedAggregate(b *testing.B) {
 func BenchmarkTimerSchedule(b *testing.B) {
 	topo, in := benchTopo(false, func(p *topology.Processor) topology.Handler[string] {
 		tm := topology.Timer(p, "t", codecs.String{}, func(*topology.Context, string, string) error { return nil })
-		return func(c *topology.Context, key, v string) error { return tm.AtWallTime(c, key, c.Now().Add(time.Hour), v) }
+		return func(c *topology.Context, key, v string) error {
+			return tm.AtWallTime(c, key, c.Now().Add(time.Hour), v)
+		}
 	})
 	sendAll(b, topologytest.New(b, topo), in)
 }
@@ -66,7 +68,9 @@ func BenchmarkTimerFire(b *testing.B) {
 	fired := 0
 	topo, in := benchTopo(false, func(p *topology.Processor) topology.Handler[string] {
 		tm := topology.Timer(p, "t", codecs.String{}, func(*topology.Context, string, string) error { fired++; return nil })
-		return func(c *topology.Context, key, v string) error { return tm.AtWallTime(c, key, c.Now().Add(time.Hour), v) }
+		return func(c *topology.Context, key, v string) error {
+			return tm.AtWallTime(c, key, c.Now().Add(time.Hour), v)
+		}
 	})
 	d := topologytest.New(b, topo)
 	d.SetWall(t0)
