@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,8 +44,9 @@ import (
 // refused, the process killed) is thereby forgotten with its record, which
 // is handled again. The rebuild reads what the compacted changelog keeps:
 // a window changelog is also deleted after the store's retention (plus a
-// day), so it stays bounded; the timers changelog is compacted only
-// (a fired or cancelled timer is a tombstone).
+// day), so it stays bounded; the timers changelog is compacted only (a
+// cancelled timer is a tombstone, a fired one a mark until its key is
+// scheduled again: see stateValue).
 
 // timeDecl is a group's framework-owned state.
 type timeDecl struct {
@@ -283,9 +285,15 @@ func (rt *timeRuntime) bind(ctx context.Context) {
 const stateReadTimeout = 5 * time.Minute
 
 // setup rebuilds the state of a new session's partitions from their
-// changelogs, and starts its ticker.
-func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, client sarama.Client) error {
+// changelogs, and starts its ticker. dl reads the group's committed
+// offsets.
+func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) error {
 	rt.cleanup()
+	client := dl.client
+	resp, err := dl.committed(s.Claims())
+	if err != nil {
+		return err
+	}
 	var owned []int32
 	for _, ps := range s.Claims() {
 		for _, p := range ps {
@@ -315,8 +323,17 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, client sarama.Client
 			return err
 		}
 		parts[p] = ps
+		committed := map[string]int64{}
+		for topic, claimed := range s.Claims() {
+			if slices.Contains(claimed, p) {
+				committed[topic] = -1
+				if blk := resp.GetBlock(topic, p); blk != nil {
+					committed[topic] = blk.Offset
+				}
+			}
+		}
 		for _, st := range rt.td.states {
-			if err := rt.restore(ctx, client, consumer, st, p, ps); err != nil {
+			if err := rt.restore(ctx, client, consumer, st, p, ps, committed); err != nil {
 				closeAll()
 				return err
 			}
@@ -335,7 +352,7 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, client sarama.Client
 }
 
 // restore reads store st of partition p back from its changelog.
-func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consumer sarama.Consumer, st *stateDecl, p int32, ps *partState) error {
+func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consumer sarama.Consumer, st *stateDecl, p int32, ps *partState, committed map[string]int64) error {
 	topic := st.topic.name
 	end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 	if err != nil {
@@ -359,6 +376,9 @@ func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consum
 		case m := <-pc.Messages():
 			read++
 			c, err := windowstore.ParseChange(m.Key, m.Value)
+			if err == nil {
+				c, err = undone(c, committed)
+			}
 			if err != nil {
 				return fmt.Errorf("topology: %s/%d@%d: %w", topic, p, m.Offset, err)
 			}
@@ -621,4 +641,92 @@ func withTimeState(cg sarama.ConsumerGroup, err error) func(*timeRuntime) (saram
 		}
 		return cg, err
 	}
+}
+
+// A stored window or timer: whether it is done (a window closed, a timer
+// fired), its end (a window's end, a timer's due time, Unix ms), for a
+// done one the record that did it (topic and offset, in the same
+// partition), and its payload (the encoded aggregate or timer value):
+//
+//	flag(1) end(8) [offset(8) uvarint(len(topic)) topic] payload
+//
+// A done entry is moved in the store's end index to doneEnd, past every
+// time, so that closing and firing visit pending ones only. The rebuild of
+// a session's state (restore) turns a done entry whose record is not
+// committed back into a pending one: that record is handled again, and
+// closes or fires it again, so an output whose record crashed before its
+// commit is not lost, even when the state write was acknowledged first.
+type stateValue struct {
+	done     bool
+	end      int64
+	byTopic  string
+	byOffset int64
+	payload  []byte
+}
+
+const (
+	statePending byte = 0
+	stateDone    byte = 1
+	doneEnd           = int64(1) << 62
+)
+
+func encodeState(v stateValue) []byte {
+	b := make([]byte, 0, 1+8+8+binary.MaxVarintLen64+len(v.byTopic)+len(v.payload))
+	flag := statePending
+	if v.done {
+		flag = stateDone
+	}
+	b = binary.BigEndian.AppendUint64(append(b, flag), uint64(v.end))
+	if v.done {
+		b = binary.AppendUvarint(binary.BigEndian.AppendUint64(b, uint64(v.byOffset)), uint64(len(v.byTopic)))
+		b = append(b, v.byTopic...)
+	}
+	return append(b, v.payload...)
+}
+
+func parseState(b []byte) (stateValue, error) {
+	bad := fmt.Errorf("topology: corrupt state value of %d bytes", len(b))
+	if len(b) < 9 || b[0] > stateDone {
+		return stateValue{}, bad
+	}
+	v := stateValue{done: b[0] == stateDone, end: int64(binary.BigEndian.Uint64(b[1:9]))}
+	b = b[9:]
+	if v.done {
+		if len(b) < 8 {
+			return stateValue{}, bad
+		}
+		v.byOffset = int64(binary.BigEndian.Uint64(b))
+		n, w := binary.Uvarint(b[8:])
+		if w <= 0 || uint64(len(b)-8-w) < n {
+			return stateValue{}, bad
+		}
+		v.byTopic = string(b[8+w : 8+w+int(n)])
+		b = b[8+w+int(n):]
+	}
+	v.payload = b
+	return v, nil
+}
+
+// doneValue returns v marked done by the current record.
+func (c *Context) doneValue(v stateValue) []byte {
+	v.done, v.byTopic, v.byOffset = true, c.Topic(), c.Offset()
+	return encodeState(v)
+}
+
+// undone turns a restored change marked done by a record that is not
+// committed (committed holds the partition's committed offset per topic)
+// back into a pending one.
+func undone(c windowstore.Change, committed map[string]int64) (windowstore.Change, error) {
+	if c.Value == nil {
+		return c, nil
+	}
+	v, err := parseState(c.Value)
+	if err != nil || !v.done {
+		return c, err
+	}
+	if off, ok := committed[v.byTopic]; ok && (off < 0 || v.byOffset >= off) {
+		v.done = false
+		c.End, c.Value = v.end, encodeState(v)
+	}
+	return c, nil
 }

@@ -10,8 +10,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/watershed-io/watershed/codecs"
+	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/topology"
 )
 
@@ -122,5 +126,36 @@ func TestWindowsAndTimersSurviveRestartOnFreshFolder(t *testing.T) {
 		"a=closed:2": 1, "b=closed:1": 1, "c=closed:1": 1, "d=closed:1": 1}
 	if fmt.Sprint(count) != fmt.Sprint(want) {
 		t.Errorf("outputs %v\nwant    %v", count, want)
+	}
+}
+
+// A firing whose output the broker refuses leaves its record uncommitted,
+// though the timer's state write was acknowledged: the restarted group
+// finds the timer fired by an uncommitted record, schedules it again, and
+// fires it once more. The alert is written once, not lost.
+func TestTimerFiringThatFailsBeforeCommitFiresAgain(t *testing.T) {
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	k := topology.Kafka{Brokers: b.Addrs()}
+	clock := &manualClock{now: t0}
+	topo, in, out := stateTopo()
+	run := runWith(t, topo, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Clock: clock, Logger: slog.New(slog.DiscardHandler),
+		RestartBackoff: topology.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}})
+	produce(t, k, in.Name(), "a", "0")
+	waitCommitted(t, topo, k, "g")
+
+	fault := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: out.Name(), Err: kerr.TopicAuthorizationFailed, Count: 1})
+	clock.advance(11 * time.Minute)
+	waitRefused(t, fault)
+	got := outputs(t, k, out.Name(), "a=silent")
+	produce(t, k, in.Name(), "b", "1") // a marker: handled after any further firing of a's
+	waitCommitted(t, topo, k, "g")
+	got = outputs(t, k, out.Name(), "a=silent")
+	run.stop(t)
+	if n := slices.Index(got, "a=silent"); n < 0 || slices.Contains(got[n+1:], "a=silent") {
+		t.Errorf("outputs %v, want a=silent once", got)
 	}
 }

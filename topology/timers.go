@@ -13,9 +13,10 @@ import (
 //
 // A timer is a window of the group's timers store: its key is the timer's
 // kind, name and key, its end the time it is due. Scheduling puts it
-// (moving it if it existed), cancelling and firing delete it, each write
-// changelogged to "<group>-timers" with the callback's outputs (see
-// state.go). Firing visits the due entries of the end index only.
+// (moving it if it existed), cancelling deletes it, firing marks it fired
+// by the record that fired it (see stateValue), each write changelogged to
+// "<group>-timers" with the callback's outputs (see state.go). Firing
+// visits the due entries of the end index only.
 //
 // Stream-time timers fire after a record of their partition moves stream
 // time past them; wall-clock timers fire after any record of the
@@ -133,17 +134,30 @@ func (t Timers[V]) Scheduled(c *Context, key string) (at time.Time, v V, ok bool
 		return at, v, false, err
 	}
 	for _, kind := range []byte{timerStream, timerWall} {
-		w, found, err := c.tx().get(ps.timerStore(rt, kind), timerKey(kind, t.name, key), 0)
-		if err != nil || !found {
-			if err != nil {
-				return at, v, false, err
-			}
-			continue
+		sv, found, err := pendingTimer(c.tx(), ps.timerStore(rt, kind), timerKey(kind, t.name, key))
+		if err != nil {
+			return at, v, false, err
 		}
-		v, err = t.codec.Decode(w.Value)
-		return time.UnixMilli(w.End), v, err == nil, err
+		if found {
+			v, err = t.codec.Decode(sv.payload)
+			return time.UnixMilli(sv.end), v, err == nil, err
+		}
 	}
 	return at, v, false, nil
+}
+
+// pendingTimer returns the timer of store key k, if it is scheduled (not
+// fired).
+func pendingTimer(tx *stateTx, store *windowstore.Store, k []byte) (stateValue, bool, error) {
+	w, found, err := tx.get(store, k, 0)
+	if err != nil || !found {
+		return stateValue{}, false, err
+	}
+	sv, err := parseState(w.Value)
+	if err != nil || sv.done {
+		return stateValue{}, false, err
+	}
+	return sv, true, nil
 }
 
 func (t Timers[V]) state(c *Context) (*timeRuntime, *partState, error) {
@@ -184,14 +198,15 @@ func (t Timers[V]) schedule(c *Context, kind byte, key string, at time.Time, v V
 	if err := fits(rt.td.timers.topic.name, string(k), b, nil); err != nil {
 		return c.refuse(err)
 	}
-	c.tx().put(rt.td.timers, ps.timerStore(rt, kind), k, 0, max(at.UnixMilli(), 0), b)
+	due := max(at.UnixMilli(), 0)
+	c.tx().put(rt.td.timers, ps.timerStore(rt, kind), k, 0, due, encodeState(stateValue{end: due, payload: b}))
 	return nil
 }
 
 // unset deletes the timer's schedule of kind for key, if there is one.
 func (t Timers[V]) unset(c *Context, rt *timeRuntime, ps *partState, kind byte, key string) error {
 	store, k := ps.timerStore(rt, kind), timerKey(kind, t.name, key)
-	_, ok, err := c.tx().get(store, k, 0)
+	_, ok, err := pendingTimer(c.tx(), store, k)
 	if err != nil || !ok {
 		return err
 	}
@@ -213,15 +228,16 @@ func (c *Context) fireTimers(ps *partState, store *windowstore.Store, now int64)
 	tx := c.tx()
 	for _, d := range due {
 		// The callback may have moved or cancelled it meanwhile.
-		cur, ok, err := tx.get(store, d.Key, 0)
+		sv, ok, err := pendingTimer(tx, store, d.Key)
 		if err != nil {
 			return err
 		}
-		if !ok || cur.End != d.End {
+		if !ok || sv.end != d.End {
 			continue
 		}
 		name, key, found := bytes.Cut(d.Key[1:], []byte{0})
-		tx.del(rt.td.timers, store, d.Key, 0)
+		// Kept as fired by this record, not deleted: see stateValue.
+		tx.put(rt.td.timers, store, d.Key, 0, doneEnd, c.doneValue(sv))
 		h := rt.td.handlers[string(name)]
 		if !found || h == nil {
 			continue // a timer no handler declares any more
@@ -229,7 +245,7 @@ func (c *Context) fireTimers(ps *partState, store *windowstore.Store, now int64)
 		k := string(key)
 		prev := tx.key
 		tx.key = &k
-		err = h(c, k, cur.Value)
+		err = h(c, k, sv.payload)
 		tx.key = prev
 		if err != nil {
 			return fmt.Errorf("timer %q for %q: %w", name, k, err)

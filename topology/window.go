@@ -1,8 +1,6 @@
 package topology
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -217,26 +215,6 @@ type aggregate[V, A any] struct {
 	late     LatePolicy
 }
 
-// A window's stored value: a flag (open or closed), its end (Unix ms) and
-// the encoded aggregate. A closed window is moved in the end index past
-// every stream time (closedEnd), so that closing visits open ones only.
-const (
-	windowOpen   byte = 0
-	windowClosed byte = 1
-	closedEnd         = int64(1) << 62
-)
-
-func windowValue(flag byte, end int64, agg []byte) []byte {
-	return append(binary.BigEndian.AppendUint64(append(make([]byte, 0, 9+len(agg)), flag), uint64(end)), agg...)
-}
-
-func parseWindowValue(v []byte) (closed bool, end int64, agg []byte, err error) {
-	if len(v) < 9 {
-		return false, 0, nil, errors.New("topology: corrupt window value")
-	}
-	return v[0] == windowClosed, int64(binary.BigEndian.Uint64(v[1:9])), v[9:], nil
-}
-
 func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 	ps, err := c.statePart()
 	if err != nil {
@@ -259,14 +237,14 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 			return err
 		}
 		if ok {
-			closed, _, raw, err := parseWindowValue(cur.Value)
+			sv, err := parseState(cur.Value)
 			if err != nil {
 				return err
 			}
-			if closed {
-				continue
+			if sv.done {
+				continue // closed
 			}
-			if agg, err = a.codec.Decode(raw); err != nil {
+			if agg, err = a.codec.Decode(sv.payload); err != nil {
 				return fmt.Errorf("topology: decode window of %q at %d in %s: %w", key, start, a.st.topic.name, err)
 			}
 		}
@@ -275,7 +253,7 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 		if err != nil {
 			return fmt.Errorf("topology: encode window for %s: %w", a.st.topic.name, err)
 		}
-		tx.put(a.st, store, k, start, end, windowValue(windowOpen, end, b))
+		tx.put(a.st, store, k, start, end, encodeState(stateValue{end: end, payload: b}))
 		accepted++
 		if a.onUpdate != nil {
 			if err := a.onUpdate(c, key, Window{Start: time.UnixMilli(start), End: time.UnixMilli(end)}, agg); err != nil {
@@ -322,15 +300,16 @@ func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) 
 		if !ok {
 			continue
 		}
-		closed, end, raw, err := parseWindowValue(cur.Value)
+		sv, err := parseState(cur.Value)
 		if err != nil {
 			return err
 		}
-		if closed {
+		if sv.done {
 			continue
 		}
+		end := sv.end
 		if a.onClose != nil {
-			agg, err := a.codec.Decode(raw)
+			agg, err := a.codec.Decode(sv.payload)
 			if err != nil {
 				return fmt.Errorf("topology: decode window of %q at %d in %s: %w", d.Key, d.Start, a.st.topic.name, err)
 			}
@@ -338,7 +317,7 @@ func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) 
 				return err
 			}
 		}
-		tx.put(a.st, store, d.Key, d.Start, closedEnd, windowValue(windowClosed, end, raw))
+		tx.put(a.st, store, d.Key, d.Start, doneEnd, c.doneValue(sv))
 	}
 	tx.after = append(tx.after, func() {
 		ps.closedTo[a.st] = max(ps.closedTo[a.st], bound)
@@ -372,11 +351,11 @@ func (rt *timeRuntime) FetchWindows(topic, key string, from, to time.Time) ([]St
 			return nil, err
 		}
 		for _, w := range ws {
-			closed, end, agg, err := parseWindowValue(w.Value)
+			sv, err := parseState(w.Value)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, StoredWindow{Window: Window{Start: time.UnixMilli(w.Start), End: time.UnixMilli(end)}, Closed: closed, Value: agg})
+			out = append(out, StoredWindow{Window: Window{Start: time.UnixMilli(w.Start), End: time.UnixMilli(sv.end)}, Closed: sv.done, Value: sv.payload})
 		}
 	}
 	return out, nil
