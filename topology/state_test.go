@@ -1,6 +1,8 @@
 package topology_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -40,7 +42,7 @@ func (c *manualClock) advance(d time.Duration) {
 // stateTopo counts records per key in hourly windows (10 minutes' grace)
 // of the minute their value names, emitting "closed:<n>" on close, and
 // arms a wall-clock timer 10 minutes after each record, emitting "silent".
-func stateTopo() (*topology.Topology, topology.Stream[string], topology.Stream[string]) {
+func stateTopo() (*topology.Topology, topology.Stream[string], topology.Stream[string], topology.Windowed[int]) {
 	topo := topology.New("timestate")
 	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test")).
 		TimedBy(func(_ string, v string) time.Time {
@@ -53,7 +55,7 @@ func stateTopo() (*topology.Topology, topology.Stream[string], topology.Stream[s
 	silent := topology.Timer(p, "silent", codecs.String{}, func(c *topology.Context, key string, _ string) error {
 		return emit.Emit(c, key, "silent")
 	})
-	topology.Aggregate(p, in, topology.Tumbling(time.Hour).Grace(10*time.Minute),
+	h := topology.Aggregate(p, in, topology.Tumbling(time.Hour).Grace(10*time.Minute),
 		func() int { return 0 }, func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{},
 		topology.OnUpdate(func(c *topology.Context, key string, _ topology.Window, _ int) error {
 			return silent.AtWallTime(c, key, c.Now().Add(10*time.Minute), "")
@@ -61,7 +63,7 @@ func stateTopo() (*topology.Topology, topology.Stream[string], topology.Stream[s
 		topology.OnClose(func(c *topology.Context, key string, _ topology.Window, n int) error {
 			return emit.Emit(c, key, "closed:"+strconv.Itoa(n))
 		}))
-	return topo, in, out
+	return topo, in, out, h
 }
 
 // outputs reads topic from the start until it holds the record key=value
@@ -90,10 +92,10 @@ func TestWindowsAndTimersSurviveRestartOnFreshFolder(t *testing.T) {
 	k := topology.Kafka{Brokers: startBroker(t)}
 	clock := &manualClock{now: t0}
 	run := func() *running {
-		topo, _, _ := stateTopo()
+		topo, _, _, _ := stateTopo()
 		return runWith(t, topo, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Clock: clock, Logger: slog.New(slog.DiscardHandler)})
 	}
-	topo, in, out := stateTopo()
+	topo, in, out, windows := stateTopo()
 
 	r1 := run()
 	produce(t, k, in.Name(), "a", "0", "a", "20", "b", "30")
@@ -127,6 +129,32 @@ func TestWindowsAndTimersSurviveRestartOnFreshFolder(t *testing.T) {
 	if fmt.Sprint(count) != fmt.Sprint(want) {
 		t.Errorf("outputs %v\nwant    %v", count, want)
 	}
+
+	// Another process reads the windows from their changelog.
+	view, err := topology.NewWindowView(windows, topology.ViewOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- view.Run(ctx) }()
+	waitFor(t, 30*time.Second, func() error {
+		if !view.Recovered() {
+			return errors.New("view not recovered")
+		}
+		return nil
+	})
+	ws, err := view.Fetch("a", at(0), at(180))
+	if err != nil || len(ws) != 1 || ws[0].Value != 2 || !ws[0].Closed || !ws[0].Start.Equal(at(0)) || !ws[0].End.Equal(at(60)) {
+		t.Errorf("view of a: %+v, %v; want 10:00-11:00 closed with 2", ws, err)
+	}
+	if ws, err := view.Fetch("e", at(0), at(180)); err != nil || len(ws) != 1 || ws[0].Value != 1 || ws[0].Closed {
+		t.Errorf("view of e: %+v, %v; want 12:00 open with 1", ws, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("view: %v", err)
+	}
 }
 
 // A firing whose output the broker refuses leaves its record uncommitted,
@@ -141,7 +169,7 @@ func TestTimerFiringThatFailsBeforeCommitFiresAgain(t *testing.T) {
 	t.Cleanup(b.Close)
 	k := topology.Kafka{Brokers: b.Addrs()}
 	clock := &manualClock{now: t0}
-	topo, in, out := stateTopo()
+	topo, in, out, _ := stateTopo()
 	run := runWith(t, topo, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Clock: clock, Logger: slog.New(slog.DiscardHandler),
 		RestartBackoff: topology.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}})
 	produce(t, k, in.Name(), "a", "0")

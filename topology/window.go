@@ -344,21 +344,11 @@ func (rt *timeRuntime) FetchWindows(topic, key string, from, to time.Time) ([]St
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	var out []StoredWindow
+	var stores []*windowstore.Store
 	for _, ps := range rt.parts {
-		ws, err := ps.stores[st].Fetch([]byte(key), from.UnixMilli(), to.UnixMilli())
-		if err != nil {
-			return nil, err
-		}
-		for _, w := range ws {
-			sv, err := parseState(w.Value)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, StoredWindow{Window: Window{Start: time.UnixMilli(w.Start), End: time.UnixMilli(sv.end)}, Closed: sv.done, Value: sv.payload})
-		}
+		stores = append(stores, ps.stores[st])
 	}
-	return out, nil
+	return fetchAll(stores, key, from, to)
 }
 
 // floorDiv64 divides rounding towards minus infinity.
