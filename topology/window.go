@@ -14,10 +14,12 @@ import (
 // period, by stream time.
 const ReasonLate = "late"
 
-// Windows says how an Aggregate cuts record time into windows: Tumbling or
-// Hopping, with a Grace period.
+// Windows says how an Aggregate cuts record time into windows: Tumbling,
+// Hopping or Sessions, with a Grace period.
 type Windows struct {
 	size, advance, grace, retain time.Duration
+	// session: size is the inactivity gap of session windows.
+	session bool
 }
 
 // Tumbling returns back-to-back windows of length size, aligned on the Unix
@@ -27,6 +29,13 @@ func Tumbling(size time.Duration) Windows { return Windows{size: size, advance: 
 // Hopping returns windows of length size starting every advance (a record
 // belongs to size/advance of them).
 func Hopping(size, advance time.Duration) Windows { return Windows{size: size, advance: advance} }
+
+// Sessions returns session windows: a key's records less than gap apart
+// (in record time) share a window, from its first record to its last
+// plus gap. A record that bridges two sessions merges them (the
+// aggregate's Merge option says how). A session closes when stream time
+// reaches its end plus the grace.
+func Sessions(gap time.Duration) Windows { return Windows{size: gap, advance: gap, session: true} }
 
 // Grace sets how long after its end, in stream time, a window still takes
 // records (default none). A window closes when stream time reaches its end
@@ -69,6 +78,7 @@ type aggConf struct {
 	name     string
 	onUpdate any
 	onClose  any
+	merge    any
 	late     LatePolicy
 }
 
@@ -84,6 +94,12 @@ func OnUpdate[A any](fn WindowFunc[A]) AggregateOption { return func(a *aggConf)
 // end plus grace. (A window whose closing record fails closes with the
 // record's replay.)
 func OnClose[A any](fn WindowFunc[A]) AggregateOption { return func(a *aggConf) { a.onClose = fn } }
+
+// Merge says how two session windows' aggregates combine when a record
+// bridges them (required with Sessions, ignored otherwise).
+func Merge[A any](fn func(key string, a, b A) A) AggregateOption {
+	return func(c *aggConf) { c.merge = fn }
+}
 
 // Late sets the policy for late records.
 func Late(p LatePolicy) AggregateOption { return func(a *aggConf) { a.late = p } }
@@ -184,6 +200,10 @@ func Aggregate[V, A any](p *Processor, s Stream[V], w Windows, init func() A, ad
 	if (conf.onUpdate != nil && !ok1) || (conf.onClose != nil && !ok2) {
 		problems = append(problems, fmt.Sprintf("OnUpdate and OnClose must take a %s", typeName[A]()))
 	}
+	merge, ok3 := conf.merge.(func(string, A, A) A)
+	if w.session && (conf.merge == nil || !ok3) {
+		problems = append(problems, fmt.Sprintf("session windows need Merge of a %s", typeName[A]()))
+	}
 	if conf.name == "" || strings.ContainsAny(conf.name, " /\\,") {
 		problems = append(problems, fmt.Sprintf("name %q is not valid", conf.name))
 	}
@@ -197,7 +217,7 @@ func Aggregate[V, A any](p *Processor, s Stream[V], w Windows, init func() A, ad
 	st.size, st.retention = w.size.Milliseconds(), ret.Milliseconds()
 	st.segment = max(st.retention/4, st.size)
 	h.st = st
-	a := &aggregate[V, A]{st: st, w: w, codec: codec, init: init, add: add, onUpdate: onUpdate, onClose: onClose, late: conf.late}
+	a := &aggregate[V, A]{st: st, w: w, codec: codec, init: init, add: add, merge: merge, onUpdate: onUpdate, onClose: onClose, late: conf.late}
 	td.aggs = append(td.aggs, a)
 	Consume(p, s, a.handle)
 	return h
@@ -210,6 +230,7 @@ type aggregate[V, A any] struct {
 	codec    Codec[A]
 	init     func() A
 	add      func(string, V, A) A
+	merge    func(string, A, A) A
 	onUpdate WindowFunc[A]
 	onClose  WindowFunc[A]
 	late     LatePolicy
@@ -226,7 +247,15 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 	k := []byte(key)
 	accepted := 0
 	tx := c.tx()
-	for start := floorDiv64(t, adv) * adv; start > t-size && start >= 0; start -= adv {
+	if a.w.session {
+		if t+size+grace > st && t >= 0 {
+			accepted = 1
+			if err := a.session(c, store, key, v, t); err != nil {
+				return err
+			}
+		}
+	}
+	for start := floorDiv64(t, adv) * adv; !a.w.session && start > t-size && start >= 0; start -= adv {
 		end := start + size
 		if end+grace <= st {
 			continue // closed by stream time
@@ -273,6 +302,58 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 		return nil
 	}
 	c.DeadLetter(ReasonLate, late, c.raw)
+	return nil
+}
+
+// session adds the record at t to key's session, merging the sessions it
+// bridges. The sessions are read by start over the retention: a key's
+// sessions within it, not its whole history.
+func (a *aggregate[V, A]) session(c *Context, store *windowstore.Store, key string, v V, t int64) error {
+	gap := a.w.size.Milliseconds()
+	k := []byte(key)
+	ws, err := store.Fetch(k, t-a.st.retention, t+gap+1)
+	if err != nil {
+		return err
+	}
+	tx := c.tx()
+	start, end := t, t+gap
+	agg, merged := a.init(), false
+	for _, w := range ws {
+		cur, ok, err := tx.get(store, k, w.Start) // this callback's writes first
+		if err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		sv, err := parseState(cur.Value)
+		if err != nil {
+			return err
+		}
+		if sv.done || t < w.Start-gap || t >= sv.end {
+			continue
+		}
+		prev, err := a.codec.Decode(sv.payload)
+		if err != nil {
+			return fmt.Errorf("topology: decode session of %q at %d in %s: %w", key, w.Start, a.st.topic.name, err)
+		}
+		if merged {
+			agg = a.merge(key, agg, prev)
+		} else {
+			agg, merged = prev, true
+		}
+		start, end = min(start, w.Start), max(end, sv.end)
+		tx.del(a.st, store, k, w.Start)
+	}
+	agg = a.add(key, v, agg)
+	b, err := a.codec.Encode(agg)
+	if err != nil {
+		return fmt.Errorf("topology: encode session for %s: %w", a.st.topic.name, err)
+	}
+	tx.put(a.st, store, k, start, end, encodeState(stateValue{end: end, payload: b}))
+	if a.onUpdate != nil {
+		return a.onUpdate(c, key, Window{Start: time.UnixMilli(start), End: time.UnixMilli(end)}, agg)
+	}
 	return nil
 }
 

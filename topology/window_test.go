@@ -229,3 +229,43 @@ func TestStateRefusesRetryTopics(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+// Session windows: records less than the gap apart share a session, a
+// record bridging two sessions merges them, and the merged session closes
+// once, by stream time.
+func TestSessionWindowsMerge(t *testing.T) {
+	topo, in, out, h := counting(topology.LateDeadLetter, topology.Sessions(10*time.Minute).Grace(30*time.Minute),
+		topology.Merge(func(_ string, a, b int) int { return a + b }))
+	d := topologytest.New(t, topo)
+	topologytest.SendAt(d, in, "a", at(0), "x")
+	topologytest.SendAt(d, in, "a", at(18), "x")
+	if ws := topologytest.Windows(d, h, "a", at(0), at(60)); len(ws) != 2 || !ws[0].End.Equal(at(10)) || !ws[1].Start.Equal(at(18)) {
+		t.Fatalf("two sessions expected: %+v", ws)
+	}
+	topologytest.SendAt(d, in, "a", at(9), "x") // bridges [0,10) and [18,28)
+	ws := topologytest.Windows(d, h, "a", at(0), at(60))
+	if len(ws) != 1 || ws[0].Value != 3 || !ws[0].Start.Equal(at(0)) || !ws[0].End.Equal(at(28)) || ws[0].Closed {
+		t.Fatalf("merged session: %+v", ws)
+	}
+	topologytest.SendAt(d, in, "b", at(27), "x")
+	if got := topologytest.Read(d, out); len(got) != 0 {
+		t.Fatalf("closed early: %+v", got)
+	}
+	topologytest.SendAt(d, in, "b", at(70), "x") // stream time 11:10: a's session and b's first close
+	got := topologytest.Read(d, out)
+	if len(got) != 2 || got[0].Key != "a" || got[0].Value.N != 3 || !got[0].Value.Start.Equal(at(0)) || got[1].Key != "b" || got[1].Value.N != 1 {
+		t.Fatalf("emitted %+v, want a's merged session of 3, then b's of 1", got)
+	}
+	topologytest.SendAt(d, in, "a", at(5), "late")
+	if dl := d.DeadLetters(); len(dl) != 1 || dl[0].Reason != topology.ReasonLate {
+		t.Errorf("dead letters %+v, want the late record", dl)
+	}
+}
+
+// Session windows need a Merge.
+func TestSessionsNeedMerge(t *testing.T) {
+	topo, _, _, _ := counting(topology.LateDeadLetter, topology.Sessions(time.Minute))
+	if err := topo.Validate(); err == nil || !strings.Contains(err.Error(), "Merge") {
+		t.Errorf("Validate: %v", err)
+	}
+}
