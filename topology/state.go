@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -729,4 +730,46 @@ func undone(c windowstore.Change, committed map[string]int64) (windowstore.Chang
 		c.End, c.Value = v.end, encodeState(v)
 	}
 	return c, nil
+}
+
+// isolate runs fn, the callback of a firing timer or a closing window,
+// inside the callback of the record that fired or closed it. A transient
+// failure (or an outage, or any under the Stop policy) fails that record,
+// which is retried with it; a permanent one is the subject's alone: what
+// fn queued is discarded, the subject (its value) goes to the dead-letter
+// topic with the failure's reason, and the record goes on, so that one
+// bad timer or window does not fail every record of its partition. A
+// panic of fn is such a failure (ReasonPanic).
+func (c *Context) isolate(what string, value []byte, fn func() error) error {
+	tx := c.tx()
+	ne, nl, nd, no, refused := len(c.emits), len(c.loops), len(c.dead), len(tx.ops), c.refused
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if gp, ok := r.(gokaPanic); ok {
+					panic(gp)
+				}
+				err = Reject(ReasonPanic, fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
+			}
+		}()
+		return fn()
+	}()
+	if err == nil && c.refused != refused {
+		err = c.refused
+	}
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("%s: %w", what, err)
+	if IsTransient(err) || IsOutage(err) || c.proc.policy == Stop {
+		return err
+	}
+	c.emits, c.loops, c.dead, c.refused = c.emits[:ne], c.loops[:nl], c.dead[:nd], refused
+	tx.ops = tx.ops[:no]
+	clear(tx.last)
+	for i, op := range tx.ops {
+		tx.last[opKey{op.store, op.c.Start, string(op.c.Key)}] = i
+	}
+	c.DeadLetter(ReasonOf(err), err, value)
+	return nil
 }

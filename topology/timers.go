@@ -40,10 +40,10 @@ const (
 	timerWall   byte = 'w'
 )
 
-// TimerHandler is a timer's callback, with the timer's key and value.
-// Returning an error fails the record that fired it, as its own handler's
-// error would (the timer stays, and fires again with the record's retry or
-// replay).
+// TimerHandler is a timer's callback, with the timer's key and value. A
+// transient error fails the record that fired it (retried, the timer
+// fires again with it); a permanent one dead-letters the timer alone and
+// discards what the callback emitted (see Context.isolate).
 type TimerHandler[V any] func(c *Context, key string, v V) error
 
 // Timers is a processor's handle on one named kind of timer with values of
@@ -243,12 +243,14 @@ func (c *Context) fireTimers(ps *partState, store *windowstore.Store, now int64)
 			continue // a timer no handler declares any more
 		}
 		k := string(key)
-		prev := tx.key
-		tx.key = &k
-		err = h(c, k, sv.payload)
-		tx.key = prev
+		err = c.isolate(fmt.Sprintf("timer %q for %q", name, k), sv.payload, func() error {
+			prev := tx.key
+			tx.key = &k
+			defer func() { tx.key = prev }()
+			return h(c, k, sv.payload)
+		})
 		if err != nil {
-			return fmt.Errorf("timer %q for %q: %w", name, k, err)
+			return err
 		}
 	}
 	return nil

@@ -13,19 +13,21 @@ import (
 
 // silence declares a group that schedules a wall-clock timer 10 minutes
 // after each record of a key ("stop" cancels it) and emits the key when it
-// fires; fail makes the timer's callback fail.
-func silence(fail *int) (*topology.Topology, topology.Stream[string], topology.Stream[string]) {
+// fires; fail, when set, says what the timer's callback fails with.
+func silence(fail func(key string) error) (*topology.Topology, topology.Stream[string], topology.Stream[string]) {
 	topo := topology.New("silence")
 	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test"))
 	out := topology.NewStream(topo, "silent", codecs.String{}, topology.WithPartitions(1))
 	p := topo.Processor("watch")
 	emit := topology.Produce(p, out)
 	tm := topology.Timer(p, "silent", codecs.String{}, func(c *topology.Context, key string, v string) error {
-		if fail != nil && *fail > 0 {
-			*fail--
-			return errors.New("refused")
+		if err := emit.Emit(c, c.Key(), key+":"+v); err != nil {
+			return err
 		}
-		return emit.Emit(c, c.Key(), key+":"+v)
+		if fail != nil {
+			return fail(key) // after the emit: a failure must discard it
+		}
+		return nil
 	})
 	topology.Consume(p, in, func(c *topology.Context, key string, v string) error {
 		if v == "stop" {
@@ -87,25 +89,52 @@ func TestTimerMovedAndCancelled(t *testing.T) {
 	}
 }
 
-// A timer whose callback fails stays scheduled: the firing's record is
-// dead-lettered like any failed record, and the next tick fires it again.
-func TestFailedTimerFiresAgain(t *testing.T) {
-	fail := 1
-	topo, in, out := silence(&fail)
+// A timer whose callback fails transiently fails the record that fired
+// it, which is retried in place: the timer fires again, its output is
+// written once.
+func TestTransientTimerFailureFiresAgain(t *testing.T) {
+	failures := 1
+	topo, in, out := silence(func(string) error {
+		if failures > 0 {
+			failures--
+			return topology.Transient(errors.New("busy"))
+		}
+		return nil
+	})
 	d := topologytest.New(t, topo)
 	d.SetWall(t0)
 	topologytest.Send(d, in, "a", "v")
 	d.AdvanceWall(10 * time.Minute)
-	if got := topologytest.Read(d, out); len(got) != 0 {
-		t.Fatalf("a failed firing emitted %v", values(got))
+	if got := values(topologytest.Read(d, out)); len(got) != 1 || got[0] != "a=a:v" || failures != 0 {
+		t.Fatalf("fired %v (failures left %d), want a=a:v once after the failure", got, failures)
 	}
-	if dl := d.DeadLetters(); len(dl) != 1 || !strings.Contains(dl[0].Error, "refused") {
-		t.Fatalf("dead letters %+v, want the failed firing", dl)
+	if dl := d.DeadLetters(); len(dl) != 0 {
+		t.Errorf("dead letters %+v, want none", dl)
 	}
-	d.AdvanceWall(time.Second)
-	d.AdvanceWall(time.Second)
+}
+
+// A timer whose callback fails permanently is dead-lettered on its own:
+// what it emitted is discarded, it does not fire again, and the other
+// timers and records go on.
+func TestPermanentTimerFailureIsDeadLettered(t *testing.T) {
+	topo, in, out := silence(func(key string) error {
+		if key == "bad" {
+			return errors.New("refused")
+		}
+		return nil
+	})
+	d := topologytest.New(t, topo)
+	d.SetWall(t0)
+	topologytest.Send(d, in, "bad", "v")
+	topologytest.Send(d, in, "a", "v")
+	d.AdvanceWall(10 * time.Minute)
+	d.AdvanceWall(10 * time.Minute)
 	if got := values(topologytest.Read(d, out)); len(got) != 1 || got[0] != "a=a:v" {
-		t.Fatalf("fired %v, want once after the failure", got)
+		t.Fatalf("fired %v, want a's only", got)
+	}
+	dl := d.DeadLetters()
+	if len(dl) != 1 || dl[0].Reason != topology.ReasonCallbackError || !strings.Contains(dl[0].Error, `timer "silent" for "bad"`) || string(dl[0].Value) != "v" {
+		t.Fatalf("dead letters %+v, want bad's timer once", dl)
 	}
 }
 

@@ -389,16 +389,20 @@ func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) 
 			continue
 		}
 		end := sv.end
+		tx.put(a.st, store, d.Key, d.Start, doneEnd, c.doneValue(sv))
 		if a.onClose != nil {
-			agg, err := a.codec.Decode(sv.payload)
+			w := Window{Start: time.UnixMilli(d.Start), End: time.UnixMilli(end)}
+			err := c.isolate(fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), d.Key, a.st.topic.name), sv.payload, func() error {
+				agg, err := a.codec.Decode(sv.payload)
+				if err != nil {
+					return Reject(ReasonDecodeError, err)
+				}
+				return a.onClose(c, string(d.Key), w, agg)
+			})
 			if err != nil {
-				return fmt.Errorf("topology: decode window of %q at %d in %s: %w", d.Key, d.Start, a.st.topic.name, err)
-			}
-			if err := a.onClose(c, string(d.Key), Window{Start: time.UnixMilli(d.Start), End: time.UnixMilli(end)}, agg); err != nil {
 				return err
 			}
 		}
-		tx.put(a.st, store, d.Key, d.Start, doneEnd, c.doneValue(sv))
 	}
 	tx.after = append(tx.after, func() {
 		ps.closedTo[a.st] = max(ps.closedTo[a.st], bound)

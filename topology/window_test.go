@@ -141,35 +141,40 @@ func TestEmitEveryUpdate(t *testing.T) {
 	}
 }
 
-// A failing close leaves everything as it was: the record that would have
-// closed the window is dead-lettered, neither it nor the close counts, and
-// the window closes with the next record.
-func TestFailedCloseChangesNothing(t *testing.T) {
-	fail := true
-	topo, in, out, h := counting(topology.LateDeadLetter, topology.Tumbling(time.Hour),
+// A close that fails transiently fails the record that closed it, which is
+// retried in place; one that fails permanently dead-letters its window
+// alone: the window is closed and the record counted.
+func TestFailedClose(t *testing.T) {
+	transient := 1
+	topo, in, _, h := counting(topology.LateDeadLetter, topology.Tumbling(time.Hour),
 		topology.OnClose(func(c *topology.Context, key string, w topology.Window, n int) error {
-			if fail {
+			switch {
+			case key == "bad":
 				return errors.New("refused")
+			case transient > 0:
+				transient--
+				return topology.Transient(errors.New("busy"))
 			}
 			return nil
 		}))
-	_ = out
 	d := topologytest.New(t, topo)
 	topologytest.SendAt(d, in, "a", at(0), "x")
-	topologytest.SendAt(d, in, "b", at(61), "x") // closes a's 10:00: fails
-	if dl := d.DeadLetters(); len(dl) != 1 || string(dl[0].Key) != "b" {
-		t.Fatalf("dead letters %+v, want b's record", dl)
+	topologytest.SendAt(d, in, "bad", at(1), "x")
+	topologytest.SendAt(d, in, "b", at(61), "x") // closes a's and bad's 10:00
+	if transient != 0 {
+		t.Errorf("the transient failure was not met")
 	}
-	if ws := topologytest.Windows(d, h, "a", at(0), at(1)); len(ws) != 1 || ws[0].Closed {
-		t.Fatalf("a's window after the failed close: %+v", ws)
+	dl := d.DeadLetters()
+	if len(dl) != 1 || dl[0].Reason != topology.ReasonCallbackError || !strings.Contains(dl[0].Error, `"bad"`) || string(dl[0].Value) != "1" {
+		t.Fatalf("dead letters %+v, want bad's window (its count, 1)", dl)
 	}
-	if ws := topologytest.Windows(d, h, "b", at(0), at(120)); len(ws) != 0 {
-		t.Fatalf("the failed record was counted: %+v", ws)
+	for _, k := range []string{"a", "bad"} {
+		if ws := topologytest.Windows(d, h, k, at(0), at(1)); len(ws) != 1 || !ws[0].Closed {
+			t.Errorf("%s's window: %+v, want closed", k, ws)
+		}
 	}
-	fail = false
-	topologytest.SendAt(d, in, "b", at(62), "x")
-	if ws := topologytest.Windows(d, h, "a", at(0), at(1)); len(ws) != 1 || !ws[0].Closed {
-		t.Errorf("a's window not closed by the next record: %+v", ws)
+	if ws := topologytest.Windows(d, h, "b", at(0), at(120)); len(ws) != 1 || ws[0].Value != 1 {
+		t.Errorf("the closing record was not counted: %+v", ws)
 	}
 }
 
