@@ -58,7 +58,7 @@ type runEnv struct {
 func (p *Processor) groupGraph(obs observer, prod goka.Producer, env runEnv) *goka.GroupGraph {
 	var edges []goka.Edge
 	state := &retryState{stop: env.stop, clock: newStreamClock(env.clock)}
-	state.clock.rt = env.time
+	state.clock.rt = env.time.attach(state.clock)
 	if env.time == nil {
 		state.clock.rt = p.time.newRuntime("", nil, env.clock, nil)
 	}

@@ -167,8 +167,10 @@ type timeRuntime struct {
 	dir   string
 	kafka *Kafka
 	log   *slog.Logger
-	// clock tells wall-clock time to the ticker (nil: the system's).
-	clock Clock
+	// clock tells wall-clock time to the ticker (nil: the system's);
+	// stream is the group's stream time, raised by what a rebuild finds.
+	clock  Clock
+	stream *streamClock
 
 	bindOnce sync.Once
 	mu       sync.Mutex
@@ -203,6 +205,14 @@ func (td *timeDecl) newRuntime(dir string, kafka *Kafka, clock Clock, log *slog.
 		log = slog.Default()
 	}
 	return &timeRuntime{td: td, dir: dir, kafka: kafka, clock: clock, log: log, parts: map[int32]*partState{}}
+}
+
+// attach gives rt the stream clock of its processor, and returns rt.
+func (rt *timeRuntime) attach(clock *streamClock) *timeRuntime {
+	if rt != nil {
+		rt.stream = clock
+	}
+	return rt
 }
 
 // Timer stores never expire: their windows start at 0 and end when due.
@@ -334,9 +344,16 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 			}
 		}
 		for _, st := range rt.td.states {
-			if err := rt.restore(ctx, client, consumer, st, p, ps, committed); err != nil {
+			maxStart, err := rt.restore(ctx, client, consumer, st, p, ps, committed)
+			if err != nil {
 				closeAll()
 				return err
+			}
+			if st.kind == stateWindows && maxStart >= 0 && rt.stream != nil {
+				// A window starts no later than the stream time that made
+				// it: the partition's stream time is at least that, so
+				// records late before the takeover are late after it.
+				rt.stream.advance(p, time.UnixMilli(maxStart))
 			}
 		}
 	}
@@ -352,23 +369,24 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 	return nil
 }
 
-// restore reads store st of partition p back from its changelog.
-func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consumer sarama.Consumer, st *stateDecl, p int32, ps *partState, committed map[string]int64) error {
+// restore reads store st of partition p back from its changelog, and
+// returns the latest start it holds (-1: none).
+func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consumer sarama.Consumer, st *stateDecl, p int32, ps *partState, committed map[string]int64) (int64, error) {
 	topic := st.topic.name
 	end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 	if err != nil {
-		return fmt.Errorf("topology: end of %s/%d: %w", topic, p, err)
+		return -1, fmt.Errorf("topology: end of %s/%d: %w", topic, p, err)
 	}
 	oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
 	if err != nil {
-		return fmt.Errorf("topology: start of %s/%d: %w", topic, p, err)
+		return -1, fmt.Errorf("topology: start of %s/%d: %w", topic, p, err)
 	}
 	if oldest >= end {
-		return nil
+		return -1, nil
 	}
 	pc, err := consumer.ConsumePartition(topic, p, oldest)
 	if err != nil {
-		return fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
+		return -1, fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
 	}
 	defer pc.Close()
 	read, maxStart := 0, int64(-1)
@@ -381,14 +399,14 @@ func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consum
 				c, err = undone(c, committed)
 			}
 			if err != nil {
-				return fmt.Errorf("topology: %s/%d@%d: %w", topic, p, m.Offset, err)
+				return -1, fmt.Errorf("topology: %s/%d@%d: %w", topic, p, m.Offset, err)
 			}
 			store := ps.stores[st]
 			if st.kind == stateTimers && len(c.Key) > 0 && c.Key[0] == timerWall {
 				store = ps.wall
 			}
 			if err := store.Restore(c); err != nil {
-				return fmt.Errorf("topology: restore %s/%d@%d: %w", topic, p, m.Offset, err)
+				return -1, fmt.Errorf("topology: restore %s/%d@%d: %w", topic, p, m.Offset, err)
 			}
 			maxStart = max(maxStart, c.Start)
 			if m.Offset+1 >= end {
@@ -396,16 +414,16 @@ func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consum
 					// A window starts before the stream time that made it:
 					// drop what the retention dropped before.
 					if _, err := store.Expire(maxStart); err != nil {
-						return err
+						return -1, err
 					}
 				}
 				rt.log.Info("state restored", "group", rt.td.p.group, "topic", topic, "partition", p, "records", read)
-				return nil
+				return maxStart, nil
 			}
 		case err := <-pc.Errors():
-			return fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
+			return -1, fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
 		case <-ctx.Done():
-			return fmt.Errorf("topology: read %s/%d to %d: %w", topic, p, end, ctx.Err())
+			return -1, fmt.Errorf("topology: read %s/%d to %d: %w", topic, p, end, ctx.Err())
 		}
 	}
 }

@@ -130,6 +130,17 @@ func TestWindowsAndTimersSurviveRestartOnFreshFolder(t *testing.T) {
 		t.Errorf("outputs %v\nwant    %v", count, want)
 	}
 
+	// The rebuild raises stream time to the latest window start (12:00):
+	// a record late before the restart (10:05, whose window closed at
+	// 11:10) is late after it.
+	r4 := run()
+	produce(t, k, in.Name(), "x", "5")
+	waitCommitted(t, topo, k, "g")
+	r4.stop(t)
+	if dl := deadLetters(t, k, topo.DeadLetterTopic()); len(dl) != 1 || dl[0].Reason != topology.ReasonLate || string(dl[0].Key) != "x" {
+		t.Errorf("dead letters %+v, want x's record, late", dl)
+	}
+
 	// Another process reads the windows from their changelog.
 	view, err := topology.NewWindowView(windows, topology.ViewOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
