@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/watershed-io/watershed/topology/internal/timectl"
 )
 
 // Clock tells wall-clock time to the processors of a Runner
@@ -65,11 +67,17 @@ func recordTimeOf[V any](d *topicDecl, key string, v V, c *Context) time.Time {
 type streamClock struct {
 	wall  Clock
 	parts sync.Map // int32 -> *atomic.Int64 (Unix ns; 0 = none yet)
+	// driven is set when no Clock was given: a test driver's context may
+	// carry one (see Context.Now).
+	driven bool
+	// rt is the group's framework-owned state in this processor (nil:
+	// none; see state.go).
+	rt *timeRuntime
 }
 
 func newStreamClock(wall Clock) *streamClock {
 	if wall == nil {
-		wall = SystemClock{}
+		return &streamClock{wall: SystemClock{}, driven: true}
 	}
 	return &streamClock{wall: wall}
 }
@@ -128,7 +136,8 @@ func (c *Context) RecordTime() time.Time { return c.recordTime }
 // StreamTime returns the stream time of the record's partition in this
 // group: the highest record time seen, this record's included. It never
 // goes back while the partition stays in this process; a process that
-// takes a partition over starts it again from the records it handles.
+// takes a partition over starts it again from the latest window start of
+// the group's windowed state, if it has any, and the records it handles.
 func (c *Context) StreamTime() time.Time {
 	if c.clock == nil {
 		return c.recordTime
@@ -141,6 +150,11 @@ func (c *Context) StreamTime() time.Time {
 func (c *Context) Now() time.Time {
 	if c.clock == nil {
 		return time.Now()
+	}
+	if c.clock.driven {
+		if ctl := timectl.From(c.g.Context()); ctl != nil {
+			return ctl.Now()
+		}
 	}
 	return c.clock.wall.Now()
 }

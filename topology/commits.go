@@ -33,6 +33,8 @@ import (
 type orderedGroup struct {
 	sarama.ConsumerGroup
 	dl *deadLetterLog
+	// time, when set, is rebuilt for each session (see state.go).
+	time *timeRuntime
 }
 
 // commitsKey is the context key of a session's commitTracker: the contexts
@@ -43,17 +45,23 @@ type commitsKey struct{}
 // session starts with none pending.
 func (g orderedGroup) Consume(ctx context.Context, topics []string, h sarama.ConsumerGroupHandler) error {
 	tr := &commitTracker{parts: map[topicPartition]*partCommits{}, dl: g.dl}
-	return g.ConsumerGroup.Consume(context.WithValue(ctx, commitsKey{}, tr), topics, &orderedHandler{h: h, tr: tr})
+	return g.ConsumerGroup.Consume(context.WithValue(ctx, commitsKey{}, tr), topics, &orderedHandler{h: h, tr: tr, g: g})
 }
 
 type orderedHandler struct {
 	h    sarama.ConsumerGroupHandler
 	tr   *commitTracker
 	sess *orderedSession
+	g    orderedGroup
 }
 
 func (o *orderedHandler) Setup(s sarama.ConsumerGroupSession) error {
 	o.sess = &orderedSession{ConsumerGroupSession: s, tr: o.tr}
+	if t := o.g.time; t != nil && o.g.dl != nil {
+		if err := t.setup(s, o.g.dl); err != nil {
+			return fmt.Errorf("%w: %s: state not restored: %w", errAbandoned, o.g.dl.group, err)
+		}
+	}
 	if dl := o.tr.dl; dl != nil {
 		if err := dl.setup(s, o.tr); err != nil {
 			return fmt.Errorf("%w: %s: dead letters not read back: %w", errAbandoned, dl.group, err)
@@ -67,7 +75,13 @@ func (o *orderedHandler) ConsumeClaim(_ sarama.ConsumerGroupSession, c sarama.Co
 	return o.h.ConsumeClaim(o.sess, c)
 }
 
-func (o *orderedHandler) Cleanup(sarama.ConsumerGroupSession) error { return o.h.Cleanup(o.sess) }
+func (o *orderedHandler) Cleanup(sarama.ConsumerGroupSession) error {
+	err := o.h.Cleanup(o.sess)
+	if t := o.g.time; t != nil {
+		t.cleanup()
+	}
+	return err
+}
 
 // orderedSession sends the marks of its handler through its tracker.
 type orderedSession struct {

@@ -32,6 +32,9 @@ type Context struct {
 	// record's time (see clock.go).
 	clock      *streamClock
 	recordTime time.Time
+	// state holds the writes to framework-owned state (windows, timers)
+	// queued by the callback (see state.go).
+	state *stateTx
 
 	emits   []pendingEmit
 	loops   []pendingEmit
@@ -87,6 +90,7 @@ func (c *Context) reset() {
 	c.setOp = tableNone
 	c.rows, c.nrows = nil, 0
 	c.refused = nil
+	c.state = nil
 }
 
 // refuse records err, an output refused for the current attempt, and
@@ -99,7 +103,13 @@ func (c *Context) refuse(err error) error {
 }
 
 // Key returns the record's key.
-func (c *Context) Key() string { return c.g.Key() }
+// In a timer's callback, it is the timer's key.
+func (c *Context) Key() string {
+	if c.state != nil && c.state.key != nil {
+		return *c.state.key
+	}
+	return c.g.Key()
+}
 
 // Topic returns the topic the record came from.
 func (c *Context) Topic() string { return string(c.g.Topic()) }
@@ -222,6 +232,10 @@ func (c *Context) gokaCall(fn func()) {
 // every earlier record of the partition is marked too (see orderedGroup).
 func (c *Context) flush(env envelopeFactory) {
 	if c.detached {
+		if c.state != nil {
+			c.outErr = fmt.Errorf("topology: %s: windows and timers are not written from a retry", c)
+			return
+		}
 		c.sent = append(c.sent, c.emits...)
 		for _, d := range c.dead {
 			if !c.admitDeadLetter(d) {
@@ -238,6 +252,9 @@ func (c *Context) flush(env envelopeFactory) {
 		return
 	}
 	c.gokaCall(func() {
+		if !c.flushState() {
+			return
+		}
 		switch c.setOp {
 		case tableSet:
 			c.g.SetValue(c.set)

@@ -65,7 +65,7 @@ func (t *Topology) describe() Description {
 	for _, name := range t.Topics() {
 		td := t.topics[name]
 		cleanup := "delete"
-		if td.kind == kindTable {
+		if td.kind == kindTable || td.kind == kindState {
 			cleanup = "compact"
 		}
 		producer := td.external
@@ -95,6 +95,7 @@ func (t *Topology) describe() Description {
 		for _, o := range p.outputs {
 			g.Outputs = append(g.Outputs, o.name)
 		}
+		g.Inputs, g.Outputs = p.time.describe(g.Inputs, g.Outputs)
 		g.Outputs = append(g.Outputs, t.deadLetter)
 		if p.table != nil {
 			g.Table = p.table.name

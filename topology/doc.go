@@ -34,6 +34,13 @@
 //     topic as a deadletter.Envelope, or stops the group under the Stop
 //     policy (OnFailure). One function decides for every record, whoever
 //     handles it (the record handler, a Batcher, the retry group).
+//   - Time (docs/time.md): a stream's record time (Stream.TimedBy), stream
+//     time per partition and wall-clock time (Context.Now). Aggregate
+//     keeps windowed aggregates over record time (tumbling, hopping,
+//     session, with grace); Timer schedules callbacks at a stream or wall-clock time.
+//     Their state is the framework's: local stores per partition,
+//     changelogged to topics the framework declares, written with the
+//     callback's outputs and rebuilt when a process takes a partition.
 //   - Validate checks the declaration (producers, co-partitioning, keys);
 //     Describe prints it (text, Mermaid, DOT, JSON); EnsureTopics creates
 //     its topics.

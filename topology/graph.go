@@ -45,6 +45,9 @@ type runEnv struct {
 	queues *sync.WaitGroup
 	// clock tells wall-clock time (nil: the system's).
 	clock Clock
+	// time is the group's framework-owned state (nil: in memory, for
+	// test drivers; see state.go).
+	time *timeRuntime
 }
 
 // groupGraph builds the goka group graph of p. The callbacks report to obs.
@@ -53,6 +56,10 @@ type runEnv struct {
 func (p *Processor) groupGraph(obs observer, prod goka.Producer, env runEnv) *goka.GroupGraph {
 	var edges []goka.Edge
 	state := &retryState{stop: env.stop, clock: newStreamClock(env.clock)}
+	state.clock.rt = env.time.attach(state.clock)
+	if env.time == nil {
+		state.clock.rt = p.time.newRuntime("", nil, env.clock, nil)
+	}
 	var rt *batchRuntime
 	if p.batch != nil && p.retryOf == nil && prod != nil {
 		rt = newBatchRuntime(p, obs, state, prod, env.queues)
@@ -72,6 +79,9 @@ func (p *Processor) groupGraph(obs observer, prod goka.Producer, env runEnv) *go
 	}
 	if p.loop != nil {
 		edges = append(edges, goka.Loop(rawCodec{}, ordered(p.callback(p.loop, obs, state, nil))))
+	}
+	if p.retryOf == nil {
+		edges = append(edges, p.time.edges(func(in *inputDecl) goka.ProcessCallback { return ordered(p.callback(in, obs, state, rt)) })...)
 	}
 	for _, o := range p.outputs {
 		edges = append(edges, goka.Output(goka.Stream(o.name), rawCodec{}))

@@ -136,6 +136,10 @@ func (c *Context) invoke(in *inputDecl, raw []byte) (err error) {
 	}()
 	c.refused = nil
 	err = in.handle(c, c.g.Key(), raw)
+	if err == nil {
+		// Windows and timers due by now close and fire with the record.
+		err = c.afterRecord()
+	}
 	if c.refused != nil {
 		// An output was refused: the record fails even if the
 		// callback ignored it.

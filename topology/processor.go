@@ -77,6 +77,9 @@ type Processor struct {
 	replaysFor []string
 	// uses names the resources the group needs at run time.
 	uses []string
+	// time holds the group's framework-owned state: windowed aggregates
+	// and timers (nil when it has none; see state.go).
+	time *timeDecl
 }
 
 type inputDecl struct {
@@ -257,6 +260,9 @@ func (tb Table[V]) Get(c *Context) (V, bool, error) {
 	if c.proc.group != tb.group {
 		return zero, false, fmt.Errorf("topology: %q reads table %q as its own: use Lookup or Join", c.proc.group, tb.decl.name)
 	}
+	if err := c.notInTimer(tb.decl.name); err != nil {
+		return zero, false, err
+	}
 	raw, ok, err := c.tableValue()
 	if err != nil || !ok {
 		return zero, false, err
@@ -273,6 +279,9 @@ func (tb Table[V]) Set(c *Context, v V) error {
 	if c.proc.group != tb.group {
 		return fmt.Errorf("topology: %q writes table %q, which belongs to %q", c.proc.group, tb.decl.name, tb.group)
 	}
+	if err := c.notInTimer(tb.decl.name); err != nil {
+		return err
+	}
 	b, err := tb.codec.Encode(v)
 	if err != nil {
 		return fmt.Errorf("topology: encode for %q: %w", tb.decl.name, err)
@@ -288,6 +297,9 @@ func (tb Table[V]) Set(c *Context, v V) error {
 func (tb Table[V]) Delete(c *Context) error {
 	if c.proc.group != tb.group {
 		return fmt.Errorf("topology: %q deletes from table %q, which belongs to %q", c.proc.group, tb.decl.name, tb.group)
+	}
+	if err := c.notInTimer(tb.decl.name); err != nil {
+		return err
 	}
 	c.queueDelete()
 	return nil
@@ -359,6 +371,9 @@ func (j JoinedTable[V]) Get(c *Context) (V, bool, error) {
 	var zero V
 	if j.decl == nil || !c.is(j.group) {
 		return zero, false, fmt.Errorf("topology: join from %q of a table it did not declare", c.proc.group)
+	}
+	if err := c.notInTimer(j.decl.name); err != nil {
+		return zero, false, err
 	}
 	raw := c.join(j.decl.name)
 	if raw == nil {

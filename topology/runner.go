@@ -492,6 +492,8 @@ func (pl *Plan) Lag(ctx context.Context, k Kafka, groups []string) ([]PartitionL
 func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*goka.Processor, error) {
 	k := r.opts.Kafka
 	cl := newChangelog(p, r.log) // the group table's store holds only what its topic acknowledged
+	// Windows and timers: rebuilt from their changelogs per session.
+	env.time = p.time.newRuntime(filepath.Join(r.opts.DataDir, "state", p.group), &k, r.opts.Clock, r.log)
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),
 		goka.WithStorageBuilder(cl.storage(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group)))),
@@ -504,7 +506,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 				return nil, err
 			}
 			// Offsets commit in order, dead letters once (see orderedGroup).
-			return newOrderedGroup(client, group, r.t.deadLetter, r.log)
+			return withTimeState(newOrderedGroup(client, group, r.t.deadLetter, r.log))(env.time)
 		}),
 		goka.WithConsumerSaramaBuilder(saramaConsumerBuilder(k)),
 		goka.WithTopicManagerBuilder(topicManagerBuilder(k)),

@@ -163,8 +163,15 @@ func (t *Topology) topicPlan(k Kafka, opts TopicOptions, existing map[string]sar
 			"max.message.bytes": strconv.Itoa(TopicMaxMessageBytes),
 		}}
 		switch {
-		case d.kind == kindTable:
+		case d.kind == kindTable || d.kind == kindState:
 			p.Config["cleanup.policy"] = "compact"
+			if d.retentionMs > 0 {
+				p.Config["cleanup.policy"] = "compact,delete"
+				p.Config["retention.ms"] = strconv.FormatInt(d.retentionMs, 10)
+			}
+		case d.retentionMs > 0:
+			p.Config["cleanup.policy"] = "delete"
+			p.Config["retention.ms"] = strconv.FormatInt(d.retentionMs, 10)
 		case d.deadLetter:
 			p.Config["cleanup.policy"] = "delete"
 			p.Config["retention.ms"] = strconv.FormatInt(opts.DeadLetterRetention.Milliseconds(), 10)

@@ -140,6 +140,10 @@ const (
 	kindStream topicKind = iota
 	kindTable
 	kindLoop
+	// kindState is a changelog of framework-owned state (windows,
+	// timers); kindTicks the topic of a group's wall-clock ticks.
+	kindState
+	kindTicks
 )
 
 func (k topicKind) String() string {
@@ -148,6 +152,10 @@ func (k topicKind) String() string {
 		return "table"
 	case kindLoop:
 		return "loop"
+	case kindState:
+		return "state"
+	case kindTicks:
+		return "ticks"
 	default:
 		return "stream"
 	}
@@ -170,6 +178,9 @@ type topicDecl struct {
 	recordTime any
 	// partitioner places the topic's keys (PartitionedBy).
 	partitioner Partitioner
+	// retentionMs, when set, is the topic's retention.ms (a windows
+	// changelog is compacted and deleted after it; see state.go).
+	retentionMs int64
 }
 
 func (t *Topology) addTopic(d *topicDecl) {

@@ -90,6 +90,7 @@ func (t *Topology) check() []error {
 			}
 		}
 		problems = append(problems, t.checkCopartitioning(p)...)
+		problems = append(problems, p.time.check()...)
 	}
 	for _, name := range t.topicOrder {
 		d := t.topics[name]
@@ -133,6 +134,7 @@ func (t *Topology) checkCopartitioning(p *Processor) []error {
 	if p.loop != nil {
 		p.loop.topic.partitions = ref.partitions
 	}
+	p.time.copartition(ref.partitions)
 	return append(problems, checkPartitioners(p, copart)...)
 }
 

@@ -28,6 +28,8 @@ type Driver struct {
 	topo     *topology.Topology
 	gt       *tester.Tester
 	trackers map[string]*tester.QueueTracker
+	// time is the driven wall clock and the groups' state (time.go).
+	time *driverTime
 }
 
 // Record is one record read from a stream.
@@ -75,8 +77,8 @@ func NewWith(tb testing.TB, topo *topology.Topology, opts Options) *Driver {
 			}
 		}
 	}
-	d := &Driver{tb: tb, topo: topo, gt: tester.New(tb), trackers: map[string]*tester.QueueTracker{}}
-	ctx, cancel := context.WithCancel(topology.WithResources(context.Background(), opts.Resources...))
+	d := &Driver{tb: tb, topo: topo, gt: tester.New(tb), trackers: map[string]*tester.QueueTracker{}, time: newDriverTime(topo, procs)}
+	ctx, cancel := context.WithCancel(d.time.context(topology.WithResources(context.Background(), opts.Resources...)))
 	var done []chan error
 	for i, p := range procs {
 		bind := &gokabind.Request{Group: p.Group()}
@@ -154,14 +156,21 @@ func Send[V any](d *Driver, s topology.Stream[V], key string, v V, headers ...to
 func (d *Driver) SendRaw(topic, key string, raw []byte, headers ...topology.Header) {
 	d.tb.Helper()
 	var opts []tester.EmitOption
-	if len(headers) > 0 {
-		h := goka.Headers{}
-		for _, x := range headers {
-			h[x.Key] = x.Value
-		}
+	if h := gokaHeaders(headers); h != nil {
 		opts = append(opts, tester.WithHeaders(h))
 	}
 	d.gt.Consume(topic, key, raw, opts...)
+}
+
+func gokaHeaders(headers []topology.Header) goka.Headers {
+	if len(headers) == 0 {
+		return nil
+	}
+	h := goka.Headers{}
+	for _, x := range headers {
+		h[x.Key] = x.Value
+	}
+	return h
 }
 
 // Read returns the records emitted to s since the last Read of s.

@@ -54,6 +54,7 @@ import (
 	"github.com/syndtr/goleveldb/leveldb/filter"
 	"github.com/syndtr/goleveldb/leveldb/iterator"
 	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/storage"
 	"github.com/syndtr/goleveldb/leveldb/util"
 )
 
@@ -84,6 +85,9 @@ type Options struct {
 	// Sync fsyncs every write. Off by default: the changelog is the
 	// durable copy.
 	Sync bool
+	// Memory keeps the segments in memory instead of Dir (which may then
+	// be empty): for tests, where the store lives as long as its process.
+	Memory bool
 }
 
 // Window is one stored window of a key.
@@ -123,8 +127,11 @@ const segmentPrefix = "seg-"
 
 // Open opens the store in opts.Dir with the segments already there.
 func Open(opts Options) (*Store, error) {
-	if opts.Dir == "" || opts.SegmentInterval <= 0 || opts.Retention <= 0 {
+	if (opts.Dir == "" && !opts.Memory) || opts.SegmentInterval <= 0 || opts.Retention <= 0 {
 		return nil, errors.New("windowstore: Options need Dir, a positive SegmentInterval and a positive Retention")
+	}
+	if opts.Memory {
+		return &Store{opts: opts, wo: &opt.WriteOptions{}, segments: map[int64]*leveldb.DB{}, expiredBelow: math.MinInt64}, nil
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("windowstore: %w", err)
@@ -178,7 +185,13 @@ func (s *Store) segment(n int64, create bool) (*leveldb.DB, error) {
 	if db := s.segments[n]; db != nil || !create {
 		return db, nil
 	}
-	db, err := openSegment(s.segmentDir(n))
+	var db *leveldb.DB
+	var err error
+	if s.opts.Memory {
+		db, err = leveldb.Open(storage.NewMemStorage(), nil)
+	} else {
+		db, err = openSegment(s.segmentDir(n))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -327,6 +340,32 @@ func (s *Store) Fetch(key []byte, from, to int64) ([]Window, error) {
 	return out, nil
 }
 
+// Get returns window (key, start), if the store holds it.
+func (s *Store) Get(key []byte, start int64) (Window, bool, error) {
+	if start < 0 {
+		return Window{}, false, nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return Window{}, false, ErrClosed
+	}
+	db := s.segments[s.segmentOf(start)]
+	if db == nil {
+		return Window{}, false, nil
+	}
+	v, err := db.Get(windowKey(key, start), nil)
+	switch {
+	case errors.Is(err, leveldb.ErrNotFound):
+		return Window{}, false, nil
+	case err != nil:
+		return Window{}, false, fmt.Errorf("windowstore: get: %w", err)
+	case len(v) < 8:
+		return Window{}, false, fmt.Errorf("windowstore: corrupt window of key %x at %d", key, start)
+	}
+	return Window{Key: slices.Clone(key), Start: start, End: int64(binary.BigEndian.Uint64(v)), Value: v[8:]}, true, nil
+}
+
 // segmentsBetween returns the numbers of the open segments in [lo, hi],
 // ascending. The caller holds s.mu.
 func (s *Store) segmentsBetween(lo, hi int64) []int64 {
@@ -464,6 +503,10 @@ func (s *Store) Expire(streamTime int64) (int, error) {
 			return dropped, fmt.Errorf("windowstore: close segment %d: %w", n, err)
 		}
 		delete(s.segments, n)
+		if s.opts.Memory {
+			dropped++
+			continue
+		}
 		if err := os.RemoveAll(s.segmentDir(n)); err != nil {
 			return dropped, fmt.Errorf("windowstore: remove segment %d: %w", n, err)
 		}

@@ -1,0 +1,793 @@
+package topology
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+
+	"github.com/watershed-io/watershed/topology/internal/timectl"
+	"github.com/watershed-io/watershed/topology/windowstore"
+)
+
+// Framework-owned state.
+//
+// Windowed aggregates (window.go) and timers (timers.go) keep their state
+// in windowed stores (package windowstore) that the framework owns: one
+// store per input partition under the group's data folder, whose changelog
+// is a compacted topic of the group ("<group>-<name>-windows",
+// "<group>-timers"), partitioned like its inputs.
+//
+// A callback's state writes are queued in its Context with its emits, and
+// applied only when it returns nil: the local store takes them and each
+// goes to the changelog topic, in the record's partition, through the very
+// emit path of the callback's outputs. goka commits the record only once
+// all of them were acknowledged, so the changelog holds every write of a
+// committed record. A failed callback leaves nothing behind.
+//
+// When a session of the group's consumer group starts, every claimed
+// partition's stores are emptied and rebuilt from their changelog
+// partitions (from the oldest record to the end) before any record is
+// handled: the changelog is the state, the local stores a cache of it. A
+// write that reached a local store but whose record failed (its emit
+// refused, the process killed) is thereby forgotten with its record, which
+// is handled again. The rebuild reads what the compacted changelog keeps:
+// a window changelog is also deleted after the store's retention (plus a
+// day), so it stays bounded; the timers changelog is compacted only (a
+// cancelled timer is a tombstone, a fired one a mark until its key is
+// scheduled again: see stateValue).
+
+// timeDecl is a group's framework-owned state.
+type timeDecl struct {
+	p *Processor
+	// states are the group's stores, windows first, the timers' last.
+	states []*stateDecl
+	// aggs close their windows as stream time passes.
+	aggs []closer
+	// timers is the timers' store, ticks the topic of the wall-clock
+	// ticks that fire them when no record comes (nil: no timers).
+	timers   *stateDecl
+	ticks    *inputDecl
+	handlers map[string]func(c *Context, key string, raw []byte) error
+}
+
+type stateKind int
+
+const (
+	stateWindows stateKind = iota
+	stateTimers
+)
+
+// stateDecl is one framework-owned store of a group and its changelog.
+type stateDecl struct {
+	topic *topicDecl
+	kind  stateKind
+	// size is the windows' length (to tell a window's end), segment and
+	// retention the store's, all in milliseconds.
+	size, segment, retention int64
+}
+
+// closer is a windowed aggregate, seen by the runtime.
+type closer interface {
+	closeDue(c *Context, ps *partState, streamTime int64) error
+}
+
+// timeState returns p's time declaration, creating it.
+func (p *Processor) timeState() *timeDecl {
+	if p.time == nil {
+		p.time = &timeDecl{p: p, handlers: map[string]func(*Context, string, []byte) error{}}
+	}
+	return p.time
+}
+
+// addState declares a store whose changelog topic is "<group>-<name>".
+func (td *timeDecl) addState(name string, kind stateKind, valueType, codec string, retentionMs int64) *stateDecl {
+	d := &topicDecl{name: td.p.group + "-" + name, kind: kindState, valueType: valueType, codecName: codec,
+		key: "key", partitions: DefaultPartitions, owner: td.p.group, retentionMs: retentionMs}
+	td.p.t.addTopic(d)
+	st := &stateDecl{topic: d, kind: kind}
+	td.states = append(td.states, st)
+	return st
+}
+
+// copartition gives the group's state and ticks topics its inputs'
+// partition count.
+func (td *timeDecl) copartition(n int32) {
+	if td == nil {
+		return
+	}
+	for _, st := range td.states {
+		st.topic.partitions = n
+	}
+	if td.ticks != nil {
+		td.ticks.topic.partitions = n
+	}
+}
+
+// describe adds the ticks topic to the group's inputs and the changelogs
+// to its outputs.
+func (td *timeDecl) describe(in, out []string) ([]string, []string) {
+	if td == nil {
+		return in, out
+	}
+	if td.ticks != nil {
+		in = append(in, td.ticks.topic.name)
+	}
+	for _, st := range td.states {
+		out = append(out, st.topic.name)
+	}
+	return in, out
+}
+
+// edges returns the goka edges of the group's state: the ticks input,
+// handled by cb, and the changelog outputs.
+func (td *timeDecl) edges(cb func(*inputDecl) goka.ProcessCallback) []goka.Edge {
+	if td == nil {
+		return nil
+	}
+	var edges []goka.Edge
+	if td.ticks != nil {
+		edges = append(edges, goka.Input(goka.Stream(td.ticks.topic.name), rawCodec{}, cb(td.ticks)))
+	}
+	for _, st := range td.states {
+		edges = append(edges, goka.Output(goka.Stream(st.topic.name), rawCodec{}))
+	}
+	return edges
+}
+
+// check reports what a group cannot combine with framework-owned state.
+func (td *timeDecl) check() []error {
+	if td == nil {
+		return nil
+	}
+	if td.p.retry != nil {
+		return []error{fmt.Errorf("processor %q: retry topics do not carry windows and timers: handle transient errors in place", td.p.group)}
+	}
+	return nil
+}
+
+// timeRuntime is the state of one group in one goka processor: the open
+// stores of its partitions.
+type timeRuntime struct {
+	td *timeDecl
+	// dir holds the stores ("" keeps them in memory: the test driver);
+	// kafka, when set, is where their changelogs are read back.
+	dir   string
+	kafka *Kafka
+	log   *slog.Logger
+	// clock tells wall-clock time to the ticker (nil: the system's);
+	// stream is the group's stream time, raised by what a rebuild finds.
+	clock  Clock
+	stream *streamClock
+
+	bindOnce sync.Once
+	mu       sync.Mutex
+	parts    map[int32]*partState
+	// owned are the partitions of the current session; stopTicks ends
+	// its ticker.
+	owned     []int32
+	stopTicks context.CancelFunc
+	ticking   sync.WaitGroup
+}
+
+// partState is the open state of one partition. Its maps are touched by
+// the partition's callbacks only (one at a time), and by session set-up.
+type partState struct {
+	stores map[*stateDecl]*windowstore.Store
+	// wall holds the wall-clock timers (stores[timers] the stream-time
+	// ones).
+	wall *windowstore.Store
+	// closedTo is, per aggregate, the stream-time bound its windows were
+	// closed up to (a window is never created due: see Aggregate).
+	closedTo map[*stateDecl]int64
+}
+
+// newRuntime returns the runtime of a goka processor of the group, nil
+// when the group has no state. With kafka nil the stores are rebuilt by
+// nobody: the test driver's (dir "", in memory).
+func (td *timeDecl) newRuntime(dir string, kafka *Kafka, clock Clock, log *slog.Logger) *timeRuntime {
+	if td == nil {
+		return nil
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &timeRuntime{td: td, dir: dir, kafka: kafka, clock: clock, log: log, parts: map[int32]*partState{}}
+}
+
+// attach gives rt the stream clock of its processor, and returns rt.
+func (rt *timeRuntime) attach(clock *streamClock) *timeRuntime {
+	if rt != nil {
+		rt.stream = clock
+	}
+	return rt
+}
+
+// Timer stores never expire: their windows start at 0 and end when due.
+const timerSpan = int64(1) << 61
+
+// open opens the stores of partition p, empty when wipe is set.
+func (rt *timeRuntime) open(p int32, wipe bool) (*partState, error) {
+	ps := &partState{stores: map[*stateDecl]*windowstore.Store{}, closedTo: map[*stateDecl]int64{}}
+	one := func(st *stateDecl, sub string) (*windowstore.Store, error) {
+		o := windowstore.Options{SegmentInterval: st.segment, Retention: st.retention, Memory: rt.dir == ""}
+		if st.kind == stateTimers {
+			o.SegmentInterval, o.Retention = timerSpan, timerSpan
+		}
+		if !o.Memory {
+			o.Dir = filepath.Join(rt.dir, st.topic.name, strconv.Itoa(int(p)), sub)
+			if wipe {
+				if err := os.RemoveAll(o.Dir); err != nil {
+					return nil, fmt.Errorf("topology: empty %s: %w", o.Dir, err)
+				}
+			}
+		}
+		return windowstore.Open(o)
+	}
+	for _, st := range rt.td.states {
+		s, err := one(st, "")
+		if err != nil {
+			ps.close()
+			return nil, err
+		}
+		ps.stores[st] = s
+		ps.closedTo[st] = math.MinInt64
+		if st.kind == stateTimers {
+			if ps.wall, err = one(st, "wall"); err != nil {
+				ps.close()
+				return nil, err
+			}
+		}
+	}
+	return ps, nil
+}
+
+func (ps *partState) close() {
+	for _, s := range ps.stores {
+		_ = s.Close()
+	}
+	if ps.wall != nil {
+		_ = ps.wall.Close()
+	}
+}
+
+// part returns partition p's state: under a Runner, the session set-up
+// opened it; the test driver's opens when first used.
+func (rt *timeRuntime) part(p int32) (*partState, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if ps := rt.parts[p]; ps != nil {
+		return ps, nil
+	}
+	if rt.kafka != nil {
+		return nil, fmt.Errorf("topology: %s: partition %d's state is not open in this session", rt.td.p.group, p)
+	}
+	ps, err := rt.open(p, false)
+	if err != nil {
+		return nil, err
+	}
+	rt.parts[p] = ps
+	return ps, nil
+}
+
+// bind registers rt with the test driver whose context the processor runs
+// in, so that the driver reads its stores.
+func (rt *timeRuntime) bind(ctx context.Context) {
+	rt.bindOnce.Do(func() {
+		if ctl := timectl.From(ctx); ctl != nil {
+			ctl.Register(rt.td.p.group, rt)
+		}
+	})
+}
+
+// stateReadTimeout bounds the rebuild of a session's state.
+const stateReadTimeout = 5 * time.Minute
+
+// setup rebuilds the state of a new session's partitions from their
+// changelogs, and starts its ticker. dl reads the group's committed
+// offsets.
+func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) error {
+	rt.cleanup()
+	client := dl.client
+	resp, err := dl.committed(s.Claims())
+	if err != nil {
+		return err
+	}
+	var owned []int32
+	for _, ps := range s.Claims() {
+		for _, p := range ps {
+			if !slices.Contains(owned, p) {
+				owned = append(owned, p)
+			}
+		}
+	}
+	slices.Sort(owned)
+	ctx, cancel := context.WithTimeout(s.Context(), stateReadTimeout)
+	defer cancel()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return fmt.Errorf("topology: %s: state consumer: %w", rt.td.p.group, err)
+	}
+	defer consumer.Close()
+	parts := map[int32]*partState{}
+	closeAll := func() {
+		for _, ps := range parts {
+			ps.close()
+		}
+	}
+	for _, p := range owned {
+		ps, err := rt.open(p, true)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		parts[p] = ps
+		committed := map[string]int64{}
+		for topic, claimed := range s.Claims() {
+			if slices.Contains(claimed, p) {
+				committed[topic] = -1
+				if blk := resp.GetBlock(topic, p); blk != nil {
+					committed[topic] = blk.Offset
+				}
+			}
+		}
+		for _, st := range rt.td.states {
+			maxStart, err := rt.restore(ctx, client, consumer, st, p, ps, committed)
+			if err != nil {
+				closeAll()
+				return err
+			}
+			if st.kind == stateWindows && maxStart >= 0 && rt.stream != nil {
+				// A window starts no later than the stream time that made
+				// it: the partition's stream time is at least that, so
+				// records late before the takeover are late after it.
+				rt.stream.advance(p, time.UnixMilli(maxStart))
+			}
+		}
+	}
+	rt.mu.Lock()
+	rt.parts, rt.owned = parts, owned
+	rt.mu.Unlock()
+	if rt.td.timers != nil && len(owned) > 0 {
+		tctx, stop := context.WithCancel(s.Context())
+		rt.stopTicks = stop
+		rt.ticking.Add(1)
+		go rt.tick(tctx)
+	}
+	return nil
+}
+
+// restore reads store st of partition p back from its changelog, and
+// returns the latest start it holds (-1: none).
+func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consumer sarama.Consumer, st *stateDecl, p int32, ps *partState, committed map[string]int64) (int64, error) {
+	topic := st.topic.name
+	end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+	if err != nil {
+		return -1, fmt.Errorf("topology: end of %s/%d: %w", topic, p, err)
+	}
+	oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+	if err != nil {
+		return -1, fmt.Errorf("topology: start of %s/%d: %w", topic, p, err)
+	}
+	if oldest >= end {
+		return -1, nil
+	}
+	pc, err := consumer.ConsumePartition(topic, p, oldest)
+	if err != nil {
+		return -1, fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
+	}
+	defer pc.Close()
+	read, maxStart := 0, int64(-1)
+	for {
+		select {
+		case m := <-pc.Messages():
+			read++
+			c, err := windowstore.ParseChange(m.Key, m.Value)
+			if err == nil {
+				c, err = undone(c, committed)
+			}
+			if err != nil {
+				return -1, fmt.Errorf("topology: %s/%d@%d: %w", topic, p, m.Offset, err)
+			}
+			store := ps.stores[st]
+			if st.kind == stateTimers && len(c.Key) > 0 && c.Key[0] == timerWall {
+				store = ps.wall
+			}
+			if err := store.Restore(c); err != nil {
+				return -1, fmt.Errorf("topology: restore %s/%d@%d: %w", topic, p, m.Offset, err)
+			}
+			maxStart = max(maxStart, c.Start)
+			if m.Offset+1 >= end {
+				if st.kind == stateWindows && maxStart >= 0 {
+					// A window starts before the stream time that made it:
+					// drop what the retention dropped before.
+					if _, err := store.Expire(maxStart); err != nil {
+						return -1, err
+					}
+				}
+				rt.log.Info("state restored", "group", rt.td.p.group, "topic", topic, "partition", p, "records", read)
+				return maxStart, nil
+			}
+		case err := <-pc.Errors():
+			return -1, fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
+		case <-ctx.Done():
+			return -1, fmt.Errorf("topology: read %s/%d to %d: %w", topic, p, end, ctx.Err())
+		}
+	}
+}
+
+// cleanup closes the state of the ended session.
+func (rt *timeRuntime) cleanup() {
+	if rt.stopTicks != nil {
+		rt.stopTicks()
+		rt.ticking.Wait()
+		rt.stopTicks = nil
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for p, ps := range rt.parts {
+		ps.close()
+		delete(rt.parts, p)
+	}
+	rt.owned = nil
+}
+
+// TickEvery is how often a Runner looks for due wall-clock timers in the
+// partitions it owns. A partition with one gets a tick record, whose
+// handling fires them.
+const TickEvery = time.Second
+
+// tick sends, every TickEvery, a tick to each owned partition that holds
+// a due wall-clock timer, until ctx ends. Ticks go through the group's
+// input, so a timer fires in a callback, with its commit rules, on the
+// partition's goroutine.
+func (rt *timeRuntime) tick(ctx context.Context) {
+	defer rt.ticking.Done()
+	cfg := rt.kafka.producerConfig()
+	cfg.Producer.Partitioner = originPartitioner(byTopicPartitioner(nil, Hasher))
+	cfg.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(rt.kafka.Brokers, cfg)
+	if err != nil {
+		rt.log.Warn("wall-clock timer ticks: no producer; timers fire with the partitions' records only", "group", rt.td.p.group, "err", err)
+		return
+	}
+	defer prod.Close()
+	clock := rt.clock
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	t := time.NewTicker(TickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := clock.Now().UnixMilli()
+		var msgs []*sarama.ProducerMessage
+		rt.mu.Lock()
+		for _, p := range rt.owned {
+			if ps := rt.parts[p]; ps != nil && hasDue(ps.wall, now) {
+				h := originHeader(p)
+				msgs = append(msgs, &sarama.ProducerMessage{Topic: rt.td.ticks.topic.name, Key: sarama.StringEncoder("tick"),
+					Value:   sarama.ByteEncoder(strconv.AppendInt(nil, now, 10)),
+					Headers: []sarama.RecordHeader{{Key: []byte(h.Key), Value: h.Value}}})
+			}
+		}
+		rt.mu.Unlock()
+		if len(msgs) > 0 {
+			if err := prod.SendMessages(msgs); err != nil && ctx.Err() == nil {
+				rt.log.Warn("wall-clock timer ticks not sent", "group", rt.td.p.group, "err", err)
+			}
+		}
+	}
+}
+
+// hasDue reports whether s holds a window ending at or before now.
+func hasDue(s *windowstore.Store, now int64) bool {
+	due := false
+	_ = s.Ending(0, now+1, func(windowstore.Window) bool { due = true; return false })
+	return due
+}
+
+// stateTx is what a callback did to the framework-owned state: the writes
+// it queued, applied when it returns nil, and what to do once applied.
+type stateTx struct {
+	ops []stateOp
+	// last indexes ops: the newest of each window, so that reads stay
+	// cheap when a tick fires many timers.
+	last  map[opKey]int
+	after []func()
+	// key, when set, is the key of the timer being fired: Context.Key
+	// returns it.
+	key *string
+}
+
+type opKey struct {
+	store *windowstore.Store
+	start int64
+	key   string
+}
+
+type stateOp struct {
+	st    *stateDecl
+	store *windowstore.Store
+	c     windowstore.Change // Value nil: a deletion
+}
+
+// tx returns the callback's state transaction, creating it.
+func (c *Context) tx() *stateTx {
+	if c.state == nil {
+		c.state = &stateTx{}
+	}
+	return c.state
+}
+
+// timeRuntime returns the group's runtime, nil without state.
+func (c *Context) timeRuntime() *timeRuntime {
+	if c.clock == nil {
+		return nil
+	}
+	return c.clock.rt
+}
+
+// statePart returns the state of the record's partition.
+func (c *Context) statePart() (*partState, error) {
+	rt := c.timeRuntime()
+	if rt == nil {
+		return nil, fmt.Errorf("topology: %s has no framework-owned state in this process", c.proc.group)
+	}
+	rt.bind(c.g.Context())
+	return rt.part(c.Partition())
+}
+
+// put queues window (key, start) of store with end and value.
+func (tx *stateTx) put(st *stateDecl, store *windowstore.Store, key []byte, start, end int64, value []byte) {
+	tx.add(stateOp{st: st, store: store, c: windowstore.Change{Key: key, Start: start, End: end, Value: value}})
+}
+
+// del queues the deletion of window (key, start) of store.
+func (tx *stateTx) del(st *stateDecl, store *windowstore.Store, key []byte, start int64) {
+	tx.add(stateOp{st: st, store: store, c: windowstore.Change{Key: key, Start: start}})
+}
+
+func (tx *stateTx) add(op stateOp) {
+	if tx.last == nil {
+		tx.last = map[opKey]int{}
+	}
+	tx.last[opKey{op.store, op.c.Start, string(op.c.Key)}] = len(tx.ops)
+	tx.ops = append(tx.ops, op)
+}
+
+// get reads window (key, start) of store, seeing the writes queued.
+func (tx *stateTx) get(store *windowstore.Store, key []byte, start int64) (windowstore.Window, bool, error) {
+	if tx != nil {
+		if i, ok := tx.last[opKey{store, start, string(key)}]; ok {
+			op := tx.ops[i]
+			if op.c.Value == nil {
+				return windowstore.Window{}, false, nil
+			}
+			return windowstore.Window{Key: key, Start: start, End: op.c.End, Value: op.c.Value}, true, nil
+		}
+	}
+	return store.Get(key, start)
+}
+
+// flushState applies the callback's state writes to the local stores and
+// emits them to their changelogs in the record's partition, with its
+// outputs. It runs inside gokaCall and reports whether the flush may go
+// on.
+func (c *Context) flushState() bool {
+	tx := c.state
+	if tx == nil {
+		return true
+	}
+	for _, op := range tx.ops {
+		var err error
+		if op.c.Value == nil {
+			_, err = op.store.Delete(op.c.Key, op.c.Start)
+		} else {
+			_, err = op.store.Put(op.c.Key, op.c.Start, op.c.End, op.c.Value)
+		}
+		if err != nil && !errors.Is(err, windowstore.ErrExpired) {
+			// The local store failed: the partition restarts and rebuilds
+			// it; the record must not commit.
+			err = fmt.Errorf("topology: %s: state write: %w", c, err)
+			c.g.Fail(err)
+			c.g.DeferCommit()(err)
+			return false
+		}
+		c.g.Emit(goka.Stream(op.st.topic.name), string(windowstore.ChangeKey(op.c)), windowstore.ChangeValue(op.c),
+			headerOption([]Header{originHeader(c.Partition())})...)
+	}
+	for _, fn := range tx.after {
+		fn()
+	}
+	return true
+}
+
+// afterRecord runs once a record's handler returned nil: it closes the
+// windows and fires the timers that are due by the stream time and the
+// wall clock, in the record's callback (their outputs and state writes
+// commit with the record).
+func (c *Context) afterRecord() error {
+	rt := c.timeRuntime()
+	if rt == nil {
+		return nil
+	}
+	ps, err := c.statePart()
+	if err != nil {
+		return err
+	}
+	if st := c.StreamTime(); !st.IsZero() {
+		ms := st.UnixMilli()
+		for _, a := range rt.td.aggs {
+			if err := a.closeDue(c, ps, ms); err != nil {
+				return err
+			}
+		}
+		if rt.td.timers != nil {
+			if err := c.fireTimers(ps, ps.stores[rt.td.timers], ms); err != nil {
+				return err
+			}
+		}
+	}
+	if rt.td.timers != nil {
+		return c.fireTimers(ps, ps.wall, c.Now().UnixMilli())
+	}
+	return nil
+}
+
+// withTimeState gives the ordered group cg its time runtime.
+func withTimeState(cg sarama.ConsumerGroup, err error) func(*timeRuntime) (sarama.ConsumerGroup, error) {
+	return func(rt *timeRuntime) (sarama.ConsumerGroup, error) {
+		if og, ok := cg.(orderedGroup); ok && rt != nil {
+			og.time = rt
+			cg = og
+		}
+		return cg, err
+	}
+}
+
+// A stored window or timer: whether it is done (a window closed, a timer
+// fired), its end (a window's end, a timer's due time, Unix ms), for a
+// done one the record that did it (topic and offset, in the same
+// partition), and its payload (the encoded aggregate or timer value):
+//
+//	flag(1) end(8) [offset(8) uvarint(len(topic)) topic] payload
+//
+// A done entry is moved in the store's end index to doneEnd, past every
+// time, so that closing and firing visit pending ones only. The rebuild of
+// a session's state (restore) turns a done entry whose record is not
+// committed back into a pending one: that record is handled again, and
+// closes or fires it again, so an output whose record crashed before its
+// commit is not lost, even when the state write was acknowledged first.
+type stateValue struct {
+	done     bool
+	end      int64
+	byTopic  string
+	byOffset int64
+	payload  []byte
+}
+
+const (
+	statePending byte = 0
+	stateDone    byte = 1
+	doneEnd           = int64(1) << 62
+)
+
+func encodeState(v stateValue) []byte {
+	b := make([]byte, 0, 1+8+8+binary.MaxVarintLen64+len(v.byTopic)+len(v.payload))
+	flag := statePending
+	if v.done {
+		flag = stateDone
+	}
+	b = binary.BigEndian.AppendUint64(append(b, flag), uint64(v.end))
+	if v.done {
+		b = binary.AppendUvarint(binary.BigEndian.AppendUint64(b, uint64(v.byOffset)), uint64(len(v.byTopic)))
+		b = append(b, v.byTopic...)
+	}
+	return append(b, v.payload...)
+}
+
+func parseState(b []byte) (stateValue, error) {
+	bad := fmt.Errorf("topology: corrupt state value of %d bytes", len(b))
+	if len(b) < 9 || b[0] > stateDone {
+		return stateValue{}, bad
+	}
+	v := stateValue{done: b[0] == stateDone, end: int64(binary.BigEndian.Uint64(b[1:9]))}
+	b = b[9:]
+	if v.done {
+		if len(b) < 8 {
+			return stateValue{}, bad
+		}
+		v.byOffset = int64(binary.BigEndian.Uint64(b))
+		n, w := binary.Uvarint(b[8:])
+		if w <= 0 || uint64(len(b)-8-w) < n {
+			return stateValue{}, bad
+		}
+		v.byTopic = string(b[8+w : 8+w+int(n)])
+		b = b[8+w+int(n):]
+	}
+	v.payload = b
+	return v, nil
+}
+
+// doneValue returns v marked done by the current record.
+func (c *Context) doneValue(v stateValue) []byte {
+	v.done, v.byTopic, v.byOffset = true, c.Topic(), c.Offset()
+	return encodeState(v)
+}
+
+// undone turns a restored change marked done by a record that is not
+// committed (committed holds the partition's committed offset per topic)
+// back into a pending one.
+func undone(c windowstore.Change, committed map[string]int64) (windowstore.Change, error) {
+	if c.Value == nil {
+		return c, nil
+	}
+	v, err := parseState(c.Value)
+	if err != nil || !v.done {
+		return c, err
+	}
+	if off, ok := committed[v.byTopic]; ok && (off < 0 || v.byOffset >= off) {
+		v.done = false
+		c.End, c.Value = v.end, encodeState(v)
+	}
+	return c, nil
+}
+
+// isolate runs fn, the callback of a firing timer or a closing window,
+// inside the callback of the record that fired or closed it. A transient
+// failure (or an outage, or any under the Stop policy) fails that record,
+// which is retried with it; a permanent one is the subject's alone: what
+// fn queued is discarded, the subject (its value) goes to the dead-letter
+// topic with the failure's reason, and the record goes on, so that one
+// bad timer or window does not fail every record of its partition. A
+// panic of fn is such a failure (ReasonPanic).
+func (c *Context) isolate(what string, value []byte, fn func() error) error {
+	tx := c.tx()
+	ne, nl, nd, no, refused := len(c.emits), len(c.loops), len(c.dead), len(tx.ops), c.refused
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if gp, ok := r.(gokaPanic); ok {
+					panic(gp)
+				}
+				err = Reject(ReasonPanic, fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
+			}
+		}()
+		return fn()
+	}()
+	if err == nil && c.refused != refused {
+		err = c.refused
+	}
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("%s: %w", what, err)
+	if IsTransient(err) || IsOutage(err) || c.proc.policy == Stop {
+		return err
+	}
+	c.emits, c.loops, c.dead, c.refused = c.emits[:ne], c.loops[:nl], c.dead[:nd], refused
+	tx.ops = tx.ops[:no]
+	clear(tx.last)
+	for i, op := range tx.ops {
+		tx.last[opKey{op.store, op.c.Start, string(op.c.Key)}] = i
+	}
+	c.DeadLetter(ReasonOf(err), err, value)
+	return nil
+}

@@ -1,0 +1,446 @@
+package topology
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/watershed-io/watershed/topology/windowstore"
+)
+
+// ReasonLate is the dead-letter reason (and skip reason) of a record that
+// came after every window it belongs to closed: later than the grace
+// period, by stream time.
+const ReasonLate = "late"
+
+// Windows says how an Aggregate cuts record time into windows: Tumbling,
+// Hopping or Sessions, with a Grace period.
+type Windows struct {
+	size, advance, grace, retain time.Duration
+	// session: size is the inactivity gap of session windows.
+	session bool
+}
+
+// Tumbling returns back-to-back windows of length size, aligned on the Unix
+// epoch (an hour's windows start on the hour).
+func Tumbling(size time.Duration) Windows { return Windows{size: size, advance: size} }
+
+// Hopping returns windows of length size starting every advance (a record
+// belongs to size/advance of them).
+func Hopping(size, advance time.Duration) Windows { return Windows{size: size, advance: advance} }
+
+// Sessions returns session windows: a key's records less than gap apart
+// (in record time) share a window, from its first record to its last
+// plus gap. A record that bridges two sessions merges them (the
+// aggregate's Merge option says how). A session closes when stream time
+// reaches its end plus the grace.
+func Sessions(gap time.Duration) Windows { return Windows{size: gap, advance: gap, session: true} }
+
+// Grace sets how long after its end, in stream time, a window still takes
+// records (default none). A window closes when stream time reaches its end
+// plus grace; a record for a closed window is late.
+func (w Windows) Grace(d time.Duration) Windows { w.grace = d; return w }
+
+// Retain sets how long, in stream time, windows are kept after they start
+// (default: a day, or the window and its grace when longer). Retention
+// drops whole segments of the store and bounds its changelog.
+func (w Windows) Retain(d time.Duration) Windows { w.retain = d; return w }
+
+func (w Windows) retention() time.Duration {
+	if w.retain > 0 {
+		return max(w.retain, w.size+w.grace)
+	}
+	return max(24*time.Hour, w.size+w.grace)
+}
+
+// Window is one window's time span, [Start, End).
+type Window struct {
+	Start, End time.Time
+}
+
+// LatePolicy says what an Aggregate does with late records.
+type LatePolicy int
+
+const (
+	// LateDeadLetter sends a late record to the dead-letter topic with
+	// reason "late". It is the default.
+	LateDeadLetter LatePolicy = iota
+	// LateSkip drops it, counted by the runner's HookSkipped with
+	// reason "late" (watershed_processor_skipped_total in promhooks).
+	LateSkip
+)
+
+// AggregateOption configures an Aggregate.
+type AggregateOption func(*aggConf)
+
+type aggConf struct {
+	name     string
+	onUpdate any
+	onClose  any
+	merge    any
+	late     LatePolicy
+}
+
+// WindowFunc is called with a window's aggregate, in the callback of the
+// record that updated or closed it: its emits and its failure are that
+// record's.
+type WindowFunc[A any] func(c *Context, key string, w Window, agg A) error
+
+// OnUpdate calls fn after every update of a window.
+func OnUpdate[A any](fn WindowFunc[A]) AggregateOption { return func(a *aggConf) { a.onUpdate = fn } }
+
+// OnClose calls fn once per window, when it closes: stream time passed its
+// end plus grace. (A window whose closing record fails closes with the
+// record's replay.)
+func OnClose[A any](fn WindowFunc[A]) AggregateOption { return func(a *aggConf) { a.onClose = fn } }
+
+// Merge says how two session windows' aggregates combine when a record
+// bridges them (required with Sessions, ignored otherwise).
+func Merge[A any](fn func(key string, a, b A) A) AggregateOption {
+	return func(c *aggConf) { c.merge = fn }
+}
+
+// Late sets the policy for late records.
+func Late(p LatePolicy) AggregateOption { return func(a *aggConf) { a.late = p } }
+
+// Named names the aggregate's store (default "aggregate"): its changelog
+// is "<group>-<name>-windows". A group with two aggregates names them.
+func Named(name string) AggregateOption { return func(a *aggConf) { a.name = name } }
+
+// Windowed is the handle of a windowed aggregate of values of type A.
+type Windowed[A any] struct {
+	st    *stateDecl
+	codec Codec[A]
+	group string
+}
+
+// Name returns the changelog topic of the aggregate's windows.
+func (w Windowed[A]) Name() string {
+	if w.st == nil {
+		return "<undeclared>"
+	}
+	return w.st.topic.name
+}
+
+// Group returns the group that aggregates.
+func (w Windowed[A]) Group() string { return w.group }
+
+// StoredWindow is a window as a store holds it: its span, whether it
+// closed, and its encoded aggregate.
+type StoredWindow struct {
+	Window
+	Closed bool
+	Value  []byte
+}
+
+// WindowSource reads the stored windows of an aggregate (by its changelog
+// topic) of one key, those starting in [from, to). The test driver's
+// stores are one (topologytest.Windows); a view over the changelog would
+// be another.
+type WindowSource interface {
+	FetchWindows(topic, key string, from, to time.Time) ([]StoredWindow, error)
+}
+
+// WindowValue is one decoded window of an aggregate.
+type WindowValue[A any] struct {
+	Window
+	Closed bool
+	Value  A
+}
+
+// Fetch returns key's windows that start in [from, to), from src, oldest
+// first.
+func (w Windowed[A]) Fetch(src WindowSource, key string, from, to time.Time) ([]WindowValue[A], error) {
+	raw, err := src.FetchWindows(w.Name(), key, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]WindowValue[A], 0, len(raw))
+	for _, r := range raw {
+		v, err := w.codec.Decode(r.Value)
+		if err != nil {
+			return nil, fmt.Errorf("topology: decode window of %q at %s in %s: %w", key, r.Start, w.Name(), err)
+		}
+		out = append(out, WindowValue[A]{Window: r.Window, Closed: r.Closed, Value: v})
+	}
+	return out, nil
+}
+
+// Aggregate declares that p aggregates stream s per key over windows of
+// record time (Stream.TimedBy): each record's value is added, with add, to
+// every window it falls in, starting from init. The windows live in a
+// store owned by the framework, changelogged to the compacted topic
+// "<group>-<name>-windows" (partitioned like s), rebuilt from it when a
+// process takes a partition over, and dropped by whole time segments
+// after their retention. OnUpdate and OnClose emit results; Late says
+// what happens to records for closed windows.
+//
+// A window closes once stream time (the highest record time of the
+// partition) reaches its end plus the grace period; closing costs in
+// proportion to the windows due, not to the keys held.
+func Aggregate[V, A any](p *Processor, s Stream[V], w Windows, init func() A, add func(key string, v V, agg A) A, codec Codec[A], opts ...AggregateOption) Windowed[A] {
+	conf := aggConf{name: "aggregate"}
+	for _, o := range opts {
+		o(&conf)
+	}
+	h := Windowed[A]{codec: codec, group: p.group}
+	if !p.t.open("%q aggregates %q", p.group, s.topicName()) {
+		return h
+	}
+	var problems []string
+	if w.size < time.Millisecond || w.advance < time.Millisecond || w.advance > w.size || w.grace < 0 || w.retain < 0 {
+		problems = append(problems, fmt.Sprintf("windows of %s every %s with grace %s are not valid", w.size, w.advance, w.grace))
+	}
+	if init == nil || add == nil || codec == nil {
+		problems = append(problems, "init, add and codec are required")
+	}
+	onUpdate, ok1 := conf.onUpdate.(WindowFunc[A])
+	onClose, ok2 := conf.onClose.(WindowFunc[A])
+	if (conf.onUpdate != nil && !ok1) || (conf.onClose != nil && !ok2) {
+		problems = append(problems, fmt.Sprintf("OnUpdate and OnClose must take a %s", typeName[A]()))
+	}
+	merge, ok3 := conf.merge.(func(string, A, A) A)
+	if w.session && (conf.merge == nil || !ok3) {
+		problems = append(problems, fmt.Sprintf("session windows need Merge of a %s", typeName[A]()))
+	}
+	if conf.name == "" || strings.ContainsAny(conf.name, " /\\,") {
+		problems = append(problems, fmt.Sprintf("name %q is not valid", conf.name))
+	}
+	if len(problems) > 0 {
+		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q aggregates %q: %s", p.group, s.topicName(), strings.Join(problems, "; ")))
+		return h
+	}
+	ret := w.retention()
+	td := p.timeState()
+	st := td.addState(conf.name+"-windows", stateWindows, typeName[A](), codecName(codec), (ret + 24*time.Hour).Milliseconds())
+	st.size, st.retention = w.size.Milliseconds(), ret.Milliseconds()
+	st.segment = max(st.retention/4, st.size)
+	h.st = st
+	a := &aggregate[V, A]{st: st, w: w, codec: codec, init: init, add: add, merge: merge, onUpdate: onUpdate, onClose: onClose, late: conf.late}
+	td.aggs = append(td.aggs, a)
+	Consume(p, s, a.handle)
+	return h
+}
+
+// aggregate is the runtime of one Aggregate.
+type aggregate[V, A any] struct {
+	st       *stateDecl
+	w        Windows
+	codec    Codec[A]
+	init     func() A
+	add      func(string, V, A) A
+	merge    func(string, A, A) A
+	onUpdate WindowFunc[A]
+	onClose  WindowFunc[A]
+	late     LatePolicy
+}
+
+func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
+	ps, err := c.statePart()
+	if err != nil {
+		return err
+	}
+	store := ps.stores[a.st]
+	t, st := c.RecordTime().UnixMilli(), c.StreamTime().UnixMilli()
+	size, adv, grace := a.w.size.Milliseconds(), a.w.advance.Milliseconds(), a.w.grace.Milliseconds()
+	k := []byte(key)
+	accepted := 0
+	tx := c.tx()
+	if a.w.session {
+		if t+size+grace > st && t >= 0 {
+			accepted = 1
+			if err := a.session(c, store, key, v, t); err != nil {
+				return err
+			}
+		}
+	}
+	for start := floorDiv64(t, adv) * adv; !a.w.session && start > t-size && start >= 0; start -= adv {
+		end := start + size
+		if end+grace <= st {
+			continue // closed by stream time
+		}
+		agg := a.init()
+		cur, ok, err := tx.get(store, k, start)
+		if err != nil {
+			return err
+		}
+		if ok {
+			sv, err := parseState(cur.Value)
+			if err != nil {
+				return err
+			}
+			if sv.done {
+				continue // closed
+			}
+			if agg, err = a.codec.Decode(sv.payload); err != nil {
+				return fmt.Errorf("topology: decode window of %q at %d in %s: %w", key, start, a.st.topic.name, err)
+			}
+		}
+		agg = a.add(key, v, agg)
+		b, err := a.codec.Encode(agg)
+		if err != nil {
+			return fmt.Errorf("topology: encode window for %s: %w", a.st.topic.name, err)
+		}
+		tx.put(a.st, store, k, start, end, encodeState(stateValue{end: end, payload: b}))
+		accepted++
+		if a.onUpdate != nil {
+			if err := a.onUpdate(c, key, Window{Start: time.UnixMilli(start), End: time.UnixMilli(end)}, agg); err != nil {
+				return err
+			}
+		}
+	}
+	if accepted > 0 {
+		return nil
+	}
+	late := fmt.Errorf("topology: record of %s at %s is later than the grace of its windows (stream time %s)",
+		c.Topic(), time.UnixMilli(t).UTC().Format(time.RFC3339Nano), time.UnixMilli(st).UTC().Format(time.RFC3339Nano))
+	if a.late == LateSkip {
+		if c.obs != nil {
+			c.obs.skipped(c.proc.group, ReasonLate)
+		}
+		return nil
+	}
+	c.DeadLetter(ReasonLate, late, c.raw)
+	return nil
+}
+
+// session adds the record at t to key's session, merging the sessions it
+// bridges. The sessions are read by start over the retention: a key's
+// sessions within it, not its whole history.
+func (a *aggregate[V, A]) session(c *Context, store *windowstore.Store, key string, v V, t int64) error {
+	gap := a.w.size.Milliseconds()
+	k := []byte(key)
+	ws, err := store.Fetch(k, t-a.st.retention, t+gap+1)
+	if err != nil {
+		return err
+	}
+	tx := c.tx()
+	start, end := t, t+gap
+	agg, merged := a.init(), false
+	for _, w := range ws {
+		cur, ok, err := tx.get(store, k, w.Start) // this callback's writes first
+		if err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		sv, err := parseState(cur.Value)
+		if err != nil {
+			return err
+		}
+		if sv.done || t < w.Start-gap || t >= sv.end {
+			continue
+		}
+		prev, err := a.codec.Decode(sv.payload)
+		if err != nil {
+			return fmt.Errorf("topology: decode session of %q at %d in %s: %w", key, w.Start, a.st.topic.name, err)
+		}
+		if merged {
+			agg = a.merge(key, agg, prev)
+		} else {
+			agg, merged = prev, true
+		}
+		start, end = min(start, w.Start), max(end, sv.end)
+		tx.del(a.st, store, k, w.Start)
+	}
+	agg = a.add(key, v, agg)
+	b, err := a.codec.Encode(agg)
+	if err != nil {
+		return fmt.Errorf("topology: encode session for %s: %w", a.st.topic.name, err)
+	}
+	tx.put(a.st, store, k, start, end, encodeState(stateValue{end: end, payload: b}))
+	if a.onUpdate != nil {
+		return a.onUpdate(c, key, Window{Start: time.UnixMilli(start), End: time.UnixMilli(end)}, agg)
+	}
+	return nil
+}
+
+// closeDue closes the windows that end at or before streamTime - grace.
+func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) error {
+	bound := streamTime - a.w.grace.Milliseconds()
+	if bound <= ps.closedTo[a.st] {
+		return nil
+	}
+	store := ps.stores[a.st]
+	var due []windowstore.Window
+	err := store.Ending(0, bound+1, func(w windowstore.Window) bool {
+		due = append(due, windowstore.Window{Key: w.Key, Start: w.Start, End: w.End})
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	tx := c.tx()
+	for _, d := range due {
+		cur, ok, err := tx.get(store, d.Key, d.Start)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		sv, err := parseState(cur.Value)
+		if err != nil {
+			return err
+		}
+		if sv.done {
+			continue
+		}
+		end := sv.end
+		tx.put(a.st, store, d.Key, d.Start, doneEnd, c.doneValue(sv))
+		if a.onClose != nil {
+			w := Window{Start: time.UnixMilli(d.Start), End: time.UnixMilli(end)}
+			err := c.isolate(fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), d.Key, a.st.topic.name), sv.payload, func() error {
+				agg, err := a.codec.Decode(sv.payload)
+				if err != nil {
+					return Reject(ReasonDecodeError, err)
+				}
+				return a.onClose(c, string(d.Key), w, agg)
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	tx.after = append(tx.after, func() {
+		ps.closedTo[a.st] = max(ps.closedTo[a.st], bound)
+		if _, err := store.Expire(streamTime); err != nil {
+			// The store stays larger until the next expiry; the
+			// changelog's own retention still bounds it.
+			slog.Warn("expiring windows failed", "group", c.proc.group, "topic", a.st.topic.name, "err", err)
+		}
+	})
+	return nil
+}
+
+// FetchWindows reads the windows of the aggregate whose changelog is
+// topic from this processor's open partitions (the test driver's).
+func (rt *timeRuntime) FetchWindows(topic, key string, from, to time.Time) ([]StoredWindow, error) {
+	var st *stateDecl
+	for _, s := range rt.td.states {
+		if s.topic.name == topic && s.kind == stateWindows {
+			st = s
+		}
+	}
+	if st == nil {
+		return nil, fmt.Errorf("topology: %s has no windows %s", rt.td.p.group, topic)
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var stores []*windowstore.Store
+	for _, ps := range rt.parts {
+		stores = append(stores, ps.stores[st])
+	}
+	return fetchAll(stores, key, from, to)
+}
+
+// floorDiv64 divides rounding towards minus infinity.
+func floorDiv64(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
