@@ -43,13 +43,17 @@ func (c *manualClock) advance(d time.Duration) {
 // of the minute their value names, emitting "closed:<n>" on close, and
 // arms a wall-clock timer 10 minutes after each record, emitting "silent".
 func stateTopo() (*topology.Topology, topology.Stream[string], topology.Stream[string], topology.Windowed[int]) {
+	return stateTopoOf(1)
+}
+
+func stateTopoOf(partitions int32) (*topology.Topology, topology.Stream[string], topology.Stream[string], topology.Windowed[int]) {
 	topo := topology.New("timestate")
-	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test")).
+	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(partitions), topology.External("test")).
 		TimedBy(func(_ string, v string) time.Time {
 			m, _ := strconv.Atoi(v)
 			return at(m)
 		})
-	out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(1))
+	out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(partitions))
 	p := topo.Processor("g")
 	emit := topology.Produce(p, out)
 	silent := topology.Timer(p, "silent", codecs.String{}, func(c *topology.Context, key string, _ string) error {
@@ -66,9 +70,9 @@ func stateTopo() (*topology.Topology, topology.Stream[string], topology.Stream[s
 	return topo, in, out, h
 }
 
-// outputs reads topic from the start until it holds the record key=value
-// of want, and returns all it read as key=value.
-func outputs(t *testing.T, k topology.Kafka, topic, want string) []string {
+// outputs reads topic from the start until it holds the records
+// key=value of want, and returns all it read as key=value.
+func outputs(t *testing.T, k topology.Kafka, topic string, want ...string) []string {
 	t.Helper()
 	var got []string
 	read, ok := readUntil(t, k, topic, 60*time.Second, func(ms []*sarama.ConsumerMessage) bool {
@@ -76,10 +80,15 @@ func outputs(t *testing.T, k topology.Kafka, topic, want string) []string {
 		for _, m := range ms {
 			got = append(got, string(m.Key)+"="+string(m.Value))
 		}
-		return slices.Contains(got, want)
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				return false
+			}
+		}
+		return true
 	})
 	if !ok {
-		t.Fatalf("%s: no %s in %d records: %v", topic, want, len(read), got)
+		t.Fatalf("%s: not all of %v in %d records: %v", topic, want, len(read), got)
 	}
 	return got
 }
@@ -196,5 +205,50 @@ func TestTimerFiringThatFailsBeforeCommitFiresAgain(t *testing.T) {
 	run.stop(t)
 	if n := slices.Index(got, "a=silent"); n < 0 || slices.Contains(got[n+1:], "a=silent") {
 		t.Errorf("outputs %v, want a=silent once", got)
+	}
+}
+
+// A replica that takes the partitions over while the first one runs, then
+// alone, fires every timer once and closes every window once, with the
+// counts the first one made.
+func TestReplicaTakesWindowsAndTimersOver(t *testing.T) {
+	k := topology.Kafka{Brokers: startBroker(t)}
+	clock := &manualClock{now: t0}
+	opts := func() topology.RunnerOptions {
+		return topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Clock: clock, Logger: slog.New(slog.DiscardHandler),
+			RestartBackoff: topology.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}}
+	}
+	topo, in, out, _ := stateTopoOf(2)
+	keys := []string{"a", "b", "c", "d", "e", "f"}
+	a := runWith(t, topo, opts())
+	for i, key := range keys {
+		produce(t, k, in.Name(), key, strconv.Itoa(i), key, strconv.Itoa(10+i))
+	}
+	waitCommitted(t, topo, k, "g")
+	topoB, _, _, _ := stateTopoOf(2)
+	b := runWith(t, topoB, opts())
+	a.stop(t) // b takes every partition
+	clock.advance(11 * time.Minute)
+	for _, key := range keys {
+		outputs(t, k, out.Name(), key+"=silent")
+	}
+	for i := range 10 { // 12:30 on both partitions closes 10:00-11:00
+		produce(t, k, in.Name(), "z"+strconv.Itoa(i), "150")
+	}
+	var want []string
+	for _, key := range keys {
+		want = append(want, key+"=closed:2", key+"=silent")
+	}
+	waitCommitted(t, topo, k, "g")
+	got := outputs(t, k, out.Name(), want...)
+	b.stop(t)
+	count := map[string]int{}
+	for _, kv := range got {
+		count[kv]++
+	}
+	for _, key := range keys {
+		if count[key+"=silent"] != 1 || count[key+"=closed:2"] != 1 {
+			t.Errorf("%s: %d silent, %d closed:2, want 1 each (all outputs %v)", key, count[key+"=silent"], count[key+"=closed:2"], count)
+		}
 	}
 }
