@@ -54,6 +54,7 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 	fs.Int64Var(&co.Messages, "catch-up-messages", 3_000_000, "messages in the raw topic of a catch-up run")
 	variants := fs.String("catch-up-fuse", "none,all", "the fusions a catch-up run measures, comma-separated (each none, all, decode or alerts)")
 	fs.IntVar(&co.Rounds, "rounds", 1, "catch-up rounds (the variants alternate within each)")
+	profileGroups := fs.String("catch-up-profile", "", "with --cpuprofile and --catch-up: profile only these groups' drains, comma-separated (default: all)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -146,6 +147,11 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 			co.Variants = append(co.Variants, f)
 		}
 		co.NoPeer = *noBaselines
+		for _, g := range strings.Split(*profileGroups, ",") {
+			if g = strings.TrimSpace(g); g != "" {
+				co.ProfileGroups = append(co.ProfileGroups, g)
+			}
+		}
 		rep, err := bench.CatchUp(ctx, o, co)
 		if err != nil {
 			return fail(err)
