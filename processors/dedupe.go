@@ -220,12 +220,12 @@ func (p *Pipeline) dedupeBucket(c *topology.Context, out topology.Output[records
 	if err != nil {
 		return err
 	}
-	var rs records.Readings
+	rs := records.Readings{Items: make([]records.Reading, 0, len(v.batch.Messages))}
 	dups := v.batch.IntraPackageDuplicates
 	raw := v.batch.RawOffset
 	// claimed are the identities this package has taken in this call: a
 	// second copy of one is a duplicate even on a replay.
-	var claimed []uint64
+	claimed := make([]uint64, 0, len(v.batch.Messages))
 	changed := false
 	for i := range v.batch.Messages {
 		m := &v.batch.Messages[i]
