@@ -341,28 +341,9 @@ func fillRaw(ctx context.Context, k topology.Kafka, topic string, w *workload) e
 	acked := make(chan uint64, 1)
 	g.Go(func() error {
 		var n uint64
-		var firstErr error
-		succ, errs := prod.Successes(), prod.Errors()
-		for succ != nil || errs != nil {
-			select {
-			case _, ok := <-succ:
-				if !ok {
-					succ = nil
-					continue
-				}
-				n++
-			case e, ok := <-errs:
-				if !ok {
-					errs = nil
-					continue
-				}
-				if firstErr == nil {
-					firstErr = fmt.Errorf("bench: fill: %w", e.Err)
-				}
-			}
-		}
+		err := drainProducer(prod, "fill", func(*sarama.ProducerMessage) { n++ })
 		acked <- n
-		return firstErr
+		return err
 	})
 	edgeID := []byte("bench")
 	received := time.Now()
@@ -397,6 +378,32 @@ produce:
 		err = ctx.Err()
 	}
 	return err
+}
+
+// drainProducer reads prod's successes (handing each to ok) and errors
+// until both close, and returns the first error, as "bench: what: ...".
+func drainProducer(prod sarama.AsyncProducer, what string, ok func(*sarama.ProducerMessage)) error {
+	var firstErr error
+	succ, errs := prod.Successes(), prod.Errors()
+	for succ != nil || errs != nil {
+		select {
+		case m, open := <-succ:
+			if !open {
+				succ = nil
+				continue
+			}
+			ok(m)
+		case e, open := <-errs:
+			if !open {
+				errs = nil
+				continue
+			}
+			if firstErr == nil {
+				firstErr = fmt.Errorf("bench: %s: %w", what, e.Err)
+			}
+		}
+	}
+	return firstErr
 }
 
 // drainGroup runs one group alone from empty state until every record of
