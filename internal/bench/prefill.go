@@ -314,7 +314,8 @@ type PrefillRun struct {
 // start and from a start prefilled with opts.Prefill of history, in turn
 // (empty first, then prefilled; the order flips every round), each in its
 // own folder under opts.DataDir and on its own broker (the embedded one)
-// or topics.
+// or topics. opts.CPUProfile and MemProfile are of the first prefilled
+// run.
 func ComparePrefill(ctx context.Context, opts Options, rounds int) (*PrefillReport, error) {
 	if opts.Prefill <= 0 {
 		return nil, errors.New("bench: no prefill to compare with")
@@ -334,8 +335,8 @@ func ComparePrefill(ctx context.Context, opts Options, rounds int) (*PrefillRepo
 			if !prefilled {
 				o.Prefill = 0
 			}
-			if round > 1 || prefilled {
-				o.CPUProfile, o.MemProfile = nil, nil // the first run's only
+			if round > 1 || !prefilled {
+				o.CPUProfile, o.MemProfile = nil, nil // the first prefilled run's only
 			}
 			if o.Progress != nil {
 				fmt.Fprintf(o.Progress, "bench: round %d, prefilled %v\n", round, prefilled)
