@@ -158,13 +158,13 @@ func prefill(ctx context.Context, k topology.Kafka, p *assembly.Assembly, stateD
 		h := p.NewHistory(d)
 		// Devices send out of step: each starts at its own second.
 		t0 := from.Add(time.Duration(i%perPackage) * time.Second)
-		for k := int64(0); ; k++ {
-			base := t0.Add(time.Duration(k*int64(perPackage)) * time.Second)
+		for seq := int64(0); ; seq++ {
+			base := t0.Add(time.Duration(seq*int64(perPackage)) * time.Second)
 			if !base.Before(end) {
 				break
 			}
 			n := min(perPackage, int(end.Sub(base)/time.Second)+1)
-			b, err := gen.batch(d, uint32(k), base, n, historyOffsetBase+k*int64(len(devices))+int64(i))
+			b, err := gen.batch(d, uint32(seq), base, n, historyOffsetBase+seq*int64(len(devices))+int64(i))
 			if err != nil {
 				werr = err
 				break
