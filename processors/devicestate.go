@@ -45,15 +45,9 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 		}
 		// A copy of a record an upstream stage wrote again when it replayed
 		// (same package identity, another offset) is applied once.
-		if rs.HasIdentity() {
-			k := records.ReadingsKey(rs.RawOffset, rs.Part)
-			if st.WasApplied(k) {
-				return nil
-			}
-			st.MarkApplied(k)
+		if !applyOnce(&st, &rs) {
+			return nil
 		}
-		st.DeviceID = rs.DeviceID
-		applyReadings(&st, &rs)
 		return p.DeviceState.Set(c, st)
 	})
 	topology.Consume(g, p.DeadLetters, func(c *topology.Context, key string, e records.Envelope) error {
@@ -117,6 +111,22 @@ func (p *Pipeline) deviceFailure(e *records.Envelope) bool {
 		return e.Topic == p.Raw.Name()
 	}
 	return false
+}
+
+// applyOnce applies a Readings record to its device's state unless it is
+// a replay (same package identity) of one applied already, and reports
+// whether it applied it.
+func applyOnce(st *records.DeviceState, rs *records.Readings) bool {
+	if rs.HasIdentity() {
+		k := records.ReadingsKey(rs.RawOffset, rs.Part)
+		if st.WasApplied(k) {
+			return false
+		}
+		st.MarkApplied(k)
+	}
+	st.DeviceID = rs.DeviceID
+	applyReadings(st, rs)
+	return true
 }
 
 // applyReadings adds one package's stored readings and duplicates to a

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -73,6 +74,10 @@ type Report struct {
 	Consistency Consistency `json:"consistency"`
 	Baselines   *Baselines  `json:"baselines,omitempty"`
 	Recovery    *Recovery   `json:"recovery,omitempty"`
+	// Prefill is what was written into the tables before the run.
+	Prefill *PrefillStats `json:"prefill,omitempty"`
+	// TablesDiskBytes are the groups' local table folders after the run.
+	TablesDiskBytes map[string]int64 `json:"tables_disk_bytes,omitempty"`
 	// Ratios are the pipeline's messages/s over each baseline's.
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 
@@ -352,6 +357,19 @@ func (r *Report) Markdown(w io.Writer) error {
 	row("peak RSS (VmHWM)", "%d MB", r.PeakRSSBytes>>20)
 	row("RSS after generating / window start / window end", "%d / %d / %d MB", r.Memory.AfterGenerateBytes>>20, r.Memory.WindowStartBytes>>20, r.Memory.WindowEndBytes>>20)
 	row("Go live heap window start / end (workload included)", "%d / %d MB", r.Memory.LiveHeapWindowStartBytes>>20, r.Memory.LiveHeapWindowEndBytes>>20)
+	if pf := r.Prefill; pf != nil {
+		row("prefilled before the run", "%.0f h of history of %d devices (%.3g of the fleet): %d messages in %d packages, in %.1f s", pf.HistorySeconds/3600, pf.Devices, pf.Scale, pf.Messages, pf.Packages, pf.Seconds)
+		for _, t := range pf.Tables {
+			row("prefilled "+t.Table, "%d keys, %d MB of values", t.Keys, t.Bytes>>20)
+		}
+	}
+	if len(r.TablesDiskBytes) > 0 {
+		var parts []string
+		for _, g := range slices.Sorted(maps.Keys(r.TablesDiskBytes)) {
+			parts = append(parts, fmt.Sprintf("%s %d MB", g, r.TablesDiskBytes[g]>>20))
+		}
+		row("local tables on disk after the run", "%s", strings.Join(parts, ", "))
+	}
 	row("lag growing", "%v", r.LagGrowing)
 	row("drain after the window", "%.1f s", r.Consistency.DrainSeconds)
 
