@@ -1,10 +1,13 @@
 package faults
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -222,17 +225,22 @@ type StoreCheck struct {
 // CheckStore reads every device of the truth from st and the sink's audit
 // logs at auditPaths, and sorts what is missing: acknowledged before the
 // read (lost), acknowledged while it ran (written late), or never. The
-// audit is read before the store and again after it: a sink that has not
-// drained goes on writing while the store is read, and the rows it writes
-// then are missing from the read although nothing lost them. (A row stored
+// audit is read after the store, and split at the sizes its files had
+// before it: a sink that has not drained goes on writing while the store
+// is read, and the rows it writes then are missing from the read although
+// nothing lost them. (The files only grow: the sink appends.) (A row stored
 // twice cannot be seen here: the store's primary key is the message
 // identity; duplicates are looked for at the normalized topic and the
 // sink's write calls instead.)
 func CheckStore(ctx context.Context, st sinks.Store, truth simulator.Truth, auditPaths ...string) (StoreCheck, error) {
 	c := StoreCheck{Returned: map[uint64][]simulator.Identity{}}
-	before, err := ReadSinkAudit(auditPaths...)
-	if err != nil {
-		return c, err
+	sizes := make([]int64, len(auditPaths))
+	for i, p := range auditPaths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return c, fmt.Errorf("faults: sink audit: %w", err)
+		}
+		sizes[i] = fi.Size()
 	}
 	for id, d := range truth.Devices {
 		got, err := st.Readings(ctx, sinks.Query{DeviceID: id})
@@ -273,9 +281,17 @@ func CheckStore(ctx context.Context, st sinks.Store, truth simulator.Truth, audi
 		return c, err
 	}
 	c.Audit = audit
+	lost := make(map[simulator.Identity]bool, len(c.Lost))
+	for _, id := range c.Lost {
+		lost[id] = true
+	}
+	before, err := writtenWithin(auditPaths, sizes, lost)
+	if err != nil {
+		return c, err
+	}
 	for _, id := range c.Lost {
 		switch {
-		case before.Written[id] > 0:
+		case before[id]:
 			c.AckedLost = append(c.AckedLost, id)
 		case audit.Written[id] > 0:
 			c.WrittenDuringRead++
@@ -289,4 +305,42 @@ func CheckStore(ctx context.Context, st sinks.Store, truth simulator.Truth, audi
 		}
 	}
 	return c, nil
+}
+
+// writtenWithin returns those of ids that an acknowledged write ("w"
+// line) holds within the first sizes[i] bytes of the audit file paths[i].
+// A line cut at that size counts as later.
+func writtenWithin(paths []string, sizes []int64, ids map[simulator.Identity]bool) (map[simulator.Identity]bool, error) {
+	out := map[simulator.Identity]bool{}
+	for i, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("faults: sink audit: %w", err)
+		}
+		br := bufio.NewReaderSize(io.LimitReader(f, sizes[i]), 1<<20)
+		for {
+			line, err := br.ReadString('\n')
+			if errors.Is(err, io.EOF) { // the size reached; a cut line left out
+				break
+			}
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("faults: sink audit %s: %w", p, err)
+			}
+			if !strings.HasPrefix(line, "w ") {
+				continue
+			}
+			for _, f := range strings.Fields(line)[1:] {
+				id, err := parseIdentity(f)
+				if err != nil {
+					return nil, fmt.Errorf("faults: sink audit %s: %w", p, err)
+				}
+				if ids[id] {
+					out[id] = true
+				}
+			}
+		}
+		f.Close()
+	}
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/sinks"
+	"github.com/watershed-io/watershed/sinks/cassandra"
 	"github.com/watershed-io/watershed/testinfra"
 )
 
@@ -149,5 +150,19 @@ func TestIntegrationStoreKeepsAcknowledgedWrites(t *testing.T) {
 			}
 			t.Errorf("device %d: %d of %d acknowledged rows not read back at LOCAL_QUORUM: %s", dev, len(lost), len(want), fmt.Sprint(d))
 		}
+	}
+
+	// The diagnosis itself, on rows whose fate is known: one acknowledged
+	// (Cassandra holds it), one never written, on a day of its own.
+	held := acked[len(acked)/2]
+	heldID := simulator.Identity{DeviceID: held.DeviceID, TimeMs: held.TimeMs, ContentCRC: held.ContentCRC}
+	never := simulator.Identity{DeviceID: held.DeviceID, TimeMs: held.TimeMs + 3*cassandra.DayMs, ContentCRC: 1}
+	d, err := DiagnoseLost(ctx, testinfra.CassandraSession(t, e.infra.CassandraHosts, ""), keyspace, gocql.LocalQuorum,
+		[]simulator.Identity{heldID, never}, nil, SinkAudit{Written: map[simulator.Identity]int{heldID: 1}})
+	if err != nil {
+		t.Fatalf("diagnose: %v", err)
+	}
+	if d.Looked != 2 || d.FoundByKey != 1 || d.FoundAtAll != 1 || d.DaysMissing != 1 || d.InAckedWrite != 1 {
+		t.Errorf("diagnosis of a held row and a row never written: %s; want 2 looked up, 1 found at LOCAL_QUORUM and at ALL, 1 on a day devices_days lacks, 1 in an acknowledged write", d)
 	}
 }
