@@ -26,7 +26,8 @@ import (
 type LostDiagnosis struct {
 	// Lost is how many messages were missing; InAckedWrite how many of
 	// them the sink's audit shows in a write the store acknowledged.
-	Lost, InAckedWrite int
+	Lost         int `json:"lost"`
+	InAckedWrite int `json:"in_acknowledged_write"`
 	// ByDevice counts the missing messages per device.
 	ByDevice map[uint64]int `json:"by_device"`
 	// Looked is how many of them were looked up by primary key; FoundByKey
@@ -34,34 +35,37 @@ type LostDiagnosis struct {
 	// consistency, bypassing devices_days and paging): found means the
 	// read path missed rows the store holds, not found that Cassandra does
 	// not hold them.
-	Looked, FoundByKey int
+	Looked     int `json:"looked_up"`
+	FoundByKey int `json:"found_by_key"`
 	// FoundAtAll is how many lookups at consistency ALL (every replica)
 	// returned the row: above FoundByKey, the consistency missed a replica.
-	FoundAtAll int
+	FoundAtAll int `json:"found_at_all"`
 	// DaysMissing counts missing messages whose (device, UTC day) is not
 	// in devices_days: a read path that skips the whole day.
-	DaysMissing int
+	DaysMissing int `json:"days_missing"`
 	// Runs are the missing messages grouped per device into runs that no
 	// returned row interrupts (time order), largest first, at most 20: a
 	// whole device or day gone shows as one run, a lost commit-log window
 	// as runs across devices at the same times, scattered rows as many
 	// runs of one.
-	Runs []LostRun
+	Runs []LostRun `json:"runs"`
 	// RunCount is the number of runs in all.
-	RunCount int
+	RunCount int `json:"run_count"`
 }
 
 // LostRun is a run of missing messages of one device with no returned
 // row between them.
 type LostRun struct {
-	DeviceID uint64
+	DeviceID uint64 `json:"device_id"`
 	// Count is the missing messages in the run; FromMs and ToMs the
 	// message times of its first and last.
-	Count        int
-	FromMs, ToMs uint64
+	Count  int    `json:"count"`
+	FromMs uint64 `json:"from_ms"`
+	ToMs   uint64 `json:"to_ms"`
 	// BeforeMs and AfterMs are the message times of the returned rows
 	// right before and after the run (0: none).
-	BeforeMs, AfterMs uint64
+	BeforeMs uint64 `json:"before_ms"`
+	AfterMs  uint64 `json:"after_ms"`
 }
 
 // String is one line for a test's failure message.

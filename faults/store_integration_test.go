@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,7 +95,7 @@ func TestIntegrationStoreKeepsAcknowledgedWrites(t *testing.T) {
 		nodes []string
 		pause time.Duration
 	}{
-		{nil, "", nil, 10 * time.Second},
+		{nil, "writes alone", nil, 10 * time.Second},
 		{e.infra.Kill, "kill", []string{"cassandra-2"}, 10 * time.Second},
 		{e.infra.Resume, "resume", []string{"cassandra-2"}, 10 * time.Second},
 		{e.infra.Stop, "stop", []string{"cassandra-1", "cassandra-2"}, 5 * time.Second},
@@ -109,7 +110,7 @@ func TestIntegrationStoreKeepsAcknowledgedWrites(t *testing.T) {
 			}
 		}
 		time.Sleep(st.pause)
-		progress(fmt.Sprintf("after %s %v", st.name, st.nodes))
+		progress(strings.TrimSpace(fmt.Sprintf("after %s %s", st.name, strings.Join(st.nodes, " "))))
 	}
 	close(stop)
 	writer.Wait()
