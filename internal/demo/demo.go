@@ -233,6 +233,10 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		return nil, err
 	}
 	d.Source = views.NewViewSource(view)
+	windows, err := topology.NewWindowView(d.Pipeline.SummaryWindows, topology.ViewOptions{Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "summary-windows"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	keys, err := views.FullScopeKey(opts.ViewKey)
 	if err != nil {
 		return nil, err
@@ -240,6 +244,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	vopts := views.Options{Source: d.Source, Keys: keys, Logger: log, Registerer: d.Registry, AllowShortKeys: true, Readings: d.Store}
 	if sums, ok := d.Store.(views.SummarySource); ok {
 		vopts.Summaries = sums
+		vopts.OpenWindows = processors.OpenSummaries{Windows: d.Pipeline.SummaryWindows, Source: windows}
 	}
 	vsrv, err := views.New(vopts)
 	if err != nil {
@@ -307,6 +312,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.Runner.Run(gctx) })
 	g.Go(func() error { return view.Run(gctx) })
+	g.Go(func() error { return windows.Run(gctx) })
 	g.Go(func() error { return ingest.Serve(gctx) })
 	g.Go(func() error { return viewSrv.Serve(gctx) })
 	g.Go(func() error { return ops.Serve(gctx) })
