@@ -10,23 +10,22 @@ import (
 )
 
 // The device-state group keeps each device's counters and latest readings
-// from telemetry.normalized, and counts the device's dead letters.
+// from telemetry.normalized, counts the device's dead letters, and raises
+// device_silent and device_back alerts (silencetimer.go).
 
 // StageEdge is the stage name the ingest edge writes on its dead letters.
 const StageEdge = ingest.Stage
 
 // descDeviceState describes the device-state stage, on its own group or
 // fused.
-const descDeviceState = "each device's counters and latest readings by message time; counts its dead letters"
+const descDeviceState = "each device's counters and latest readings by message time; counts its dead letters; device_silent and device_back alerts"
 
 func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 	fused := p.cfg.Fuse.Has(FuseAlerts)
 	g := p.stageGroup(GroupDeviceState, descDeviceState, fused, GroupAlerts, descAlerts)
 	p.DeviceState = topology.Persist(g, records.DeviceStateCodec{}, parts, byDevice)
-	var alerts topology.Output[records.Alert]
-	if fused {
-		alerts = topology.Produce(g, p.Alerts)
-	}
+	alerts := topology.Produce(g, p.Alerts)
+	silence := p.declareSilence(g, alerts)
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
 		// Alerts go out for every delivery, a replay's too, as the alerts
 		// group does: they must not hang on whether the state write of a
@@ -47,6 +46,9 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 		// (same package identity, another offset) is applied once.
 		if !applyOnce(&st, &rs) {
 			return nil
+		}
+		if err := silence.received(c, key, &st, rs.ReceivedMs); err != nil {
+			return err
 		}
 		return p.DeviceState.Set(c, st)
 	})

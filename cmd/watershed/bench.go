@@ -43,6 +43,7 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
 	var sf settingsFlags
 	sf.register(fs, reg)
+	skip := fs.String("skip-groups", "", "groups not to run, comma-separated (summaries: the pipeline's throughput without the hourly summaries)")
 	noBaselines := fs.Bool("no-baselines", false, "skip the baselines (with --catch-up: the plain goka peer)")
 	dataDir := fs.String("data-dir", "", "folder for tables, view and store (default: a temporary folder, removed after)")
 	jsonOut := fs.Bool("json", false, "print the JSON report as the last line")
@@ -78,6 +79,9 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 		return 2
 	}
 	o.FaultsName = *faults
+	if *skip != "" {
+		o.Skip = strings.Split(*skip, ",")
+	}
 	if _, err := tableStorage(o.TableStorage, nil); err != nil {
 		fmt.Fprintf(stderr, "watershed bench: %v\n", err)
 		return 2

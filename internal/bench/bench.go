@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,6 +107,9 @@ type Options struct {
 	// defaults). Partitions and Fuse win over theirs, and a run's prefix
 	// is put before theirs.
 	Settings settings.Values
+	// Skip names groups (before the prefix) not to run, such as
+	// processors.GroupSummaries, to measure what a group costs.
+	Skip []string
 	// NoBaselines skips the baselines.
 	NoBaselines bool
 	// Prefill, when positive, fills the dedupe window and the device
@@ -286,7 +290,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	runner, err := topology.NewRunner(p.Plan, topology.RunnerOptions{
-		Kafka: k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,
+		Groups: runGroups(p.Topology.Groups(), p.Config().Prefix, opts.Skip),
+		Kafka:  k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,
 		TableStorage: ts, Resources: []topology.Provided{topology.Provide[sinks.Store](processors.Store, measuringStore{Store: store, t: tr})},
 	})
 	if err != nil {
@@ -784,6 +789,21 @@ func waitUntil(ctx context.Context, timeout time.Duration, cond func() error) er
 
 // recoveryTime starts the groups again (after removing wipe, when set)
 // and returns how long they took to be ready, rebalance included.
+// runGroups returns groups without those skip names (before prefix); nil,
+// every group, when it skips none.
+func runGroups(groups []string, prefix string, skip []string) []string {
+	if len(skip) == 0 {
+		return nil
+	}
+	var out []string
+	for _, g := range groups {
+		if !slices.Contains(skip, strings.TrimPrefix(g, prefix)) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 func recoveryTime(ctx context.Context, plan *topology.Plan, ro topology.RunnerOptions, wipe string) (time.Duration, error) {
 	if wipe != "" {
 		if err := os.RemoveAll(wipe); err != nil {

@@ -111,12 +111,14 @@ type WorkloadReport struct {
 	StoreSync          bool    `json:"store_sync"`
 	TableStorage       string  `json:"table_storage"`
 	Fuse               string  `json:"fuse"`
-	FetchMinBytes      int32   `json:"fetch_min_bytes"`
-	FetchMaxWait       string  `json:"fetch_max_wait"`
-	Packages           int     `json:"packages_generated"`
-	Messages           uint64  `json:"messages_generated"`
-	BodyBytes          int64   `json:"body_bytes_generated"`
-	GenerateSeconds    float64 `json:"generate_seconds"`
+	// Skipped are the groups not run (Options.Skip).
+	Skipped         []string `json:"skipped_groups,omitempty"`
+	FetchMinBytes   int32    `json:"fetch_min_bytes"`
+	FetchMaxWait    string   `json:"fetch_max_wait"`
+	Packages        int      `json:"packages_generated"`
+	Messages        uint64   `json:"messages_generated"`
+	BodyBytes       int64    `json:"body_bytes_generated"`
+	GenerateSeconds float64  `json:"generate_seconds"`
 }
 
 // Memory follows the process's resident memory.
@@ -204,7 +206,7 @@ func workloadReport(o *Options) WorkloadReport {
 		Store: store, Devices: o.Devices, MessagesPerPackage: fmt.Sprintf("%d-%d", o.MessagesPerPackage.Min, o.MessagesPerPackage.Max),
 		Faults: o.FaultsName, Seed: o.Seed, RateOffered: o.Rate, DurationSeconds: o.Duration.Seconds(),
 		WarmupSeconds: o.Warmup.Seconds(), Workers: o.Workers, Partitions: o.Partitions,
-		FlushInterval: fl, StoreSync: !o.StoreNoSync, TableStorage: ts, Fuse: o.Fuse.String(),
+		FlushInterval: fl, StoreSync: !o.StoreNoSync, TableStorage: ts, Fuse: o.Fuse.String(), Skipped: o.Skip,
 		FetchMinBytes: o.FetchMinBytes, FetchMaxWait: o.FetchMaxWait.String(),
 	}
 }
@@ -341,6 +343,9 @@ func (r *Report) Markdown(w io.Writer) error {
 		wl.Broker, wl.Devices, wl.MessagesPerPackage, wl.Faults, wl.Seed, rate, wl.Workers, wl.Partitions, wl.FlushInterval, wl.Store, wl.StoreSync, wl.TableStorage, wl.Fuse)
 	fmt.Fprintf(&b, "- window: %.1f s after %.0f s of warmup; %d packages (%d messages, %d MB) pre-generated in %.1f s\n\n",
 		r.WindowSeconds, wl.WarmupSeconds, wl.Packages, wl.Messages, wl.BodyBytes>>20, wl.GenerateSeconds)
+	if len(wl.Skipped) > 0 {
+		fmt.Fprintf(&b, "- groups not run: %s\n\n", strings.Join(wl.Skipped, ", "))
+	}
 
 	fmt.Fprintf(&b, "| figure | value |\n|---|---|\n")
 	row := func(name, format string, v ...any) {
