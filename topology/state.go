@@ -168,6 +168,8 @@ type timeRuntime struct {
 	// stream is the group's stream time, raised by what a rebuild finds.
 	clock  Clock
 	stream *streamClock
+	// every is the ticker's period (0: DefaultTickEvery).
+	every time.Duration
 
 	bindOnce sync.Once
 	mu       sync.Mutex
@@ -441,12 +443,20 @@ func (rt *timeRuntime) cleanup() {
 	rt.owned = nil
 }
 
-// TickEvery is how often a Runner looks for due wall-clock timers in the
-// partitions it owns. A partition with one gets a tick record, whose
-// handling fires them.
-const TickEvery = time.Second
+// DefaultTickEvery is how often a Runner looks for due wall-clock timers
+// in the partitions it owns, unless RunnerOptions.TickEvery says
+// otherwise. A partition with one gets a tick record, whose handling
+// fires them.
+const DefaultTickEvery = time.Second
 
-// tick sends, every TickEvery, a tick to each owned partition that holds
+// setTick sets the ticker's period (0 or less: DefaultTickEvery).
+func (rt *timeRuntime) setTick(every time.Duration) {
+	if rt != nil {
+		rt.every = every
+	}
+}
+
+// tick sends, every rt.every, a tick to each owned partition that holds
 // a due wall-clock timer, until ctx ends. Ticks go through the group's
 // input, so a timer fires in a callback, with its commit rules, on the
 // partition's goroutine.
@@ -465,7 +475,11 @@ func (rt *timeRuntime) tick(ctx context.Context) {
 	if clock == nil {
 		clock = SystemClock{}
 	}
-	t := time.NewTicker(TickEvery)
+	every := rt.every
+	if every <= 0 {
+		every = DefaultTickEvery
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
