@@ -1,7 +1,6 @@
 package topology_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,13 +150,7 @@ func TestWindowsAndTimersSurviveRestartOnFreshFolder(t *testing.T) {
 	}
 
 	// Another process reads the windows from their changelog.
-	view, err := topology.NewWindowView(windows, topology.ViewOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- view.Run(ctx) }()
+	view, stop := runWindowView(t, k, windows)
 	waitFor(t, 30*time.Second, func() error {
 		if !view.Recovered() {
 			return errors.New("view not recovered")
@@ -171,10 +164,7 @@ func TestWindowsAndTimersSurviveRestartOnFreshFolder(t *testing.T) {
 	if ws, err := view.Fetch("e", at(0), at(180)); err != nil || len(ws) != 1 || ws[0].Value != 1 || ws[0].Closed {
 		t.Errorf("view of e: %+v, %v; want 12:00 open with 1", ws, err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("view: %v", err)
-	}
+	stop()
 }
 
 // A firing whose output the broker refuses leaves its record uncommitted,

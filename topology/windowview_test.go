@@ -33,13 +33,7 @@ func TestWindowViewAnswersRecoveringUntilCaughtUp(t *testing.T) {
 
 	// The view cannot read its changelog while the broker refuses.
 	fault := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: windows.Name(), Err: kerr.NotLeaderForPartition, Count: -1})
-	view, err := topology.NewWindowView(windows, topology.ViewOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- view.Run(ctx) }()
+	view, stop := runWindowView(t, k, windows)
 	waitFor(t, 30*time.Second, func() error {
 		ws, err := view.Fetch("a", at(0), at(180))
 		if errors.Is(err, topology.ErrRecovering) && ws == nil {
@@ -64,9 +58,26 @@ func TestWindowViewAnswersRecoveringUntilCaughtUp(t *testing.T) {
 	if !view.Recovered() {
 		t.Error("answered but not Recovered")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("view: %v", err)
+	stop()
+}
+
+// runWindowView runs a view of windows until stop, which checks that Run
+// ended without error.
+func runWindowView(t *testing.T, k topology.Kafka, windows topology.Windowed[int]) (view *topology.WindowView[int], stop func()) {
+	t.Helper()
+	view, err := topology.NewWindowView(windows, topology.ViewOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- view.Run(ctx) }()
+	return view, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("view: %v", err)
+		}
 	}
 }
 
