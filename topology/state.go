@@ -321,40 +321,27 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 	}
 	defer consumer.Close()
 	parts := map[int32]*partState{}
-	closeAll := func() {
-		for _, ps := range parts {
-			ps.close()
-		}
-	}
+	committed := map[int32]map[string]int64{}
 	for _, p := range owned {
 		ps, err := rt.open(p, true)
 		if err != nil {
-			closeAll()
+			closeParts(parts)
 			return err
 		}
 		parts[p] = ps
-		committed := map[string]int64{}
+		committed[p] = map[string]int64{}
 		for topic, claimed := range s.Claims() {
 			if slices.Contains(claimed, p) {
-				committed[topic] = -1
+				committed[p][topic] = -1
 				if blk := resp.GetBlock(topic, p); blk != nil {
-					committed[topic] = blk.Offset
+					committed[p][topic] = blk.Offset
 				}
 			}
 		}
-		for _, st := range rt.td.states {
-			maxStart, err := rt.restore(ctx, client, consumer, st, p, ps, committed)
-			if err != nil {
-				closeAll()
-				return err
-			}
-			if st.kind == stateWindows && maxStart >= 0 && rt.stream != nil {
-				// A window starts no later than the stream time that made
-				// it: the partition's stream time is at least that, so
-				// records late before the takeover are late after it.
-				rt.stream.advance(p, time.UnixMilli(maxStart))
-			}
-		}
+	}
+	if err := rt.restoreAll(ctx, client, consumer, parts, committed); err != nil {
+		closeParts(parts)
+		return err
 	}
 	rt.mu.Lock()
 	rt.parts, rt.owned = parts, owned
@@ -366,6 +353,55 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 		go rt.tick(tctx)
 	}
 	return nil
+}
+
+func closeParts(parts map[int32]*partState) {
+	for _, ps := range parts {
+		ps.close()
+	}
+}
+
+// restoreAll reads every store of parts back from its changelog
+// partition, all at once: they share the consumer's fetches, and the wait
+// of a fetch at the end of one partition (Consumer.MaxWaitTime) is not
+// paid once per store and partition in turn. committed holds each
+// partition's committed input offsets (see undone). It raises each
+// partition's stream time to the latest window start it holds.
+func (rt *timeRuntime) restoreAll(ctx context.Context, client sarama.Client, consumer sarama.Consumer, parts map[int32]*partState, committed map[int32]map[string]int64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		p        int32
+		st       *stateDecl
+		maxStart int64
+		err      error
+	}
+	results := make(chan result)
+	n := 0
+	for p, ps := range parts {
+		for _, st := range rt.td.states {
+			n++
+			go func() {
+				maxStart, err := rt.restore(ctx, client, consumer, st, p, ps, committed[p])
+				results <- result{p, st, maxStart, err}
+			}()
+		}
+	}
+	var first error
+	for range n {
+		r := <-results
+		if r.err != nil && first == nil {
+			first = r.err
+			cancel()
+		}
+		if r.err == nil && r.st.kind == stateWindows && r.maxStart >= 0 && rt.stream != nil {
+			// A window starts no later than the stream time that made it:
+			// the partition's stream time is at least that, so records
+			// late before the takeover are late after it.
+			rt.stream.advance(r.p, time.UnixMilli(r.maxStart))
+		}
+	}
+	return first
 }
 
 // restore reads store st of partition p back from its changelog, and
@@ -387,7 +423,10 @@ func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consum
 	if err != nil {
 		return -1, fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
 	}
-	defer pc.Close()
+	// Not waited for: a partition consumer's Close waits for its fetch in
+	// flight, up to Consumer.MaxWaitTime (half a second), which every
+	// store of every claimed partition would pay in turn.
+	defer func() { go pc.Close() }()
 	read, maxStart := 0, int64(-1)
 	for {
 		select {
