@@ -35,12 +35,13 @@ import (
 // committed record. A failed callback leaves nothing behind.
 //
 // When a session of the group's consumer group starts, every claimed
-// partition's stores are emptied and rebuilt from their changelog
-// partitions (from the oldest record to the end) before any record is
-// handled: the changelog is the state, the local stores a cache of it. A
-// write that reached a local store but whose record failed (its emit
-// refused, the process killed) is thereby forgotten with its record, which
-// is handled again. The rebuild reads what the compacted changelog keeps:
+// partition's stores are rebuilt from their changelog partitions before
+// any record is handled: from the store's checkpoint when the folder kept
+// one, else from the oldest record, to the end (see statecheckpoint.go).
+// The changelog is the state, the local stores a cache of it. A write
+// that reached a local store but whose record failed (its emit refused,
+// the process killed) is thereby forgotten with its record, which is
+// handled again. The rebuild reads what the compacted changelog keeps:
 // a window changelog is also deleted after the store's retention (plus a
 // day), so it stays bounded; the timers changelog is compacted only (a
 // cancelled timer is a tombstone, a fired one a mark until its key is
@@ -217,8 +218,9 @@ func (rt *timeRuntime) attach(clock *streamClock) *timeRuntime {
 // Timer stores never expire: their windows start at 0 and end when due.
 const timerSpan = int64(1) << 61
 
-// open opens the stores of partition p, empty when wipe is set.
-func (rt *timeRuntime) open(p int32, wipe bool) (*partState, error) {
+// open opens the stores of partition p in their folder named folder
+// ("base" or "live": see statecheckpoint.go), emptying those wipe names.
+func (rt *timeRuntime) open(p int32, folder string, wipe map[*stateDecl]bool) (*partState, error) {
 	ps := &partState{stores: map[*stateDecl]*windowstore.Store{}, closedTo: map[*stateDecl]int64{}}
 	one := func(st *stateDecl, sub string) (*windowstore.Store, error) {
 		o := windowstore.Options{SegmentInterval: st.segment, Retention: st.retention, Memory: rt.dir == ""}
@@ -226,8 +228,8 @@ func (rt *timeRuntime) open(p int32, wipe bool) (*partState, error) {
 			o.SegmentInterval, o.Retention = timerSpan, timerSpan
 		}
 		if !o.Memory {
-			o.Dir = filepath.Join(rt.dir, st.topic.name, strconv.Itoa(int(p)), sub)
-			if wipe {
+			o.Dir = filepath.Join(rt.partDir(st, p), folder, sub)
+			if wipe[st] {
 				if err := os.RemoveAll(o.Dir); err != nil {
 					return nil, fmt.Errorf("topology: empty %s: %w", o.Dir, err)
 				}
@@ -273,7 +275,7 @@ func (rt *timeRuntime) part(p int32) (*partState, error) {
 	if rt.kafka != nil {
 		return nil, fmt.Errorf("topology: %s: partition %d's state is not open in this session", rt.td.p.group, p)
 	}
-	ps, err := rt.open(p, false)
+	ps, err := rt.open(p, "live", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -320,15 +322,8 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 		return fmt.Errorf("topology: %s: state consumer: %w", rt.td.p.group, err)
 	}
 	defer consumer.Close()
-	parts := map[int32]*partState{}
 	committed := map[int32]map[string]int64{}
 	for _, p := range owned {
-		ps, err := rt.open(p, true)
-		if err != nil {
-			closeParts(parts)
-			return err
-		}
-		parts[p] = ps
 		committed[p] = map[string]int64{}
 		for topic, claimed := range s.Claims() {
 			if slices.Contains(claimed, p) {
@@ -339,8 +334,8 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 			}
 		}
 	}
-	if err := rt.restoreAll(ctx, client, consumer, parts, committed); err != nil {
-		closeParts(parts)
+	parts, err := rt.restorePartitions(ctx, client, consumer, owned, committed)
+	if err != nil {
 		return err
 	}
 	rt.mu.Lock()
@@ -361,13 +356,96 @@ func closeParts(parts map[int32]*partState) {
 	}
 }
 
-// restoreAll reads every store of parts back from its changelog
-// partition, all at once: they share the consumer's fetches, and the wait
-// of a fetch at the end of one partition (Consumer.MaxWaitTime) is not
-// paid once per store and partition in turn. committed holds each
-// partition's committed input offsets (see undone). It raises each
-// partition's stream time to the latest window start it holds.
-func (rt *timeRuntime) restoreAll(ctx context.Context, client sarama.Client, consumer sarama.Consumer, parts map[int32]*partState, committed map[int32]map[string]int64) error {
+// changelogSpan is what a store reads of its changelog partition: from
+// offset from (its checkpoint's or the oldest) to end, starting with
+// maxStart as the latest window start it holds.
+type changelogSpan struct {
+	from, end, maxStart int64
+}
+
+// restorePartitions brings the base stores of partitions owned up to
+// their changelogs' ends (from their checkpoints when they have one),
+// checkpoints them, and returns live copies of them for the session.
+// committed holds each partition's committed input offsets (see undone).
+func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Client, consumer sarama.Consumer, owned []int32, committed map[int32]map[string]int64) (map[int32]*partState, error) {
+	bases := map[int32]*partState{}
+	spans := map[int32]map[*stateDecl]changelogSpan{}
+	for _, p := range owned {
+		spans[p] = map[*stateDecl]changelogSpan{}
+		wipe := map[*stateDecl]bool{}
+		for _, st := range rt.td.states {
+			sp, fromCheckpoint, err := rt.span(client, st, p)
+			if err != nil {
+				closeParts(bases)
+				return nil, err
+			}
+			spans[p][st], wipe[st] = sp, !fromCheckpoint
+		}
+		ps, err := rt.open(p, "base", wipe)
+		if err != nil {
+			closeParts(bases)
+			return nil, err
+		}
+		bases[p] = ps
+	}
+	maxStarts, err := rt.restoreAll(ctx, consumer, bases, committed, spans)
+	closeParts(bases)
+	if err != nil {
+		return nil, err
+	}
+	parts := map[int32]*partState{}
+	for _, p := range owned {
+		for _, st := range rt.td.states {
+			sp := spans[p][st]
+			err := rt.putCheckpoint(st, p, checkpoint{offset: sp.end, maxStart: maxStarts[p][st]}, sp.from < sp.end)
+			if err == nil {
+				err = copyTree(filepath.Join(rt.partDir(st, p), "base"), filepath.Join(rt.partDir(st, p), "live"))
+			}
+			if err != nil {
+				closeParts(parts)
+				return nil, err
+			}
+		}
+		ps, err := rt.open(p, "live", nil)
+		if err != nil {
+			closeParts(parts)
+			return nil, err
+		}
+		parts[p] = ps
+	}
+	return parts, nil
+}
+
+// span returns what store st of partition p reads of its changelog, and
+// whether it starts from the store's checkpoint (taking it): only when the
+// changelog still holds the checkpoint's offset.
+func (rt *timeRuntime) span(client sarama.Client, st *stateDecl, p int32) (changelogSpan, bool, error) {
+	topic := st.topic.name
+	end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+	if err != nil {
+		return changelogSpan{}, false, fmt.Errorf("topology: end of %s/%d: %w", topic, p, err)
+	}
+	oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+	if err != nil {
+		return changelogSpan{}, false, fmt.Errorf("topology: start of %s/%d: %w", topic, p, err)
+	}
+	ck, ok, err := rt.takeCheckpoint(st, p)
+	if err != nil {
+		return changelogSpan{}, false, err
+	}
+	if ok && ck.offset >= oldest && ck.offset <= end {
+		return changelogSpan{from: ck.offset, end: end, maxStart: ck.maxStart}, true, nil
+	}
+	return changelogSpan{from: oldest, end: end, maxStart: -1}, false, nil
+}
+
+// restoreAll reads every store of parts from its changelog partition,
+// spans telling what, all at once: they share the consumer's fetches, and
+// the wait of a fetch at the end of one partition (Consumer.MaxWaitTime)
+// is not paid once per store and partition in turn. It returns the latest
+// window start each store holds, and raises each partition's stream time
+// to it.
+func (rt *timeRuntime) restoreAll(ctx context.Context, consumer sarama.Consumer, parts map[int32]*partState, committed map[int32]map[string]int64, spans map[int32]map[*stateDecl]changelogSpan) (map[int32]map[*stateDecl]int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -382,11 +460,12 @@ func (rt *timeRuntime) restoreAll(ctx context.Context, client sarama.Client, con
 		for _, st := range rt.td.states {
 			n++
 			go func() {
-				maxStart, err := rt.restore(ctx, client, consumer, st, p, ps, committed[p])
+				maxStart, err := rt.restore(ctx, consumer, st, p, ps, committed[p], spans[p][st])
 				results <- result{p, st, maxStart, err}
 			}()
 		}
 	}
+	maxStarts := map[int32]map[*stateDecl]int64{}
 	var first error
 	for range n {
 		r := <-results
@@ -394,6 +473,10 @@ func (rt *timeRuntime) restoreAll(ctx context.Context, client sarama.Client, con
 			first = r.err
 			cancel()
 		}
+		if maxStarts[r.p] == nil {
+			maxStarts[r.p] = map[*stateDecl]int64{}
+		}
+		maxStarts[r.p][r.st] = r.maxStart
 		if r.err == nil && r.st.kind == stateWindows && r.maxStart >= 0 && rt.stream != nil {
 			// A window starts no later than the stream time that made it:
 			// the partition's stream time is at least that, so records
@@ -401,25 +484,28 @@ func (rt *timeRuntime) restoreAll(ctx context.Context, client sarama.Client, con
 			rt.stream.advance(r.p, time.UnixMilli(r.maxStart))
 		}
 	}
-	return first
+	return maxStarts, first
 }
 
-// restore reads store st of partition p back from its changelog, and
-// returns the latest start it holds (-1: none).
-func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consumer sarama.Consumer, st *stateDecl, p int32, ps *partState, committed map[string]int64) (int64, error) {
-	topic := st.topic.name
-	end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-	if err != nil {
-		return -1, fmt.Errorf("topology: end of %s/%d: %w", topic, p, err)
+// restore reads store st of partition p back from its changelog, the
+// records of sp, and returns the latest start it holds (-1: none).
+func (rt *timeRuntime) restore(ctx context.Context, consumer sarama.Consumer, st *stateDecl, p int32, ps *partState, committed map[string]int64, sp changelogSpan) (int64, error) {
+	topic, end := st.topic.name, sp.end
+	done := func(read int, maxStart int64) (int64, error) {
+		if st.kind == stateWindows && maxStart >= 0 {
+			// A window starts before the stream time that made it: drop
+			// what the retention dropped before.
+			if _, err := ps.stores[st].Expire(maxStart); err != nil {
+				return -1, err
+			}
+		}
+		rt.log.Info("state restored", "group", rt.td.p.group, "topic", topic, "partition", p, "from", sp.from, "records", read)
+		return maxStart, nil
 	}
-	oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
-	if err != nil {
-		return -1, fmt.Errorf("topology: start of %s/%d: %w", topic, p, err)
+	if sp.from >= end {
+		return done(0, sp.maxStart)
 	}
-	if oldest >= end {
-		return -1, nil
-	}
-	pc, err := consumer.ConsumePartition(topic, p, oldest)
+	pc, err := consumer.ConsumePartition(topic, p, sp.from)
 	if err != nil {
 		return -1, fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
 	}
@@ -427,7 +513,7 @@ func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consum
 	// flight, up to Consumer.MaxWaitTime (half a second), which every
 	// store of every claimed partition would pay in turn.
 	defer func() { go pc.Close() }()
-	read, maxStart := 0, int64(-1)
+	read, maxStart := 0, sp.maxStart
 	for {
 		select {
 		case m := <-pc.Messages():
@@ -448,15 +534,7 @@ func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consum
 			}
 			maxStart = max(maxStart, c.Start)
 			if m.Offset+1 >= end {
-				if st.kind == stateWindows && maxStart >= 0 {
-					// A window starts before the stream time that made it:
-					// drop what the retention dropped before.
-					if _, err := store.Expire(maxStart); err != nil {
-						return -1, err
-					}
-				}
-				rt.log.Info("state restored", "group", rt.td.p.group, "topic", topic, "partition", p, "records", read)
-				return maxStart, nil
+				return done(read, maxStart)
 			}
 		case err := <-pc.Errors():
 			return -1, fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
