@@ -360,7 +360,7 @@ func closeParts(parts map[int32]*partState) {
 // offset from (its checkpoint's or the oldest) to end, starting with
 // maxStart as the latest window start it holds.
 type changelogSpan struct {
-	from, end, maxStart int64
+	from, end, maxStart, oldest int64
 }
 
 // restorePartitions brings the base stores of partitions owned up to
@@ -383,6 +383,16 @@ func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Clie
 		}
 		ps, err := rt.open(p, "base", wipe)
 		if err != nil {
+			// A checkpointed store that does not open (a crash of the
+			// machine lost what it had not synced): rebuild it all.
+			rt.log.Warn("state checkpoint unusable: rebuilding", "group", rt.td.p.group, "partition", p, "err", err)
+			for _, st := range rt.td.states {
+				sp := spans[p][st]
+				spans[p][st], wipe[st] = changelogSpan{from: sp.oldest, end: sp.end, maxStart: -1, oldest: sp.oldest}, true
+			}
+			ps, err = rt.open(p, "base", wipe)
+		}
+		if err != nil {
 			closeParts(bases)
 			return nil, err
 		}
@@ -396,8 +406,7 @@ func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Clie
 	parts := map[int32]*partState{}
 	for _, p := range owned {
 		for _, st := range rt.td.states {
-			sp := spans[p][st]
-			err := rt.putCheckpoint(st, p, checkpoint{offset: sp.end, maxStart: maxStarts[p][st]}, sp.from < sp.end)
+			err := rt.putCheckpoint(st, p, checkpoint{offset: spans[p][st].end, maxStart: maxStarts[p][st]})
 			if err == nil {
 				err = copyTree(filepath.Join(rt.partDir(st, p), "base"), filepath.Join(rt.partDir(st, p), "live"))
 			}
@@ -434,9 +443,9 @@ func (rt *timeRuntime) span(client sarama.Client, st *stateDecl, p int32) (chang
 		return changelogSpan{}, false, err
 	}
 	if ok && ck.offset >= oldest && ck.offset <= end {
-		return changelogSpan{from: ck.offset, end: end, maxStart: ck.maxStart}, true, nil
+		return changelogSpan{from: ck.offset, end: end, maxStart: ck.maxStart, oldest: oldest}, true, nil
 	}
-	return changelogSpan{from: oldest, end: end, maxStart: -1}, false, nil
+	return changelogSpan{from: oldest, end: end, maxStart: -1, oldest: oldest}, false, nil
 }
 
 // restoreAll reads every store of parts from its changelog partition,

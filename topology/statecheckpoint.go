@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Checkpoints of the framework-owned state.
@@ -27,16 +28,26 @@ import (
 // applied in order, and a mark's record, committed when base read it, stays
 // committed (see undone). Without a checkpoint, or when the changelog no
 // longer holds its offset (retention deleted it, the topic was made
-// again), base is rebuilt from the oldest record. The checkpoint is
+// again), or older than checkpointMaxAge (compaction may since have
+// removed a tombstone of the tail whose key base still holds), base is
+// rebuilt from the oldest record. The checkpoint is
 // removed before base changes and written, synced, once base is closed and
 // synced: a crash in between leaves no checkpoint, and a full rebuild.
 
 // checkpoint is where a base store stands in its changelog.
 type checkpoint struct {
 	// offset is the next changelog offset to read; maxStart the latest
-	// window start the store holds (-1: none).
-	offset, maxStart int64
+	// window start the store holds (-1: none); written when it was
+	// written (Unix ms, the system's clock, as the broker's compaction).
+	offset, maxStart, written int64
 }
+
+// checkpointMaxAge is the age past which a checkpoint is not used: half
+// Kafka's default delete.retention.ms (a day), the time a compacted
+// topic keeps a tombstone after it compacted the records it deletes. A
+// cluster configured to keep tombstones less than that must not reuse
+// state folders older than its setting.
+const checkpointMaxAge = 12 * time.Hour
 
 // partDir returns the folder of store st's partition p.
 func (rt *timeRuntime) partDir(st *stateDecl, p int32) string {
@@ -58,33 +69,34 @@ func (rt *timeRuntime) takeCheckpoint(st *stateDecl, p int32) (ck checkpoint, ok
 		return ck, false, fmt.Errorf("topology: remove %s: %w", path, err)
 	}
 	f := strings.Fields(string(b))
-	if len(f) != 2 {
+	if len(f) != 3 {
 		return ck, false, nil
 	}
-	if ck.offset, err = strconv.ParseInt(f[0], 10, 64); err != nil {
-		return ck, false, nil
+	for i, v := range []*int64{&ck.offset, &ck.maxStart, &ck.written} {
+		if *v, err = strconv.ParseInt(f[i], 10, 64); err != nil {
+			return ck, false, nil
+		}
 	}
-	if ck.maxStart, err = strconv.ParseInt(f[1], 10, 64); err != nil {
+	if age := time.Since(time.UnixMilli(ck.written)); age > checkpointMaxAge || age < -time.Minute {
 		return ck, false, nil
 	}
 	return ck, true, nil
 }
 
-// putCheckpoint syncs the base folder of st's partition p if it changed,
-// then writes its checkpoint, synced.
-func (rt *timeRuntime) putCheckpoint(st *stateDecl, p int32, ck checkpoint, changed bool) error {
+// putCheckpoint syncs the base folder of st's partition p (opening it
+// may have written it, even with nothing to apply), then writes its
+// checkpoint, synced.
+func (rt *timeRuntime) putCheckpoint(st *stateDecl, p int32, ck checkpoint) error {
 	dir := rt.partDir(st, p)
-	if changed {
-		if err := syncTree(filepath.Join(dir, "base")); err != nil {
-			return err
-		}
+	if err := syncTree(filepath.Join(dir, "base")); err != nil {
+		return err
 	}
 	tmp := filepath.Join(dir, "checkpoint.tmp")
 	f, err := os.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("topology: checkpoint: %w", err)
 	}
-	_, err = fmt.Fprintf(f, "%d %d\n", ck.offset, ck.maxStart)
+	_, err = fmt.Fprintf(f, "%d %d %d\n", ck.offset, ck.maxStart, time.Now().UnixMilli())
 	if err == nil {
 		err = f.Sync()
 	}
