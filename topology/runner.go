@@ -64,6 +64,11 @@ type RunnerOptions struct {
 	// Clock tells the processors wall-clock time (Context.Now; default
 	// SystemClock).
 	Clock Clock
+	// TickEvery is how often the runner looks for due wall-clock timers
+	// in the partitions it owns, sending a tick to each that holds one
+	// (default DefaultTickEvery): a timer fires up to TickEvery late when
+	// no record of its partition comes first.
+	TickEvery time.Duration
 	// RestartLimit ends Run when a group's processor stopped this many
 	// times in a row with the same recoverable error, each time within
 	// RestartBackoff.Max of its start: a fault a restart in place does not
@@ -494,6 +499,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 	cl := newChangelog(p, r.log) // the group table's store holds only what its topic acknowledged
 	// Windows and timers: rebuilt from their changelogs per session.
 	env.time = p.time.newRuntime(filepath.Join(r.opts.DataDir, "state", p.group), &k, r.opts.Clock, r.log)
+	env.time.setTick(r.opts.TickEvery)
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),
 		goka.WithStorageBuilder(cl.storage(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group)))),

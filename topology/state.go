@@ -35,12 +35,13 @@ import (
 // committed record. A failed callback leaves nothing behind.
 //
 // When a session of the group's consumer group starts, every claimed
-// partition's stores are emptied and rebuilt from their changelog
-// partitions (from the oldest record to the end) before any record is
-// handled: the changelog is the state, the local stores a cache of it. A
-// write that reached a local store but whose record failed (its emit
-// refused, the process killed) is thereby forgotten with its record, which
-// is handled again. The rebuild reads what the compacted changelog keeps:
+// partition's stores are rebuilt from their changelog partitions before
+// any record is handled: from the store's checkpoint when the folder kept
+// one, else from the oldest record, to the end (see statecheckpoint.go).
+// The changelog is the state, the local stores a cache of it. A write
+// that reached a local store but whose record failed (its emit refused,
+// the process killed) is thereby forgotten with its record, which is
+// handled again. The rebuild reads what the compacted changelog keeps:
 // a window changelog is also deleted after the store's retention (plus a
 // day), so it stays bounded; the timers changelog is compacted only (a
 // cancelled timer is a tombstone, a fired one a mark until its key is
@@ -168,6 +169,8 @@ type timeRuntime struct {
 	// stream is the group's stream time, raised by what a rebuild finds.
 	clock  Clock
 	stream *streamClock
+	// every is the ticker's period (0: DefaultTickEvery).
+	every time.Duration
 
 	bindOnce sync.Once
 	mu       sync.Mutex
@@ -215,8 +218,9 @@ func (rt *timeRuntime) attach(clock *streamClock) *timeRuntime {
 // Timer stores never expire: their windows start at 0 and end when due.
 const timerSpan = int64(1) << 61
 
-// open opens the stores of partition p, empty when wipe is set.
-func (rt *timeRuntime) open(p int32, wipe bool) (*partState, error) {
+// open opens the stores of partition p in their folder named folder
+// ("base" or "live": see statecheckpoint.go), emptying those wipe names.
+func (rt *timeRuntime) open(p int32, folder string, wipe map[*stateDecl]bool) (*partState, error) {
 	ps := &partState{stores: map[*stateDecl]*windowstore.Store{}, closedTo: map[*stateDecl]int64{}}
 	one := func(st *stateDecl, sub string) (*windowstore.Store, error) {
 		o := windowstore.Options{SegmentInterval: st.segment, Retention: st.retention, Memory: rt.dir == ""}
@@ -224,8 +228,8 @@ func (rt *timeRuntime) open(p int32, wipe bool) (*partState, error) {
 			o.SegmentInterval, o.Retention = timerSpan, timerSpan
 		}
 		if !o.Memory {
-			o.Dir = filepath.Join(rt.dir, st.topic.name, strconv.Itoa(int(p)), sub)
-			if wipe {
+			o.Dir = filepath.Join(rt.partDir(st, p), folder, sub)
+			if wipe[st] {
 				if err := os.RemoveAll(o.Dir); err != nil {
 					return nil, fmt.Errorf("topology: empty %s: %w", o.Dir, err)
 				}
@@ -271,7 +275,7 @@ func (rt *timeRuntime) part(p int32) (*partState, error) {
 	if rt.kafka != nil {
 		return nil, fmt.Errorf("topology: %s: partition %d's state is not open in this session", rt.td.p.group, p)
 	}
-	ps, err := rt.open(p, false)
+	ps, err := rt.open(p, "live", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -318,41 +322,21 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 		return fmt.Errorf("topology: %s: state consumer: %w", rt.td.p.group, err)
 	}
 	defer consumer.Close()
-	parts := map[int32]*partState{}
-	closeAll := func() {
-		for _, ps := range parts {
-			ps.close()
-		}
-	}
+	committed := map[int32]map[string]int64{}
 	for _, p := range owned {
-		ps, err := rt.open(p, true)
-		if err != nil {
-			closeAll()
-			return err
-		}
-		parts[p] = ps
-		committed := map[string]int64{}
+		committed[p] = map[string]int64{}
 		for topic, claimed := range s.Claims() {
 			if slices.Contains(claimed, p) {
-				committed[topic] = -1
+				committed[p][topic] = -1
 				if blk := resp.GetBlock(topic, p); blk != nil {
-					committed[topic] = blk.Offset
+					committed[p][topic] = blk.Offset
 				}
 			}
 		}
-		for _, st := range rt.td.states {
-			maxStart, err := rt.restore(ctx, client, consumer, st, p, ps, committed)
-			if err != nil {
-				closeAll()
-				return err
-			}
-			if st.kind == stateWindows && maxStart >= 0 && rt.stream != nil {
-				// A window starts no later than the stream time that made
-				// it: the partition's stream time is at least that, so
-				// records late before the takeover are late after it.
-				rt.stream.advance(p, time.UnixMilli(maxStart))
-			}
-		}
+	}
+	parts, err := rt.restorePartitions(ctx, client, consumer, owned, committed)
+	if err != nil {
+		return err
 	}
 	rt.mu.Lock()
 	rt.parts, rt.owned = parts, owned
@@ -366,27 +350,179 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 	return nil
 }
 
-// restore reads store st of partition p back from its changelog, and
-// returns the latest start it holds (-1: none).
-func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consumer sarama.Consumer, st *stateDecl, p int32, ps *partState, committed map[string]int64) (int64, error) {
+func closeParts(parts map[int32]*partState) {
+	for _, ps := range parts {
+		ps.close()
+	}
+}
+
+// changelogSpan is what a store reads of its changelog partition: from
+// offset from (its checkpoint's or the oldest) to end, starting with
+// maxStart as the latest window start it holds.
+type changelogSpan struct {
+	from, end, maxStart, oldest int64
+}
+
+// restorePartitions brings the base stores of partitions owned up to
+// their changelogs' ends (from their checkpoints when they have one),
+// checkpoints them, and returns live copies of them for the session.
+// committed holds each partition's committed input offsets (see undone).
+func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Client, consumer sarama.Consumer, owned []int32, committed map[int32]map[string]int64) (map[int32]*partState, error) {
+	bases := map[int32]*partState{}
+	spans := map[int32]map[*stateDecl]changelogSpan{}
+	for _, p := range owned {
+		spans[p] = map[*stateDecl]changelogSpan{}
+		wipe := map[*stateDecl]bool{}
+		for _, st := range rt.td.states {
+			sp, fromCheckpoint, err := rt.span(client, st, p)
+			if err != nil {
+				closeParts(bases)
+				return nil, err
+			}
+			spans[p][st], wipe[st] = sp, !fromCheckpoint
+		}
+		ps, err := rt.open(p, "base", wipe)
+		if err != nil {
+			// A checkpointed store that does not open (a crash of the
+			// machine lost what it had not synced): rebuild it all.
+			rt.log.Warn("state checkpoint unusable: rebuilding", "group", rt.td.p.group, "partition", p, "err", err)
+			for _, st := range rt.td.states {
+				sp := spans[p][st]
+				spans[p][st], wipe[st] = changelogSpan{from: sp.oldest, end: sp.end, maxStart: -1, oldest: sp.oldest}, true
+			}
+			ps, err = rt.open(p, "base", wipe)
+		}
+		if err != nil {
+			closeParts(bases)
+			return nil, err
+		}
+		bases[p] = ps
+	}
+	maxStarts, err := rt.restoreAll(ctx, consumer, bases, committed, spans)
+	closeParts(bases)
+	if err != nil {
+		return nil, err
+	}
+	parts := map[int32]*partState{}
+	for _, p := range owned {
+		for _, st := range rt.td.states {
+			err := rt.putCheckpoint(st, p, checkpoint{offset: spans[p][st].end, maxStart: maxStarts[p][st]})
+			if err == nil {
+				err = copyTree(filepath.Join(rt.partDir(st, p), "base"), filepath.Join(rt.partDir(st, p), "live"))
+			}
+			if err != nil {
+				closeParts(parts)
+				return nil, err
+			}
+		}
+		ps, err := rt.open(p, "live", nil)
+		if err != nil {
+			closeParts(parts)
+			return nil, err
+		}
+		parts[p] = ps
+	}
+	return parts, nil
+}
+
+// span returns what store st of partition p reads of its changelog, and
+// whether it starts from the store's checkpoint (taking it): only when the
+// changelog still holds the checkpoint's offset.
+func (rt *timeRuntime) span(client sarama.Client, st *stateDecl, p int32) (changelogSpan, bool, error) {
 	topic := st.topic.name
 	end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 	if err != nil {
-		return -1, fmt.Errorf("topology: end of %s/%d: %w", topic, p, err)
+		return changelogSpan{}, false, fmt.Errorf("topology: end of %s/%d: %w", topic, p, err)
 	}
 	oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
 	if err != nil {
-		return -1, fmt.Errorf("topology: start of %s/%d: %w", topic, p, err)
+		return changelogSpan{}, false, fmt.Errorf("topology: start of %s/%d: %w", topic, p, err)
 	}
-	if oldest >= end {
-		return -1, nil
+	ck, ok, err := rt.takeCheckpoint(st, p)
+	if err != nil {
+		return changelogSpan{}, false, err
 	}
-	pc, err := consumer.ConsumePartition(topic, p, oldest)
+	if ok && ck.offset >= oldest && ck.offset <= end {
+		return changelogSpan{from: ck.offset, end: end, maxStart: ck.maxStart, oldest: oldest}, true, nil
+	}
+	return changelogSpan{from: oldest, end: end, maxStart: -1, oldest: oldest}, false, nil
+}
+
+// restoreAll reads every store of parts from its changelog partition,
+// spans telling what, all at once: they share the consumer's fetches, and
+// the wait of a fetch at the end of one partition (Consumer.MaxWaitTime)
+// is not paid once per store and partition in turn. It returns the latest
+// window start each store holds, and raises each partition's stream time
+// to it.
+func (rt *timeRuntime) restoreAll(ctx context.Context, consumer sarama.Consumer, parts map[int32]*partState, committed map[int32]map[string]int64, spans map[int32]map[*stateDecl]changelogSpan) (map[int32]map[*stateDecl]int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		p        int32
+		st       *stateDecl
+		maxStart int64
+		err      error
+	}
+	results := make(chan result)
+	n := 0
+	for p, ps := range parts {
+		for _, st := range rt.td.states {
+			n++
+			go func() {
+				maxStart, err := rt.restore(ctx, consumer, st, p, ps, committed[p], spans[p][st])
+				results <- result{p, st, maxStart, err}
+			}()
+		}
+	}
+	maxStarts := map[int32]map[*stateDecl]int64{}
+	var first error
+	for range n {
+		r := <-results
+		if r.err != nil && first == nil {
+			first = r.err
+			cancel()
+		}
+		if maxStarts[r.p] == nil {
+			maxStarts[r.p] = map[*stateDecl]int64{}
+		}
+		maxStarts[r.p][r.st] = r.maxStart
+		if r.err == nil && r.st.kind == stateWindows && r.maxStart >= 0 && rt.stream != nil {
+			// A window starts no later than the stream time that made it:
+			// the partition's stream time is at least that, so records
+			// late before the takeover are late after it.
+			rt.stream.advance(r.p, time.UnixMilli(r.maxStart))
+		}
+	}
+	return maxStarts, first
+}
+
+// restore reads store st of partition p back from its changelog, the
+// records of sp, and returns the latest start it holds (-1: none).
+func (rt *timeRuntime) restore(ctx context.Context, consumer sarama.Consumer, st *stateDecl, p int32, ps *partState, committed map[string]int64, sp changelogSpan) (int64, error) {
+	topic, end := st.topic.name, sp.end
+	done := func(read int, maxStart int64) (int64, error) {
+		if st.kind == stateWindows && maxStart >= 0 {
+			// A window starts before the stream time that made it: drop
+			// what the retention dropped before.
+			if _, err := ps.stores[st].Expire(maxStart); err != nil {
+				return -1, err
+			}
+		}
+		rt.log.Info("state restored", "group", rt.td.p.group, "topic", topic, "partition", p, "from", sp.from, "records", read)
+		return maxStart, nil
+	}
+	if sp.from >= end {
+		return done(0, sp.maxStart)
+	}
+	pc, err := consumer.ConsumePartition(topic, p, sp.from)
 	if err != nil {
 		return -1, fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
 	}
-	defer pc.Close()
-	read, maxStart := 0, int64(-1)
+	// Not waited for: a partition consumer's Close waits for its fetch in
+	// flight, up to Consumer.MaxWaitTime (half a second), which every
+	// store of every claimed partition would pay in turn.
+	defer func() { go pc.Close() }()
+	read, maxStart := 0, sp.maxStart
 	for {
 		select {
 		case m := <-pc.Messages():
@@ -407,15 +543,7 @@ func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consum
 			}
 			maxStart = max(maxStart, c.Start)
 			if m.Offset+1 >= end {
-				if st.kind == stateWindows && maxStart >= 0 {
-					// A window starts before the stream time that made it:
-					// drop what the retention dropped before.
-					if _, err := store.Expire(maxStart); err != nil {
-						return -1, err
-					}
-				}
-				rt.log.Info("state restored", "group", rt.td.p.group, "topic", topic, "partition", p, "records", read)
-				return maxStart, nil
+				return done(read, maxStart)
 			}
 		case err := <-pc.Errors():
 			return -1, fmt.Errorf("topology: read %s/%d: %w", topic, p, err)
@@ -441,12 +569,20 @@ func (rt *timeRuntime) cleanup() {
 	rt.owned = nil
 }
 
-// TickEvery is how often a Runner looks for due wall-clock timers in the
-// partitions it owns. A partition with one gets a tick record, whose
-// handling fires them.
-const TickEvery = time.Second
+// DefaultTickEvery is how often a Runner looks for due wall-clock timers
+// in the partitions it owns, unless RunnerOptions.TickEvery says
+// otherwise. A partition with one gets a tick record, whose handling
+// fires them.
+const DefaultTickEvery = time.Second
 
-// tick sends, every TickEvery, a tick to each owned partition that holds
+// setTick sets the ticker's period (0 or less: DefaultTickEvery).
+func (rt *timeRuntime) setTick(every time.Duration) {
+	if rt != nil {
+		rt.every = every
+	}
+}
+
+// tick sends, every rt.every, a tick to each owned partition that holds
 // a due wall-clock timer, until ctx ends. Ticks go through the group's
 // input, so a timer fires in a callback, with its commit rules, on the
 // partition's goroutine.
@@ -465,7 +601,11 @@ func (rt *timeRuntime) tick(ctx context.Context) {
 	if clock == nil {
 		clock = SystemClock{}
 	}
-	t := time.NewTicker(TickEvery)
+	every := rt.every
+	if every <= 0 {
+		every = DefaultTickEvery
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

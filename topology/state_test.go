@@ -1,7 +1,6 @@
 package topology_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -129,15 +128,7 @@ func TestWindowsAndTimersSurviveRestartOnFreshFolder(t *testing.T) {
 	waitCommitted(t, topo, k, "g")
 	r3.stop(t)
 
-	count := map[string]int{}
-	for _, kv := range got {
-		count[kv]++
-	}
-	want := map[string]int{"a=silent": 1, "b=silent": 1, "c=silent": 1, "d=silent": 1,
-		"a=closed:2": 1, "b=closed:1": 1, "c=closed:1": 1, "d=closed:1": 1}
-	if fmt.Sprint(count) != fmt.Sprint(want) {
-		t.Errorf("outputs %v\nwant    %v", count, want)
-	}
+	restartOutputsOnce(t, got)
 
 	// The rebuild raises stream time to the latest window start (12:00):
 	// a record late before the restart (10:05, whose window closed at
@@ -151,13 +142,7 @@ func TestWindowsAndTimersSurviveRestartOnFreshFolder(t *testing.T) {
 	}
 
 	// Another process reads the windows from their changelog.
-	view, err := topology.NewWindowView(windows, topology.ViewOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- view.Run(ctx) }()
+	view, stop := runWindowView(t, k, windows)
 	waitFor(t, 30*time.Second, func() error {
 		if !view.Recovered() {
 			return errors.New("view not recovered")
@@ -171,10 +156,7 @@ func TestWindowsAndTimersSurviveRestartOnFreshFolder(t *testing.T) {
 	if ws, err := view.Fetch("e", at(0), at(180)); err != nil || len(ws) != 1 || ws[0].Value != 1 || ws[0].Closed {
 		t.Errorf("view of e: %+v, %v; want 12:00 open with 1", ws, err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("view: %v", err)
-	}
+	stop()
 }
 
 // A firing whose output the broker refuses leaves its record uncommitted,
@@ -250,5 +232,20 @@ func TestReplicaTakesWindowsAndTimersOver(t *testing.T) {
 		if count[key+"=silent"] != 1 || count[key+"=closed:2"] != 1 {
 			t.Errorf("%s: %d silent, %d closed:2, want 1 each (all outputs %v)", key, count[key+"=silent"], count[key+"=closed:2"], count)
 		}
+	}
+}
+
+// restartOutputsOnce checks the outputs of the restart scenarios: each of
+// a-d silent once, and each window closed once with its count.
+func restartOutputsOnce(t *testing.T, got []string) {
+	t.Helper()
+	count := map[string]int{}
+	for _, kv := range got {
+		count[kv]++
+	}
+	want := map[string]int{"a=silent": 1, "b=silent": 1, "c=silent": 1, "d=silent": 1,
+		"a=closed:2": 1, "b=closed:1": 1, "c=closed:1": 1, "d=closed:1": 1}
+	if fmt.Sprint(count) != fmt.Sprint(want) {
+		t.Errorf("outputs %v\nwant    %v", count, want)
 	}
 }

@@ -20,15 +20,17 @@ import (
 //
 // Stream-time timers fire after a record of their partition moves stream
 // time past them; wall-clock timers fire after any record of the
-// partition, and from ticks: every TickEvery the Runner looks at the
-// partitions it owns and sends a tick record to the group's topic
-// "<group>-ticks", partition by partition, where one is due. A tick is
+// partition, and from ticks: every RunnerOptions.TickEvery (default
+// DefaultTickEvery) the Runner looks at the partitions it owns and sends
+// a tick record to the group's topic "<group>-ticks", partition by
+// partition, where one is due. A tick is
 // handled like any record: its firings emit, write and commit with it, on
 // the partition's goroutine, under the same rules. So a timer fires once
 // per schedule, in the process that owns its partition: a firing whose
 // record does not commit (a crash, a refused emit) is replayed, and the
 // replay fires it again. A tick costs one small record per partition
-// holding a due timer per TickEvery.
+// holding a due timer per TickEvery. The test driver has no ticker: it
+// fires the due wall-clock timers when it moves its clock.
 //
 // A timer's callback runs in the Context of the record that fired it,
 // whose Key is the timer's; it cannot read or write the group table or a

@@ -23,7 +23,8 @@ import (
 // windowed stores, one per partition, and serves a key's windows by time
 // range. It is a WindowSource. It starts from an empty folder each time
 // and reads the changelog from its oldest record (the changelog's
-// retention bounds that read).
+// retention bounds that read); until it has read every partition up to
+// where it ended when Run started, it answers ErrRecovering.
 type WindowView[A any] struct {
 	w    Windowed[A]
 	opts ViewOptions
@@ -34,6 +35,12 @@ type WindowView[A any] struct {
 	// Run started.
 	caughtUp atomic.Bool
 }
+
+// ErrRecovering is wrapped by what a WindowView answers until it has read
+// its changelog up to where the changelog ended when Run started: what it
+// holds until then is a part of the windows. A server answers it with 503
+// (Service Unavailable) and Retry-After.
+var ErrRecovering = errors.New("topology: window view recovering")
 
 // NewWindowView returns a view of aggregate w's windows; Run fills it.
 func NewWindowView[A any](w Windowed[A], opts ViewOptions) (*WindowView[A], error) {
@@ -94,6 +101,7 @@ func (v *WindowView[A]) Run(ctx context.Context) error {
 	}
 	v.mu.Lock()
 	v.stores = stores
+	v.caughtUp.Store(false) // a Run again starts empty again
 	v.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -137,7 +145,7 @@ func (v *WindowView[A]) follow(ctx context.Context, client sarama.Client, consum
 		return fmt.Errorf("topology: view of %s/%d: %w", topic, p, err)
 	}
 	defer pc.Close()
-	maxStart := int64(-1)
+	maxStart, done := int64(-1), oldest >= end
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()
 	for {
@@ -161,7 +169,8 @@ func (v *WindowView[A]) follow(ctx context.Context, client sarama.Client, consum
 				return fmt.Errorf("topology: view of %s/%d@%d: %w", topic, p, m.Offset, err)
 			}
 			maxStart = max(maxStart, c.Start)
-			if m.Offset+1 == end {
+			if m.Offset+1 >= end && !done {
+				done = true
 				if _, err := store.Expire(maxStart); err != nil {
 					return err
 				}
@@ -190,6 +199,9 @@ func (v *WindowView[A]) FetchWindows(topic, key string, from, to time.Time) ([]S
 	defer v.mu.RUnlock()
 	if len(v.stores) == 0 {
 		return nil, fmt.Errorf("topology: the view of %q is not running", topic)
+	}
+	if !v.caughtUp.Load() {
+		return nil, fmt.Errorf("%w: the view of %q has not read its changelog to its end yet", ErrRecovering, topic)
 	}
 	return fetchAll(v.stores, key, from, to)
 }

@@ -1,5 +1,6 @@
 // Package timewindows holds the examples of docs/time.md, compiled and
-// tested: an hourly tumbling count and a silent-sensor timer.
+// tested: an hourly tumbling count, a silent-sensor timer, an enrichment
+// join and a lookup.
 package timewindows
 
 import (

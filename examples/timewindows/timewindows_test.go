@@ -1,6 +1,9 @@
 package timewindows_test
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"strings"
 	"testing"
@@ -67,7 +70,7 @@ func TestPageShowsThisCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"hourly.go", "silent.go"} {
+	for _, name := range []string{"hourly.go", "silent.go", "join.go", "lookup.go"} {
 		src, err := os.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)
@@ -76,4 +79,74 @@ func TestPageShowsThisCode(t *testing.T) {
 			t.Errorf("docs/time.md does not show %s as it is; paste it again", name)
 		}
 	}
+}
+
+func TestJoinAndLookup(t *testing.T) {
+	topo, readings := declare()
+	sensorRows := topology.NewStream(topo, "sensors", codecs.JSON[timewindows.Sensor]{}, topology.External("inventory"))
+	siteRows := topology.NewStream(topo, "sites", codecs.JSON[timewindows.Site]{}, topology.External("inventory"))
+	located := timewindows.Locate(topo, readings, timewindows.Latest(topo, "sensor-table", sensorRows, codecs.JSON[timewindows.Sensor]{}))
+	named := timewindows.Name(topo, located, timewindows.Latest(topo, "site-table", siteRows, codecs.JSON[timewindows.Site]{}))
+	d := topologytest.New(t, topo)
+	topologytest.Send(d, sensorRows, "s1", timewindows.Sensor{Site: "north"})
+	topologytest.Send(d, sensorRows, "s2", timewindows.Sensor{Site: "south"})
+	topologytest.Send(d, siteRows, "north", timewindows.Site{Name: "North gate"})
+	topologytest.Send(d, readings, "s1", timewindows.Reading{At: ten, Value: 1})
+	topologytest.Send(d, readings, "s2", timewindows.Reading{At: ten, Value: 2})
+	topologytest.Send(d, readings, "s3", timewindows.Reading{At: ten, Value: 3}) // no sensor row: dropped
+	got := topologytest.Read(d, named)
+	if len(got) != 2 || got[0].Key != "s1" || got[0].Value.Site != "north" || got[0].Value.SiteName != "North gate" || got[0].Value.Value != 1 ||
+		got[1].Key != "s2" || got[1].Value.Site != "south" || got[1].Value.SiteName != "unknown" || got[1].Value.Value != 2 {
+		t.Fatalf("named %+v, want s1 at North gate and s2 at an unknown site", got)
+	}
+	if dl := d.DeadLetters(); len(dl) != 0 {
+		t.Fatalf("dead letters: %+v", dl)
+	}
+}
+
+// The bar: each example takes no more lines than its Kafka
+// Streams equivalent. A line counts when it is in the function's body and
+// holds code: blank lines, comments and the signature do not count (nor,
+// in Kafka Streams, do imports and the value classes).
+func TestExamplesAreAsShortAsKafkaStreams(t *testing.T) {
+	for _, c := range []struct {
+		file, fn string
+		max      int
+	}{{"hourly.go", "Hourly", 15}, {"silent.go", "Silent", 20}, {"join.go", "Locate", 3}} {
+		n := bodyLines(t, c.file, c.fn)
+		if n > c.max {
+			t.Errorf("%s takes %d lines, Kafka Streams %d", c.fn, n, c.max)
+		}
+		t.Logf("%s: %d lines (Kafka Streams: %d)", c.fn, n, c.max)
+	}
+}
+
+// bodyLines counts the lines of function fn's body in file that hold code.
+func bodyLines(t *testing.T, file, fn string) int {
+	t.Helper()
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, file, nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range f.Decls {
+		fd, ok := d.(*ast.FuncDecl)
+		if !ok || fd.Name.Name != fn || fd.Body == nil {
+			continue
+		}
+		body := string(src[fset.Position(fd.Body.Lbrace).Offset+1 : fset.Position(fd.Body.Rbrace).Offset])
+		n := 0
+		for _, line := range strings.Split(body, "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "//") {
+				n++
+			}
+		}
+		return n
+	}
+	t.Fatalf("%s has no function %s", file, fn)
+	return 0
 }

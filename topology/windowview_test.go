@@ -1,0 +1,89 @@
+package topology_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/watershed-io/watershed/embedded"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// A WindowView starts empty: until it has read its changelog up to where
+// it ended when Run started, Fetch answers ErrRecovering, not the partial
+// (here: empty) windows it holds; then it answers them.
+func TestWindowViewAnswersRecoveringUntilCaughtUp(t *testing.T) {
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	k := topology.Kafka{Brokers: b.Addrs()}
+	topo, in, _, windows := stateTopo()
+	r := runWith(t, topo, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Clock: &manualClock{now: t0}, Logger: slog.New(slog.DiscardHandler)})
+	produce(t, k, in.Name(), "a", "0", "a", "20")
+	waitCommitted(t, topo, k, "g")
+	r.stop(t)
+
+	// The view cannot read its changelog while the broker refuses.
+	fault := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: windows.Name(), Err: kerr.NotLeaderForPartition, Count: -1})
+	view, stop := runWindowView(t, k, windows)
+	waitFor(t, 30*time.Second, func() error {
+		ws, err := view.Fetch("a", at(0), at(180))
+		if errors.Is(err, topology.ErrRecovering) && ws == nil {
+			return nil
+		}
+		return errors.New("the recovering view answers " + errString(err))
+	})
+	if view.Recovered() {
+		t.Error("Recovered before reading its changelog")
+	}
+	fault.Remove()
+	waitFor(t, 30*time.Second, func() error {
+		ws, err := view.Fetch("a", at(0), at(180))
+		if err != nil {
+			return err
+		}
+		if len(ws) != 1 || ws[0].Value != 2 {
+			t.Fatalf("view of a: %+v, want 10:00 with 2", ws)
+		}
+		return nil
+	})
+	if !view.Recovered() {
+		t.Error("answered but not Recovered")
+	}
+	stop()
+}
+
+// runWindowView runs a view of windows until stop, which checks that Run
+// ended without error.
+func runWindowView(t *testing.T, k topology.Kafka, windows topology.Windowed[int]) (view *topology.WindowView[int], stop func()) {
+	t.Helper()
+	view, err := topology.NewWindowView(windows, topology.ViewOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- view.Run(ctx) }()
+	return view, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("view: %v", err)
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "no error"
+	}
+	return err.Error()
+}
