@@ -15,6 +15,7 @@ import (
 
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/sinks"
+	"github.com/watershed-io/watershed/topology"
 )
 
 // ReadingSource answers the readings endpoint from the store of readings;
@@ -279,7 +280,8 @@ func compareMs(a, b msTime) int {
 }
 
 // storeFailed answers a failed store call: 503 with Retry-After when the
-// store is unavailable (sinks.ErrUnavailable), 500 otherwise.
+// store is unavailable (sinks.ErrUnavailable) or still reading its state
+// back (topology.ErrRecovering: a window view catching up), 500 otherwise.
 func (s *Server) storeFailed(w http.ResponseWriter, what string, id uint64, err error) int {
 	if errors.Is(err, context.Canceled) && errors.Is(err, sinks.ErrUnavailable) {
 		// The client went away; it reads no answer.
@@ -287,7 +289,7 @@ func (s *Server) storeFailed(w http.ResponseWriter, what string, id uint64, err 
 	} else {
 		s.log.Error("view: "+what, "device_id", id, "error", err)
 	}
-	if errors.Is(err, sinks.ErrUnavailable) {
+	if errors.Is(err, sinks.ErrUnavailable) || errors.Is(err, topology.ErrRecovering) {
 		w.Header().Set("Retry-After", s.retryAfter)
 		return s.write(w, http.StatusServiceUnavailable, bodyUnavailable)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/watershed-io/watershed/codecs/records"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/sinks/local"
+	"github.com/watershed-io/watershed/topology"
 )
 
 // historyNow is the server's clock in the history tests: t0 + 1 h.
@@ -385,5 +386,24 @@ func TestCursorRoundTrip(t *testing.T) {
 		if !ok || got != p {
 			t.Errorf("cursor of %+v: %+v, %v", p, got, ok)
 		}
+	}
+}
+
+// recoveringWindows is an OpenWindows whose windows are still being read
+// back (topology.WindowView before it caught up).
+type recoveringWindows struct{}
+
+func (recoveringWindows) OpenSummary(context.Context, uint64) (records.Summary, bool, error) {
+	return records.Summary{}, false, fmt.Errorf("open windows: %w", topology.ErrRecovering)
+}
+
+// TestSummariesWhileWindowsRecover: a view whose open windows are still
+// recovering answers 503 with Retry-After, as for an unavailable store, not
+// 500 and not a page without the open window.
+func TestSummariesWhileWindowsRecover(t *testing.T) {
+	hs := historyHarness(t, Keys{}, recoveringWindows{}, nil, []records.Summary{window(5, 1, 10)})
+	w := hs.get(t, "/v1/devices/5/summaries", testKey)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("%d (Retry-After %q) %s, want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
 }
