@@ -59,8 +59,33 @@ func NewWindowView[A any](w Windowed[A], opts ViewOptions) (*WindowView[A], erro
 	return &WindowView[A]{w: w, opts: opts}, nil
 }
 
-// Run reads the changelog until ctx ends.
+// Run reads the changelog until ctx ends. An error of the brokers or the
+// local folder does not end it: the view is read again from its changelog
+// after a backoff (1 s doubling up to 30 s), answering ErrRecovering
+// meanwhile, as goka's views retry, so that a server using it stays up
+// through a broker's outage.
 func (v *WindowView[A]) Run(ctx context.Context) error {
+	backoff := DefaultRestartBackoff()
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := v.run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > backoff.Max {
+			attempt = 1 // it ran a while: start the backoff over
+		}
+		wait := backoff.delay(attempt)
+		v.opts.Logger.Error("window view stopped; it reads its changelog again", "topic", v.w.Name(), "error", err, "retry_in", wait)
+		if !sleepCtx(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+// run reads the changelog into fresh stores until ctx ends or reading
+// fails.
+func (v *WindowView[A]) run(ctx context.Context) error {
 	topic := v.w.Name()
 	cfg := v.opts.Kafka.config()
 	cfg.ClientID = clientID(v.opts.Kafka, "view-"+topic)
@@ -158,9 +183,16 @@ func (v *WindowView[A]) follow(ctx context.Context, client sarama.Client, consum
 					return err
 				}
 			}
-		case err := <-pc.Errors():
-			return fmt.Errorf("topology: view of %s/%d: %w", topic, p, err)
-		case m := <-pc.Messages():
+		case err, ok := <-pc.Errors():
+			if !ok {
+				return fmt.Errorf("topology: view of %s/%d: the consumer stopped", topic, p)
+			}
+			// sarama tells, then fetches the partition again itself.
+			v.opts.Logger.Warn("window view: reading the changelog", "topic", topic, "partition", p, "error", err)
+		case m, ok := <-pc.Messages():
+			if !ok {
+				return fmt.Errorf("topology: view of %s/%d: the consumer stopped", topic, p)
+			}
 			c, err := windowstore.ParseChange(m.Key, m.Value)
 			if err != nil {
 				return fmt.Errorf("topology: view of %s/%d@%d: %w", topic, p, m.Offset, err)
@@ -198,7 +230,7 @@ func (v *WindowView[A]) FetchWindows(topic, key string, from, to time.Time) ([]S
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	if len(v.stores) == 0 {
-		return nil, fmt.Errorf("topology: the view of %q is not running", topic)
+		return nil, fmt.Errorf("%w: the view of %q is not running (yet or again)", ErrRecovering, topic)
 	}
 	if !v.caughtUp.Load() {
 		return nil, fmt.Errorf("%w: the view of %q has not read its changelog to its end yet", ErrRecovering, topic)

@@ -3,6 +3,7 @@ package topology_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -86,4 +87,48 @@ func errString(err error) string {
 		return "no error"
 	}
 	return err.Error()
+}
+
+// A window view keeps following its changelog through errors the broker
+// answers once it runs (a reset connection, a broker's own error): the
+// consumer retries, the view goes on, and a server using it stays up. The
+// fault test's views exited on "error while consuming ...: EOF".
+func TestWindowViewOutlivesConsumeErrors(t *testing.T) {
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	k := topology.Kafka{Brokers: b.Addrs()}
+	topo, in, _, windows := stateTopo()
+	opts := topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Clock: &manualClock{now: t0}, Logger: slog.New(slog.DiscardHandler)}
+	r := runWith(t, topo, opts)
+	produce(t, k, in.Name(), "a", "0", "a", "20")
+	waitCommitted(t, topo, k, "g")
+	r.stop(t)
+
+	view, stop := runWindowView(t, k, windows)
+	defer stop()
+	count := func(want int) func() error {
+		return func() error {
+			ws, err := view.Fetch("a", at(0), at(180))
+			if err != nil {
+				return err
+			}
+			if len(ws) != 1 || ws[0].Value != want {
+				return fmt.Errorf("view of a: %+v, want 10:00 with %d", ws, want)
+			}
+			return nil
+		}
+	}
+	waitFor(t, 30*time.Second, count(2))
+	// The broker answers the view's fetches with an error a few times
+	// (sarama hands it to the partition consumer's Errors and retries).
+	fault := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: windows.Name(), Err: kerr.UnknownServerError, Count: 3})
+	defer fault.Remove()
+	r = runWith(t, topo, opts)
+	produce(t, k, in.Name(), "a", "30")
+	waitCommitted(t, topo, k, "g")
+	r.stop(t)
+	waitFor(t, 60*time.Second, count(3))
 }
