@@ -135,9 +135,10 @@ func (c *Context) RecordTime() time.Time { return c.recordTime }
 
 // StreamTime returns the stream time of the record's partition in this
 // group: the highest record time seen, this record's included. It never
-// goes back while the partition stays in this process; a process that
-// takes a partition over starts it again from the latest window start of
-// the group's windowed state, if it has any, and the records it handles.
+// goes back within a session. A group with windows or timers writes it to
+// its state changelog, and a session that claims the partition starts
+// from the stream time of the committed records (see docs/time.md);
+// without state, from the records it handles.
 func (c *Context) StreamTime() time.Time {
 	if c.clock == nil {
 		return c.recordTime

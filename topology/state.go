@@ -189,6 +189,8 @@ type partState struct {
 	// closedTo is, per aggregate, the stream-time bound its windows were
 	// closed up to (a window is never created due: see Aggregate).
 	closedTo map[*stateDecl]int64
+	// clock is the partition's stream-time entry (streamtime.go).
+	clock streamLog
 }
 
 // newRuntime returns the runtime of a goka processor of the group, nil
@@ -331,6 +333,9 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 			return err
 		}
 		parts[p] = ps
+		if rt.stream != nil {
+			rt.stream.reset(p)
+		}
 		committed := map[string]int64{}
 		for topic, claimed := range s.Claims() {
 			if slices.Contains(claimed, p) {
@@ -346,13 +351,14 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 				closeAll()
 				return err
 			}
-			if st.kind == stateWindows && maxStart >= 0 && rt.stream != nil {
+			if st.kind == stateWindows && maxStart >= 0 && rt.stream != nil && !ps.clock.restored {
 				// A window starts no later than the stream time that made
 				// it: the partition's stream time is at least that, so
 				// records late before the takeover are late after it.
 				rt.stream.advance(p, time.UnixMilli(maxStart))
 			}
 		}
+		rt.restoreStreamTime(p, ps)
 	}
 	rt.mu.Lock()
 	rt.parts, rt.owned = parts, owned
@@ -392,7 +398,10 @@ func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consum
 		case m := <-pc.Messages():
 			read++
 			c, err := windowstore.ParseChange(m.Key, m.Value)
-			if err == nil {
+			entry := err == nil && isStreamTime(c)
+			if entry {
+				err = ps.clock.restore(c.Value, committed)
+			} else if err == nil {
 				c, err = undone(c, committed)
 			}
 			if err != nil {
@@ -402,10 +411,12 @@ func (rt *timeRuntime) restore(ctx context.Context, client sarama.Client, consum
 			if st.kind == stateTimers && len(c.Key) > 0 && c.Key[0] == timerWall {
 				store = ps.wall
 			}
-			if err := store.Restore(c); err != nil {
-				return -1, fmt.Errorf("topology: restore %s/%d@%d: %w", topic, p, m.Offset, err)
+			if !entry { // the stream time is not the store's
+				if err := store.Restore(c); err != nil {
+					return -1, fmt.Errorf("topology: restore %s/%d@%d: %w", topic, p, m.Offset, err)
+				}
+				maxStart = max(maxStart, c.Start)
 			}
-			maxStart = max(maxStart, c.Start)
 			if m.Offset+1 >= end {
 				if st.kind == stateWindows && maxStart >= 0 {
 					// A window starts before the stream time that made it:

@@ -110,6 +110,7 @@ func (tx *stateTx) getState(store *windowstore.Store, key []byte, start int64) (
 // outputs. It runs inside gokaCall and reports whether the flush may go
 // on.
 func (c *Context) flushState() bool {
+	c.logStreamTime()
 	tx := c.state
 	if tx == nil {
 		return true
