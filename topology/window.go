@@ -14,6 +14,11 @@ import (
 // period, by stream time.
 const ReasonLate = "late"
 
+// ReasonNoTime is the skip reason of a record an Aggregate does not add
+// because it has no time: its stream's RecordTime said so (or it has no
+// Kafka timestamp either).
+const ReasonNoTime = "no_time"
+
 // Windows says how an Aggregate cuts record time into windows: Tumbling,
 // Hopping or Sessions, with a Grace period.
 type Windows struct {
@@ -242,6 +247,12 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 		return err
 	}
 	store := ps.stores[a.st]
+	if c.RecordTime().IsZero() {
+		if c.obs != nil {
+			c.obs.skipped(c.proc.group, ReasonNoTime)
+		}
+		return nil
+	}
 	t, st := c.RecordTime().UnixMilli(), c.StreamTime().UnixMilli()
 	size, adv, grace := a.w.size.Milliseconds(), a.w.advance.Milliseconds(), a.w.grace.Milliseconds()
 	k := []byte(key)

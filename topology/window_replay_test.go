@@ -28,7 +28,7 @@ func TestAggregateReplayCountsOnce(t *testing.T) {
 	k := topology.Kafka{Brokers: b.Addrs()}
 	topo := topology.New("timestate")
 	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test")).
-		TimedBy(func(_ string, v string) time.Time { m, _ := strconv.Atoi(v); return at(m) })
+		TimedBy(func(_ string, v string) (time.Time, bool) { m, _ := strconv.Atoi(v); return at(m), true })
 	out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(1))
 	p := topo.Processor("g")
 	emit := topology.Produce(p, out)

@@ -18,7 +18,7 @@ func TestOversizedWindowDeadLettered(t *testing.T) {
 	k := topology.Kafka{Brokers: startBroker(t)}
 	topo := topology.New("big")
 	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test")).
-		TimedBy(func(string, string) time.Time { return at(0) })
+		TimedBy(func(string, string) (time.Time, bool) { return at(0), true })
 	p := topo.Processor("g")
 	topology.Aggregate(p, in, topology.Tumbling(time.Hour), func() string { return "" },
 		func(_, v, acc string) string { return acc + v }, codecs.String{})
