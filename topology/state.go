@@ -175,7 +175,9 @@ type timeRuntime struct {
 	// owned are the partitions of the current session; stopTicks ends
 	// its ticker.
 	owned     []int32
-	stopTicks context.CancelFunc
+	// newTickProducer makes the ticker's producer (nil: newTickProducer).
+	newTickProducer func() (sarama.SyncProducer, error)
+	stopTicks       context.CancelFunc
 	ticking   sync.WaitGroup
 }
 
@@ -463,13 +465,9 @@ const TickEvery = time.Second
 // partition's goroutine.
 func (rt *timeRuntime) tick(ctx context.Context) {
 	defer rt.ticking.Done()
-	cfg := rt.kafka.producerConfig()
-	cfg.Producer.Partitioner = originPartitioner(byTopicPartitioner(nil, Hasher))
-	cfg.Producer.Return.Successes = true
-	prod, err := sarama.NewSyncProducer(rt.kafka.Brokers, cfg)
+	prod, err := rt.tickProducer(ctx)
 	if err != nil {
-		rt.log.Warn("wall-clock timer ticks: no producer; timers fire with the partitions' records only", "group", rt.td.p.group, "err", err)
-		return
+		return // the session ended
 	}
 	defer prod.Close()
 	clock := rt.clock
