@@ -174,11 +174,11 @@ type timeRuntime struct {
 	parts    map[int32]*partState
 	// owned are the partitions of the current session; stopTicks ends
 	// its ticker.
-	owned     []int32
+	owned []int32
 	// newTickProducer makes the ticker's producer (nil: newTickProducer).
 	newTickProducer func() (sarama.SyncProducer, error)
 	stopTicks       context.CancelFunc
-	ticking   sync.WaitGroup
+	ticking         sync.WaitGroup
 }
 
 // partState is the open state of one partition. Its maps are touched by
