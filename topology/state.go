@@ -169,13 +169,17 @@ type timeRuntime struct {
 	clock  Clock
 	stream *streamClock
 
+	// restoreTimeout bounds the rebuild of a session's state (0: the
+	// default; see staterestore.go).
+	restoreTimeout time.Duration
+
 	bindOnce sync.Once
 	mu       sync.Mutex
 	parts    map[int32]*partState
 	// owned are the partitions of the current session; stopTicks ends
 	// its ticker.
 	owned []int32
-	// newTickProducer makes the ticker's producer (nil: newTickProducer).
+	// newTickProducer makes the ticker's producer (nil: defaultTickProducer).
 	newTickProducer func() (sarama.SyncProducer, error)
 	stopTicks       context.CancelFunc
 	ticking         sync.WaitGroup
@@ -293,9 +297,6 @@ func (rt *timeRuntime) bind(ctx context.Context) {
 	})
 }
 
-// stateReadTimeout bounds the rebuild of a session's state.
-const stateReadTimeout = 5 * time.Minute
-
 // setup rebuilds the state of a new session's partitions from their
 // changelogs, and starts its ticker. dl reads the group's committed
 // offsets.
@@ -315,7 +316,7 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 		}
 	}
 	slices.Sort(owned)
-	ctx, cancel := context.WithTimeout(s.Context(), stateReadTimeout)
+	ctx, cancel := context.WithTimeout(s.Context(), rt.restoreTimeoutOrDefault())
 	defer cancel()
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
