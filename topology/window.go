@@ -436,7 +436,8 @@ func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) 
 		tx.put(a.st, store, d.Key, d.Start, doneEnd, c.doneValue(sv))
 		if a.onClose != nil {
 			w := Window{Start: time.UnixMilli(d.Start), End: time.UnixMilli(end)}
-			err := c.isolate(fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), d.Key, a.st.topic.name), sv.payload, func() error {
+			subject := &deadSubject{stage: StageSuffixWindow, topic: a.st.topic.name, key: string(d.Key)}
+			err := c.isolate(subject, fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), d.Key, a.st.topic.name), sv.payload, func() error {
 				agg, err := a.codec.Decode(sv.payload)
 				if err != nil {
 					return Reject(ReasonDecodeError, err)
