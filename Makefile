@@ -77,9 +77,11 @@ INFRA_SH := scripts/infra/infra.sh
 # build tag), unless PKGS names others.
 INTEGRATION_PKGS = $(shell grep -rl --include='*_test.go' -e '^//go:build integration' . | xargs -r -n1 dirname | sort -u)
 IPKGS = $(if $(filter ./...,$(PKGS)),$(INTEGRATION_PKGS),$(PKGS))
-# The fault test on the cluster (issue 13), and its sizes: CI size in
-# `make integration` and `make faults-ci`, full size in `make faults`.
-CLUSTER_FAULTS_TEST := ^TestIntegrationFaultsCluster$$
+# The fault tests on the cluster (issue 13: the pipeline's, then the store's
+# acknowledged writes under node kills and a full stop), and the sizes of the
+# first: CI size in `make integration` and `make faults-ci`, full size in
+# `make faults`.
+CLUSTER_FAULTS_TEST := ^TestIntegration(FaultsCluster|StoreKeepsAcknowledgedWrites)$$
 CI_FAULTS_DURATION ?= 150s
 CI_FAULTS_REPLICAS ?= 2
 CI_FAULTS_RATE ?= 25

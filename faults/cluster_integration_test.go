@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/watershed-io/watershed/internal/reconcile"
 	"github.com/watershed-io/watershed/simulator"
+	"github.com/watershed-io/watershed/testinfra"
 	"github.com/watershed-io/watershed/testinfra/probe"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/kafkaclient"
@@ -197,17 +199,36 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		t.Errorf("accepted %d of %d offered valid packages (%.1f%%), want at least 95%%", accepted, offered, pct(accepted, offered))
 	}
 
-	// Rows: none lost, none the truth does not have, per device.
-	lostIDs, extra, rows, extraDevices, err := countRows(ctx, store, truth)
-	if err != nil {
-		t.Fatal(err)
+	// Rows: none lost, none the truth does not have, per device. The sink's
+	// audit is read before and after each read of the store, so that rows
+	// a sink still catching up writes during the read are told from rows
+	// the store lost; while there are such rows, the store is read again.
+	var sc StoreCheck
+	for round := 1; ; round++ {
+		sc, err = CheckStore(ctx, store, truth, audit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc.WrittenDuringRead == 0 || round == 3 {
+			break
+		}
+		t.Logf("store read %d: %d missing messages were written while it ran (the sink was still writing); reading again", round, sc.WrittenDuringRead)
 	}
+	lostIDs, extra, rows, extraDevices := sc.Lost, sc.Extra, sc.Rows, sc.ExtraDevices
 	lost := len(lostIDs)
 	if lost != 0 {
-		t.Errorf("Cassandra: %d messages of accepted packages lost%s", lost, undrained)
+		t.Errorf("Cassandra: %d messages of accepted packages lost (%d of them written while the store was read)%s", lost, sc.WrittenDuringRead, undrained)
 	}
 	if extra != 0 {
 		t.Errorf("Cassandra: %d rows the truth does not have, on devices %v", extra, extraDevices)
+	}
+	var lostDiagnosis LostDiagnosis
+	if lost != 0 {
+		lostDiagnosis, err = DiagnoseLost(ctx, testinfra.CassandraSession(t, e.infra.CassandraHosts, ""), keyspace, gocql.LocalQuorum, lostIDs, sc.Returned, sc.Audit)
+		if err != nil {
+			t.Errorf("diagnosis of the lost messages: %v", err)
+		}
+		t.Logf("lost messages: %s", lostDiagnosis)
 	}
 
 	// Duplicates where they can appear: in telemetry.normalized after
@@ -220,34 +241,19 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	if len(normDups) != 0 {
 		t.Errorf("telemetry.normalized: %d message identities came from more than one package (passed dedupe twice), first %v", len(normDups), first(normDups, 5))
 	}
-	sinkAudit, err := ReadSinkAudit(audit)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sinkAudit := sc.Audit
 	overwritten := sinkAudit.Overwritten()
 	if len(overwritten) != 0 {
 		t.Errorf("sink: %d message identities written more often than handed to the sink, first %v", len(overwritten), first(overwritten, 5))
 	}
-	unwritten := 0
-	for _, d := range truth.Devices {
-		for id := range d.Stored {
-			if sinkAudit.Written[id] == 0 {
-				unwritten++
-			}
-		}
-	}
+	unwritten := sc.Unwritten
 	if unwritten != 0 {
 		t.Errorf("sink: %d messages of accepted packages were never in an acknowledged write%s", unwritten, undrained)
 	}
-	// Lost messages that a write the store acknowledged did hold: lost
-	// by the store, or by its read path. Their message times (wall clock
-	// of the simulator) place them among the faults.
-	var ackedLost []simulator.Identity
-	for _, id := range lostIDs {
-		if sinkAudit.Written[id] > 0 {
-			ackedLost = append(ackedLost, id)
-		}
-	}
+	// Lost messages that a write the store acknowledged before the read
+	// did hold: lost by the store, or by its read path. Their message
+	// times (wall clock of the simulator) place them among the faults.
+	ackedLost := sc.AckedLost
 	ackedLostSpan := ""
 	if len(ackedLost) > 0 {
 		lo, hi := ackedLost[0].TimeMs, ackedLost[0].TimeMs
@@ -256,7 +262,7 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		}
 		at := func(ms uint64) float64 { return time.UnixMilli(int64(ms)).Sub(f.flog.start).Seconds() }
 		ackedLostSpan = fmt.Sprintf("message times %.1fs..%.1fs after the run began", at(lo), at(hi))
-		t.Errorf("Cassandra: %d lost messages were in writes the store acknowledged (%s), first %v", len(ackedLost), ackedLostSpan, first(ackedLost, 5))
+		t.Errorf("Cassandra: %d lost messages were in writes the store acknowledged before it was read (%s), first %v", len(ackedLost), ackedLostSpan, first(ackedLost, 5))
 	}
 
 	// Dead letters, every record counted: by reason within the truth's
@@ -346,6 +352,7 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		"normalized_duplicates": len(normDups), "normalized_replayed_copies": replayed,
 		"sink_overwritten": len(overwritten), "sink_unwritten": unwritten, "sink_write_calls": sinkAudit.WriteCalls,
 		"lost_after_acknowledged_write": len(ackedLost), "lost_after_acknowledged_write_span": ackedLostSpan,
+		"lost_written_during_read": sc.WrittenDuringRead, "lost_diagnosis": lostDiagnosis,
 		"dlq_mismatches": len(dlqBad), "dlq_copies": dlqCopies, "dlq_by_reason": dlqByReason,
 		"truth_dlq_by_reason": truth.DeadLetters, "truth_dlq_max_by_reason": truth.DeadLettersMax,
 		"view_probes": probesTotal, "view_probes_failed": probesFailed,

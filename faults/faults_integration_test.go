@@ -15,7 +15,6 @@ import (
 
 	"github.com/watershed-io/watershed/internal/reconcile"
 	"github.com/watershed-io/watershed/simulator"
-	"github.com/watershed-io/watershed/sinks"
 )
 
 // event is one injected fault.
@@ -67,44 +66,6 @@ func joinHosts(h []string) string {
 		out += x
 	}
 	return out
-}
-
-// countRows reads every device's rows: lost lists the messages of the truth
-// missing from Cassandra, extra the rows that neither the truth's stored
-// messages nor those of packages of uncertain fate hold, on the devices
-// listed. (A row stored twice cannot be seen here: the store's primary key
-// is the message identity; duplicates are looked for at the normalized
-// topic and the sink's write calls instead.)
-func countRows(ctx context.Context, st sinks.Store, truth simulator.Truth) (lost []simulator.Identity, extra, rows int, extraDevices []uint64, err error) {
-	for id, d := range truth.Devices {
-		got, err := st.Readings(ctx, sinks.Query{DeviceID: id})
-		if err != nil {
-			return nil, 0, 0, nil, fmt.Errorf("rows of device %d: %w", id, err)
-		}
-		rows += len(got)
-		seen := map[simulator.Identity]bool{}
-		n := 0
-		for _, r := range got {
-			k := simulator.Identity{DeviceID: r.DeviceID, TimeMs: r.TimeMs, ContentCRC: r.ContentCRC}
-			seen[k] = true
-			_, stored := d.Stored[k]
-			_, possible := d.Possible[k]
-			if !stored && !possible {
-				n++
-			}
-		}
-		if n > 0 {
-			extra += n
-			extraDevices = append(extraDevices, id)
-		}
-		for k := range d.Stored {
-			if !seen[k] {
-				lost = append(lost, k)
-			}
-		}
-	}
-	slices.Sort(extraDevices)
-	return lost, extra, rows, extraDevices, nil
 }
 
 func okViews(rs []reconcile.Report) []bool {

@@ -137,6 +137,49 @@ func (p *Pipeline) routeByBucket(c *topology.Context, out topology.Output[record
 	if err != nil {
 		return err
 	}
+	plan := planBuckets(&idx, &b, bucketMs, window)
+	for _, bk := range plan.expired {
+		if err := loop.Send(c, bucketKey(key, bk), dedupeLoop{expire: true}); err != nil {
+			return err
+		}
+	}
+	if plan.changed {
+		idx.UpdatedMs = p.cfg.Now().UnixMilli()
+		if err := p.Dedupe.Set(c, idx); err != nil {
+			return err
+		}
+	}
+	// The package's intra-package duplicates ride with its first part.
+	dups := b.IntraPackageDuplicates
+	for _, bk := range plan.buckets {
+		if err := loop.Send(c, bucketKey(key, bk), dedupeLoop{batch: partOf(&b, plan.parts[bk], dups)}); err != nil {
+			return err
+		}
+		dups = 0
+	}
+	if unchecked, ok := p.uncheckedReadings(&b, &plan, dups); ok {
+		return out.Emit(c, key, unchecked)
+	}
+	return nil
+}
+
+// bucketPlan is what a package does under its device key.
+type bucketPlan struct {
+	// buckets are the checked buckets of its messages, in order of first
+	// appearance, and parts their messages' indexes.
+	buckets []int64
+	parts   map[int64][]int
+	// unchecked are the indexes of messages older than the window.
+	unchecked []int
+	// expired are the buckets that left the window, oldest first.
+	expired []int64
+	// changed is set when the index changed.
+	changed bool
+}
+
+// planBuckets splits b's messages by bucket and updates the device's
+// index idx: new buckets added, buckets older than the window removed.
+func planBuckets(idx *records.DedupeEntry, b *records.Batch, bucketMs, window int64) bucketPlan {
 	newest := int64(-1 << 62)
 	if n := len(idx.Buckets); n > 0 {
 		newest = idx.Buckets[n-1]
@@ -146,63 +189,58 @@ func (p *Pipeline) routeByBucket(c *topology.Context, out topology.Output[record
 	}
 	oldest := newest - window
 
-	// Split the messages by bucket, in order of first appearance.
-	var buckets []int64
-	parts := map[int64][]int{}
-	var unchecked records.Readings
+	plan := bucketPlan{parts: map[int64][]int{}}
 	for i := range b.Messages {
 		bk := bucketOf(b.Messages[i].TimeMs, bucketMs)
 		if bk < oldest {
-			unchecked.Items = append(unchecked.Items, records.NewReading(b.DeviceID, &b.Messages[i]))
+			plan.unchecked = append(plan.unchecked, i)
 			continue
 		}
-		if _, ok := parts[bk]; !ok {
-			buckets = append(buckets, bk)
+		if _, ok := plan.parts[bk]; !ok {
+			plan.buckets = append(plan.buckets, bk)
 		}
-		parts[bk] = append(parts[bk], i)
+		plan.parts[bk] = append(plan.parts[bk], i)
 	}
-
-	changed := false
-	for _, bk := range buckets {
+	for _, bk := range plan.buckets {
 		if i, ok := slices.BinarySearch(idx.Buckets, bk); !ok {
 			idx.Buckets = slices.Insert(idx.Buckets, i, bk)
-			changed = true
+			plan.changed = true
 		}
 	}
 	for len(idx.Buckets) > 0 && idx.Buckets[0] < oldest {
-		if err := loop.Send(c, bucketKey(key, idx.Buckets[0]), dedupeLoop{expire: true}); err != nil {
-			return err
-		}
+		plan.expired = append(plan.expired, idx.Buckets[0])
 		idx.Buckets = idx.Buckets[1:]
-		changed = true
+		plan.changed = true
 	}
-	if changed {
-		idx.UpdatedMs = p.cfg.Now().UnixMilli()
-		if err := p.Dedupe.Set(c, idx); err != nil {
-			return err
-		}
-	}
+	return plan
+}
 
-	// The package's intra-package duplicates ride with its first part.
-	dups := b.IntraPackageDuplicates
-	for _, bk := range buckets {
-		sub := b
-		sub.Messages = make([]protocol.Message, 0, len(parts[bk]))
-		for _, i := range parts[bk] {
-			sub.Messages = append(sub.Messages, b.Messages[i])
-		}
-		sub.IntraPackageDuplicates = dups
-		sub.Rejected = nil
-		dups = 0
-		if err := loop.Send(c, bucketKey(key, bk), dedupeLoop{batch: sub}); err != nil {
-			return err
-		}
+// partOf returns the part of b with the messages at idxs, carrying dups
+// intra-package duplicates.
+func partOf(b *records.Batch, idxs []int, dups int) records.Batch {
+	sub := *b
+	sub.Messages = make([]protocol.Message, 0, len(idxs))
+	for _, i := range idxs {
+		sub.Messages = append(sub.Messages, b.Messages[i])
 	}
-	if len(unchecked.Items) > 0 || len(buckets) == 0 {
-		p.fillReadings(&unchecked, &b, dups, -1)
-		return out.Emit(c, key, unchecked)
+	sub.IntraPackageDuplicates = dups
+	sub.Rejected = nil
+	return sub
+}
+
+// uncheckedReadings returns the Readings of b's messages older than the
+// window (part -1) with the dups no part carried, and whether the device
+// key emits it: when it has messages, or when no part does.
+func (p *Pipeline) uncheckedReadings(b *records.Batch, plan *bucketPlan, dups int) (records.Readings, bool) {
+	if len(plan.unchecked) == 0 && len(plan.buckets) > 0 {
+		return records.Readings{}, false
 	}
-	return nil
+	var rs records.Readings
+	for _, i := range plan.unchecked {
+		rs.Items = append(rs.Items, records.NewReading(b.DeviceID, &b.Messages[i]))
+	}
+	p.fillReadings(&rs, b, dups, -1)
+	return rs, true
 }
 
 // dedupeBucket handles one bucket's part of a package under the key
@@ -215,20 +253,37 @@ func (p *Pipeline) dedupeBucket(c *topology.Context, out topology.Output[records
 	if err != nil {
 		return topology.Reject("bad_bucket_key", err)
 	}
-	bucketMs := p.cfg.DedupeBucket.Milliseconds()
 	entry, _, err := p.Dedupe.Get(c)
 	if err != nil {
 		return err
 	}
-	var rs records.Readings
-	dups := v.batch.IntraPackageDuplicates
-	raw := v.batch.RawOffset
+	rs, changed, emit := p.dedupePart(&entry, &v.batch, bk)
+	if changed {
+		if err := p.Dedupe.Set(c, entry); err != nil {
+			return err
+		}
+	}
+	if !emit {
+		return nil
+	}
+	return out.Emit(c, device, rs)
+}
+
+// dedupePart checks a package's part in bucket bk against the bucket's
+// entry, storing its new identities: the Readings of its new messages and
+// its duplicates, whether the entry changed (its UpdatedMs is then set)
+// and whether the Readings go out (they carry anything).
+func (p *Pipeline) dedupePart(entry *records.DedupeEntry, part *records.Batch, bk int64) (records.Readings, bool, bool) {
+	bucketMs := p.cfg.DedupeBucket.Milliseconds()
+	rs := records.Readings{Items: make([]records.Reading, 0, len(part.Messages))}
+	dups := part.IntraPackageDuplicates
+	raw := part.RawOffset
 	// claimed are the identities this package has taken in this call: a
 	// second copy of one is a duplicate even on a replay.
-	var claimed []uint64
+	claimed := make([]uint64, 0, len(part.Messages))
 	changed := false
-	for i := range v.batch.Messages {
-		m := &v.batch.Messages[i]
+	for i := range part.Messages {
+		m := &part.Messages[i]
 		id := uint64(int64(m.TimeMs)-bk*bucketMs)<<32 | uint64(m.ContentCRC)
 		if stored, ok := entry.Lookup(id); !ok {
 			entry.Store(id, raw)
@@ -238,19 +293,16 @@ func (p *Pipeline) dedupeBucket(c *topology.Context, out topology.Output[records
 			continue
 		}
 		claimed = append(claimed, id)
-		rs.Items = append(rs.Items, records.NewReading(v.batch.DeviceID, m))
+		rs.Items = append(rs.Items, records.NewReading(part.DeviceID, m))
 	}
 	if changed {
 		entry.UpdatedMs = p.cfg.Now().UnixMilli()
-		if err := p.Dedupe.Set(c, entry); err != nil {
-			return err
-		}
 	}
 	if len(rs.Items) == 0 && dups == 0 {
-		return nil
+		return rs, changed, false
 	}
-	p.fillReadings(&rs, &v.batch, dups, bk)
-	return out.Emit(c, device, rs)
+	p.fillReadings(&rs, part, dups, bk)
+	return rs, changed, true
 }
 
 // fillReadings sets the package-level fields of a Readings record, part

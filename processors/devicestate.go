@@ -10,23 +10,22 @@ import (
 )
 
 // The device-state group keeps each device's counters and latest readings
-// from telemetry.normalized, and counts the device's dead letters.
+// from telemetry.normalized, counts the device's dead letters, and raises
+// device_silent and device_back alerts (silencetimer.go).
 
 // StageEdge is the stage name the ingest edge writes on its dead letters.
 const StageEdge = ingest.Stage
 
 // descDeviceState describes the device-state stage, on its own group or
 // fused.
-const descDeviceState = "each device's counters and latest readings by message time; counts its dead letters"
+const descDeviceState = "each device's counters and latest readings by message time; counts its dead letters; device_silent and device_back alerts"
 
 func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 	fused := p.cfg.Fuse.Has(FuseAlerts)
 	g := p.stageGroup(GroupDeviceState, descDeviceState, fused, GroupAlerts, descAlerts)
 	p.DeviceState = topology.Persist(g, records.DeviceStateCodec{}, parts, byDevice)
-	var alerts topology.Output[records.Alert]
-	if fused {
-		alerts = topology.Produce(g, p.Alerts)
-	}
+	alerts := topology.Produce(g, p.Alerts)
+	silence := p.declareSilence(g, alerts)
 	topology.Consume(g, p.Normalized, func(c *topology.Context, key string, rs records.Readings) error {
 		// Alerts go out for every delivery, a replay's too, as the alerts
 		// group does: they must not hang on whether the state write of a
@@ -45,15 +44,12 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 		}
 		// A copy of a record an upstream stage wrote again when it replayed
 		// (same package identity, another offset) is applied once.
-		if rs.HasIdentity() {
-			k := records.ReadingsKey(rs.RawOffset, rs.Part)
-			if st.WasApplied(k) {
-				return nil
-			}
-			st.MarkApplied(k)
+		if !applyOnce(&st, &rs) {
+			return nil
 		}
-		st.DeviceID = rs.DeviceID
-		applyReadings(&st, &rs)
+		if err := silence.received(c, key, &st, rs.ReceivedMs); err != nil {
+			return err
+		}
 		return p.DeviceState.Set(c, st)
 	})
 	topology.Consume(g, p.DeadLetters, func(c *topology.Context, key string, e records.Envelope) error {
@@ -117,6 +113,22 @@ func (p *Pipeline) deviceFailure(e *records.Envelope) bool {
 		return e.Topic == p.Raw.Name()
 	}
 	return false
+}
+
+// applyOnce applies a Readings record to its device's state unless it is
+// a replay (same package identity) of one applied already, and reports
+// whether it applied it.
+func applyOnce(st *records.DeviceState, rs *records.Readings) bool {
+	if rs.HasIdentity() {
+		k := records.ReadingsKey(rs.RawOffset, rs.Part)
+		if st.WasApplied(k) {
+			return false
+		}
+		st.MarkApplied(k)
+	}
+	st.DeviceID = rs.DeviceID
+	applyReadings(st, rs)
+	return true
 }
 
 // applyReadings adds one package's stored readings and duplicates to a

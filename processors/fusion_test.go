@@ -46,7 +46,7 @@ func TestFusedTopology(t *testing.T) {
 	if err := p.Topology.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if g := p.Topology.Groups(); !slices.Equal(g, []string{"dedupe", "device-state", "sink", "sink-retry"}) {
+	if g := p.Topology.Groups(); !slices.Equal(g, []string{"dedupe", "device-state", "summaries", "sink", "sink-retry"}) {
 		t.Errorf("groups = %v", g)
 	}
 	if slices.Contains(p.Topology.Topics(), processors.TopicDecoded) {

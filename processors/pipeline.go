@@ -15,6 +15,8 @@
 //   - device-state: each device's counters and latest readings, served by the
 //     view API; it also counts the dead letters of each device.
 //   - alerts: events of severity 3 and up, and engine coolant over 120 C.
+//   - summaries: each device's hourly summaries by message time, emitted
+//     to telemetry.summaries when a window closes (see declareSummaries).
 //   - sink: writes every reading to the store (local or Cassandra), and
 //     every hourly summary of telemetry.summaries (see consumeSummaries).
 //
@@ -149,7 +151,10 @@ type Pipeline struct {
 	Summaries   topology.Stream[records.Summary]
 	DeadLetters topology.Stream[records.Envelope]
 	DeviceState topology.Table[records.DeviceState]
-	Dedupe      topology.Table[records.DedupeEntry]
+	// SummaryWindows are the summaries group's hourly windows (the open
+	// one is what the view adds to the stored summaries).
+	SummaryWindows topology.Windowed[records.SummaryAcc]
+	Dedupe         topology.Table[records.DedupeEntry]
 
 	cfg Config
 }
@@ -168,9 +173,9 @@ func New(cfg Config) *Pipeline {
 	if !cfg.Fuse.Has(FuseDecode) {
 		p.Decoded = topology.NewStream(t, TopicDecoded, records.BatchCodec{}, parts, byDevice)
 	}
-	p.Normalized = topology.NewStream(t, TopicNormalized, records.ReadingsCodec{}, parts, byDevice)
+	p.Normalized = topology.NewStream(t, TopicNormalized, records.ReadingsCodec{}, parts, byDevice).TimedBy(summaryRecordTime)
 	p.Alerts = topology.NewStream(t, TopicAlerts, records.AlertCodec{}, parts, byDevice)
-	p.Summaries = topology.NewStream(t, TopicSummaries, records.SummaryCodec{}, parts, byDevice, summariesProducer())
+	p.Summaries = topology.NewStream(t, TopicSummaries, records.SummaryCodec{}, parts, byDevice)
 	p.DeadLetters = t.DeadLetters()
 
 	if !cfg.Fuse.Has(FuseDecode) {
@@ -181,6 +186,7 @@ func New(cfg Config) *Pipeline {
 	if !cfg.Fuse.Has(FuseAlerts) {
 		p.declareAlerts()
 	}
+	p.declareSummaries()
 	p.declareSink()
 	return p
 }

@@ -91,6 +91,9 @@ func newFixture(t *testing.T, cfg processors.Config) *fixture {
 	cfg.Now = func() time.Time { return received }
 	p := processors.New(cfg)
 	d := topologytest.NewWith(t, p.Topology, topologytest.Options{Resources: []topology.Provided{topology.Provide(processors.Store, sinks.Store(store))}})
+	// The wall clock is the packages' receipt: no device is silent unless
+	// a test moves it on.
+	d.SetWall(received)
 	return &fixture{t: t, p: p, d: d, store: store}
 }
 

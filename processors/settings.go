@@ -20,6 +20,7 @@ type pipelineSettings struct {
 	futureSkew    settings.Var[time.Duration]
 	coolantAlertC settings.Var[float64]
 	alertSeverity settings.Var[float64]
+	silence       settings.Var[time.Duration]
 }
 
 func declaredSettings() pipelineSettings {
@@ -33,6 +34,7 @@ func declaredSettings() pipelineSettings {
 		futureSkew:    settings.Duration("future-skew", 5*time.Minute, "how far after its receive time a message may be before it is rejected"),
 		coolantAlertC: settings.Float("coolant-alert-c", 120, "raise an alert above this engine coolant temperature, °C"),
 		alertSeverity: settings.Float("alert-severity", 3, "raise an alert for device events of at least this severity"),
+		silence:       settings.Duration("silence", DefaultSilence, "raise device_silent when the edge has received nothing from a device for this long (wall clock), device_back when it sends again"),
 	}
 }
 
@@ -40,7 +42,7 @@ func declaredSettings() pipelineSettings {
 func Settings() settings.Section {
 	s := declaredSettings()
 	return settings.Section{Name: SettingsSection, Settings: []settings.Setting{
-		s.prefix, s.partitions, s.fuse, s.dedupeWindow, s.dedupeBucket, s.futureSkew, s.coolantAlertC, s.alertSeverity,
+		s.prefix, s.partitions, s.fuse, s.dedupeWindow, s.dedupeBucket, s.futureSkew, s.coolantAlertC, s.alertSeverity, s.silence,
 	}}
 }
 
@@ -58,6 +60,7 @@ func ConfigFrom(v settings.Values) Config {
 		FutureSkew:    s.futureSkew.Get(v),
 		CoolantAlertC: s.coolantAlertC.Get(v),
 		AlertSeverity: s.alertSeverity.Get(v),
+		Silence:       s.silence.Get(v),
 	}
 }
 

@@ -15,13 +15,12 @@ import (
 // replayed record or a timer firing again after a crash raises nothing
 // twice: the state, written with the alert, says what was raised.
 //
-// Wiring them (topology.Timer): the record callback calls NoteReceived and
-// arms the device's wall-clock timer (AtWallTime) at the due time it
-// returns, with the armed receive time (st.ReceivedMs) as the timer's
-// value; a timer callback cannot read the group table, so it loops the
-// armed time back to the device's key (Loopback), and the loop handler
-// calls SilenceDue with it and Context.Now, writes the state and emits
-// the alert.
+// Wiring them (silencetimer.go): the record callback calls NoteReceived
+// and arms the device's wall-clock timer at the due time it returns when
+// none is pending; a timer callback cannot read the group table, so it
+// loops to the device's key, and the loop handler calls SilenceDue with
+// the state's newest receive time and Context.Now: device_silent, or the
+// timer moved to the newest due time when the device sent since.
 
 // DefaultSilence is the default silence threshold.
 const DefaultSilence = 10 * time.Minute

@@ -11,8 +11,8 @@ import (
 
 // The hourly summary of a device, as a pure aggregator over the pipeline's
 // normalized readings: the windowed aggregation of the summaries group
-// (topology.Aggregate over telemetry.normalized timed by SummaryTime,
-// tumbling hours with 10 minutes' grace) starts from the zero
+// (summariesgroup.go: topology.Aggregate over telemetry.normalized timed by
+// its newest reading, tumbling hours with 10 minutes' grace) starts from the zero
 // records.SummaryAcc, calls AddSummary for each record and Summarize when
 // the window closes. The result depends only on the set of readings
 // (and packages) added, not on the order they arrive in: the aggregate

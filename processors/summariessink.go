@@ -20,16 +20,6 @@ import (
 // summaries.
 var ErrNoSummaryStore = errors.New("processors: the sink group's store keeps no summaries (sinks.SummaryStore)")
 
-// summariesProducer declares who produces telemetry.summaries. Until the
-// summaries group (the hourly windowed aggregation of issue 14) is
-// declared, nothing in the topology does: this placeholder declares it
-// External so that Validate accepts the sink consuming it. Remove it when
-// the group is declared (Validate then refuses a group emitting to an
-// External stream, so the two cannot be forgotten together).
-func summariesProducer() topology.TopicOption {
-	return topology.External("summaries group placeholder")
-}
-
 // consumeSummaries adds the summaries input to the sink group g.
 func (p *Pipeline) consumeSummaries(g *topology.Processor) {
 	topology.Consume(g, p.Summaries, func(c *topology.Context, key string, s records.Summary) error {

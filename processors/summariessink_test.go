@@ -70,8 +70,8 @@ func TestSinkSummariesWithoutSummaryStore(t *testing.T) {
 	}
 }
 
-// telemetry.summaries is declared, keyed by device, with its placeholder
-// producer until the summaries group is declared.
+// telemetry.summaries is declared, keyed by device, produced by the
+// summaries group (no longer an External placeholder).
 func TestSummariesStreamDeclared(t *testing.T) {
 	p := processors.New(processors.Config{})
 	if err := p.Topology.Validate(); err != nil {
@@ -83,7 +83,7 @@ func TestSummariesStreamDeclared(t *testing.T) {
 			continue
 		}
 		found = true
-		if td.ValueType != "records.Summary" || td.Key != processors.KeyDeviceID || !td.External || !strings.Contains(td.ProducedBy, "placeholder") {
+		if td.ValueType != "records.Summary" || td.Key != processors.KeyDeviceID || td.External || td.ProducedBy != processors.GroupSummaries {
 			t.Errorf("telemetry.summaries described as %+v", td)
 		}
 	}

@@ -79,12 +79,12 @@ func (f *Fleet) regular(d *device, now uint64, faults bool) (*Package, error) {
 // and record-level faults of the mix when faults is set.
 func (f *Fleet) plan(d *device, now uint64, faults bool) (*plan, error) {
 	rng := f.rng
-	d.catchUp(rng, now)
+	d.catchUp(rng, f.deviceNow)
 	mpp := f.cfg.MessagesPerPackage
 	n := mpp.Min + rng.IntN(mpp.Max-mpp.Min+1)
 	items := make([]item, 0, n+6)
 	for range n {
-		items = append(items, item{m: d.message(rng, d.nextTime(rng, now))})
+		items = append(items, item{m: d.message(rng, d.nextTime(rng, f.deviceNow))})
 	}
 	minT, maxT := items[0].m.TimeMs, items[n-1].m.TimeMs
 	fits := func(t uint64) bool {
@@ -124,7 +124,7 @@ func (f *Fleet) plan(d *device, now uint64, faults bool) (*plan, error) {
 			}
 		}
 		if f.chance(mix.OutOfRange) {
-			add(item{m: d.outOfRange(rng, d.nextTime(rng, now)), fault: FaultOutOfRange})
+			add(item{m: d.outOfRange(rng, d.nextTime(rng, f.deviceNow)), fault: FaultOutOfRange})
 			pkgFaults = append(pkgFaults, FaultOutOfRange)
 		}
 		if f.chance(mix.Future) {
@@ -212,7 +212,7 @@ func crcOf(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }
 // time.
 func (f *Fleet) badRec(d *device, base uint64, kind Fault, now uint64) (rec, error) {
 	rng := f.rng
-	m := d.message(rng, d.nextTime(rng, now))
+	m := d.message(rng, d.nextTime(rng, f.deviceNow))
 	r, err := messageRec(d.Version, base, m, kind)
 	if err != nil {
 		return rec{}, err

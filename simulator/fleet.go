@@ -50,6 +50,22 @@ type FleetConfig struct {
 	// Now is the clock (default time.Now). Message times follow it; a
 	// frozen clock is fine (device clocks then step 1 ms a message).
 	Now func() time.Time
+	// MessageClock, when set, is the clock the device clocks follow
+	// instead of Now: a clock behind Now and running faster (the demo's)
+	// gives hours of message time in a short run. Validation (messages
+	// ahead of their receipt) and future messages still follow Now, the
+	// edge's clock.
+	MessageClock func() time.Time
+	// Pause keeps some devices from sending for a while.
+	Pause Pause
+}
+
+// Pause keeps the first Devices devices of a fleet (in Devices order)
+// from sending during For, From after the fleet was made, by Now: a
+// silence, then a return.
+type Pause struct {
+	Devices   int
+	From, For time.Duration
 }
 
 // Fleet generates the packages of a fleet of devices, deterministically
@@ -65,6 +81,11 @@ type Fleet struct {
 	resends []pendingResend
 	// injected counts faults by kind.
 	injected map[Fault]int
+	// deviceNow is MessageClock's time (Now's without it) when the current
+	// package is built, in ms: what device clocks follow.
+	deviceNow uint64
+	// pauseFrom and pauseTo are when Pause keeps its devices silent.
+	pauseFrom, pauseTo time.Time
 }
 
 type pendingResend struct {
@@ -102,12 +123,22 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MessageClock == nil {
+		cfg.MessageClock = cfg.Now
+	}
+	if pz := cfg.Pause; pz.Devices < 0 || pz.Devices >= max(cfg.Devices, 1) || pz.From < 0 || pz.For < 0 {
+		return nil, fmt.Errorf("%w: pause of %d devices of %d (some must keep sending)", ErrConfig, pz.Devices, cfg.Devices)
+	}
 	f := &Fleet{
 		cfg:      cfg,
 		rng:      rand.New(rand.NewPCG(uint64(cfg.Seed), 0x77617465727368)),
 		injected: make(map[Fault]int),
 	}
-	now := nowMs(cfg.Now)
+	if cfg.Pause.Devices > 0 {
+		start := cfg.Now()
+		f.pauseFrom, f.pauseTo = start.Add(cfg.Pause.From), start.Add(cfg.Pause.From+cfg.Pause.For)
+	}
+	now := nowMs(cfg.MessageClock)
 	seen := map[uint64]bool{0: true}
 	for i := range cfg.Devices {
 		var id uint64
@@ -187,8 +218,14 @@ func (f *Fleet) Next() (*Package, error) {
 		f.injected[FaultLostACK]++
 		return &p, nil
 	}
-	d := f.devices[f.rng.IntN(len(f.devices))]
-	now := nowMs(f.cfg.Now)
+	wall := f.cfg.Now()
+	i := f.rng.IntN(len(f.devices))
+	for i < f.cfg.Pause.Devices && !wall.Before(f.pauseFrom) && wall.Before(f.pauseTo) {
+		i = f.rng.IntN(len(f.devices))
+	}
+	d := f.devices[i]
+	now := uint64(wall.UnixMilli())
+	f.deviceNow = nowMs(f.cfg.MessageClock)
 	mix := &f.cfg.Faults
 	var (
 		p   *Package

@@ -79,6 +79,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock that message times follow (default time.Now).
 	Now func() time.Time
+	// MessageClock and Pause are FleetConfig's: a clock for the device
+	// clocks other than Now, and devices that stop sending for a while.
+	MessageClock func() time.Time
+	Pause        Pause
 	// StoredWindow, when above 0, bounds the truth's memory on long runs:
 	// per device, only the stored messages within it of the newest are
 	// kept in DeviceTruth.Stored (see NewPruningLedger; 2 h is safe). 0
@@ -140,7 +144,7 @@ func New(opts Options) (*Simulator, error) {
 	}
 	fleet, err := NewFleet(FleetConfig{
 		Seed: opts.Seed, Devices: opts.Devices, Secret: opts.Secret, Faults: opts.Faults,
-		MessagesPerPackage: opts.MessagesPerPackage, Now: opts.Now,
+		MessagesPerPackage: opts.MessagesPerPackage, Now: opts.Now, MessageClock: opts.MessageClock, Pause: opts.Pause,
 		TokenVersion: opts.TokenVersion, TokenTTL: opts.TokenTTL,
 	})
 	if err != nil {

@@ -35,6 +35,7 @@
 //	{
 //	  "device_id": "18446744073709551615",
 //	  "messages": 120, "duplicates": 3, "invalid": 1, "packages_rejected": 0,
+//	  "silent": false, "silent_alerts": 1, "back_alerts": 1,
 //	  "last_seen": "2024-05-01T12:00:00.123Z",
 //	  "firmware": "2.3", "firmware_raw": 515,
 //	  "protocol_version": 2,
@@ -45,6 +46,10 @@
 //	  "battery": {"time": "...", "battery_v": 12.6},
 //	  "event": {"time": "...", "code": 3, "name": "harsh_brake", "severity": 4}
 //	}
+//
+// silent is set while the device is silent (no package received for the
+// pipeline's --silence); silent_alerts and back_alerts count its
+// device_silent and device_back alerts.
 //
 // Times are RFC 3339 in UTC with milliseconds. Units are degrees, km/h, g,
 // degrees Celsius, percent and volts, as records.Reading holds them.

@@ -36,20 +36,25 @@ func (t msTime) MarshalJSON() ([]byte, error) {
 
 // deviceJSON is the body of a 200 answer; see the package comment.
 type deviceJSON struct {
-	DeviceID         string       `json:"device_id"`
-	Messages         uint64       `json:"messages"`
-	Duplicates       uint64       `json:"duplicates"`
-	Invalid          uint64       `json:"invalid"`
-	PackagesRejected uint64       `json:"packages_rejected"`
-	LastSeen         *msTime      `json:"last_seen"`
-	Firmware         string       `json:"firmware,omitempty"`
-	FirmwareRaw      *uint16      `json:"firmware_raw,omitempty"`
-	ProtocolVersion  uint8        `json:"protocol_version"`
-	GPS              *gpsJSON     `json:"gps,omitempty"`
-	Engine           *engineJSON  `json:"engine,omitempty"`
-	Accel            *accelJSON   `json:"accel,omitempty"`
-	Battery          *batteryJSON `json:"battery,omitempty"`
-	Event            *eventJSON   `json:"event,omitempty"`
+	DeviceID         string `json:"device_id"`
+	Messages         uint64 `json:"messages"`
+	Duplicates       uint64 `json:"duplicates"`
+	Invalid          uint64 `json:"invalid"`
+	PackagesRejected uint64 `json:"packages_rejected"`
+	// Silent is set while the device is silent; SilentAlerts and
+	// BackAlerts count its device_silent and device_back alerts.
+	Silent          bool         `json:"silent"`
+	SilentAlerts    uint64       `json:"silent_alerts"`
+	BackAlerts      uint64       `json:"back_alerts"`
+	LastSeen        *msTime      `json:"last_seen"`
+	Firmware        string       `json:"firmware,omitempty"`
+	FirmwareRaw     *uint16      `json:"firmware_raw,omitempty"`
+	ProtocolVersion uint8        `json:"protocol_version"`
+	GPS             *gpsJSON     `json:"gps,omitempty"`
+	Engine          *engineJSON  `json:"engine,omitempty"`
+	Accel           *accelJSON   `json:"accel,omitempty"`
+	Battery         *batteryJSON `json:"battery,omitempty"`
+	Event           *eventJSON   `json:"event,omitempty"`
 }
 
 type gpsJSON struct {
@@ -96,6 +101,9 @@ func newDeviceJSON(id uint64, s *records.DeviceState) *deviceJSON {
 		Duplicates:       s.Duplicates,
 		Invalid:          s.Invalid,
 		PackagesRejected: s.PackagesRejected,
+		Silent:           s.Silent,
+		SilentAlerts:     s.SilentAlerts,
+		BackAlerts:       s.BackAlerts,
 		ProtocolVersion:  s.Version,
 	}
 	if s.LastSeenMs != 0 {

@@ -24,6 +24,7 @@ func stateV2() records.DeviceState {
 	s := records.DeviceState{
 		DeviceID: id, Messages: 120, Duplicates: 3, Invalid: 1, PackagesRejected: 2,
 		LastSeenMs: t0 + 123, Version: 2, Firmware: 2<<8 | 3,
+		Silent: true, SilentAlerts: 2, BackAlerts: 1,
 	}
 	for _, m := range []protocol.Message{
 		{Type: protocol.TypeGPS, TimeMs: t0, LatE7: 525200000, LonE7: 134050000, SpeedDkmh: 875, HeadingDeg: 270, HdopD: 9, Satellites: 11},
@@ -40,6 +41,7 @@ func stateV2() records.DeviceState {
 const wantV2 = `{
 	"device_id": "18446744073709551615",
 	"messages": 120, "duplicates": 3, "invalid": 1, "packages_rejected": 2,
+	"silent": true, "silent_alerts": 2, "back_alerts": 1,
 	"last_seen": "2024-05-01T12:00:00.123Z",
 	"firmware": "2.3", "firmware_raw": 515,
 	"protocol_version": 2,
@@ -68,6 +70,7 @@ func stateV1() records.DeviceState {
 const wantV1 = `{
 	"device_id": "1001",
 	"messages": 7, "duplicates": 0, "invalid": 0, "packages_rejected": 0,
+	"silent": false, "silent_alerts": 0, "back_alerts": 0,
 	"last_seen": "1970-01-01T00:00:00.999Z",
 	"protocol_version": 1,
 	"gps": {"time": "1970-01-01T00:00:00.999Z", "lat_deg": -33.9249, "lon_deg": -0.1802,
@@ -105,7 +108,8 @@ func TestDeviceV1(t *testing.T) {
 func TestDeviceWithoutMessages(t *testing.T) {
 	hs := newHarness(t, Keys{}, records.DeviceState{DeviceID: 5, Invalid: 2, PackagesRejected: 1, Version: 2, Firmware: 1<<8 | 2})
 	w := hs.get(t, "/v1/devices/5", testKey)
-	want := `{"device_id":"5","messages":0,"duplicates":0,"invalid":2,"packages_rejected":1,"last_seen":null,` +
+	want := `{"device_id":"5","messages":0,"duplicates":0,"invalid":2,"packages_rejected":1,` +
+		`"silent":false,"silent_alerts":0,"back_alerts":0,"last_seen":null,` +
 		`"firmware":"1.2","firmware_raw":258,"protocol_version":2}` + "\n"
 	if w.Code != http.StatusOK || w.Body.String() != want {
 		t.Errorf("got %d %s\nwant 200 %s", w.Code, w.Body, want)

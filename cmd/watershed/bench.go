@@ -43,6 +43,7 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
 	var sf settingsFlags
 	sf.register(fs, reg)
+	skip := fs.String("skip-groups", "", "groups not to run, comma-separated (summaries: the pipeline's throughput without the hourly summaries)")
 	noBaselines := fs.Bool("no-baselines", false, "skip the baselines (with --catch-up: the plain goka peer)")
 	dataDir := fs.String("data-dir", "", "folder for tables, view and store (default: a temporary folder, removed after)")
 	jsonOut := fs.Bool("json", false, "print the JSON report as the last line")
@@ -53,7 +54,10 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 	var co bench.CatchUpOptions
 	fs.Int64Var(&co.Messages, "catch-up-messages", 3_000_000, "messages in the raw topic of a catch-up run")
 	variants := fs.String("catch-up-fuse", "none,all", "the fusions a catch-up run measures, comma-separated (each none, all, decode or alerts)")
-	fs.IntVar(&co.Rounds, "rounds", 1, "catch-up rounds (the variants alternate within each)")
+	fs.IntVar(&co.Rounds, "rounds", 1, "catch-up rounds (the variants alternate within each); with --prefill, pairs of an empty and a prefilled start")
+	fs.DurationVar(&o.Prefill, "prefill", 0, "fill the dedupe window and device states with this much of the fleet's traffic before the run (written into the tables), and compare with an empty start")
+	fs.Float64Var(&o.PrefillScale, "prefill-scale", 1, "with --prefill: the fraction of the fleet's devices given that history (a small one for CI)")
+	profileGroups := fs.String("catch-up-profile", "", "with --cpuprofile and --catch-up: profile only these groups' drains, comma-separated (default: all)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -75,6 +79,9 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 		return 2
 	}
 	o.FaultsName = *faults
+	if *skip != "" {
+		o.Skip = strings.Split(*skip, ",")
+	}
 	if _, err := tableStorage(o.TableStorage, nil); err != nil {
 		fmt.Fprintf(stderr, "watershed bench: %v\n", err)
 		return 2
@@ -146,19 +153,23 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 			co.Variants = append(co.Variants, f)
 		}
 		co.NoPeer = *noBaselines
+		for _, g := range strings.Split(*profileGroups, ",") {
+			if g = strings.TrimSpace(g); g != "" {
+				co.ProfileGroups = append(co.ProfileGroups, g)
+			}
+		}
 		rep, err := bench.CatchUp(ctx, o, co)
 		if err != nil {
 			return fail(err)
 		}
-		if err := rep.Markdown(stdout); err != nil {
+		return printReport(stdout, stderr, rep, *jsonOut)
+	}
+	if o.Prefill > 0 {
+		rep, err := bench.ComparePrefill(ctx, o, co.Rounds)
+		if err != nil {
 			return fail(err)
 		}
-		if *jsonOut {
-			if err := json.NewEncoder(stdout).Encode(rep); err != nil {
-				return fail(err)
-			}
-		}
-		return 0
+		return printReport(stdout, stderr, rep, *jsonOut)
 	}
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
@@ -171,6 +182,20 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 		if err := rep.JSON(stdout); err != nil {
 			return fail(err)
 		}
+	}
+	return 0
+}
+
+// printReport writes a report's markdown and, with asJSON, the report as
+// a JSON line.
+func printReport(stdout, stderr io.Writer, rep interface{ Markdown(io.Writer) error }, asJSON bool) int {
+	err := rep.Markdown(stdout)
+	if err == nil && asJSON {
+		err = json.NewEncoder(stdout).Encode(rep)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed bench: %v\n", err)
+		return 1
 	}
 	return 0
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/internal/demo"
+	"github.com/watershed-io/watershed/settings"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -78,6 +80,7 @@ func runDemo(ctx context.Context, reg *assembly.Registry, args []string, _ io.Re
 		DeviceSecret: secret, ViewKey: viewKey, Registry: reg, Settings: values,
 		Seed: *seed, Faults: *faults, Out: stdout, Logger: log, TableStorage: ts,
 		DrainTimeout: 2*time.Minute + *duration,
+		Silence:      demoSilence(fs, *duration), MessageSpan: demoMessageSpan(*duration),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "watershed demo: %v\n", err)
@@ -96,4 +99,35 @@ func runDemo(ctx context.Context, reg *assembly.Registry, args []string, _ io.Re
 		return 1
 	}
 	return 0
+}
+
+// A --duration run reconciles the summaries of closed windows and the
+// silence alerts: its devices' clocks cover demoSpan of message time, and
+// its silence threshold is demoSilenceThreshold unless --silence (or its
+// environment variable) says otherwise.
+const (
+	demoSpan             = 90 * time.Minute
+	demoSilenceThreshold = 20 * time.Second
+)
+
+// demoSilence returns the silence threshold of a --duration run: 0 (the
+// settings') when none or when --silence is given.
+func demoSilence(fs *flag.FlagSet, duration time.Duration) time.Duration {
+	if duration <= 0 {
+		return 0
+	}
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "silence" })
+	if _, ok := os.LookupEnv(settings.EnvName("silence")); given || ok {
+		return 0
+	}
+	return demoSilenceThreshold
+}
+
+// demoMessageSpan is the message time a --duration run covers.
+func demoMessageSpan(duration time.Duration) time.Duration {
+	if duration <= 0 {
+		return 0
+	}
+	return demoSpan
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/console"
 	"github.com/watershed-io/watershed/internal/serve"
+	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/sinks"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/views"
@@ -104,6 +105,13 @@ func runView(ctx context.Context, groups *assembly.Registry, args []string, _ io
 		fmt.Fprintf(stderr, "watershed view: %v\n", err)
 		return 1
 	}
+	// The summaries endpoint's open windows, from the summaries group's
+	// windows changelog.
+	windows, err := topology.NewWindowView(p.SummaryWindows, topology.ViewOptions{Kafka: k, DataDir: filepath.Join(*dataDir, "summary-windows"), Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "watershed view: %v\n", err)
+		return 1
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	src := views.NewViewSource(view)
@@ -113,6 +121,7 @@ func runView(ctx context.Context, groups *assembly.Registry, args []string, _ io
 		vopts.Readings = history
 		if sums, ok := history.(views.SummarySource); ok {
 			vopts.Summaries = sums
+			vopts.OpenWindows = processors.OpenSummaries{Windows: p.SummaryWindows, Source: windows}
 		}
 	}
 	vsrv, err := views.New(vopts)
@@ -169,6 +178,7 @@ func runView(ctx context.Context, groups *assembly.Registry, args []string, _ io
 	log.Info("view API listening", "url", srv.URL(), "table", p.DeviceState.Name())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return view.Run(gctx) })
+	g.Go(func() error { return windows.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx) })
 	if ops != nil {
 		g.Go(func() error { return ops.Serve(gctx) })

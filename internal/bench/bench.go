@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,8 +107,18 @@ type Options struct {
 	// defaults). Partitions and Fuse win over theirs, and a run's prefix
 	// is put before theirs.
 	Settings settings.Values
+	// Skip names groups (before the prefix) not to run, such as
+	// processors.GroupSummaries, to measure what a group costs.
+	Skip []string
 	// NoBaselines skips the baselines.
 	NoBaselines bool
+	// Prefill, when positive, fills the dedupe window and the device
+	// states with this much of the fleet's traffic before the run, written
+	// straight into the tables (see prefill).
+	Prefill time.Duration
+	// PrefillScale is the fraction of the workload's devices given that
+	// history (0 or more than 1: all of them).
+	PrefillScale float64
 	// MeasureRecovery restarts the groups after the run, on their local
 	// tables and then without them, and reports how long each took to
 	// recover.
@@ -263,12 +274,24 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if _, err := p.Topology.EnsureTopics(k, topology.TopicOptions{}); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	if opts.Prefill > 0 {
+		fmt.Fprintf(opts.Progress, "bench: prefilling %s of history\n", opts.Prefill)
+		avg := (opts.MessagesPerPackage.Min + opts.MessagesPerPackage.Max) / 2
+		stats, states, err := prefill(ctx, k, p, filepath.Join(opts.DataDir, "state"), w, opts.Prefill, opts.PrefillScale, avg)
+		if err != nil {
+			return nil, err
+		}
+		rep.Prefill = stats
+		tr.prefilled(states)
+		fmt.Fprintf(opts.Progress, "bench: prefilled %d devices, %d messages in %.1fs\n", stats.Devices, stats.Messages, stats.Seconds)
+	}
 	ts, err := tablestore.ForKind(cmp.Or(opts.TableStorage, tablestore.DefaultKind), tablestore.Options{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	runner, err := topology.NewRunner(p.Plan, topology.RunnerOptions{
-		Kafka: k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,
+		Groups: runGroups(p.Topology.Groups(), p.Config().Prefix, opts.Skip),
+		Kafka:  k, DataDir: filepath.Join(opts.DataDir, "state"), Logger: log, SkipTopicCreation: true,
 		TableStorage: ts, Resources: []topology.Provided{topology.Provide[sinks.Store](processors.Store, measuringStore{Store: store, t: tr})},
 	})
 	if err != nil {
@@ -342,6 +365,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if runErr != nil {
 		return nil, runErr
+	}
+	rep.TablesDiskBytes = map[string]int64{}
+	for _, g := range p.Topology.Groups() {
+		if n := dirBytes(filepath.Join(opts.DataDir, "state", "tables", g)); n > 0 {
+			rep.TablesDiskBytes[strings.TrimPrefix(g, prefix)] = n
+		}
 	}
 	if opts.MeasureRecovery {
 		runnerOpts := topology.RunnerOptions{
@@ -733,6 +762,11 @@ func (m *measure) checkView(v *topology.View[records.DeviceState], w *workload) 
 			c.ViewProgress += st.Messages + st.Duplicates + st.Invalid
 			c.ViewMessages += st.Messages
 		}
+		// What a prefill put there is not the run's.
+		if b, ok := m.tr.base[d]; ok {
+			c.ViewProgress -= b.Messages + b.Duplicates + b.Invalid
+			c.ViewMessages -= b.Messages
+		}
 	}
 	c.PossibleDuplicates = m.maybeDup.Load()
 	if c.ViewProgress < c.ExpectedViewProgress || c.ViewProgress > c.ExpectedViewProgress+c.PossibleDuplicates {
@@ -755,6 +789,21 @@ func waitUntil(ctx context.Context, timeout time.Duration, cond func() error) er
 
 // recoveryTime starts the groups again (after removing wipe, when set)
 // and returns how long they took to be ready, rebalance included.
+// runGroups returns groups without those skip names (before prefix); nil,
+// every group, when it skips none.
+func runGroups(groups []string, prefix string, skip []string) []string {
+	if len(skip) == 0 {
+		return nil
+	}
+	var out []string
+	for _, g := range groups {
+		if !slices.Contains(skip, strings.TrimPrefix(g, prefix)) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 func recoveryTime(ctx context.Context, plan *topology.Plan, ro topology.RunnerOptions, wipe string) (time.Duration, error) {
 	if wipe != "" {
 		if err := os.RemoveAll(wipe); err != nil {

@@ -183,8 +183,8 @@ func TestCatchUpBrief(t *testing.T) {
 		t.Fatalf("empty raw topic: %+v", rep)
 	}
 	want := map[string][]string{
-		"none":          {"decode", "dedupe", "device-state", "alerts", "sink", "sink-retry"},
-		"decode,alerts": {"dedupe", "device-state", "sink", "sink-retry"},
+		"none":          {"decode", "dedupe", "device-state", "alerts", "summaries", "sink", "sink-retry"},
+		"decode,alerts": {"dedupe", "device-state", "summaries", "sink", "sink-retry"},
 	}
 	if len(rep.Runs) != 2 {
 		t.Fatalf("%d runs, want 2", len(rep.Runs))

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -48,6 +49,9 @@ type CatchUpOptions struct {
 	// NoPeer skips the plain goka pipeline's drain after each round's
 	// variants.
 	NoPeer bool
+	// ProfileGroups, when set, limits Options.CPUProfile to these groups'
+	// drains (default: every drain of the first run).
+	ProfileGroups []string
 }
 
 // CatchUpReport is what a catch-up run measured.
@@ -157,7 +161,7 @@ func CatchUp(ctx context.Context, opts Options, co CatchUpOptions) (*CatchUpRepo
 	for round := 1; round <= co.Rounds; round++ {
 		for _, f := range co.Variants {
 			// The CPU profile is of the first run's drains.
-			run, err := catchUpOnce(ctx, &opts, w, f, round, len(rep.Runs) == 0)
+			run, err := catchUpOnce(ctx, &opts, &co, w, f, round, len(rep.Runs) == 0)
 			if err != nil {
 				return nil, err
 			}
@@ -175,7 +179,7 @@ func CatchUp(ctx context.Context, opts Options, co CatchUpOptions) (*CatchUpRepo
 	return rep, nil
 }
 
-func catchUpOnce(ctx context.Context, opts *Options, w *workload, fuse processors.Fusion, round int, profile bool) (*CatchUpRun, error) {
+func catchUpOnce(ctx context.Context, opts *Options, co *CatchUpOptions, w *workload, fuse processors.Fusion, round int, profile bool) (*CatchUpRun, error) {
 	log := opts.Logger
 	run := &CatchUpRun{Round: round, Fuse: fuse.String()}
 	dir := filepath.Join(opts.DataDir, fmt.Sprintf("catchup-%d-%s", round, strings.ReplaceAll(fuse.String(), ",", "+")))
@@ -229,17 +233,39 @@ func catchUpOnce(ctx context.Context, opts *Options, w *workload, fuse processor
 	ro := topology.RunnerOptions{Kafka: k, DataDir: filepath.Join(dir, "state"), Logger: log, SkipTopicCreation: true, TableStorage: ts,
 		Resources: []topology.Provided{topology.Provide[sinks.Store](processors.Store, countingStore{Store: store, rows: &rows})}}
 	run.LoadStart = loadAvg()
-	if profile && opts.CPUProfile != nil {
-		if err := pprof.StartCPUProfile(opts.CPUProfile); err != nil {
-			return nil, fmt.Errorf("bench: cpu profile: %w", err)
+	// The profile spans the drains from the first group to profile to
+	// the last (one profile, one file).
+	groups := p.Topology.Groups()
+	first, last := -1, -1
+	for i, g := range groups {
+		if profile && opts.CPUProfile != nil && (len(co.ProfileGroups) == 0 || slices.Contains(co.ProfileGroups, strings.TrimPrefix(g, prefix))) {
+			if first < 0 {
+				first = i
+			}
+			last = i
 		}
-		defer pprof.StopCPUProfile()
 	}
+	profiling := false
+	defer func() {
+		if profiling {
+			pprof.StopCPUProfile()
+		}
+	}()
 	msgs := float64(w.rawMessages)
-	for _, g := range p.Topology.Groups() {
+	for i, g := range groups {
+		if i == first {
+			if err := pprof.StartCPUProfile(opts.CPUProfile); err != nil {
+				return nil, fmt.Errorf("bench: cpu profile: %w", err)
+			}
+			profiling = true
+		}
 		cg, err := drainGroup(ctx, p.Plan, ro, g)
 		if err != nil {
 			return nil, err
+		}
+		if i == last {
+			pprof.StopCPUProfile()
+			profiling = false
 		}
 		cg.Group = strings.TrimPrefix(g, prefix)
 		if msgs > 0 {
@@ -254,9 +280,6 @@ func catchUpOnce(ctx context.Context, opts *Options, w *workload, fuse processor
 			g, cg.Records, cg.DrainSeconds, cg.ReadySeconds, cg.CPUSecondsPer10kMessages)
 	}
 	run.LoadEnd = loadAvg()
-	if profile && opts.CPUProfile != nil {
-		pprof.StopCPUProfile()
-	}
 	if got := rows.Load(); got != w.storeAdds {
 		run.Problems = append(run.Problems, fmt.Sprintf("the store holds %d rows; %d were expected", got, w.storeAdds))
 	}
@@ -318,28 +341,9 @@ func fillRaw(ctx context.Context, k topology.Kafka, topic string, w *workload) e
 	acked := make(chan uint64, 1)
 	g.Go(func() error {
 		var n uint64
-		var firstErr error
-		succ, errs := prod.Successes(), prod.Errors()
-		for succ != nil || errs != nil {
-			select {
-			case _, ok := <-succ:
-				if !ok {
-					succ = nil
-					continue
-				}
-				n++
-			case e, ok := <-errs:
-				if !ok {
-					errs = nil
-					continue
-				}
-				if firstErr == nil {
-					firstErr = fmt.Errorf("bench: fill: %w", e.Err)
-				}
-			}
-		}
+		err := drainProducer(prod, "fill", func(*sarama.ProducerMessage) { n++ })
 		acked <- n
-		return firstErr
+		return err
 	})
 	edgeID := []byte("bench")
 	received := time.Now()
@@ -374,6 +378,32 @@ produce:
 		err = ctx.Err()
 	}
 	return err
+}
+
+// drainProducer reads prod's successes (handing each to ok) and errors
+// until both close, and returns the first error, as "bench: what: ...".
+func drainProducer(prod sarama.AsyncProducer, what string, ok func(*sarama.ProducerMessage)) error {
+	var firstErr error
+	succ, errs := prod.Successes(), prod.Errors()
+	for succ != nil || errs != nil {
+		select {
+		case m, open := <-succ:
+			if !open {
+				succ = nil
+				continue
+			}
+			ok(m)
+		case e, open := <-errs:
+			if !open {
+				errs = nil
+				continue
+			}
+			if firstErr == nil {
+				firstErr = fmt.Errorf("bench: %s: %w", what, e.Err)
+			}
+		}
+	}
+	return firstErr
 }
 
 // drainGroup runs one group alone from empty state until every record of

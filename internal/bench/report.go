@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -73,6 +74,10 @@ type Report struct {
 	Consistency Consistency `json:"consistency"`
 	Baselines   *Baselines  `json:"baselines,omitempty"`
 	Recovery    *Recovery   `json:"recovery,omitempty"`
+	// Prefill is what was written into the tables before the run.
+	Prefill *PrefillStats `json:"prefill,omitempty"`
+	// TablesDiskBytes are the groups' local table folders after the run.
+	TablesDiskBytes map[string]int64 `json:"tables_disk_bytes,omitempty"`
 	// Ratios are the pipeline's messages/s over each baseline's.
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 
@@ -106,12 +111,14 @@ type WorkloadReport struct {
 	StoreSync          bool    `json:"store_sync"`
 	TableStorage       string  `json:"table_storage"`
 	Fuse               string  `json:"fuse"`
-	FetchMinBytes      int32   `json:"fetch_min_bytes"`
-	FetchMaxWait       string  `json:"fetch_max_wait"`
-	Packages           int     `json:"packages_generated"`
-	Messages           uint64  `json:"messages_generated"`
-	BodyBytes          int64   `json:"body_bytes_generated"`
-	GenerateSeconds    float64 `json:"generate_seconds"`
+	// Skipped are the groups not run (Options.Skip).
+	Skipped         []string `json:"skipped_groups,omitempty"`
+	FetchMinBytes   int32    `json:"fetch_min_bytes"`
+	FetchMaxWait    string   `json:"fetch_max_wait"`
+	Packages        int      `json:"packages_generated"`
+	Messages        uint64   `json:"messages_generated"`
+	BodyBytes       int64    `json:"body_bytes_generated"`
+	GenerateSeconds float64  `json:"generate_seconds"`
 }
 
 // Memory follows the process's resident memory.
@@ -199,7 +206,7 @@ func workloadReport(o *Options) WorkloadReport {
 		Store: store, Devices: o.Devices, MessagesPerPackage: fmt.Sprintf("%d-%d", o.MessagesPerPackage.Min, o.MessagesPerPackage.Max),
 		Faults: o.FaultsName, Seed: o.Seed, RateOffered: o.Rate, DurationSeconds: o.Duration.Seconds(),
 		WarmupSeconds: o.Warmup.Seconds(), Workers: o.Workers, Partitions: o.Partitions,
-		FlushInterval: fl, StoreSync: !o.StoreNoSync, TableStorage: ts, Fuse: o.Fuse.String(),
+		FlushInterval: fl, StoreSync: !o.StoreNoSync, TableStorage: ts, Fuse: o.Fuse.String(), Skipped: o.Skip,
 		FetchMinBytes: o.FetchMinBytes, FetchMaxWait: o.FetchMaxWait.String(),
 	}
 }
@@ -336,6 +343,9 @@ func (r *Report) Markdown(w io.Writer) error {
 		wl.Broker, wl.Devices, wl.MessagesPerPackage, wl.Faults, wl.Seed, rate, wl.Workers, wl.Partitions, wl.FlushInterval, wl.Store, wl.StoreSync, wl.TableStorage, wl.Fuse)
 	fmt.Fprintf(&b, "- window: %.1f s after %.0f s of warmup; %d packages (%d messages, %d MB) pre-generated in %.1f s\n\n",
 		r.WindowSeconds, wl.WarmupSeconds, wl.Packages, wl.Messages, wl.BodyBytes>>20, wl.GenerateSeconds)
+	if len(wl.Skipped) > 0 {
+		fmt.Fprintf(&b, "- groups not run: %s\n\n", strings.Join(wl.Skipped, ", "))
+	}
 
 	fmt.Fprintf(&b, "| figure | value |\n|---|---|\n")
 	row := func(name, format string, v ...any) {
@@ -352,6 +362,19 @@ func (r *Report) Markdown(w io.Writer) error {
 	row("peak RSS (VmHWM)", "%d MB", r.PeakRSSBytes>>20)
 	row("RSS after generating / window start / window end", "%d / %d / %d MB", r.Memory.AfterGenerateBytes>>20, r.Memory.WindowStartBytes>>20, r.Memory.WindowEndBytes>>20)
 	row("Go live heap window start / end (workload included)", "%d / %d MB", r.Memory.LiveHeapWindowStartBytes>>20, r.Memory.LiveHeapWindowEndBytes>>20)
+	if pf := r.Prefill; pf != nil {
+		row("prefilled before the run", "%.0f h of history of %d devices (%.3g of the fleet): %d messages in %d packages, in %.1f s", pf.HistorySeconds/3600, pf.Devices, pf.Scale, pf.Messages, pf.Packages, pf.Seconds)
+		for _, t := range pf.Tables {
+			row("prefilled "+t.Table, "%d keys, %d MB of values", t.Keys, t.Bytes>>20)
+		}
+	}
+	if len(r.TablesDiskBytes) > 0 {
+		var parts []string
+		for _, g := range slices.Sorted(maps.Keys(r.TablesDiskBytes)) {
+			parts = append(parts, fmt.Sprintf("%s %d MB", g, r.TablesDiskBytes[g]>>20))
+		}
+		row("local tables on disk after the run", "%s", strings.Join(parts, ", "))
+	}
 	row("lag growing", "%v", r.LagGrowing)
 	row("drain after the window", "%.1f s", r.Consistency.DrainSeconds)
 

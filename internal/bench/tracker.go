@@ -83,7 +83,14 @@ type tracker struct {
 	edge recorder
 	// outstanding counts packages sent but not yet seen, per side.
 	viewOut, storeOut atomic.Int64
+	// base holds the states a prefill wrote (read-only after prefilled):
+	// their counts are not the run's.
+	base map[uint64]records.DeviceState
 }
+
+// prefilled makes the tracker count each device's progress from its
+// prefilled state on.
+func (t *tracker) prefilled(states map[uint64]records.DeviceState) { t.base = states }
 
 func newTracker(start time.Time, devices []uint64) *tracker {
 	t := &tracker{start: start, devices: make(map[uint64]*devTrack, len(devices))}
@@ -131,6 +138,13 @@ func (t *tracker) viewUpdate(device, progress uint64) {
 	d := t.devices[device]
 	if d == nil {
 		return
+	}
+	if b, ok := t.base[device]; ok {
+		from := b.Messages + b.Duplicates + b.Invalid
+		if progress < from {
+			return
+		}
+		progress -= from
 	}
 	now := t.since()
 	d.mu.Lock()

@@ -34,6 +34,8 @@ type item struct {
 // workload is the pre-generated, seeded traffic of a run.
 type workload struct {
 	items []item
+	// first is the fleet's clock at its first package.
+	first time.Time
 	// devices lists every device id that has tracked packages.
 	devices []uint64
 	// totals over all items.
@@ -61,7 +63,7 @@ func generate(cfg simulator.FleetConfig, messages int64, rate float64) (*workloa
 	if err != nil {
 		return nil, fmt.Errorf("bench: fleet: %w", err)
 	}
-	w := &workload{items: make([]item, 0, int(float64(messages)/avg*1.05)+16)}
+	w := &workload{items: make([]item, 0, int(float64(messages)/avg*1.05)+16), first: t0}
 	type progress struct{ view, store uint64 }
 	perDevice := map[uint64]*progress{}
 	for int64(w.messages) < messages || len(w.items) == 0 {

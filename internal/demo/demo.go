@@ -99,6 +99,18 @@ type Options struct {
 	// Settings are the pipeline's and the added groups' settings (zero:
 	// their defaults).
 	Settings settings.Values
+	// Silence, when set, is the silence threshold
+	// (processors.Config.Silence), winning over Settings.
+	Silence time.Duration
+	// MessageSpan, when set with a Duration, is how much message time the
+	// simulation covers: the devices' clocks start over two hours back and
+	// run MessageSpan/Duration times faster than the wall clock, so that
+	// hourly windows close within a short run (0: message time is the wall
+	// clock's). With a Duration, one device also pauses for longer than
+	// the silence threshold (a device_silent, then a device_back), and the
+	// report compares the summaries and the silence alerts with the truth
+	// (reconcile.CheckTime).
+	MessageSpan time.Duration
 	// TableStorage builds the groups' table storage
 	// (topology.RunnerOptions.TableStorage; nil: the runner's default).
 	TableStorage tablestore.Factory
@@ -194,6 +206,9 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	if opts.Fuse != processors.FuseNone {
 		cfg.Fuse = opts.Fuse
 	}
+	if opts.Silence > 0 {
+		cfg.Silence = opts.Silence
+	}
 	cfg.Logger = log
 	var err error
 	if d.Pipeline, err = reg.Build(cfg, opts.Settings); err != nil {
@@ -233,6 +248,10 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		return nil, err
 	}
 	d.Source = views.NewViewSource(view)
+	windows, err := topology.NewWindowView(d.Pipeline.SummaryWindows, topology.ViewOptions{Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "summary-windows"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	keys, err := views.FullScopeKey(opts.ViewKey)
 	if err != nil {
 		return nil, err
@@ -240,6 +259,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	vopts := views.Options{Source: d.Source, Keys: keys, Logger: log, Registerer: d.Registry, AllowShortKeys: true, Readings: d.Store}
 	if sums, ok := d.Store.(views.SummarySource); ok {
 		vopts.Summaries = sums
+		vopts.OpenWindows = processors.OpenSummaries{Windows: d.Pipeline.SummaryWindows, Source: windows}
 	}
 	vsrv, err := views.New(vopts)
 	if err != nil {
@@ -307,6 +327,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.Runner.Run(gctx) })
 	g.Go(func() error { return view.Run(gctx) })
+	g.Go(func() error { return windows.Run(gctx) })
 	g.Go(func() error { return ingest.Serve(gctx) })
 	g.Go(func() error { return viewSrv.Serve(gctx) })
 	g.Go(func() error { return ops.Serve(gctx) })
@@ -338,10 +359,16 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 
 	var report *reconcile.Report
 	if opts.Devices > 0 {
-		sim, err := simulator.New(simulator.Options{
+		simOpts := simulator.Options{
 			IngestURL: d.IngestURL, Secret: []byte(opts.DeviceSecret), Devices: opts.Devices,
 			Rate: opts.Rate, Duration: opts.Duration, Seed: opts.Seed, Faults: faultMix(opts.Faults), Logger: log,
-		})
+		}
+		timed := opts.Duration > 0
+		if timed {
+			simOpts.MessageClock = messageClock(time.Now(), opts.MessageSpan, opts.Duration)
+			simOpts.Pause = pause(opts.Devices, opts.Duration, d.Pipeline.Config().Silence)
+		}
+		sim, err := simulator.New(simOpts)
 		if err != nil {
 			cancel()
 			return nil, errors.Join(err, g.Wait())
@@ -352,7 +379,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 			return nil, errors.Join(fmt.Errorf("demo: simulator: %w", err), g.Wait())
 		}
 		if opts.Duration > 0 && gctx.Err() == nil {
-			report, err = d.drain(gctx, sim.Truth(), opts.DrainTimeout)
+			report, err = d.drain(gctx, sim.Truth(), opts.DrainTimeout, timed)
 			cancel()
 			if werr := g.Wait(); werr != nil && err == nil {
 				err = werr
@@ -387,7 +414,7 @@ func faultMix(on bool) simulator.FaultMix {
 // drain waits until every group has committed everything and the view
 // agrees with the truth, or the timeout passes, and returns the last
 // comparison.
-func (d *Demo) drain(ctx context.Context, truth simulator.Truth, timeout time.Duration) (*reconcile.Report, error) {
+func (d *Demo) drain(ctx context.Context, truth simulator.Truth, timeout time.Duration, timed bool) (*reconcile.Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	src := reconcile.Sources{View: d.Source, Store: d.Store, DeadLetters: reconcile.DeadLetterCounter(d.Kafka, d.Pipeline.DeadLetters.Name())}
@@ -402,6 +429,11 @@ func (d *Demo) drain(ctx context.Context, truth simulator.Truth, timeout time.Du
 		if err != nil {
 			return err
 		}
+		if timed {
+			if err := d.checkTime(ctx, truth, &r); err != nil {
+				return err
+			}
+		}
 		last = r
 		if !r.OK {
 			return fmt.Errorf("%d mismatches", r.MismatchCount)
@@ -412,6 +444,69 @@ func (d *Demo) drain(ctx context.Context, truth simulator.Truth, timeout time.Du
 		return nil, err
 	}
 	return &last, nil
+}
+
+// The truth's bounds on the pipeline's delays in the demo: a package is
+// handled within timeSettle of its receipt, a timer fires within
+// timeSlack of its due time. Windows and silences closer to the edge than
+// that are uncertain, not compared exactly.
+const (
+	timeSettle = 3 * time.Second
+	timeSlack  = 3 * time.Second
+)
+
+// checkTime adds the comparison of the summaries of closed windows and of
+// the device_silent and device_back alerts with the truth to r.
+func (d *Demo) checkTime(ctx context.Context, truth simulator.Truth, r *reconcile.Report) error {
+	sums, ok := d.Store.(sinks.SummaryStore)
+	if !ok {
+		return errors.New("demo: the store keeps no summaries")
+	}
+	asOf := time.Now()
+	alerts, err := reconcile.AlertReader(d.Kafka, d.Pipeline.Alerts.Name())(ctx)
+	if err != nil {
+		return err
+	}
+	cfg := d.Pipeline.Config()
+	tr, err := reconcile.CheckTime(ctx, truth, reconcile.TimeSources{Summaries: sums, Alerts: alerts, View: d.Source}, reconcile.TimeOptions{
+		Partitions: cfg.Partitions,
+		Silence:    simulator.SilenceOptions{Threshold: cfg.Silence, AsOf: asOf, Slack: timeSlack},
+		Summary:    simulator.SummaryOptions{Grace: processors.SummaryGrace, Settle: timeSettle},
+	})
+	if err != nil {
+		return err
+	}
+	r.Time = &tr
+	r.OK = r.OK && tr.OK
+	r.MismatchCount += tr.MismatchCount
+	r.Mismatches = append(r.Mismatches, tr.Mismatches...)
+	return nil
+}
+
+// messageClock is the devices' clock of a run of duration d covering span
+// of message time (the wall clock when span is 0): from a quarter past
+// the hour over two hours before start, span/d times as fast as the wall
+// clock, so that it stays behind it (span up to two hours). The first
+// hour it enters closes (its end plus the grace, by the devices' clocks,
+// which lag it by up to 15 minutes) when span exceeds about 40 minutes.
+func messageClock(start time.Time, span, d time.Duration) func() time.Time {
+	if span <= 0 || d <= 0 {
+		return time.Now
+	}
+	from := start.Truncate(time.Hour).Add(-2*time.Hour - 15*time.Minute)
+	speed := float64(span) / float64(d)
+	return func() time.Time { return from.Add(time.Duration(float64(time.Since(start)) * speed)) }
+}
+
+// pause keeps one device silent, from a quarter of the run, for longer
+// than the silence threshold and the truth's slack on either side, when
+// that ends before the run does: a device_silent and a device_back.
+func pause(devices int, d, silence time.Duration) simulator.Pause {
+	p := simulator.Pause{Devices: 1, From: d / 4, For: silence + 2*timeSlack + 2*time.Second}
+	if devices < 2 || p.From+p.For > d-2*time.Second {
+		return simulator.Pause{}
+	}
+	return p
 }
 
 // Drained returns nil when every processor group has committed every

@@ -30,7 +30,8 @@ const (
 func demoEndToEnd(t *testing.T, fuse processors.Fusion) {
 	var out bytes.Buffer
 	report, err := demo.Run(context.Background(), demo.Options{
-		Devices: 30, Rate: 60, Duration: 6 * time.Second, Faults: true, Seed: 7,
+		Devices: 30, Rate: 60, Duration: 24 * time.Second, Faults: true, Seed: 7,
+		Silence: 8 * time.Second, MessageSpan: 50 * time.Minute,
 		IngestAddr: "127.0.0.1:0", ViewAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 		DeviceSecret: plantedSecret, ViewKey: plantedKey, Partitions: 4, Out: &out, Fuse: fuse,
 	})
@@ -53,5 +54,17 @@ func demoEndToEnd(t *testing.T, fuse processors.Fusion) {
 		report.View.Duplicates != report.Truth.Duplicates || report.View.Invalid != report.Truth.Invalid ||
 		report.View.PackagesRejected != report.Truth.PackagesRejected || report.DeadLetterTopic.DeadLetters != report.Truth.DeadLetters {
 		t.Errorf("totals differ: %+v", report)
+	}
+	// Hourly summaries and silences, compared exactly with the truth
+	// (report.OK above): the run closed windows and one device paused.
+	tr := report.Time
+	if tr == nil {
+		t.Fatal("the report does not compare summaries and silences")
+	}
+	if tr.Windows == 0 || tr.Certain == 0 || tr.Matched != tr.Certain || tr.Stored < tr.Matched {
+		t.Errorf("closed windows %d, certain %d, matched %d, stored %d", tr.Windows, tr.Certain, tr.Matched, tr.Stored)
+	}
+	if tr.TruthSilent == 0 || tr.TruthBack == 0 || tr.Silent < tr.TruthSilent || tr.Back < tr.TruthBack {
+		t.Errorf("silences: %d device_silent and %d device_back alerts, truth %d and %d", tr.Silent, tr.Back, tr.TruthSilent, tr.TruthBack)
 	}
 }

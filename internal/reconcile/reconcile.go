@@ -6,6 +6,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -69,6 +70,9 @@ type Report struct {
 	DeadLettersByReason      map[string]int `json:"dead_letters_by_reason"`
 	TruthDeadLettersByReason map[string]int `json:"truth_dead_letters_by_reason"`
 	Devices                  int            `json:"devices"`
+	// Time, when set, compares the summaries and the silent-device alerts
+	// (CheckTime); OK and the mismatches then cover it too.
+	Time *TimeReport `json:"time,omitempty"`
 	// Mismatches lists the first disagreements; MismatchCount counts all.
 	Mismatches    []string `json:"mismatches,omitempty"`
 	MismatchCount int      `json:"mismatch_count"`
@@ -276,53 +280,81 @@ func messageLevel(r protocol.Reason) bool {
 // envelopes are counted under "<undecodable>", each one.
 func DeadLetterCounter(k topology.Kafka, topic string) func(ctx context.Context) (map[string]int, error) {
 	return func(ctx context.Context) (map[string]int, error) {
-		c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
-		if err != nil {
-			return nil, fmt.Errorf("reconcile: consumer: %w", err)
-		}
-		defer c.Close()
-		client, err := sarama.NewClient(k.Brokers, kafkaclient.Config(k))
-		if err != nil {
-			return nil, fmt.Errorf("reconcile: client: %w", err)
-		}
-		defer client.Close()
-		parts, err := c.Partitions(topic)
-		if err != nil {
-			return nil, fmt.Errorf("reconcile: partitions of %s: %w", topic, err)
-		}
 		out := map[string]int{}
 		seen := map[uint64]struct{}{}
-		for _, part := range parts {
-			end, err := client.GetOffset(topic, part, sarama.OffsetNewest)
+		err := readTopic(ctx, k, topic, func(v []byte) {
+			e, err := records.EnvelopeCodec{}.Decode(v)
 			if err != nil {
-				return nil, fmt.Errorf("reconcile: end of %s/%d: %w", topic, part, err)
+				out["<undecodable>"]++
+			} else if k := records.EnvelopeKey(&e); !seenBefore(seen, k) {
+				out[e.Reason]++
 			}
-			if end == 0 {
-				continue
-			}
-			pc, err := c.ConsumePartition(topic, part, sarama.OffsetOldest)
-			if err != nil {
-				return nil, fmt.Errorf("reconcile: consume %s/%d: %w", topic, part, err)
-			}
-			for done := false; !done; {
-				select {
-				case m := <-pc.Messages():
-					e, err := records.EnvelopeCodec{}.Decode(m.Value)
-					if err != nil {
-						out["<undecodable>"]++
-					} else if k := records.EnvelopeKey(&e); !seenBefore(seen, k) {
-						out[e.Reason]++
-					}
-					done = m.Offset+1 >= end
-				case <-ctx.Done():
-					pc.Close()
-					return nil, fmt.Errorf("reconcile: read %s/%d: %w", topic, part, ctx.Err())
-				}
-			}
-			pc.Close()
-		}
-		return out, nil
+		})
+		return out, err
 	}
+}
+
+// AlertReader returns a function that reads the whole alerts topic (up to
+// its end when called): TimeSources.Alerts. An undecodable record is an
+// error.
+func AlertReader(k topology.Kafka, topic string) func(ctx context.Context) ([]records.Alert, error) {
+	return func(ctx context.Context) ([]records.Alert, error) {
+		var out []records.Alert
+		var bad error
+		err := readTopic(ctx, k, topic, func(v []byte) {
+			a, err := records.AlertCodec{}.Decode(v)
+			if err != nil {
+				bad = fmt.Errorf("reconcile: alert in %s: %w", topic, err)
+				return
+			}
+			out = append(out, a)
+		})
+		return out, errors.Join(err, bad)
+	}
+}
+
+// readTopic hands fn the value of every record of topic, partition by
+// partition, up to each partition's end when called.
+func readTopic(ctx context.Context, k topology.Kafka, topic string, fn func([]byte)) error {
+	c, err := sarama.NewConsumer(k.Brokers, kafkaclient.Config(k))
+	if err != nil {
+		return fmt.Errorf("reconcile: consumer: %w", err)
+	}
+	defer c.Close()
+	client, err := sarama.NewClient(k.Brokers, kafkaclient.Config(k))
+	if err != nil {
+		return fmt.Errorf("reconcile: client: %w", err)
+	}
+	defer client.Close()
+	parts, err := c.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("reconcile: partitions of %s: %w", topic, err)
+	}
+	for _, part := range parts {
+		end, err := client.GetOffset(topic, part, sarama.OffsetNewest)
+		if err != nil {
+			return fmt.Errorf("reconcile: end of %s/%d: %w", topic, part, err)
+		}
+		if end == 0 {
+			continue
+		}
+		pc, err := c.ConsumePartition(topic, part, sarama.OffsetOldest)
+		if err != nil {
+			return fmt.Errorf("reconcile: consume %s/%d: %w", topic, part, err)
+		}
+		for done := false; !done; {
+			select {
+			case m := <-pc.Messages():
+				fn(m.Value)
+				done = m.Offset+1 >= end
+			case <-ctx.Done():
+				pc.Close()
+				return fmt.Errorf("reconcile: read %s/%d: %w", topic, part, ctx.Err())
+			}
+		}
+		pc.Close()
+	}
+	return nil
 }
 
 // seenBefore reports whether k is in seen, and adds it.

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) sinks.Store) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"CancelledContext", testCancelledContext},
 		{"LargeBatch", testLargeBatch},
+		{"PartitionOverPages", testPartitionOverPages},
 		{"HighDeviceIDs", testHighDeviceIDs},
 	}
 	runEach(t, open, tests)
@@ -422,6 +423,43 @@ func testLargeBatch(t *testing.T, s sinks.Store) {
 	write(t, s, rs)
 	equal(t, "5,000 rows", query(t, s, sinks.Query{DeviceID: 77}), rs)
 	equal(t, "limit in a large range", query(t, s, sinks.Query{DeviceID: 77, From: msTime(baseMs + 1000), Limit: 10}), rs[2000:2010])
+}
+
+// testPartitionOverPages reads back one device's day holding more rows
+// than a driver page (Cassandra's store pages by 5,000): 12,345 rows of
+// every type, written in the sink's batches, so that the partition spans
+// three pages; whole, newest first, and with limits that end on another
+// page. The CI-size fault run never fills a page per device; the full size
+// does.
+func testPartitionOverPages(t *testing.T, s sinks.Store) {
+	const dev, n = 78, 12345
+	types := []protocol.MsgType{protocol.TypeGPS, protocol.TypeAccel, protocol.TypeEngine, protocol.TypeEvent, protocol.TypeBattery}
+	rs := make([]records.Reading, n)
+	for i := range rs {
+		rs[i] = records.Reading{DeviceID: dev, TimeMs: baseMs + uint64(i)*37, ContentCRC: uint32(i * 7919), Type: types[i%len(types)]}
+		switch rs[i].Type {
+		case protocol.TypeGPS:
+			rs[i].LatDeg, rs[i].Satellites = float64(i)/1e6, 9
+		case protocol.TypeAccel:
+			rs[i].ZG = float64(i)
+		case protocol.TypeEngine:
+			rs[i].RPM = float64(i)
+		case protocol.TypeEvent:
+			rs[i].EventCode = float64(i % 50)
+		case protocol.TypeBattery:
+			rs[i].BatteryV = 12
+		}
+	}
+	for chunk := range slices.Chunk(rs, 500) {
+		write(t, s, chunk)
+	}
+	asc := sorted(rs)
+	desc := slices.Clone(asc)
+	slices.Reverse(desc)
+	equal(t, "12,345 rows of one day", query(t, s, sinks.Query{DeviceID: dev}), asc)
+	equal(t, "newest first", query(t, s, sinks.Query{DeviceID: dev, Newest: true}), desc)
+	equal(t, "limit past two pages", query(t, s, sinks.Query{DeviceID: dev, Limit: 11000}), asc[:11000])
+	equal(t, "from the middle", query(t, s, sinks.Query{DeviceID: dev, From: msTime(asc[4000].TimeMs)}), asc[4000:])
 }
 
 func testHighDeviceIDs(t *testing.T, s sinks.Store) {

@@ -35,6 +35,16 @@
 // loses power may lose the newest batches, and leveldb drops a torn batch
 // whole on reopening, so the same replay repairs it.
 //
+// # Read cache
+//
+// Values leave the buffers for leveldb at each flush; the storage keeps the
+// newest of them, and of the values (and absences) it read from leveldb, in
+// a bounded cache (Options.CacheBytes), so that a key read again soon (a
+// device's entry, read on each of its packages) is a map lookup instead of
+// a walk of leveldb's memtables and tables. The cache only ever holds what
+// leveldb holds: a flush puts what it wrote, and a value read from leveldb
+// is kept only if no flush completed while it was read.
+//
 // A flush that fails is not retried: the storage keeps serving reads from
 // its buffer, logs the error once and returns it from every later write,
 // so goka fails the partition and the restart recovers it as after a crash.
@@ -65,6 +75,8 @@ import (
 const (
 	DefaultFlushInterval = 50 * time.Millisecond
 	DefaultMaxOps        = 4096
+	// DefaultCacheBytes is the default of Options.CacheBytes.
+	DefaultCacheBytes = 4 << 20
 )
 
 // offsetKey is where goka's leveldb storage keeps the table offset.
@@ -86,6 +98,10 @@ type Options struct {
 	// LevelDB are the options of each partition's database (nil:
 	// leveldb's defaults, as goka's storage).
 	LevelDB *opt.Options
+	// CacheBytes bounds the read cache of flushed and read values, keys
+	// included (default DefaultCacheBytes; negative: no cache). The cache
+	// holds between half of it and all of it once full.
+	CacheBytes int
 	// Sync fsyncs every flush, so that the flushed batches survive a
 	// power loss, not only a killed process. One fsync per flush instead
 	// of one per write.
@@ -100,6 +116,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxOps <= 0 {
 		o.MaxOps = DefaultMaxOps
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = DefaultCacheBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -132,6 +151,7 @@ func newStorage(db *leveldb.DB, path string, opts Options) *Storage {
 		db: db, path: path, opts: opts,
 		wo:      &opt.WriteOptions{Sync: opts.Sync},
 		active:  buffer{values: map[string][]byte{}},
+		cache:   newReadCache(opts.CacheBytes),
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -164,11 +184,19 @@ type Storage struct {
 	// the one whose write failed), still read until leveldb has it.
 	active, flushing buffer
 	spare            buffer // the last batch written, emptied for reuse
-	offset           int64
-	offsetSet        bool // offset holds a value (0 is a valid offset)
-	offsetDirty      bool // offset is newer than the stored one
-	err              error
-	opened, closed   bool
+	// cache holds values leveldb has, for reads; flushes counts the
+	// completed flushes, so that a value read from leveldb is cached only
+	// if none completed meanwhile (it could be older than the flush's).
+	cache   readCache
+	flushes uint64
+	// afterRead, set by tests, runs between a leveldb read and its
+	// caching.
+	afterRead      func()
+	offset         int64
+	offsetSet      bool // offset holds a value (0 is a valid offset)
+	offsetDirty    bool // offset is newer than the stored one
+	err            error
+	opened, closed bool
 
 	kick          chan struct{}
 	stop, stopped chan struct{}
@@ -248,6 +276,10 @@ func (s *Storage) flush() error {
 		return s.err
 	}
 	s.flushing = buffer{}
+	for k, v := range b.values {
+		s.cache.put(k, v)
+	}
+	s.flushes++
 	b.batch.Reset()
 	clear(b.values)
 	s.spare = b
@@ -270,44 +302,60 @@ func (s *Storage) Close() error {
 		<-s.stopped
 	}
 	err := s.flush()
+	s.mu.Lock()
+	s.cache = readCache{}
+	s.mu.Unlock()
 	if cerr := s.db.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("tablestore: close %s: %w", s.path, cerr))
 	}
 	return err
 }
 
-// lookup finds key in the buffers: its value (nil: deleted) and whether it
-// is there.
-func (s *Storage) lookup(key string) ([]byte, bool, error) {
+// lookup finds key in the buffers and the cache: its value (nil: deleted
+// or absent) and whether it is there, else the count of completed flushes.
+func (s *Storage) lookup(key string) ([]byte, bool, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, false, ErrClosed
+		return nil, false, 0, ErrClosed
 	}
 	if v, ok := s.active.values[key]; ok {
-		return bytes.Clone(v), true, nil
+		return bytes.Clone(v), true, 0, nil
 	}
 	if v, ok := s.flushing.values[key]; ok {
-		return bytes.Clone(v), true, nil
+		return bytes.Clone(v), true, 0, nil
 	}
-	return nil, false, nil
+	if v, ok := s.cache.get(key); ok {
+		return bytes.Clone(v), true, 0, nil
+	}
+	return nil, false, s.flushes, nil
 }
 
 // Get returns key's value, nil when it has none. A value not in the
-// buffers is read from leveldb; a flush cannot slip between the two reads
-// unseen, since a buffer is dropped only once leveldb has it.
+// buffers or the cache is read from leveldb; a flush cannot slip between
+// the reads unseen, since a buffer is dropped only once leveldb and the
+// cache have it.
 func (s *Storage) Get(key string) ([]byte, error) {
-	v, ok, err := s.lookup(key)
+	v, ok, flushes, err := s.lookup(key)
 	if err != nil || ok {
 		return v, err
 	}
 	v, err = s.db.Get([]byte(key), nil)
 	if errors.Is(err, leveldb.ErrNotFound) {
-		return nil, nil
+		v, err = nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: get %q: %w", key, err)
 	}
+	if s.afterRead != nil {
+		s.afterRead()
+	}
+	s.mu.Lock()
+	if s.flushes == flushes && !s.closed {
+		// No flush completed since the read: leveldb still holds v.
+		s.cache.put(key, bytes.Clone(v))
+	}
+	s.mu.Unlock()
 	return v, nil
 }
 
@@ -484,4 +532,55 @@ func ForKind(kind string, opts Options) (Factory, error) {
 		return func(dir string) storage.Builder { return Builder(dir, opts) }, nil
 	}
 	return nil, fmt.Errorf("tablestore: unknown table storage %q (want %s or %s)", kind, KindLevelDB, KindBatched)
+}
+
+// readCache is a bounded map of keys to the values leveldb holds for them
+// (nil: none), in two generations: new entries go to cur, and when cur
+// holds half the bound it becomes old and the previous old is dropped; a
+// hit in old moves the entry back to cur. So the keys read or written
+// within the last half of the bound stay, at the cost of a map, not a list
+// per entry. The zero value caches nothing.
+type readCache struct {
+	cur, old map[string][]byte
+	curBytes int
+	half     int
+}
+
+// entryOverhead approximates a map entry's own bytes beyond key and value.
+const entryOverhead = 64
+
+func newReadCache(limit int) readCache {
+	if limit <= 0 {
+		return readCache{}
+	}
+	return readCache{cur: map[string][]byte{}, half: limit / 2}
+}
+
+func (c *readCache) get(key string) ([]byte, bool) {
+	if v, ok := c.cur[key]; ok {
+		return v, true
+	}
+	v, ok := c.old[key]
+	if ok {
+		delete(c.old, key)
+		c.put(key, v)
+	}
+	return v, ok
+}
+
+// put keeps v (owned by the cache from now on) as key's value.
+func (c *readCache) put(key string, v []byte) {
+	if c.cur == nil {
+		return
+	}
+	if old, ok := c.cur[key]; ok {
+		c.curBytes -= len(old)
+	} else {
+		c.curBytes += len(key) + entryOverhead
+	}
+	c.cur[key] = v
+	c.curBytes += len(v)
+	if c.curBytes >= c.half {
+		c.old, c.cur, c.curBytes = c.cur, make(map[string][]byte, len(c.cur)), 0
+	}
 }

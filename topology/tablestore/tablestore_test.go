@@ -436,3 +436,106 @@ func TestForKind(t *testing.T) {
 		t.Error("an unknown kind was accepted")
 	}
 }
+
+// TestReadCache: flushed and read values are served from the cache (a
+// change made to leveldb behind the storage's back stays unseen), always
+// the newest (overwrites and deletions included), and the cache stays
+// within its bound; with a negative CacheBytes every read goes to leveldb.
+func TestReadCache(t *testing.T) {
+	st := openT(t, filepath.Join(t.TempDir(), "db"), Options{FlushInterval: time.Hour, MaxOps: 1 << 20, CacheBytes: 64 << 10})
+	defer st.Close()
+	get := func(key string) string {
+		t.Helper()
+		v, err := st.Get(key)
+		must(t, err)
+		if v == nil {
+			return "<none>"
+		}
+		return string(v)
+	}
+	behind := func(key, value string) { must(t, st.db.Put([]byte(key), []byte(value), nil)) }
+
+	must(t, st.Set("a", []byte("1")))
+	must(t, st.MarkRecovered())
+	behind("a", "behind")
+	if v := get("a"); v != "1" {
+		t.Errorf("flushed value read as %q, want 1 from the cache", v)
+	}
+	if v := get("absent"); v != "<none>" {
+		t.Fatalf("absent key read as %q", v)
+	}
+	behind("absent", "behind")
+	if v := get("absent"); v != "<none>" {
+		t.Errorf("an absence read from leveldb was not cached: %q", v)
+	}
+	behind("read", "r1")
+	if v := get("read"); v != "r1" {
+		t.Fatalf("value read as %q, want r1", v)
+	}
+	behind("read", "behind")
+	if v := get("read"); v != "r1" {
+		t.Errorf("a value read from leveldb was not cached: %q", v)
+	}
+
+	must(t, st.Set("a", []byte("2")))
+	must(t, st.MarkRecovered())
+	if v := get("a"); v != "2" {
+		t.Errorf("overwritten value read as %q, want 2", v)
+	}
+	must(t, st.Delete("a"))
+	must(t, st.MarkRecovered())
+	if v := get("a"); v != "<none>" {
+		t.Errorf("deleted value read as %q", v)
+	}
+
+	value := bytes.Repeat([]byte("v"), 100)
+	for i := range 5000 {
+		must(t, st.Set(fmt.Sprint("k", i), value))
+		if i%100 == 0 {
+			must(t, st.MarkRecovered())
+		}
+	}
+	must(t, st.MarkRecovered())
+	st.mu.Lock()
+	held := 0
+	for _, m := range []map[string][]byte{st.cache.cur, st.cache.old} {
+		for k, v := range m {
+			held += len(k) + len(v)
+		}
+	}
+	st.mu.Unlock()
+	if held > 64<<10 || held == 0 {
+		t.Errorf("cache holds %d bytes of keys and values, bound 64 KiB", held)
+	}
+	if v := get("k4999"); v != string(value) {
+		t.Errorf("newest key read as %q", v)
+	}
+
+	off := openT(t, filepath.Join(t.TempDir(), "db"), Options{FlushInterval: time.Hour, MaxOps: 1 << 20, CacheBytes: -1})
+	defer off.Close()
+	must(t, off.Set("a", []byte("1")))
+	must(t, off.MarkRecovered())
+	must(t, off.db.Put([]byte("a"), []byte("behind"), nil))
+	if v, err := off.Get("a"); err != nil || string(v) != "behind" {
+		t.Errorf("without a cache, read %q, %v; want leveldb's value", v, err)
+	}
+}
+
+// TestReadCacheSkipsValuesAFlushOvertook: a value read from leveldb while
+// a flush of a newer one completes is not cached over the newer one.
+func TestReadCacheSkipsValuesAFlushOvertook(t *testing.T) {
+	st := openT(t, filepath.Join(t.TempDir(), "db"), Options{FlushInterval: time.Hour, MaxOps: 1 << 20})
+	defer st.Close()
+	must(t, st.db.Put([]byte("x"), []byte("old"), nil))
+	st.afterRead = func() {
+		st.afterRead = nil
+		must(t, st.Set("x", []byte("new")))
+		must(t, st.MarkRecovered())
+	}
+	if v, err := st.Get("x"); err != nil || string(v) != "old" {
+		t.Fatalf("first read %q, %v; want old", v, err)
+	}
+	if v, err := st.Get("x"); err != nil || string(v) != "new" {
+		t.Errorf("read after the flush %q, %v; want new", v, err)
+	}
+}
