@@ -24,3 +24,18 @@ func TestReplayRefusesCutEnvelope(t *testing.T) {
 		t.Errorf("a whole envelope refused: %q", why)
 	}
 }
+
+// The dead letter of a timer or a window close is not replayed: its value
+// is the timer's or the aggregate, not a record of its topic.
+func TestReplayRefusesTimerAndWindowDeadLetters(t *testing.T) {
+	q := &Queue{topic: testDLQ}
+	exists := map[string]bool{"g-timers": true, "g-aggregate-windows": true}
+	for _, e := range []records.Envelope{
+		{Stage: "g" + topology.StageSuffixTimer, Reason: "panic", Topic: "g-timers", Key: []byte("k"), Value: []byte("v")},
+		{Stage: "g" + topology.StageSuffixWindow, Reason: "panic", Topic: "g-aggregate-windows", Key: []byte("k"), Value: []byte("1")},
+	} {
+		if why := q.refusal(&Record{Envelope: e}, ReplayOptions{}, exists, nil); !strings.Contains(why, "not a record") {
+			t.Errorf("%s: refusal = %q", e.Stage, why)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -313,6 +314,8 @@ func (q *Queue) refusal(r *Record, opts ReplayOptions, exists, allowed map[strin
 	switch {
 	case e.Topic == "":
 		return "the envelope names no original topic"
+	case strings.HasSuffix(e.Stage, topology.StageSuffixTimer) || strings.HasSuffix(e.Stage, topology.StageSuffixWindow):
+		return fmt.Sprintf("a timer that failed as it fired or a window whose close failed (stage %s): its value is the timer's or the aggregate, not a record of %s", e.Stage, e.Topic)
 	case e.Topic == q.topic || e.Topic == ReplayedTopic(q.topic):
 		return fmt.Sprintf("the original topic %s is the dead-letter topic", e.Topic)
 	case len(allowed) > 0 && !allowed[e.Topic]:

@@ -11,9 +11,11 @@ import (
 // time of its packages) gets one device_silent alert, and one device_back
 // when it sends again; the device state counts both. The device-state
 // group calls NoteReceived for every package it applies and SilenceDue
-// from the device's wall-clock timer. Both are pure and idempotent, so a
-// replayed record or a timer firing again after a crash raises nothing
-// twice: the state, written with the alert, says what was raised.
+// from the device's wall-clock timer. Both are pure and count each alert
+// once in the state. A timer firing again after a crash raises the same
+// device_silent again (its state write may have landed without its
+// alert); a replayed package that ended a silence does not raise its
+// device_back again (the state keeps no trace of that silence's start).
 //
 // Wiring them (silencetimer.go): the record callback calls NoteReceived
 // and arms the device's wall-clock timer at the due time it returns when
@@ -52,17 +54,27 @@ func NoteReceived(st *records.DeviceState, receivedMs int64, threshold time.Dura
 // time than the state's raises nothing and returns no time: the newer
 // package's record armed the timer again (as it does for a device already
 // silent or one never heard of).
+//
+// A device already silent since armedMs gets the same alert again, the
+// state unchanged: the firing is a replay whose state write was
+// acknowledged but whose alert was not (the state and the alert go to two
+// topics without a transaction), and the alert must not be lost. Alerts
+// are thereby raised at least once.
 func SilenceDue(st *records.DeviceState, armedMs int64, now time.Time, threshold time.Duration) (silent *records.Alert, reschedule time.Time) {
-	if st.Silent || st.ReceivedMs == 0 || armedMs != st.ReceivedMs {
+	if st.ReceivedMs == 0 || armedMs != st.ReceivedMs {
 		return nil, time.Time{}
 	}
 	due := silenceDue(st, threshold)
+	alert := &records.Alert{DeviceID: st.DeviceID, Kind: records.AlertSilent, TimeMs: uint64(due.UnixMilli()), SinceMs: nonNegative(st.ReceivedMs)}
+	if st.Silent {
+		return alert, time.Time{}
+	}
 	if now.Before(due) {
 		return nil, due
 	}
 	st.Silent = true
 	st.SilentAlerts++
-	return &records.Alert{DeviceID: st.DeviceID, Kind: records.AlertSilent, TimeMs: uint64(due.UnixMilli()), SinceMs: nonNegative(st.ReceivedMs)}, time.Time{}
+	return alert, time.Time{}
 }
 
 // silenceDue is when st's device becomes silent, zero without a receive

@@ -35,7 +35,9 @@ func TestSilenceDecisions(t *testing.T) {
 		{name: "due: device_silent", fire: true, now: 2*time.Minute + th + time.Second,
 			alert:  &records.Alert{DeviceID: 5, Kind: records.AlertSilent, TimeMs: uint64(ms(2*time.Minute + th)), SinceMs: uint64(ms(2 * time.Minute))},
 			silent: true, counts: [2]uint64{1, 0}},
-		{name: "the timer fires again (a crash before its commit): nothing more", fire: true, now: 30 * time.Minute, silent: true, counts: [2]uint64{1, 0}},
+		{name: "the timer fires again (a crash before its commit): the same alert, counted once", fire: true, now: 30 * time.Minute,
+			alert:  &records.Alert{DeviceID: 5, Kind: records.AlertSilent, TimeMs: uint64(ms(2*time.Minute + th)), SinceMs: uint64(ms(2 * time.Minute))},
+			silent: true, counts: [2]uint64{1, 0}},
 		{name: "the device sends again: device_back", received: 40 * time.Minute, due: at(40*time.Minute + th),
 			alert:  &records.Alert{DeviceID: 5, Kind: records.AlertBack, TimeMs: uint64(ms(40 * time.Minute)), SinceMs: uint64(ms(2 * time.Minute))},
 			counts: [2]uint64{1, 1}},
@@ -78,8 +80,8 @@ func TestSilenceStateSurvivesTheTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, _ := SilenceDue(&back, 1_000_000, time.UnixMilli(2_000_000), time.Minute); a != nil {
-		t.Errorf("a second device_silent after the table: %+v", a)
+	if a, _ := SilenceDue(&back, 1_000_000, time.UnixMilli(2_000_000), time.Minute); a == nil || a.TimeMs != 1_060_000 || back.SilentAlerts != 1 {
+		t.Errorf("a replayed firing after the table: %+v, state %+v; want the same device_silent, counted once", a, back)
 	}
 	if a, _ := NoteReceived(&back, 2_000_000, time.Minute); a == nil || a.Kind != records.AlertBack || back.BackAlerts != 1 {
 		t.Errorf("device_back after the table: %+v, state %+v", a, back)

@@ -57,13 +57,14 @@ func InitSummary(deviceID, startMs uint64) records.SummaryAcc {
 }
 
 // SummaryTime is the record time of a normalized record for the hourly
-// windows (Stream.TimedBy): the message time of its first reading; zero
-// (the Kafka timestamp) for a record without readings, which adds nothing.
-func SummaryTime(_ string, rs records.Readings) time.Time {
+// windows (Stream.TimedBy): the message time of its first reading; none
+// for a record without readings, which adds nothing (and must not move
+// stream time by its Kafka timestamp, the wall clock).
+func SummaryTime(_ string, rs records.Readings) (time.Time, bool) {
 	if len(rs.Items) == 0 {
-		return time.Time{}
+		return time.Time{}, false
 	}
-	return time.UnixMilli(int64(rs.Items[0].TimeMs))
+	return time.UnixMilli(int64(rs.Items[0].TimeMs)), true
 }
 
 // SplitByWindow splits a package's readings by hourly window, in the order

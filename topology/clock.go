@@ -23,9 +23,11 @@ type SystemClock struct{}
 func (SystemClock) Now() time.Time { return time.Now() }
 
 // RecordTime reads the time of a stream's record from its key and decoded
-// value (such as the time a device measured it). A zero result falls back
-// to the record's Kafka timestamp.
-type RecordTime[V any] func(key string, v V) time.Time
+// value (such as the time a device measured it). ok false says the record
+// has no time: its Context.RecordTime is zero, it does not move stream
+// time, and an Aggregate skips it (ReasonNoTime). A zero time with ok
+// true falls back to the record's Kafka timestamp.
+type RecordTime[V any] func(key string, v V) (t time.Time, ok bool)
 
 // TimedBy declares how the time of the stream's records is read: every
 // processor consuming s sees fn's result as Context.RecordTime, and stream
@@ -45,16 +47,22 @@ func (s Stream[V]) TimedBy(fn RecordTime[V]) Stream[V] {
 	}
 	if s.decl.recordTime != nil {
 		s.t.declErrs = append(s.t.declErrs, fmt.Errorf("stream %q declares its record time twice", s.decl.name))
+		return s
 	}
 	s.decl.recordTime = fn
 	return s
 }
 
 // recordTimeOf returns the time of the record (key, v) of the topic d:
-// its declared RecordTime, else the Kafka timestamp c carries.
+// its declared RecordTime, else the Kafka timestamp c carries; zero when
+// the RecordTime says it has none.
 func recordTimeOf[V any](d *topicDecl, key string, v V, c *Context) time.Time {
 	if fn, ok := d.recordTime.(RecordTime[V]); ok {
-		if t := fn(key, v); !t.IsZero() {
+		t, ok := fn(key, v)
+		if !ok {
+			return time.Time{}
+		}
+		if !t.IsZero() {
 			return t
 		}
 	}
@@ -130,14 +138,16 @@ func (c *Context) observeTime(t time.Time) {
 }
 
 // RecordTime returns the record's time: what its stream's RecordTime reads
-// (Stream.TimedBy), else its Kafka timestamp; zero when it has neither.
+// (Stream.TimedBy), else its Kafka timestamp; zero when it has neither or
+// its RecordTime says it has no time.
 func (c *Context) RecordTime() time.Time { return c.recordTime }
 
 // StreamTime returns the stream time of the record's partition in this
 // group: the highest record time seen, this record's included. It never
-// goes back while the partition stays in this process; a process that
-// takes a partition over starts it again from the latest window start of
-// the group's windowed state, if it has any, and the records it handles.
+// goes back within a session. A group with windows or timers writes it to
+// its state changelog, and a session that claims the partition starts
+// from the stream time of the committed records (see docs/time.md);
+// without state, from the records it handles.
 func (c *Context) StreamTime() time.Time {
 	if c.clock == nil {
 		return c.recordTime

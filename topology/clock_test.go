@@ -20,7 +20,7 @@ type timed struct {
 func TestRecordAndStreamTime(t *testing.T) {
 	topo := topology.New("clock")
 	in := topology.NewStream(topo, "in", codecs.JSON[timed]{}, topology.WithPartitions(1), topology.External("test")).
-		TimedBy(func(_ string, v timed) time.Time { return v.At })
+		TimedBy(func(_ string, v timed) (time.Time, bool) { return v.At, true })
 	out := topology.NewStream(topo, "out", codecs.JSON[[2]time.Time]{}, topology.WithPartitions(1))
 	p := topo.Processor("g")
 	emit := topology.Produce(p, out)
@@ -49,7 +49,7 @@ func TestRecordAndStreamTime(t *testing.T) {
 func TestTimedByIsDeclaredOnce(t *testing.T) {
 	topo := topology.New("clock2")
 	s := topology.NewStream(topo, "in", codecs.JSON[timed]{}, topology.External("test"))
-	f := func(_ string, v timed) time.Time { return v.At }
+	f := func(_ string, v timed) (time.Time, bool) { return v.At, true }
 	s.TimedBy(f).TimedBy(f)
 	if _, err := topo.Build(); err == nil {
 		t.Fatal("Build accepted a stream timed twice")

@@ -59,7 +59,7 @@ func (o *orderedHandler) Setup(s sarama.ConsumerGroupSession) error {
 	o.sess = &orderedSession{ConsumerGroupSession: s, tr: o.tr}
 	if t := o.g.time; t != nil && o.g.dl != nil {
 		if err := t.setup(s, o.g.dl); err != nil {
-			return fmt.Errorf("%w: %s: state not restored: %w", errAbandoned, o.g.dl.group, err)
+			return stateSetupError(s.Context(), o.g.dl.group, err)
 		}
 	}
 	if dl := o.tr.dl; dl != nil {

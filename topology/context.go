@@ -80,6 +80,9 @@ type pendingDead struct {
 	reason string
 	err    error
 	value  []byte
+	// subject, when set, is the timer or window the dead letter is of
+	// (deadsubject.go).
+	subject *deadSubject
 }
 
 func (c *Context) reset() {
@@ -241,12 +244,12 @@ func (c *Context) flush(env envelopeFactory) {
 			if !c.admitDeadLetter(d) {
 				continue
 			}
-			b, err := env(c, d.reason, d.err, d.value)
+			b, err := c.envelope(env, d)
 			if err != nil {
 				c.outErr = err
 				return
 			}
-			c.sent = append(c.sent, pendingEmit{topic: c.proc.t.deadLetter, key: deadLetterKey(c.Key()), value: b,
+			c.sent = append(c.sent, pendingEmit{topic: c.proc.t.deadLetter, key: d.deadLetterKey(c), value: b,
 				headers: []Header{originHeader(c.Partition())}})
 		}
 		return
@@ -271,7 +274,7 @@ func (c *Context) flush(env envelopeFactory) {
 			if !c.admitDeadLetter(d) {
 				continue
 			}
-			b, err := env(c, d.reason, d.err, d.value)
+			b, err := c.envelope(env, d)
 			if err != nil {
 				// Only a record no Kafka record could hold fails to
 				// encode; stopping beats losing it. goka returns from
@@ -280,7 +283,7 @@ func (c *Context) flush(env envelopeFactory) {
 				c.g.DeferCommit()(err)
 				return
 			}
-			c.g.Emit(goka.Stream(c.proc.t.deadLetter), deadLetterKey(c.g.Key()), b, headerOption([]Header{originHeader(c.Partition())})...)
+			c.g.Emit(goka.Stream(c.proc.t.deadLetter), d.deadLetterKey(c), b, headerOption([]Header{originHeader(c.Partition())})...)
 		}
 	})
 }

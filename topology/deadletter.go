@@ -72,12 +72,17 @@ func encodeEnvelope(e deadletter.Envelope, limit int) ([]byte, bool, error) {
 func envelopeFor(first time.Time) envelopeFactory {
 	return func(c *Context, reason string, err error, value []byte) ([]byte, error) {
 		rec := c.info(first)
-		b, cut, encErr := newEnvelope(&rec, reason, err, value)
-		if cut && c.obs != nil {
-			c.obs.deadLetterTruncated(c.proc.group)
-		}
-		return b, encErr
+		return c.encodeEnvelope(&rec, reason, err, value)
 	}
+}
+
+// encodeEnvelope is newEnvelope, counting a cut one.
+func (c *Context) encodeEnvelope(rec *recordInfo, reason string, err error, value []byte) ([]byte, error) {
+	b, cut, encErr := newEnvelope(rec, reason, err, value)
+	if cut && c.obs != nil {
+		c.obs.deadLetterTruncated(c.proc.group)
+	}
+	return b, encErr
 }
 
 // newEnvelope encodes the dead-letter envelope of a failure of record rec

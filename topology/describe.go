@@ -30,7 +30,7 @@ type TopicDescription struct {
 	// External is set when ProducedBy is outside the topology.
 	External bool `json:"external,omitempty"`
 	// Partitioner names the topic's partitioner when it is not the
-	// default (goka's hash): "murmur2".
+	// default (goka's hash): "murmur2", or PartitionerOrigin.
 	Partitioner string `json:"partitioner,omitempty"`
 }
 
@@ -84,6 +84,11 @@ func (t *Topology) describe() Description {
 		}
 		if td.partitioner != GokaHash {
 			desc.Partitioner = td.partitioner.String()
+		}
+		if td.kind == kindState || td.kind == kindTicks {
+			// Written to the partition of the input record they come
+			// from (its origin header), whatever their key hashes to.
+			desc.Partitioner = PartitionerOrigin
 		}
 		d.Topics = append(d.Topics, desc)
 	}
@@ -332,3 +337,8 @@ func externalOf(t TopicDescription) string {
 	}
 	return ""
 }
+
+// PartitionerOrigin is the Partitioner of a topic whose records go to the
+// partition of the input record they come from, not by their key: the
+// state changelogs and ticks topics of groups with windows or timers.
+const PartitionerOrigin = "origin"

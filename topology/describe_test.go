@@ -66,3 +66,26 @@ func TestDescribeListsEveryEdge(t *testing.T) {
 		t.Error("unknown format accepted")
 	}
 }
+
+// The state changelogs and ticks topics are placed by the origin
+// partition, not by their keys' hash, and Describe says so.
+func TestDescribeStateTopicsPlacedByOrigin(t *testing.T) {
+	topo, _, _, h := stateTopo()
+	var seen int
+	for _, td := range topo.Describe().Topics {
+		switch td.Name {
+		case h.Name(), "g-timers", "g-ticks":
+			seen++
+			if td.Partitioner != topology.PartitionerOrigin {
+				t.Errorf("%s: partitioner %q, want %q", td.Name, td.Partitioner, topology.PartitionerOrigin)
+			}
+		case "in", "out":
+			if td.Partitioner != "" {
+				t.Errorf("%s: partitioner %q", td.Name, td.Partitioner)
+			}
+		}
+	}
+	if seen != 3 {
+		t.Errorf("%d of the 3 state topics described", seen)
+	}
+}

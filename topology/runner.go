@@ -78,6 +78,12 @@ type RunnerOptions struct {
 	// for without a limit, as at start. 0 means DefaultRestartLimit; a
 	// negative limit restarts for ever.
 	RestartLimit int
+	// StateRestoreTimeout bounds the rebuild of a group's windows and
+	// timers from their changelogs at a session's start (0:
+	// DefaultStateRestoreTimeout). A rebuild that fails (a corrupt
+	// record, this timeout) is the group's failure, subject to
+	// RestartLimit; one cut short by a rebalance is not.
+	StateRestoreTimeout time.Duration
 }
 
 // DefaultRestartLimit is the RestartLimit of a runner that sets none: with
@@ -498,7 +504,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 	k := r.opts.Kafka
 	cl := newChangelog(p, r.log) // the group table's store holds only what its topic acknowledged
 	// Windows and timers: rebuilt from their changelogs per session.
-	env.time = p.time.newRuntime(filepath.Join(r.opts.DataDir, "state", p.group), &k, r.opts.Clock, r.log)
+	env.time = p.time.newRuntime(filepath.Join(r.opts.DataDir, "state", p.group), &k, r.opts.Clock, r.log).withRestoreTimeout(r.opts.StateRestoreTimeout)
 	env.time.setTick(r.opts.TickEvery)
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),

@@ -172,14 +172,20 @@ type timeRuntime struct {
 	// every is the ticker's period (0: DefaultTickEvery).
 	every time.Duration
 
+	// restoreTimeout bounds the rebuild of a session's state (0: the
+	// default; see staterestore.go).
+	restoreTimeout time.Duration
+
 	bindOnce sync.Once
 	mu       sync.Mutex
 	parts    map[int32]*partState
 	// owned are the partitions of the current session; stopTicks ends
 	// its ticker.
-	owned     []int32
-	stopTicks context.CancelFunc
-	ticking   sync.WaitGroup
+	owned []int32
+	// newTickProducer makes the ticker's producer (nil: defaultTickProducer).
+	newTickProducer func() (sarama.SyncProducer, error)
+	stopTicks       context.CancelFunc
+	ticking         sync.WaitGroup
 }
 
 // partState is the open state of one partition. Its maps are touched by
@@ -192,6 +198,8 @@ type partState struct {
 	// closedTo is, per aggregate, the stream-time bound its windows were
 	// closed up to (a window is never created due: see Aggregate).
 	closedTo map[*stateDecl]int64
+	// clock is the partition's stream-time entry (streamtime.go).
+	clock streamLog
 }
 
 // newRuntime returns the runtime of a goka processor of the group, nil
@@ -293,9 +301,6 @@ func (rt *timeRuntime) bind(ctx context.Context) {
 	})
 }
 
-// stateReadTimeout bounds the rebuild of a session's state.
-const stateReadTimeout = 5 * time.Minute
-
 // setup rebuilds the state of a new session's partitions from their
 // changelogs, and starts its ticker. dl reads the group's committed
 // offsets.
@@ -315,7 +320,7 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 		}
 	}
 	slices.Sort(owned)
-	ctx, cancel := context.WithTimeout(s.Context(), stateReadTimeout)
+	ctx, cancel := context.WithTimeout(s.Context(), rt.restoreTimeoutOrDefault())
 	defer cancel()
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
@@ -334,9 +339,19 @@ func (rt *timeRuntime) setup(s sarama.ConsumerGroupSession, dl *deadLetterLog) e
 			}
 		}
 	}
+	if rt.stream != nil {
+		// A new session's partitions start from their committed stream
+		// time (streamtime.go), not from this process's last session's.
+		for _, p := range owned {
+			rt.stream.reset(p)
+		}
+	}
 	parts, err := rt.restorePartitions(ctx, client, consumer, owned, committed)
 	if err != nil {
 		return err
+	}
+	for p, ps := range parts {
+		rt.restoreStreamTime(p, ps)
 	}
 	rt.mu.Lock()
 	rt.parts, rt.owned = parts, owned
@@ -361,6 +376,10 @@ func closeParts(parts map[int32]*partState) {
 // maxStart as the latest window start it holds.
 type changelogSpan struct {
 	from, end, maxStart, oldest int64
+	// stream is the partition's committed stream time (Unix ns) when the
+	// checkpoint was taken (0: none), for a tail without a stream-time
+	// entry.
+	stream int64
 }
 
 // restorePartitions brings the base stores of partitions owned up to
@@ -396,6 +415,13 @@ func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Clie
 			closeParts(bases)
 			return nil, err
 		}
+		if len(rt.td.states) > 0 && !wipe[rt.td.states[0]] {
+			// The stream-time entry lives in the first changelog: a
+			// tail without one starts from the checkpoint's.
+			if st := spans[p][rt.td.states[0]].stream; st > 0 {
+				ps.clock = streamLog{base: st, written: st, restored: true}
+			}
+		}
 		bases[p] = ps
 	}
 	maxStarts, err := rt.restoreAll(ctx, consumer, bases, committed, spans)
@@ -406,7 +432,11 @@ func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Clie
 	parts := map[int32]*partState{}
 	for _, p := range owned {
 		for _, st := range rt.td.states {
-			err := rt.putCheckpoint(st, p, checkpoint{offset: spans[p][st].end, maxStart: maxStarts[p][st]})
+			var stream int64
+			if c := bases[p].clock; c.restored {
+				stream = c.written
+			}
+			err := rt.putCheckpoint(st, p, checkpoint{offset: spans[p][st].end, maxStart: maxStarts[p][st], stream: stream})
 			if err == nil {
 				err = copyTree(filepath.Join(rt.partDir(st, p), "base"), filepath.Join(rt.partDir(st, p), "live"))
 			}
@@ -420,6 +450,7 @@ func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Clie
 			closeParts(parts)
 			return nil, err
 		}
+		ps.clock = bases[p].clock
 		parts[p] = ps
 	}
 	return parts, nil
@@ -443,7 +474,7 @@ func (rt *timeRuntime) span(client sarama.Client, st *stateDecl, p int32) (chang
 		return changelogSpan{}, false, err
 	}
 	if ok && ck.offset >= oldest && ck.offset <= end {
-		return changelogSpan{from: ck.offset, end: end, maxStart: ck.maxStart, oldest: oldest}, true, nil
+		return changelogSpan{from: ck.offset, end: end, maxStart: ck.maxStart, oldest: oldest, stream: ck.stream}, true, nil
 	}
 	return changelogSpan{from: oldest, end: end, maxStart: -1, oldest: oldest}, false, nil
 }
@@ -486,11 +517,17 @@ func (rt *timeRuntime) restoreAll(ctx context.Context, consumer sarama.Consumer,
 			maxStarts[r.p] = map[*stateDecl]int64{}
 		}
 		maxStarts[r.p][r.st] = r.maxStart
-		if r.err == nil && r.st.kind == stateWindows && r.maxStart >= 0 && rt.stream != nil {
-			// A window starts no later than the stream time that made it:
-			// the partition's stream time is at least that, so records
-			// late before the takeover are late after it.
-			rt.stream.advance(r.p, time.UnixMilli(r.maxStart))
+	}
+	if first == nil && rt.stream != nil {
+		for p, byState := range maxStarts {
+			for st, maxStart := range byState {
+				if st.kind == stateWindows && maxStart >= 0 && !parts[p].clock.restored {
+					// No stream-time entry (a changelog written before
+					// them): a window starts no later than the stream
+					// time that made it, a lower bound of it.
+					rt.stream.advance(p, time.UnixMilli(maxStart))
+				}
+			}
 		}
 	}
 	return maxStarts, first
@@ -528,7 +565,10 @@ func (rt *timeRuntime) restore(ctx context.Context, consumer sarama.Consumer, st
 		case m := <-pc.Messages():
 			read++
 			c, err := windowstore.ParseChange(m.Key, m.Value)
-			if err == nil {
+			entry := err == nil && isStreamTime(c)
+			if entry {
+				err = ps.clock.restore(c.Value, committed)
+			} else if err == nil {
 				c, err = undone(c, committed)
 			}
 			if err != nil {
@@ -538,10 +578,12 @@ func (rt *timeRuntime) restore(ctx context.Context, consumer sarama.Consumer, st
 			if st.kind == stateTimers && len(c.Key) > 0 && c.Key[0] == timerWall {
 				store = ps.wall
 			}
-			if err := store.Restore(c); err != nil {
-				return -1, fmt.Errorf("topology: restore %s/%d@%d: %w", topic, p, m.Offset, err)
+			if !entry { // the stream time is not the store's
+				if err := store.Restore(c); err != nil {
+					return -1, fmt.Errorf("topology: restore %s/%d@%d: %w", topic, p, m.Offset, err)
+				}
+				maxStart = max(maxStart, c.Start)
 			}
-			maxStart = max(maxStart, c.Start)
 			if m.Offset+1 >= end {
 				return done(read, maxStart)
 			}
@@ -588,13 +630,9 @@ func (rt *timeRuntime) setTick(every time.Duration) {
 // partition's goroutine.
 func (rt *timeRuntime) tick(ctx context.Context) {
 	defer rt.ticking.Done()
-	cfg := rt.kafka.producerConfig()
-	cfg.Producer.Partitioner = originPartitioner(byTopicPartitioner(nil, Hasher))
-	cfg.Producer.Return.Successes = true
-	prod, err := sarama.NewSyncProducer(rt.kafka.Brokers, cfg)
+	prod, err := rt.tickProducer(ctx)
 	if err != nil {
-		rt.log.Warn("wall-clock timer ticks: no producer; timers fire with the partitions' records only", "group", rt.td.p.group, "err", err)
-		return
+		return // the session ended
 	}
 	defer prod.Close()
 	clock := rt.clock

@@ -48,9 +48,9 @@ func stateTopo() (*topology.Topology, topology.Stream[string], topology.Stream[s
 func stateTopoOf(partitions int32) (*topology.Topology, topology.Stream[string], topology.Stream[string], topology.Windowed[int]) {
 	topo := topology.New("timestate")
 	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(partitions), topology.External("test")).
-		TimedBy(func(_ string, v string) time.Time {
+		TimedBy(func(_ string, v string) (time.Time, bool) {
 			m, _ := strconv.Atoi(v)
-			return at(m)
+			return at(m), true
 		})
 	out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(partitions))
 	p := topo.Processor("g")

@@ -40,6 +40,9 @@ type checkpoint struct {
 	// window start the store holds (-1: none); written when it was
 	// written (Unix ms, the system's clock, as the broker's compaction).
 	offset, maxStart, written int64
+	// stream is the partition's committed stream time then (Unix ns; 0:
+	// none), kept with the first store's checkpoint (streamtime.go).
+	stream int64
 }
 
 // checkpointMaxAge is the age past which a checkpoint is not used: half
@@ -69,10 +72,10 @@ func (rt *timeRuntime) takeCheckpoint(st *stateDecl, p int32) (ck checkpoint, ok
 		return ck, false, fmt.Errorf("topology: remove %s: %w", path, err)
 	}
 	f := strings.Fields(string(b))
-	if len(f) != 3 {
+	if len(f) != 4 {
 		return ck, false, nil
 	}
-	for i, v := range []*int64{&ck.offset, &ck.maxStart, &ck.written} {
+	for i, v := range []*int64{&ck.offset, &ck.maxStart, &ck.written, &ck.stream} {
 		if *v, err = strconv.ParseInt(f[i], 10, 64); err != nil {
 			return ck, false, nil
 		}
@@ -96,7 +99,7 @@ func (rt *timeRuntime) putCheckpoint(st *stateDecl, p int32, ck checkpoint) erro
 	if err != nil {
 		return fmt.Errorf("topology: checkpoint: %w", err)
 	}
-	_, err = fmt.Fprintf(f, "%d %d %d\n", ck.offset, ck.maxStart, time.Now().UnixMilli())
+	_, err = fmt.Fprintf(f, "%d %d %d %d\n", ck.offset, ck.maxStart, time.Now().UnixMilli(), ck.stream)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -94,11 +94,23 @@ func (tx *stateTx) get(store *windowstore.Store, key []byte, start int64) (windo
 	return store.Get(key, start)
 }
 
+// getState reads and parses window (key, start) of store, seeing the
+// writes queued.
+func (tx *stateTx) getState(store *windowstore.Store, key []byte, start int64) (stateValue, bool, error) {
+	cur, ok, err := tx.get(store, key, start)
+	if err != nil || !ok {
+		return stateValue{}, false, err
+	}
+	sv, err := parseState(cur.Value)
+	return sv, err == nil, err
+}
+
 // flushState applies the callback's state writes to the local stores and
 // emits them to their changelogs in the record's partition, with its
 // outputs. It runs inside gokaCall and reports whether the flush may go
 // on.
 func (c *Context) flushState() bool {
+	c.logStreamTime()
 	tx := c.state
 	if tx == nil {
 		return true
@@ -162,65 +174,106 @@ func (c *Context) afterRecord() error {
 // A stored window or timer: whether it is done (a window closed, a timer
 // fired), its end (a window's end, a timer's due time, Unix ms), for a
 // done one the record that did it (topic and offset, in the same
-// partition), and its payload (the encoded aggregate or timer value):
+// partition), for a window the last input record added to it (its
+// "applied" record, same form), and its payload (the encoded aggregate or
+// timer value):
 //
-//	flag(1) end(8) [offset(8) uvarint(len(topic)) topic] payload
+//	flag(1) end(8) [offset(8) uvarint(len(topic)) topic] [offset(8) uvarint(len(topic)) topic] payload
 //
-// A done entry is moved in the store's end index to doneEnd, past every
-// time, so that closing and firing visit pending ones only. The rebuild of
-// a session's state (restore) turns a done entry whose record is not
-// committed back into a pending one: that record is handled again, and
-// closes or fires it again, so an output whose record crashed before its
-// commit is not lost, even when the state write was acknowledged first.
+// flag's bit 0 says done (the first bracket is present), bit 1 that the
+// applied record (the second) is. A done entry is moved in the store's end
+// index to doneEnd, past every time, so that closing and firing visit
+// pending ones only. The rebuild of a session's state (restore) turns a
+// done entry whose record is not committed back into a pending one: that
+// record is handled again, and closes or fires it again, so an output
+// whose record crashed before its commit is not lost, even when the state
+// write was acknowledged first. A window's applied record does the
+// reverse for updates: a replayed record whose window already holds it
+// (applied offset at or past the record's, in its topic) is not added
+// again (see aggregate.handle).
 type stateValue struct {
 	done     bool
 	end      int64
 	byTopic  string
 	byOffset int64
-	payload  []byte
+	// applied is set when appliedTopic/appliedOffset name the last record
+	// added to the window.
+	applied       bool
+	appliedTopic  string
+	appliedOffset int64
+	payload       []byte
 }
 
 const (
-	statePending byte = 0
 	stateDone    byte = 1
+	stateApplied byte = 2
 	doneEnd           = int64(1) << 62
 )
 
 func encodeState(v stateValue) []byte {
-	b := make([]byte, 0, 1+8+8+binary.MaxVarintLen64+len(v.byTopic)+len(v.payload))
-	flag := statePending
+	b := make([]byte, 0, 1+8+2*(8+binary.MaxVarintLen64)+len(v.byTopic)+len(v.appliedTopic)+len(v.payload))
+	var flag byte
 	if v.done {
-		flag = stateDone
+		flag |= stateDone
+	}
+	if v.applied {
+		flag |= stateApplied
 	}
 	b = binary.BigEndian.AppendUint64(append(b, flag), uint64(v.end))
 	if v.done {
-		b = binary.AppendUvarint(binary.BigEndian.AppendUint64(b, uint64(v.byOffset)), uint64(len(v.byTopic)))
-		b = append(b, v.byTopic...)
+		b = appendRecordRef(b, v.byTopic, v.byOffset)
+	}
+	if v.applied {
+		b = appendRecordRef(b, v.appliedTopic, v.appliedOffset)
 	}
 	return append(b, v.payload...)
 }
 
+func appendRecordRef(b []byte, topic string, offset int64) []byte {
+	b = binary.AppendUvarint(binary.BigEndian.AppendUint64(b, uint64(offset)), uint64(len(topic)))
+	return append(b, topic...)
+}
+
+// parseRecordRef reads what appendRecordRef wrote, and returns the rest.
+func parseRecordRef(b []byte) (string, int64, []byte, bool) {
+	if len(b) < 8 {
+		return "", 0, nil, false
+	}
+	off := int64(binary.BigEndian.Uint64(b))
+	n, w := binary.Uvarint(b[8:])
+	if w <= 0 || uint64(len(b)-8-w) < n {
+		return "", 0, nil, false
+	}
+	return string(b[8+w : 8+w+int(n)]), off, b[8+w+int(n):], true
+}
+
 func parseState(b []byte) (stateValue, error) {
 	bad := fmt.Errorf("topology: corrupt state value of %d bytes", len(b))
-	if len(b) < 9 || b[0] > stateDone {
+	if len(b) < 9 || b[0] > stateDone|stateApplied {
 		return stateValue{}, bad
 	}
-	v := stateValue{done: b[0] == stateDone, end: int64(binary.BigEndian.Uint64(b[1:9]))}
+	v := stateValue{done: b[0]&stateDone != 0, applied: b[0]&stateApplied != 0, end: int64(binary.BigEndian.Uint64(b[1:9]))}
 	b = b[9:]
+	ok := true
 	if v.done {
-		if len(b) < 8 {
-			return stateValue{}, bad
-		}
-		v.byOffset = int64(binary.BigEndian.Uint64(b))
-		n, w := binary.Uvarint(b[8:])
-		if w <= 0 || uint64(len(b)-8-w) < n {
-			return stateValue{}, bad
-		}
-		v.byTopic = string(b[8+w : 8+w+int(n)])
-		b = b[8+w+int(n):]
+		v.byTopic, v.byOffset, b, ok = parseRecordRef(b)
+	}
+	if ok && v.applied {
+		v.appliedTopic, v.appliedOffset, b, ok = parseRecordRef(b)
+	}
+	if !ok {
+		return stateValue{}, bad
 	}
 	v.payload = b
 	return v, nil
+}
+
+// holds reports whether the window v already holds the record at offset
+// of topic: it was the last one added, or an earlier one (records of a
+// partition are added in offset order, and a window's value carries every
+// record added before its last).
+func (v stateValue) holds(topic string, offset int64) bool {
+	return v.applied && v.appliedTopic == topic && v.appliedOffset >= offset
 }
 
 // doneValue returns v marked done by the current record.
@@ -255,7 +308,7 @@ func undone(c windowstore.Change, committed map[string]int64) (windowstore.Chang
 // topic with the failure's reason, and the record goes on, so that one
 // bad timer or window does not fail every record of its partition. A
 // panic of fn is such a failure (ReasonPanic).
-func (c *Context) isolate(what string, value []byte, fn func() error) error {
+func (c *Context) isolate(subject *deadSubject, what string, value []byte, fn func() error) error {
 	tx := c.tx()
 	ne, nl, nd, no, refused := len(c.emits), len(c.loops), len(c.dead), len(tx.ops), c.refused
 	err := func() (err error) {
@@ -285,6 +338,6 @@ func (c *Context) isolate(what string, value []byte, fn func() error) error {
 	for i, op := range tx.ops {
 		tx.last[opKey{op.store, op.c.Start, string(op.c.Key)}] = i
 	}
-	c.DeadLetter(ReasonOf(err), err, value)
+	c.deadLetterOf(subject, ReasonOf(err), err, value)
 	return nil
 }

@@ -245,7 +245,8 @@ func (c *Context) fireTimers(ps *partState, store *windowstore.Store, now int64)
 			continue // a timer no handler declares any more
 		}
 		k := string(key)
-		err = c.isolate(fmt.Sprintf("timer %q for %q", name, k), sv.payload, func() error {
+		subject := &deadSubject{stage: StageSuffixTimer, topic: rt.td.timers.topic.name, key: k}
+		err = c.isolate(subject, fmt.Sprintf("timer %q for %q", name, k), sv.payload, func() error {
 			prev := tx.key
 			tx.key = &k
 			defer func() { tx.key = prev }()

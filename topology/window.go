@@ -14,6 +14,11 @@ import (
 // period, by stream time.
 const ReasonLate = "late"
 
+// ReasonNoTime is the skip reason of a record an Aggregate does not add
+// because it has no time: its stream's RecordTime said so (or it has no
+// Kafka timestamp either).
+const ReasonNoTime = "no_time"
+
 // Windows says how an Aggregate cuts record time into windows: Tumbling,
 // Hopping or Sessions, with a Grace period.
 type Windows struct {
@@ -242,6 +247,12 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 		return err
 	}
 	store := ps.stores[a.st]
+	if c.RecordTime().IsZero() {
+		if c.obs != nil {
+			c.obs.skipped(c.proc.group, ReasonNoTime)
+		}
+		return nil
+	}
 	t, st := c.RecordTime().UnixMilli(), c.StreamTime().UnixMilli()
 	size, adv, grace := a.w.size.Milliseconds(), a.w.advance.Milliseconds(), a.w.grace.Milliseconds()
 	k := []byte(key)
@@ -261,20 +272,25 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 			continue // closed by stream time
 		}
 		agg := a.init()
-		cur, ok, err := tx.get(store, k, start)
+		sv, ok, err := tx.getState(store, k, start)
 		if err != nil {
 			return err
 		}
 		if ok {
-			sv, err := parseState(cur.Value)
-			if err != nil {
-				return err
-			}
 			if sv.done {
 				continue // closed
 			}
 			if agg, err = a.codec.Decode(sv.payload); err != nil {
 				return fmt.Errorf("topology: decode window of %q at %d in %s: %w", key, start, a.st.topic.name, err)
+			}
+			if sv.holds(c.Topic(), c.Offset()) {
+				// A replay onto a window rebuilt with this record in it:
+				// not added again, its update told again.
+				accepted++
+				if err := a.updated(c, key, start, end, agg); err != nil {
+					return err
+				}
+				continue
 			}
 		}
 		agg = a.add(key, v, agg)
@@ -282,12 +298,14 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 		if err != nil {
 			return fmt.Errorf("topology: encode window for %s: %w", a.st.topic.name, err)
 		}
-		tx.put(a.st, store, k, start, end, encodeState(stateValue{end: end, payload: b}))
+		val := c.appliedValue(end, b)
+		if err := a.fits(c, k, start, end, val); err != nil {
+			return err
+		}
+		tx.put(a.st, store, k, start, end, val)
 		accepted++
-		if a.onUpdate != nil {
-			if err := a.onUpdate(c, key, Window{Start: time.UnixMilli(start), End: time.UnixMilli(end)}, agg); err != nil {
-				return err
-			}
+		if err := a.updated(c, key, start, end, agg); err != nil {
+			return err
 		}
 	}
 	if accepted > 0 {
@@ -316,21 +334,28 @@ func (a *aggregate[V, A]) session(c *Context, store *windowstore.Store, key stri
 		return err
 	}
 	tx := c.tx()
-	start, end := t, t+gap
-	agg, merged := a.init(), false
 	for _, w := range ws {
-		cur, ok, err := tx.get(store, k, w.Start) // this callback's writes first
-		if err != nil || !ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		sv, err := parseState(cur.Value)
+		// A replay onto a session rebuilt with this record in it.
+		sv, ok, err := tx.getState(store, k, w.Start)
 		if err != nil {
 			return err
 		}
-		if sv.done || t < w.Start-gap || t >= sv.end {
+		if ok && !sv.done && w.Start <= t && t < sv.end && sv.holds(c.Topic(), c.Offset()) {
+			agg, err := a.codec.Decode(sv.payload)
+			if err != nil {
+				return fmt.Errorf("topology: decode session of %q at %d in %s: %w", key, w.Start, a.st.topic.name, err)
+			}
+			return a.updated(c, key, w.Start, sv.end, agg)
+		}
+	}
+	start, end := t, t+gap
+	agg, merged := a.init(), false
+	for _, w := range ws {
+		sv, ok, err := tx.getState(store, k, w.Start) // this callback's writes first
+		if err != nil {
+			return err
+		}
+		if !ok || sv.done || t < w.Start-gap || t >= sv.end {
 			continue
 		}
 		prev, err := a.codec.Decode(sv.payload)
@@ -350,11 +375,37 @@ func (a *aggregate[V, A]) session(c *Context, store *windowstore.Store, key stri
 	if err != nil {
 		return fmt.Errorf("topology: encode session for %s: %w", a.st.topic.name, err)
 	}
-	tx.put(a.st, store, k, start, end, encodeState(stateValue{end: end, payload: b}))
-	if a.onUpdate != nil {
-		return a.onUpdate(c, key, Window{Start: time.UnixMilli(start), End: time.UnixMilli(end)}, agg)
+	val := c.appliedValue(end, b)
+	if err := a.fits(c, k, start, end, val); err != nil {
+		return err
+	}
+	tx.put(a.st, store, k, start, end, val)
+	return a.updated(c, key, start, end, agg)
+}
+
+// fits refuses (too_large) a window write whose changelog record the
+// producer would refuse, failing the group on every restart: the record
+// is dead-lettered instead, its windows unchanged.
+func (a *aggregate[V, A]) fits(c *Context, key []byte, start, end int64, val []byte) error {
+	ch := windowstore.Change{Key: key, Start: start, End: end, Value: val}
+	if err := fits(a.st.topic.name, string(windowstore.ChangeKey(ch)), windowstore.ChangeValue(ch), []Header{originHeader(c.Partition())}); err != nil {
+		return c.refuse(err)
 	}
 	return nil
+}
+
+// updated calls OnUpdate, if set, with window [start, end) of key.
+func (a *aggregate[V, A]) updated(c *Context, key string, start, end int64, agg A) error {
+	if a.onUpdate == nil {
+		return nil
+	}
+	return a.onUpdate(c, key, Window{Start: time.UnixMilli(start), End: time.UnixMilli(end)}, agg)
+}
+
+// appliedValue returns a pending window's stored value ending at end with
+// payload, the current record its applied one.
+func (c *Context) appliedValue(end int64, payload []byte) []byte {
+	return encodeState(stateValue{end: end, payload: payload, applied: true, appliedTopic: c.Topic(), appliedOffset: c.Offset()})
 }
 
 // closeDue closes the windows that end at or before streamTime - grace.
@@ -374,25 +425,19 @@ func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) 
 	}
 	tx := c.tx()
 	for _, d := range due {
-		cur, ok, err := tx.get(store, d.Key, d.Start)
+		sv, ok, err := tx.getState(store, d.Key, d.Start)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			continue
-		}
-		sv, err := parseState(cur.Value)
-		if err != nil {
-			return err
-		}
-		if sv.done {
+		if !ok || sv.done {
 			continue
 		}
 		end := sv.end
 		tx.put(a.st, store, d.Key, d.Start, doneEnd, c.doneValue(sv))
 		if a.onClose != nil {
 			w := Window{Start: time.UnixMilli(d.Start), End: time.UnixMilli(end)}
-			err := c.isolate(fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), d.Key, a.st.topic.name), sv.payload, func() error {
+			subject := &deadSubject{stage: StageSuffixWindow, topic: a.st.topic.name, key: string(d.Key)}
+			err := c.isolate(subject, fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), d.Key, a.st.topic.name), sv.payload, func() error {
 				agg, err := a.codec.Decode(sv.payload)
 				if err != nil {
 					return Reject(ReasonDecodeError, err)

@@ -197,10 +197,12 @@ func (v *WindowView[A]) follow(ctx context.Context, client sarama.Client, consum
 			if err != nil {
 				return fmt.Errorf("topology: view of %s/%d@%d: %w", topic, p, m.Offset, err)
 			}
-			if err := store.Restore(c); err != nil {
-				return fmt.Errorf("topology: view of %s/%d@%d: %w", topic, p, m.Offset, err)
+			if !isStreamTime(c) { // the group's stream time is no window
+				if err := store.Restore(c); err != nil {
+					return fmt.Errorf("topology: view of %s/%d@%d: %w", topic, p, m.Offset, err)
+				}
+				maxStart = max(maxStart, c.Start)
 			}
-			maxStart = max(maxStart, c.Start)
 			if m.Offset+1 >= end && !done {
 				done = true
 				if _, err := store.Expire(maxStart); err != nil {

@@ -18,7 +18,7 @@ import (
 func declare() (*topology.Topology, topology.Stream[timewindows.Reading]) {
 	t := topology.New("sensors")
 	readings := topology.NewStream(t, "readings", codecs.JSON[timewindows.Reading]{}, topology.External("sensors")).
-		TimedBy(func(_ string, r timewindows.Reading) time.Time { return r.At })
+		TimedBy(func(_ string, r timewindows.Reading) (time.Time, bool) { return r.At, true })
 	return t, readings
 }
 

@@ -285,3 +285,15 @@ func TestCheckTimeComparesViewCounts(t *testing.T) {
 }
 
 var _ sinks.SummaryStore = (*local.Store)(nil)
+
+// A check that compared no window is not a pass.
+func TestCheckTimeWithoutCertainWindowsFails(t *testing.T) {
+	var truth simulator.Truth
+	rep, err := reconcile.CheckTime(context.Background(), truth, reconcile.TimeSources{Summaries: storeOf(t, nil)}, timeOptions(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || rep.Certain != 0 || !strings.Contains(strings.Join(rep.Mismatches, "\n"), "no closed window") {
+		t.Errorf("an empty check passed: %+v", rep)
+	}
+}

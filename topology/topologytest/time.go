@@ -17,6 +17,8 @@ type driverTime struct {
 	ctl *timectl.Control
 	// ticks are the ticks topics of the running groups.
 	ticks []string
+	// groups are the groups the driver runs.
+	groups []string
 }
 
 func newDriverTime(topo *topology.Topology, procs []*topology.Processor) *driverTime {
@@ -30,6 +32,7 @@ func newDriverTime(topo *topology.Topology, procs []*topology.Processor) *driver
 			dt.ticks = append(dt.ticks, td.Name)
 		}
 	}
+	dt.groups = groups
 	return dt
 }
 
@@ -73,12 +76,19 @@ func (d *Driver) AdvanceWall(dt time.Duration) {
 }
 
 // Windows returns key's windows of aggregate w that start in [from, to),
-// oldest first, closed or not.
+// oldest first, closed or not. It fails the test for a handle of no
+// declared aggregate or of a group the driver does not run.
 func Windows[A any](d *Driver, w topology.Windowed[A], key string, from, to time.Time) []topology.WindowValue[A] {
 	d.tb.Helper()
+	if w.Name() == "<undeclared>" {
+		d.tb.Fatalf("topologytest: windows of %q: the aggregate of %q was not declared", key, w.Group())
+	}
+	if !slices.Contains(d.time.groups, w.Group()) {
+		d.tb.Fatalf("topologytest: windows of %q in %s: the driver does not run group %q", key, w.Name(), w.Group())
+	}
 	src, _ := d.time.ctl.Runtime(w.Group()).(topology.WindowSource)
 	if src == nil {
-		return nil // the group has handled nothing yet
+		return nil // the group has handled nothing yet: no windows
 	}
 	out, err := w.Fetch(src, key, from, to)
 	if err != nil {

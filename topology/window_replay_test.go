@@ -1,0 +1,58 @@
+package topology_test
+
+import (
+	"log/slog"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/watershed-io/watershed/codecs"
+	"github.com/watershed-io/watershed/embedded"
+	"github.com/watershed-io/watershed/topology"
+)
+
+// A record whose window changelog write was acknowledged but
+// whose own output emit failed is replayed onto a rebuilt window that
+// already holds it: counted twice.
+func TestAggregateReplayCountsOnce(t *testing.T) {
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	k := topology.Kafka{Brokers: b.Addrs()}
+	topo := topology.New("timestate")
+	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test")).
+		TimedBy(func(_ string, v string) (time.Time, bool) { m, _ := strconv.Atoi(v); return at(m), true })
+	out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(1))
+	p := topo.Processor("g")
+	emit := topology.Produce(p, out)
+	topology.Aggregate(p, in, topology.Tumbling(time.Hour).Grace(10*time.Minute),
+		func() int { return 0 }, func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{},
+		topology.OnUpdate(func(c *topology.Context, key string, _ topology.Window, n int) error {
+			return emit.Emit(c, key, "upd:"+strconv.Itoa(n))
+		}),
+		topology.OnClose(func(c *topology.Context, key string, _ topology.Window, n int) error {
+			return emit.Emit(c, key, "closed:"+strconv.Itoa(n))
+		}))
+	run := runWith(t, topo, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		RestartBackoff: topology.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}})
+	produce(t, k, in.Name(), "warm", "1")
+	waitCommitted(t, topo, k, "g")
+	fault := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: out.Name(), Err: kerr.TopicAuthorizationFailed, Count: 1})
+	produce(t, k, in.Name(), "a", "0")
+	waitRefused(t, fault)
+	outputs(t, k, out.Name(), "a=upd:1")
+	produce(t, k, in.Name(), "z", "80") // closes 10:00-11:00
+	got := outputs(t, k, out.Name(), "a=closed:1", "warm=closed:1")
+	waitCommitted(t, topo, k, "g")
+	run.stop(t)
+	if slices.Contains(got, "a=upd:2") || slices.Contains(got, "a=closed:2") {
+		t.Errorf("a's one record counted twice: %v", got)
+	}
+}
