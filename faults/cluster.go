@@ -267,6 +267,18 @@ func (c *Cluster) supervise(ctx context.Context) {
 	}
 }
 
+// RunsGroup reports whether the cluster runs group (named without the
+// topology's prefix), or the retry companion of a group it runs
+// ("<group>-..."), which `watershed run --groups` starts with it.
+func (c *Cluster) RunsGroup(group string) bool {
+	for _, g := range c.cfg.Groups {
+		if group == g || strings.HasPrefix(group, g+"-") {
+			return true
+		}
+	}
+	return false
+}
+
 // UnexpectedExits returns, by process, how often it exited without being
 // told to (the supervisor restarted it).
 func (c *Cluster) UnexpectedExits() map[string]int {

@@ -51,7 +51,10 @@ func TestIntegrationPipelineKafkaCassandra(t *testing.T) {
 	var dlqTopic string
 	var out bytes.Buffer
 	report, err := demo.Run(ctx, demo.Options{
-		Devices: 20, Rate: 40, Duration: 8 * time.Second, Faults: true, Seed: 11,
+		Devices: 20, Rate: 40, Duration: 24 * time.Second, Faults: true, Seed: 11,
+		// Message time runs 50 minutes over the run, so hourly windows
+		// close and their summaries, stored in Cassandra, are compared.
+		Silence: 8 * time.Second, MessageSpan: 50 * time.Minute,
 		IngestAddr: "127.0.0.1:0", ViewAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 		DeviceSecret: "s3cret", ViewKey: "test-key", Partitions: 4, Out: &out,
 		DrainTimeout: 4 * time.Minute,
@@ -68,6 +71,9 @@ func TestIntegrationPipelineKafkaCassandra(t *testing.T) {
 	}
 	if report.Truth.Messages == 0 || report.Truth.Duplicates == 0 || report.Truth.Invalid == 0 || report.Truth.PackagesRejected == 0 {
 		t.Fatalf("the run did not exercise every outcome: %+v", report.Truth)
+	}
+	if tr := report.Time; tr == nil || tr.Certain == 0 || tr.Matched != tr.Certain || tr.Stored < tr.Matched {
+		t.Errorf("hourly summaries in Cassandra not compared or not matched: %+v", tr)
 	}
 	hi := report.Truth
 	if report.TruthMax != nil {
