@@ -44,8 +44,8 @@ import (
 // handled again. The rebuild reads what the compacted changelog keeps:
 // a window changelog is also deleted after the store's retention (plus a
 // day), so it stays bounded; the timers changelog is compacted only (a
-// cancelled timer is a tombstone, a fired one a mark until its key is
-// scheduled again: see stateValue).
+// cancelled timer is a tombstone, a fired one a mark until its firing
+// record settled: see stateValue and dropSettledMarks).
 
 // timeDecl is a group's framework-owned state.
 type timeDecl struct {
@@ -200,6 +200,9 @@ type partState struct {
 	closedTo map[*stateDecl]int64
 	// clock is the partition's stream-time entry (streamtime.go).
 	clock streamLog
+	// fired are the marks of fired timers not deleted yet
+	// (dropSettledMarks).
+	fired []firedMark
 }
 
 // newRuntime returns the runtime of a goka processor of the group, nil
@@ -447,6 +450,11 @@ func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Clie
 			}
 		}
 		ps, err := rt.open(p, "live", nil)
+		if err == nil {
+			if err = rt.collectMarks(ps); err != nil {
+				ps.close()
+			}
+		}
 		if err != nil {
 			closeParts(parts)
 			return nil, err
