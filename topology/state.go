@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -201,8 +202,11 @@ type partState struct {
 	// clock is the partition's stream-time entry (streamtime.go).
 	clock streamLog
 	// fired are the marks of fired timers not deleted yet
-	// (dropSettledMarks).
+	// (dropSettledMarks); marks counts them for the ticker, which sends
+	// a partition holding some a tick, so that a quiet partition deletes
+	// them too.
 	fired []firedMark
+	marks atomic.Int64
 }
 
 // newRuntime returns the runtime of a goka processor of the group, nil
@@ -703,7 +707,7 @@ func (rt *timeRuntime) tick(ctx context.Context) {
 		var msgs []*sarama.ProducerMessage
 		rt.mu.Lock()
 		for _, p := range rt.owned {
-			if ps := rt.parts[p]; ps != nil && hasDue(ps.wall, now) {
+			if ps := rt.parts[p]; ps != nil && (hasDue(ps.wall, now) || ps.marks.Load() > 0) {
 				h := originHeader(p)
 				msgs = append(msgs, &sarama.ProducerMessage{Topic: rt.td.ticks.topic.name, Key: sarama.StringEncoder("tick"),
 					Value:   sarama.ByteEncoder(strconv.AppendInt(nil, now, 10)),

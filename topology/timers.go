@@ -243,7 +243,10 @@ func (c *Context) fireTimers(ps *partState, store *windowstore.Store, now int64)
 		tx.put(rt.td.timers, store, d.Key, 0, doneEnd, c.doneValue(sv))
 		if rt.kafka != nil {
 			m := firedMark{store: store, key: d.Key, topic: c.Topic(), offset: c.Offset()}
-			tx.after = append(tx.after, func() { ps.fired = append(ps.fired, m) })
+			tx.after = append(tx.after, func() {
+				ps.fired = append(ps.fired, m)
+				ps.marks.Store(int64(len(ps.fired)))
+			})
 		}
 		h := rt.td.handlers[string(name)]
 		if !found || h == nil {
@@ -308,7 +311,10 @@ func (c *Context) dropSettledMarks(rt *timeRuntime, ps *partState) error {
 		}
 	}
 	// Forgotten only when the deletions are applied with the record.
-	tx.after = append(tx.after, func() { ps.fired = kept })
+	tx.after = append(tx.after, func() {
+		ps.fired = kept
+		ps.marks.Store(int64(len(kept)))
+	})
 	return nil
 }
 
@@ -328,6 +334,7 @@ func (rt *timeRuntime) collectMarks(ps *partState) error {
 			return fmt.Errorf("topology: %s: fired timers: %w", rt.td.p.group, err)
 		}
 	}
+	ps.marks.Store(int64(len(ps.fired)))
 	return nil
 }
 
