@@ -23,7 +23,8 @@ import (
 // partition, and from ticks: every RunnerOptions.TickEvery (default
 // DefaultTickEvery) the Runner looks at the partitions it owns and sends
 // a tick record to the group's topic "<group>-ticks", partition by
-// partition, where one is due. A tick is
+// partition, where one is due (or fired timers' marks wait to be
+// deleted: see dropSettledMarks). A tick is
 // handled like any record: its firings emit, write and commit with it, on
 // the partition's goroutine, under the same rules. So a timer fires once
 // per schedule, in the process that owns its partition: a firing whose
