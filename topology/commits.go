@@ -140,6 +140,16 @@ type pendingRecord struct {
 	settled bool
 }
 
+// settled returns the offset below which every record of topic's
+// partition settled in this session: it and the records before it had
+// their outputs acknowledged (0: none yet).
+func (t *commitTracker) settled(topic string, partition int32) int64 {
+	p := t.part(topic, partition)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.forwarded
+}
+
 func (p *partCommits) register(offset int64) {
 	p.mu.Lock()
 	p.pending = append(p.pending, pendingRecord{offset: offset})

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -44,8 +45,8 @@ import (
 // handled again. The rebuild reads what the compacted changelog keeps:
 // a window changelog is also deleted after the store's retention (plus a
 // day), so it stays bounded; the timers changelog is compacted only (a
-// cancelled timer is a tombstone, a fired one a mark until its key is
-// scheduled again: see stateValue).
+// cancelled timer is a tombstone, a fired one a mark until its firing
+// record settled: see stateValue and dropSettledMarks).
 
 // timeDecl is a group's framework-owned state.
 type timeDecl struct {
@@ -200,6 +201,12 @@ type partState struct {
 	closedTo map[*stateDecl]int64
 	// clock is the partition's stream-time entry (streamtime.go).
 	clock streamLog
+	// fired are the marks of fired timers not deleted yet
+	// (dropSettledMarks); marks counts them for the ticker, which sends
+	// a partition holding some a tick, so that a quiet partition deletes
+	// them too.
+	fired []firedMark
+	marks atomic.Int64
 }
 
 // newRuntime returns the runtime of a goka processor of the group, nil
@@ -389,11 +396,12 @@ type changelogSpan struct {
 func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Client, consumer sarama.Consumer, owned []int32, committed map[int32]map[string]int64) (map[int32]*partState, error) {
 	bases := map[int32]*partState{}
 	spans := map[int32]map[*stateDecl]changelogSpan{}
+	keep := rt.tombstoneKeeps(client)
 	for _, p := range owned {
 		spans[p] = map[*stateDecl]changelogSpan{}
 		wipe := map[*stateDecl]bool{}
 		for _, st := range rt.td.states {
-			sp, fromCheckpoint, err := rt.span(client, st, p)
+			sp, fromCheckpoint, err := rt.span(client, st, p, keep)
 			if err != nil {
 				closeParts(bases)
 				return nil, err
@@ -446,6 +454,11 @@ func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Clie
 			}
 		}
 		ps, err := rt.open(p, "live", nil)
+		if err == nil {
+			if err = rt.collectMarks(ps); err != nil {
+				ps.close()
+			}
+		}
 		if err != nil {
 			closeParts(parts)
 			return nil, err
@@ -456,10 +469,43 @@ func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Clie
 	return parts, nil
 }
 
+// tombstoneKeeps returns a function telling a changelog's
+// delete.retention.ms, asked of the brokers once per topic (0 when they
+// do not say: no checkpoint is used).
+func (rt *timeRuntime) tombstoneKeeps(client sarama.Client) func(topic string) time.Duration {
+	keeps := map[string]time.Duration{}
+	var admin sarama.ClusterAdmin
+	return func(topic string) time.Duration {
+		if d, ok := keeps[topic]; ok {
+			return d
+		}
+		var err error
+		if admin == nil {
+			// Not closed: closing it would close the session's client.
+			admin, err = sarama.NewClusterAdminFromClient(client)
+			if err != nil {
+				err = fmt.Errorf("topology: admin: %w", err)
+			}
+		}
+		var d time.Duration
+		if err == nil {
+			d, err = tombstoneKeep(admin, topic)
+		}
+		if err != nil {
+			rt.log.Warn("changelog's delete.retention.ms unknown: state checkpoints not used", "group", rt.td.p.group, "topic", topic, "err", err)
+			admin = nil
+		}
+		keeps[topic] = d
+		return d
+	}
+}
+
 // span returns what store st of partition p reads of its changelog, and
 // whether it starts from the store's checkpoint (taking it): only when the
-// changelog still holds the checkpoint's offset.
-func (rt *timeRuntime) span(client sarama.Client, st *stateDecl, p int32) (changelogSpan, bool, error) {
+// changelog still holds the checkpoint's offset and, keep telling the
+// changelog's delete.retention.ms, every tombstone written since
+// (checkpointUsable).
+func (rt *timeRuntime) span(client sarama.Client, st *stateDecl, p int32, keep func(topic string) time.Duration) (changelogSpan, bool, error) {
 	topic := st.topic.name
 	end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 	if err != nil {
@@ -474,7 +520,13 @@ func (rt *timeRuntime) span(client sarama.Client, st *stateDecl, p int32) (chang
 		return changelogSpan{}, false, err
 	}
 	if ok && ck.offset >= oldest && ck.offset <= end {
-		return changelogSpan{from: ck.offset, end: end, maxStart: ck.maxStart, oldest: oldest, stream: ck.stream}, true, nil
+		age, keeps := time.Since(time.UnixMilli(ck.written)), keep(topic)
+		log := rt.log.With("group", rt.td.p.group, "topic", topic, "partition", p, "checkpoint_age", age.Round(time.Second), "delete_retention", keeps)
+		if checkpointUsable(age, keeps, rt.restoreTimeoutOrDefault()) {
+			log.Info("state checkpoint used: reading the changelog from it", "from", ck.offset)
+			return changelogSpan{from: ck.offset, end: end, maxStart: ck.maxStart, oldest: oldest, stream: ck.stream}, true, nil
+		}
+		log.Info("state checkpoint too old for the changelog's delete.retention.ms: rebuilding from the oldest record")
 	}
 	return changelogSpan{from: oldest, end: end, maxStart: -1, oldest: oldest}, false, nil
 }
@@ -655,7 +707,7 @@ func (rt *timeRuntime) tick(ctx context.Context) {
 		var msgs []*sarama.ProducerMessage
 		rt.mu.Lock()
 		for _, p := range rt.owned {
-			if ps := rt.parts[p]; ps != nil && hasDue(ps.wall, now) {
+			if ps := rt.parts[p]; ps != nil && (hasDue(ps.wall, now) || ps.marks.Load() > 0) {
 				h := originHeader(p)
 				msgs = append(msgs, &sarama.ProducerMessage{Topic: rt.td.ticks.topic.name, Key: sarama.StringEncoder("tick"),
 					Value:   sarama.ByteEncoder(strconv.AppendInt(nil, now, 10)),

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/IBM/sarama"
 )
 
 // Checkpoints of the framework-owned state.
@@ -28,8 +30,9 @@ import (
 // applied in order, and a mark's record, committed when base read it, stays
 // committed (see undone). Without a checkpoint, or when the changelog no
 // longer holds its offset (retention deleted it, the topic was made
-// again), or older than checkpointMaxAge (compaction may since have
-// removed a tombstone of the tail whose key base still holds), base is
+// again), or when the checkpoint is too old for the changelog's
+// delete.retention.ms (compaction may since have removed a tombstone of
+// the tail whose key base still holds: see checkpointUsable), base is
 // rebuilt from the oldest record. The checkpoint is
 // removed before base changes and written, synced, once base is closed and
 // synced: a crash in between leaves no checkpoint, and a full rebuild.
@@ -45,12 +48,45 @@ type checkpoint struct {
 	stream int64
 }
 
-// checkpointMaxAge is the age past which a checkpoint is not used: half
-// Kafka's default delete.retention.ms (a day), the time a compacted
-// topic keeps a tombstone after it compacted the records it deletes. A
-// cluster configured to keep tombstones less than that must not reuse
-// state folders older than its setting.
-const checkpointMaxAge = 12 * time.Hour
+// StateTombstoneRetention is the delete.retention.ms the framework gives
+// the state changelogs it creates (Kafka's default, a day): how long
+// compaction keeps a tombstone, so how old a state checkpoint may be and
+// still be used (see checkpointUsable).
+const StateTombstoneRetention = 24 * time.Hour
+
+// checkpointSkew bounds the difference between this machine's clock and
+// the brokers' that a checkpoint's age allows for.
+const checkpointSkew = time.Minute
+
+// checkpointUsable reports whether a checkpoint written age ago may be
+// read on from, for a changelog that keeps tombstones keep (its
+// delete.retention.ms) and a rebuild bounded by restoreTimeout. Compaction
+// keeps a tombstone at least keep after it was written, and every
+// tombstone of the tail was written after the checkpoint: so the tail
+// holds them all while the checkpoint is younger than keep, less the
+// time the rebuild may take and the clocks' skew.
+func checkpointUsable(age, keep, restoreTimeout time.Duration) bool {
+	return age >= -checkpointSkew && age < keep-restoreTimeout-checkpointSkew
+}
+
+// tombstoneKeep returns topic's delete.retention.ms, as the brokers say.
+func tombstoneKeep(admin sarama.ClusterAdmin, topic string) (time.Duration, error) {
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic,
+		ConfigNames: []string{"delete.retention.ms"}})
+	if err != nil {
+		return 0, fmt.Errorf("topology: describe %s: %w", topic, err)
+	}
+	for _, e := range entries {
+		if e.Name == "delete.retention.ms" {
+			ms, err := strconv.ParseInt(e.Value, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("topology: %s: delete.retention.ms %q: %w", topic, e.Value, err)
+			}
+			return time.Duration(ms) * time.Millisecond, nil
+		}
+	}
+	return 0, fmt.Errorf("topology: %s: no delete.retention.ms described", topic)
+}
 
 // partDir returns the folder of store st's partition p.
 func (rt *timeRuntime) partDir(st *stateDecl, p int32) string {
@@ -58,7 +94,8 @@ func (rt *timeRuntime) partDir(st *stateDecl, p int32) string {
 }
 
 // takeCheckpoint reads and removes the checkpoint of st's partition p;
-// ok is false without one.
+// ok is false without one (or a malformed one). Its age is the caller's
+// to judge (checkpointUsable).
 func (rt *timeRuntime) takeCheckpoint(st *stateDecl, p int32) (ck checkpoint, ok bool, err error) {
 	path := filepath.Join(rt.partDir(st, p), "checkpoint")
 	b, err := os.ReadFile(path)
@@ -79,9 +116,6 @@ func (rt *timeRuntime) takeCheckpoint(st *stateDecl, p int32) (ck checkpoint, ok
 		if *v, err = strconv.ParseInt(f[i], 10, 64); err != nil {
 			return ck, false, nil
 		}
-	}
-	if age := time.Since(time.UnixMilli(ck.written)); age > checkpointMaxAge || age < -time.Minute {
-		return ck, false, nil
 	}
 	return ck, true, nil
 }

@@ -1,7 +1,6 @@
 package topology
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,9 +8,8 @@ import (
 )
 
 // A checkpoint is used once (taken: removed), and only when it is well
-// formed and younger than checkpointMaxAge: older, the compaction may have
-// removed a tombstone of the tail that the base store still holds.
-func TestCheckpointIsTakenOnceAndOnlyWhenYoung(t *testing.T) {
+// formed.
+func TestCheckpointIsTakenOnce(t *testing.T) {
 	td := New("ck").Processor("g").timeState()
 	st := td.addState("timers", stateTimers, "timers", "framework", 0)
 	rt := td.newRuntime(t.TempDir(), nil, nil, nil)
@@ -28,8 +26,7 @@ func TestCheckpointIsTakenOnceAndOnlyWhenYoung(t *testing.T) {
 		t.Fatalf("a checkpoint taken twice: %v %v", ok, err)
 	}
 	path := filepath.Join(rt.partDir(st, 3), "checkpoint")
-	old := time.Now().Add(-checkpointMaxAge - time.Minute).UnixMilli()
-	for _, text := range []string{fmt.Sprintf("42 7 %d\n", old), "42 7\n", "x 7 1\n"} {
+	for _, text := range []string{"42 7\n", "x 7 1 0\n", "42 7 1 0 9\n"} {
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -38,6 +35,33 @@ func TestCheckpointIsTakenOnceAndOnlyWhenYoung(t *testing.T) {
 		}
 		if _, err := os.Stat(path); err == nil {
 			t.Errorf("checkpoint %q not removed", text)
+		}
+	}
+}
+
+// A checkpoint is read on from only while it is younger than the
+// changelog keeps tombstones, less the rebuild's time limit and the
+// clocks' skew: older, compaction may have removed a tombstone of the
+// tail that the base store still holds.
+func TestCheckpointUsableWhileTombstonesAreKept(t *testing.T) {
+	const restore = 5 * time.Minute
+	for _, c := range []struct {
+		age, keep time.Duration
+		want      bool
+	}{
+		{0, StateTombstoneRetention, true},
+		{23 * time.Hour, StateTombstoneRetention, true},
+		{StateTombstoneRetention - restore - checkpointSkew - time.Second, StateTombstoneRetention, true},
+		{StateTombstoneRetention - restore - checkpointSkew, StateTombstoneRetention, false},
+		{25 * time.Hour, StateTombstoneRetention, false},
+		{13 * time.Hour, 12 * time.Hour, false},
+		{time.Hour, 12 * time.Hour, true},
+		{time.Minute, 5 * time.Minute, false}, // the rebuild may outlast the tombstones
+		{0, 0, false},                         // not known
+		{-2 * time.Minute, StateTombstoneRetention, false},
+	} {
+		if got := checkpointUsable(c.age, c.keep, restore); got != c.want {
+			t.Errorf("checkpoint %v old, tombstones kept %v: usable %v, want %v", c.age, c.keep, got, c.want)
 		}
 	}
 }

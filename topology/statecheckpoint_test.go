@@ -3,6 +3,7 @@ package topology_test
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -135,5 +136,60 @@ func TestRestartOnSameFolderReadsOnlyTheChangelogsTail(t *testing.T) {
 	dl := deadLetters(t, k, topo.DeadLetterTopic())
 	if len(dl) != 2 || string(dl[0].Key) != "y" || string(dl[1].Key) != "x" || dl[0].Reason != topology.ReasonLate || dl[1].Reason != topology.ReasonLate {
 		t.Errorf("dead letters %+v, want y's and x's records, late", dl)
+	}
+}
+
+// The state changelogs are created keeping tombstones a day, said
+// explicitly; a checkpoint is used only while it is younger than what the
+// changelog's delete.retention.ms, read from the brokers at the session's
+// start, allows: a topic set to keep tombstones five minutes (less than
+// the rebuild may take) has its stores rebuilt from the oldest record
+// whatever the checkpoint's age, since a tombstone of the tail may
+// already be compacted away.
+func TestCheckpointFollowsTheChangelogsDeleteRetention(t *testing.T) {
+	k := topology.Kafka{Brokers: startBroker(t)}
+	clock := &manualClock{now: t0}
+	logs := &restoreLog{}
+	dir := t.TempDir()
+	run := func() *running {
+		topo, _, _, _ := stateTopo()
+		return runWith(t, topo, topology.RunnerOptions{Kafka: k, DataDir: dir, Clock: clock, Logger: slog.New(logs)})
+	}
+	topo, in, _, windows := stateTopo()
+	changelogs := []string{windows.Name(), "g-timers"}
+
+	r1 := run()
+	produce(t, k, in.Name(), "a", "0", "b", "30")
+	waitCommitted(t, topo, k, "g")
+	r1.stop(t)
+	r2 := run() // its start checkpoints the changelogs' ends
+	produce(t, k, in.Name(), "c", "40")
+	waitCommitted(t, topo, k, "g")
+	r2.stop(t)
+	logs.take()
+	all := changelogSize(t, k, changelogs...)
+
+	admin, err := sarama.NewClusterAdmin(k.Brokers, kafkaclient.Config(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	five := strconv.FormatInt((5 * time.Minute).Milliseconds(), 10)
+	for _, topic := range changelogs {
+		entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"delete.retention.ms"}})
+		if err != nil || len(entries) != 1 || entries[0].Value != "86400000" || entries[0].Default {
+			t.Errorf("%s created with delete.retention.ms %+v (%v), want 86400000 set on the topic", topic, entries, err)
+		}
+		if err := admin.IncrementalAlterConfig(sarama.TopicResource, topic, map[string]sarama.IncrementalAlterConfigsEntry{
+			"delete.retention.ms": {Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &five},
+		}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r3 := run()
+	waitCommitted(t, topo, k, "g")
+	r3.stop(t)
+	if n := logs.take(); n != all {
+		t.Errorf("with tombstones kept 5 minutes, a restart on the same folder read %d changelog records, want all %d", n, all)
 	}
 }

@@ -152,6 +152,9 @@ func (c *Context) afterRecord() error {
 	if err != nil {
 		return err
 	}
+	if err := c.dropSettledMarks(rt, ps); err != nil {
+		return err
+	}
 	if st := c.StreamTime(); !st.IsZero() {
 		ms := st.UnixMilli()
 		for _, a := range rt.td.aggs {

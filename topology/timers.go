@@ -23,7 +23,8 @@ import (
 // partition, and from ticks: every RunnerOptions.TickEvery (default
 // DefaultTickEvery) the Runner looks at the partitions it owns and sends
 // a tick record to the group's topic "<group>-ticks", partition by
-// partition, where one is due. A tick is
+// partition, where one is due (or fired timers' marks wait to be
+// deleted: see dropSettledMarks). A tick is
 // handled like any record: its firings emit, write and commit with it, on
 // the partition's goroutine, under the same rules. So a timer fires once
 // per schedule, in the process that owns its partition: a firing whose
@@ -238,8 +239,16 @@ func (c *Context) fireTimers(ps *partState, store *windowstore.Store, now int64)
 			continue
 		}
 		name, key, found := bytes.Cut(d.Key[1:], []byte{0})
-		// Kept as fired by this record, not deleted: see stateValue.
+		// Kept as fired by this record, not deleted: see stateValue;
+		// deleted once the record is settled (dropSettledMarks).
 		tx.put(rt.td.timers, store, d.Key, 0, doneEnd, c.doneValue(sv))
+		if rt.kafka != nil {
+			m := firedMark{store: store, key: d.Key, topic: c.Topic(), offset: c.Offset()}
+			tx.after = append(tx.after, func() {
+				ps.fired = append(ps.fired, m)
+				ps.marks.Store(int64(len(ps.fired)))
+			})
+		}
 		h := rt.td.handlers[string(name)]
 		if !found || h == nil {
 			continue // a timer no handler declares any more
@@ -256,6 +265,77 @@ func (c *Context) fireTimers(ps *partState, store *windowstore.Store, now int64)
 			return err
 		}
 	}
+	return nil
+}
+
+// firedMark is a fired timer's mark, to delete once the record that
+// fired it settled.
+type firedMark struct {
+	store *windowstore.Store
+	key   []byte
+	// topic and offset name the firing record; committed says the
+	// rebuild found it committed (any firing record then).
+	topic     string
+	offset    int64
+	committed bool
+}
+
+// dropSettledMarks deletes, with the current record's state writes, the
+// marks of the partition's fired timers whose firing record settled: it
+// and every earlier record of its topic's partition had their outputs and
+// state writes acknowledged (the ordered commits' settled prefix), or the
+// rebuild found it committed. A mark exists so that a firing whose output
+// was not acknowledged fires again (see stateValue); once its output is
+// acknowledged the mark has done its work, and deleting it keeps the
+// timers store to the keys scheduled, not every key that ever fired. A
+// settled firing replayed (its commit lost) then fires nothing again: its
+// outputs are already written. A key scheduled again since holds a
+// pending timer, which stays.
+func (c *Context) dropSettledMarks(rt *timeRuntime, ps *partState) error {
+	if len(ps.fired) == 0 {
+		return nil
+	}
+	tr, _ := c.g.Context().Value(commitsKey{}).(*commitTracker)
+	tx := c.tx()
+	var kept []firedMark
+	for _, m := range ps.fired {
+		if !m.committed && (tr == nil || tr.settled(m.topic, c.Partition()) <= m.offset) {
+			kept = append(kept, m)
+			continue
+		}
+		sv, found, err := tx.getState(m.store, m.key, 0)
+		if err != nil {
+			return err
+		}
+		if found && sv.done && (m.committed || sv.byTopic == m.topic && sv.byOffset == m.offset) {
+			tx.del(rt.td.timers, m.store, m.key, 0)
+		}
+	}
+	// Forgotten only when the deletions are applied with the record.
+	tx.after = append(tx.after, func() {
+		ps.fired = kept
+		ps.marks.Store(int64(len(kept)))
+	})
+	return nil
+}
+
+// collectMarks lists the marks a rebuilt partition's timer stores hold:
+// those whose record was not committed were made pending again (undone),
+// so every one left was fired by a committed record.
+func (rt *timeRuntime) collectMarks(ps *partState) error {
+	if rt.td.timers == nil {
+		return nil
+	}
+	for _, store := range []*windowstore.Store{ps.stores[rt.td.timers], ps.wall} {
+		err := store.Ending(doneEnd, doneEnd+1, func(w windowstore.Window) bool {
+			ps.fired = append(ps.fired, firedMark{store: store, key: w.Key, committed: true})
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("topology: %s: fired timers: %w", rt.td.p.group, err)
+		}
+	}
+	ps.marks.Store(int64(len(ps.fired)))
 	return nil
 }
 

@@ -165,6 +165,12 @@ func (t *Topology) topicPlan(k Kafka, opts TopicOptions, existing map[string]sar
 		switch {
 		case d.kind == kindTable || d.kind == kindState:
 			p.Config["cleanup.policy"] = "compact"
+			if d.kind == kindState {
+				// Said, not left to the broker's default: a state
+				// checkpoint is used only while the changelog keeps the
+				// tombstones of its tail (see checkpointUsable).
+				p.Config["delete.retention.ms"] = strconv.FormatInt(StateTombstoneRetention.Milliseconds(), 10)
+			}
 			if d.retentionMs > 0 {
 				p.Config["cleanup.policy"] = "compact,delete"
 				p.Config["retention.ms"] = strconv.FormatInt(d.retentionMs, 10)

@@ -38,8 +38,13 @@ func runDemo(ctx context.Context, reg *assembly.Registry, args []string, _ io.Re
 	var sf settingsFlags
 	sf.register(fs, reg)
 	tableKind := fs.String("table-storage", tablestore.DefaultKind, tableStorageUsage)
+	tickEvery := registerTickEvery(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if err := checkTickEvery(*tickEvery); err != nil {
+		fmt.Fprintf(stderr, "watershed demo: %v\n", err)
+		return 2
 	}
 	if *devices < 0 || *rate <= 0 || *duration < 0 {
 		fmt.Fprintln(stderr, "watershed demo: --devices must be >= 0, --rate > 0, --duration >= 0")
@@ -78,7 +83,7 @@ func runDemo(ctx context.Context, reg *assembly.Registry, args []string, _ io.Re
 		Devices: *devices, Rate: *rate, Duration: *duration,
 		IngestAddr: *ingestAddr, ViewAddr: *viewAddr, OpsAddr: *opsAddr, ConsoleAddr: *consoleAddr, DataDir: *dataDir,
 		DeviceSecret: secret, ViewKey: viewKey, Registry: reg, Settings: values,
-		Seed: *seed, Faults: *faults, Out: stdout, Logger: log, TableStorage: ts,
+		Seed: *seed, Faults: *faults, Out: stdout, Logger: log, TableStorage: ts, TickEvery: *tickEvery,
 		DrainTimeout: 2*time.Minute + *duration,
 		Silence:      demoSilence(fs, *duration), MessageSpan: demoMessageSpan(*duration),
 	})

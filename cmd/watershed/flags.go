@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/watershed-io/watershed/assembly"
 	"github.com/watershed-io/watershed/processors"
@@ -199,6 +200,28 @@ func newLogger(stderr io.Writer) *slog.Logger {
 		level = slog.LevelInfo
 	}
 	return slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// --tick-every's bounds: below a few milliseconds the ticks would load the
+// brokers for no gain, and past an hour a quiet partition's wall-clock
+// timers would be an hour late.
+const (
+	minTickEvery = 10 * time.Millisecond
+	maxTickEvery = time.Hour
+)
+
+// registerTickEvery adds --tick-every to fs; checkTickEvery checks it.
+func registerTickEvery(fs *flag.FlagSet) *time.Duration {
+	return fs.Duration("tick-every", topology.DefaultTickEvery,
+		fmt.Sprintf("how often the groups look for due wall-clock timers in the partitions they own and send each partition holding one a tick record that fires them: a timer fires up to this late on a partition without records (%v to %v)", minTickEvery, maxTickEvery))
+}
+
+// checkTickEvery refuses a --tick-every out of its bounds.
+func checkTickEvery(d time.Duration) error {
+	if d < minTickEvery || d > maxTickEvery {
+		return fmt.Errorf("--tick-every %v: must be from %v to %v", d, minTickEvery, maxTickEvery)
+	}
+	return nil
 }
 
 // tableStorageUsage is the help of --table-storage.

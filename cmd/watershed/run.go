@@ -37,6 +37,7 @@ func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Rea
 	recoverAhead := fs.Bool("recover-ahead", false, "recover newly assigned table partitions before the rebalance completes")
 	sinkAudit := fs.String("sink-audit", envOr("WATERSHED_SINK_AUDIT", ""), "append a line per record the sink group is handed and per acknowledged store write to this file (for tests that count write calls; env WATERSHED_SINK_AUDIT)")
 	tableKind := fs.String("table-storage", envOr("WATERSHED_TABLE_STORAGE", tablestore.DefaultKind), tableStorageUsage+" (env WATERSHED_TABLE_STORAGE)")
+	tickEvery := registerTickEvery(fs)
 	var sf settingsFlags
 	var tf topicFlags
 	var kf kafkaFlags
@@ -47,6 +48,10 @@ func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Rea
 	cf.register(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if err := checkTickEvery(*tickEvery); err != nil {
+		fmt.Fprintf(stderr, "watershed run: %v\n", err)
+		return 2
 	}
 	log := newLogger(stderr)
 	k, err := kf.kafka(log)
@@ -147,7 +152,7 @@ func runRun(ctx context.Context, reg *assembly.Registry, args []string, _ io.Rea
 	runner, err := topology.NewRunner(p.Plan, topology.RunnerOptions{
 		Kafka: k, Groups: names, DataDir: filepath.Join(*dataDir, "state"), Hooks: []topology.Hook{metrics},
 		Logger: log, HotStandby: *hotStandby, RecoverAhead: *recoverAhead,
-		TableStorage: ts, Topics: tf.options(), Resources: resources,
+		TableStorage: ts, Topics: tf.options(), Resources: resources, TickEvery: *tickEvery,
 	})
 	if err != nil {
 		return fail(2, err)

@@ -114,6 +114,8 @@ type Options struct {
 	// TableStorage builds the groups' table storage
 	// (topology.RunnerOptions.TableStorage; nil: the runner's default).
 	TableStorage tablestore.Factory
+	// TickEvery is topology.RunnerOptions.TickEvery (0: its default).
+	TickEvery time.Duration
 }
 
 // Demo is a running demo.
@@ -228,6 +230,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "state"), Hooks: []topology.Hook{metrics},
 		Logger: log, SkipTopicCreation: true,
 		TableStorage: opts.TableStorage, Resources: []topology.Provided{topology.Provide(processors.Store, d.Store)},
+		TickEvery: opts.TickEvery,
 	})
 	if err != nil {
 		return nil, err
