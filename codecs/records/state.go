@@ -117,12 +117,10 @@ func (s *DeviceState) MarkInput(src uint64, offset int64) {
 	s.Inputs = append(s.Inputs, InputOffset{src, offset})
 }
 
-// AppliedLimit bounds DeviceState.Applied. The stages are at least once: a
-// crash after a table write and before the offset commit replays the
-// records handled since the last commit, and only those. A device's records
-// since the last commit are its records of about one commit interval (a
-// second by default), so 64 keys cover a device sending dozens of packages
-// and dead letters a second, at 8 bytes each in the table.
+// AppliedLimit bounds DeviceState.Applied, the dead letters' keys: the
+// framework writes a dead letter once per source record, so these only
+// catch what it cannot (see EnvelopeKey). It is also the number of
+// package identities Packages keeps whatever their age.
 const AppliedLimit = 64
 
 // WasApplied reports whether the record of key is among the recently
