@@ -21,6 +21,11 @@ func TestDeviceStateRoundTrip(t *testing.T) {
 	s.MarkInput(InputSource("telemetry.normalized", 3), 1<<40)
 	s.MarkInput(InputSource("telemetry.deadletters", 0), 0)
 	s.ReceivedMs, s.Silent, s.SilentAlerts, s.BackAlerts = 1700000000456, true, 3, 2
+	s.MarkPackage(1<<40, 2_833_000, 1700000000000, time.Hour)
+	s.MarkPackage(1<<40, -1, 1700000000000, time.Hour)
+	s.MarkPackage(1<<40-77, 2_832_999, 1699999990000, time.Hour)
+	s.Back, s.BackSinceMs = InputOffset{Source: InputSource("telemetry.normalized", 3), Offset: 12}, 1699999000000
+	s.Silenced, s.SilentSinceMs, s.SilentAtMs = InputOffset{Source: InputSource("loop", 3), Offset: 0}, 1699999000000, 1699999600000
 	b, err := DeviceStateCodec{}.Encode(s)
 	if err != nil {
 		t.Fatal(err)
@@ -227,6 +232,12 @@ func FuzzDeviceStateDecode(f *testing.F) {
 	f.Add(b)
 	b, _ = DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, Inputs: []InputOffset{{Source: 1, Offset: -1}, {Source: 2, Offset: 1 << 50}}})
 	b, _ = DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, ReceivedMs: -4, Silent: true, SilentAlerts: 2, BackAlerts: 1})
+	f.Add(b)
+	withPackages := DeviceState{DeviceID: 3, Back: InputOffset{Source: 9, Offset: 4}, BackSinceMs: 5, Silenced: InputOffset{Source: 8, Offset: -1}, SilentAtMs: 7}
+	for raw := range int64(70) {
+		withPackages.MarkPackage(raw*3, raw%2-1, raw*700, time.Minute)
+	}
+	b, _ = DeviceStateCodec{}.Encode(withPackages)
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c DeviceStateCodec
