@@ -334,7 +334,7 @@ func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 		if n := r.length("input count", 9); n > 0 {
 			s.Inputs = make([]InputOffset, n)
 			for i := range s.Inputs {
-				s.Inputs[i] = r.input("input")
+				s.Inputs[i] = r.input()
 			}
 		}
 		s.ReceivedMs = r.varint("received")
@@ -350,9 +350,9 @@ func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 	}
 	if v >= 4 {
 		s.Packages = r.packages()
-		s.Back = r.input("back input")
+		s.Back = r.input()
 		s.BackSinceMs = r.varint("back since")
-		s.Silenced = r.input("silenced input")
+		s.Silenced = r.input()
 		s.SilentSinceMs = r.varint("silent since")
 		s.SilentAtMs = r.varint("silent at")
 	}
@@ -369,9 +369,10 @@ func appendInput(b []byte, in InputOffset) []byte {
 	return binary.AppendVarint(b, in.Offset)
 }
 
-// input reads what appendInput wrote.
-func (r *reader) input(what string) InputOffset {
-	return InputOffset{Source: r.fixed64(what + " source"), Offset: r.varint(what + " offset")}
+// input reads what appendInput wrote (constant names: the state is
+// decoded for every record, and a built name allocates).
+func (r *reader) input() InputOffset {
+	return InputOffset{Source: r.fixed64("input source"), Offset: r.varint("input offset")}
 }
 
 // appendKeys appends 64-bit keys: their count (uvarint) and each as 8
@@ -391,8 +392,9 @@ func (r *reader) keys(what string) []uint64 {
 		return nil
 	}
 	out := make([]uint64, n)
+	name := what + " key" // once: the state is decoded for every record
 	for i := range out {
-		p := r.raw(what+" key", 8)
+		p := r.raw(name, 8)
 		if p == nil {
 			return nil
 		}
