@@ -22,7 +22,7 @@ import (
 // its raw offset, part and receive time (whole seconds) minus those of the
 // entry before (the first's minus zero). A device's packages live in one
 // raw partition and are applied in about their raw order, so the deltas
-// take 3 to 5 bytes an entry.
+// take 3 to 5 bytes an entry (6-10 KB at PackagesLimit).
 type AppliedPackages struct {
 	n int
 	// maxRaw is the highest raw offset ever added, newest the newest
@@ -36,7 +36,7 @@ type AppliedPackages struct {
 type packageEntry struct{ raw, part, sec int64 }
 
 // PackagesLimit bounds AppliedPackages: at most this many identities are
-// kept, whatever the horizon (about 8 KiB in the table).
+// kept, whatever the horizon.
 const PackagesLimit = 2048
 
 // Len returns the number of identities kept.
