@@ -206,11 +206,15 @@ func (s *Server) alerts(ctx context.Context, id uint64) ([]alertJSON, error) {
 		return string(m.Key) == key
 	})
 	out := []alertJSON{}
+	// Alerts are at least once: a stage that replays a record raises its
+	// alerts again, equal to the first. Each is listed once.
+	seen := map[records.Alert]bool{}
 	for i := len(found) - 1; i >= 0 && len(out) < maxAlerts; i-- {
 		a, derr := records.AlertCodec{}.Decode(found[i].Value)
-		if derr != nil || a.DeviceID != id {
+		if derr != nil || a.DeviceID != id || seen[a] {
 			continue
 		}
+		seen[a] = true
 		aj := alertJSON{T: int64(a.TimeMs), Kind: a.Kind.String()}
 		switch a.Kind {
 		case records.AlertEvent:

@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/kafkaclient"
@@ -81,9 +82,10 @@ type NormalizedCopies struct {
 	Sources map[simulator.Identity]map[int64]int
 	// Unrecognised are the copies (same device, raw offset and part as an
 	// earlier record) that device-state cannot tell from a new package: no
-	// longer among the records.AppliedLimit keys it keeps per device when
-	// they arrive (the topic's order, dead letters aside). Each one counts
-	// its messages twice in the views.
+	// longer among the package identities it keeps per device when they
+	// arrive (the topic's order; records.AppliedPackages with
+	// processors.DefaultReplayHorizon). Each one counts its messages twice
+	// in the views.
 	Unrecognised []LateCopy
 
 	devices map[uint64]*appliedKeys
@@ -91,7 +93,9 @@ type NormalizedCopies struct {
 }
 
 // LateCopy is a copy of a Readings record in telemetry.normalized that came
-// after more of its device's packages than device-state remembers.
+// later than device-state remembers its package: received more than the
+// replay horizon before the device's newest, or after more than
+// records.PackagesLimit of its packages.
 type LateCopy struct {
 	DeviceID  uint64
 	RawOffset int64
@@ -113,11 +117,11 @@ func (n NormalizedCopies) LateCopies() map[uint64]int {
 	return out
 }
 
-// appliedKeys follows device-state's bookkeeping of one device: the keys
-// of its last records.AppliedLimit records, and where each key came first.
+// appliedKeys follows device-state's bookkeeping of one device: the
+// package identities it keeps, and where each identity came first.
 type appliedKeys struct {
 	state records.DeviceState
-	first map[uint64]int64
+	first map[[2]int64]int64
 }
 
 // ReadNormalized reads topic (a telemetry.normalized) into NormalizedCopies.
@@ -169,14 +173,14 @@ func (n *NormalizedCopies) Add(partition int32, offset int64, rs *records.Readin
 func (n *NormalizedCopies) follow(partition int32, offset int64, rs *records.Readings) {
 	d := n.devices[rs.DeviceID]
 	if d == nil {
-		d = &appliedKeys{first: map[uint64]int64{}}
+		d = &appliedKeys{first: map[[2]int64]int64{}}
 		n.devices[rs.DeviceID] = d
 	}
-	k := records.ReadingsKey(rs.RawOffset, rs.Part)
-	if d.state.WasApplied(k) {
+	if d.state.PackageApplied(rs.RawOffset, rs.Part) {
 		return
 	}
-	d.state.MarkApplied(k)
+	d.state.MarkPackage(rs.RawOffset, rs.Part, rs.ReceivedMs, processors.DefaultReplayHorizon)
+	k := [2]int64{rs.RawOffset, rs.Part}
 	if first, seen := d.first[k]; seen {
 		n.Unrecognised = append(n.Unrecognised, LateCopy{DeviceID: rs.DeviceID, RawOffset: rs.RawOffset, Part: rs.Part,
 			Messages: len(rs.Items), Partition: partition, Offset: offset, First: first})

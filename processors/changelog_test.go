@@ -167,13 +167,18 @@ func checkDeviceState(t *testing.T, k topology.Kafka, p *processors.Pipeline, di
 // startPipeline starts a broker for a one-partition pipeline.
 func startPipeline(t *testing.T) (*embedded.Broker, topology.Kafka, *processors.Pipeline) {
 	t.Helper()
+	return startPipelineWith(t, processors.Config{Partitions: 1, Now: func() time.Time { return received }})
+}
+
+// startPipelineWith starts a broker for the pipeline of cfg.
+func startPipelineWith(t *testing.T, cfg processors.Config) (*embedded.Broker, topology.Kafka, *processors.Pipeline) {
+	t.Helper()
 	b, err := embedded.Start(embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	p := processors.New(processors.Config{Partitions: 1, Now: func() time.Time { return received }})
-	return b, topology.Kafka{Brokers: b.Addrs()}, p
+	return b, topology.Kafka{Brokers: b.Addrs()}, processors.New(cfg)
 }
 
 // groupRun is one group of a pipeline run by a Runner.

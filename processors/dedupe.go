@@ -36,7 +36,7 @@ import (
 // replay of that package and treats the message as new again, so that it
 // emits exactly the Readings of its first pass (same items, same
 // duplicates), with its identity (raw offset and part) for device-state to
-// apply once. A package that finds it under an earlier offset is a resend:
+// apply once (within its replay horizon: Config.ReplayHorizon). A package that finds it under an earlier offset is a resend:
 // the message is a duplicate. Packages without an identity (raw offset 0:
 // records from before format version 2, or the raw topic's first record)
 // count every stored identity as a duplicate, as before.

@@ -2,6 +2,7 @@ package processors
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 	"github.com/watershed-io/watershed/codecs/records"
@@ -12,6 +13,12 @@ import (
 // The device-state group keeps each device's counters and latest readings
 // from telemetry.normalized, counts the device's dead letters, and raises
 // device_silent and device_back alerts (silencetimer.go).
+
+// DefaultReplayHorizon is the default Config.ReplayHorizon: device-state
+// recognises a copy of a package's Readings that dedupe writes again when
+// it replays if the package was received within this time of the device's
+// newest one (and is among its last records.PackagesLimit packages).
+const DefaultReplayHorizon = 30 * time.Minute
 
 // StageEdge is the stage name the ingest edge writes on its dead letters.
 const StageEdge = ingest.Stage
@@ -40,11 +47,13 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 			return err
 		}
 		if replayed(c, &st) {
-			return nil
+			// The record that ended a silence raises its device_back
+			// again: its state write may have landed without its alert.
+			return silence.backAgain(c, key, &st, rs.ReceivedMs)
 		}
 		// A copy of a record an upstream stage wrote again when it replayed
 		// (same package identity, another offset) is applied once.
-		if !applyOnce(&st, &rs) {
+		if !applyOnce(&st, &rs, p.cfg.ReplayHorizon) {
 			return nil
 		}
 		if err := silence.received(c, key, &st, rs.ReceivedMs); err != nil {
@@ -88,16 +97,21 @@ func (p *Pipeline) declareDeviceState(parts, byDevice topology.TopicOption) {
 	})
 }
 
+// inputOf is the input record of c, as device states name it.
+func inputOf(c *topology.Context) records.InputOffset {
+	return records.InputOffset{Source: records.InputSource(c.Topic(), c.Partition()), Offset: c.Offset()}
+}
+
 // replayed reports whether the record of c was applied to st already (the
 // group replays its input since the last commit after a crash, a restart
 // or a rebalance) and otherwise marks it applied: every state written from
 // here on says how far into the record's input partition it got.
 func replayed(c *topology.Context, st *records.DeviceState) bool {
-	src := records.InputSource(c.Topic(), c.Partition())
-	if st.Replayed(src, c.Offset()) {
+	in := inputOf(c)
+	if st.Replayed(in.Source, in.Offset) {
 		return true
 	}
-	st.MarkInput(src, c.Offset())
+	st.MarkInput(in.Source, in.Offset)
 	return false
 }
 
@@ -117,14 +131,14 @@ func (p *Pipeline) deviceFailure(e *records.Envelope) bool {
 
 // applyOnce applies a Readings record to its device's state unless it is
 // a replay (same package identity) of one applied already, and reports
-// whether it applied it.
-func applyOnce(st *records.DeviceState, rs *records.Readings) bool {
+// whether it applied it. Identities are remembered for horizon of receive
+// time (records.AppliedPackages.Add).
+func applyOnce(st *records.DeviceState, rs *records.Readings, horizon time.Duration) bool {
 	if rs.HasIdentity() {
-		k := records.ReadingsKey(rs.RawOffset, rs.Part)
-		if st.WasApplied(k) {
+		if st.PackageApplied(rs.RawOffset, rs.Part) {
 			return false
 		}
-		st.MarkApplied(k)
+		st.MarkPackage(rs.RawOffset, rs.Part, rs.ReceivedMs, horizon)
 	}
 	st.DeviceID = rs.DeviceID
 	applyReadings(st, rs)

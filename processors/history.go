@@ -68,7 +68,7 @@ func (h *History) Add(b records.Batch) {
 		out = append([]records.Readings{rs}, out...)
 	}
 	for i := range out {
-		if applyOnce(&h.state, &out[i]) {
+		if applyOnce(&h.state, &out[i], h.p.cfg.ReplayHorizon) {
 			h.stateSet = true
 		}
 	}

@@ -86,6 +86,12 @@ type Config struct {
 	// device before it is silent (default DefaultSilence; see
 	// NoteReceived and SilenceDue).
 	Silence time.Duration
+	// ReplayHorizon is how long after a package's receive time (relative
+	// to the device's newest) device-state still recognises a copy of its
+	// Readings that dedupe writes again when it replays (default
+	// DefaultReplayHorizon; at most records.PackagesLimit packages a
+	// device are remembered whatever it is).
+	ReplayHorizon time.Duration
 	// Fuse is the set of stages that run fused into the group after them
 	// (default none). Every process of an installation must agree on it.
 	Fuse Fusion
@@ -131,6 +137,9 @@ func (c *Config) defaults() {
 	}
 	if c.Silence == 0 {
 		c.Silence = DefaultSilence
+	}
+	if c.ReplayHorizon == 0 {
+		c.ReplayHorizon = DefaultReplayHorizon
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -14,6 +14,7 @@ import (
 	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/kafkaclient"
+	"github.com/watershed-io/watershed/topology/topologytest"
 )
 
 // A replica that takes device-state's partition over replays every record
@@ -71,4 +72,29 @@ func tableHolds(k topology.Kafka, topic string, n int64) error {
 		return fmt.Errorf("%s holds %d records, want %d", topic, end, n)
 	}
 	return nil
+}
+
+// Dedupe writes a package's Readings again (same raw offset and part, a new
+// offset of telemetry.normalized) when it replays the package after a crash
+// or a takeover; under load the copy can come after many of the device's
+// later packages. Device state recognises it by its identity for as long as
+// the package was received within the replay horizon of the device's
+// newest one, not just among its last records.AppliedLimit records.
+func TestDeviceStateLateCopyCountedOnce(t *testing.T) {
+	f := newFixture(t, processors.Config{})
+	key := strconv.Itoa(device)
+	const n = 3 * records.AppliedLimit
+	at := func(raw int64) records.Readings {
+		rs := oneReading(raw)
+		rs.ReceivedMs = received.UnixMilli() + raw*100 // ten packages a second
+		return rs
+	}
+	for raw := int64(1); raw <= n; raw++ {
+		topologytest.Send(f.d, f.p.Normalized, key, at(raw))
+	}
+	topologytest.Send(f.d, f.p.Normalized, key, at(1)) // the copy, 3*64 packages later
+	topologytest.Send(f.d, f.p.Normalized, key, at(2))
+	if st := f.state(); st.Messages != n {
+		t.Errorf("after two late copies the device counts %d messages, want %d", st.Messages, n)
+	}
 }

@@ -21,6 +21,7 @@ type pipelineSettings struct {
 	coolantAlertC settings.Var[float64]
 	alertSeverity settings.Var[float64]
 	silence       settings.Var[time.Duration]
+	replayHorizon settings.Var[time.Duration]
 }
 
 func declaredSettings() pipelineSettings {
@@ -35,6 +36,8 @@ func declaredSettings() pipelineSettings {
 		coolantAlertC: settings.Float("coolant-alert-c", 120, "raise an alert above this engine coolant temperature, °C"),
 		alertSeverity: settings.Float("alert-severity", 3, "raise an alert for device events of at least this severity"),
 		silence:       settings.Duration("silence", DefaultSilence, "raise device_silent when the edge has received nothing from a device for this long (wall clock), device_back when it sends again"),
+		replayHorizon: settings.Duration("replay-horizon", DefaultReplayHorizon,
+			"how long after a package's receive time device-state still recognises a copy of it that dedupe writes again when it replays (the device's last 2,048 packages at most)"),
 	}
 }
 
@@ -42,7 +45,7 @@ func declaredSettings() pipelineSettings {
 func Settings() settings.Section {
 	s := declaredSettings()
 	return settings.Section{Name: SettingsSection, Settings: []settings.Setting{
-		s.prefix, s.partitions, s.fuse, s.dedupeWindow, s.dedupeBucket, s.futureSkew, s.coolantAlertC, s.alertSeverity, s.silence,
+		s.prefix, s.partitions, s.fuse, s.dedupeWindow, s.dedupeBucket, s.futureSkew, s.coolantAlertC, s.alertSeverity, s.silence, s.replayHorizon,
 	}}
 }
 
@@ -61,6 +64,7 @@ func ConfigFrom(v settings.Values) Config {
 		CoolantAlertC: s.coolantAlertC.Get(v),
 		AlertSeverity: s.alertSeverity.Get(v),
 		Silence:       s.silence.Get(v),
+		ReplayHorizon: s.replayHorizon.Get(v),
 	}
 }
 

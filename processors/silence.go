@@ -12,10 +12,14 @@ import (
 // when it sends again; the device state counts both. The device-state
 // group calls NoteReceived for every package it applies and SilenceDue
 // from the device's wall-clock timer. Both are pure and count each alert
-// once in the state. A timer firing again after a crash raises the same
-// device_silent again (its state write may have landed without its
-// alert); a replayed package that ended a silence does not raise its
-// device_back again (the state keeps no trace of that silence's start).
+// once in the state. A decision's state write may land without its alert
+// (two topics, no transaction), and the record is then replayed: the state
+// names the input record that raised each kind's latest alert
+// (DeviceState.Back, Silenced), and a replay of exactly that record raises
+// the same alert again (BackAgain, SilentAgain), whatever came since. A
+// timer firing again while the device is silent also raises the same
+// device_silent again. Alerts are so at least once; a repeat is equal to
+// the first.
 //
 // Wiring them (silencetimer.go): the record callback calls NoteReceived
 // and arms the device's wall-clock timer at the due time it returns when
@@ -75,6 +79,26 @@ func SilenceDue(st *records.DeviceState, armedMs int64, now time.Time, threshold
 	st.Silent = true
 	st.SilentAlerts++
 	return alert, time.Time{}
+}
+
+// BackAgain returns the device_back alert that the input record in, a
+// package received at receivedMs, raised when it is the record that ended
+// the device's latest silence (DeviceState.Back), nil otherwise.
+func BackAgain(st *records.DeviceState, in records.InputOffset, receivedMs int64) *records.Alert {
+	if st.Back.Source == 0 || st.Back != in {
+		return nil
+	}
+	return &records.Alert{DeviceID: st.DeviceID, Kind: records.AlertBack, TimeMs: nonNegative(receivedMs), SinceMs: nonNegative(st.BackSinceMs)}
+}
+
+// SilentAgain returns the device_silent alert that the input record in (a
+// fired timer's loop record) raised when it is the record that raised the
+// device's latest one (DeviceState.Silenced), nil otherwise.
+func SilentAgain(st *records.DeviceState, in records.InputOffset) *records.Alert {
+	if st.Silenced.Source == 0 || st.Silenced != in {
+		return nil
+	}
+	return &records.Alert{DeviceID: st.DeviceID, Kind: records.AlertSilent, TimeMs: nonNegative(st.SilentAtMs), SinceMs: nonNegative(st.SilentSinceMs)}
 }
 
 // silenceDue is when st's device becomes silent, zero without a receive

@@ -39,6 +39,7 @@ func (p *Pipeline) declareSilence(g *topology.Processor, alerts topology.Output[
 func (s *silenceTimer) received(c *topology.Context, key string, st *records.DeviceState, receivedMs int64) error {
 	back, due := NoteReceived(st, receivedMs, s.p.cfg.Silence)
 	if back != nil {
+		st.Back, st.BackSinceMs = inputOf(c), int64(back.SinceMs)
 		if err := s.alerts.Emit(c, key, *back); err != nil {
 			return err
 		}
@@ -52,6 +53,15 @@ func (s *silenceTimer) received(c *topology.Context, key string, st *records.Dev
 	return s.timers.AtWallTime(c, key, due, st.ReceivedMs)
 }
 
+// backAgain handles a package record replayed (applied already): the one
+// that ended the device's latest silence raises its device_back again.
+func (s *silenceTimer) backAgain(c *topology.Context, key string, st *records.DeviceState, receivedMs int64) error {
+	if back := BackAgain(st, inputOf(c), receivedMs); back != nil {
+		return s.alerts.Emit(c, key, *back)
+	}
+	return nil
+}
+
 // due handles a fired timer's loop record: device_silent when the device
 // has sent nothing for the threshold, else the timer moved to the newest
 // receive time's due time.
@@ -60,12 +70,22 @@ func (s *silenceTimer) due(c *topology.Context, key string, _ int64) error {
 	if err != nil || !ok {
 		return err
 	}
+	in := inputOf(c)
+	// The firing that raised the latest device_silent raises it again,
+	// even when a package has ended that silence since.
+	if silent := SilentAgain(&st, in); silent != nil {
+		return s.alerts.Emit(c, key, *silent)
+	}
+	raised := st.SilentAlerts
 	silent, again := SilenceDue(&st, st.ReceivedMs, c.Now(), s.p.cfg.Silence)
 	if !again.IsZero() {
 		return s.timers.AtWallTime(c, key, again, st.ReceivedMs)
 	}
 	if silent == nil {
 		return nil
+	}
+	if st.SilentAlerts != raised {
+		st.Silenced, st.SilentSinceMs, st.SilentAtMs = in, int64(silent.SinceMs), int64(silent.TimeMs)
 	}
 	if err := s.alerts.Emit(c, key, *silent); err != nil {
 		return err

@@ -3,6 +3,7 @@ package records
 import (
 	"encoding/binary"
 	"slices"
+	"time"
 
 	"github.com/watershed-io/watershed/codecs/protocol"
 )
@@ -31,10 +32,14 @@ type DeviceState struct {
 	// Latest holds the newest reading of each type by message time, at most
 	// one per type, ordered by type.
 	Latest []Reading
-	// Applied holds the keys (ReadingsKey, EnvelopeKey) of the records most
-	// recently applied to the state, oldest first, at most AppliedLimit
-	// (format version 2). See MarkApplied.
+	// Applied holds the keys (EnvelopeKey; ReadingsKey in states written
+	// before format version 4) of the records most recently applied to the
+	// state, oldest first, at most AppliedLimit (format version 2). See
+	// MarkApplied.
 	Applied []uint64
+	// Packages holds the identities of the Readings records applied, over
+	// a time horizon (format version 4). See PackageApplied.
+	Packages AppliedPackages
 	// Inputs holds, for each input partition whose records updated the
 	// state, the offset of the newest one applied, most recently updated
 	// last, at most InputsLimit (format version 3). See Replayed.
@@ -49,6 +54,17 @@ type DeviceState struct {
 	// SilentAlerts and BackAlerts count the device_silent and device_back
 	// alerts raised for the device (format version 3).
 	SilentAlerts, BackAlerts uint64
+	// Back is the input record that ended the device's latest silence
+	// (raising device_back) and BackSinceMs the receive time that silence
+	// started from; Silenced is the loop record of the timer that raised
+	// the latest device_silent, and SilentSinceMs and SilentAtMs that
+	// alert's SinceMs and TimeMs (format version 4; a zero Source: none).
+	// The alert goes out beside the state write, without a transaction: a
+	// replay of exactly that record raises the same alert again.
+	Back                      InputOffset
+	BackSinceMs               int64
+	Silenced                  InputOffset
+	SilentSinceMs, SilentAtMs int64
 }
 
 // InputOffset is the offset of the newest record applied to a state from
@@ -101,12 +117,10 @@ func (s *DeviceState) MarkInput(src uint64, offset int64) {
 	s.Inputs = append(s.Inputs, InputOffset{src, offset})
 }
 
-// AppliedLimit bounds DeviceState.Applied. The stages are at least once: a
-// crash after a table write and before the offset commit replays the
-// records handled since the last commit, and only those. A device's records
-// since the last commit are its records of about one commit interval (a
-// second by default), so 64 keys cover a device sending dozens of packages
-// and dead letters a second, at 8 bytes each in the table.
+// AppliedLimit bounds DeviceState.Applied, the dead letters' keys: the
+// framework writes a dead letter once per source record, so these only
+// catch what it cannot (see EnvelopeKey). It is also the number of
+// package identities Packages keeps whatever their age.
 const AppliedLimit = 64
 
 // WasApplied reports whether the record of key is among the recently
@@ -120,6 +134,21 @@ func (s *DeviceState) MarkApplied(key uint64) {
 		s.Applied = slices.Delete(s.Applied, 0, n-AppliedLimit+1)
 	}
 	s.Applied = append(s.Applied, key)
+}
+
+// PackageApplied reports whether the Readings part (raw, part) of a package
+// (see Readings.HasIdentity) was applied to the state: it is among
+// Packages, or among the keys of Applied of a state written before format
+// version 4.
+func (s *DeviceState) PackageApplied(raw, part int64) bool {
+	return s.Packages.Contains(raw, part) || (len(s.Applied) > 0 && s.WasApplied(ReadingsKey(raw, part)))
+}
+
+// MarkPackage remembers the Readings part (raw, part) of a package received
+// at receivedMs as applied, for as long as AppliedPackages.Add keeps it
+// with horizon.
+func (s *DeviceState) MarkPackage(raw, part, receivedMs int64, horizon time.Duration) {
+	s.Packages.Add(raw, part, receivedMs, horizon)
 }
 
 // FNV-1a, 64 bits: a stable hash (the keys are stored).
@@ -228,7 +257,11 @@ func (s *DeviceState) Observe(r Reading) bool {
 // bytes big-endian) and Offset (varint); then ReceivedMs (varint), Silent
 // (1 byte, 0 or 1), SilentAlerts and BackAlerts (uvarints). Versions 1
 // and 2 are still read (those then are empty or zero).
-const deviceStateVersion = 3
+//
+// Version 4 appends the Packages (see appendPackages), then Back (Source 8
+// bytes big-endian, Offset varint), BackSinceMs, Silenced (the same),
+// SilentSinceMs and SilentAtMs (varints). Versions 1 to 3 are still read.
+const deviceStateVersion = 4
 
 // DeviceStateCodec encodes and decodes DeviceState values. It implements
 // codecs.Codec[DeviceState].
@@ -236,7 +269,7 @@ type DeviceStateCodec struct{}
 
 // Encode returns the record bytes of s.
 func (DeviceStateCodec) Encode(s DeviceState) ([]byte, error) {
-	b := make([]byte, 0, 48+32*len(s.Latest)+8*len(s.Applied)+16*len(s.Inputs))
+	b := make([]byte, 0, 112+32*len(s.Latest)+8*len(s.Applied)+16*len(s.Inputs)+len(s.Packages.enc))
 	b = append(b, deviceStateVersion)
 	for _, v := range []uint64{s.DeviceID, s.Messages, s.Duplicates, s.Invalid, s.PackagesRejected, s.LastSeenMs} {
 		b = binary.AppendUvarint(b, v)
@@ -251,8 +284,7 @@ func (DeviceStateCodec) Encode(s DeviceState) ([]byte, error) {
 	b = appendKeys(b, s.Applied)
 	b = binary.AppendUvarint(b, uint64(len(s.Inputs)))
 	for _, in := range s.Inputs {
-		b = binary.BigEndian.AppendUint64(b, in.Source)
-		b = binary.AppendVarint(b, in.Offset)
+		b = appendInput(b, in)
 	}
 	b = binary.AppendVarint(b, s.ReceivedMs)
 	silent := byte(0)
@@ -261,7 +293,13 @@ func (DeviceStateCodec) Encode(s DeviceState) ([]byte, error) {
 	}
 	b = append(b, silent)
 	b = binary.AppendUvarint(b, s.SilentAlerts)
-	return binary.AppendUvarint(b, s.BackAlerts), nil
+	b = binary.AppendUvarint(b, s.BackAlerts)
+	b = appendPackages(b, &s.Packages)
+	b = appendInput(b, s.Back)
+	b = binary.AppendVarint(b, s.BackSinceMs)
+	b = appendInput(b, s.Silenced)
+	b = binary.AppendVarint(b, s.SilentSinceMs)
+	return binary.AppendVarint(b, s.SilentAtMs), nil
 }
 
 // Decode parses record bytes written by any version of Encode.
@@ -296,7 +334,7 @@ func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 		if n := r.length("input count", 9); n > 0 {
 			s.Inputs = make([]InputOffset, n)
 			for i := range s.Inputs {
-				s.Inputs[i] = InputOffset{Source: r.fixed64("input source"), Offset: r.varint("input offset")}
+				s.Inputs[i] = r.input()
 			}
 		}
 		s.ReceivedMs = r.varint("received")
@@ -310,10 +348,31 @@ func (DeviceStateCodec) Decode(b []byte) (DeviceState, error) {
 		s.SilentAlerts = r.uvarint("silent alerts")
 		s.BackAlerts = r.uvarint("back alerts")
 	}
+	if v >= 4 {
+		s.Packages = r.packages()
+		s.Back = r.input()
+		s.BackSinceMs = r.varint("back since")
+		s.Silenced = r.input()
+		s.SilentSinceMs = r.varint("silent since")
+		s.SilentAtMs = r.varint("silent at")
+	}
 	if err := r.finish("device state"); err != nil {
 		return DeviceState{}, err
 	}
 	return s, nil
+}
+
+// appendInput appends an input record's Source (8 bytes big-endian) and
+// Offset (varint).
+func appendInput(b []byte, in InputOffset) []byte {
+	b = binary.BigEndian.AppendUint64(b, in.Source)
+	return binary.AppendVarint(b, in.Offset)
+}
+
+// input reads what appendInput wrote (constant names: the state is
+// decoded for every record, and a built name allocates).
+func (r *reader) input() InputOffset {
+	return InputOffset{Source: r.fixed64("input source"), Offset: r.varint("input offset")}
 }
 
 // appendKeys appends 64-bit keys: their count (uvarint) and each as 8
@@ -333,8 +392,9 @@ func (r *reader) keys(what string) []uint64 {
 		return nil
 	}
 	out := make([]uint64, n)
+	name := what + " key" // once: the state is decoded for every record
 	for i := range out {
-		p := r.raw(what+" key", 8)
+		p := r.raw(name, 8)
 		if p == nil {
 			return nil
 		}

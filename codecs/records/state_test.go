@@ -1,8 +1,10 @@
 package records
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,6 +21,11 @@ func TestDeviceStateRoundTrip(t *testing.T) {
 	s.MarkInput(InputSource("telemetry.normalized", 3), 1<<40)
 	s.MarkInput(InputSource("telemetry.deadletters", 0), 0)
 	s.ReceivedMs, s.Silent, s.SilentAlerts, s.BackAlerts = 1700000000456, true, 3, 2
+	s.MarkPackage(1<<40, 2_833_000, 1700000000000, time.Hour)
+	s.MarkPackage(1<<40, -1, 1700000000000, time.Hour)
+	s.MarkPackage(1<<40-77, 2_832_999, 1699999990000, time.Hour)
+	s.Back, s.BackSinceMs = InputOffset{Source: InputSource("telemetry.normalized", 3), Offset: 12}, 1699999000000
+	s.Silenced, s.SilentSinceMs, s.SilentAtMs = InputOffset{Source: InputSource("loop", 3), Offset: 0}, 1699999000000, 1699999600000
 	b, err := DeviceStateCodec{}.Encode(s)
 	if err != nil {
 		t.Fatal(err)
@@ -125,12 +132,32 @@ func TestDeviceStateVersions2And3(t *testing.T) {
 		t.Fatalf("version 2: %+v, %v; want %+v", s, err, want)
 	}
 	b, _ := DeviceStateCodec{}.Encode(DeviceState{DeviceID: 7, Silent: true})
-	if b[len(b)-3] != 1 {
-		t.Fatalf("bad test: silent byte at %d of % x", len(b)-3, b)
+	quiet, _ := DeviceStateCodec{}.Encode(DeviceState{DeviceID: 7})
+	at := slices.IndexFunc(b, func(c byte) bool { return c == 1 })
+	if len(b) != len(quiet) || quiet[at] != 0 || !bytes.Equal(b[at+1:], quiet[at+1:]) {
+		t.Fatalf("bad test: silent byte at %d of % x", at, b)
 	}
-	b[len(b)-3] = 2
+	b[at] = 2
 	if _, err := (DeviceStateCodec{}).Decode(b); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("silent byte 2: error %v, want corrupt", err)
+	}
+}
+
+// A version 3 state (before the applied packages and the alerts' inputs)
+// still decodes, and its applied keys still recognise a package.
+func TestDeviceStateDecodesVersion3(t *testing.T) {
+	want := DeviceState{DeviceID: 7, Messages: 3, ReceivedMs: 1_700_000_000_000, Silent: true, SilentAlerts: 1, Applied: []uint64{ReadingsKey(5, -1)}}
+	want.MarkInput(InputSource("n", 0), 40)
+	b, _ := DeviceStateCodec{}.Encode(want)
+	// Version 4's tail of an empty state: no packages (1 byte), two
+	// inputs (9 bytes each) with a time (1 byte) and two times.
+	v3 := append([]byte{3}, b[1:len(b)-22]...)
+	s, err := DeviceStateCodec{}.Decode(v3)
+	if err != nil || !reflect.DeepEqual(s, want) {
+		t.Fatalf("version 3: %+v, %v; want %+v", s, err, want)
+	}
+	if !s.PackageApplied(5, -1) || s.PackageApplied(6, -1) {
+		t.Error("a version 3 state's applied keys do not recognise its packages")
 	}
 }
 
@@ -205,6 +232,12 @@ func FuzzDeviceStateDecode(f *testing.F) {
 	f.Add(b)
 	b, _ = DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, Inputs: []InputOffset{{Source: 1, Offset: -1}, {Source: 2, Offset: 1 << 50}}})
 	b, _ = DeviceStateCodec{}.Encode(DeviceState{DeviceID: 3, ReceivedMs: -4, Silent: true, SilentAlerts: 2, BackAlerts: 1})
+	f.Add(b)
+	withPackages := DeviceState{DeviceID: 3, Back: InputOffset{Source: 9, Offset: 4}, BackSinceMs: 5, Silenced: InputOffset{Source: 8, Offset: -1}, SilentAtMs: 7}
+	for raw := range int64(70) {
+		withPackages.MarkPackage(raw*3, raw%2-1, raw*700, time.Minute)
+	}
+	b, _ = DeviceStateCodec{}.Encode(withPackages)
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c DeviceStateCodec
