@@ -333,8 +333,9 @@ func (r *reader) keys(what string) []uint64 {
 		return nil
 	}
 	out := make([]uint64, n)
+	name := what + " key" // once: a window's aggregate holds thousands
 	for i := range out {
-		p := r.raw(what+" key", 8)
+		p := r.raw(name, 8)
 		if p == nil {
 			return nil
 		}
