@@ -182,7 +182,7 @@ func New(cfg Config) *Pipeline {
 	if !cfg.Fuse.Has(FuseDecode) {
 		p.Decoded = topology.NewStream(t, TopicDecoded, records.BatchCodec{}, parts, byDevice)
 	}
-	p.Normalized = topology.NewStream(t, TopicNormalized, records.ReadingsCodec{}, parts, byDevice).TimedBy(summaryRecordTime)
+	p.Normalized = topology.NewStream(t, TopicNormalized, records.ReadingsCodec{}, parts, byDevice).TimedBy(SummaryTime)
 	p.Alerts = topology.NewStream(t, TopicAlerts, records.AlertCodec{}, parts, byDevice)
 	p.Summaries = topology.NewStream(t, TopicSummaries, records.SummaryCodec{}, parts, byDevice)
 	p.DeadLetters = t.DeadLetters()

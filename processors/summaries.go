@@ -56,15 +56,23 @@ func InitSummary(deviceID, startMs uint64) records.SummaryAcc {
 	return records.SummaryAcc{DeviceID: deviceID, WindowStartMs: startMs, WindowEndMs: startMs + records.SummaryWindowMs}
 }
 
-// SummaryTime is the record time of a normalized record for the hourly
-// windows (Stream.TimedBy): the message time of its first reading; none
-// for a record without readings, which adds nothing (and must not move
-// stream time by its Kafka timestamp, the wall clock).
+// SummaryTime is the record time of telemetry.normalized
+// (Stream.TimedBy), and so of the hourly windows: the message time of its
+// newest reading, so that stream time is the highest message time handled
+// (what the simulator's truth assumes). A record without readings has
+// none: it adds nothing, and must not move stream time by its Kafka
+// timestamp (its produce time, which would close windows early). A
+// record's readings share one hour when the dedupe bucket divides an hour
+// (see Config.DedupeBucket).
 func SummaryTime(_ string, rs records.Readings) (time.Time, bool) {
 	if len(rs.Items) == 0 {
 		return time.Time{}, false
 	}
-	return time.UnixMilli(int64(rs.Items[0].TimeMs)), true
+	ms := rs.Items[0].TimeMs
+	for _, r := range rs.Items[1:] {
+		ms = max(ms, r.TimeMs)
+	}
+	return time.UnixMilli(int64(ms)), true
 }
 
 // SplitByWindow splits a package's readings by hourly window, in the order
@@ -93,18 +101,12 @@ func SplitByWindow(rs records.Readings) []records.Readings {
 }
 
 // AddSummary adds the readings of rs that fall in acc's window to acc and
-// reports whether it changed acc. An aggregate without a window (the zero
-// SummaryAcc, as an aggregation's init returns it) takes rs's device and
-// the window of its SummaryTime. A package with an identity (see
-// records.Readings.HasIdentity) is added once: a replayed record changes
-// nothing.
+// reports whether it changed acc. The caller gives acc its window
+// (InitSummary; the summaries group's that of the record's SummaryTime): an
+// aggregate without one (the zero SummaryAcc) takes nothing. A package
+// with an identity (see records.Readings.HasIdentity) is added once: a
+// replayed record changes nothing.
 func AddSummary(acc *records.SummaryAcc, rs *records.Readings) bool {
-	if acc.WindowEndMs == 0 {
-		if len(rs.Items) == 0 {
-			return false
-		}
-		*acc = InitSummary(rs.DeviceID, SummaryWindow(rs.Items[0].TimeMs))
-	}
 	var key uint64
 	if rs.HasIdentity() {
 		key = records.ReadingsKey(rs.RawOffset, rs.Part)

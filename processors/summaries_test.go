@@ -222,27 +222,33 @@ func randomWindow(rng *rand.Rand, n int) []records.Reading {
 	return out
 }
 
-// The aggregation's init returns the zero aggregate: the first record
-// gives it its device and window, by its SummaryTime.
+// The aggregation's init returns the zero aggregate: the group's add
+// gives it the record's device and the window of its SummaryTime, the
+// newest reading's message time (the record's time, that the framework
+// put it in the window by); AddSummary itself takes the window from its
+// caller and adds nothing to an aggregate without one.
 func TestAddSummaryToZeroAggregate(t *testing.T) {
-	var acc records.SummaryAcc
 	empty := pkg(1)
-	if AddSummary(&acc, &empty) || acc.WindowEndMs != 0 {
+	if acc := addToSummary("9", empty, records.SummaryAcc{}); acc.WindowEndMs != 0 || acc.Messages != 0 {
 		t.Fatalf("an empty record set the window: %+v", acc)
 	}
-	p := pkg(2, engine(w0+hourMs+5, 1), engine(w0+2*hourMs, 2))
-	if !AddSummary(&acc, &p) {
-		t.Fatal("nothing added")
-	}
+	// Newest reading last but one: the window is the newest's, and the
+	// reading of the hour before is not in it.
+	p := pkg(2, engine(w0+5, 1), engine(w0+hourMs+7, 2), engine(w0+hourMs+6, 3))
+	acc := addToSummary("9", p, records.SummaryAcc{})
 	want := InitSummary(9, w0+hourMs)
-	if acc.DeviceID != 9 || acc.WindowStartMs != want.WindowStartMs || acc.WindowEndMs != want.WindowEndMs || acc.Messages != 1 {
-		t.Fatalf("aggregate %+v", acc)
+	if acc.DeviceID != 9 || acc.WindowStartMs != want.WindowStartMs || acc.WindowEndMs != want.WindowEndMs || acc.Messages != 2 {
+		t.Fatalf("aggregate %+v, want the window at %d with 2 readings", acc, want.WindowStartMs)
 	}
-	if got, ok := SummaryTime("9", p); !ok || !got.Equal(time.UnixMilli(w0+hourMs+5)) {
-		t.Errorf("SummaryTime = %v, %v", got, ok)
+	if got, ok := SummaryTime("9", p); !ok || !got.Equal(time.UnixMilli(w0+hourMs+7)) {
+		t.Errorf("SummaryTime = %v, %v, want the newest reading's", got, ok)
 	}
 	if _, ok := SummaryTime("9", empty); ok {
 		t.Error("SummaryTime of an empty record has a time")
+	}
+	var zero records.SummaryAcc
+	if AddSummary(&zero, &p) || zero.Messages != 0 {
+		t.Errorf("AddSummary added to an aggregate without a window: %+v", zero)
 	}
 }
 
@@ -267,8 +273,7 @@ func TestSplitByWindow(t *testing.T) {
 		if part.RawOffset != 7 || part.ReceivedMs != 99 || part.Duplicates != 2 || part.DeviceID != 9 {
 			t.Errorf("part lost the package's fields: %+v", part)
 		}
-		var acc records.SummaryAcc
-		AddSummary(&acc, &part)
+		acc := addToSummary("9", part, records.SummaryAcc{})
 		n += int(acc.Messages)
 	}
 	if n != len(p.Items) || parts[0].Items[0].ContentCRC != 1 || len(parts[0].Items) != 2 {

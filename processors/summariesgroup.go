@@ -10,7 +10,7 @@ import (
 )
 
 // The summaries group: per device, tumbling hours of message time with 10
-// minutes' grace over telemetry.normalized (timed by summaryRecordTime),
+// minutes' grace over telemetry.normalized (timed by SummaryTime),
 // aggregated with AddSummary into a windowed table, each window emitted to
 // telemetry.summaries once, when it closes. The open window is read from
 // the table (SummaryWindows, OpenSummaries).
@@ -25,29 +25,11 @@ const SummaryGrace = 10 * time.Minute
 // descSummaries describes the summaries group.
 const descSummaries = "hourly summaries per device by message time (10 minutes' grace), emitted when a window closes"
 
-// summaryRecordTime is the record time of telemetry.normalized: its newest
-// reading's message time, so that stream time is the highest message time
-// handled (what the simulator's truth assumes); none without readings:
-// such a record moves no stream time (its Kafka timestamp, its produce
-// time, would close windows early) and the aggregate skips it. A record's
-// readings share one hour when the dedupe bucket divides an hour (see
-// Config.DedupeBucket).
-func summaryRecordTime(_ string, rs records.Readings) (time.Time, bool) {
-	if len(rs.Items) == 0 {
-		return time.Time{}, false
-	}
-	ms := rs.Items[0].TimeMs
-	for _, r := range rs.Items[1:] {
-		ms = max(ms, r.TimeMs)
-	}
-	return time.UnixMilli(int64(ms)), true
-}
-
 // addToSummary is the aggregate's add: the window of a fresh aggregate is
 // the record's (that of its record time), then AddSummary.
 func addToSummary(_ string, rs records.Readings, acc records.SummaryAcc) records.SummaryAcc {
 	if acc.WindowEndMs == 0 && len(rs.Items) > 0 {
-		t, _ := summaryRecordTime("", rs)
+		t, _ := SummaryTime("", rs)
 		acc = InitSummary(rs.DeviceID, SummaryWindow(uint64(t.UnixMilli())))
 	}
 	AddSummary(&acc, &rs)

@@ -120,7 +120,12 @@ func recordBytes(key string, value []byte, headers []Header) int {
 // fits returns nil when a record of key, value and headers fits in
 // MaxRecordBytes, or a Reject too_large naming topic.
 func fits(topic, key string, value []byte, headers []Header) error {
-	if n := recordBytes(key, value, headers); n > MaxRecordBytes {
+	return fitsBytes(topic, recordBytes(key, value, headers))
+}
+
+// fitsBytes is fits of a record of n bytes (recordBytes).
+func fitsBytes(topic string, n int) error {
+	if n > MaxRecordBytes {
 		return Reject(ReasonTooLarge, fmt.Errorf("topology: a record of %d bytes for %q exceeds %d", n, topic, MaxRecordBytes))
 	}
 	return nil

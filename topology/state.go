@@ -199,6 +199,10 @@ type partState struct {
 	// closedTo is, per aggregate, the stream-time bound its windows were
 	// closed up to (a window is never created due: see Aggregate).
 	closedTo map[*stateDecl]int64
+	// nextEnd is, per aggregate, a lower bound of the ends of its pending
+	// windows (math.MinInt64: not known): closing looks for due windows
+	// only once stream time passes it, not after every record.
+	nextEnd map[*stateDecl]int64
 	// clock is the partition's stream-time entry (streamtime.go).
 	clock streamLog
 	// fired are the marks of fired timers not deleted yet
@@ -236,7 +240,7 @@ const timerSpan = int64(1) << 61
 // open opens the stores of partition p in their folder named folder
 // ("base" or "live": see statecheckpoint.go), emptying those wipe names.
 func (rt *timeRuntime) open(p int32, folder string, wipe map[*stateDecl]bool) (*partState, error) {
-	ps := &partState{stores: map[*stateDecl]*windowstore.Store{}, closedTo: map[*stateDecl]int64{}}
+	ps := &partState{stores: map[*stateDecl]*windowstore.Store{}, closedTo: map[*stateDecl]int64{}, nextEnd: map[*stateDecl]int64{}}
 	one := func(st *stateDecl, sub string) (*windowstore.Store, error) {
 		o := windowstore.Options{SegmentInterval: st.segment, Retention: st.retention, Memory: rt.dir == ""}
 		if st.kind == stateTimers {
@@ -259,7 +263,7 @@ func (rt *timeRuntime) open(p int32, folder string, wipe map[*stateDecl]bool) (*
 			return nil, err
 		}
 		ps.stores[st] = s
-		ps.closedTo[st] = math.MinInt64
+		ps.closedTo[st], ps.nextEnd[st] = math.MinInt64, math.MinInt64
 		if st.kind == stateTimers {
 			if ps.wall, err = one(st, "wall"); err != nil {
 				ps.close()

@@ -261,7 +261,7 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 	if a.w.session {
 		if t+size+grace > st && t >= 0 {
 			accepted = 1
-			if err := a.session(c, store, key, v, t); err != nil {
+			if err := a.session(c, ps, key, v, t); err != nil {
 				return err
 			}
 		}
@@ -303,6 +303,7 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 			return err
 		}
 		tx.put(a.st, store, k, start, end, val)
+		ps.nextEnd[a.st] = min(ps.nextEnd[a.st], end)
 		accepted++
 		if err := a.updated(c, key, start, end, agg); err != nil {
 			return err
@@ -326,7 +327,8 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 // session adds the record at t to key's session, merging the sessions it
 // bridges. The sessions are read by start over the retention: a key's
 // sessions within it, not its whole history.
-func (a *aggregate[V, A]) session(c *Context, store *windowstore.Store, key string, v V, t int64) error {
+func (a *aggregate[V, A]) session(c *Context, ps *partState, key string, v V, t int64) error {
+	store := ps.stores[a.st]
 	gap := a.w.size.Milliseconds()
 	k := []byte(key)
 	ws, err := store.Fetch(k, t-a.st.retention, t+gap+1)
@@ -380,6 +382,7 @@ func (a *aggregate[V, A]) session(c *Context, store *windowstore.Store, key stri
 		return err
 	}
 	tx.put(a.st, store, k, start, end, val)
+	ps.nextEnd[a.st] = min(ps.nextEnd[a.st], end)
 	return a.updated(c, key, start, end, agg)
 }
 
@@ -388,11 +391,19 @@ func (a *aggregate[V, A]) session(c *Context, store *windowstore.Store, key stri
 // is dead-lettered instead, its windows unchanged.
 func (a *aggregate[V, A]) fits(c *Context, key []byte, start, end int64, val []byte) error {
 	ch := windowstore.Change{Key: key, Start: start, End: end, Value: val}
-	if err := fits(a.st.topic.name, string(windowstore.ChangeKey(ch)), windowstore.ChangeValue(ch), []Header{originHeader(c.Partition())}); err != nil {
+	// The record's value is ChangeValue(ch): its size, without copying
+	// the window (it grows with the window, and is copied once more when
+	// emitted).
+	n := recordBytes(string(windowstore.ChangeKey(ch)), nil, []Header{originHeader(c.Partition())}) + changeValueLen(ch)
+	if err := fitsBytes(a.st.topic.name, n); err != nil {
 		return c.refuse(err)
 	}
 	return nil
 }
+
+// changeValueLen is len(windowstore.ChangeValue(c)) of a write: the end
+// (8 bytes) and the value.
+func changeValueLen(c windowstore.Change) int { return 8 + len(c.Value) }
 
 // updated calls OnUpdate, if set, with window [start, end) of key.
 func (a *aggregate[V, A]) updated(c *Context, key string, start, end int64, agg A) error {
@@ -409,14 +420,23 @@ func (c *Context) appliedValue(end int64, payload []byte) []byte {
 }
 
 // closeDue closes the windows that end at or before streamTime - grace.
+// It reads the store's end index only when stream time passed the
+// partition's nextEnd (a window's end, for tumbling windows once per
+// window length), and learns the next end as it does: the pending window
+// ending first after the bound, in the store or written by this callback.
 func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) error {
 	bound := streamTime - a.w.grace.Milliseconds()
-	if bound <= ps.closedTo[a.st] {
+	if bound <= ps.closedTo[a.st] || bound < ps.nextEnd[a.st] {
 		return nil
 	}
 	store := ps.stores[a.st]
 	var due []windowstore.Window
-	err := store.Ending(0, bound+1, func(w windowstore.Window) bool {
+	next := doneEnd // done windows are indexed at doneEnd: none pending
+	err := store.Ending(0, doneEnd, func(w windowstore.Window) bool {
+		if w.End > bound {
+			next = w.End
+			return false
+		}
 		due = append(due, windowstore.Window{Key: w.Key, Start: w.Start, End: w.End})
 		return true
 	})
@@ -424,6 +444,13 @@ func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) 
 		return err
 	}
 	tx := c.tx()
+	for _, op := range tx.ops {
+		// Windows this callback wrote are not in the store yet (none is
+		// written due: see handle).
+		if op.st == a.st && op.c.Value != nil && op.c.End > bound && op.c.End < doneEnd {
+			next = min(next, op.c.End)
+		}
+	}
 	for _, d := range due {
 		sv, ok, err := tx.getState(store, d.Key, d.Start)
 		if err != nil {
@@ -451,6 +478,7 @@ func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) 
 	}
 	tx.after = append(tx.after, func() {
 		ps.closedTo[a.st] = max(ps.closedTo[a.st], bound)
+		ps.nextEnd[a.st] = next
 		if _, err := store.Expire(streamTime); err != nil {
 			// The store stays larger until the next expiry; the
 			// changelog's own retention still bounds it.

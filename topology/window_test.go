@@ -274,3 +274,34 @@ func TestSessionsNeedMerge(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+// Closing reads the windows' end index only once stream time passes the
+// end of the first pending window: a window written after that end was
+// learnt, ending earlier (a record within the grace of the hour before),
+// or by the record whose stream time moved the scan, must still close on
+// time.
+func TestWindowsCloseOnTimeBetweenScans(t *testing.T) {
+	topo, in, out, _ := counting(topology.LateDeadLetter, topology.Tumbling(time.Hour).Grace(10*time.Minute))
+	d := topologytest.New(t, topo)
+	closed := func(want ...string) {
+		t.Helper()
+		var got []string
+		for _, r := range topologytest.Read(d, out) {
+			got = append(got, r.Value.Key+"@"+r.Value.Start.Format("15:04"))
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("closed %v, want %v", got, want)
+		}
+	}
+	topologytest.SendAt(d, in, "a", at(65), "x") // 11:00-12:00; nothing due before 12:00
+	topologytest.SendAt(d, in, "b", at(58), "x") // 10:00-11:00, in its grace: due first
+	closed()
+	topologytest.SendAt(d, in, "a", at(72), "x") // stream time past 11:10
+	closed("b@10:00")
+	// The record that closes a's hour also opens c's, which ends after
+	// every window of the store.
+	topologytest.SendAt(d, in, "c", at(150), "x")
+	closed("a@11:00")
+	topologytest.SendAt(d, in, "d", at(195), "x") // past 13:10
+	closed("c@12:00")
+}

@@ -392,7 +392,7 @@ func (r *reader) keys(what string) []uint64 {
 		return nil
 	}
 	out := make([]uint64, n)
-	name := what + " key" // once: the state is decoded for every record
+	name := what + " key" // once: the state is decoded for every record, a window aggregate holds thousands
 	for i := range out {
 		p := r.raw(name, 8)
 		if p == nil {

@@ -62,7 +62,13 @@ type SummaryAcc struct {
 // 1e7 and 10); the applied count (uvarint) and each key (8 bytes
 // big-endian). Fixes and keys are in ascending order; a decoder refuses
 // any other, so that one aggregate has one encoding.
-const summaryAccVersion = 1
+//
+// Version 2 writes LatDeg, LonDeg and SpeedKmh as appendScaledDelta does,
+// each against the same field of the fixes before it: a window is
+// rewritten with each record, and a device's fixes a second apart differ
+// little (a fix takes about 11 bytes instead of 18). Version 1 is still
+// read.
+const summaryAccVersion = 2
 
 // minFixLen is the fewest bytes a fix takes in a SummaryAcc record.
 const minFixLen = 1 + 4 + 3
@@ -74,7 +80,7 @@ type SummaryAccCodec struct{}
 // Encode returns the record bytes of a. It sorts a's fixes and keys if
 // they are not.
 func (SummaryAccCodec) Encode(a SummaryAcc) ([]byte, error) {
-	b := make([]byte, 0, 48+4*len(a.Harsh)+12*len(a.Fixes)+8*len(a.Applied))
+	b := make([]byte, 0, 48+4*len(a.Harsh)+16*len(a.Fixes)+8*len(a.Applied))
 	b = append(b, summaryAccVersion)
 	for _, v := range [...]uint64{a.DeviceID, a.WindowStartMs, a.WindowEndMs, a.Messages, a.FirstMs, a.LastMs} {
 		b = binary.AppendUvarint(b, v)
@@ -86,13 +92,14 @@ func (SummaryAccCodec) Encode(a SummaryAcc) ([]byte, error) {
 	}
 	b = binary.AppendUvarint(b, uint64(len(fixes)))
 	var prev uint64
+	var lat, lon, speed int64
 	for _, f := range fixes {
 		b = binary.AppendUvarint(b, f.TimeMs-prev)
 		prev = f.TimeMs
 		b = appendFixed32(b, f.ContentCRC)
-		b = appendScaled(b, f.LatDeg, 1e7)
-		b = appendScaled(b, f.LonDeg, 1e7)
-		b = appendScaled(b, f.SpeedKmh, 10)
+		b = appendScaledDelta(b, f.LatDeg, 1e7, &lat)
+		b = appendScaledDelta(b, f.LonDeg, 1e7, &lon)
+		b = appendScaledDelta(b, f.SpeedKmh, 10, &speed)
 	}
 	keys := a.Applied
 	if !slices.IsSorted(keys) {
@@ -105,7 +112,7 @@ func (SummaryAccCodec) Encode(a SummaryAcc) ([]byte, error) {
 func (SummaryAccCodec) Decode(b []byte) (SummaryAcc, error) {
 	var a SummaryAcc
 	r := reader{b: b}
-	r.version("summary aggregate", summaryAccVersion)
+	version := r.version("summary aggregate", summaryAccVersion)
 	a.DeviceID = r.uvarint("device id")
 	a.WindowStartMs = r.uvarint("window start")
 	a.WindowEndMs = r.uvarint("window end")
@@ -114,8 +121,11 @@ func (SummaryAccCodec) Decode(b []byte) (SummaryAcc, error) {
 	a.LastMs = r.uvarint("last message")
 	a.Harsh = r.harsh()
 	if n := r.length("fix count", minFixLen); n > 0 {
-		a.Fixes = make([]Fix, n)
+		// Room for one more: the next record of the window most likely
+		// adds a fix, at the end.
+		a.Fixes = make([]Fix, n, n+1)
 		var prev uint64
+		var lat, lon, speed int64
 		for i := range a.Fixes {
 			f := &a.Fixes[i]
 			d := r.uvarint("fix time")
@@ -125,9 +135,15 @@ func (SummaryAccCodec) Decode(b []byte) (SummaryAcc, error) {
 			f.TimeMs = prev + d
 			prev = f.TimeMs
 			f.ContentCRC = r.fixed32("fix crc")
-			f.LatDeg = r.scaled("fix latitude", 1e7)
-			f.LonDeg = r.scaled("fix longitude", 1e7)
-			f.SpeedKmh = r.scaled("fix speed", 10)
+			if version == 1 {
+				f.LatDeg = r.scaled("fix latitude", 1e7)
+				f.LonDeg = r.scaled("fix longitude", 1e7)
+				f.SpeedKmh = r.scaled("fix speed", 10)
+			} else {
+				f.LatDeg = r.scaledDelta("fix latitude", 1e7, &lat)
+				f.LonDeg = r.scaledDelta("fix longitude", 1e7, &lon)
+				f.SpeedKmh = r.scaledDelta("fix speed", 10, &speed)
+			}
 			if r.err == nil && i > 0 && CompareFix(a.Fixes[i-1], *f) > 0 {
 				r.fail("fixes out of order")
 			}

@@ -2,7 +2,9 @@ package records
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
+	"math"
 	"reflect"
 	"testing"
 
@@ -96,4 +98,62 @@ func FuzzSummaryAccDecode(f *testing.F) {
 			return bytes.Equal(bx, by)
 		})
 	})
+}
+
+// A version 1 record (written by the build before version 2, of
+// sampleSummaryAcc) still decodes to the same aggregate, and is written
+// again as version 2.
+func TestSummaryAccReadsVersion1(t *testing.T) {
+	v1, err := hex.DecodeString("012a8080a7c6f23280dd82c8f232079180a7c6f232e887a7c6f232010402039180a7c6f2320000000980fccbe907fed0dcfc01e01b000000000a80eaade90782d1dcfc0100d70700000001013fd555555555555500f02e0300000000000000038000000000000000ffffffffffffffff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := SummaryAccCodec{}.Decode(v1)
+	if want := sampleSummaryAcc(); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("version 1: %+v, %v\nwant %+v", got, err, want)
+	}
+	if b, _ := (SummaryAccCodec{}).Encode(got); b[0] != summaryAccVersion || len(b) >= len(v1) {
+		t.Errorf("written again as version %d in %d bytes (version 1: %d)", b[0], len(b), len(v1))
+	}
+}
+
+// A device's hour of fixes a second apart along a track (what the
+// windows changelog carries with every record) takes at most 12 bytes a
+// fix, and round-trips exactly; so does a window whose fixes jump about,
+// with values that have no compact form among them.
+func TestSummaryAccFixesAreSmall(t *testing.T) {
+	track := SummaryAcc{DeviceID: 7, WindowStartMs: 1748736000000, WindowEndMs: 1748736000000 + SummaryWindowMs}
+	for i := range 3600 {
+		track.Fixes = append(track.Fixes, Fix{TimeMs: track.WindowStartMs + uint64(i)*1000, ContentCRC: uint32(i * 7919),
+			LatDeg: float64(481000000+i*2700) / 1e7, LonDeg: float64(115000000-i*1900) / 1e7, SpeedKmh: float64(800+i%40) / 10})
+	}
+	b, err := SummaryAccCodec{}.Encode(track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if per := float64(len(b)) / 3600; per > 12 {
+		t.Errorf("%.1f bytes a fix", per)
+	}
+	jumpy := track
+	jumpy.Fixes = append([]Fix(nil), track.Fixes[:50]...)
+	for i := range jumpy.Fixes {
+		if i%2 == 1 {
+			jumpy.Fixes[i].LatDeg, jumpy.Fixes[i].LonDeg = -jumpy.Fixes[i].LatDeg, 179.9999999
+		}
+		if i%7 == 3 {
+			jumpy.Fixes[i].LonDeg, jumpy.Fixes[i].SpeedKmh = 1.0/3, math.Copysign(0, -1)
+		}
+	}
+	for _, a := range []SummaryAcc{track, jumpy} {
+		b, _ := SummaryAccCodec{}.Encode(a)
+		got, err := SummaryAccCodec{}.Decode(b)
+		if err != nil || len(got.Fixes) != len(a.Fixes) {
+			t.Fatalf("round trip: %d fixes, %v", len(got.Fixes), err)
+		}
+		for i := range got.Fixes {
+			if x, y := got.Fixes[i], a.Fixes[i]; CompareFix(x, y) != 0 {
+				t.Fatalf("fix %d: %+v, want %+v", i, x, y)
+			}
+		}
+	}
 }

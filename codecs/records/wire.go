@@ -241,20 +241,38 @@ func (r *reader) fixed64(what string) uint64 {
 // values converted from the wire's integer units are), and otherwise as a
 // uvarint 1 followed by the 8 bytes of its IEEE 754 bits.
 func appendScaled(b []byte, x, scale float64) []byte {
+	var zero int64
+	return appendScaledDelta(b, x, scale, &zero)
+}
+
+// scaled reads what appendScaled wrote.
+func (r *reader) scaled(what string, scale float64) float64 {
+	var zero int64
+	return r.scaledDelta(what, scale, &zero)
+}
+
+// appendScaledDelta appends x as appendScaled does, but the integer k of
+// its compact form as its difference from *prev (zigzag(k-*prev)<<1 in a
+// uvarint), and sets *prev to k; x without a compact form takes the raw
+// one and leaves *prev. Values near the one before take a byte or two.
+func appendScaledDelta(b []byte, x, scale float64, prev *int64) []byte {
 	k := math.Round(x * scale)
 	if math.Abs(k) < 1<<52 {
 		// Compare what the reader will compute, bit for bit (so -0 and
 		// NaN take the raw form).
 		ki := int64(k)
 		if math.Float64bits(float64(ki)/scale) == math.Float64bits(x) {
-			return binary.AppendUvarint(b, uint64(ki<<1^ki>>63)<<1)
+			d := ki - *prev
+			*prev = ki
+			return binary.AppendUvarint(b, uint64(d<<1^d>>63)<<1)
 		}
 	}
 	b = append(b, 1)
 	return binary.BigEndian.AppendUint64(b, math.Float64bits(x))
 }
 
-func (r *reader) scaled(what string, scale float64) float64 {
+// scaledDelta reads what appendScaledDelta wrote against *prev.
+func (r *reader) scaledDelta(what string, scale float64, prev *int64) float64 {
 	v := r.uvarint(what)
 	if r.err != nil {
 		return 0
@@ -266,16 +284,19 @@ func (r *reader) scaled(what string, scale float64) float64 {
 		}
 		return math.Float64frombits(binary.BigEndian.Uint64(p))
 	}
-	if v&1 != 0 {
+	// |k| and |*prev| are below 2^52: a difference of 2^53 or more is
+	// corrupt (and would overflow).
+	if v&1 != 0 || v>>1 >= 1<<54 {
 		r.fail(what)
 		return 0
 	}
 	z := v >> 1
-	k := int64(z>>1) ^ -int64(z&1)
+	k := *prev + (int64(z>>1) ^ -int64(z&1))
 	if k >= 1<<52 || k <= -(1<<52) {
 		r.fail(what)
 		return 0
 	}
+	*prev = k
 	return float64(k) / scale
 }
 
