@@ -306,7 +306,7 @@ func (c *Cluster) Release(n *Node) error {
 	return err
 }
 
-// Close stops the supervisor and kills every process group.
+// Close stops the supervisor and kills every process group (Proc.Close).
 func (c *Cluster) Close() {
 	if c.stop != nil {
 		c.stop()
@@ -318,7 +318,7 @@ func (c *Cluster) Close() {
 		go func() {
 			defer wg.Done()
 			n.held.Store(true)
-			_ = n.Kill()
+			_ = n.Proc.Close()
 		}()
 	}
 	wg.Wait()
