@@ -112,7 +112,8 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if len(cfg.Groups) == 0 {
-		cfg.Groups = []string{processors.GroupDecode, processors.GroupDedupe, processors.GroupDeviceState, processors.GroupAlerts, processors.GroupSink}
+		cfg.Groups = []string{processors.GroupDecode, processors.GroupDedupe, processors.GroupDeviceState, processors.GroupAlerts,
+			processors.GroupSummaries, processors.GroupSink}
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Log, Replicas: map[string][]*Node{}, restarted: map[string]int{}}
 	ports := NewPorts()
