@@ -24,10 +24,10 @@ import (
 // its readings was received more than the pipeline's handling delay
 // (Settle) before any reading that may close it: at the speed of the
 // closing, those 9 minutes must last well over Settle of wall time. A
-// short run (CI size) therefore runs fast (Fast) until 13 minutes after
-// Hour, then slower (Slow), which makes the 9 minutes about a minute of
-// wall time, twice Settle; a long run runs at one speed near the wall
-// clock's, those 9 minutes lasting several minutes.
+// short run (CI size) therefore runs fast (Fast) until 14.5 minutes after
+// Hour, then slower (Slow), which makes the 9 minutes 83 s of wall time,
+// twice Settle; a long run runs at one speed near the wall clock's, those
+// 9 minutes lasting several minutes.
 type MessageClock struct {
 	// Start is the run's start by the wall clock, From the message time
 	// then.
@@ -53,8 +53,8 @@ const (
 	// shortRun is the longest run given the two-speed clock.
 	shortRun = 20 * time.Minute
 	// The two-speed clock's speeds and the message time of its knee.
-	shortFast, shortSlow = 36.0, 9.0
-	shortKnee            = 13 * time.Minute
+	shortFast, shortSlow = 50.0, 6.5
+	shortKnee            = 14*time.Minute + 30*time.Second
 )
 
 // NewMessageClock returns the message clock of a run of duration d
@@ -96,12 +96,15 @@ func (c MessageClock) Elapsed(msg time.Time) time.Duration {
 
 // Settle is the truth's bound on the pipeline's handling delay
 // (simulator.SummaryOptions.Settle) for this clock: half the wall time the
-// close band lasts at the closing speed (30 s at CI size). A reading held
-// up for longer than that relative to a later one of its partition (the
-// faults delay partitions for up to about 20 s: a replica's SIGKILL until
-// its partitions are taken over, a blackholed broker) would make the
-// truth wrong; any reading closer than that to a window's close makes the
-// window uncertain instead, compared only for what it surely holds.
+// close band lasts at the closing speed (41.5 s at CI size). A reading
+// held up for longer than that relative to a later one of its partition
+// would make the truth wrong. The faults hold partitions up unevenly for
+// less: a replica's SIGKILL stops its group's partitions until they are
+// taken over (about 16 s, but the survivors stop too at the rebalance, a
+// few seconds after the kill), and a blackholed broker keeps the requests
+// to it until the clients' 30 s read time-out. A reading closer than that
+// to a window's close makes the window uncertain instead, compared only
+// for what it surely holds.
 func (c MessageClock) Settle() time.Duration {
 	return time.Duration(float64(closeBand) / c.Slow / 2)
 }

@@ -16,9 +16,9 @@ func TestMessageClock(t *testing.T) {
 		settle      time.Duration
 		bandAtLeast time.Duration
 	}{
-		{150 * time.Second, true, 30 * time.Second, 60 * time.Second},
+		{150 * time.Second, true, 40 * time.Second, 80 * time.Second},
 		{30 * time.Minute, true, 0, 5 * time.Minute},
-		{60 * time.Second, false, 30 * time.Second, 60 * time.Second},
+		{60 * time.Second, false, 40 * time.Second, 80 * time.Second},
 	} {
 		mc := NewMessageClock(start, c.d)
 		if got := mc.At(0); !got.Equal(mc.From) || got.Minute() != 45 || start.Sub(got) < 2*time.Hour {
@@ -33,8 +33,8 @@ func TestMessageClock(t *testing.T) {
 		if got := mc.Closes(c.d); got != c.closes {
 			t.Errorf("%v: closes %v, want %v (message time at the end %v, hour %v)", c.d, got, c.closes, mc.At(c.d), mc.Hour)
 		}
-		if c.settle > 0 && mc.Settle() != c.settle {
-			t.Errorf("%v: settle %v, want %v", c.d, mc.Settle(), c.settle)
+		if c.settle > 0 && (mc.Settle() < c.settle || mc.Settle() > c.settle+5*time.Second) {
+			t.Errorf("%v: settle %v, want %v or a little more", c.d, mc.Settle(), c.settle)
 		}
 		// The band of message time before a close lasts at least twice
 		// Settle of wall time, wherever the close falls.
