@@ -8,7 +8,7 @@ import (
 )
 
 // errLauncherClosed is returned by a closed launcher's start.
-var errLauncherClosed = errors.New("faults: the process was closed")
+var errLauncherClosed = errors.New("the process was closed")
 
 // launcher starts processes from one OS thread that stays for the
 // launcher's life and after it. Linux sends a child its parent-death signal

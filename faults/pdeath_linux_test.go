@@ -182,3 +182,22 @@ func pdeathChild() {
 		time.Sleep(time.Hour)
 	}
 }
+
+// Close kills a running process and keeps it from starting again.
+func TestProcClose(t *testing.T) {
+	p := NewProc(Spec{Name: "child", Path: os.Args[0], Args: []string{"-test.run=^$"}, Env: []string{pdeathChildEnv + "=1"},
+		LogPath: filepath.Join(t.TempDir(), "child.log")}, nil)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Running() || alive(pid) {
+		t.Fatalf("process %d runs after Close", pid)
+	}
+	if err := p.Start(); !errors.Is(err, errLauncherClosed) {
+		t.Fatalf("Start after Close: %v, want errLauncherClosed", err)
+	}
+}

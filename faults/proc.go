@@ -59,6 +59,7 @@ type Proc struct {
 
 	mu      sync.Mutex
 	launch  *launcher // started with the first run
+	closed  bool
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the current run exited
 	running bool
@@ -87,6 +88,9 @@ func (p *Proc) Start() error {
 	defer p.mu.Unlock()
 	if p.running {
 		return nil
+	}
+	if p.closed {
+		return fmt.Errorf("faults: start %s: %w", p.spec.Name, errLauncherClosed)
 	}
 	out, err := os.OpenFile(p.spec.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -135,10 +139,10 @@ func (p *Proc) Close() error {
 	err := p.Kill()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.launch == nil {
-		p.launch = newLauncher()
+	p.closed = true
+	if p.launch != nil {
+		p.launch.close()
 	}
-	p.launch.close()
 	return err
 }
 
