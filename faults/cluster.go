@@ -112,7 +112,8 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if len(cfg.Groups) == 0 {
-		cfg.Groups = []string{processors.GroupDecode, processors.GroupDedupe, processors.GroupDeviceState, processors.GroupAlerts, processors.GroupSink}
+		cfg.Groups = []string{processors.GroupDecode, processors.GroupDedupe, processors.GroupDeviceState, processors.GroupAlerts,
+			processors.GroupSummaries, processors.GroupSink}
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Log, Replicas: map[string][]*Node{}, restarted: map[string]int{}}
 	ports := NewPorts()
@@ -306,7 +307,7 @@ func (c *Cluster) Release(n *Node) error {
 	return err
 }
 
-// Close stops the supervisor and kills every process group.
+// Close stops the supervisor and kills every process group (Proc.Close).
 func (c *Cluster) Close() {
 	if c.stop != nil {
 		c.stop()
@@ -318,7 +319,7 @@ func (c *Cluster) Close() {
 		go func() {
 			defer wg.Done()
 			n.held.Store(true)
-			_ = n.Kill()
+			_ = n.Proc.Close()
 		}()
 	}
 	wg.Wait()

@@ -20,6 +20,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/watershed-io/watershed/internal/reconcile"
+	"github.com/watershed-io/watershed/processors"
 	"github.com/watershed-io/watershed/simulator"
 	"github.com/watershed-io/watershed/testinfra"
 	"github.com/watershed-io/watershed/testinfra/probe"
@@ -52,7 +53,9 @@ const (
 // cycle repeats until the run's duration has passed. Then every check
 // asserts: answers, acceptance, rows, duplicates at the normalized topic
 // and at the sink's write calls, dead letters per record, view probes,
-// processes that died by themselves. Figures go to EnvReport.
+// processes that died by themselves, hourly summaries against the truth
+// (the devices' clocks follow a MessageClock that closes a window within
+// the run). Figures go to EnvReport.
 func TestIntegrationFaultsCluster(t *testing.T) {
 	if os.Getenv(envInfraMode) != "cluster" {
 		t.Fatalf("%s is not 'cluster': this test needs the cluster of `scripts/infra/infra.sh start cluster` "+
@@ -109,10 +112,13 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The devices' clocks follow a message clock that closes an hourly
+	// window within the run, so that the summaries can be compared.
+	mc := NewMessageClock(time.Now(), duration)
 	sim, err := simulator.New(simulator.Options{
 		IngestURL: c.Edges[0].URL, Secret: []byte(deviceSecret), Devices: simDevices(rate), Rate: rate, Duration: duration,
 		Seed: time.Now().UnixNano(), Faults: simulator.DefaultFaultMix(), Concurrency: simConcurrency(rate),
-		HTTPClient: &http.Client{Transport: front}, Logger: e.log.With("component", "simulator"),
+		HTTPClient: &http.Client{Transport: front}, Logger: e.log.With("component", "simulator"), MessageClock: mc.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -177,8 +183,8 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The lag of the groups the cluster runs: a group of the pipeline it
-	// does not run (the summaries) would never drain.
+	// The lag of the groups the cluster runs (by default all): a group of
+	// the pipeline it did not run would never drain.
 	var running []string
 	for _, g := range plan.Groups() {
 		if c.RunsGroup(strings.TrimPrefix(g, pfx)) {
@@ -267,7 +273,7 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	}
 	// Lost messages that a write the store acknowledged before the read
 	// did hold: lost by the store, or by its read path. Their message
-	// times (wall clock of the simulator) place them among the faults.
+	// times (the message clock's) place them among the faults.
 	ackedLost := sc.AckedLost
 	ackedLostSpan := ""
 	if len(ackedLost) > 0 {
@@ -275,7 +281,7 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		for _, id := range ackedLost {
 			lo, hi = min(lo, id.TimeMs), max(hi, id.TimeMs)
 		}
-		at := func(ms uint64) float64 { return time.UnixMilli(int64(ms)).Sub(f.flog.start).Seconds() }
+		at := func(ms uint64) float64 { return mc.Elapsed(time.UnixMilli(int64(ms))).Seconds() }
 		ackedLostSpan = fmt.Sprintf("message times %.1fs..%.1fs after the run began", at(lo), at(hi))
 		t.Errorf("Cassandra: %d lost messages were in writes the store acknowledged before it was read (%s), first %v", len(ackedLost), ackedLostSpan, first(ackedLost, 5))
 	}
@@ -297,6 +303,30 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 	if len(dlqBad) > 0 {
 		t.Logf("dead-letter error texts by reason: %q", dlqSamples)
 	}
+
+	// Hourly summaries: every closed window the truth knows exactly is
+	// stored so in the summaries table (the sink writes
+	// telemetry.summaries there), no window is stored that is open or that
+	// the truth lacks, and an uncertain one holds no more messages than it
+	// may. The truth's Settle bounds how far the faults may hold one
+	// reading up behind a later one of its partition (MessageClock.Settle).
+	sums, err := reconcile.CheckSummaries(ctx, truth, store, reconcile.TimeOptions{
+		Partitions: partitions, MayCloseNone: !mc.Closes(duration),
+		Summary: simulator.SummaryOptions{Grace: processors.SummaryGrace, Settle: mc.Settle()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sums.MismatchCount != 0 {
+		t.Errorf("summaries: %d disagree with the truth (of %d closed windows known exactly, %d uncertain), first: %q%s",
+			sums.MismatchCount, sums.Certain, sums.Uncertain, sums.Mismatches, undrained)
+	}
+	if mc.Closes(duration) && sums.Certain == 0 {
+		t.Errorf("summaries: message time reached %v, past the close of the window ending %v, but no closed window is known exactly (%d uncertain)",
+			mc.At(duration).Format(time.TimeOnly), mc.Hour.Format(time.TimeOnly), sums.Uncertain)
+	}
+	t.Logf("summaries: %d closed windows, %d known exactly and %d of them matched, %d uncertain; %d stored; message time %v..%v, settle %v",
+		sums.Windows, sums.Certain, sums.Matched, sums.Uncertain, sums.Stored, mc.From.Format(time.TimeOnly), mc.At(duration).Format(time.TimeOnly), mc.Settle())
 
 	// Every view server against the truth, and its probes during the run.
 	dlqDistinct := reconcile.DeadLetterCounter(e.kafka, pipeline.DeadLetters.Name())
@@ -369,6 +399,10 @@ func TestIntegrationFaultsCluster(t *testing.T) {
 		"lost_after_acknowledged_write": len(ackedLost), "lost_after_acknowledged_write_span": ackedLostSpan,
 		"lost_written_during_read": sc.WrittenDuringRead, "lost_diagnosis": lostDiagnosis,
 		"dlq_mismatches": len(dlqBad), "dlq_copies": dlqCopies, "dlq_by_reason": dlqByReason,
+		"summaries_compared": sums.Certain, "summaries_mismatched": sums.MismatchCount, "summaries_matched": sums.Matched,
+		"summaries_uncertain": sums.Uncertain, "summaries_closed_windows": sums.Windows, "summaries_stored": sums.Stored,
+		"summaries_mismatches": sums.Mismatches, "summaries_settle_seconds": mc.Settle().Seconds(),
+		"message_time_from": mc.From, "message_time_to": mc.At(simTook), "message_time_window_closes": mc.Closes(duration),
 		"truth_dlq_by_reason": truth.DeadLetters, "truth_dlq_max_by_reason": truth.DeadLettersMax,
 		"view_probes": probesTotal, "view_probes_failed": probesFailed,
 		"self_exits": selfExits, "self_exits_by_process": c.UnexpectedExits(),

@@ -50,13 +50,16 @@ type Spec struct {
 }
 
 // Proc is one supervised operating-system process, in its own process
-// group so that a signal reaches its children too. It can be started again
-// after it exits; Exits keeps the history.
+// group so that a signal reaches its children too, and killed by the
+// kernel when the harness's process dies (on Linux; procAttr). It can be
+// started again after it exits; Exits keeps the history. Close ends it.
 type Proc struct {
 	spec Spec
 	log  *slog.Logger
 
 	mu      sync.Mutex
+	launch  *launcher // started with the first run
+	closed  bool
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the current run exited
 	running bool
@@ -86,6 +89,9 @@ func (p *Proc) Start() error {
 	if p.running {
 		return nil
 	}
+	if p.closed {
+		return fmt.Errorf("faults: start %s: %w", p.spec.Name, errLauncherClosed)
+	}
 	out, err := os.OpenFile(p.spec.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("faults: log of %s: %w", p.spec.Name, err)
@@ -93,8 +99,11 @@ func (p *Proc) Start() error {
 	cmd := exec.Command(p.spec.Path, p.spec.Args...)
 	cmd.Env = append(os.Environ(), p.spec.Env...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = procAttr()
+	if p.launch == nil {
+		p.launch = newLauncher()
+	}
+	if err := p.launch.start(cmd); err != nil {
 		_ = out.Close()
 		return fmt.Errorf("faults: start %s: %w", p.spec.Name, err)
 	}
@@ -123,6 +132,18 @@ func (p *Proc) Start() error {
 		close(done)
 	}()
 	return nil
+}
+
+// Close kills the process group and waits for the exit; Start then fails.
+func (p *Proc) Close() error {
+	err := p.Kill()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.launch != nil {
+		p.launch.close()
+	}
+	return err
 }
 
 // Running reports whether the process runs.

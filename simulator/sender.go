@@ -230,6 +230,7 @@ loop:
 func (s *Simulator) send(ctx context.Context, p *Package) {
 	rng := rand.New(rand.NewPCG(uint64(s.opts.Seed), uint64(p.Seq)))
 	uncertain := 0
+	var since time.Time // the send of the first attempt that may have reached Kafka
 	for attempt := 1; ; attempt++ {
 		sent := s.opts.Now()
 		code, retryAfter, err := s.post(ctx, p)
@@ -240,13 +241,21 @@ func (s *Simulator) send(ctx context.Context, p *Package) {
 				s.log.Warn("unexpected answer", "package", p.Seq, "device", p.Device, "faults", p.Faults,
 					"status", code, "expected", p.Expect.Code)
 			}
-			s.ledger.ApplyAt(p, code, uncertain, Between(sent, answered))
+			// The stored copy may be an earlier attempt's: its receipt
+			// lies between that attempt's send and this answer.
+			if uncertain == 0 {
+				since = sent
+			}
+			s.ledger.ApplyAt(p, code, uncertain, Between(since, answered))
 			return
 		}
 		// A 429 means the edge shed the package before writing it, and a
 		// failed dial never reached it; a 503 or any other failed request
 		// may have reached Kafka after all.
 		if code != http.StatusTooManyRequests && !neverSent(err) {
+			if uncertain == 0 {
+				since = sent
+			}
 			uncertain++
 		}
 		if attempt >= s.opts.Retry.MaxAttempts {

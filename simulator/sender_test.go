@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -436,5 +437,51 @@ func TestSenderConnectionRefusedIsCertain(t *testing.T) {
 	tr := sim.Truth()
 	if tr.Unsent != 2 || tr.Attempts["error"] != 2*fastRetry.MaxAttempts || !tr.Exact() || tr.Max != (Counts{}) {
 		t.Fatalf("truth %+v", tr)
+	}
+}
+
+// A package answered 202 after a 503 may have been stored by the 503's
+// attempt: its messages' receipt is bounded from the send of the first
+// attempt that may have reached Kafka (a 429 never did), not from the
+// accepted attempt's, so that the truth in time never calls a message
+// received later than a stored copy was.
+func TestSenderReceiptCoversUncertainAttempts(t *testing.T) {
+	var tick atomic.Int64
+	now := func() time.Time { return testNow.Add(time.Duration(tick.Add(1)) * time.Second) }
+	var served []time.Time // when the edge answered each request
+	edge := &scripted{answers: []answer{{429, "0"}, {503, "0"}, {503, "0"}, {202, ""}}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served = append(served, now())
+		edge.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	opts := testOptions(srv.URL, 1, NoFaults())
+	opts.Now = now
+	sim, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(served) != 4 {
+		t.Fatalf("%d requests, want 4", len(served))
+	}
+	tr := sim.Truth()
+	n := 0
+	for _, d := range tr.Devices {
+		for _, m := range d.Stored {
+			n++
+			if r := m.Received; !r.Contains(served[1].UnixMilli()) || !r.Contains(served[3].UnixMilli()) {
+				t.Fatalf("message received within %d..%d, want it to cover the first 503 (%d) to the 202 (%d)",
+					r.FromMs, r.ToMs, served[1].UnixMilli(), served[3].UnixMilli())
+			}
+			if r := m.Received; r.Contains(served[0].UnixMilli()) {
+				t.Fatalf("message received within %d..%d, which covers the 429 (%d) that stored nothing", r.FromMs, r.ToMs, served[0].UnixMilli())
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no message stored")
 	}
 }

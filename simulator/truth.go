@@ -356,7 +356,8 @@ func (l *Ledger) Apply(p *Package, code int, uncertain int) {
 // ApplyAt is Apply with the times of the request that got the answer:
 // from when it was sent to when the answer came, which bounds the edge's
 // receive time of the package (on one clock; the edge's may differ by its
-// skew).
+// skew). With uncertain attempts before it, the stored copy may be one of
+// theirs: received then bounds it from the first one's send.
 func (l *Ledger) ApplyAt(p *Package, code int, uncertain int, received Interval) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -296,4 +296,33 @@ func TestCheckTimeWithoutCertainWindowsFails(t *testing.T) {
 	if rep.OK || rep.Certain != 0 || !strings.Contains(strings.Join(rep.Mismatches, "\n"), "no closed window") {
 		t.Errorf("an empty check passed: %+v", rep)
 	}
+	opts := timeOptions(0)
+	opts.MayCloseNone = true
+	if rep, err := reconcile.CheckSummaries(context.Background(), truth, storeOf(t, nil), opts); err != nil || !rep.OK {
+		t.Errorf("with MayCloseNone, a run that closed no window: %+v, %v", rep, err)
+	}
+}
+
+// CheckSummaries compares the summaries as CheckTime does and leaves the
+// alerts out: none given is no mismatch, a summary off still is.
+func TestCheckSummariesLeavesAlertsOut(t *testing.T) {
+	pkgs, truth := timeFixture(t)
+	asOf := pkgs[len(pkgs)-1].received + 11*60_000
+	summaries, _ := pipeline(pkgs, asOf)
+	rep, err := reconcile.CheckSummaries(context.Background(), truth, storeOf(t, summaries), timeOptions(asOf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK || rep.Certain < 6 || rep.Matched != rep.Certain || rep.Silent+rep.TruthSilent+rep.UncertainSilences != 0 {
+		t.Fatalf("%+v", rep)
+	}
+	off := slices.Clone(summaries)
+	off[0].Messages++
+	rep, err = reconcile.CheckSummaries(context.Background(), truth, storeOf(t, off), timeOptions(asOf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || rep.MismatchCount != 1 || !strings.Contains(rep.Mismatches[0], "messages") {
+		t.Fatalf("a summary off not found alone: %+v", rep)
+	}
 }
