@@ -81,11 +81,12 @@ type Options struct {
 	Workers int
 	// Partitions of every pipeline topic (default 8).
 	Partitions int32
-	// FlushInterval is the producers' flush interval (default: the
-	// topology's).
+	// FlushInterval is the producers' flush interval (default: on the
+	// embedded broker embedded.FlushInterval, else the topology's).
 	FlushInterval time.Duration
 	// FetchMinBytes and FetchMaxWait set the consumers' fetch batching
-	// (topology.Kafka; default: sarama's).
+	// (topology.Kafka; default: on the embedded broker
+	// embedded.FetchMinBytes and FetchMaxWait, else sarama's).
 	FetchMinBytes int32
 	FetchMaxWait  time.Duration
 	// StoreNoSync makes the local store skip its fsync per write.
