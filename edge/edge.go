@@ -177,10 +177,14 @@ type Edge struct {
 	opts       Options
 	verifier   verifier
 	retryAfter string
-	client     sarama.Client
-	producer   sarama.AsyncProducer
-	budget     *budget
-	limiter    *limiter // nil without a per-device rate limit
+	// receivedKey and edgeIDHeader are the parts of every record's
+	// headers that do not change: the producer only reads them.
+	receivedKey  []byte
+	edgeIDHeader sarama.RecordHeader
+	client       sarama.Client
+	producer     sarama.AsyncProducer
+	budget       *budget
+	limiter      *limiter // nil without a per-device rate limit
 	// unauthenticated counts the requests of each client address that
 	// have not authenticated yet; deviceInFlight the packages of each
 	// device being handled.
@@ -338,14 +342,16 @@ func New(opts Options) (*Edge, error) {
 		return nil, err
 	}
 	e := &Edge{
-		opts:       opts,
-		verifier:   ver,
-		retryAfter: strconv.FormatInt(int64(math.Ceil(opts.RetryAfter.Seconds())), 10),
-		client:     client,
-		producer:   producer,
-		budget:     &budget{max: opts.MaxInFlightBytes, gauge: m.inflight.Set},
-		metrics:    m,
-		log:        opts.Logger.With("component", "edge", "edge_id", opts.EdgeID),
+		opts:         opts,
+		verifier:     ver,
+		retryAfter:   strconv.FormatInt(int64(math.Ceil(opts.RetryAfter.Seconds())), 10),
+		receivedKey:  []byte(HeaderReceivedMs),
+		edgeIDHeader: sarama.RecordHeader{Key: []byte(HeaderEdgeID), Value: []byte(opts.EdgeID)},
+		client:       client,
+		producer:     producer,
+		budget:       &budget{max: opts.MaxInFlightBytes, gauge: m.inflight.Set},
+		metrics:      m,
+		log:          opts.Logger.With("component", "edge", "edge_id", opts.EdgeID),
 
 		unauthenticated: serve.NewCounter[netip.Addr](opts.MaxUnauthenticatedPerClient),
 		deviceInFlight:  serve.NewCounter[uint64](opts.MaxDeviceInFlight),
@@ -470,13 +476,13 @@ var (
 // produce writes one record and waits for Kafka's answer, at most
 // ProduceTimeout. It takes over held budget bytes: they are released when
 // Kafka answers, or here if the record never reached the producer.
-func (e *Edge) produce(ctx context.Context, topic, key string, value []byte, headers []sarama.RecordHeader, ts time.Time, held int64) error {
+func (e *Edge) produce(ctx context.Context, topic string, key, value []byte, headers []sarama.RecordHeader, ts time.Time, held int64) error {
 	timer := time.NewTimer(e.opts.ProduceTimeout)
 	defer timer.Stop()
 	p := &pending{held: held, done: make(chan error, 1)}
 	msg := &sarama.ProducerMessage{
 		Topic:     topic,
-		Key:       sarama.StringEncoder(key),
+		Key:       sarama.ByteEncoder(key),
 		Value:     sarama.ByteEncoder(value),
 		Headers:   headers,
 		Timestamp: ts,
@@ -770,12 +776,13 @@ func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 		e.reject(w, http.StatusBadRequest, reasonBadRequest, reasonBadRequest)
 		return
 	}
-	key := strconv.FormatUint(h.DeviceID, 10)
-	ms := string(ingest.AppendReceivedMs(nil, received))
-	headers := []sarama.RecordHeader{
-		{Key: []byte(HeaderReceivedMs), Value: []byte(ms)},
-		{Key: []byte(HeaderEdgeID), Value: []byte(e.opts.EdgeID)},
-	}
+	// The key and the receive time in one allocation: they live as long
+	// as the record.
+	ids := strconv.AppendUint(make([]byte, 0, 40), h.DeviceID, 10)
+	kl := len(ids)
+	ids = ingest.AppendReceivedMs(ids, received)
+	key := ids[:kl:kl]
+	headers := []sarama.RecordHeader{{Key: e.receivedKey, Value: ids[kl:]}, e.edgeIDHeader}
 
 	if perr != nil {
 		word := perr.Reason.String()
@@ -790,7 +797,7 @@ func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 			Topic:        e.opts.RawTopic,
 			Partition:    -1,
 			Offset:       -1,
-			Key:          []byte(key),
+			Key:          key,
 			Value:        body,
 			Headers:      envelopeHeaders(headers),
 			Timestamp:    received,
@@ -820,7 +827,24 @@ func (e *Edge) handlePackage(w http.ResponseWriter, r *http.Request) {
 		e.unavailable(w, "raw produce failed", err, key)
 		return
 	}
-	e.answer(w, http.StatusAccepted, response{Status: "accepted"})
+	e.accepted(w)
+}
+
+// acceptedBody is the body of every 202, as answer would write it.
+const acceptedBody = `{"status":"accepted"}` + "\n"
+
+// accepted answers 202 without encoding its constant body each time.
+func (e *Edge) accepted(w http.ResponseWriter) {
+	e.jsonHeaders(w)
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = io.WriteString(w, acceptedBody)
+	e.metrics.answered(http.StatusAccepted)
+}
+
+// jsonHeaders sets the headers of every answer.
+func (e *Edge) jsonHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 }
 
 // envelopeHeaders converts record headers for a dead-letter envelope.
@@ -841,8 +865,7 @@ type response struct {
 // answer writes a JSON response and counts it.
 func (e *Edge) answer(w http.ResponseWriter, code int, body response) {
 	b, _ := json.Marshal(body) // two strings: cannot fail
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	e.jsonHeaders(w)
 	w.WriteHeader(code)
 	_, _ = w.Write(append(b, '\n'))
 	e.metrics.answered(code)
@@ -866,7 +889,7 @@ func (e *Edge) unauthorized(w http.ResponseWriter, reason string) {
 }
 
 // unavailable answers 503 after a failed produce.
-func (e *Edge) unavailable(w http.ResponseWriter, msg string, err error, key string) {
-	e.log.Warn(msg, "device_id", key, "error", err)
+func (e *Edge) unavailable(w http.ResponseWriter, msg string, err error, key []byte) {
+	e.log.Warn(msg, "device_id", string(key), "error", err)
 	e.reject(w, http.StatusServiceUnavailable, reasonUnavailable, reasonUnavailable)
 }

@@ -7,6 +7,7 @@ import (
 	"hash"
 	"log/slog"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -236,7 +237,11 @@ func (r *Runner) Run(ctx context.Context) error {
 			// retried records handled once due, are found after their
 			// callbacks returned: they go through a producer of the
 			// runner's.
-			prod, err := producerBuilder(r.opts.Kafka, r.t.partitioners())(r.opts.Kafka.Brokers, clientID(r.opts.Kafka, p.group)+"-batch", Hasher)
+			var prod goka.Producer
+			var err error
+			pprof.Do(ctx, groupLabel(p.group), func(context.Context) {
+				prod, err = producerBuilder(r.opts.Kafka, r.t.partitioners())(r.opts.Kafka.Brokers, clientID(r.opts.Kafka, p.group)+"-batch", Hasher)
+			})
 			if err != nil {
 				return fmt.Errorf("topology: producer of %s: %w", p.group, err)
 			}
@@ -305,7 +310,7 @@ func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod g
 		}
 		if gp != nil {
 			r.log.Info("processor starting", "group", p.group)
-			err = gp.Run(ctx)
+			pprof.Do(ctx, groupLabel(p.group), func(ctx context.Context) { err = gp.Run(ctx) })
 			r.log.Info("processor stopped", "group", p.group)
 		}
 		if ctx.Err() != nil {
@@ -345,6 +350,11 @@ func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod g
 		gp = nil
 	}
 }
+
+// groupLabel is the CPU profile label of a group's goroutines: its
+// processor's clients, partitions and tables (leveldb's compactions
+// included) inherit it, so a profile splits the CPU by group.
+func groupLabel(group string) pprof.LabelSet { return pprof.Labels("group", group) }
 
 func (r *Runner) setDown(i int, err error) {
 	r.mu.Lock()

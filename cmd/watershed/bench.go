@@ -32,9 +32,9 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 	fs.DurationVar(&o.Duration, "duration", 60e9, "measured window")
 	fs.DurationVar(&o.Warmup, "warmup", 10e9, "warmup before the window")
 	fs.IntVar(&o.Workers, "workers", 256, "HTTP sender workers (keep-alive connections)")
-	fs.DurationVar(&o.FlushInterval, "flush-interval", 0, "producers' flush interval (default: the topology's)")
-	fetchMin := fs.Int("fetch-min-bytes", 0, "consumers' fetch minimum in bytes (default: sarama's, 1)")
-	fs.DurationVar(&o.FetchMaxWait, "fetch-max-wait", 0, "consumers' longest fetch wait (default: sarama's, 500ms)")
+	fs.DurationVar(&o.FlushInterval, "flush-interval", 0, "producers' flush interval (default: on the embedded broker its one-machine batching, 20ms; else the topology's, 10ms)")
+	fetchMin := fs.Int("fetch-min-bytes", 0, "consumers' fetch minimum in bytes (default: on the embedded broker 65536; else sarama's, 1)")
+	fs.DurationVar(&o.FetchMaxWait, "fetch-max-wait", 0, "consumers' longest fetch wait (default: on the embedded broker 10ms; else sarama's, 500ms)")
 	fs.BoolVar(&o.StoreNoSync, "store-nosync", false, "local store without an fsync per write")
 	store := fs.String("store", "local", "where the sink writes: local (a leveldb store in the data folder) or cassandra (--cassandra-* flags)")
 	var cf cassandraFlags

@@ -81,11 +81,12 @@ type Options struct {
 	Workers int
 	// Partitions of every pipeline topic (default 8).
 	Partitions int32
-	// FlushInterval is the producers' flush interval (default: the
-	// topology's).
+	// FlushInterval is the producers' flush interval (default: on the
+	// embedded broker embedded.FlushInterval, else the topology's).
 	FlushInterval time.Duration
 	// FetchMinBytes and FetchMaxWait set the consumers' fetch batching
-	// (topology.Kafka; default: sarama's).
+	// (topology.Kafka; default: on the embedded broker
+	// embedded.FetchMinBytes and FetchMaxWait, else sarama's).
 	FetchMinBytes int32
 	FetchMaxWait  time.Duration
 	// StoreNoSync makes the local store skip its fsync per write.
@@ -246,12 +247,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			bo.DataDir = filepath.Join(opts.DataDir, "broker")
 			rep.Workload.Broker = "embedded, log on disk"
 		}
-		broker, err := embedded.Start(bo)
+		var broker *embedded.Broker
+		labelled(ctx, "broker", func(context.Context) { broker, err = embedded.Start(bo) })
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		defer broker.Close()
 		k.Brokers = broker.Addrs()
+		// What a user gets on one machine: the embedded broker's batching
+		// in the settings not given.
+		k.FetchMinBytes = cmp.Or(k.FetchMinBytes, embedded.FetchMinBytes)
+		k.FetchMaxWait = cmp.Or(k.FetchMaxWait, embedded.FetchMaxWait)
+		k.FlushInterval = cmp.Or(k.FlushInterval, embedded.FlushInterval)
 	} else {
 		prefix = "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "."
 		rep.Workload.Broker = "kafka " + fmt.Sprint(opts.Brokers)
@@ -260,6 +267,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		defer deleteTopics(k, prefix, log)
 	}
 
+	rep.Workload.batching(k)
 	start := time.Now()
 	tr := newTracker(start, w.devices)
 	store, closeStore, err := openStore(opts, opts.DataDir)
@@ -297,9 +305,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	ed, err := edge.New(edge.Options{
-		Kafka: k, RawTopic: p.Raw.Name(), DeadLetterTopic: p.DeadLetters.Name(),
-		Secret: []byte(deviceSecret), EdgeID: "bench", Logger: log,
+	var ed *edge.Edge
+	labelled(ctx, "edge-producer", func(context.Context) {
+		ed, err = edge.New(edge.Options{
+			Kafka: k, RawTopic: p.Raw.Name(), DeadLetterTopic: p.DeadLetters.Name(),
+			Secret: []byte(deviceSecret), EdgeID: "bench", Logger: log,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -319,9 +330,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	pctx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
 	g, gctx := errgroup.WithContext(pctx)
-	g.Go(func() error { return runner.Run(gctx) })
-	g.Go(func() error { return view.Run(gctx) })
-	g.Go(func() error { return srv.Serve(gctx) })
+	// Each part's goroutines carry a label, so that a CPU profile splits
+	// the process's CPU among them (the groups' own labels are the
+	// Runner's).
+	for name, run := range map[string]func(context.Context) error{"groups": runner.Run, "view": view.Run, "edge-http": srv.Serve} {
+		g.Go(func() (err error) {
+			labelled(gctx, name, func(ctx context.Context) { err = run(ctx) })
+			return err
+		})
+	}
 	stopAll := func() error {
 		stopPipeline()
 		err := g.Wait()
@@ -343,14 +360,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	// The device-state table's records, as the view sees them.
-	stateConsumer, err := followTable(gctx, k, p.DeviceState.Name(), opts.Partitions, tr)
+	var stateConsumer sarama.Consumer
+	labelled(gctx, "tracker", func(ctx context.Context) {
+		stateConsumer, err = followTable(ctx, k, p.DeviceState.Name(), opts.Partitions, tr)
+	})
 	if err != nil {
 		return nil, errors.Join(err, stopAll())
 	}
 	defer stateConsumer.Close()
 
 	m := &measure{opts: &opts, w: w, tr: tr, runner: runner, rep: rep, start: start}
-	runErr := m.run(gctx, srv.URL()+edge.Path)
+	var runErr error
+	labelled(gctx, "loadgen", func(ctx context.Context) { runErr = m.run(ctx, srv.URL()+edge.Path) })
 	if runErr == nil {
 		runErr = m.drain(gctx)
 	}
@@ -396,6 +417,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.finish()
 	return rep, nil
+}
+
+// labelled runs f with the CPU profile label component=name on its
+// goroutine and on those it starts.
+func labelled(ctx context.Context, name string, f func(context.Context)) {
+	pprof.Do(ctx, pprof.Labels("component", name), f)
 }
 
 // followTable consumes every partition of a table topic and feeds the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/watershed-io/watershed/codecs/records"
+	"github.com/watershed-io/watershed/embedded"
 	"github.com/watershed-io/watershed/simulator"
 )
 
@@ -75,11 +76,15 @@ func TestRunBrief(t *testing.T) {
 		t.Errorf("ratios incomplete: %v", rep.Ratios)
 	}
 
+	// On the embedded broker the run uses, and says it uses, its batching.
+	if wl := rep.Workload; wl.FetchMinBytes != embedded.FetchMinBytes || wl.FetchMaxWait != embedded.FetchMaxWait.String() || wl.FlushInterval != embedded.FlushInterval.String() {
+		t.Errorf("batching in the report: fetch min %d, max wait %s, flush %s", wl.FetchMinBytes, wl.FetchMaxWait, wl.FlushInterval)
+	}
 	var md, js bytes.Buffer
 	if err := rep.Markdown(&md); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"messages/s end to end", "send to view p50", "| decode |", "decoder floor", "plain goka pipeline", "No problems."} {
+	for _, want := range []string{"messages/s end to end", "send to view p50", "| decode |", "decoder floor", "plain goka pipeline", "No problems.", "flush 20ms, fetch min 65536 bytes / max wait 10ms"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown report lacks %q:\n%s", want, md.String())
 		}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/watershed-io/watershed/topology"
 	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
@@ -193,11 +194,7 @@ type Consistency struct {
 }
 
 func workloadReport(o *Options) WorkloadReport {
-	fl := "topology default"
 	ts := cmp.Or(o.TableStorage, tablestore.DefaultKind)
-	if o.FlushInterval > 0 {
-		fl = o.FlushInterval.String()
-	}
 	store := o.StoreName
 	if store == "" {
 		store = "local"
@@ -206,9 +203,21 @@ func workloadReport(o *Options) WorkloadReport {
 		Store: store, Devices: o.Devices, MessagesPerPackage: fmt.Sprintf("%d-%d", o.MessagesPerPackage.Min, o.MessagesPerPackage.Max),
 		Faults: o.FaultsName, Seed: o.Seed, RateOffered: o.Rate, DurationSeconds: o.Duration.Seconds(),
 		WarmupSeconds: o.Warmup.Seconds(), Workers: o.Workers, Partitions: o.Partitions,
-		FlushInterval: fl, StoreSync: !o.StoreNoSync, TableStorage: ts, Fuse: o.Fuse.String(), Skipped: o.Skip,
-		FetchMinBytes: o.FetchMinBytes, FetchMaxWait: o.FetchMaxWait.String(),
+		StoreSync: !o.StoreNoSync, TableStorage: ts, Fuse: o.Fuse.String(), Skipped: o.Skip,
 	}
+}
+
+// batching records the fetch and flush settings the clients of a run
+// use, k's (on the embedded broker, with its batching filled in).
+func (wl *WorkloadReport) batching(k topology.Kafka) {
+	wl.FlushInterval, wl.FetchMaxWait = "topology default", "sarama default"
+	if k.FlushInterval > 0 {
+		wl.FlushInterval = k.FlushInterval.String()
+	}
+	if k.FetchMaxWait > 0 {
+		wl.FetchMaxWait = k.FetchMaxWait.String()
+	}
+	wl.FetchMinBytes = max(k.FetchMinBytes, 1) // sarama's default is 1
 }
 
 // collect takes the figures of the measure into the report.
@@ -339,8 +348,8 @@ func (r *Report) Markdown(w io.Writer) error {
 	if wl.RateOffered > 0 {
 		rate = fmt.Sprintf("%.0f messages/s offered", wl.RateOffered)
 	}
-	fmt.Fprintf(&b, "- workload: %s broker, %d devices, %s messages a package, faults %s, seed %d, %s, %d HTTP workers, %d partitions, flush %s, %s store (sync %v), table storage %s, fused %s\n",
-		wl.Broker, wl.Devices, wl.MessagesPerPackage, wl.Faults, wl.Seed, rate, wl.Workers, wl.Partitions, wl.FlushInterval, wl.Store, wl.StoreSync, wl.TableStorage, wl.Fuse)
+	fmt.Fprintf(&b, "- workload: %s broker, %d devices, %s messages a package, faults %s, seed %d, %s, %d HTTP workers, %d partitions, flush %s, fetch min %d bytes / max wait %s, %s store (sync %v), table storage %s, fused %s\n",
+		wl.Broker, wl.Devices, wl.MessagesPerPackage, wl.Faults, wl.Seed, rate, wl.Workers, wl.Partitions, wl.FlushInterval, wl.FetchMinBytes, wl.FetchMaxWait, wl.Store, wl.StoreSync, wl.TableStorage, wl.Fuse)
 	fmt.Fprintf(&b, "- window: %.1f s after %.0f s of warmup; %d packages (%d messages, %d MB) pre-generated in %.1f s\n\n",
 		r.WindowSeconds, wl.WarmupSeconds, wl.Packages, wl.Messages, wl.BodyBytes>>20, wl.GenerateSeconds)
 	if len(wl.Skipped) > 0 {

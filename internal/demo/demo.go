@@ -176,7 +176,8 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 			return nil, err
 		}
 		defer broker.Close()
-		d.Kafka = topology.Kafka{Brokers: broker.Addrs(), ClientID: "watershed-demo"}
+		d.Kafka = topology.Kafka{Brokers: broker.Addrs(), ClientID: "watershed-demo",
+			FetchMinBytes: embedded.FetchMinBytes, FetchMaxWait: embedded.FetchMaxWait, FlushInterval: embedded.FlushInterval}
 	}
 	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -45,6 +45,7 @@ func Config(k Settings) *sarama.Config {
 		c.Net.TLS.Config = k.TLS
 	}
 	applySASL(k, c)
+	c.MetricRegistry = discard{} // see discard
 	c.Consumer.Return.Errors = true
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.MaxProcessingTime = time.Second
