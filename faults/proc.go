@@ -136,10 +136,14 @@ func (p *Proc) Start() error {
 
 // Close kills the process group and waits for the exit; Start then fails.
 func (p *Proc) Close() error {
+	// Closed first, so that a Start racing with Close cannot start a
+	// process that the kill below does not see.
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	err := p.Kill()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.closed = true
 	if p.launch != nil {
 		p.launch.close()
 	}

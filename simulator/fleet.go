@@ -62,7 +62,9 @@ type FleetConfig struct {
 
 // Pause keeps the first Devices devices of a fleet (in Devices order)
 // from sending during For, From after the fleet was made, by Now: a
-// silence, then a return.
+// silence, then a return. When the pause ends the paused devices send the
+// next ReturnPackages packages, in turn, so that the return does not hang
+// on the draw of a large fleet or a short run's last seconds.
 type Pause struct {
 	Devices   int
 	From, For time.Duration
@@ -84,9 +86,16 @@ type Fleet struct {
 	// deviceNow is MessageClock's time (Now's without it) when the current
 	// package is built, in ms: what device clocks follow.
 	deviceNow uint64
-	// pauseFrom and pauseTo are when Pause keeps its devices silent.
+	// pauseFrom and pauseTo are when Pause keeps its devices silent;
+	// returned counts the packages the paused devices sent after it.
 	pauseFrom, pauseTo time.Time
+	returned           int
 }
+
+// ReturnPackages is how many packages the paused devices send first when
+// their pause ends (more than one, so that a package with an injected
+// fault does not leave the return to chance).
+const ReturnPackages = 4
 
 type pendingResend struct {
 	due int // the Fleet sequence number at which it is sent
@@ -222,6 +231,10 @@ func (f *Fleet) Next() (*Package, error) {
 	i := f.rng.IntN(len(f.devices))
 	for i < f.cfg.Pause.Devices && !wall.Before(f.pauseFrom) && wall.Before(f.pauseTo) {
 		i = f.rng.IntN(len(f.devices))
+	}
+	if n := f.cfg.Pause.Devices; n > 0 && !wall.Before(f.pauseTo) && f.returned < ReturnPackages*n {
+		i = f.returned % n
+		f.returned++
 	}
 	d := f.devices[i]
 	now := uint64(wall.UnixMilli())

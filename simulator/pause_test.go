@@ -66,3 +66,27 @@ func TestFleetPauseAndMessageClock(t *testing.T) {
 
 // staleBeforeTestMs is 2020-01-01: stale messages are older.
 const staleBeforeTestMs = 1_577_836_800_000
+
+// When a pause ends, the paused devices send the next packages in turn, so
+// that a short run or a large fleet still sees them return.
+func TestFleetPausedDevicesReturnFirst(t *testing.T) {
+	wall := testNow
+	f, err := NewFleet(FleetConfig{Seed: 9, Devices: 500, Secret: []byte("s3cret"),
+		Now: func() time.Time { return wall }, Pause: Pause{Devices: 2, From: time.Second, For: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs := f.Devices()
+	wall = testNow.Add(1500 * time.Millisecond) // in the pause
+	for range 50 {
+		if d := next(t, f).Expect.Device; d == devs[0].ID || d == devs[1].ID {
+			t.Fatalf("paused device %d sent during its pause", d)
+		}
+	}
+	wall = testNow.Add(2 * time.Second) // the pause is over
+	for i := range ReturnPackages * 2 {
+		if d, want := next(t, f).Expect.Device, devs[i%2].ID; d != want {
+			t.Fatalf("package %d after the pause came from device %d, want paused device %d", i, d, want)
+		}
+	}
+}
