@@ -391,19 +391,14 @@ func (a *aggregate[V, A]) session(c *Context, ps *partState, key string, v V, t 
 // is dead-lettered instead, its windows unchanged.
 func (a *aggregate[V, A]) fits(c *Context, key []byte, start, end int64, val []byte) error {
 	ch := windowstore.Change{Key: key, Start: start, End: end, Value: val}
-	// The record's value is ChangeValue(ch): its size, without copying
-	// the window (it grows with the window, and is copied once more when
-	// emitted).
-	n := recordBytes(string(windowstore.ChangeKey(ch)), nil, []Header{originHeader(c.Partition())}) + changeValueLen(ch)
+	// The record's value is ChangeValue(ch), sized without copying the
+	// window (it is copied once more when emitted).
+	n := recordBytes(string(windowstore.ChangeKey(ch)), nil, []Header{originHeader(c.Partition())}) + windowstore.ChangeValueLen(ch)
 	if err := fitsBytes(a.st.topic.name, n); err != nil {
 		return c.refuse(err)
 	}
 	return nil
 }
-
-// changeValueLen is len(windowstore.ChangeValue(c)) of a write: the end
-// (8 bytes) and the value.
-func changeValueLen(c windowstore.Change) int { return 8 + len(c.Value) }
 
 // updated calls OnUpdate, if set, with window [start, end) of key.
 func (a *aggregate[V, A]) updated(c *Context, key string, start, end int64, agg A) error {

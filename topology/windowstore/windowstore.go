@@ -573,6 +573,15 @@ func ChangeValue(c Change) []byte {
 	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(c.Value)), uint64(c.End)), c.Value...)
 }
 
+// ChangeValueLen returns len(ChangeValue(c)) without building the value
+// (a window's value grows with the window; sizing it must not copy it).
+func ChangeValueLen(c Change) int {
+	if c.Value == nil {
+		return 0
+	}
+	return 8 + len(c.Value)
+}
+
 // ParseChange returns the change of a changelog record written with
 // ChangeKey and ChangeValue.
 func ParseChange(key, value []byte) (Change, error) {
