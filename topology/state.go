@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -237,12 +238,19 @@ func (rt *timeRuntime) attach(clock *streamClock) *timeRuntime {
 // Timer stores never expire: their windows start at 0 and end when due.
 const timerSpan = int64(1) << 61
 
+// stateWriteBuffer is the write buffer of each store (windowstore's
+// Options.WriteBuffer): a store's writes reach leveldb in batches of about
+// this many bytes. Nothing is lost by keeping them in memory: a live store
+// is thrown away when its partition's next session starts (base is copied
+// over it), and a base store is flushed before its checkpoint is written.
+const stateWriteBuffer = 1 << 20
+
 // open opens the stores of partition p in their folder named folder
 // ("base" or "live": see statecheckpoint.go), emptying those wipe names.
 func (rt *timeRuntime) open(p int32, folder string, wipe map[*stateDecl]bool) (*partState, error) {
 	ps := &partState{stores: map[*stateDecl]*windowstore.Store{}, closedTo: map[*stateDecl]int64{}, nextEnd: map[*stateDecl]int64{}}
 	one := func(st *stateDecl, sub string) (*windowstore.Store, error) {
-		o := windowstore.Options{SegmentInterval: st.segment, Retention: st.retention, Memory: rt.dir == ""}
+		o := windowstore.Options{SegmentInterval: st.segment, Retention: st.retention, Memory: rt.dir == "", WriteBuffer: stateWriteBuffer}
 		if st.kind == stateTimers {
 			o.SegmentInterval, o.Retention = timerSpan, timerSpan
 		}
@@ -272,6 +280,18 @@ func (rt *timeRuntime) open(p int32, folder string, wipe map[*stateDecl]bool) (*
 		}
 	}
 	return ps, nil
+}
+
+// flush writes the stores' write buffers.
+func (ps *partState) flush() error {
+	var errs []error
+	for _, s := range ps.stores {
+		errs = append(errs, s.Flush())
+	}
+	if ps.wall != nil {
+		errs = append(errs, ps.wall.Flush())
+	}
+	return errors.Join(errs...)
 }
 
 func (ps *partState) close() {
@@ -437,6 +457,12 @@ func (rt *timeRuntime) restorePartitions(ctx context.Context, client sarama.Clie
 		bases[p] = ps
 	}
 	maxStarts, err := rt.restoreAll(ctx, consumer, bases, committed, spans)
+	for _, ps := range bases {
+		if err == nil {
+			// A base's writes are on disk before its checkpoint says so.
+			err = ps.flush()
+		}
+	}
 	closeParts(bases)
 	if err != nil {
 		return nil, err

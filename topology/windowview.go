@@ -120,7 +120,7 @@ func (v *WindowView[A]) run(ctx context.Context) error {
 	}()
 	for _, p := range parts {
 		if stores[p], err = windowstore.Open(windowstore.Options{Dir: filepath.Join(dir, strconv.Itoa(int(p))),
-			SegmentInterval: v.w.st.segment, Retention: v.w.st.retention}); err != nil {
+			SegmentInterval: v.w.st.segment, Retention: v.w.st.retention, WriteBuffer: stateWriteBuffer}); err != nil {
 			return err
 		}
 	}

@@ -34,11 +34,15 @@
 // them): call Expire with the restored stream time afterwards.
 //
 // Writes are not fsynced (Options.Sync): the changelog is the durable copy,
-// as it is for goka's tables.
+// as it is for goka's tables. For the same reason a store may keep writes
+// in memory and write them in batches (Options.WriteBuffer): a leveldb
+// write per record costs a journal write and a memtable insert each, and a
+// record often rewrites the window the one before it wrote.
 package windowstore
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -88,6 +92,13 @@ type Options struct {
 	// Memory keeps the segments in memory instead of Dir (which may then
 	// be empty): for tests, where the store lives as long as its process.
 	Memory bool
+	// WriteBuffer, when positive, is how many bytes of writes the store
+	// keeps in memory before it writes them to its segments, in one batch
+	// per segment; a window written again meanwhile is written once. Every
+	// read sees the writes kept. Flush and Close write them; a process
+	// that dies loses them, so it is for a store rebuilt from its
+	// changelog (or thrown away) after a crash. 0 writes each at once.
+	WriteBuffer int
 }
 
 // Window is one stored window of a key.
@@ -120,7 +131,41 @@ type Store struct {
 	// scanned counts the index entries Ending read (tests check that it
 	// reads only what it returns).
 	scanned int64
+
+	// The write buffer (Options.WriteBuffer): pending holds the newest
+	// unwritten write of each window by windowKey, byKey the starts of a
+	// record key's pending windows, pendingBytes their size. seen holds
+	// the end (or noWindow) Get found in the segments for windows not
+	// pending, so that writing a window just read does not read it again.
+	// minEnd is at most the end of every pending window (Ending skips the
+	// buffer for ranges ending before it).
+	pending      map[string]*pendingWrite
+	byKey        map[string][]int64
+	seen         map[string]int64
+	pendingBytes int
+	minEnd       int64
 }
+
+// pendingWrite is a window's write held in the write buffer.
+type pendingWrite struct {
+	key        []byte
+	start, end int64
+	value      []byte // nil: deleted
+	// dbEnd is the window's end in its segment (noWindow: it has none),
+	// whose index entry the write replaces.
+	dbEnd int64
+}
+
+// noWindow is the dbEnd of a window its segment does not hold (ends are
+// never negative).
+const noWindow = -1
+
+// pendingOverhead is what the buffer counts for a window besides its key
+// and value.
+const pendingOverhead = 96
+
+// maxSeen bounds the ends kept of windows read but not written.
+const maxSeen = 4096
 
 // segmentPrefix starts a segment's directory name.
 const segmentPrefix = "seg-"
@@ -130,13 +175,16 @@ func Open(opts Options) (*Store, error) {
 	if (opts.Dir == "" && !opts.Memory) || opts.SegmentInterval <= 0 || opts.Retention <= 0 {
 		return nil, errors.New("windowstore: Options need Dir, a positive SegmentInterval and a positive Retention")
 	}
+	s := &Store{opts: opts, wo: &opt.WriteOptions{Sync: opts.Sync}, segments: map[int64]*leveldb.DB{}, expiredBelow: math.MinInt64}
+	if opts.WriteBuffer > 0 {
+		s.pending, s.byKey, s.seen, s.minEnd = map[string]*pendingWrite{}, map[string][]int64{}, map[string]int64{}, math.MaxInt64
+	}
 	if opts.Memory {
-		return &Store{opts: opts, wo: &opt.WriteOptions{}, segments: map[int64]*leveldb.DB{}, expiredBelow: math.MinInt64}, nil
+		return s, nil
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("windowstore: %w", err)
 	}
-	s := &Store{opts: opts, wo: &opt.WriteOptions{Sync: opts.Sync}, segments: map[int64]*leveldb.DB{}, expiredBelow: math.MinInt64}
 	entries, err := os.ReadDir(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("windowstore: %w", err)
@@ -252,7 +300,8 @@ func (s *Store) Restore(c Change) error {
 }
 
 // apply writes c: the window and its index entry in one batch, and the old
-// index entry removed when the end moved.
+// index entry removed when the end moved; with a write buffer, into the
+// buffer.
 func (s *Store) apply(c Change, restoring bool) error {
 	n := s.segmentOf(c.Start)
 	s.mu.Lock()
@@ -266,40 +315,157 @@ func (s *Store) apply(c Change, restoring bool) error {
 		}
 		return fmt.Errorf("%w: window at %d ms", ErrExpired, c.Start)
 	}
+	if s.pending != nil {
+		return s.buffer(c, n)
+	}
 	db, err := s.segment(n, c.Value != nil)
 	if err != nil || db == nil {
 		return err
 	}
 	wk := windowKey(c.Key, c.Start)
-	old, err := db.Get(wk, nil)
-	switch {
-	case errors.Is(err, leveldb.ErrNotFound):
-		old = nil
-	case err != nil:
-		return fmt.Errorf("windowstore: read window: %w", err)
-	case len(old) < 8:
-		return fmt.Errorf("windowstore: corrupt window %x", wk)
+	oldEnd, err := dbEnd(db, wk)
+	if err != nil {
+		return err
 	}
 	b := new(leveldb.Batch)
-	if old != nil {
-		oldEnd := int64(binary.BigEndian.Uint64(old))
-		if c.Value == nil || oldEnd != c.End {
-			b.Delete(indexKey(oldEnd, c.Key, c.Start))
-		}
-	}
-	if c.Value == nil {
-		if old == nil {
-			return nil
-		}
-		b.Delete(wk)
-	} else {
-		b.Put(wk, append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(c.Value)), uint64(c.End)), c.Value...))
-		b.Put(indexKey(c.End, c.Key, c.Start), nil)
+	if !batchWindow(b, wk, c.Key, c.Start, oldEnd, c.End, c.Value) {
+		return nil
 	}
 	if err := db.Write(b, s.wo); err != nil {
 		return fmt.Errorf("windowstore: write window: %w", err)
 	}
 	return nil
+}
+
+// dbEnd returns the end of window wk in db, noWindow when db holds none.
+func dbEnd(db *leveldb.DB, wk []byte) (int64, error) {
+	old, err := db.Get(wk, nil)
+	switch {
+	case errors.Is(err, leveldb.ErrNotFound):
+		return noWindow, nil
+	case err != nil:
+		return 0, fmt.Errorf("windowstore: read window: %w", err)
+	case len(old) < 8:
+		return 0, fmt.Errorf("windowstore: corrupt window %x", wk)
+	}
+	return int64(binary.BigEndian.Uint64(old)), nil
+}
+
+// batchWindow adds to b the writes that take window wk (key, start) from
+// oldEnd (noWindow: absent) to end and value (nil: deleted), and reports
+// whether there are any.
+func batchWindow(b *leveldb.Batch, wk, key []byte, start, oldEnd, end int64, value []byte) bool {
+	if oldEnd != noWindow && (value == nil || oldEnd != end) {
+		b.Delete(indexKey(oldEnd, key, start))
+	}
+	if value == nil {
+		if oldEnd == noWindow {
+			return false
+		}
+		b.Delete(wk)
+		return true
+	}
+	b.Put(wk, append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(end)), value...))
+	b.Put(indexKey(end, key, start), nil)
+	return true
+}
+
+// buffer keeps c, of segment n, in the write buffer, and writes the buffer
+// once it holds WriteBuffer bytes. The caller holds s.mu.
+func (s *Store) buffer(c Change, n int64) error {
+	wk := windowKey(c.Key, c.Start)
+	var value []byte
+	if c.Value != nil {
+		value = slices.Clone(c.Value)
+	}
+	if p := s.pending[string(wk)]; p != nil {
+		s.pendingBytes += len(value) - len(p.value)
+		p.end, p.value = c.End, value
+	} else {
+		old, ok := s.seen[string(wk)]
+		if !ok {
+			old = noWindow
+			if db := s.segments[n]; db != nil {
+				var err error
+				if old, err = dbEnd(db, wk); err != nil {
+					return err
+				}
+			}
+		}
+		if old == noWindow && value == nil {
+			return nil // nothing to delete
+		}
+		s.pending[string(wk)] = &pendingWrite{key: slices.Clone(c.Key), start: c.Start, end: c.End, value: value, dbEnd: old}
+		s.byKey[string(c.Key)] = append(s.byKey[string(c.Key)], c.Start)
+		s.pendingBytes += len(wk) + len(value) + pendingOverhead
+	}
+	if value != nil {
+		s.minEnd = min(s.minEnd, c.End)
+	}
+	if s.pendingBytes >= s.opts.WriteBuffer {
+		return s.flush()
+	}
+	return nil
+}
+
+// Flush writes the writes the buffer holds to the segments.
+func (s *Store) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.flush()
+}
+
+// flush writes the buffer, one batch per segment. A failed flush keeps
+// the buffer (written again, each batch does the same). The caller holds
+// s.mu.
+func (s *Store) flush() error {
+	if len(s.pending) == 0 {
+		clear(s.seen)
+		return nil
+	}
+	batches := map[int64]*leveldb.Batch{}
+	for wk, p := range s.pending {
+		n := s.segmentOf(p.start)
+		b := batches[n]
+		if b == nil {
+			b = new(leveldb.Batch)
+		}
+		if batchWindow(b, []byte(wk), p.key, p.start, p.dbEnd, p.end, p.value) {
+			batches[n] = b
+		}
+	}
+	for n, b := range batches {
+		db, err := s.segment(n, true)
+		if err != nil {
+			return err
+		}
+		if err := db.Write(b, s.wo); err != nil {
+			return fmt.Errorf("windowstore: write windows: %w", err)
+		}
+	}
+	clear(s.pending)
+	clear(s.byKey)
+	clear(s.seen)
+	s.pendingBytes, s.minEnd = 0, math.MaxInt64
+	return nil
+}
+
+// pendingOf returns the buffered write of window (key, start), if any.
+// The caller holds s.mu.
+func (s *Store) pendingOf(key []byte, start int64) *pendingWrite {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	return s.pending[string(windowKey(key, start))]
+}
+
+// isPending reports whether window (key, start) has a buffered write,
+// without building its window key. The caller holds s.mu.
+func (s *Store) isPending(key []byte, start int64) bool {
+	return len(s.pending) > 0 && slices.Contains(s.byKey[string(key)], start)
 }
 
 // Fetch returns key's windows that start in [from, to), ordered by start.
@@ -329,13 +495,27 @@ func (s *Store) Fetch(key []byte, from, to int64) ([]Window, error) {
 				it.Release()
 				return nil, fmt.Errorf("windowstore: corrupt window %x", k)
 			}
-			out = append(out, Window{Key: slices.Clone(key), Start: int64(binary.BigEndian.Uint64(k[len(prefix):])),
+			start := int64(binary.BigEndian.Uint64(k[len(prefix):]))
+			if s.isPending(key, start) {
+				continue // the buffer has it newer
+			}
+			out = append(out, Window{Key: slices.Clone(key), Start: start,
 				End: int64(binary.BigEndian.Uint64(v)), Value: slices.Clone(v[8:])})
 		}
 		it.Release()
 		if err := it.Error(); err != nil {
 			return nil, fmt.Errorf("windowstore: fetch: %w", err)
 		}
+	}
+	buffered := false
+	for _, start := range s.byKey[string(key)] {
+		if p := s.pendingOf(key, start); start >= from && start < to && p.value != nil {
+			out = append(out, Window{Key: slices.Clone(key), Start: start, End: p.end, Value: slices.Clone(p.value)})
+			buffered = true
+		}
+	}
+	if buffered {
+		slices.SortFunc(out, func(a, b Window) int { return cmp.Compare(a.Start, b.Start) })
 	}
 	return out, nil
 }
@@ -345,25 +525,59 @@ func (s *Store) Get(key []byte, start int64) (Window, bool, error) {
 	if start < 0 {
 		return Window{}, false, nil
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	if s.pending != nil {
+		// A read records what it found (seen): exclusively.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	} else {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+	}
 	if s.closed {
 		return Window{}, false, ErrClosed
+	}
+	var wk []byte
+	if s.pending != nil {
+		wk = windowKey(key, start)
+		if p := s.pending[string(wk)]; p != nil {
+			if p.value == nil {
+				return Window{}, false, nil
+			}
+			return Window{Key: slices.Clone(key), Start: start, End: p.end, Value: slices.Clone(p.value)}, true, nil
+		}
 	}
 	db := s.segments[s.segmentOf(start)]
 	if db == nil {
 		return Window{}, false, nil
 	}
-	v, err := db.Get(windowKey(key, start), nil)
+	if wk == nil {
+		wk = windowKey(key, start)
+	}
+	v, err := db.Get(wk, nil)
 	switch {
 	case errors.Is(err, leveldb.ErrNotFound):
+		s.remember(wk, noWindow)
 		return Window{}, false, nil
 	case err != nil:
 		return Window{}, false, fmt.Errorf("windowstore: get: %w", err)
 	case len(v) < 8:
 		return Window{}, false, fmt.Errorf("windowstore: corrupt window of key %x at %d", key, start)
 	}
-	return Window{Key: slices.Clone(key), Start: start, End: int64(binary.BigEndian.Uint64(v)), Value: v[8:]}, true, nil
+	end := int64(binary.BigEndian.Uint64(v))
+	s.remember(wk, end)
+	return Window{Key: slices.Clone(key), Start: start, End: end, Value: v[8:]}, true, nil
+}
+
+// remember keeps, with a write buffer, the end Get found of window wk in
+// its segment. The caller holds s.mu exclusively.
+func (s *Store) remember(wk []byte, end int64) {
+	if s.seen == nil {
+		return
+	}
+	if len(s.seen) >= maxSeen {
+		clear(s.seen)
+	}
+	s.seen[string(wk)] = end
 }
 
 // segmentsBetween returns the numbers of the open segments in [lo, hi],
@@ -383,8 +597,8 @@ func (s *Store) segmentsBetween(lo, hi int64) []int64 {
 // (then key and start), until fn returns false. It reads the index entries
 // of those windows only, one seek per segment that may hold them (those
 // starting before to), so a caller closing windows by stream time pays
-// for the due ones, not for all. fn must not call the store's writing
-// methods (the store is locked for reading).
+// for the due ones, not for all. fn must not call the store's methods
+// (the store is locked).
 func (s *Store) Ending(from, to int64, fn func(Window) bool) error {
 	if from < 0 {
 		from = 0
@@ -409,19 +623,28 @@ func (s *Store) Ending(from, to int64, fn func(Window) bool) error {
 			Start: binary.BigEndian.AppendUint64([]byte{'e'}, uint64(from)),
 			Limit: binary.BigEndian.AppendUint64([]byte{'e'}, uint64(to)),
 		}
-		c := &segmentCursor{db: s.segments[n], it: s.segments[n].NewIterator(r, nil)}
+		c := &segmentCursor{s: s, db: s.segments[n], it: s.segments[n].NewIterator(r, nil)}
 		its = append(its, c)
 		if err := c.next(); err != nil {
 			return err
 		}
 	}
-	// Merge the segments' index ranges in end order.
+	buf := s.pendingEnding(from, to)
+	// Merge the segments' index ranges and the buffer's in end order.
 	for {
 		var best *segmentCursor
 		for _, c := range its {
 			if c.ok && (best == nil || bytes.Compare(c.it.Key(), best.it.Key()) < 0) {
 				best = c
 			}
+		}
+		if len(buf) > 0 && (best == nil || bytes.Compare(buf[0].index, best.it.Key()) < 0) {
+			p := buf[0].p
+			buf = buf[1:]
+			if !fn(Window{Key: slices.Clone(p.key), Start: p.start, End: p.end, Value: slices.Clone(p.value)}) {
+				return nil
+			}
+			continue
 		}
 		if best == nil {
 			return nil
@@ -440,37 +663,77 @@ func (s *Store) Ending(from, to int64, fn func(Window) bool) error {
 	}
 }
 
-// segmentCursor walks one segment's end-time index.
+// indexedWrite is a buffered window with its index key.
+type indexedWrite struct {
+	index []byte
+	p     *pendingWrite
+}
+
+// pendingEnding returns the buffered windows ending in [from, to), in
+// index order. The caller holds s.mu.
+func (s *Store) pendingEnding(from, to int64) []indexedWrite {
+	if len(s.pending) == 0 || s.minEnd >= to {
+		return nil
+	}
+	var out []indexedWrite
+	for _, p := range s.pending {
+		if p.value != nil && p.end >= from && p.end < to {
+			out = append(out, indexedWrite{index: indexKey(p.end, p.key, p.start), p: p})
+		}
+	}
+	slices.SortFunc(out, func(a, b indexedWrite) int { return bytes.Compare(a.index, b.index) })
+	return out
+}
+
+// segmentCursor walks one segment's end-time index, past the windows the
+// write buffer holds newer.
 type segmentCursor struct {
+	s  *Store
 	db *leveldb.DB
 	it iterator.Iterator
 	ok bool // it is at an entry
 }
 
 func (c *segmentCursor) next() error {
-	c.ok = c.it.Next()
-	if !c.ok {
-		if err := c.it.Error(); err != nil {
-			return fmt.Errorf("windowstore: ending: %w", err)
+	for {
+		c.ok = c.it.Next()
+		if !c.ok {
+			if err := c.it.Error(); err != nil {
+				return fmt.Errorf("windowstore: ending: %w", err)
+			}
+			return nil
+		}
+		if len(c.s.pending) == 0 {
+			return nil
+		}
+		key, start, _, ok := parseIndexKey(c.it.Key())
+		if !ok || !c.s.isPending(key, start) {
+			return nil // a corrupt entry is told by window
 		}
 	}
-	return nil
+}
+
+// parseIndexKey returns the record key, start and end of an index entry.
+func parseIndexKey(k []byte) (key []byte, start, end int64, ok bool) {
+	if len(k) < 1+8+1+8 {
+		return nil, 0, 0, false
+	}
+	end = int64(binary.BigEndian.Uint64(k[1:]))
+	n, w := binary.Uvarint(k[9:])
+	if w <= 0 || uint64(len(k)) != 9+uint64(w)+n+8 {
+		return nil, 0, 0, false
+	}
+	return k[9+w : len(k)-8], int64(binary.BigEndian.Uint64(k[len(k)-8:])), end, true
 }
 
 // window reads the window of the current index entry.
 func (c *segmentCursor) window() (Window, error) {
 	k := c.it.Key()
-	bad := func() (Window, error) { return Window{}, fmt.Errorf("windowstore: corrupt index entry %x", k) }
-	if len(k) < 1+8+1+8 {
-		return bad()
+	key, start, end, ok := parseIndexKey(k)
+	if !ok {
+		return Window{}, fmt.Errorf("windowstore: corrupt index entry %x", k)
 	}
-	end := int64(binary.BigEndian.Uint64(k[1:]))
-	n, w := binary.Uvarint(k[9:])
-	if w <= 0 || uint64(len(k)) != 9+uint64(w)+n+8 {
-		return bad()
-	}
-	key := slices.Clone(k[9+w : len(k)-8])
-	start := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+	key = slices.Clone(key)
 	v, err := c.db.Get(windowKey(key, start), nil)
 	if err != nil || len(v) < 8 || int64(binary.BigEndian.Uint64(v)) != end {
 		return Window{}, fmt.Errorf("windowstore: index entry %x without its window: %v", k, err)
@@ -493,6 +756,19 @@ func (s *Store) Expire(streamTime int64) (int, error) {
 	}
 	if below > s.expiredBelow {
 		s.expiredBelow = below
+	}
+	for wk, p := range s.pending {
+		if s.segmentOf(p.start) < below {
+			// As if written, then dropped with its segment.
+			delete(s.pending, wk)
+			s.pendingBytes -= len(wk) + len(p.value) + pendingOverhead
+			starts := slices.DeleteFunc(s.byKey[string(p.key)], func(st int64) bool { return st == p.start })
+			if len(starts) == 0 {
+				delete(s.byKey, string(p.key))
+			} else {
+				s.byKey[string(p.key)] = starts
+			}
+		}
 	}
 	dropped := 0
 	for n, db := range s.segments {
@@ -523,18 +799,26 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// Segments returns the start times of the segments on disk, ascending.
+// Segments returns the start times of the segments the store holds,
+// ascending: those on disk, and those its buffered writes open.
 func (s *Store) Segments() []int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ns := s.segmentsBetween(math.MinInt64, math.MaxInt64)
+	for _, p := range s.pending {
+		if n := s.segmentOf(p.start); p.value != nil && s.segments[n] == nil && !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
+	}
+	slices.Sort(ns)
 	for i := range ns {
 		ns[i] *= s.opts.SegmentInterval
 	}
 	return ns
 }
 
-// Close closes every segment. Calls after Close fail with ErrClosed.
+// Close writes the write buffer and closes every segment. Calls after
+// Close fail with ErrClosed.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -542,7 +826,11 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	return s.closeAll()
+	var err error
+	if s.pending != nil {
+		err = s.flush()
+	}
+	return errors.Join(err, s.closeAll())
 }
 
 // closeAll closes the open segments.

@@ -1,0 +1,178 @@
+package windowstore
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestWriteBufferReadsLikeDirectWrites: the same random puts, deletes,
+// expiries, flushes and reopenings applied to a store writing at once and
+// to stores buffering writes (a buffer flushed every few writes, and one
+// never filled) read the same through Get, Fetch and Ending after every
+// step, and the same after a reopening (Close writes the buffer).
+func TestWriteBufferReadsLikeDirectWrites(t *testing.T) {
+	for seed := range uint64(10) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 1))
+			keys := []string{"a", "ab", "abc", "b", "k1", "k2"}
+			type store struct {
+				name string
+				dir  string
+				opts Options
+				s    *Store
+			}
+			stores := []*store{
+				{name: "direct", opts: Options{}},
+				{name: "small buffer", opts: Options{WriteBuffer: 600}},
+				{name: "large buffer", opts: Options{WriteBuffer: 1 << 30}},
+			}
+			for _, st := range stores {
+				st.opts.SegmentInterval, st.opts.Retention, st.dir = 6*hour, day, t.TempDir()
+				st.opts.Dir = st.dir
+				var err error
+				if st.s, err = Open(st.opts); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Cleanup(func() {
+				for _, st := range stores {
+					_ = st.s.Close()
+				}
+			})
+			streamTime := int64(0)
+			for step := range 500 {
+				key := []byte(keys[rng.IntN(len(keys))])
+				start := int64(rng.IntN(72)) * hour
+				op := rng.IntN(100)
+				// Every store gets the same draws.
+				end := start + int64(1+rng.IntN(5))*hour
+				if rng.IntN(10) == 0 {
+					end = 1 << 62 // where a done window is indexed
+				}
+				to := start + int64(rng.IntN(30))*hour
+				if rng.IntN(5) == 0 {
+					to = 1<<62 + 1
+				}
+				limit := 1 + rng.IntN(8)
+				if op >= 90 && op < 94 {
+					streamTime += int64(rng.IntN(8)) * hour
+				}
+				var what string
+				results := make([]string, len(stores))
+				for i, st := range stores {
+					var got string
+					switch {
+					case op < 40:
+						what = fmt.Sprintf("Put(%s, %d, %d)", key, start/hour, end)
+						_, err := st.s.Put(key, start, end, []byte(fmt.Sprint("v", step)))
+						got = errKind(err)
+					case op < 55:
+						what = fmt.Sprintf("Delete(%s, %d)", key, start/hour)
+						_, err := st.s.Delete(key, start)
+						got = errKind(err)
+					case op < 70:
+						what = fmt.Sprintf("Get(%s, %d)", key, start/hour)
+						w, ok, err := st.s.Get(key, start)
+						got = fmt.Sprintf("%v %d %s %v", ok, w.End, w.Value, err)
+					case op < 80:
+						what = fmt.Sprintf("Fetch(%s, %d, %d)", key, start/hour, to)
+						ws, err := st.s.Fetch(key, start, to)
+						got = fmt.Sprint(windows(ws), err)
+					case op < 90:
+						what = fmt.Sprintf("Ending(%d, %d) up to %d", start/hour, to, limit)
+						var ws []Window
+						err := st.s.Ending(start, to, func(w Window) bool { ws = append(ws, w); return len(ws) < limit })
+						got = fmt.Sprint(windows(ws), err)
+					case op < 94:
+						what = fmt.Sprintf("Expire(%d)", streamTime/hour)
+						_, err := st.s.Expire(streamTime)
+						got = fmt.Sprint(err)
+					case op < 97:
+						what = "Flush"
+						if err := st.s.Flush(); err != nil {
+							t.Fatal(err)
+						}
+					default:
+						what = "reopen"
+						if err := st.s.Close(); err != nil {
+							t.Fatal(err)
+						}
+						var err error
+						if st.s, err = Open(st.opts); err != nil {
+							t.Fatal(err)
+						}
+						// Expiry is the caller's to repeat after opening.
+						_, err = st.s.Expire(streamTime)
+						got = fmt.Sprint(err)
+					}
+					results[i] = got
+				}
+				for i := 1; i < len(stores); i++ {
+					if results[i] != results[0] {
+						t.Fatalf("step %d %s: %s gives %q, %s %q", step, what, stores[i].name, results[i], stores[0].name, results[0])
+					}
+				}
+				// Everything, every few steps.
+				if step%25 == 0 {
+					var all []string
+					for _, st := range stores {
+						var ws []Window
+						if err := st.s.Ending(0, 1<<62+1, func(w Window) bool { ws = append(ws, w); return true }); err != nil {
+							t.Fatal(err)
+						}
+						all = append(all, fmt.Sprint(windows(ws)))
+					}
+					for i := 1; i < len(all); i++ {
+						if all[i] != all[0] {
+							t.Fatalf("step %d: %s holds %s, %s %s", step, stores[i].name, all[i], stores[0].name, all[0])
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func errKind(err error) string {
+	switch {
+	case err == nil:
+		return "nil"
+	case errors.Is(err, ErrExpired):
+		return "expired"
+	default:
+		return err.Error()
+	}
+}
+
+func windows(ws []Window) []string {
+	out := make([]string, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, fmt.Sprintf("%s@%d-%d:%s", w.Key, w.Start, w.End, w.Value))
+	}
+	return out
+}
+
+// TestWriteBufferWritesOnClose: buffered writes reach the segments when
+// the store closes, and a store opened on the folder holds them.
+func TestWriteBufferWritesOnClose(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, SegmentInterval: 6 * hour, Retention: day, WriteBuffer: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, "k", 0, hour, "a")
+	put(t, s, "k", 7*hour, 8*hour, "b")
+	put(t, s, "k", 7*hour, 9*hour, "b2")
+	if got := s.Segments(); !slices.Equal(got, []int64{0, 6 * hour}) {
+		t.Errorf("segments with the writes buffered: %v", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := open(t, dir)
+	check(t, "reopened", fetch(t, again, "k", 0, day), []string{"0-1:a", "7-9:b2"})
+	check(t, "reopened ending", ending(t, again, 0, day), []string{"k@0-1:a", "k@7-9:b2"})
+}
