@@ -89,6 +89,15 @@ const (
 	MaxRecordBytes = 2 << 20
 	// TopicMaxMessageBytes is the max.message.bytes of created topics.
 	TopicMaxMessageBytes = MaxRecordBytes + 64<<10
+	// CompactedSegmentBytes and CompactedSegmentMs are the segment.bytes
+	// and segment.ms of the compacted topics the framework creates (tables
+	// and state changelogs). Kafka compacts closed segments only: with its
+	// defaults (1 GiB, 7 days) a changelog below a gigabyte is never
+	// compacted, and a rebuild reads every version of every key ever
+	// written. Smaller segments let the cleaner keep a changelog near
+	// one version per key.
+	CompactedSegmentBytes = 64 << 20
+	CompactedSegmentMs    = 60 * 60 * 1000
 	// MaxDeadLetterBytes bounds an encoded dead-letter envelope, below
 	// MaxRecordBytes by room for the record's key and framing.
 	MaxDeadLetterBytes = MaxRecordBytes - 8<<10

@@ -165,6 +165,8 @@ func (t *Topology) topicPlan(k Kafka, opts TopicOptions, existing map[string]sar
 		switch {
 		case d.kind == kindTable || d.kind == kindState:
 			p.Config["cleanup.policy"] = "compact"
+			p.Config["segment.bytes"] = strconv.Itoa(CompactedSegmentBytes)
+			p.Config["segment.ms"] = strconv.Itoa(CompactedSegmentMs)
 			if d.kind == kindState {
 				// Said, not left to the broker's default: a state
 				// checkpoint is used only while the changelog keeps the

@@ -44,6 +44,18 @@ func TestEnsureTopics(t *testing.T) {
 	if d := topics["count-table"]; d.NumPartitions != 4 || d.ConfigEntries["cleanup.policy"] == nil || *d.ConfigEntries["cleanup.policy"] != "compact" {
 		t.Errorf("count-table = %+v", d)
 	}
+	// Compacted topics roll segments soon enough to be compacted.
+	for _, name := range []string{"count-table"} {
+		d := topics[name]
+		for key, want := range map[string]int{"segment.bytes": topology.CompactedSegmentBytes, "segment.ms": topology.CompactedSegmentMs} {
+			if v := d.ConfigEntries[key]; v == nil || *v != strconv.Itoa(want) {
+				t.Errorf("%s: %s = %v, want %d", name, key, v, want)
+			}
+		}
+	}
+	if v := topics["numbers"].ConfigEntries["segment.bytes"]; v != nil && *v == strconv.Itoa(topology.CompactedSegmentBytes) {
+		t.Errorf("numbers, a stream: segment.bytes = %s", *v)
+	}
 	if d := topics["numbers"]; d.NumPartitions != 4 {
 		t.Errorf("numbers = %+v", d)
 	}
