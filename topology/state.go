@@ -245,6 +245,10 @@ const timerSpan = int64(1) << 61
 // over it), and a base store is flushed before its checkpoint is written.
 const stateWriteBuffer = 1 << 20
 
+// timerWriteBuffer is the smaller buffer of timer stores: a timer is a few
+// dozen bytes, and a partition's buffers add up (see docs/time.md).
+const timerWriteBuffer = 256 << 10
+
 // open opens the stores of partition p in their folder named folder
 // ("base" or "live": see statecheckpoint.go), emptying those wipe names.
 func (rt *timeRuntime) open(p int32, folder string, wipe map[*stateDecl]bool) (*partState, error) {
@@ -252,7 +256,7 @@ func (rt *timeRuntime) open(p int32, folder string, wipe map[*stateDecl]bool) (*
 	one := func(st *stateDecl, sub string) (*windowstore.Store, error) {
 		o := windowstore.Options{SegmentInterval: st.segment, Retention: st.retention, Memory: rt.dir == "", WriteBuffer: stateWriteBuffer}
 		if st.kind == stateTimers {
-			o.SegmentInterval, o.Retention = timerSpan, timerSpan
+			o.SegmentInterval, o.Retention, o.WriteBuffer = timerSpan, timerSpan, timerWriteBuffer
 		}
 		if !o.Memory {
 			o.Dir = filepath.Join(rt.partDir(st, p), folder, sub)

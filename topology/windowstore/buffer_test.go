@@ -176,3 +176,82 @@ func TestWriteBufferWritesOnClose(t *testing.T) {
 	check(t, "reopened", fetch(t, again, "k", 0, day), []string{"0-1:a", "7-9:b2"})
 	check(t, "reopened ending", ending(t, again, 0, day), []string{"k@0-1:a", "k@7-9:b2"})
 }
+
+// TestWriteBufferFlushFailingPartWay: a flush whose write to one segment
+// fails keeps that segment's windows buffered and drops those written, so
+// a window written again later replaces the index entry on disk, not the
+// one the buffer started from (which would leave an entry without its
+// window, and every later Ending failing).
+func TestWriteBufferFlushFailingPartWay(t *testing.T) {
+	for round := range 20 { // the segments are written in map order
+		dir := t.TempDir()
+		s, err := Open(Options{Dir: dir, SegmentInterval: 6 * hour, Retention: day, WriteBuffer: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		put(t, s, "x", 0, hour, "a")
+		put(t, s, "y", 7*hour, 8*hour, "b")
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		put(t, s, "x", 0, 2*hour, "a2")
+		put(t, s, "y", 7*hour, 9*hour, "b2")
+		// Segment 1 (6-12 h) refuses writes: closed under the store.
+		if err := s.segments[1].Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Flush(); err == nil {
+			t.Fatal("flush into a closed segment succeeded")
+		}
+		db, err := openSegment(s.segmentDir(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.segments[1] = db
+		put(t, s, "x", 0, 3*hour, "a3")
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		err = s.Ending(0, day, func(w Window) bool {
+			got = append(got, fmt.Sprintf("%s@%d-%d:%s", w.Key, w.Start/hour, w.End/hour, w.Value))
+			return true
+		})
+		if err != nil || !slices.Equal(got, []string{"x@0-3:a3", "y@7-9:b2"}) {
+			t.Fatalf("round %d: after a flush that failed part way: %q, %v", round, got, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestEndingScansTheBufferOnlyWhenItMust: a scan of the buffer learns its
+// true least end (a window moved past every time no longer makes each
+// later Ending scan the buffer), and a range holding more buffered windows
+// than mergeLimit writes the buffer instead of merging it.
+func TestEndingScansTheBufferOnlyWhenItMust(t *testing.T) {
+	s, err := Open(Options{Memory: true, SegmentInterval: 6 * hour, Retention: day, WriteBuffer: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	put(t, s, "due", 0, hour, "")
+	put(t, s, "later", 0, 20*hour, "")
+	put(t, s, "due", 0, 1<<62, "fired") // moved past every time
+	if got := ending(t, s, 0, 2*hour); len(got) != 0 {
+		t.Fatalf("due by 2 h: %q", got)
+	}
+	if m := s.minEnd.Load(); m != 20*hour {
+		t.Errorf("least end after a scan: %d h, want 20", m/hour)
+	}
+	for i := range mergeLimit + 1 {
+		put(t, s, fmt.Sprint("k", i), hour, 2*hour, "")
+	}
+	if n := len(ending(t, s, 0, 3*hour)); n != mergeLimit+1 {
+		t.Fatalf("%d windows due by 3 h, want %d", n, mergeLimit+1)
+	}
+	if n := len(s.pending); n != 0 {
+		t.Errorf("%d windows still buffered after an Ending over more than mergeLimit", n)
+	}
+}

@@ -53,6 +53,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/filter"
@@ -98,6 +99,10 @@ type Options struct {
 	// read sees the writes kept. Flush and Close write them; a process
 	// that dies loses them, so it is for a store rebuilt from its
 	// changelog (or thrown away) after a crash. 0 writes each at once.
+	// The buffer's memory is about WriteBuffer plus a few hundred bytes
+	// a window (the count includes an estimate of them) and up to a
+	// thousand remembered ends. A Put whose write of the buffer failed
+	// returns the error with its own write kept in the buffer.
 	WriteBuffer int
 }
 
@@ -129,8 +134,8 @@ type Store struct {
 	closed       bool
 
 	// scanned counts the index entries Ending read (tests check that it
-	// reads only what it returns).
-	scanned int64
+	// reads only what it returns); concurrent Endings count it.
+	scanned atomic.Int64
 
 	// The write buffer (Options.WriteBuffer): pending holds the newest
 	// unwritten write of each window by windowKey, byKey the starts of a
@@ -138,12 +143,13 @@ type Store struct {
 	// the end (or noWindow) Get found in the segments for windows not
 	// pending, so that writing a window just read does not read it again.
 	// minEnd is at most the end of every pending window (Ending skips the
-	// buffer for ranges ending before it).
+	// buffer for ranges ending before it); a scan of the buffer sets it
+	// to the true minimum, under the read lock, hence atomic.
 	pending      map[string]*pendingWrite
 	byKey        map[string][]int64
 	seen         map[string]int64
 	pendingBytes int
-	minEnd       int64
+	minEnd       atomic.Int64
 }
 
 // pendingWrite is a window's write held in the write buffer.
@@ -160,12 +166,23 @@ type pendingWrite struct {
 // never negative).
 const noWindow = -1
 
-// pendingOverhead is what the buffer counts for a window besides its key
-// and value.
-const pendingOverhead = 96
+// pendingOverhead is what the buffer counts for a window besides its
+// value and twice its key (pending's and byKey's): the entry, the map
+// slots and the start.
+const pendingOverhead = 160
+
+// pendingCost is what the buffer counts for window wk (record key key)
+// holding value.
+func pendingCost(wk, key, value []byte) int { return len(wk) + len(key) + len(value) + pendingOverhead }
 
 // maxSeen bounds the ends kept of windows read but not written.
-const maxSeen = 4096
+const maxSeen = 1024
+
+// mergeLimit is the most buffered windows an Ending merges with the
+// segments' index; beyond it, Ending writes the buffer first (it would be
+// written soon anyway), so that a scan costs in proportion to what it
+// returns, not to the buffer.
+const mergeLimit = 256
 
 // segmentPrefix starts a segment's directory name.
 const segmentPrefix = "seg-"
@@ -177,7 +194,8 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{opts: opts, wo: &opt.WriteOptions{Sync: opts.Sync}, segments: map[int64]*leveldb.DB{}, expiredBelow: math.MinInt64}
 	if opts.WriteBuffer > 0 {
-		s.pending, s.byKey, s.seen, s.minEnd = map[string]*pendingWrite{}, map[string][]int64{}, map[string]int64{}, math.MaxInt64
+		s.pending, s.byKey, s.seen = map[string]*pendingWrite{}, map[string][]int64{}, map[string]int64{}
+		s.minEnd.Store(math.MaxInt64)
 	}
 	if opts.Memory {
 		return s, nil
@@ -397,10 +415,10 @@ func (s *Store) buffer(c Change, n int64) error {
 		}
 		s.pending[string(wk)] = &pendingWrite{key: slices.Clone(c.Key), start: c.Start, end: c.End, value: value, dbEnd: old}
 		s.byKey[string(c.Key)] = append(s.byKey[string(c.Key)], c.Start)
-		s.pendingBytes += len(wk) + len(value) + pendingOverhead
+		s.pendingBytes += pendingCost(wk, c.Key, value)
 	}
 	if value != nil {
-		s.minEnd = min(s.minEnd, c.End)
+		s.minEnd.Store(min(s.minEnd.Load(), c.End))
 	}
 	if s.pendingBytes >= s.opts.WriteBuffer {
 		return s.flush()
@@ -418,39 +436,64 @@ func (s *Store) Flush() error {
 	return s.flush()
 }
 
-// flush writes the buffer, one batch per segment. A failed flush keeps
-// the buffer (written again, each batch does the same). The caller holds
-// s.mu.
+// flush writes the buffer, one batch per segment. A segment's windows
+// leave the buffer once its batch is written, so a flush that fails part
+// way keeps exactly the windows not written (with the ends their
+// segments still hold). The caller holds s.mu.
 func (s *Store) flush() error {
+	clear(s.seen) // a window flushed would read stale there
 	if len(s.pending) == 0 {
-		clear(s.seen)
 		return nil
 	}
-	batches := map[int64]*leveldb.Batch{}
+	type segmentWrite struct {
+		b   *leveldb.Batch
+		wks []string
+	}
+	batches := map[int64]*segmentWrite{}
 	for wk, p := range s.pending {
 		n := s.segmentOf(p.start)
-		b := batches[n]
-		if b == nil {
-			b = new(leveldb.Batch)
+		w := batches[n]
+		if w == nil {
+			w = &segmentWrite{b: new(leveldb.Batch)}
+			batches[n] = w
 		}
-		if batchWindow(b, []byte(wk), p.key, p.start, p.dbEnd, p.end, p.value) {
-			batches[n] = b
+		batchWindow(w.b, []byte(wk), p.key, p.start, p.dbEnd, p.end, p.value)
+		w.wks = append(w.wks, wk)
+	}
+	for n, w := range batches {
+		if w.b.Len() > 0 {
+			db, err := s.segment(n, true)
+			if err != nil {
+				return err
+			}
+			if err := db.Write(w.b, s.wo); err != nil {
+				return fmt.Errorf("windowstore: write windows: %w", err)
+			}
+		}
+		for _, wk := range w.wks {
+			s.unpend(wk)
 		}
 	}
-	for n, b := range batches {
-		db, err := s.segment(n, true)
-		if err != nil {
-			return err
-		}
-		if err := db.Write(b, s.wo); err != nil {
-			return fmt.Errorf("windowstore: write windows: %w", err)
-		}
-	}
-	clear(s.pending)
-	clear(s.byKey)
-	clear(s.seen)
-	s.pendingBytes, s.minEnd = 0, math.MaxInt64
+	s.pendingBytes = 0 // exact already; reset against drift
+	s.minEnd.Store(math.MaxInt64)
 	return nil
+}
+
+// unpend removes window wk's write from the buffer. The caller holds s.mu
+// exclusively.
+func (s *Store) unpend(wk string) {
+	p := s.pending[wk]
+	if p == nil {
+		return
+	}
+	delete(s.pending, wk)
+	s.pendingBytes -= pendingCost([]byte(wk), p.key, p.value)
+	starts := slices.DeleteFunc(s.byKey[string(p.key)], func(st int64) bool { return st == p.start })
+	if len(starts) == 0 {
+		delete(s.byKey, string(p.key))
+	} else {
+		s.byKey[string(p.key)] = starts
+	}
 }
 
 // pendingOf returns the buffered write of window (key, start), if any.
@@ -607,6 +650,16 @@ func (s *Store) Ending(from, to int64, fn func(Window) bool) error {
 		return nil
 	}
 	s.mu.RLock()
+	buf, many := s.pendingEnding(from, to)
+	if many {
+		// Too many to merge: write them (to be written soon anyway).
+		s.mu.RUnlock()
+		if err := s.Flush(); err != nil {
+			return err
+		}
+		s.mu.RLock()
+		buf, _ = s.pendingEnding(from, to) // written meanwhile, if any
+	}
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ErrClosed
@@ -629,7 +682,6 @@ func (s *Store) Ending(from, to int64, fn func(Window) bool) error {
 			return err
 		}
 	}
-	buf := s.pendingEnding(from, to)
 	// Merge the segments' index ranges and the buffer's in end order.
 	for {
 		var best *segmentCursor
@@ -649,7 +701,7 @@ func (s *Store) Ending(from, to int64, fn func(Window) bool) error {
 		if best == nil {
 			return nil
 		}
-		s.scanned++
+		s.scanned.Add(1)
 		w, err := best.window()
 		if err != nil {
 			return err
@@ -670,19 +722,31 @@ type indexedWrite struct {
 }
 
 // pendingEnding returns the buffered windows ending in [from, to), in
-// index order. The caller holds s.mu.
-func (s *Store) pendingEnding(from, to int64) []indexedWrite {
-	if len(s.pending) == 0 || s.minEnd >= to {
-		return nil
+// index order, or many when there are more than mergeLimit. A full scan
+// sets minEnd to the buffer's true least end (the bound only falls as
+// windows are written: a timer fired, moved past every time, would
+// otherwise make every later call scan). The caller holds s.mu.
+func (s *Store) pendingEnding(from, to int64) (_ []indexedWrite, many bool) {
+	if len(s.pending) == 0 || s.minEnd.Load() >= to {
+		return nil, false
 	}
 	var out []indexedWrite
+	least := int64(math.MaxInt64)
 	for _, p := range s.pending {
-		if p.value != nil && p.end >= from && p.end < to {
+		if p.value == nil {
+			continue
+		}
+		least = min(least, p.end)
+		if p.end >= from && p.end < to {
+			if len(out) == mergeLimit {
+				return nil, true
+			}
 			out = append(out, indexedWrite{index: indexKey(p.end, p.key, p.start), p: p})
 		}
 	}
+	s.minEnd.Store(least) // writers are excluded: it is the buffer's
 	slices.SortFunc(out, func(a, b indexedWrite) int { return bytes.Compare(a.index, b.index) })
-	return out
+	return out, false
 }
 
 // segmentCursor walks one segment's end-time index, past the windows the
@@ -755,20 +819,12 @@ func (s *Store) Expire(streamTime int64) (int, error) {
 		return 0, ErrClosed
 	}
 	if below > s.expiredBelow {
-		s.expiredBelow = below
-	}
-	for wk, p := range s.pending {
-		if s.segmentOf(p.start) < below {
-			// As if written, then dropped with its segment.
-			delete(s.pending, wk)
-			s.pendingBytes -= len(wk) + len(p.value) + pendingOverhead
-			starts := slices.DeleteFunc(s.byKey[string(p.key)], func(st int64) bool { return st == p.start })
-			if len(starts) == 0 {
-				delete(s.byKey, string(p.key))
-			} else {
-				s.byKey[string(p.key)] = starts
+		for wk, p := range s.pending {
+			if s.segmentOf(p.start) < below {
+				s.unpend(wk) // as if written, then dropped with its segment
 			}
 		}
+		s.expiredBelow = below
 	}
 	dropped := 0
 	for n, db := range s.segments {
@@ -800,7 +856,9 @@ func floorDiv(a, b int64) int64 {
 }
 
 // Segments returns the start times of the segments the store holds,
-// ascending: those on disk, and those its buffered writes open.
+// ascending: those on disk, and those its buffered writes open (a window
+// put and deleted again while buffered opens none, where a store without
+// a buffer has opened its segment).
 func (s *Store) Segments() []int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -140,12 +140,12 @@ func TestEndingReadsOnlyWhatItReturns(t *testing.T) {
 	}
 	// Sessions of other lengths, in earlier segments, due in the same hour.
 	put(t, s, "long", 2*hour, 19*hour+30*60*1000, "x")
-	before := s.scanned
+	before := s.scanned.Load()
 	got := ending(t, s, 19*hour, 20*hour)
 	if len(got) != 51 || got[0] != "dev-00@18-19:" || got[1] != "dev-01@18-19:" || got[50] != "long@2-19:x" {
 		t.Fatalf("due windows: %d, first %q, last %q", len(got), got[0], got[len(got)-1])
 	}
-	if n := s.scanned - before; n != 51 {
+	if n := s.scanned.Load() - before; n != 51 {
 		t.Errorf("read %d index entries for 51 due windows", n)
 	}
 	n := 0
