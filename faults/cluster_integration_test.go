@@ -703,7 +703,9 @@ func (f *faultRun) sigtermReplica() {
 	if err != nil {
 		f.flog.fail("SIGTERM of %s: %v", n.Name(), err)
 	} else if ex.Code != 0 {
-		f.flog.fail("SIGTERM of %s: %s, want exit 0 (log %s)", n.Name(), ex, n.LogPath())
+		// The log goes with the test's folder: its end is kept here.
+		f.flog.fail("SIGTERM of %s: %s, want exit 0 (log %s); its last lines:\n%s", n.Name(), ex, n.LogPath(),
+			strings.Join(lastLines(n.LogPath(), 15), "\n"))
 	}
 	f.sleep(2 * time.Second)
 	if err := f.c.Release(n); err != nil {
