@@ -314,8 +314,12 @@ func (r *Runner) runGroup(ctx context.Context, i int, gp *goka.Processor, prod g
 			r.log.Info("processor stopped", "group", p.group)
 		}
 		if ctx.Err() != nil {
-			if err != nil && IsAbandoned(err) {
-				r.log.Warn("processor stopped while records were unwritten or retried; they stay uncommitted", "group", p.group, "err", err)
+			// Stopping: an error a restart would have got over (records
+			// unwritten or retried, brokers away) leaves its records
+			// uncommitted for the next owner, as a restart would; the
+			// stop is clean. Only an error no restart mends fails it.
+			if err != nil && (IsAbandoned(err) || Recoverable(err)) {
+				r.log.Warn("processor stopped while records were unwritten, retried or failing; they stay uncommitted", "group", p.group, "err", err)
 				err = nil
 			}
 			if err != nil {
