@@ -155,14 +155,22 @@ func windows(ws []Window) []string {
 	return out
 }
 
-// TestWriteBufferWritesOnClose: buffered writes reach the segments when
-// the store closes, and a store opened on the folder holds them.
-func TestWriteBufferWritesOnClose(t *testing.T) {
-	dir := t.TempDir()
+// openBuffered opens a store with a 1 MiB write buffer in dir, as open
+// does; the test closes it.
+func openBuffered(t *testing.T, dir string) *Store {
+	t.Helper()
 	s, err := Open(Options{Dir: dir, SegmentInterval: 6 * hour, Retention: day, WriteBuffer: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// TestWriteBufferWritesOnClose: buffered writes reach the segments when
+// the store closes, and a store opened on the folder holds them.
+func TestWriteBufferWritesOnClose(t *testing.T) {
+	dir := t.TempDir()
+	s := openBuffered(t, dir)
 	put(t, s, "k", 0, hour, "a")
 	put(t, s, "k", 7*hour, 8*hour, "b")
 	put(t, s, "k", 7*hour, 9*hour, "b2")
@@ -184,11 +192,7 @@ func TestWriteBufferWritesOnClose(t *testing.T) {
 // window, and every later Ending failing).
 func TestWriteBufferFlushFailingPartWay(t *testing.T) {
 	for round := range 20 { // the segments are written in map order
-		dir := t.TempDir()
-		s, err := Open(Options{Dir: dir, SegmentInterval: 6 * hour, Retention: day, WriteBuffer: 1 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openBuffered(t, t.TempDir())
 		put(t, s, "x", 0, hour, "a")
 		put(t, s, "y", 7*hour, 8*hour, "b")
 		if err := s.Flush(); err != nil {
@@ -212,13 +216,8 @@ func TestWriteBufferFlushFailingPartWay(t *testing.T) {
 		if err := s.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		var got []string
-		err = s.Ending(0, day, func(w Window) bool {
-			got = append(got, fmt.Sprintf("%s@%d-%d:%s", w.Key, w.Start/hour, w.End/hour, w.Value))
-			return true
-		})
-		if err != nil || !slices.Equal(got, []string{"x@0-3:a3", "y@7-9:b2"}) {
-			t.Fatalf("round %d: after a flush that failed part way: %q, %v", round, got, err)
+		if got := ending(t, s, 0, day); !slices.Equal(got, []string{"x@0-3:a3", "y@7-9:b2"}) {
+			t.Fatalf("round %d: after a flush that failed part way: %q", round, got)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
