@@ -384,7 +384,11 @@ func batchWindow(b *leveldb.Batch, wk, key []byte, start, oldEnd, end int64, val
 		return true
 	}
 	b.Put(wk, append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(end)), value...))
-	b.Put(indexKey(end, key, start), nil)
+	if oldEnd != end {
+		// A window's index entry exists exactly while the window does,
+		// with its end: an update that keeps the end keeps the entry.
+		b.Put(indexKey(end, key, start), nil)
+	}
 	return true
 }
 
