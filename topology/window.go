@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"strings"
 	"time"
@@ -183,7 +184,10 @@ func (w Windowed[A]) Fetch(src WindowSource, key string, from, to time.Time) ([]
 //
 // A window closes once stream time (the highest record time of the
 // partition) reaches its end plus the grace period; closing costs in
-// proportion to the windows due, not to the keys held.
+// proportion to the windows due, not to the keys held. A record that
+// leaves a window's encoded aggregate as it was writes nothing (no store
+// write, no changelog record): a maximum, a set or a marker window costs
+// a write only when it changes.
 func Aggregate[V, A any](p *Processor, s Stream[V], w Windows, init func() A, add func(key string, v V, agg A) A, codec Codec[A], opts ...AggregateOption) Windowed[A] {
 	conf := aggConf{name: "aggregate"}
 	for _, o := range opts {
@@ -222,7 +226,8 @@ func Aggregate[V, A any](p *Processor, s Stream[V], w Windows, init func() A, ad
 	st.size, st.retention = w.size.Milliseconds(), ret.Milliseconds()
 	st.segment = max(st.retention/4, st.size)
 	h.st = st
-	a := &aggregate[V, A]{st: st, w: w, codec: codec, init: init, add: add, merge: merge, onUpdate: onUpdate, onClose: onClose, late: conf.late}
+	a := &aggregate[V, A]{st: st, w: w, codec: codec, init: init, add: add, merge: merge, onUpdate: onUpdate, onClose: onClose, late: conf.late,
+		seed: maphash.MakeSeed()}
 	td.aggs = append(td.aggs, a)
 	Consume(p, s, a.handle)
 	return h
@@ -239,6 +244,10 @@ type aggregate[V, A any] struct {
 	onUpdate WindowFunc[A]
 	onClose  WindowFunc[A]
 	late     LatePolicy
+	// seed hashes a window's encoded aggregate before and after a record,
+	// to tell an unchanged one (64 bits: a collision, one in 2^64 such
+	// records, would drop that record's change).
+	seed maphash.Seed
 }
 
 func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
@@ -276,10 +285,14 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 		if err != nil {
 			return err
 		}
+		var before uint64
 		if ok {
 			if sv.done {
 				continue // closed
 			}
+			// Taken before add may change what the decoded value shares
+			// with the stored bytes (a codec may alias them).
+			before = maphash.Bytes(a.seed, sv.payload)
 			if agg, err = a.codec.Decode(sv.payload); err != nil {
 				return fmt.Errorf("topology: decode window of %q at %d in %s: %w", key, start, a.st.topic.name, err)
 			}
@@ -297,6 +310,16 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 		b, err := a.codec.Encode(agg)
 		if err != nil {
 			return fmt.Errorf("topology: encode window for %s: %w", a.st.topic.name, err)
+		}
+		if ok && len(b) == len(sv.payload) && maphash.Bytes(a.seed, b) == before {
+			// Unchanged: nothing to write. The window's applied record
+			// stays the one before; a replay of this one adds it again to
+			// the same aggregate, with the same result.
+			accepted++
+			if err := a.updated(c, key, start, end, agg); err != nil {
+				return err
+			}
+			continue
 		}
 		val := c.appliedValue(end, b)
 		if err := a.fits(c, k, start, end, val); err != nil {
