@@ -1,6 +1,7 @@
 package processors
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -152,6 +153,65 @@ func AddReading(acc *records.SummaryAcc, r *records.Reading) bool {
 		}
 	}
 	return true
+}
+
+// MergeSummary combines two parts of one device's window (the summaries
+// group's panes: each holds the packages whose time falls in it, with
+// their readings anywhere in the hour): counts and harsh events add up,
+// the fixes and package identities merge in order. The result is the
+// aggregate the two parts' packages would have made together, so its
+// summary is exactly the same. An empty part (the zero SummaryAcc) changes
+// nothing.
+func MergeSummary(_ string, a, b records.SummaryAcc) records.SummaryAcc {
+	if a.WindowEndMs == 0 {
+		return b
+	}
+	if b.WindowEndMs == 0 || b.Messages == 0 && len(b.Applied) == 0 {
+		return a
+	}
+	out := a
+	switch {
+	case a.Messages == 0:
+		out.FirstMs, out.LastMs = b.FirstMs, b.LastMs
+	case b.Messages > 0:
+		out.FirstMs, out.LastMs = min(a.FirstMs, b.FirstMs), max(a.LastMs, b.LastMs)
+	}
+	out.Messages = a.Messages + b.Messages
+	if len(b.Harsh) > 0 {
+		out.Harsh = make(map[protocol.EventCode]uint64, len(a.Harsh)+len(b.Harsh))
+		for c, n := range a.Harsh {
+			out.Harsh[c] = n
+		}
+		for c, n := range b.Harsh {
+			out.Harsh[c] += n
+		}
+	}
+	out.Fixes = mergeSorted(a.Fixes, b.Fixes, records.CompareFix)
+	out.Applied = mergeSorted(a.Applied, b.Applied, cmp.Compare[uint64])
+	return out
+}
+
+// mergeSorted merges two sorted lists into a new one, sorted.
+func mergeSorted[T any](a, b []T, compare func(T, T) int) []T {
+	if len(b) == 0 {
+		return a
+	}
+	if len(a) == 0 {
+		return b
+	}
+	out := make([]T, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if compare(b[j], a[i]) < 0 {
+			out = append(out, b[j])
+			j++
+		} else {
+			out = append(out, a[i])
+			i++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
 }
 
 // Summarize returns the summary of an aggregate: the distance along its

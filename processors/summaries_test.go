@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -281,5 +282,43 @@ func TestSplitByWindow(t *testing.T) {
 	}
 	if len(SplitByWindow(pkg(8))) != 0 {
 		t.Error("an empty package has parts")
+	}
+}
+
+// An hour kept in panes tells the summary the whole hour tells, bit for
+// bit: packages in any order, spread over any number of parts (each with
+// replays), the parts merged left to right with MergeSummary, empty parts
+// included.
+func TestSummaryPanesMergeToTheWhole(t *testing.T) {
+	for seed := range uint64(40) {
+		rng := rand.New(rand.NewPCG(seed, 15))
+		readings := randomWindow(rng, 20+rng.IntN(300))
+		whole := InitSummary(9, w0)
+		parts := make([]records.SummaryAcc, 1+rng.IntN(7))
+		for i, off := 0, int64(1); i < len(readings); off++ {
+			n := 1 + rng.IntN(40)
+			p := pkg(off, readings[i:min(i+n, len(readings))]...)
+			AddSummary(&whole, &p)
+			k := rng.IntN(len(parts))
+			if parts[k].WindowEndMs == 0 {
+				parts[k] = InitSummary(9, w0)
+			}
+			AddSummary(&parts[k], &p)
+			if rng.IntN(4) == 0 {
+				AddSummary(&parts[k], &p) // a replay
+			}
+			i += n
+		}
+		merged := records.SummaryAcc{}
+		for _, part := range parts {
+			merged = MergeSummary("9", merged, part)
+		}
+		got, want := Summarize(&merged), Summarize(&whole)
+		if !reflect.DeepEqual(got, want) || math.Float64bits(got.DistanceM) != math.Float64bits(want.DistanceM) {
+			t.Fatalf("seed %d, %d parts: merged summary differs\n got %+v\nwant %+v", seed, len(parts), got, want)
+		}
+		if !slices.Equal(merged.Applied, whole.Applied) || !slices.EqualFunc(merged.Fixes, whole.Fixes, func(a, b records.Fix) bool { return records.CompareFix(a, b) == 0 }) {
+			t.Fatalf("seed %d: merged fixes or identities differ from the whole hour's", seed)
+		}
 	}
 }

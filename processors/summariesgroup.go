@@ -14,6 +14,13 @@ import (
 // aggregated with AddSummary into a windowed table, each window emitted to
 // telemetry.summaries once, when it closes. The open window is read from
 // the table (SummaryWindows, OpenSummaries).
+//
+// An hour is kept in panes of SummaryPane (topology.Windows.Panes): a
+// package is added to the pane of its time, which holds the readings of
+// the packages of those minutes (anywhere in the hour), and the panes are
+// merged (MergeSummary) when the hour closes or is read. A package then
+// rewrites a pane, not every fix of its device's hour so far: the bytes a
+// package writes stop growing through the hour.
 
 // GroupSummaries is the summaries group, before the prefix.
 const GroupSummaries = "summaries"
@@ -21,6 +28,11 @@ const GroupSummaries = "summaries"
 // SummaryGrace is how long after its end an hourly window takes late
 // readings (by stream time, the partition's highest message time).
 const SummaryGrace = 10 * time.Minute
+
+// SummaryPane is the length of the panes an hourly window is kept in: a
+// sixth of the hour, and the dedupe stage's default bucket (a normalized
+// record's readings share one).
+const SummaryPane = 10 * time.Minute
 
 // descSummaries describes the summaries group.
 const descSummaries = "hourly summaries per device by message time (10 minutes' grace), emitted when a window closes"
@@ -40,9 +52,10 @@ func addToSummary(_ string, rs records.Readings, acc records.SummaryAcc) records
 func (p *Pipeline) declareSummaries() {
 	g := p.Topology.Processor(GroupSummaries, topology.WithDescription(descSummaries))
 	out := topology.Produce(g, p.Summaries)
-	p.SummaryWindows = topology.Aggregate(g, p.Normalized, topology.Tumbling(time.Hour).Grace(SummaryGrace),
+	p.SummaryWindows = topology.Aggregate(g, p.Normalized, topology.Tumbling(time.Hour).Grace(SummaryGrace).Panes(SummaryPane),
 		func() records.SummaryAcc { return records.SummaryAcc{} },
 		addToSummary, records.SummaryAccCodec{},
+		topology.Merge(MergeSummary),
 		// Late readings are counted (watershed_processor_skipped_total,
 		// reason late), not dead-lettered: the dead-letter topic holds the
 		// devices' faults, and a late reading is stored by the sink all

@@ -1,9 +1,12 @@
 package topology
 
 import (
+	"bytes"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +27,9 @@ const ReasonNoTime = "no_time"
 // Hopping or Sessions, with a Grace period.
 type Windows struct {
 	size, advance, grace, retain time.Duration
+	// pane, when set, is the length of the panes a tumbling window is
+	// kept in (Panes).
+	pane time.Duration
 	// session: size is the inactivity gap of session windows.
 	session bool
 }
@@ -52,6 +58,18 @@ func (w Windows) Grace(d time.Duration) Windows { w.grace = d; return w }
 // (default: a day, or the window and its grace when longer). Retention
 // drops whole segments of the store and bounds its changelog.
 func (w Windows) Retain(d time.Duration) Windows { w.retain = d; return w }
+
+// Panes keeps each window of a tumbling aggregate as panes of length d,
+// which must divide the window's size: a record updates the pane its time
+// falls in, and a window's panes are combined in time order with the
+// Merge option (then required) when it closes, for OnUpdate and when it is
+// fetched. An aggregate that grows with its records (a list of points, a
+// set) then costs a record the size of its pane, not of its window: the
+// store and changelog write of an hour that keeps every reading grows
+// through the hour, that of a 10-minute pane six times less. Merge must
+// treat the panes as consecutive parts of one window: merge(a, b) with a
+// the earlier.
+func (w Windows) Panes(d time.Duration) Windows { w.pane = d; return w }
 
 func (w Windows) retention() time.Duration {
 	if w.retain > 0 {
@@ -119,6 +137,10 @@ type Windowed[A any] struct {
 	st    *stateDecl
 	codec Codec[A]
 	group string
+	// size and merge combine a paned aggregate's panes (size 0: not
+	// paned).
+	size  time.Duration
+	merge func(string, A, A) A
 }
 
 // Name returns the changelog topic of the aggregate's windows.
@@ -156,8 +178,12 @@ type WindowValue[A any] struct {
 }
 
 // Fetch returns key's windows that start in [from, to), from src, oldest
-// first.
+// first. The panes of a paned aggregate (Windows.Panes) are combined into
+// their windows.
 func (w Windowed[A]) Fetch(src WindowSource, key string, from, to time.Time) ([]WindowValue[A], error) {
+	if w.size > 0 {
+		return w.fetchPanes(src, key, from, to)
+	}
 	raw, err := src.FetchWindows(w.Name(), key, from, to)
 	if err != nil {
 		return nil, err
@@ -169,6 +195,34 @@ func (w Windowed[A]) Fetch(src WindowSource, key string, from, to time.Time) ([]
 			return nil, fmt.Errorf("topology: decode window of %q at %s in %s: %w", key, r.Start, w.Name(), err)
 		}
 		out = append(out, WindowValue[A]{Window: r.Window, Closed: r.Closed, Value: v})
+	}
+	return out, nil
+}
+
+// fetchPanes reads the panes of the windows starting in [from, to) (they
+// start before to plus a window) and combines each window's, in time
+// order. A window is closed when its panes are (its close marks them all).
+func (w Windowed[A]) fetchPanes(src WindowSource, key string, from, to time.Time) ([]WindowValue[A], error) {
+	raw, err := src.FetchWindows(w.Name(), key, from, to.Add(w.size))
+	if err != nil {
+		return nil, err
+	}
+	var out []WindowValue[A]
+	for _, r := range raw { // oldest first: a window's panes in order
+		start := r.End.Add(-w.size)
+		if start.Before(from) || !start.Before(to) {
+			continue
+		}
+		v, err := w.codec.Decode(r.Value)
+		if err != nil {
+			return nil, fmt.Errorf("topology: decode pane of %q at %s in %s: %w", key, r.Start, w.Name(), err)
+		}
+		if n := len(out); n > 0 && out[n-1].End.Equal(r.End) {
+			out[n-1].Value = w.merge(key, out[n-1].Value, v)
+			out[n-1].Closed = out[n-1].Closed && r.Closed
+			continue
+		}
+		out = append(out, WindowValue[A]{Window: Window{Start: start, End: r.End}, Closed: r.Closed, Value: v})
 	}
 	return out, nil
 }
@@ -213,6 +267,16 @@ func Aggregate[V, A any](p *Processor, s Stream[V], w Windows, init func() A, ad
 	if w.session && (conf.merge == nil || !ok3) {
 		problems = append(problems, fmt.Sprintf("session windows need Merge of a %s", typeName[A]()))
 	}
+	if w.pane != 0 {
+		switch {
+		case w.session || w.advance != w.size:
+			problems = append(problems, "panes are for tumbling windows")
+		case w.pane < time.Millisecond || w.size%w.pane != 0 || w.pane%time.Millisecond != 0:
+			problems = append(problems, fmt.Sprintf("panes of %s do not divide windows of %s", w.pane, w.size))
+		case conf.merge == nil || !ok3:
+			problems = append(problems, fmt.Sprintf("paned windows need Merge of a %s", typeName[A]()))
+		}
+	}
 	if conf.name == "" || strings.ContainsAny(conf.name, " /\\,") {
 		problems = append(problems, fmt.Sprintf("name %q is not valid", conf.name))
 	}
@@ -226,6 +290,9 @@ func Aggregate[V, A any](p *Processor, s Stream[V], w Windows, init func() A, ad
 	st.size, st.retention = w.size.Milliseconds(), ret.Milliseconds()
 	st.segment = max(st.retention/4, st.size)
 	h.st = st
+	if w.pane > 0 {
+		h.size, h.merge = w.size, merge
+	}
 	a := &aggregate[V, A]{st: st, w: w, codec: codec, init: init, add: add, merge: merge, onUpdate: onUpdate, onClose: onClose, late: conf.late,
 		seed: maphash.MakeSeed()}
 	td.aggs = append(td.aggs, a)
@@ -275,13 +342,20 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 			}
 		}
 	}
+	pane := a.w.pane.Milliseconds()
 	for start := floorDiv64(t, adv) * adv; !a.w.session && start > t-size && start >= 0; start -= adv {
 		end := start + size
 		if end+grace <= st {
 			continue // closed by stream time
 		}
+		// at is where the record's part of the window is stored: the
+		// window's start, or that of its pane.
+		at := start
+		if pane > 0 {
+			at = floorDiv64(t, pane) * pane
+		}
 		agg := a.init()
-		sv, ok, err := tx.getState(store, k, start)
+		sv, ok, err := tx.getState(store, k, at)
 		if err != nil {
 			return err
 		}
@@ -294,13 +368,13 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 			// with the stored bytes (a codec may alias them).
 			before = maphash.Bytes(a.seed, sv.payload)
 			if agg, err = a.codec.Decode(sv.payload); err != nil {
-				return fmt.Errorf("topology: decode window of %q at %d in %s: %w", key, start, a.st.topic.name, err)
+				return fmt.Errorf("topology: decode window of %q at %d in %s: %w", key, at, a.st.topic.name, err)
 			}
 			if sv.holds(c.Topic(), c.Offset()) {
 				// A replay onto a window rebuilt with this record in it:
 				// not added again, its update told again.
 				accepted++
-				if err := a.updated(c, key, start, end, agg); err != nil {
+				if err := a.updated(c, ps, key, start, end, agg); err != nil {
 					return err
 				}
 				continue
@@ -316,19 +390,19 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 			// stays the one before; a replay of this one adds it again to
 			// the same aggregate, with the same result.
 			accepted++
-			if err := a.updated(c, key, start, end, agg); err != nil {
+			if err := a.updated(c, ps, key, start, end, agg); err != nil {
 				return err
 			}
 			continue
 		}
 		val := c.appliedValue(end, b)
-		if err := a.fits(c, k, start, end, val); err != nil {
+		if err := a.fits(c, k, at, end, val); err != nil {
 			return err
 		}
-		tx.put(a.st, store, k, start, end, val)
+		tx.put(a.st, store, k, at, end, val)
 		ps.nextEnd[a.st] = min(ps.nextEnd[a.st], end)
 		accepted++
-		if err := a.updated(c, key, start, end, agg); err != nil {
+		if err := a.updated(c, ps, key, start, end, agg); err != nil {
 			return err
 		}
 	}
@@ -370,7 +444,7 @@ func (a *aggregate[V, A]) session(c *Context, ps *partState, key string, v V, t 
 			if err != nil {
 				return fmt.Errorf("topology: decode session of %q at %d in %s: %w", key, w.Start, a.st.topic.name, err)
 			}
-			return a.updated(c, key, w.Start, sv.end, agg)
+			return a.updated(c, ps, key, w.Start, sv.end, agg)
 		}
 	}
 	start, end := t, t+gap
@@ -406,7 +480,7 @@ func (a *aggregate[V, A]) session(c *Context, ps *partState, key string, v V, t 
 	}
 	tx.put(a.st, store, k, start, end, val)
 	ps.nextEnd[a.st] = min(ps.nextEnd[a.st], end)
-	return a.updated(c, key, start, end, agg)
+	return a.updated(c, ps, key, start, end, agg)
 }
 
 // fits refuses (too_large) a window write whose changelog record the
@@ -423,12 +497,71 @@ func (a *aggregate[V, A]) fits(c *Context, key []byte, start, end int64, val []b
 	return nil
 }
 
-// updated calls OnUpdate, if set, with window [start, end) of key.
-func (a *aggregate[V, A]) updated(c *Context, key string, start, end int64, agg A) error {
+// updated calls OnUpdate, if set, with window [start, end) of key: agg,
+// or for a paned window its panes combined.
+func (a *aggregate[V, A]) updated(c *Context, ps *partState, key string, start, end int64, agg A) error {
 	if a.onUpdate == nil {
 		return nil
 	}
+	if a.w.pane > 0 {
+		var err error
+		if agg, err = a.panesIn(c, ps, key, start, end); err != nil {
+			return err
+		}
+	}
 	return a.onUpdate(c, key, Window{Start: time.UnixMilli(start), End: time.UnixMilli(end)}, agg)
+}
+
+// panesIn combines the panes of key's window [start, end) as the callback
+// sees them: the store's, with the callback's own writes over them.
+func (a *aggregate[V, A]) panesIn(c *Context, ps *partState, key string, start, end int64) (A, error) {
+	store := ps.stores[a.st]
+	ws, err := store.Fetch([]byte(key), start, end)
+	if err != nil {
+		var zero A
+		return zero, err
+	}
+	byStart := make(map[int64][]byte, len(ws))
+	for _, w := range ws {
+		byStart[w.Start] = w.Value
+	}
+	for _, op := range c.tx().ops { // in order: the newest write of a pane wins
+		if op.store == store && string(op.c.Key) == key && op.c.Start >= start && op.c.Start < end {
+			if op.c.Value == nil {
+				delete(byStart, op.c.Start)
+			} else {
+				byStart[op.c.Start] = op.c.Value
+			}
+		}
+	}
+	starts := slices.Sorted(maps.Keys(byStart))
+	payloads := make([][]byte, 0, len(starts))
+	for _, s := range starts {
+		sv, err := parseState(byStart[s])
+		if err != nil {
+			var zero A
+			return zero, err
+		}
+		payloads = append(payloads, sv.payload)
+	}
+	return a.combine(key, start, payloads)
+}
+
+// combine decodes a window's panes, in time order, and merges them.
+func (a *aggregate[V, A]) combine(key string, start int64, panes [][]byte) (A, error) {
+	agg := a.init()
+	for i, p := range panes {
+		v, err := a.codec.Decode(p)
+		if err != nil {
+			return agg, fmt.Errorf("topology: decode pane of %q in the window at %d of %s: %w", key, start, a.st.topic.name, err)
+		}
+		if i == 0 {
+			agg = v
+		} else {
+			agg = a.merge(key, agg, v)
+		}
+	}
+	return agg, nil
 }
 
 // appliedValue returns a pending window's stored value ending at end with
@@ -469,30 +602,17 @@ func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) 
 			next = min(next, op.c.End)
 		}
 	}
-	for _, d := range due {
-		sv, ok, err := tx.getState(store, d.Key, d.Start)
-		if err != nil {
+	for i := 0; i < len(due); {
+		// A paned window's panes are consecutive in the end index (by
+		// end, key, start): close them together.
+		j := i + 1
+		for a.w.pane > 0 && j < len(due) && due[j].End == due[i].End && bytes.Equal(due[j].Key, due[i].Key) {
+			j++
+		}
+		if err := a.closeWindow(c, ps, due[i:j]); err != nil {
 			return err
 		}
-		if !ok || sv.done {
-			continue
-		}
-		end := sv.end
-		tx.put(a.st, store, d.Key, d.Start, doneEnd, c.doneValue(sv))
-		if a.onClose != nil {
-			w := Window{Start: time.UnixMilli(d.Start), End: time.UnixMilli(end)}
-			subject := &deadSubject{stage: StageSuffixWindow, topic: a.st.topic.name, key: string(d.Key)}
-			err := c.isolate(subject, fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), d.Key, a.st.topic.name), sv.payload, func() error {
-				agg, err := a.codec.Decode(sv.payload)
-				if err != nil {
-					return Reject(ReasonDecodeError, err)
-				}
-				return a.onClose(c, string(d.Key), w, agg)
-			})
-			if err != nil {
-				return err
-			}
-		}
+		i = j
 	}
 	tx.after = append(tx.after, func() {
 		ps.closedTo[a.st] = max(ps.closedTo[a.st], bound)
@@ -504,6 +624,67 @@ func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) 
 		}
 	})
 	return nil
+}
+
+// closeWindow closes one due window, stored whole or as its panes (in
+// time order): each is marked done, and OnClose gets the aggregate. A
+// failure of OnClose on its merits (its decode, merge or callback) sends
+// the window's aggregate to the dead-letter topic (see isolate).
+func (a *aggregate[V, A]) closeWindow(c *Context, ps *partState, parts []windowstore.Window) error {
+	store := ps.stores[a.st]
+	tx := c.tx()
+	key := parts[0].Key
+	var payloads [][]byte
+	var start, end int64
+	for _, d := range parts {
+		sv, ok, err := tx.getState(store, d.Key, d.Start)
+		if err != nil {
+			return err
+		}
+		if !ok || sv.done {
+			continue
+		}
+		if len(payloads) == 0 {
+			start, end = d.Start, sv.end
+		}
+		payloads = append(payloads, sv.payload)
+		tx.put(a.st, store, d.Key, d.Start, doneEnd, c.doneValue(sv))
+	}
+	if len(payloads) == 0 || a.onClose == nil {
+		return nil
+	}
+	if a.w.pane > 0 {
+		start = end - a.w.size.Milliseconds()
+	}
+	w := Window{Start: time.UnixMilli(start), End: time.UnixMilli(end)}
+	subject := &deadSubject{stage: StageSuffixWindow, topic: a.st.topic.name, key: string(key)}
+	var agg A
+	combined := false
+	last := payloads[0] // the pane being decoded, for its dead letter
+	value := func() []byte {
+		if combined && len(payloads) > 1 {
+			if b, err := a.codec.Encode(agg); err == nil {
+				return b
+			}
+		}
+		return last
+	}
+	return c.isolate(subject, fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), key, a.st.topic.name), value, func() error {
+		for i, p := range payloads {
+			last = p
+			v, err := a.codec.Decode(p)
+			if err != nil {
+				return Reject(ReasonDecodeError, err)
+			}
+			if i == 0 {
+				agg = v
+			} else {
+				agg = a.merge(string(key), agg, v)
+			}
+		}
+		combined = true
+		return a.onClose(c, string(key), w, agg)
+	})
 }
 
 // FetchWindows reads the windows of the aggregate whose changelog is

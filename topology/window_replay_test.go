@@ -18,8 +18,14 @@ import (
 
 // A record whose window changelog write was acknowledged but
 // whose own output emit failed is replayed onto a rebuilt window that
-// already holds it: counted twice.
+// already holds it: counted twice. Whole windows and paned ones.
 func TestAggregateReplayCountsOnce(t *testing.T) {
+	hour := topology.Tumbling(time.Hour).Grace(10 * time.Minute)
+	t.Run("whole", func(t *testing.T) { testAggregateReplayCountsOnce(t, hour) })
+	t.Run("paned", func(t *testing.T) { testAggregateReplayCountsOnce(t, hour.Panes(10*time.Minute)) })
+}
+
+func testAggregateReplayCountsOnce(t *testing.T, w topology.Windows) {
 	b, err := embedded.Start(embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -32,8 +38,9 @@ func TestAggregateReplayCountsOnce(t *testing.T) {
 	out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(1))
 	p := topo.Processor("g")
 	emit := topology.Produce(p, out)
-	topology.Aggregate(p, in, topology.Tumbling(time.Hour).Grace(10*time.Minute),
+	topology.Aggregate(p, in, w,
 		func() int { return 0 }, func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{},
+		topology.Merge(func(_ string, a, b int) int { return a + b }),
 		topology.OnUpdate(func(c *topology.Context, key string, _ topology.Window, n int) error {
 			return emit.Emit(c, key, "upd:"+strconv.Itoa(n))
 		}),
