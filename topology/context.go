@@ -42,6 +42,10 @@ type Context struct {
 	set     []byte
 	setOp   tableOp
 	attempt int
+	// late is set once an aggregate of this attempt found the record late
+	// and dead-lettered or counted it: the group's other aggregates do
+	// not tell it again.
+	late bool
 	// refused is the first output refused in this attempt (too large):
 	// the record fails with it whatever the callback returns, or it would
 	// commit without that output.
@@ -93,6 +97,7 @@ func (c *Context) reset() {
 	c.setOp = tableNone
 	c.rows, c.nrows = nil, 0
 	c.refused = nil
+	c.late = false
 	c.state = nil
 }
 

@@ -85,6 +85,9 @@ type Processor struct {
 type inputDecl struct {
 	topic  *topicDecl
 	handle func(c *Context, key string, raw []byte) error
+	// handlers is the *[]Handler[V] of a stream consumed with Consume
+	// (and Aggregate): the callbacks handle runs, in order.
+	handlers any
 }
 
 // ProcessorOption configures a processor group.
@@ -154,6 +157,13 @@ func (p *Processor) Group() string { return p.group }
 // Consume subscribes p to stream s: every record of s is decoded with the
 // stream's codec and passed to fn. A record that does not decode goes to
 // the dead-letter topic with reason "decode_error".
+//
+// A group may consume a stream more than once (Consume again, Aggregate,
+// in any mix): the record is decoded once and its handlers run in the
+// order they were declared, in one callback, sharing its outputs, state
+// writes and commit (the first error is the record's, as one handler's
+// would be). They share the decoded value too: a handler must not modify
+// it.
 func Consume[V any](p *Processor, s Stream[V], fn Handler[V]) {
 	if !p.t.open("%q consumes %q", p.group, s.topicName()) {
 		return
@@ -162,17 +172,39 @@ func Consume[V any](p *Processor, s Stream[V], fn Handler[V]) {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q consumes an undeclared stream", p.group))
 		return
 	}
-	p.inputs = append(p.inputs, &inputDecl{topic: s.decl, handle: typedHandler(s.decl, s.codec, fn)})
+	if fn == nil {
+		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q consumes %q with no handler", p.group, s.topicName()))
+		return
+	}
+	for _, in := range p.inputs {
+		if in.topic != s.decl {
+			continue
+		}
+		hs, ok := in.handlers.(*[]Handler[V])
+		if !ok {
+			p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q consumes %q as %s and as another type", p.group, s.topicName(), typeName[V]()))
+			return
+		}
+		*hs = append(*hs, fn)
+		return
+	}
+	hs := &[]Handler[V]{fn}
+	p.inputs = append(p.inputs, &inputDecl{topic: s.decl, handle: typedHandler(s.decl, s.codec, hs), handlers: hs})
 }
 
-func typedHandler[V any](d *topicDecl, codec Codec[V], fn Handler[V]) func(*Context, string, []byte) error {
+func typedHandler[V any](d *topicDecl, codec Codec[V], fns *[]Handler[V]) func(*Context, string, []byte) error {
 	return func(c *Context, key string, raw []byte) error {
 		v, err := codec.Decode(raw)
 		if err != nil {
 			return Reject(ReasonDecodeError, err)
 		}
 		c.observeTime(recordTimeOf(d, key, v, c))
-		return fn(c, key, v)
+		for _, fn := range *fns {
+			if err := fn(c, key, v); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }
 
@@ -411,7 +443,7 @@ func Loop[V any](p *Processor, codec Codec[V], fn Handler[V]) Loopback[V] {
 		p.t.declErrs = append(p.t.declErrs, fmt.Errorf("processor %q declares two loops", p.group))
 	}
 	p.t.addTopic(d)
-	p.loop = &inputDecl{topic: d, handle: typedHandler(d, codec, fn)}
+	p.loop = &inputDecl{topic: d, handle: typedHandler(d, codec, &[]Handler[V]{fn})}
 	return Loopback[V]{codec: codec, group: p.group}
 }
 

@@ -406,9 +406,10 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 			return err
 		}
 	}
-	if accepted > 0 {
-		return nil
+	if accepted > 0 || c.late {
+		return nil // on time, or told late by another aggregate of the group
 	}
+	c.late = true
 	late := fmt.Errorf("topology: record of %s at %s is later than the grace of its windows (stream time %s)",
 		c.Topic(), time.UnixMilli(t).UTC().Format(time.RFC3339Nano), time.UnixMilli(st).UTC().Format(time.RFC3339Nano))
 	if a.late == LateSkip {
