@@ -160,8 +160,10 @@ func AddReading(acc *records.SummaryAcc, r *records.Reading) bool {
 // their readings anywhere in the hour): counts and harsh events add up,
 // the fixes and package identities merge in order. The result is the
 // aggregate the two parts' packages would have made together, so its
-// summary is exactly the same. An empty part (the zero SummaryAcc) changes
-// nothing.
+// summary is exactly the same, provided a package (identity) is in one
+// part only: the group's panes take a record by its time, so a replayed
+// package goes to the pane holding it. An empty part (the zero
+// SummaryAcc) changes nothing.
 func MergeSummary(_ string, a, b records.SummaryAcc) records.SummaryAcc {
 	if a.WindowEndMs == 0 {
 		return b

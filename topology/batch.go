@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -90,7 +91,8 @@ func Batch[R any](p *Processor, opts BatchOptions, write func(ctx context.Contex
 
 // Add queues rows of the current record for the next batch. The callback
 // should return its result and do nothing after it. An empty rows writes
-// nothing.
+// nothing. Handlers of one record (a stream consumed several times) may
+// each add rows: they are written together.
 func (b *Batcher[R]) Add(c *Context, rows []R) error {
 	if !c.is(b.p.group) {
 		return fmt.Errorf("topology: batcher of %q used from %q", b.p.group, c.proc.group)
@@ -102,7 +104,16 @@ func (b *Batcher[R]) Add(c *Context, rows []R) error {
 		return b.write(c.Context(), rows)
 	}
 	if c.rows != nil {
-		return fmt.Errorf("topology: %s: Add called twice in one callback", c)
+		// Several handlers of the record's stream (see Consume) add to
+		// one batch entry: the record commits once all its rows are
+		// written.
+		prev, ok := c.rows.([]R)
+		if !ok {
+			return fmt.Errorf("topology: %s: two batchers in one callback", c)
+		}
+		c.rows = append(slices.Clip(prev), rows...)
+		c.nrows += len(rows)
+		return nil
 	}
 	c.rows, c.nrows = rows, len(rows)
 	return nil

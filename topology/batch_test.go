@@ -372,3 +372,26 @@ func TestBatcherSplitsFailedBatch(t *testing.T) {
 		t.Errorf("retry headers = %v", hs)
 	}
 }
+
+// Two handlers of one stream (Consume twice) each add rows of the record:
+// under the Runner both reach the store, and the record commits.
+func TestBatcherTakesRowsOfEveryHandler(t *testing.T) {
+	k := topology.Kafka{Brokers: startBroker(t)}
+	store := newRowStore()
+	tp := topology.New("bt2")
+	in := topology.NewStream(tp, "lines", codecs.String{}, topology.External("test"), topology.WithPartitions(1))
+	p := tp.Processor("sink")
+	batch := topology.Batch(p, topology.BatchOptions{MaxRows: 10, MaxWait: 50 * time.Millisecond}, store.write)
+	topology.Consume(p, in, func(c *topology.Context, _, v string) error { return batch.Add(c, []string{v + "-a"}) })
+	topology.Consume(p, in, func(c *topology.Context, _, v string) error { return batch.Add(c, []string{v + "-b"}) })
+	run := runTopo(t, tp, k, nil, nil)
+	produce(t, k, in.Name(), "k", "r1", "k", "r2")
+	rows := waitStored(t, store, 4)
+	waitCommitted(t, tp, k, "sink")
+	run.stop(t)
+	for _, r := range []string{"r1-a", "r1-b", "r2-a", "r2-b"} {
+		if rows[r] != 1 {
+			t.Errorf("row %s stored %d times, want once (rows %v)", r, rows[r], rows)
+		}
+	}
+}

@@ -43,8 +43,8 @@ type Context struct {
 	setOp   tableOp
 	attempt int
 	// late is set once an aggregate of this attempt found the record late
-	// and dead-lettered or counted it: the group's other aggregates do
-	// not tell it again.
+	// (or without a time) and dead-lettered or counted it: the group's
+	// other aggregates do not tell it again.
 	late bool
 	// refused is the first output refused in this attempt (too large):
 	// the record fails with it whatever the callback returns, or it would

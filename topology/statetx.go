@@ -311,8 +311,9 @@ func undone(c windowstore.Change, committed map[string]int64) (windowstore.Chang
 // topic with the failure's reason, and the record goes on, so that one
 // bad timer or window does not fail every record of its partition. A
 // panic of fn is such a failure (ReasonPanic).
-// value gives the subject's value for its dead letter, once fn returned.
-func (c *Context) isolate(subject *deadSubject, what string, value func() []byte, fn func() error) error {
+// values gives the subject's values for its dead letters (one each), once
+// fn returned.
+func (c *Context) isolate(subject *deadSubject, what string, values func() [][]byte, fn func() error) error {
 	tx := c.tx()
 	ne, nl, nd, no, refused := len(c.emits), len(c.loops), len(c.dead), len(tx.ops), c.refused
 	err := func() (err error) {
@@ -342,6 +343,8 @@ func (c *Context) isolate(subject *deadSubject, what string, value func() []byte
 	for i, op := range tx.ops {
 		tx.last[opKey{op.store, op.c.Start, string(op.c.Key)}] = i
 	}
-	c.deadLetterOf(subject, ReasonOf(err), err, value())
+	for _, v := range values() {
+		c.deadLetterOf(subject, ReasonOf(err), err, v)
+	}
 	return nil
 }

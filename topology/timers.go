@@ -256,7 +256,7 @@ func (c *Context) fireTimers(ps *partState, store *windowstore.Store, now int64)
 		}
 		k := string(key)
 		subject := &deadSubject{stage: StageSuffixTimer, topic: rt.td.timers.topic.name, key: k}
-		err = c.isolate(subject, fmt.Sprintf("timer %q for %q", name, k), func() []byte { return sv.payload }, func() error {
+		err = c.isolate(subject, fmt.Sprintf("timer %q for %q", name, k), func() [][]byte { return [][]byte{sv.payload} }, func() error {
 			prev := tx.key
 			tx.key = &k
 			defer func() { tx.key = prev }()

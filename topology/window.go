@@ -203,7 +203,11 @@ func (w Windowed[A]) Fetch(src WindowSource, key string, from, to time.Time) ([]
 // start before to plus a window) and combines each window's, in time
 // order. A window is closed when its panes are (its close marks them all).
 func (w Windowed[A]) fetchPanes(src WindowSource, key string, from, to time.Time) ([]WindowValue[A], error) {
-	raw, err := src.FetchWindows(w.Name(), key, from, to.Add(w.size))
+	upTo := to.Add(w.size)
+	if upTo.UnixMilli() < to.UnixMilli() {
+		upTo = to // past the last time a store holds
+	}
+	raw, err := src.FetchWindows(w.Name(), key, from, upTo)
 	if err != nil {
 		return nil, err
 	}
@@ -289,6 +293,11 @@ func Aggregate[V, A any](p *Processor, s Stream[V], w Windows, init func() A, ad
 	st := td.addState(conf.name+"-windows", stateWindows, typeName[A](), codecName(codec), (ret + 24*time.Hour).Milliseconds())
 	st.size, st.retention = w.size.Milliseconds(), ret.Milliseconds()
 	st.segment = max(st.retention/4, st.size)
+	if w.pane > 0 {
+		// A window's panes share a segment, so that retention drops
+		// a window whole.
+		st.segment = (st.segment + st.size - 1) / st.size * st.size
+	}
 	h.st = st
 	if w.pane > 0 {
 		h.size, h.merge = w.size, merge
@@ -324,9 +333,10 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 	}
 	store := ps.stores[a.st]
 	if c.RecordTime().IsZero() {
-		if c.obs != nil {
+		if c.obs != nil && !c.late {
 			c.obs.skipped(c.proc.group, ReasonNoTime)
 		}
+		c.late = true // counted once, by the group's first aggregate
 		return nil
 	}
 	t, st := c.RecordTime().UnixMilli(), c.StreamTime().UnixMilli()
@@ -629,8 +639,9 @@ func (a *aggregate[V, A]) closeDue(c *Context, ps *partState, streamTime int64) 
 
 // closeWindow closes one due window, stored whole or as its panes (in
 // time order): each is marked done, and OnClose gets the aggregate. A
-// failure of OnClose on its merits (its decode, merge or callback) sends
-// the window's aggregate to the dead-letter topic (see isolate).
+// failure on its merits (see isolate) sends the window's aggregate to the
+// dead-letter topic: its panes combined when OnClose failed, each pane
+// as stored when one did not decode or Merge failed.
 func (a *aggregate[V, A]) closeWindow(c *Context, ps *partState, parts []windowstore.Window) error {
 	store := ps.stores[a.st]
 	tx := c.tx()
@@ -661,18 +672,23 @@ func (a *aggregate[V, A]) closeWindow(c *Context, ps *partState, parts []windows
 	subject := &deadSubject{stage: StageSuffixWindow, topic: a.st.topic.name, key: string(key)}
 	var agg A
 	combined := false
-	last := payloads[0] // the pane being decoded, for its dead letter
-	value := func() []byte {
-		if combined && len(payloads) > 1 {
-			if b, err := a.codec.Encode(agg); err == nil {
-				return b
-			}
+	values := func() [][]byte {
+		if !combined {
+			// A pane did not decode or Merge failed: every pane goes to
+			// the dead-letter topic, as it is, so that none is lost.
+			return payloads
 		}
-		return last
+		if len(payloads) == 1 {
+			return payloads
+		}
+		b, err := a.codec.Encode(agg)
+		if err != nil {
+			return payloads
+		}
+		return [][]byte{b}
 	}
-	return c.isolate(subject, fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), key, a.st.topic.name), value, func() error {
+	return c.isolate(subject, fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), key, a.st.topic.name), values, func() error {
 		for i, p := range payloads {
-			last = p
 			v, err := a.codec.Decode(p)
 			if err != nil {
 				return Reject(ReasonDecodeError, err)

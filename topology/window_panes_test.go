@@ -2,6 +2,7 @@ package topology_test
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -184,5 +185,39 @@ func TestPanedWindowCloseFailureDeadLettersTheWindow(t *testing.T) {
 	dead := d.DeadLetters()
 	if len(dead) != 1 || dead[0].Reason != "bad_window" || string(dead[0].Value) != "[5,25,45]" {
 		t.Fatalf("dead letters %+v, want a's window [5,25,45] with reason bad_window", dead)
+	}
+}
+
+// A paned window whose panes cannot be combined (Merge panics) loses none:
+// each pane goes to the dead-letter topic as stored.
+func TestPanedWindowMergeFailureDeadLettersEveryPane(t *testing.T) {
+	topo := topology.New("panes")
+	in := topology.NewStream(topo, "in", codecs.JSON[int]{}, topology.WithPartitions(1), topology.External("test"))
+	p := topo.Processor("g")
+	topology.Aggregate(p, in, topology.Tumbling(time.Hour).Panes(10*time.Minute), func() []int { return nil },
+		func(_ string, v int, vs []int) []int { return append(vs, v) }, codecs.JSON[[]int]{},
+		topology.Merge(func(_ string, a, b []int) []int { panic("cannot merge") }),
+		topology.OnClose(func(*topology.Context, string, topology.Window, []int) error { return nil }))
+	d := topologytest.New(t, topo)
+	topologytest.SendAt(d, in, "a", at(5), 5)
+	topologytest.SendAt(d, in, "a", at(25), 25)
+	topologytest.SendAt(d, in, "b", at(61), 0) // closes a's 10:00
+	var got []string
+	for _, e := range d.DeadLetters() {
+		got = append(got, e.Reason+" "+string(e.Value))
+	}
+	if fmt.Sprint(got) != fmt.Sprint([]string{"panic [5]", "panic [25]"}) {
+		t.Fatalf("dead letters %q, want each pane with reason panic", got)
+	}
+}
+
+// A fetch up to the end of time finds paned windows as it finds whole ones.
+func TestPanedFetchToTheEndOfTime(t *testing.T) {
+	topo, in, _, h := listed(topology.Tumbling(time.Hour).Panes(10 * time.Minute))
+	d := topologytest.New(t, topo)
+	topologytest.SendAt(d, in, "a", at(5), 1)
+	ws := topologytest.Windows(d, h, "a", at(0), time.UnixMilli(math.MaxInt64))
+	if len(ws) != 1 || fmt.Sprint(ws[0].Value) != "[1]" {
+		t.Fatalf("windows %+v, want the 10:00 window", ws)
 	}
 }
