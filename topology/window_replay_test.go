@@ -104,3 +104,40 @@ func TestPanesTurnedOnKeepWindowsWrittenWhole(t *testing.T) {
 		t.Errorf("outputs %v, want a's 4 and b's 2 records of 10:00 only", got)
 	}
 }
+
+// A paned window whose closing record fails after its panes' done marks
+// were written (its output refused) closes again with the record's
+// replay, once, with every pane.
+func TestPanedCloseFailingBeforeItsCommitClosesAgainWhole(t *testing.T) {
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	k := topology.Kafka{Brokers: b.Addrs()}
+	topo := topology.New("panedclose")
+	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test")).
+		TimedBy(func(_ string, v string) (time.Time, bool) { m, _ := strconv.Atoi(v); return at(m), true })
+	out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(1))
+	p := topo.Processor("g")
+	emit := topology.Produce(p, out)
+	topology.Aggregate(p, in, topology.Tumbling(time.Hour).Grace(10*time.Minute).Panes(10*time.Minute),
+		func() int { return 0 }, func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{},
+		topology.Merge(func(_ string, a, b int) int { return a + b }),
+		topology.OnClose(func(c *topology.Context, key string, _ topology.Window, n int) error {
+			return emit.Emit(c, key, "closed:"+strconv.Itoa(n))
+		}))
+	run := runWith(t, topo, topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
+		RestartBackoff: topology.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}})
+	produce(t, k, in.Name(), "a", "5", "a", "25", "a", "45")
+	waitCommitted(t, topo, k, "g")
+	fault := b.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: out.Name(), Err: kerr.TopicAuthorizationFailed, Count: 1})
+	produce(t, k, in.Name(), "z", "80") // closes a's 10:00: its output refused once
+	waitRefused(t, fault)
+	outputs(t, k, out.Name(), "a=closed:3")
+	waitCommitted(t, topo, k, "g")
+	run.stop(t)
+	if got := outputs(t, k, out.Name(), "a=closed:3"); len(got) != 1 {
+		t.Errorf("outputs %v, want a's window closed once with its 3 records", got)
+	}
+}
