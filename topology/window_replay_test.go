@@ -26,17 +26,8 @@ func TestAggregateReplayCountsOnce(t *testing.T) {
 }
 
 func testAggregateReplayCountsOnce(t *testing.T, w topology.Windows) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	k := topology.Kafka{Brokers: b.Addrs()}
-	topo := topology.New("timestate")
-	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test")).
-		TimedBy(func(_ string, v string) (time.Time, bool) { m, _ := strconv.Atoi(v); return at(m), true })
-	out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(1))
-	p := topo.Processor("g")
+	b, k := embeddedKafka(t)
+	topo, in, out, p := minutesTopo("timestate")
 	emit := topology.Produce(p, out)
 	topology.Aggregate(p, in, w,
 		func() int { return 0 }, func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{},
@@ -71,11 +62,7 @@ func testAggregateReplayCountsOnce(t *testing.T, w topology.Windows) {
 func TestPanesTurnedOnKeepWindowsWrittenWhole(t *testing.T) {
 	k := topology.Kafka{Brokers: startBroker(t)}
 	declare := func(w topology.Windows) (*topology.Topology, topology.Stream[string], topology.Stream[string]) {
-		topo := topology.New("upgrade")
-		in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test")).
-			TimedBy(func(_ string, v string) (time.Time, bool) { m, _ := strconv.Atoi(v); return at(m), true })
-		out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(1))
-		p := topo.Processor("g")
+		topo, in, out, p := minutesTopo("upgrade")
 		emit := topology.Produce(p, out)
 		topology.Aggregate(p, in, w, func() int { return 0 }, func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{},
 			topology.Merge(func(_ string, a, b int) int { return a + b }),
@@ -109,17 +96,8 @@ func TestPanesTurnedOnKeepWindowsWrittenWhole(t *testing.T) {
 // were written (its output refused) closes again with the record's
 // replay, once, with every pane.
 func TestPanedCloseFailingBeforeItsCommitClosesAgainWhole(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	k := topology.Kafka{Brokers: b.Addrs()}
-	topo := topology.New("panedclose")
-	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test")).
-		TimedBy(func(_ string, v string) (time.Time, bool) { m, _ := strconv.Atoi(v); return at(m), true })
-	out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(1))
-	p := topo.Processor("g")
+	b, k := embeddedKafka(t)
+	topo, in, out, p := minutesTopo("panedclose")
 	emit := topology.Produce(p, out)
 	topology.Aggregate(p, in, topology.Tumbling(time.Hour).Grace(10*time.Minute).Panes(10*time.Minute),
 		func() int { return 0 }, func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{},
@@ -140,4 +118,25 @@ func TestPanedCloseFailingBeforeItsCommitClosesAgainWhole(t *testing.T) {
 	if got := outputs(t, k, out.Name(), "a=closed:3"); len(got) != 1 {
 		t.Errorf("outputs %v, want a's window closed once with its 3 records", got)
 	}
+}
+
+// embeddedKafka starts an in-process broker for the test.
+func embeddedKafka(t *testing.T) (*embedded.Broker, topology.Kafka) {
+	t.Helper()
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b, topology.Kafka{Brokers: b.Addrs()}
+}
+
+// minutesTopo declares stream "in" of minutes after t0 (its record time)
+// and "out", one partition each, and processor "g".
+func minutesTopo(name string) (*topology.Topology, topology.Stream[string], topology.Stream[string], *topology.Processor) {
+	topo := topology.New(name)
+	in := topology.NewStream(topo, "in", codecs.String{}, topology.WithPartitions(1), topology.External("test")).
+		TimedBy(func(_ string, v string) (time.Time, bool) { m, _ := strconv.Atoi(v); return at(m), true })
+	out := topology.NewStream(topo, "out", codecs.String{}, topology.WithPartitions(1))
+	return topo, in, out, topo.Processor("g")
 }
