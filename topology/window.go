@@ -688,16 +688,9 @@ func (a *aggregate[V, A]) closeWindow(c *Context, ps *partState, parts []windows
 		return [][]byte{b}
 	}
 	return c.isolate(subject, fmt.Sprintf("closing window %s of %q in %s", w.Start.UTC().Format(time.RFC3339), key, a.st.topic.name), values, func() error {
-		for i, p := range payloads {
-			v, err := a.codec.Decode(p)
-			if err != nil {
-				return Reject(ReasonDecodeError, err)
-			}
-			if i == 0 {
-				agg = v
-			} else {
-				agg = a.merge(string(key), agg, v)
-			}
+		var err error
+		if agg, err = a.combine(string(key), start, payloads); err != nil {
+			return Reject(ReasonDecodeError, err)
 		}
 		combined = true
 		return a.onClose(c, string(key), w, agg)

@@ -168,15 +168,11 @@ func TestPanesRefusedWhereTheyDoNotFit(t *testing.T) {
 // A paned window whose close fails on its merits is dead-lettered whole:
 // the dead letter holds the panes combined.
 func TestPanedWindowCloseFailureDeadLettersTheWindow(t *testing.T) {
-	topo := topology.New("panes")
-	in := topology.NewStream(topo, "in", codecs.JSON[int]{}, topology.WithPartitions(1), topology.External("test"))
-	p := topo.Processor("g")
-	topology.Aggregate(p, in, topology.Tumbling(time.Hour).Panes(10*time.Minute), func() []int { return nil },
-		func(_ string, v int, vs []int) []int { return append(vs, v) }, codecs.JSON[[]int]{},
-		topology.Merge(func(_ string, a, b []int) []int { return append(a, b...) }),
-		topology.OnClose(func(_ *topology.Context, _ string, _ topology.Window, vs []int) error {
+	topo, in := appended(
+		func(_ string, a, b []int) []int { return append(a, b...) },
+		func(_ *topology.Context, _ string, _ topology.Window, vs []int) error {
 			return topology.Reject("bad_window", fmt.Errorf("refused %v", vs))
-		}))
+		})
 	d := topologytest.New(t, topo)
 	for _, m := range []int{5, 25, 45} {
 		topologytest.SendAt(d, in, "a", at(m), m)
@@ -191,13 +187,9 @@ func TestPanedWindowCloseFailureDeadLettersTheWindow(t *testing.T) {
 // A paned window whose panes cannot be combined (Merge panics) loses none:
 // each pane goes to the dead-letter topic as stored.
 func TestPanedWindowMergeFailureDeadLettersEveryPane(t *testing.T) {
-	topo := topology.New("panes")
-	in := topology.NewStream(topo, "in", codecs.JSON[int]{}, topology.WithPartitions(1), topology.External("test"))
-	p := topo.Processor("g")
-	topology.Aggregate(p, in, topology.Tumbling(time.Hour).Panes(10*time.Minute), func() []int { return nil },
-		func(_ string, v int, vs []int) []int { return append(vs, v) }, codecs.JSON[[]int]{},
-		topology.Merge(func(_ string, a, b []int) []int { panic("cannot merge") }),
-		topology.OnClose(func(*topology.Context, string, topology.Window, []int) error { return nil }))
+	topo, in := appended(
+		func(_ string, a, b []int) []int { panic("cannot merge") },
+		func(*topology.Context, string, topology.Window, []int) error { return nil })
 	d := topologytest.New(t, topo)
 	topologytest.SendAt(d, in, "a", at(5), 5)
 	topologytest.SendAt(d, in, "a", at(25), 25)
@@ -220,4 +212,15 @@ func TestPanedFetchToTheEndOfTime(t *testing.T) {
 	if len(ws) != 1 || fmt.Sprint(ws[0].Value) != "[1]" {
 		t.Fatalf("windows %+v, want the 10:00 window", ws)
 	}
+}
+
+// appended declares an hourly aggregate in 10-minute panes appending
+// every record's value, with merge and onClose.
+func appended(merge func(string, []int, []int) []int, onClose topology.WindowFunc[[]int]) (*topology.Topology, topology.Stream[int]) {
+	topo := topology.New("panes")
+	in := topology.NewStream(topo, "in", codecs.JSON[int]{}, topology.WithPartitions(1), topology.External("test"))
+	topology.Aggregate(topo.Processor("g"), in, topology.Tumbling(time.Hour).Panes(10*time.Minute), func() []int { return nil },
+		func(_ string, v int, vs []int) []int { return append(vs, v) }, codecs.JSON[[]int]{},
+		topology.Merge(merge), topology.OnClose(onClose))
+	return topo, in
 }
