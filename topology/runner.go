@@ -85,6 +85,15 @@ type RunnerOptions struct {
 	// record, this timeout) is the group's failure, subject to
 	// RestartLimit; one cut short by a rebalance is not.
 	StateRestoreTimeout time.Duration
+	// StateCacheBytes bounds the read cache of each partition's window
+	// and timer stores (windowstore's Options.CacheBytes): a key's open
+	// window or timer, read on each of its records, is a map lookup while
+	// the cache holds it, instead of a walk of leveldb's memtables and
+	// tables. It should hold the open windows (and timers) of the keys
+	// that send within a few seconds of each other: about 16 MiB for
+	// 5,000 devices a partition sending every few seconds (docs/time.md).
+	// 0 means DefaultStateCacheBytes; negative: no cache.
+	StateCacheBytes int
 }
 
 // DefaultRestartLimit is the RestartLimit of a runner that sets none: with
@@ -518,7 +527,7 @@ func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*go
 	k := r.opts.Kafka
 	cl := newChangelog(p, r.log) // the group table's store holds only what its topic acknowledged
 	// Windows and timers: rebuilt from their changelogs per session.
-	env.time = p.time.newRuntime(filepath.Join(r.opts.DataDir, "state", p.group), &k, r.opts.Clock, r.log).withRestoreTimeout(r.opts.StateRestoreTimeout)
+	env.time = p.time.newRuntime(filepath.Join(r.opts.DataDir, "state", p.group), &k, r.opts.Clock, r.log).withRestoreTimeout(r.opts.StateRestoreTimeout).withCacheBytes(r.opts.StateCacheBytes)
 	env.time.setTick(r.opts.TickEvery)
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),

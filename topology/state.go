@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -177,6 +178,8 @@ type timeRuntime struct {
 	// restoreTimeout bounds the rebuild of a session's state (0: the
 	// default; see staterestore.go).
 	restoreTimeout time.Duration
+	// cacheBytes is the read cache of each store (0: the default).
+	cacheBytes int
 
 	bindOnce sync.Once
 	mu       sync.Mutex
@@ -245,6 +248,19 @@ const timerSpan = int64(1) << 61
 // over it), and a base store is flushed before its checkpoint is written.
 const stateWriteBuffer = 1 << 20
 
+// DefaultStateCacheBytes is the StateCacheBytes of a runner that sets
+// none: the read cache of each window or timer store of a partition.
+const DefaultStateCacheBytes = 16 << 20
+
+// withCacheBytes sets the read cache of rt's stores (RunnerOptions.
+// StateCacheBytes), and returns rt.
+func (rt *timeRuntime) withCacheBytes(n int) *timeRuntime {
+	if rt != nil {
+		rt.cacheBytes = n
+	}
+	return rt
+}
+
 // timerWriteBuffer is the smaller buffer of timer stores: a timer is a few
 // dozen bytes, and a partition's buffers add up (see docs/time.md).
 const timerWriteBuffer = 256 << 10
@@ -254,7 +270,8 @@ const timerWriteBuffer = 256 << 10
 func (rt *timeRuntime) open(p int32, folder string, wipe map[*stateDecl]bool) (*partState, error) {
 	ps := &partState{stores: map[*stateDecl]*windowstore.Store{}, closedTo: map[*stateDecl]int64{}, nextEnd: map[*stateDecl]int64{}}
 	one := func(st *stateDecl, sub string) (*windowstore.Store, error) {
-		o := windowstore.Options{SegmentInterval: st.segment, Retention: st.retention, Memory: rt.dir == "", WriteBuffer: stateWriteBuffer}
+		o := windowstore.Options{SegmentInterval: st.segment, Retention: st.retention, Memory: rt.dir == "", WriteBuffer: stateWriteBuffer,
+			CacheBytes: cmp.Or(rt.cacheBytes, DefaultStateCacheBytes)}
 		if st.kind == stateTimers {
 			o.SegmentInterval, o.Retention, o.WriteBuffer = timerSpan, timerSpan, timerWriteBuffer
 		}

@@ -69,6 +69,8 @@ import (
 	ldbiter "github.com/syndtr/goleveldb/leveldb/iterator"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"github.com/syndtr/goleveldb/leveldb/util"
+
+	"github.com/watershed-io/watershed/topology/internal/gencache"
 )
 
 // Defaults of Options.
@@ -151,7 +153,7 @@ func newStorage(db *leveldb.DB, path string, opts Options) *Storage {
 		db: db, path: path, opts: opts,
 		wo:      &opt.WriteOptions{Sync: opts.Sync},
 		active:  buffer{values: map[string][]byte{}},
-		cache:   newReadCache(opts.CacheBytes),
+		cache:   gencache.New(opts.CacheBytes),
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -187,7 +189,7 @@ type Storage struct {
 	// cache holds values leveldb has, for reads; flushes counts the
 	// completed flushes, so that a value read from leveldb is cached only
 	// if none completed meanwhile (it could be older than the flush's).
-	cache   readCache
+	cache   gencache.Cache
 	flushes uint64
 	// afterRead, set by tests, runs between a leveldb read and its
 	// caching.
@@ -277,7 +279,7 @@ func (s *Storage) flush() error {
 	}
 	s.flushing = buffer{}
 	for k, v := range b.values {
-		s.cache.put(k, v)
+		s.cache.Put(k, v)
 	}
 	s.flushes++
 	b.batch.Reset()
@@ -303,7 +305,7 @@ func (s *Storage) Close() error {
 	}
 	err := s.flush()
 	s.mu.Lock()
-	s.cache = readCache{}
+	s.cache = gencache.Cache{}
 	s.mu.Unlock()
 	if cerr := s.db.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("tablestore: close %s: %w", s.path, cerr))
@@ -325,7 +327,7 @@ func (s *Storage) lookup(key string) ([]byte, bool, uint64, error) {
 	if v, ok := s.flushing.values[key]; ok {
 		return bytes.Clone(v), true, 0, nil
 	}
-	if v, ok := s.cache.get(key); ok {
+	if v, ok := s.cache.Get(key); ok {
 		return bytes.Clone(v), true, 0, nil
 	}
 	return nil, false, s.flushes, nil
@@ -353,7 +355,7 @@ func (s *Storage) Get(key string) ([]byte, error) {
 	s.mu.Lock()
 	if s.flushes == flushes && !s.closed {
 		// No flush completed since the read: leveldb still holds v.
-		s.cache.put(key, bytes.Clone(v))
+		s.cache.Put(key, bytes.Clone(v))
 	}
 	s.mu.Unlock()
 	return v, nil
@@ -532,55 +534,4 @@ func ForKind(kind string, opts Options) (Factory, error) {
 		return func(dir string) storage.Builder { return Builder(dir, opts) }, nil
 	}
 	return nil, fmt.Errorf("tablestore: unknown table storage %q (want %s or %s)", kind, KindLevelDB, KindBatched)
-}
-
-// readCache is a bounded map of keys to the values leveldb holds for them
-// (nil: none), in two generations: new entries go to cur, and when cur
-// holds half the bound it becomes old and the previous old is dropped; a
-// hit in old moves the entry back to cur. So the keys read or written
-// within the last half of the bound stay, at the cost of a map, not a list
-// per entry. The zero value caches nothing.
-type readCache struct {
-	cur, old map[string][]byte
-	curBytes int
-	half     int
-}
-
-// entryOverhead approximates a map entry's own bytes beyond key and value.
-const entryOverhead = 64
-
-func newReadCache(limit int) readCache {
-	if limit <= 0 {
-		return readCache{}
-	}
-	return readCache{cur: map[string][]byte{}, half: limit / 2}
-}
-
-func (c *readCache) get(key string) ([]byte, bool) {
-	if v, ok := c.cur[key]; ok {
-		return v, true
-	}
-	v, ok := c.old[key]
-	if ok {
-		delete(c.old, key)
-		c.put(key, v)
-	}
-	return v, ok
-}
-
-// put keeps v (owned by the cache from now on) as key's value.
-func (c *readCache) put(key string, v []byte) {
-	if c.cur == nil {
-		return
-	}
-	if old, ok := c.cur[key]; ok {
-		c.curBytes -= len(old)
-	} else {
-		c.curBytes += len(key) + entryOverhead
-	}
-	c.cur[key] = v
-	c.curBytes += len(v)
-	if c.curBytes >= c.half {
-		c.old, c.cur, c.curBytes = c.cur, make(map[string][]byte, len(c.cur)), 0
-	}
 }

@@ -497,12 +497,7 @@ func TestReadCache(t *testing.T) {
 	}
 	must(t, st.MarkRecovered())
 	st.mu.Lock()
-	held := 0
-	for _, m := range []map[string][]byte{st.cache.cur, st.cache.old} {
-		for k, v := range m {
-			held += len(k) + len(v)
-		}
-	}
+	held := st.cache.Held()
 	st.mu.Unlock()
 	if held > 64<<10 || held == 0 {
 		t.Errorf("cache holds %d bytes of keys and values, bound 64 KiB", held)

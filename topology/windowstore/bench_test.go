@@ -8,13 +8,15 @@ import (
 // benchStore is a store with keys devices, each with a window per hour for
 // hours hours.
 func benchStore(b *testing.B, devices, hours int) (*Store, [][]byte) {
-	return benchStoreBuffered(b, devices, hours, 0)
+	return benchStoreOpts(b, devices, hours, Options{})
 }
 
-// benchStoreBuffered is benchStore with a write buffer of buffer bytes.
-func benchStoreBuffered(b *testing.B, devices, hours, buffer int) (*Store, [][]byte) {
+// benchStoreOpts is benchStore with opts (their Dir, SegmentInterval and
+// Retention set here).
+func benchStoreOpts(b *testing.B, devices, hours int, opts Options) (*Store, [][]byte) {
 	b.Helper()
-	s, err := Open(Options{Dir: b.TempDir(), SegmentInterval: 6 * hour, Retention: day, WriteBuffer: buffer})
+	opts.Dir, opts.SegmentInterval, opts.Retention = b.TempDir(), 6*hour, day
+	s, err := Open(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,13 +40,19 @@ func benchStoreBuffered(b *testing.B, devices, hours, buffer int) (*Store, [][]b
 // written 1 MiB at a time), 20,000 keys in turn (more than the buffer
 // holds: as in a catch-up, where a device's records are far apart).
 func BenchmarkPutUpdate(b *testing.B) {
-	for _, buffer := range []int{0, 1 << 20} {
-		name := "direct"
-		if buffer > 0 {
-			name = "buffered"
-		}
-		b.Run(name, func(b *testing.B) {
-			s, keys := benchStoreBuffered(b, 20_000, 1, buffer)
+	for _, c := range []struct {
+		name          string
+		buffer, cache int
+	}{
+		{"direct", 0, 0},
+		{"buffered", 1 << 20, -1},
+		// A cache that holds every key's window (live traffic's open
+		// windows), and the default one, which holds a fraction.
+		{"buffered-cached", 1 << 20, 64 << 20},
+		{"buffered-default-cache", 1 << 20, 0},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s, keys := benchStoreOpts(b, 20_000, 1, Options{WriteBuffer: c.buffer, CacheBytes: c.cache})
 			value := make([]byte, 96)
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -28,6 +28,10 @@ func TestWriteBufferReadsLikeDirectWrites(t *testing.T) {
 				{name: "direct", opts: Options{}},
 				{name: "small buffer", opts: Options{WriteBuffer: 600}},
 				{name: "large buffer", opts: Options{WriteBuffer: 1 << 30}},
+				// A cache that keeps a few windows (turning over all the
+				// time), and none.
+				{name: "small buffer, small cache", opts: Options{WriteBuffer: 600, CacheBytes: 400}},
+				{name: "small buffer, no cache", opts: Options{WriteBuffer: 600, CacheBytes: -1}},
 			}
 			for _, st := range stores {
 				st.opts.SegmentInterval, st.opts.Retention, st.dir = 6*hour, day, t.TempDir()
@@ -69,10 +73,17 @@ func TestWriteBufferReadsLikeDirectWrites(t *testing.T) {
 						what = fmt.Sprintf("Put(%s, %d, %d)", key, start/hour, end)
 						_, err := st.s.Put(key, start, end, []byte(fmt.Sprint("v", step)))
 						got = errKind(err)
-					case op < 55:
+					case op < 50:
 						what = fmt.Sprintf("Delete(%s, %d)", key, start/hour)
 						_, err := st.s.Delete(key, start)
 						got = errKind(err)
+					case op < 55:
+						c := Change{Key: key, Start: start}
+						if op%2 == 0 {
+							c.End, c.Value = end, []byte(fmt.Sprint("r", step))
+						}
+						what = fmt.Sprintf("Restore(%s, %d, %d, %s)", key, start/hour, c.End, c.Value)
+						got = errKind(st.s.Restore(c))
 					case op < 70:
 						what = fmt.Sprintf("Get(%s, %d)", key, start/hour)
 						w, ok, err := st.s.Get(key, start)
@@ -252,5 +263,72 @@ func TestEndingScansTheBufferOnlyWhenItMust(t *testing.T) {
 	}
 	if n := len(s.pending); n != 0 {
 		t.Errorf("%d windows still buffered after an Ending over more than mergeLimit", n)
+	}
+}
+
+// TestCacheServesWindowsWrittenAndRead: a window the buffer wrote, or one
+// read once (present or absent), is read again, and rewritten, without a
+// read of its segment; bytes a caller changes in what Get returned do not
+// change the store.
+func TestCacheServesWindowsWrittenAndRead(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), SegmentInterval: 6 * hour, Retention: day, WriteBuffer: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = s.Put([]byte("a"), 0, hour, []byte("one"))
+	must(err)
+	_, err = s.Put([]byte("b"), 0, hour, []byte("bee"))
+	must(err)
+	must(s.Flush())
+	reads := s.reads.Load()
+	w, ok, err := s.Get([]byte("a"), 0)
+	if err != nil || !ok || string(w.Value) != "one" || w.End != hour {
+		t.Fatalf("Get after a flush: %+v %v %v", w, ok, err)
+	}
+	if w, _, _ := s.Get([]byte("b"), 0); string(w.Value) == "bee" {
+		w.Value[0] = 'X' // the caller's copy
+	} else {
+		t.Fatalf("b reads %q", w.Value)
+	}
+	if _, ok, err := s.Get([]byte("nothing"), 0); ok || err != nil {
+		t.Fatalf("absent window read as present: %v", err)
+	}
+	if got := s.reads.Load() - reads; got != 1 {
+		t.Errorf("two flushed windows and an absent one took %d segment reads, want 1 (the absent one)", got)
+	}
+	reads = s.reads.Load()
+	if _, ok, _ := s.Get([]byte("nothing"), 0); ok {
+		t.Fatal("absent window read as present")
+	}
+	_, err = s.Put([]byte("a"), 0, 2*hour, []byte("two")) // its old end from the cache
+	must(err)
+	must(s.Flush())
+	if got := s.reads.Load() - reads; got != 0 {
+		t.Errorf("reading an absence again and rewriting a cached window took %d segment reads, want 0", got)
+	}
+	if w, _, _ := s.Get([]byte("b"), 0); string(w.Value) != "bee" {
+		t.Errorf("b reads %q", w.Value)
+	}
+	must(s.Close())
+
+	// What the segments hold: the index entry moved with the end, and the
+	// caller's change to its copy did not reach the store.
+	s2, err := Open(Options{Dir: s.opts.Dir, SegmentInterval: 6 * hour, Retention: day, WriteBuffer: 1 << 20})
+	must(err)
+	defer s2.Close()
+	var ends []string
+	must(s2.Ending(0, 1<<62, func(w Window) bool {
+		ends = append(ends, fmt.Sprintf("%s@%d:%s", w.Key, w.End/hour, w.Value))
+		return true
+	}))
+	if want := []string{"b@1:bee", "a@2:two"}; !slices.Equal(ends, want) {
+		t.Errorf("after reopening the store holds %v, want %v", ends, want)
 	}
 }

@@ -61,6 +61,8 @@ import (
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"github.com/syndtr/goleveldb/leveldb/storage"
 	"github.com/syndtr/goleveldb/leveldb/util"
+
+	"github.com/watershed-io/watershed/topology/internal/gencache"
 )
 
 // Errors of the store.
@@ -100,11 +102,21 @@ type Options struct {
 	// that dies loses them, so it is for a store rebuilt from its
 	// changelog (or thrown away) after a crash. 0 writes each at once.
 	// The buffer's memory is about WriteBuffer plus a few hundred bytes
-	// a window (the count includes an estimate of them) and up to a
-	// thousand remembered ends. A Put whose write of the buffer failed
+	// a window (the count includes an estimate of them). A Put whose write of the buffer failed
 	// returns the error with its own write kept in the buffer.
 	WriteBuffer int
+	// CacheBytes bounds, with a write buffer, the read cache of windows
+	// written from the buffer and read from the segments (and of windows
+	// found absent), keys included: a window read again soon (a key's
+	// open window, read on each of its records) is a map lookup instead
+	// of a walk of leveldb's memtables and tables, and writing a window
+	// needs no read of its old end. Default DefaultCacheBytes; negative:
+	// none. The cache holds between half of it and all of it once full.
+	CacheBytes int
 }
+
+// DefaultCacheBytes is the default of Options.CacheBytes.
+const DefaultCacheBytes = 4 << 20
 
 // Window is one stored window of a key.
 type Window struct {
@@ -134,20 +146,23 @@ type Store struct {
 	closed       bool
 
 	// scanned counts the index entries Ending read (tests check that it
-	// reads only what it returns); concurrent Endings count it.
-	scanned atomic.Int64
+	// reads only what it returns); concurrent Endings count it. reads
+	// counts the windows read from the segments past the cache.
+	scanned, reads atomic.Int64
 
 	// The write buffer (Options.WriteBuffer): pending holds the newest
 	// unwritten write of each window by windowKey, byKey the starts of a
-	// record key's pending windows, pendingBytes their size. seen holds
-	// the end (or noWindow) Get found in the segments for windows not
-	// pending, so that writing a window just read does not read it again.
-	// minEnd is at most the end of every pending window (Ending skips the
+	// record key's pending windows, pendingBytes their size. cache holds
+	// what the segments hold of windows not pending (their stored value,
+	// end first; nil: none), exactly: it is filled by reads under the
+	// exclusive lock and by the buffer's writes, the only writes of the
+	// segments with a buffer. A window of a dropped segment may linger in
+	// it; reads check the segment first. minEnd is at most the end of every pending window (Ending skips the
 	// buffer for ranges ending before it); a scan of the buffer sets it
 	// to the true minimum, under the read lock, hence atomic.
 	pending      map[string]*pendingWrite
 	byKey        map[string][]int64
-	seen         map[string]int64
+	cache        gencache.Cache
 	pendingBytes int
 	minEnd       atomic.Int64
 }
@@ -175,9 +190,6 @@ const pendingOverhead = 160
 // holding value.
 func pendingCost(wk, key, value []byte) int { return len(wk) + len(key) + len(value) + pendingOverhead }
 
-// maxSeen bounds the ends kept of windows read but not written.
-const maxSeen = 1024
-
 // mergeLimit is the most buffered windows an Ending merges with the
 // segments' index; beyond it, Ending writes the buffer first (it would be
 // written soon anyway), so that a scan costs in proportion to what it
@@ -194,7 +206,11 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{opts: opts, wo: &opt.WriteOptions{Sync: opts.Sync}, segments: map[int64]*leveldb.DB{}, expiredBelow: math.MinInt64}
 	if opts.WriteBuffer > 0 {
-		s.pending, s.byKey, s.seen = map[string]*pendingWrite{}, map[string][]int64{}, map[string]int64{}
+		s.pending, s.byKey = map[string]*pendingWrite{}, map[string][]int64{}
+		if opts.CacheBytes == 0 {
+			opts.CacheBytes = DefaultCacheBytes
+		}
+		s.cache = gencache.New(opts.CacheBytes)
 		s.minEnd.Store(math.MaxInt64)
 	}
 	if opts.Memory {
@@ -346,7 +362,7 @@ func (s *Store) apply(c Change, restoring bool) error {
 		return err
 	}
 	b := new(leveldb.Batch)
-	if !batchWindow(b, wk, c.Key, c.Start, oldEnd, c.End, c.Value) {
+	if _, ok := batchWindow(b, wk, c.Key, c.Start, oldEnd, c.End, c.Value); !ok {
 		return nil
 	}
 	if err := db.Write(b, s.wo); err != nil {
@@ -370,26 +386,28 @@ func dbEnd(db *leveldb.DB, wk []byte) (int64, error) {
 }
 
 // batchWindow adds to b the writes that take window wk (key, start) from
-// oldEnd (noWindow: absent) to end and value (nil: deleted), and reports
-// whether there are any.
-func batchWindow(b *leveldb.Batch, wk, key []byte, start, oldEnd, end int64, value []byte) bool {
+// oldEnd (noWindow: absent) to end and value (nil: deleted). It returns
+// the window's stored value (end first; nil when deleted), which b does
+// not keep, and whether there are any writes.
+func batchWindow(b *leveldb.Batch, wk, key []byte, start, oldEnd, end int64, value []byte) ([]byte, bool) {
 	if oldEnd != noWindow && (value == nil || oldEnd != end) {
 		b.Delete(indexKey(oldEnd, key, start))
 	}
 	if value == nil {
 		if oldEnd == noWindow {
-			return false
+			return nil, false
 		}
 		b.Delete(wk)
-		return true
+		return nil, true
 	}
-	b.Put(wk, append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(end)), value...))
+	stored := append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(end)), value...)
+	b.Put(wk, stored)
 	if oldEnd != end {
 		// A window's index entry exists exactly while the window does,
 		// with its end: an update that keeps the end keeps the entry.
 		b.Put(indexKey(end, key, start), nil)
 	}
-	return true
+	return stored, true
 }
 
 // buffer keeps c, of segment n, in the write buffer, and writes the buffer
@@ -404,14 +422,14 @@ func (s *Store) buffer(c Change, n int64) error {
 		s.pendingBytes += len(value) - len(p.value)
 		p.end, p.value = c.End, value
 	} else {
-		old, ok := s.seen[string(wk)]
-		if !ok {
-			old = noWindow
-			if db := s.segments[n]; db != nil {
-				var err error
-				if old, err = dbEnd(db, wk); err != nil {
-					return err
-				}
+		old := int64(noWindow)
+		if db := s.segments[n]; db != nil {
+			stored, err := s.read(db, wk)
+			if err != nil {
+				return err
+			}
+			if stored != nil {
+				old = int64(binary.BigEndian.Uint64(stored))
 			}
 		}
 		if old == noWindow && value == nil {
@@ -445,13 +463,13 @@ func (s *Store) Flush() error {
 // way keeps exactly the windows not written (with the ends their
 // segments still hold). The caller holds s.mu.
 func (s *Store) flush() error {
-	clear(s.seen) // a window flushed would read stale there
 	if len(s.pending) == 0 {
 		return nil
 	}
 	type segmentWrite struct {
-		b   *leveldb.Batch
-		wks []string
+		b      *leveldb.Batch
+		wks    []string
+		stored [][]byte // what each window's segment holds after b
 	}
 	batches := map[int64]*segmentWrite{}
 	for wk, p := range s.pending {
@@ -461,7 +479,8 @@ func (s *Store) flush() error {
 			w = &segmentWrite{b: new(leveldb.Batch)}
 			batches[n] = w
 		}
-		batchWindow(w.b, []byte(wk), p.key, p.start, p.dbEnd, p.end, p.value)
+		stored, _ := batchWindow(w.b, []byte(wk), p.key, p.start, p.dbEnd, p.end, p.value)
+		w.stored = append(w.stored, stored)
 		w.wks = append(w.wks, wk)
 	}
 	for n, w := range batches {
@@ -474,8 +493,9 @@ func (s *Store) flush() error {
 				return fmt.Errorf("windowstore: write windows: %w", err)
 			}
 		}
-		for _, wk := range w.wks {
+		for i, wk := range w.wks {
 			s.unpend(wk)
+			s.cache.Put(wk, w.stored[i])
 		}
 	}
 	s.pendingBytes = 0 // exact already; reset against drift
@@ -573,7 +593,7 @@ func (s *Store) Get(key []byte, start int64) (Window, bool, error) {
 		return Window{}, false, nil
 	}
 	if s.pending != nil {
-		// A read records what it found (seen): exclusively.
+		// A read fills the cache: exclusively.
 		s.mu.Lock()
 		defer s.mu.Unlock()
 	} else {
@@ -583,48 +603,44 @@ func (s *Store) Get(key []byte, start int64) (Window, bool, error) {
 	if s.closed {
 		return Window{}, false, ErrClosed
 	}
-	var wk []byte
-	if s.pending != nil {
-		wk = windowKey(key, start)
-		if p := s.pending[string(wk)]; p != nil {
-			if p.value == nil {
-				return Window{}, false, nil
-			}
-			return Window{Key: slices.Clone(key), Start: start, End: p.end, Value: slices.Clone(p.value)}, true, nil
+	wk := windowKey(key, start)
+	if p := s.pending[string(wk)]; p != nil {
+		if p.value == nil {
+			return Window{}, false, nil
 		}
+		return Window{Key: slices.Clone(key), Start: start, End: p.end, Value: slices.Clone(p.value)}, true, nil
 	}
 	db := s.segments[s.segmentOf(start)]
 	if db == nil {
 		return Window{}, false, nil
 	}
-	if wk == nil {
-		wk = windowKey(key, start)
+	v, err := s.read(db, wk)
+	if err != nil || v == nil {
+		return Window{}, false, err
 	}
+	return Window{Key: slices.Clone(key), Start: start, End: int64(binary.BigEndian.Uint64(v)), Value: slices.Clone(v[8:])}, true, nil
+}
+
+// read returns what segment db holds of window wk, its end first (nil:
+// no window), from the cache or read into it. The value may be the
+// cache's: the caller copies what it hands on. The caller holds s.mu,
+// exclusively when the store has a write buffer.
+func (s *Store) read(db *leveldb.DB, wk []byte) ([]byte, error) {
+	if v, ok := s.cache.GetBytes(wk); ok {
+		return v, nil
+	}
+	s.reads.Add(1)
 	v, err := db.Get(wk, nil)
 	switch {
 	case errors.Is(err, leveldb.ErrNotFound):
-		s.remember(wk, noWindow)
-		return Window{}, false, nil
+		v = nil
 	case err != nil:
-		return Window{}, false, fmt.Errorf("windowstore: get: %w", err)
+		return nil, fmt.Errorf("windowstore: read window: %w", err)
 	case len(v) < 8:
-		return Window{}, false, fmt.Errorf("windowstore: corrupt window of key %x at %d", key, start)
+		return nil, fmt.Errorf("windowstore: corrupt window %x", wk)
 	}
-	end := int64(binary.BigEndian.Uint64(v))
-	s.remember(wk, end)
-	return Window{Key: slices.Clone(key), Start: start, End: end, Value: v[8:]}, true, nil
-}
-
-// remember keeps, with a write buffer, the end Get found of window wk in
-// its segment. The caller holds s.mu exclusively.
-func (s *Store) remember(wk []byte, end int64) {
-	if s.seen == nil {
-		return
-	}
-	if len(s.seen) >= maxSeen {
-		clear(s.seen)
-	}
-	s.seen[string(wk)] = end
+	s.cache.Put(string(wk), v) // leveldb's copy
+	return v, nil
 }
 
 // segmentsBetween returns the numbers of the open segments in [lo, hi],
@@ -859,6 +875,13 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
+// CacheHeld returns the bytes of keys and values the read cache holds.
+func (s *Store) CacheHeld() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cache.Held()
+}
+
 // Segments returns the start times of the segments the store holds,
 // ascending: those on disk, and those its buffered writes open (a window
 // put and deleted again while buffered opens none, where a store without
@@ -892,6 +915,7 @@ func (s *Store) Close() error {
 	if s.pending != nil {
 		err = s.flush()
 	}
+	s.cache = gencache.Cache{}
 	return errors.Join(err, s.closeAll())
 }
 
