@@ -34,6 +34,10 @@ type stateOp struct {
 	st    *stateDecl
 	store *windowstore.Store
 	c     windowstore.Change // Value nil: a deletion
+	// rec is the write's changelog record value (windowstore.ChangeValue,
+	// c.Value its tail): built once, it is what the store keeps and what
+	// the changelog gets. nil for a deletion.
+	rec []byte
 }
 
 // tx returns the callback's state transaction, creating it.
@@ -62,9 +66,11 @@ func (c *Context) statePart() (*partState, error) {
 	return rt.part(c.Partition())
 }
 
-// put queues window (key, start) of store with end and value.
-func (tx *stateTx) put(st *stateDecl, store *windowstore.Store, key []byte, start, end int64, value []byte) {
-	tx.add(stateOp{st: st, store: store, c: windowstore.Change{Key: key, Start: start, End: end, Value: value}})
+// put queues window (key, start) of store with rec, its changelog record
+// value (stateRecord: the window's end, then its stored value).
+func (tx *stateTx) put(st *stateDecl, store *windowstore.Store, key []byte, start int64, rec []byte) {
+	end := int64(binary.BigEndian.Uint64(rec))
+	tx.add(stateOp{st: st, store: store, c: windowstore.Change{Key: key, Start: start, End: end, Value: rec[8:]}, rec: rec})
 }
 
 // del queues the deletion of window (key, start) of store.
@@ -117,10 +123,10 @@ func (c *Context) flushState() bool {
 	}
 	for _, op := range tx.ops {
 		var err error
-		if op.c.Value == nil {
+		if op.rec == nil {
 			_, err = op.store.Delete(op.c.Key, op.c.Start)
 		} else {
-			_, err = op.store.Put(op.c.Key, op.c.Start, op.c.End, op.c.Value)
+			_, err = op.store.PutRecord(op.c.Key, op.c.Start, op.rec)
 		}
 		if err != nil && !errors.Is(err, windowstore.ErrExpired) {
 			// The local store failed: the partition restarts and rebuilds
@@ -130,7 +136,9 @@ func (c *Context) flushState() bool {
 			c.g.DeferCommit()(err)
 			return false
 		}
-		c.g.Emit(goka.Stream(op.st.topic.name), string(windowstore.ChangeKey(op.c)), windowstore.ChangeValue(op.c),
+		// The store keeps rec and goka only reads it: one copy of the
+		// value for both.
+		c.g.Emit(goka.Stream(op.st.topic.name), string(windowstore.ChangeKey(op.c)), op.rec,
 			headerOption([]Header{originHeader(c.Partition())})...)
 	}
 	for _, fn := range tx.after {
@@ -213,8 +221,14 @@ const (
 	doneEnd           = int64(1) << 62
 )
 
-func encodeState(v stateValue) []byte {
-	b := make([]byte, 0, 1+8+2*(8+binary.MaxVarintLen64)+len(v.byTopic)+len(v.appliedTopic)+len(v.payload))
+func encodeState(v stateValue) []byte { return stateRecord(v.end, v)[8:] }
+
+// stateRecord returns the changelog record value of a window or timer
+// stored at end (where the store's end index has it: v.end, or doneEnd
+// once done) holding v: end, then v encoded.
+func stateRecord(end int64, v stateValue) []byte {
+	b := make([]byte, 0, 8+1+8+2*(8+binary.MaxVarintLen64)+len(v.byTopic)+len(v.appliedTopic)+len(v.payload))
+	b = binary.BigEndian.AppendUint64(b, uint64(end))
 	var flag byte
 	if v.done {
 		flag |= stateDone
@@ -279,10 +293,11 @@ func (v stateValue) holds(topic string, offset int64) bool {
 	return v.applied && v.appliedTopic == topic && v.appliedOffset >= offset
 }
 
-// doneValue returns v marked done by the current record.
-func (c *Context) doneValue(v stateValue) []byte {
+// doneRecord returns the record of v marked done by the current record
+// (at doneEnd in the end index).
+func (c *Context) doneRecord(v stateValue) []byte {
 	v.done, v.byTopic, v.byOffset = true, c.Topic(), c.Offset()
-	return encodeState(v)
+	return stateRecord(doneEnd, v)
 }
 
 // undone turns a restored change marked done by a record that is not

@@ -203,7 +203,7 @@ func (t Timers[V]) schedule(c *Context, kind byte, key string, at time.Time, v V
 		return c.refuse(err)
 	}
 	due := max(at.UnixMilli(), 0)
-	c.tx().put(rt.td.timers, ps.timerStore(rt, kind), k, 0, due, encodeState(stateValue{end: due, payload: b}))
+	c.tx().put(rt.td.timers, ps.timerStore(rt, kind), k, 0, stateRecord(due, stateValue{end: due, payload: b}))
 	return nil
 }
 
@@ -242,7 +242,7 @@ func (c *Context) fireTimers(ps *partState, store *windowstore.Store, now int64)
 		name, key, found := bytes.Cut(d.Key[1:], []byte{0})
 		// Kept as fired by this record, not deleted: see stateValue;
 		// deleted once the record is settled (dropSettledMarks).
-		tx.put(rt.td.timers, store, d.Key, 0, doneEnd, c.doneValue(sv))
+		tx.put(rt.td.timers, store, d.Key, 0, c.doneRecord(sv))
 		if rt.kafka != nil {
 			m := firedMark{store: store, key: d.Key, topic: c.Topic(), offset: c.Offset()}
 			tx.after = append(tx.after, func() {

@@ -405,11 +405,11 @@ func (a *aggregate[V, A]) handle(c *Context, key string, v V) error {
 			}
 			continue
 		}
-		val := c.appliedValue(end, b)
-		if err := a.fits(c, k, at, end, val); err != nil {
+		rec := c.appliedRecord(end, b)
+		if err := a.fits(c, k, at, rec); err != nil {
 			return err
 		}
-		tx.put(a.st, store, k, at, end, val)
+		tx.put(a.st, store, k, at, rec)
 		ps.nextEnd[a.st] = min(ps.nextEnd[a.st], end)
 		accepted++
 		if err := a.updated(c, ps, key, start, end, agg); err != nil {
@@ -485,23 +485,21 @@ func (a *aggregate[V, A]) session(c *Context, ps *partState, key string, v V, t 
 	if err != nil {
 		return fmt.Errorf("topology: encode session for %s: %w", a.st.topic.name, err)
 	}
-	val := c.appliedValue(end, b)
-	if err := a.fits(c, k, start, end, val); err != nil {
+	rec := c.appliedRecord(end, b)
+	if err := a.fits(c, k, start, rec); err != nil {
 		return err
 	}
-	tx.put(a.st, store, k, start, end, val)
+	tx.put(a.st, store, k, start, rec)
 	ps.nextEnd[a.st] = min(ps.nextEnd[a.st], end)
 	return a.updated(c, ps, key, start, end, agg)
 }
 
-// fits refuses (too_large) a window write whose changelog record the
-// producer would refuse, failing the group on every restart: the record
-// is dead-lettered instead, its windows unchanged.
-func (a *aggregate[V, A]) fits(c *Context, key []byte, start, end int64, val []byte) error {
-	ch := windowstore.Change{Key: key, Start: start, End: end, Value: val}
-	// The record's value is ChangeValue(ch), sized without copying the
-	// window (it is copied once more when emitted).
-	n := recordBytes(string(windowstore.ChangeKey(ch)), nil, []Header{originHeader(c.Partition())}) + windowstore.ChangeValueLen(ch)
+// fits refuses (too_large) a window write whose changelog record (value
+// rec) the producer would refuse, failing the group on every restart: the
+// record is dead-lettered instead, its windows unchanged.
+func (a *aggregate[V, A]) fits(c *Context, key []byte, start int64, rec []byte) error {
+	ch := windowstore.Change{Key: key, Start: start}
+	n := recordBytes(string(windowstore.ChangeKey(ch)), nil, []Header{originHeader(c.Partition())}) + len(rec)
 	if err := fitsBytes(a.st.topic.name, n); err != nil {
 		return c.refuse(err)
 	}
@@ -575,10 +573,10 @@ func (a *aggregate[V, A]) combine(key string, start int64, panes [][]byte) (A, e
 	return agg, nil
 }
 
-// appliedValue returns a pending window's stored value ending at end with
+// appliedRecord returns the record of a pending window ending at end with
 // payload, the current record its applied one.
-func (c *Context) appliedValue(end int64, payload []byte) []byte {
-	return encodeState(stateValue{end: end, payload: payload, applied: true, appliedTopic: c.Topic(), appliedOffset: c.Offset()})
+func (c *Context) appliedRecord(end int64, payload []byte) []byte {
+	return stateRecord(end, stateValue{end: end, payload: payload, applied: true, appliedTopic: c.Topic(), appliedOffset: c.Offset()})
 }
 
 // closeDue closes the windows that end at or before streamTime - grace.
@@ -660,7 +658,7 @@ func (a *aggregate[V, A]) closeWindow(c *Context, ps *partState, parts []windows
 			start, end = d.Start, sv.end
 		}
 		payloads = append(payloads, sv.payload)
-		tx.put(a.st, store, d.Key, d.Start, doneEnd, c.doneValue(sv))
+		tx.put(a.st, store, d.Key, d.Start, c.doneRecord(sv))
 	}
 	if len(payloads) == 0 || a.onClose == nil {
 		return nil

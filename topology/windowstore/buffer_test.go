@@ -69,9 +69,14 @@ func TestWriteBufferReadsLikeDirectWrites(t *testing.T) {
 				for i, st := range stores {
 					var got string
 					switch {
-					case op < 40:
+					case op < 30:
 						what = fmt.Sprintf("Put(%s, %d, %d)", key, start/hour, end)
 						_, err := st.s.Put(key, start, end, []byte(fmt.Sprint("v", step)))
+						got = errKind(err)
+					case op < 40:
+						what = fmt.Sprintf("PutRecord(%s, %d, %d)", key, start/hour, end)
+						rec := ChangeValue(Change{Key: key, Start: start, End: end, Value: []byte(fmt.Sprint("p", step))})
+						_, err := st.s.PutRecord(key, start, rec)
 						got = errKind(err)
 					case op < 50:
 						what = fmt.Sprintf("Delete(%s, %d)", key, start/hour)

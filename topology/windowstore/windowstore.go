@@ -171,10 +171,20 @@ type Store struct {
 type pendingWrite struct {
 	key        []byte
 	start, end int64
-	value      []byte // nil: deleted
+	// stored is what the segment will hold: the end, then the value
+	// (the changelog record's value, ChangeValue); nil: deleted.
+	stored []byte
 	// dbEnd is the window's end in its segment (noWindow: it has none),
 	// whose index entry the write replaces.
 	dbEnd int64
+}
+
+// value returns the window's value, nil when deleted.
+func (p *pendingWrite) value() []byte {
+	if p.stored == nil {
+		return nil
+	}
+	return p.stored[8:]
 }
 
 // noWindow is the dbEnd of a window its segment does not hold (ends are
@@ -311,7 +321,22 @@ func (s *Store) Put(key []byte, start, end int64, value []byte) (Change, error) 
 		value = []byte{}
 	}
 	c := Change{Key: key, Start: start, End: end, Value: value}
-	return c, s.apply(c, false)
+	return c, s.apply(c, nil, false)
+}
+
+// PutRecord is Put of the window given by its changelog record value
+// (ChangeValue: the end, then the value), which the store keeps: the
+// caller must not change it afterwards. A caller that writes the same
+// bytes to the changelog saves Put's copies of the value.
+func (s *Store) PutRecord(key []byte, start int64, record []byte) (Change, error) {
+	if len(record) < 8 {
+		return Change{}, fmt.Errorf("windowstore: record value of %d bytes", len(record))
+	}
+	c := Change{Key: key, Start: start, End: int64(binary.BigEndian.Uint64(record)), Value: record[8:]}
+	if start < 0 || c.End < start {
+		return Change{}, fmt.Errorf("%w: [%d, %d)", ErrTime, start, c.End)
+	}
+	return c, s.apply(c, record, false)
 }
 
 // Delete removes window (key, start), if there is one, and returns the
@@ -321,7 +346,7 @@ func (s *Store) Delete(key []byte, start int64) (Change, error) {
 		return Change{}, fmt.Errorf("%w: start %d", ErrTime, start)
 	}
 	c := Change{Key: key, Start: start}
-	return c, s.apply(c, false)
+	return c, s.apply(c, nil, false)
 }
 
 // Restore applies a change read from the changelog. Applying it again
@@ -330,13 +355,13 @@ func (s *Store) Restore(c Change) error {
 	if c.Start < 0 || (c.Value != nil && c.End < c.Start) {
 		return fmt.Errorf("%w: [%d, %d)", ErrTime, c.Start, c.End)
 	}
-	return s.apply(c, true)
+	return s.apply(c, nil, true)
 }
 
 // apply writes c: the window and its index entry in one batch, and the old
 // index entry removed when the end moved; with a write buffer, into the
-// buffer.
-func (s *Store) apply(c Change, restoring bool) error {
+// buffer. stored, when set, is ChangeValue(c), the store's to keep.
+func (s *Store) apply(c Change, stored []byte, restoring bool) error {
 	n := s.segmentOf(c.Start)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -349,8 +374,11 @@ func (s *Store) apply(c Change, restoring bool) error {
 		}
 		return fmt.Errorf("%w: window at %d ms", ErrExpired, c.Start)
 	}
+	if stored == nil {
+		stored = ChangeValue(c)
+	}
 	if s.pending != nil {
-		return s.buffer(c, n)
+		return s.buffer(c, stored, n)
 	}
 	db, err := s.segment(n, c.Value != nil)
 	if err != nil || db == nil {
@@ -362,7 +390,7 @@ func (s *Store) apply(c Change, restoring bool) error {
 		return err
 	}
 	b := new(leveldb.Batch)
-	if _, ok := batchWindow(b, wk, c.Key, c.Start, oldEnd, c.End, c.Value); !ok {
+	if !batchWindow(b, wk, c.Key, c.Start, oldEnd, c.End, stored) {
 		return nil
 	}
 	if err := db.Write(b, s.wo); err != nil {
@@ -386,41 +414,37 @@ func dbEnd(db *leveldb.DB, wk []byte) (int64, error) {
 }
 
 // batchWindow adds to b the writes that take window wk (key, start) from
-// oldEnd (noWindow: absent) to end and value (nil: deleted). It returns
-// the window's stored value (end first; nil when deleted), which b does
-// not keep, and whether there are any writes.
-func batchWindow(b *leveldb.Batch, wk, key []byte, start, oldEnd, end int64, value []byte) ([]byte, bool) {
-	if oldEnd != noWindow && (value == nil || oldEnd != end) {
+// oldEnd (noWindow: absent) to end and stored (its end, then its value;
+// nil: deleted), and reports whether there are any.
+func batchWindow(b *leveldb.Batch, wk, key []byte, start, oldEnd, end int64, stored []byte) bool {
+	if oldEnd != noWindow && (stored == nil || oldEnd != end) {
 		b.Delete(indexKey(oldEnd, key, start))
 	}
-	if value == nil {
+	if stored == nil {
 		if oldEnd == noWindow {
-			return nil, false
+			return false
 		}
 		b.Delete(wk)
-		return nil, true
+		return true
 	}
-	stored := append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(end)), value...)
-	b.Put(wk, stored)
+	b.Put(wk, stored) // copied into the batch
 	if oldEnd != end {
 		// A window's index entry exists exactly while the window does,
 		// with its end: an update that keeps the end keeps the entry.
 		b.Put(indexKey(end, key, start), nil)
 	}
-	return stored, true
+	return true
 }
 
-// buffer keeps c, of segment n, in the write buffer, and writes the buffer
-// once it holds WriteBuffer bytes. The caller holds s.mu.
-func (s *Store) buffer(c Change, n int64) error {
+// buffer keeps c, of segment n, in the write buffer (stored is
+// ChangeValue(c), the buffer's from now on), and writes the buffer once it
+// holds WriteBuffer bytes. The caller holds s.mu.
+func (s *Store) buffer(c Change, stored []byte, n int64) error {
 	wk := windowKey(c.Key, c.Start)
-	var value []byte
-	if c.Value != nil {
-		value = slices.Clone(c.Value)
-	}
+	value := c.Value
 	if p := s.pending[string(wk)]; p != nil {
-		s.pendingBytes += len(value) - len(p.value)
-		p.end, p.value = c.End, value
+		s.pendingBytes += len(value) - len(p.value())
+		p.end, p.stored = c.End, stored
 	} else {
 		old := int64(noWindow)
 		if db := s.segments[n]; db != nil {
@@ -435,7 +459,7 @@ func (s *Store) buffer(c Change, n int64) error {
 		if old == noWindow && value == nil {
 			return nil // nothing to delete
 		}
-		s.pending[string(wk)] = &pendingWrite{key: slices.Clone(c.Key), start: c.Start, end: c.End, value: value, dbEnd: old}
+		s.pending[string(wk)] = &pendingWrite{key: slices.Clone(c.Key), start: c.Start, end: c.End, stored: stored, dbEnd: old}
 		s.byKey[string(c.Key)] = append(s.byKey[string(c.Key)], c.Start)
 		s.pendingBytes += pendingCost(wk, c.Key, value)
 	}
@@ -467,9 +491,8 @@ func (s *Store) flush() error {
 		return nil
 	}
 	type segmentWrite struct {
-		b      *leveldb.Batch
-		wks    []string
-		stored [][]byte // what each window's segment holds after b
+		b   *leveldb.Batch
+		wks []string
 	}
 	batches := map[int64]*segmentWrite{}
 	for wk, p := range s.pending {
@@ -479,8 +502,7 @@ func (s *Store) flush() error {
 			w = &segmentWrite{b: new(leveldb.Batch)}
 			batches[n] = w
 		}
-		stored, _ := batchWindow(w.b, []byte(wk), p.key, p.start, p.dbEnd, p.end, p.value)
-		w.stored = append(w.stored, stored)
+		batchWindow(w.b, []byte(wk), p.key, p.start, p.dbEnd, p.end, p.stored)
 		w.wks = append(w.wks, wk)
 	}
 	for n, w := range batches {
@@ -493,9 +515,11 @@ func (s *Store) flush() error {
 				return fmt.Errorf("windowstore: write windows: %w", err)
 			}
 		}
-		for i, wk := range w.wks {
+		for _, wk := range w.wks {
+			if p := s.pending[wk]; p != nil {
+				s.cache.Put(wk, p.stored) // what the segment now holds
+			}
 			s.unpend(wk)
-			s.cache.Put(wk, w.stored[i])
 		}
 	}
 	s.pendingBytes = 0 // exact already; reset against drift
@@ -511,7 +535,7 @@ func (s *Store) unpend(wk string) {
 		return
 	}
 	delete(s.pending, wk)
-	s.pendingBytes -= pendingCost([]byte(wk), p.key, p.value)
+	s.pendingBytes -= pendingCost([]byte(wk), p.key, p.value())
 	starts := slices.DeleteFunc(s.byKey[string(p.key)], func(st int64) bool { return st == p.start })
 	if len(starts) == 0 {
 		delete(s.byKey, string(p.key))
@@ -576,8 +600,8 @@ func (s *Store) Fetch(key []byte, from, to int64) ([]Window, error) {
 	}
 	buffered := false
 	for _, start := range s.byKey[string(key)] {
-		if p := s.pendingOf(key, start); start >= from && start < to && p.value != nil {
-			out = append(out, Window{Key: slices.Clone(key), Start: start, End: p.end, Value: slices.Clone(p.value)})
+		if p := s.pendingOf(key, start); start >= from && start < to && p.stored != nil {
+			out = append(out, Window{Key: slices.Clone(key), Start: start, End: p.end, Value: slices.Clone(p.value())})
 			buffered = true
 		}
 	}
@@ -605,10 +629,10 @@ func (s *Store) Get(key []byte, start int64) (Window, bool, error) {
 	}
 	wk := windowKey(key, start)
 	if p := s.pending[string(wk)]; p != nil {
-		if p.value == nil {
+		if p.stored == nil {
 			return Window{}, false, nil
 		}
-		return Window{Key: slices.Clone(key), Start: start, End: p.end, Value: slices.Clone(p.value)}, true, nil
+		return Window{Key: slices.Clone(key), Start: start, End: p.end, Value: slices.Clone(p.value())}, true, nil
 	}
 	db := s.segments[s.segmentOf(start)]
 	if db == nil {
@@ -713,7 +737,7 @@ func (s *Store) Ending(from, to int64, fn func(Window) bool) error {
 		if len(buf) > 0 && (best == nil || bytes.Compare(buf[0].index, best.it.Key()) < 0) {
 			p := buf[0].p
 			buf = buf[1:]
-			if !fn(Window{Key: slices.Clone(p.key), Start: p.start, End: p.end, Value: slices.Clone(p.value)}) {
+			if !fn(Window{Key: slices.Clone(p.key), Start: p.start, End: p.end, Value: slices.Clone(p.value())}) {
 				return nil
 			}
 			continue
@@ -753,7 +777,7 @@ func (s *Store) pendingEnding(from, to int64) (_ []indexedWrite, many bool) {
 	var out []indexedWrite
 	least := int64(math.MaxInt64)
 	for _, p := range s.pending {
-		if p.value == nil {
+		if p.stored == nil {
 			continue
 		}
 		least = min(least, p.end)
@@ -891,7 +915,7 @@ func (s *Store) Segments() []int64 {
 	defer s.mu.RUnlock()
 	ns := s.segmentsBetween(math.MinInt64, math.MaxInt64)
 	for _, p := range s.pending {
-		if n := s.segmentOf(p.start); p.value != nil && s.segments[n] == nil && !slices.Contains(ns, n) {
+		if n := s.segmentOf(p.start); p.stored != nil && s.segments[n] == nil && !slices.Contains(ns, n) {
 			ns = append(ns, n)
 		}
 	}
