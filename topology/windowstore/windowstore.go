@@ -31,7 +31,10 @@
 // changes read back from it, tombstones included, and is idempotent, so a
 // store rebuilt from the topic equals the one that wrote it. Windows older
 // than the retention may come back in a restore (a compacted topic keeps
-// them): call Expire with the restored stream time afterwards.
+// them): call Expire with the restored stream time afterwards. A caller
+// that builds the changelog record's value first gives it to PutRecord,
+// which keeps those bytes: the store, its cache and the changelog then
+// share one copy of the window.
 //
 // Writes are not fsynced (Options.Sync): the changelog is the durable copy,
 // as it is for goka's tables. For the same reason a store may keep writes
