@@ -90,9 +90,12 @@ type RunnerOptions struct {
 	// window or timer, read on each of its records, is a map lookup while
 	// the cache holds it, instead of a walk of leveldb's memtables and
 	// tables. It should hold the open windows (and timers) of the keys
-	// that send within a few seconds of each other: about 16 MiB for
-	// 5,000 devices a partition sending every few seconds (docs/time.md).
-	// 0 means DefaultStateCacheBytes; negative: no cache.
+	// that send within a few seconds of each other; 16 MiB was chosen
+	// between 4 MiB (too small) and 32 MiB (nearly every read a hit),
+	// measured with 40,000 devices on 8 partitions (docs/benchmarks.md,
+	// "Session 9"). A process holds up to this much per store of each
+	// partition it owns. 0 means DefaultStateCacheBytes; negative: no
+	// cache.
 	StateCacheBytes int
 }
 
@@ -523,12 +526,21 @@ func (pl *Plan) Lag(ctx context.Context, k Kafka, groups []string) ([]PartitionL
 	return out, nil
 }
 
+// timeRuntime returns the runtime of p's windows and timers as the
+// runner's options set it (nil without state).
+func (r *Runner) timeRuntime(p *Processor) *timeRuntime {
+	k := r.opts.Kafka
+	rt := p.time.newRuntime(filepath.Join(r.opts.DataDir, "state", p.group), &k, r.opts.Clock, r.log).
+		withRestoreTimeout(r.opts.StateRestoreTimeout).withCacheBytes(r.opts.StateCacheBytes)
+	rt.setTick(r.opts.TickEvery)
+	return rt
+}
+
 func (r *Runner) newProcessor(p *Processor, prod goka.Producer, env runEnv) (*goka.Processor, error) {
 	k := r.opts.Kafka
 	cl := newChangelog(p, r.log) // the group table's store holds only what its topic acknowledged
 	// Windows and timers: rebuilt from their changelogs per session.
-	env.time = p.time.newRuntime(filepath.Join(r.opts.DataDir, "state", p.group), &k, r.opts.Clock, r.log).withRestoreTimeout(r.opts.StateRestoreTimeout).withCacheBytes(r.opts.StateCacheBytes)
-	env.time.setTick(r.opts.TickEvery)
+	env.time = r.timeRuntime(p)
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(Hasher),
 		goka.WithStorageBuilder(cl.storage(r.tableStorage(filepath.Join(r.opts.DataDir, "tables", p.group)))),

@@ -10,15 +10,17 @@ func TestStateStoresCacheAsTheRunnerSays(t *testing.T) {
 		bytes  int
 		caches bool
 	}{{0, true}, {1 << 20, true}, {-1, false}} {
-		td := New("cache").Processor("g").timeState()
+		p := New("cache").Processor("g")
+		td := p.timeState()
 		td.addState("agg-windows", stateWindows, "agg", "c", 0).segment = 3_600_000
 		td.states[0].retention = 86_400_000
 		td.addState("timers", stateTimers, "timers", "framework", 0)
-		rt := td.newRuntime(t.TempDir(), nil, nil, nil).withCacheBytes(c.bytes)
-		ps, err := rt.open(0, "live", nil)
+		r := &Runner{opts: RunnerOptions{DataDir: t.TempDir(), StateCacheBytes: c.bytes}}
+		ps, err := r.timeRuntime(p).open(0, "live", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(ps.close)
 		if len(ps.stores) != 2 {
 			t.Fatalf("%d stores open, want 2", len(ps.stores))
 		}
@@ -33,6 +35,25 @@ func TestStateStoresCacheAsTheRunnerSays(t *testing.T) {
 				t.Errorf("StateCacheBytes %d: the %s store's cache holds %d bytes", c.bytes, st.topic.name, held)
 			}
 		}
-		ps.close()
+	}
+}
+
+// A state record is sized exactly (the store and its cache keep it) and
+// reads back as the value it encodes.
+func TestStateRecordIsSizedExactly(t *testing.T) {
+	long := string(make([]byte, 200)) // a topic name whose length takes two varint bytes
+	for _, v := range []stateValue{
+		{end: 5, payload: []byte("p")},
+		{end: 5, applied: true, appliedTopic: "in", appliedOffset: 9, payload: []byte("pay")},
+		{end: 5, done: true, byTopic: long, byOffset: 1 << 40, applied: true, appliedTopic: "t", appliedOffset: 3},
+	} {
+		rec := stateRecord(doneEnd, v)
+		if len(rec) != cap(rec) {
+			t.Errorf("%+v: record of %d bytes in %d", v, len(rec), cap(rec))
+		}
+		got, err := parseState(rec[8:])
+		if err != nil || got.end != v.end || got.done != v.done || got.byTopic != v.byTopic || got.appliedOffset != v.appliedOffset || string(got.payload) != string(v.payload) {
+			t.Errorf("%+v read back as %+v, %v", v, got, err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 
 	"github.com/lovoo/goka"
 
@@ -86,7 +87,9 @@ func (tx *stateTx) add(op stateOp) {
 	tx.ops = append(tx.ops, op)
 }
 
-// get reads window (key, start) of store, seeing the writes queued.
+// get reads window (key, start) of store, seeing the writes queued. The
+// value is the caller's (a queued write's is copied: the store and the
+// changelog take those bytes, and a codec may keep what it decodes).
 func (tx *stateTx) get(store *windowstore.Store, key []byte, start int64) (windowstore.Window, bool, error) {
 	if tx != nil {
 		if i, ok := tx.last[opKey{store, start, string(key)}]; ok {
@@ -94,7 +97,7 @@ func (tx *stateTx) get(store *windowstore.Store, key []byte, start int64) (windo
 			if op.c.Value == nil {
 				return windowstore.Window{}, false, nil
 			}
-			return windowstore.Window{Key: key, Start: start, End: op.c.End, Value: op.c.Value}, true, nil
+			return windowstore.Window{Key: key, Start: start, End: op.c.End, Value: slices.Clone(op.c.Value)}, true, nil
 		}
 	}
 	return store.Get(key, start)
@@ -227,7 +230,15 @@ func encodeState(v stateValue) []byte { return stateRecord(v.end, v)[8:] }
 // stored at end (where the store's end index has it: v.end, or doneEnd
 // once done) holding v: end, then v encoded.
 func stateRecord(end int64, v stateValue) []byte {
-	b := make([]byte, 0, 8+1+8+2*(8+binary.MaxVarintLen64)+len(v.byTopic)+len(v.appliedTopic)+len(v.payload))
+	// Sized exactly: the store and its cache keep this slice.
+	n := 8 + 1 + 8 + len(v.payload)
+	if v.done {
+		n += recordRefLen(v.byTopic)
+	}
+	if v.applied {
+		n += recordRefLen(v.appliedTopic)
+	}
+	b := make([]byte, 0, n)
 	b = binary.BigEndian.AppendUint64(b, uint64(end))
 	var flag byte
 	if v.done {
@@ -244,6 +255,15 @@ func stateRecord(end int64, v stateValue) []byte {
 		b = appendRecordRef(b, v.appliedTopic, v.appliedOffset)
 	}
 	return append(b, v.payload...)
+}
+
+// recordRefLen is the length appendRecordRef adds for topic.
+func recordRefLen(topic string) int {
+	n := 8 + len(topic) + 1
+	for x := uint64(len(topic)); x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
 }
 
 func appendRecordRef(b []byte, topic string, offset int64) []byte {

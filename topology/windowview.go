@@ -120,7 +120,10 @@ func (v *WindowView[A]) run(ctx context.Context) error {
 	}()
 	for _, p := range parts {
 		if stores[p], err = windowstore.Open(windowstore.Options{Dir: filepath.Join(dir, strconv.Itoa(int(p))),
-			SegmentInterval: v.w.st.segment, Retention: v.w.st.retention, WriteBuffer: stateWriteBuffer}); err != nil {
+			SegmentInterval: v.w.st.segment, Retention: v.w.st.retention, WriteBuffer: stateWriteBuffer,
+			// The view reads by Fetch, past the cache: it serves only the
+			// old ends of windows the changelog rewrites.
+			CacheBytes: viewCacheBytes}); err != nil {
 			return err
 		}
 	}

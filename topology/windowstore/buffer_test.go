@@ -336,4 +336,15 @@ func TestCacheServesWindowsWrittenAndRead(t *testing.T) {
 	if want := []string{"b@1:bee", "a@2:two"}; !slices.Equal(ends, want) {
 		t.Errorf("after reopening the store holds %v, want %v", ends, want)
 	}
+	// A window the segment holds is read from it once, then from the
+	// cache.
+	reads = s2.reads.Load()
+	for range 2 {
+		if w, ok, err := s2.Get([]byte("a"), 0); err != nil || !ok || string(w.Value) != "two" {
+			t.Fatalf("Get after reopening: %+v %v %v", w, ok, err)
+		}
+	}
+	if got := s2.reads.Load() - reads; got != 1 {
+		t.Errorf("a stored window read twice took %d segment reads, want 1", got)
+	}
 }

@@ -105,8 +105,9 @@ type Options struct {
 	// that dies loses them, so it is for a store rebuilt from its
 	// changelog (or thrown away) after a crash. 0 writes each at once.
 	// The buffer's memory is about WriteBuffer plus a few hundred bytes
-	// a window (the count includes an estimate of them). A Put whose write of the buffer failed
-	// returns the error with its own write kept in the buffer.
+	// a window (the count includes an estimate of them). A Put whose
+	// write of the buffer failed returns the error with its own write
+	// kept in the buffer.
 	WriteBuffer int
 	// CacheBytes bounds, with a write buffer, the read cache of windows
 	// written from the buffer and read from the segments (and of windows
@@ -114,7 +115,8 @@ type Options struct {
 	// open window, read on each of its records) is a map lookup instead
 	// of a walk of leveldb's memtables and tables, and writing a window
 	// needs no read of its old end. Default DefaultCacheBytes; negative:
-	// none. The cache holds between half of it and all of it once full.
+	// none. The cache holds between half of it and all of it once full;
+	// a window larger than half of it is not cached.
 	CacheBytes int
 }
 
@@ -160,9 +162,10 @@ type Store struct {
 	// end first; nil: none), exactly: it is filled by reads under the
 	// exclusive lock and by the buffer's writes, the only writes of the
 	// segments with a buffer. A window of a dropped segment may linger in
-	// it; reads check the segment first. minEnd is at most the end of every pending window (Ending skips the
-	// buffer for ranges ending before it); a scan of the buffer sets it
-	// to the true minimum, under the read lock, hence atomic.
+	// it; reads check the segment first. minEnd is at most the end of
+	// every pending window (Ending skips the buffer for ranges ending
+	// before it); a scan of the buffer sets it to the true minimum, under
+	// the read lock, hence atomic.
 	pending      map[string]*pendingWrite
 	byKey        map[string][]int64
 	cache        gencache.Cache
@@ -451,12 +454,12 @@ func (s *Store) buffer(c Change, stored []byte, n int64) error {
 	} else {
 		old := int64(noWindow)
 		if db := s.segments[n]; db != nil {
-			stored, err := s.read(db, wk)
+			held, err := s.read(db, wk)
 			if err != nil {
 				return err
 			}
-			if stored != nil {
-				old = int64(binary.BigEndian.Uint64(stored))
+			if held != nil {
+				old = int64(binary.BigEndian.Uint64(held))
 			}
 		}
 		if old == noWindow && value == nil {
@@ -620,7 +623,9 @@ func (s *Store) Get(key []byte, start int64) (Window, bool, error) {
 		return Window{}, false, nil
 	}
 	if s.pending != nil {
-		// A read fills the cache: exclusively.
+		// A read fills the cache: exclusively. (A store has a cache only
+		// with a write buffer; without one, read's cache is the zero
+		// value, which neither holds nor keeps anything.)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 	} else {
@@ -972,15 +977,6 @@ func ChangeValue(c Change) []byte {
 		return nil
 	}
 	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(c.Value)), uint64(c.End)), c.Value...)
-}
-
-// ChangeValueLen returns len(ChangeValue(c)) without building the value
-// (a window's value grows with the window; sizing it must not copy it).
-func ChangeValueLen(c Change) int {
-	if c.Value == nil {
-		return 0
-	}
-	return 8 + len(c.Value)
 }
 
 // ParseChange returns the change of a changelog record written with

@@ -281,16 +281,3 @@ func TestReopen(t *testing.T) {
 		t.Error("opened without an interval")
 	}
 }
-
-// An aggregate sizes a window's changelog record with ChangeValueLen
-// without building it: the size must be that of the value emitted, or a
-// window at the limit would be refused, or a larger one written and
-// refused by the broker.
-func TestChangeValueLenIsTheEmittedSize(t *testing.T) {
-	for _, v := range [][]byte{nil, {}, []byte("x"), make([]byte, 70_000)} {
-		c := Change{Key: []byte("device"), Start: 3_600_000, End: 7_200_000, Value: v}
-		if got, want := ChangeValueLen(c), len(ChangeValue(c)); got != want {
-			t.Errorf("value of %d bytes: ChangeValueLen %d, ChangeValue %d bytes", len(v), got, want)
-		}
-	}
-}

@@ -57,9 +57,15 @@ func (c *Cache) GetBytes(key []byte) ([]byte, bool) {
 	return c.Get(string(key))
 }
 
-// Put keeps v, owned by the cache from now on, as key's value.
+// Put keeps v, owned by the cache from now on, as key's value. A value
+// larger than half the bound is not kept (it would turn the generations
+// over alone); an older value of key is dropped all the same.
 func (c *Cache) Put(key string, v []byte) {
 	if c.cur == nil {
+		return
+	}
+	if len(key)+len(v)+entryOverhead > c.half {
+		c.delete(key)
 		return
 	}
 	if old, ok := c.cur[key]; ok {
@@ -74,6 +80,15 @@ func (c *Cache) Put(key string, v []byte) {
 	}
 }
 
+// delete drops key from both generations.
+func (c *Cache) delete(key string) {
+	if old, ok := c.cur[key]; ok {
+		c.curBytes -= len(key) + len(old) + entryOverhead
+		delete(c.cur, key)
+	}
+	delete(c.old, key)
+}
+
 // Clear drops every entry; the cache keeps its bound.
 func (c *Cache) Clear() {
 	if c.cur == nil {
@@ -83,11 +98,15 @@ func (c *Cache) Clear() {
 	c.old, c.curBytes = nil, 0
 }
 
-// Held returns the bytes of keys and values the cache holds.
+// Held returns the bytes of keys and values the cache holds (a key in
+// both generations counts once: Get reads the current one).
 func (c *Cache) Held() int {
 	n := 0
-	for _, m := range []map[string][]byte{c.cur, c.old} {
-		for k, v := range m {
+	for k, v := range c.cur {
+		n += len(k) + len(v)
+	}
+	for k, v := range c.old {
+		if _, ok := c.cur[k]; !ok {
 			n += len(k) + len(v)
 		}
 	}

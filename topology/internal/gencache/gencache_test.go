@@ -32,11 +32,39 @@ func TestCacheHitInOldGenerationSurvivesTheNextTurn(t *testing.T) {
 	if _, ok := c.GetBytes([]byte("hot")); !ok {
 		t.Fatal("hot key lost at the first turn")
 	}
-	for i := range 12 { // a generation's worth: one more turn at most
+	// Exactly one more turn: the generation "hot" was read from is gone.
+	for i := 0; c.old["g0"] == nil; i++ {
 		c.Put(fmt.Sprint("g", i), make([]byte, 100))
+	}
+	if _, ok := c.old["f0"]; ok {
+		t.Fatal("the first generation survived two turns")
 	}
 	if v, ok := c.Get("hot"); !ok || string(v) != "x" {
 		t.Errorf("a key read in the old generation was dropped at the next turn: %q, %v", v, ok)
+	}
+}
+
+// Rewriting one key does not fill the cache, and many small entries turn
+// it over by their count as well as their bytes.
+func TestCacheCountsWhatItHolds(t *testing.T) {
+	c := New(4 << 10)
+	for i := range 1000 {
+		c.Put("same", []byte(fmt.Sprint(i)))
+	}
+	if c.old != nil {
+		t.Error("rewriting one key turned the cache over")
+	}
+	c = New(4 << 10)
+	for i := range 40 { // 40 x (key + 1 byte + entry) > 2 KiB
+		c.Put(fmt.Sprint("k", i), []byte{1})
+	}
+	if c.old == nil {
+		t.Error("40 small entries did not turn over a 2 KiB generation: the entries' own size is not counted")
+	}
+	big := make([]byte, 3<<10)
+	c.Put("k39", big) // larger than a generation: not kept, nor the old value
+	if _, ok := c.Get("k39"); ok {
+		t.Error("a value larger than half the bound is held")
 	}
 }
 
@@ -59,6 +87,6 @@ func TestZeroCacheKeepsNothing(t *testing.T) {
 	var c Cache
 	c.Put("a", []byte("1"))
 	if _, ok := c.Get("a"); ok || c.Enabled() || func() bool { z := New(0); return z.Enabled() }() {
-		t.Error("a zero or unbounded cache keeps entries")
+		t.Error("a zero cache, or one of bound 0, keeps entries")
 	}
 }
