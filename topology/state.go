@@ -279,6 +279,11 @@ func (rt *timeRuntime) open(p int32, folder string, wipe map[*stateDecl]bool) (*
 		if st.kind == stateTimers {
 			o.SegmentInterval, o.Retention, o.WriteBuffer = timerSpan, timerSpan, timerWriteBuffer
 		}
+		if folder == "base" {
+			// Written by the rebuild only, then copied to live: a cache
+			// would cost the rebuild two inserts a change and serve nobody.
+			o.CacheBytes = -1
+		}
 		if !o.Memory {
 			o.Dir = filepath.Join(rt.partDir(st, p), folder, sub)
 			if wipe[st] {

@@ -3,20 +3,22 @@ package topology
 import "testing"
 
 // The runner's StateCacheBytes reaches every window and timer store of a
-// partition: by default they cache what they wrote, and with a negative
-// bound they cache nothing.
+// partition the callbacks use: by default they cache what they wrote, and
+// with a negative bound they cache nothing. The stores a rebuild writes
+// (base) never cache: nothing reads them.
 func TestStateStoresCacheAsTheRunnerSays(t *testing.T) {
 	for _, c := range []struct {
 		bytes  int
+		folder string
 		caches bool
-	}{{0, true}, {1 << 20, true}, {-1, false}} {
+	}{{0, "live", true}, {1 << 20, "live", true}, {-1, "live", false}, {0, "base", false}} {
 		p := New("cache").Processor("g")
 		td := p.timeState()
 		td.addState("agg-windows", stateWindows, "agg", "c", 0).segment = 3_600_000
 		td.states[0].retention = 86_400_000
 		td.addState("timers", stateTimers, "timers", "framework", 0)
 		r := &Runner{opts: RunnerOptions{DataDir: t.TempDir(), StateCacheBytes: c.bytes}}
-		ps, err := r.timeRuntime(p).open(0, "live", nil)
+		ps, err := r.timeRuntime(p).open(0, c.folder, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +34,7 @@ func TestStateStoresCacheAsTheRunnerSays(t *testing.T) {
 				t.Fatal(err)
 			}
 			if held := s.CacheHeld(); (held > 0) != c.caches {
-				t.Errorf("StateCacheBytes %d: the %s store's cache holds %d bytes", c.bytes, st.topic.name, held)
+				t.Errorf("StateCacheBytes %d: the %s store's cache (%s) holds %d bytes", c.bytes, st.topic.name, c.folder, held)
 			}
 		}
 	}
