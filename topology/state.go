@@ -256,10 +256,6 @@ const stateWriteBuffer = 4 << 20
 // none: the read cache of each window or timer store of a partition.
 const DefaultStateCacheBytes = 16 << 20
 
-// viewCacheBytes is the read cache of each partition's store of a
-// WindowView.
-const viewCacheBytes = 4 << 20
-
 // withCacheBytes sets the read cache of rt's stores (RunnerOptions.
 // StateCacheBytes), and returns rt.
 func (rt *timeRuntime) withCacheBytes(n int) *timeRuntime {

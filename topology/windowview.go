@@ -123,7 +123,7 @@ func (v *WindowView[A]) run(ctx context.Context) error {
 			SegmentInterval: v.w.st.segment, Retention: v.w.st.retention, WriteBuffer: stateWriteBuffer,
 			// The view reads by Fetch, past the cache: it serves only the
 			// old ends of windows the changelog rewrites.
-			CacheBytes: viewCacheBytes}); err != nil {
+			CacheBytes: windowstore.DefaultCacheBytes}); err != nil {
 			return err
 		}
 	}
