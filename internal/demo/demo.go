@@ -111,8 +111,9 @@ type Options struct {
 	// report compares the summaries and the silence alerts with the truth
 	// (reconcile.CheckTime).
 	MessageSpan time.Duration
-	// TableStorage builds the groups' table storage
-	// (topology.RunnerOptions.TableStorage; nil: the runner's default).
+	// TableStorage builds the storage of the groups' tables and of the
+	// view's copy (topology.RunnerOptions.TableStorage,
+	// topology.ViewOptions.TableStorage; nil: their default).
 	TableStorage tablestore.Factory
 	// TickEvery is topology.RunnerOptions.TickEvery (0: its default).
 	TickEvery time.Duration
@@ -247,7 +248,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		return nil, err
 	}
 	defer ed.Close()
-	view, err := topology.NewView(d.Pipeline.DeviceState, topology.ViewOptions{Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "view"), Logger: log})
+	view, err := topology.NewView(d.Pipeline.DeviceState, topology.ViewOptions{Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "view"), Logger: log, TableStorage: opts.TableStorage})
 	if err != nil {
 		return nil, err
 	}
