@@ -11,14 +11,20 @@ import (
 )
 
 // BenchmarkSummaryWindowFill is the summaries group's cost per record as a
-// device's hour fills, live: one package of one GPS fix a second, in time
-// order, so a window takes perHour records. One op is one hour of one
-// device (the hour before closes during it); ns/record and the bytes
-// written to the windows changelog per record are reported. A cost that
-// grows with perHour is a cost per record that grows with the window.
+// device's hour fills, live: packages of fixes records each, in time order,
+// perHour of them an hour. One op is one hour of one device (the hour
+// before closes during it); ns/record and the bytes written to the windows
+// changelog per record are reported. A cost that grows with perHour is a
+// cost per record that grows with the window. The last case is a device
+// of the fleet: a message a second, in packages of 25.
 func BenchmarkSummaryWindowFill(b *testing.B) {
-	for _, perHour := range []int{60, 600, 3600} {
-		b.Run("records="+strconv.Itoa(perHour), func(b *testing.B) {
+	for _, c := range []struct{ perHour, fixes int }{{60, 1}, {600, 1}, {3600, 1}, {144, 25}} {
+		perHour, fixes := c.perHour, c.fixes
+		name := "records=" + strconv.Itoa(perHour)
+		if fixes > 1 {
+			name += "/fixes=" + strconv.Itoa(fixes)
+		}
+		b.Run(name, func(b *testing.B) {
 			p := processors.New(processors.Config{})
 			d := topologytest.New(b, p.Topology, processors.GroupSummaries)
 			key := strconv.Itoa(device)
@@ -32,8 +38,11 @@ func BenchmarkSummaryWindowFill(b *testing.B) {
 				for i := range perHour {
 					offset++
 					ms := w + uint64(i)*step
-					rs := records.Readings{DeviceID: device, RawOffset: offset, Part: 0, ReceivedMs: int64(ms),
-						Items: []records.Reading{fixAt(device, ms, 47+float64(i)*1e-4, float64(i%120))}}
+					rs := records.Readings{DeviceID: device, RawOffset: offset, Part: 0, ReceivedMs: int64(ms)}
+					for j := range fixes {
+						at := ms + uint64(j)*step/uint64(fixes)
+						rs.Items = append(rs.Items, fixAt(device, at, 47+float64(i*fixes+j)*1e-4, float64((i+j)%120)))
+					}
 					topologytest.SendAt(d, p.Normalized, key, time.UnixMilli(int64(ms)), rs)
 				}
 				b.StopTimer()

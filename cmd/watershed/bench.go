@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 
@@ -53,6 +54,7 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 	catchUp := fs.Bool("catch-up", false, "fill the raw topic first, then time each group draining it from empty state")
 	var co bench.CatchUpOptions
 	fs.Int64Var(&co.Messages, "catch-up-messages", 3_000_000, "messages in the raw topic of a catch-up run")
+	fs.Float64Var(&co.FleetRate, "catch-up-fleet-rate", 40_000, "messages/s of the fleet whose traffic a catch-up run's raw topic holds: with --devices, how much message time a device's messages span (40,000 devices at 40,000/s: a message a second each)")
 	variants := fs.String("catch-up-fuse", "none,all", "the fusions a catch-up run measures, comma-separated (each none, all, decode or alerts)")
 	fs.IntVar(&co.Rounds, "rounds", 1, "catch-up rounds (the variants alternate within each); with --prefill, pairs of an empty and a prefilled start")
 	fs.DurationVar(&o.Prefill, "prefill", 0, "fill the dedupe window and device states with this much of the fleet's traffic before the run (written into the tables), and compare with an empty start")
@@ -144,6 +146,10 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 		return 2
 	}
 	if *catchUp {
+		if co.FleetRate <= 0 || math.IsInf(co.FleetRate, 0) || math.IsNaN(co.FleetRate) {
+			fmt.Fprintf(stderr, "watershed bench: --catch-up-fleet-rate %v: want a positive rate\n", co.FleetRate)
+			return 2
+		}
 		for _, v := range strings.Split(*variants, ",") {
 			f, err := processors.ParseFusion(v)
 			if err != nil {

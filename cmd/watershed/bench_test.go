@@ -19,3 +19,18 @@ func TestBenchCatchUpFlags(t *testing.T) {
 		t.Errorf("a report was written: %q", out.String())
 	}
 }
+
+// A catch-up whose fleet sends at no positive rate is refused as a usage
+// error: its message times would not advance.
+func TestBenchCatchUpFleetRateFlag(t *testing.T) {
+	for _, rate := range []string{"0", "-5", "NaN", "+Inf"} {
+		var out, errb bytes.Buffer
+		code := runBench(context.Background(), registry(), []string{"--catch-up", "--catch-up-fleet-rate", rate}, nil, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), "--catch-up-fleet-rate") {
+			t.Errorf("rate %s: exit %d, stderr %q; want 2 and the flag named", rate, code, errb.String())
+		}
+		if out.Len() != 0 {
+			t.Errorf("rate %s: a report was written: %q", rate, out.String())
+		}
+	}
+}

@@ -60,9 +60,11 @@ type CatchUpReport struct {
 	Workload WorkloadReport `json:"workload"`
 	// Packages and Messages are what the raw topic holds (the packages
 	// the edge accepts, and their messages).
-	Packages uint64       `json:"raw_packages"`
-	Messages uint64       `json:"raw_messages"`
-	Runs     []CatchUpRun `json:"runs"`
+	Packages uint64 `json:"raw_packages"`
+	Messages uint64 `json:"raw_messages"`
+	// FleetRate is the rate, messages/s, the fleet's clock sent them at.
+	FleetRate float64      `json:"fleet_rate"`
+	Runs      []CatchUpRun `json:"runs"`
 	// Peers are the plain goka pipeline's drains of the same raw topic,
 	// one a round (see gokaPeer).
 	Peers []Baseline `json:"goka_peers,omitempty"`
@@ -155,7 +157,7 @@ func CatchUp(ctx context.Context, opts Options, co CatchUpOptions) (*CatchUpRepo
 	rep.Workload.Packages, rep.Workload.Messages = len(w.items), w.messages
 	rep.Workload.BodyBytes, rep.Workload.GenerateSeconds = w.bodyBytes, w.genTime.Seconds()
 	rep.Workload.RateOffered, rep.Workload.DurationSeconds, rep.Workload.WarmupSeconds, rep.Workload.Workers = 0, 0, 0, 0
-	rep.Packages, rep.Messages = w.accepted, w.rawMessages
+	rep.Packages, rep.Messages, rep.FleetRate = w.accepted, w.rawMessages, co.FleetRate
 	fmt.Fprintf(opts.Progress, "bench: generated %d packages, %d messages (%d MB) in %.1fs\n",
 		len(w.items), w.messages, w.bodyBytes>>20, w.genTime.Seconds())
 	for round := 1; round <= co.Rounds; round++ {
@@ -529,8 +531,8 @@ func (r *CatchUpReport) Markdown(w io.Writer) error {
 		broker = r.Runs[0].Broker
 	}
 	fmt.Fprintf(&b, "- broker: %s; %d partitions; table storage %s; store %s, sync %v\n", broker, r.Workload.Partitions, r.Workload.TableStorage, r.Workload.Store, r.Workload.StoreSync)
-	fmt.Fprintf(&b, "- raw topic: %d packages, %d messages of %d devices (%s messages a package, faults %s, seed %d)\n\n",
-		r.Packages, r.Messages, r.Workload.Devices, r.Workload.MessagesPerPackage, r.Workload.Faults, r.Workload.Seed)
+	fmt.Fprintf(&b, "- raw topic: %d packages, %d messages of %d devices (%s messages a package, faults %s, seed %d), sent at %.0f messages/s\n\n",
+		r.Packages, r.Messages, r.Workload.Devices, r.Workload.MessagesPerPackage, r.Workload.Faults, r.Workload.Seed, r.FleetRate)
 	fmt.Fprintf(&b, "Each group starts from empty state on its own, in the topology's order, and drains its inputs; CPU is the process's from the group's start until it is nearly idle after its drain (settle: leveldb's background compactions).\n\n")
 	fmt.Fprintf(&b, "| round | fuse | group | records | ready s | drain s | settle s | msgs/s | CPU s | CPU s / 10k msgs |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, run := range r.Runs {
