@@ -294,7 +294,7 @@ func TestSummaryPanesMergeToTheWhole(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 15))
 		readings := randomWindow(rng, 20+rng.IntN(300))
 		whole := InitSummary(9, w0)
-		parts := make([]records.SummaryAcc, 1+rng.IntN(7))
+		parts := make([]records.SummaryAcc, 1+rng.IntN(31)) // up to an hour's 2-minute panes, and one more
 		for i, off := 0, int64(1); i < len(readings); off++ {
 			n := 1 + rng.IntN(40)
 			p := pkg(off, readings[i:min(i+n, len(readings))]...)

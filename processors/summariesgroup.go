@@ -20,7 +20,8 @@ import (
 // the packages of those minutes (anywhere in the hour), and the panes are
 // merged (MergeSummary) when the hour closes or is read. A package then
 // rewrites a pane, not every fix of its device's hour so far: the bytes a
-// package writes stop growing through the hour.
+// package writes stop growing through the hour. A pane's length only
+// changes after a clean stop of the group (see SummaryPane).
 
 // GroupSummaries is the summaries group, before the prefix.
 const GroupSummaries = "summaries"
@@ -29,10 +30,16 @@ const GroupSummaries = "summaries"
 // readings (by stream time, the partition's highest message time).
 const SummaryGrace = 10 * time.Minute
 
-// SummaryPane is the length of the panes an hourly window is kept in: a
-// sixth of the hour, and the dedupe stage's default bucket (a normalized
-// record's readings share one).
-const SummaryPane = 10 * time.Minute
+// SummaryPane is the length of the panes an hourly window is kept in, a
+// thirtieth of the hour: a device sending a message a second in packages
+// of 25 rewrites a pane of about 5 packages instead of 24 with 10-minute
+// panes (the summaries group's CPU at that density -42%, a package's
+// changelog record a third of the bytes; docs/benchmarks.md), for 30
+// panes to merge when the hour closes or is read. 1 minute measured no
+// better. A record replayed across a change of this length goes to a
+// pane other than the one holding it and counts twice: change it after a
+// clean stop of the group (SIGTERM, every record committed).
+const SummaryPane = 2 * time.Minute
 
 // descSummaries describes the summaries group.
 const descSummaries = "hourly summaries per device by message time (10 minutes' grace), emitted when a window closes"
