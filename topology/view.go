@@ -9,8 +9,6 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
-
-	"github.com/watershed-io/watershed/topology/tablestore"
 )
 
 // View is a local, continuously updated copy of a group table, typed. It
@@ -32,23 +30,6 @@ type ViewOptions struct {
 	DataDir string
 	// Logger receives goka's logs (default slog.Default()).
 	Logger *slog.Logger
-	// TableStorage builds a View's local copy in the folder it is given
-	// (use tablestore.ForKind). The default is tablestore's batching
-	// storage with its default options, as for a Runner's group tables:
-	// a view's copy follows a topic that already holds what it writes,
-	// so a crash loses nothing the replay from its stored offset does not
-	// bring back; goka's own storage (tablestore.KindLevelDB) writes
-	// leveldb's journal once per record. A WindowView keeps its windows
-	// in windowstore and ignores it.
-	TableStorage tablestore.Factory
-}
-
-// viewStorage returns the storage builder of a view's local copy in dir.
-func (o ViewOptions) viewStorage(dir string) storage.Builder {
-	if o.TableStorage != nil {
-		return o.TableStorage(dir)
-	}
-	return tablestore.Builder(dir, tablestore.Options{Logger: o.Logger})
 }
 
 // NewView prepares a view of table tb. Call Run to start it.
@@ -68,7 +49,7 @@ func NewView[V any](tb Table[V], opts ViewOptions) (*View[V], error) {
 	k := opts.Kafka
 	gv, err := goka.NewView(k.Brokers, goka.Table(tb.decl.name), rawCodec{},
 		goka.WithViewHasher(tb.decl.partitioner.hasher()),
-		goka.WithViewStorageBuilder(opts.viewStorage(filepath.Join(opts.DataDir, "views"))),
+		goka.WithViewStorageBuilder(storage.DefaultBuilder(filepath.Join(opts.DataDir, "views"))),
 		goka.WithViewConsumerSaramaBuilder(saramaConsumerBuilder(k)),
 		goka.WithViewTopicManagerBuilder(topicManagerBuilder(k)),
 		goka.WithViewLogger(gokaLogger{opts.Logger.With("view", tb.decl.name)}),

@@ -40,7 +40,7 @@ func runBench(ctx context.Context, reg *assembly.Registry, args []string, _ io.R
 	store := fs.String("store", "local", "where the sink writes: local (a leveldb store in the data folder) or cassandra (--cassandra-* flags)")
 	var cf cassandraFlags
 	cf.register(fs)
-	fs.StringVar(&o.TableStorage, "table-storage", tablestore.DefaultKind, tableStorageUsage+"; the device-state view's copy too")
+	fs.StringVar(&o.TableStorage, "table-storage", tablestore.DefaultKind, tableStorageUsage)
 	fs.BoolVar(&o.MeasureRecovery, "measure-recovery", false, "restart the groups after the run and time their recovery, with and without their local tables")
 	var sf settingsFlags
 	sf.register(fs, reg)

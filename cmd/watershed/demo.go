@@ -37,7 +37,7 @@ func runDemo(ctx context.Context, reg *assembly.Registry, args []string, _ io.Re
 	faults := fs.Bool("faults", true, "inject every fault the pipeline must handle")
 	var sf settingsFlags
 	sf.register(fs, reg)
-	tableKind := fs.String("table-storage", tablestore.DefaultKind, tableStorageUsage+"; the device-state view's copy too")
+	tableKind := fs.String("table-storage", tablestore.DefaultKind, tableStorageUsage)
 	tickEvery := registerTickEvery(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code

@@ -96,8 +96,8 @@ type Options struct {
 	Store sinks.Store
 	// StoreName names Store in the report (default "local").
 	StoreName string
-	// TableStorage is the storage of the groups' tables and of the
-	// view's copy, a tablestore kind ("": tablestore.DefaultKind).
+	// TableStorage is the groups' table storage, a tablestore kind
+	// ("": tablestore.DefaultKind).
 	TableStorage string
 	// Fuse is the pipeline's stage fusion (processors.Config.Fuse).
 	Fuse processors.Fusion
@@ -316,7 +316,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	defer ed.Close()
-	view, err := topology.NewView(p.DeviceState, topology.ViewOptions{Kafka: k, DataDir: filepath.Join(opts.DataDir, "view"), Logger: log, TableStorage: ts})
+	view, err := topology.NewView(p.DeviceState, topology.ViewOptions{Kafka: k, DataDir: filepath.Join(opts.DataDir, "view"), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

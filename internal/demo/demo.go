@@ -111,9 +111,8 @@ type Options struct {
 	// report compares the summaries and the silence alerts with the truth
 	// (reconcile.CheckTime).
 	MessageSpan time.Duration
-	// TableStorage builds the storage of the groups' tables and of the
-	// view's copy (topology.RunnerOptions.TableStorage,
-	// topology.ViewOptions.TableStorage; nil: their default).
+	// TableStorage builds the groups' table storage
+	// (topology.RunnerOptions.TableStorage; nil: the runner's default).
 	TableStorage tablestore.Factory
 	// TickEvery is topology.RunnerOptions.TickEvery (0: its default).
 	TickEvery time.Duration
@@ -248,7 +247,7 @@ func Run(ctx context.Context, opts Options) (*reconcile.Report, error) {
 		return nil, err
 	}
 	defer ed.Close()
-	view, err := topology.NewView(d.Pipeline.DeviceState, topology.ViewOptions{Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "view"), Logger: log, TableStorage: opts.TableStorage})
+	view, err := topology.NewView(d.Pipeline.DeviceState, topology.ViewOptions{Kafka: d.Kafka, DataDir: filepath.Join(opts.DataDir, "view"), Logger: log})
 	if err != nil {
 		return nil, err
 	}
