@@ -41,7 +41,7 @@ func BenchmarkSummaryWindowFill(b *testing.B) {
 					rs := records.Readings{DeviceID: device, RawOffset: offset, Part: 0, ReceivedMs: int64(ms)}
 					for j := range fixes {
 						at := ms + uint64(j)*step/uint64(fixes)
-						rs.Items = append(rs.Items, fixAt(device, at, 47+float64(i*fixes+j)*1e-4, float64((i+j)%120)))
+						rs.Items = append(rs.Items, fixAt(device, at, 47+float64(i*fixes+j)*1e-4, float64((i*fixes+j)%120)))
 					}
 					topologytest.SendAt(d, p.Normalized, key, time.UnixMilli(int64(ms)), rs)
 				}

@@ -33,12 +33,13 @@ const SummaryGrace = 10 * time.Minute
 // SummaryPane is the length of the panes an hourly window is kept in, a
 // thirtieth of the hour: a device sending a message a second in packages
 // of 25 rewrites a pane of about 5 packages instead of 24 with 10-minute
-// panes (the summaries group's CPU at that density -42%, a package's
+// panes (the summaries group's CPU at that density -41%, a package's
 // changelog record a third of the bytes; docs/benchmarks.md), for 30
 // panes to merge when the hour closes or is read. 1 minute measured no
-// better. A record replayed across a change of this length goes to a
-// pane other than the one holding it and counts twice: change it after a
-// clean stop of the group (SIGTERM, every record committed).
+// better. A package handled again across a change of this length (a
+// replay, or dedupe re-emitting it after a crash) goes to a pane other
+// than the one holding it and counts twice: change it with the pipeline
+// drained (CHANGELOG.md).
 const SummaryPane = 2 * time.Minute
 
 // descSummaries describes the summaries group.

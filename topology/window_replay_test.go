@@ -92,6 +92,44 @@ func TestPanesTurnedOnKeepWindowsWrittenWhole(t *testing.T) {
 	}
 }
 
+// Panes made shorter after a clean stop keep the longer panes written
+// before: a record in the minutes of an old pane adds to it (it reads as
+// the shorter pane it starts with), others to new panes, and the window
+// closes once with every record (an order-independent Merge).
+func TestPanesMadeShorterKeepLongerPanes(t *testing.T) {
+	k := topology.Kafka{Brokers: startBroker(t)}
+	declare := func(w topology.Windows) (*topology.Topology, topology.Stream[string], topology.Stream[string]) {
+		topo, in, out, p := minutesTopo("shorter")
+		emit := topology.Produce(p, out)
+		topology.Aggregate(p, in, w, func() int { return 0 }, func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{},
+			topology.Merge(func(_ string, a, b int) int { return a + b }),
+			topology.OnClose(func(c *topology.Context, key string, w topology.Window, n int) error {
+				return emit.Emit(c, key, w.Start.Format("15:04")+"="+strconv.Itoa(n))
+			}))
+		return topo, in, out
+	}
+	hour := topology.Tumbling(time.Hour).Grace(10 * time.Minute)
+	opts := func() topology.RunnerOptions {
+		return topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)}
+	}
+	long, in, _ := declare(hour.Panes(10 * time.Minute))
+	r := runWith(t, long, opts())
+	produce(t, k, in.Name(), "a", "5", "a", "25", "b", "40")
+	waitCommitted(t, long, k, "g")
+	r.stop(t)
+
+	short, _, out := declare(hour.Panes(2 * time.Minute))
+	r = runWith(t, short, opts()) // a fresh folder: rebuilt from the changelog
+	// a's 21 falls in the old pane of 10:20, 8 and 35 in new ones.
+	produce(t, k, in.Name(), "a", "8", "a", "21", "a", "35", "b", "55", "z", "75")
+	got := outputs(t, k, out.Name(), "a=10:00=5", "b=10:00=2")
+	waitCommitted(t, short, k, "g")
+	r.stop(t)
+	if slices.ContainsFunc(got, func(s string) bool { return s != "a=10:00=5" && s != "b=10:00=2" }) {
+		t.Errorf("outputs %v, want a's 5 and b's 2 records of 10:00 only", got)
+	}
+}
+
 // A paned window whose closing record fails after its panes' done marks
 // were written (its output refused) closes again with the record's
 // replay, once, with every pane.

@@ -187,6 +187,13 @@ func TestCatchUpBrief(t *testing.T) {
 	if rep.Packages == 0 || rep.Messages == 0 {
 		t.Fatalf("empty raw topic: %+v", rep)
 	}
+	var report strings.Builder
+	if err := rep.Markdown(&report); err != nil {
+		t.Fatal(err)
+	}
+	if rep.FleetRate != 40_000 || !strings.Contains(report.String(), "sent at 40000 messages/s") {
+		t.Errorf("fleet rate %v not reported as the default 40000", rep.FleetRate)
+	}
 	want := map[string][]string{
 		"none":          {"decode", "dedupe", "device-state", "alerts", "summaries", "sink", "sink-retry"},
 		"decode,alerts": {"dedupe", "device-state", "summaries", "sink", "sink-retry"},
@@ -233,4 +240,15 @@ func TestCatchUpBrief(t *testing.T) {
 		}
 	}
 	checkNumbers(t, "report", reflect.ValueOf(*rep))
+}
+
+// A catch-up whose fleet sends at no positive rate is refused before
+// anything is generated.
+func TestCatchUpRefusesABadFleetRate(t *testing.T) {
+	for _, rate := range []float64{-1, math.NaN(), math.Inf(1)} {
+		_, err := CatchUp(context.Background(), Options{DataDir: t.TempDir()}, CatchUpOptions{FleetRate: rate})
+		if err == nil || !strings.Contains(err.Error(), "fleet rate") {
+			t.Errorf("fleet rate %v: error %v, want the rate refused", rate, err)
+		}
+	}
 }

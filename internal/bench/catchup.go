@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -140,6 +141,9 @@ func CatchUp(ctx context.Context, opts Options, co CatchUpOptions) (*CatchUpRepo
 	}
 	if co.FleetRate == 0 {
 		co.FleetRate = 40_000
+	}
+	if co.FleetRate < 0 || math.IsNaN(co.FleetRate) || math.IsInf(co.FleetRate, 0) {
+		return nil, fmt.Errorf("bench: catch-up fleet rate %v: want a positive rate", co.FleetRate)
 	}
 	if len(co.Variants) == 0 {
 		co.Variants = []processors.Fusion{processors.FuseNone, processors.FuseAll}
@@ -531,7 +535,7 @@ func (r *CatchUpReport) Markdown(w io.Writer) error {
 		broker = r.Runs[0].Broker
 	}
 	fmt.Fprintf(&b, "- broker: %s; %d partitions; table storage %s; store %s, sync %v\n", broker, r.Workload.Partitions, r.Workload.TableStorage, r.Workload.Store, r.Workload.StoreSync)
-	fmt.Fprintf(&b, "- raw topic: %d packages, %d messages of %d devices (%s messages a package, faults %s, seed %d), sent at %.0f messages/s\n\n",
+	fmt.Fprintf(&b, "- raw topic: %d packages, %d messages of %d devices (%s messages a package, faults %s, seed %d), sent at %g messages/s\n\n",
 		r.Packages, r.Messages, r.Workload.Devices, r.Workload.MessagesPerPackage, r.Workload.Faults, r.Workload.Seed, r.FleetRate)
 	fmt.Fprintf(&b, "Each group starts from empty state on its own, in the topology's order, and drains its inputs; CPU is the process's from the group's start until it is nearly idle after its drain (settle: leveldb's background compactions).\n\n")
 	fmt.Fprintf(&b, "| round | fuse | group | records | ready s | drain s | settle s | msgs/s | CPU s | CPU s / 10k msgs |\n|---|---|---|---|---|---|---|---|---|---|\n")
