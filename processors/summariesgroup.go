@@ -21,7 +21,7 @@ import (
 // merged (MergeSummary) when the hour closes or is read. A package then
 // rewrites a pane, not every fix of its device's hour so far: the bytes a
 // package writes stop growing through the hour. A pane's length only
-// changes after a clean stop of the group (see SummaryPane).
+// changes with the pipeline drained (see SummaryPane).
 
 // GroupSummaries is the summaries group, before the prefix.
 const GroupSummaries = "summaries"
