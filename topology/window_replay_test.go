@@ -60,36 +60,11 @@ func testAggregateReplayCountsOnce(t *testing.T, w topology.Windows) {
 // pane, adds to it and to the other panes, and closes each window with
 // every record of before and after.
 func TestPanesTurnedOnKeepWindowsWrittenWhole(t *testing.T) {
-	k := topology.Kafka{Brokers: startBroker(t)}
-	declare := func(w topology.Windows) (*topology.Topology, topology.Stream[string], topology.Stream[string]) {
-		topo, in, out, p := minutesTopo("upgrade")
-		emit := topology.Produce(p, out)
-		topology.Aggregate(p, in, w, func() int { return 0 }, func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{},
-			topology.Merge(func(_ string, a, b int) int { return a + b }),
-			topology.OnClose(func(c *topology.Context, key string, w topology.Window, n int) error {
-				return emit.Emit(c, key, w.Start.Format("15:04")+"="+strconv.Itoa(n))
-			}))
-		return topo, in, out
-	}
 	hour := topology.Tumbling(time.Hour).Grace(10 * time.Minute)
-	opts := func() topology.RunnerOptions {
-		return topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)}
-	}
-	whole, in, _ := declare(hour)
-	r := runWith(t, whole, opts())
-	produce(t, k, in.Name(), "a", "5", "a", "25", "b", "40")
-	waitCommitted(t, whole, k, "g")
-	r.stop(t)
-
-	paned, _, out := declare(hour.Panes(10 * time.Minute))
-	r = runWith(t, paned, opts()) // a fresh folder: rebuilt from the changelog
-	produce(t, k, in.Name(), "a", "8", "a", "35", "b", "55", "z", "75")
-	got := outputs(t, k, out.Name(), "a=10:00=4", "b=10:00=2")
-	waitCommitted(t, paned, k, "g")
-	r.stop(t)
-	if slices.ContainsFunc(got, func(s string) bool { return s != "a=10:00=4" && s != "b=10:00=2" }) {
-		t.Errorf("outputs %v, want a's 4 and b's 2 records of 10:00 only", got)
-	}
+	checkPaneChange(t, "upgrade", hour, hour.Panes(10*time.Minute),
+		[]string{"a", "5", "a", "25", "b", "40"},
+		[]string{"a", "8", "a", "35", "b", "55", "z", "75"},
+		"a=10:00=4", "b=10:00=2")
 }
 
 // Panes made shorter after a clean stop keep the longer panes written
@@ -97,9 +72,24 @@ func TestPanesTurnedOnKeepWindowsWrittenWhole(t *testing.T) {
 // the shorter pane it starts with), others to new panes, and the window
 // closes once with every record (an order-independent Merge).
 func TestPanesMadeShorterKeepLongerPanes(t *testing.T) {
+	hour := topology.Tumbling(time.Hour).Grace(10 * time.Minute)
+	checkPaneChange(t, "shorter", hour.Panes(10*time.Minute), hour.Panes(2*time.Minute),
+		[]string{"a", "5", "a", "25", "b", "40"},
+		// a's 21 falls in the old pane of 10:20, 8 and 35 in new ones.
+		[]string{"a", "8", "a", "21", "a", "35", "b", "55", "z", "75"},
+		"a=10:00=5", "b=10:00=2")
+}
+
+// checkPaneChange runs a counting hourly aggregate declared with windows
+// before on the records first (key, minute pairs), stops it cleanly, runs
+// it declared with after from a fresh folder (rebuilt from the changelog)
+// on second, and checks that the windows closed give want and nothing
+// else.
+func checkPaneChange(t *testing.T, name string, before, after topology.Windows, first, second []string, want ...string) {
+	t.Helper()
 	k := topology.Kafka{Brokers: startBroker(t)}
 	declare := func(w topology.Windows) (*topology.Topology, topology.Stream[string], topology.Stream[string]) {
-		topo, in, out, p := minutesTopo("shorter")
+		topo, in, out, p := minutesTopo(name)
 		emit := topology.Produce(p, out)
 		topology.Aggregate(p, in, w, func() int { return 0 }, func(_, _ string, n int) int { return n + 1 }, codecs.JSON[int]{},
 			topology.Merge(func(_ string, a, b int) int { return a + b }),
@@ -108,25 +98,23 @@ func TestPanesMadeShorterKeepLongerPanes(t *testing.T) {
 			}))
 		return topo, in, out
 	}
-	hour := topology.Tumbling(time.Hour).Grace(10 * time.Minute)
 	opts := func() topology.RunnerOptions {
 		return topology.RunnerOptions{Kafka: k, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)}
 	}
-	long, in, _ := declare(hour.Panes(10 * time.Minute))
-	r := runWith(t, long, opts())
-	produce(t, k, in.Name(), "a", "5", "a", "25", "b", "40")
-	waitCommitted(t, long, k, "g")
+	old, in, _ := declare(before)
+	r := runWith(t, old, opts())
+	produce(t, k, in.Name(), first...)
+	waitCommitted(t, old, k, "g")
 	r.stop(t)
 
-	short, _, out := declare(hour.Panes(2 * time.Minute))
-	r = runWith(t, short, opts()) // a fresh folder: rebuilt from the changelog
-	// a's 21 falls in the old pane of 10:20, 8 and 35 in new ones.
-	produce(t, k, in.Name(), "a", "8", "a", "21", "a", "35", "b", "55", "z", "75")
-	got := outputs(t, k, out.Name(), "a=10:00=5", "b=10:00=2")
-	waitCommitted(t, short, k, "g")
+	changed, _, out := declare(after)
+	r = runWith(t, changed, opts()) // a fresh folder: rebuilt from the changelog
+	produce(t, k, in.Name(), second...)
+	got := outputs(t, k, out.Name(), want...)
+	waitCommitted(t, changed, k, "g")
 	r.stop(t)
-	if slices.ContainsFunc(got, func(s string) bool { return s != "a=10:00=5" && s != "b=10:00=2" }) {
-		t.Errorf("outputs %v, want a's 5 and b's 2 records of 10:00 only", got)
+	if slices.ContainsFunc(got, func(s string) bool { return !slices.Contains(want, s) }) {
+		t.Errorf("outputs %v, want only %v", got, want)
 	}
 }
 
