@@ -68,7 +68,9 @@ func (w Windows) Retain(d time.Duration) Windows { w.retain = d; return w }
 // store and changelog write of an hour that keeps every reading grows
 // through the hour, that of a 10-minute pane six times less. Merge must
 // treat the panes as consecutive parts of one window: merge(a, b) with a
-// the earlier.
+// the earlier. It must also be associative (merge(merge(a, b), c) equals
+// merge(a, merge(b, c))): the panes are merged as a balanced tree of
+// neighbours, so that many short panes cost O(n log n), not O(n²).
 func (w Windows) Panes(d time.Duration) Windows { w.pane = d; return w }
 
 func (w Windows) retention() time.Duration {
@@ -212,6 +214,7 @@ func (w Windowed[A]) fetchPanes(src WindowSource, key string, from, to time.Time
 		return nil, err
 	}
 	var out []WindowValue[A]
+	var panes []A           // the decoded panes of out's last window
 	for _, r := range raw { // oldest first: a window's panes in order
 		start := r.End.Add(-w.size)
 		if start.Before(from) || !start.Before(to) {
@@ -222,13 +225,41 @@ func (w Windowed[A]) fetchPanes(src WindowSource, key string, from, to time.Time
 			return nil, fmt.Errorf("topology: decode pane of %q at %s in %s: %w", key, r.Start, w.Name(), err)
 		}
 		if n := len(out); n > 0 && out[n-1].End.Equal(r.End) {
-			out[n-1].Value = w.merge(key, out[n-1].Value, v)
+			panes = append(panes, v)
 			out[n-1].Closed = out[n-1].Closed && r.Closed
 			continue
 		}
-		out = append(out, WindowValue[A]{Window: Window{Start: start, End: r.End}, Closed: r.Closed, Value: v})
+		if n := len(out); n > 0 {
+			out[n-1].Value = mergeInOrder(key, panes, w.merge)
+		}
+		panes = append(panes[:0], v)
+		out = append(out, WindowValue[A]{Window: Window{Start: start, End: r.End}, Closed: r.Closed})
+	}
+	if n := len(out); n > 0 {
+		out[n-1].Value = mergeInOrder(key, panes, w.merge)
 	}
 	return out, nil
+}
+
+// mergeInOrder merges a window's parts, given in time order, as a balanced
+// tree of merges of neighbours: with an aggregate that grows with its
+// records (a list), merging n parts one by one into the first copies
+// O(n²) elements, the tree O(n log n). It relies on Merge being
+// associative (see Windows.Panes). parts is used as scratch space.
+func mergeInOrder[A any](key string, parts []A, merge func(string, A, A) A) A {
+	if len(parts) == 0 {
+		var zero A
+		return zero
+	}
+	for n := len(parts); n > 1; n = (n + 1) / 2 {
+		for i := 0; i+1 < n; i += 2 {
+			parts[i/2] = merge(key, parts[i], parts[i+1])
+		}
+		if n%2 == 1 {
+			parts[n/2] = parts[n-1]
+		}
+	}
+	return parts[0]
 }
 
 // Aggregate declares that p aggregates stream s per key over windows of
@@ -558,19 +589,18 @@ func (a *aggregate[V, A]) panesIn(c *Context, ps *partState, key string, start, 
 
 // combine decodes a window's panes, in time order, and merges them.
 func (a *aggregate[V, A]) combine(key string, start int64, panes [][]byte) (A, error) {
-	agg := a.init()
+	if len(panes) == 0 {
+		return a.init(), nil
+	}
+	parts := make([]A, len(panes))
 	for i, p := range panes {
 		v, err := a.codec.Decode(p)
 		if err != nil {
-			return agg, fmt.Errorf("topology: decode pane of %q in the window at %d of %s: %w", key, start, a.st.topic.name, err)
+			return a.init(), fmt.Errorf("topology: decode pane of %q in the window at %d of %s: %w", key, start, a.st.topic.name, err)
 		}
-		if i == 0 {
-			agg = v
-		} else {
-			agg = a.merge(key, agg, v)
-		}
+		parts[i] = v
 	}
-	return agg, nil
+	return mergeInOrder(key, parts, a.merge), nil
 }
 
 // appliedRecord returns the record of a pending window ending at end with
