@@ -163,7 +163,9 @@ func AddReading(acc *records.SummaryAcc, r *records.Reading) bool {
 // summary is exactly the same, provided a package (identity) is in one
 // part only: the group's panes take a record by its time, so a replayed
 // package goes to the pane holding it. An empty part (the zero
-// SummaryAcc) changes nothing.
+// SummaryAcc) changes nothing. It is associative and does not depend on
+// the parts' order, as the framework's tree of pane merges and a change
+// of pane length need.
 func MergeSummary(_ string, a, b records.SummaryAcc) records.SummaryAcc {
 	if a.WindowEndMs == 0 {
 		return b

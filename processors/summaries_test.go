@@ -288,7 +288,8 @@ func TestSplitByWindow(t *testing.T) {
 // An hour kept in panes tells the summary the whole hour tells, bit for
 // bit: packages in any order, spread over any number of parts (each with
 // replays), the parts merged left to right with MergeSummary, empty parts
-// included.
+// included; and MergeSummary is associative (the framework merges panes
+// as a tree): any grouping of the parts gives the same aggregate.
 func TestSummaryPanesMergeToTheWhole(t *testing.T) {
 	for seed := range uint64(40) {
 		rng := rand.New(rand.NewPCG(seed, 15))
@@ -313,6 +314,9 @@ func TestSummaryPanesMergeToTheWhole(t *testing.T) {
 		for _, part := range parts {
 			merged = MergeSummary("9", merged, part)
 		}
+		if tree := mergeAnyTree(rng, parts); !reflect.DeepEqual(tree, merged) {
+			t.Fatalf("seed %d, %d parts: merged as a tree %+v\nleft to right %+v", seed, len(parts), tree, merged)
+		}
 		got, want := Summarize(&merged), Summarize(&whole)
 		if !reflect.DeepEqual(got, want) || math.Float64bits(got.DistanceM) != math.Float64bits(want.DistanceM) {
 			t.Fatalf("seed %d, %d parts: merged summary differs\n got %+v\nwant %+v", seed, len(parts), got, want)
@@ -321,4 +325,14 @@ func TestSummaryPanesMergeToTheWhole(t *testing.T) {
 			t.Fatalf("seed %d: merged fixes or identities differ from the whole hour's", seed)
 		}
 	}
+}
+
+// mergeAnyTree merges parts, in order, with MergeSummary as a tree split at
+// random points.
+func mergeAnyTree(rng *rand.Rand, parts []records.SummaryAcc) records.SummaryAcc {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	k := 1 + rng.IntN(len(parts)-1)
+	return MergeSummary("9", mergeAnyTree(rng, parts[:k]), mergeAnyTree(rng, parts[k:]))
 }

@@ -122,7 +122,9 @@ func OnUpdate[A any](fn WindowFunc[A]) AggregateOption { return func(a *aggConf)
 func OnClose[A any](fn WindowFunc[A]) AggregateOption { return func(a *aggConf) { a.onClose = fn } }
 
 // Merge says how two session windows' aggregates combine when a record
-// bridges them (required with Sessions, ignored otherwise).
+// bridges them (Sessions), and how a paned window's panes combine
+// (Windows.Panes: merge(earlier, later), associative). Required with
+// either, ignored otherwise.
 func Merge[A any](fn func(key string, a, b A) A) AggregateOption {
 	return func(c *aggConf) { c.merge = fn }
 }
@@ -245,19 +247,23 @@ func (w Windowed[A]) fetchPanes(src WindowSource, key string, from, to time.Time
 // tree of merges of neighbours: with an aggregate that grows with its
 // records (a list), merging n parts one by one into the first copies
 // O(n²) elements, the tree O(n log n). It relies on Merge being
-// associative (see Windows.Panes). parts is used as scratch space.
+// associative (see Windows.Panes). parts is used as scratch space; none
+// gives the zero A.
 func mergeInOrder[A any](key string, parts []A, merge func(string, A, A) A) A {
 	if len(parts) == 0 {
 		var zero A
 		return zero
 	}
-	for n := len(parts); n > 1; n = (n + 1) / 2 {
+	for n := len(parts); n > 1; {
+		half := (n + 1) / 2
 		for i := 0; i+1 < n; i += 2 {
 			parts[i/2] = merge(key, parts[i], parts[i+1])
 		}
 		if n%2 == 1 {
 			parts[n/2] = parts[n-1]
 		}
+		clear(parts[half:n]) // merged: let them go before the next level
+		n = half
 	}
 	return parts[0]
 }
