@@ -15,8 +15,8 @@ import (
 )
 
 // listed declares an hourly aggregate that keeps every record's value
-// (sorted in a pane, panes concatenated), telling each update and each close to out as "update|close
-// key start values".
+// (sorted in a pane, panes concatenated), telling each update and each
+// close to out as "update|close key start values".
 func listed(w topology.Windows) (*topology.Topology, topology.Stream[int], topology.Stream[string], topology.Windowed[[]int]) {
 	topo := topology.New("panes")
 	in := topology.NewStream(topo, "in", codecs.JSON[int]{}, topology.WithPartitions(1), topology.External("test"))
