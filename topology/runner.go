@@ -495,6 +495,11 @@ func (pl *Plan) Lag(ctx context.Context, k Kafka, groups []string) ([]PartitionL
 			return nil, err
 		}
 		offsets, err := admin.ListConsumerGroupOffsets(p.group, nil)
+		if errors.Is(err, sarama.ErrGroupIDNotFound) {
+			// A group that never joined has committed nothing (Kafka
+			// answers so; the embedded broker names the error).
+			offsets, err = &sarama.OffsetFetchResponse{}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("topology: offsets of %s: %w", p.group, err)
 		}

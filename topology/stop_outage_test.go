@@ -58,3 +58,35 @@ func TestRunnerStoppedDuringAnOutageStopsCleanly(t *testing.T) {
 		t.Fatal("the runner did not stop")
 	}
 }
+
+// The lag of a group that never joined is its inputs' whole length, not an
+// error: Kafka answers so, and the embedded broker's "group id does not
+// exist" made a wait for a group's lag fail when it came before the
+// group's first join.
+func TestLagOfAGroupThatNeverJoined(t *testing.T) {
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	k := topology.Kafka{Brokers: b.Addrs()}
+	cp := newCopyTopo(1)
+	if _, err := cp.t.EnsureTopics(k, topology.TopicOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, k, cp.in.Name(), "a", "v0", "b", "v1")
+	lags, err := build(t, cp.t).Lag(context.Background(), k, []string{"copy"})
+	if err != nil {
+		t.Fatalf("lag of a group that never joined: %v", err)
+	}
+	var n int64
+	for _, l := range lags {
+		n += l.Lag
+		if l.Committed != -1 {
+			t.Errorf("%s/%d: committed %d, want none (-1)", l.Topic, l.Partition, l.Committed)
+		}
+	}
+	if n != 2 {
+		t.Fatalf("lag %d, want the 2 records produced", n)
+	}
+}
